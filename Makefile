@@ -1,0 +1,56 @@
+# Everyday commands; CMake + Ninja underneath. Run as root on Debian 12 so that `deps` can install packages.
+SHELL := /bin/bash
+BUILD ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+LISTEN ?= 127.0.0.1:8080
+DB ?= sqlite:var/caduceus.db
+
+# Debian 12 packages the build, the tests and the benchmarks need (README: "Dependencies" says why each).
+DEB_PACKAGES := g++ cmake ninja-build make libboost1.81-dev libboost-program-options1.81-dev rapidjson-dev \
+  libsoci-dev libsoci-sqlite3-4.0 libsqlite3-dev libpq-dev libssl-dev libgtest-dev libgmock-dev \
+  libbenchmark-dev wrk curl ca-certificates
+
+.PHONY: all deps configure build run test bench format clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != "0" ]; then \
+	    echo "make deps: these Debian packages are missing:$$missing"; \
+	    echo "make deps: run make as root, or install them: sudo apt-get install$$missing"; \
+	    exit 1; \
+	  fi; \
+	  echo "make deps: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@mkdir -p var
+	$(BUILD)/bin/caduceus serve --listen $(LISTEN) --db $(DB)
+
+test: build
+	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 600
+
+bench: build
+	$(BUILD)/bin/caduceus_bench --benchmark_min_time=0.5
+	bash bench/load/run.sh $(BUILD)/bin
+
+format:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD)

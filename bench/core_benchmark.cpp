@@ -1,0 +1,95 @@
+// Inner loops of the write and read paths: FHIR JSON parse and write, and the structural check, on the
+// resources of a Synthea patient (bench/data/synthea-bundle.json).
+#include <benchmark/benchmark.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "caduceus/conformance/embedded.hpp"
+#include "caduceus/fhir/json.hpp"
+#include "caduceus/resources/definitions.hpp"
+#include "caduceus/resources/structure_checker.hpp"
+
+namespace {
+
+using namespace caduceus;
+
+struct Corpus {
+  std::vector<std::string> texts;
+  std::vector<fhir::json::Value> values;
+  std::size_t bytes = 0;
+};
+
+const Corpus& corpus() {
+  static const Corpus c = [] {
+    Corpus out;
+    std::ifstream in(CADUCEUS_BENCH_DATA "/synthea-bundle.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto bundle = fhir::json::parse(ss.str());
+    if (!bundle) std::abort();
+    for (const auto& entry : bundle->find("entry")->items()) {
+      const auto* resource = entry.find("resource");
+      if (resource == nullptr) continue;
+      out.texts.push_back(fhir::json::write(*resource));
+      out.values.push_back(*resource);
+      out.bytes += out.texts.back().size();
+    }
+    return out;
+  }();
+  return c;
+}
+
+void BM_ParseSyntheaResources(benchmark::State& state) {
+  const Corpus& c = corpus();
+  for (auto _ : state) {
+    for (const auto& text : c.texts) {
+      auto v = fhir::json::parse(text);
+      benchmark::DoNotOptimize(v);
+    }
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * c.bytes));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * c.texts.size()));
+}
+BENCHMARK(BM_ParseSyntheaResources);
+
+void BM_WriteSyntheaResources(benchmark::State& state) {
+  const Corpus& c = corpus();
+  std::string out;
+  for (auto _ : state) {
+    for (const auto& v : c.values) {
+      out.clear();
+      fhir::json::write_to(out, v);
+      benchmark::DoNotOptimize(out.data());
+    }
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * c.bytes));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * c.values.size()));
+}
+BENCHMARK(BM_WriteSyntheaResources);
+
+void BM_CheckStructureSyntheaResources(benchmark::State& state) {
+  const Corpus& c = corpus();
+  auto defs = resources::Definitions::load(conformance::r4_model_json());
+  resources::StructureChecker checker(**defs);
+  for (auto _ : state) {
+    for (const auto& v : c.values) {
+      auto issues = checker.check(v);
+      benchmark::DoNotOptimize(issues);
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * c.values.size()));
+}
+BENCHMARK(BM_CheckStructureSyntheaResources);
+
+void BM_LoadDefinitions(benchmark::State& state) {
+  for (auto _ : state) {
+    auto defs = resources::Definitions::load(conformance::r4_model_json());
+    benchmark::DoNotOptimize(defs);
+  }
+}
+BENCHMARK(BM_LoadDefinitions)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,292 @@
+#include "caduceus/fhir/json.hpp"
+
+#include <rapidjson/error/en.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <unordered_set>
+
+namespace caduceus::fhir::json {
+
+Value Value::boolean(bool b) {
+  Value v;
+  v.kind_ = Kind::kBool;
+  v.bool_ = b;
+  return v;
+}
+Value Value::number(std::string literal) {
+  Value v;
+  v.kind_ = Kind::kNumber;
+  v.text_ = std::move(literal);
+  return v;
+}
+Value Value::string(std::string s) {
+  Value v;
+  v.kind_ = Kind::kString;
+  v.text_ = std::move(s);
+  return v;
+}
+Value Value::array() {
+  Value v;
+  v.kind_ = Kind::kArray;
+  return v;
+}
+Value Value::object() {
+  Value v;
+  v.kind_ = Kind::kObject;
+  return v;
+}
+
+const Value* Value::find(std::string_view key) const noexcept {
+  if (kind_ != Kind::kObject) return nullptr;
+  for (const auto& m : members_)
+    if (m.first == key) return &m.second;
+  return nullptr;
+}
+Value* Value::find(std::string_view key) noexcept {
+  return const_cast<Value*>(static_cast<const Value*>(this)->find(key));
+}
+Value& Value::set(std::string_view key, Value v) {
+  if (Value* existing = find(key)) {
+    *existing = std::move(v);
+    return *existing;
+  }
+  members_.emplace_back(std::string(key), std::move(v));
+  return members_.back().second;
+}
+bool Value::erase(std::string_view key) {
+  auto it = std::find_if(members_.begin(), members_.end(), [&](const Member& m) { return m.first == key; });
+  if (it == members_.end()) return false;
+  members_.erase(it);
+  return true;
+}
+Value& Value::push_back(Value v) {
+  items_.push_back(std::move(v));
+  return items_.back();
+}
+
+bool operator==(const Value& a, const Value& b) noexcept {
+  if (a.kind_ != b.kind_) return false;
+  switch (a.kind_) {
+    case Value::Kind::kNull: return true;
+    case Value::Kind::kBool: return a.bool_ == b.bool_;
+    case Value::Kind::kNumber:
+    case Value::Kind::kString: return a.text_ == b.text_;
+    case Value::Kind::kArray: return a.items_ == b.items_;
+    case Value::Kind::kObject:
+      // Member order is not significant for equality.
+      if (a.members_.size() != b.members_.size()) return false;
+      for (const auto& [k, v] : a.members_) {
+        const Value* other = b.find(k);
+        if (other == nullptr || !(*other == v)) return false;
+      }
+      return true;
+  }
+  return false;
+}
+
+namespace {
+
+// SAX handler building our DOM. Numbers arrive as raw text (kParseNumbersAsStringsFlag).
+class Builder {
+ public:
+  Builder(const ParseOptions& options) : options_(options) {}
+
+  bool Null() { return add(Value::null()); }
+  bool Bool(bool b) { return add(Value::boolean(b)); }
+  bool Int(int) { return false; }  // not reached with kParseNumbersAsStringsFlag
+  bool Uint(unsigned) { return false; }
+  bool Int64(int64_t) { return false; }
+  bool Uint64(uint64_t) { return false; }
+  bool Double(double) { return false; }
+  bool RawNumber(const char* str, rapidjson::SizeType len, bool) { return add(Value::number(std::string(str, len))); }
+  bool String(const char* str, rapidjson::SizeType len, bool) { return add(Value::string(std::string(str, len))); }
+  bool StartObject() {
+    if (stack_.size() >= options_.max_depth) return too_deep();
+    stack_.push_back(Frame{Value::object(), {}, {}});
+    return true;
+  }
+  bool Key(const char* str, rapidjson::SizeType len, bool) {
+    Frame& f = stack_.back();
+    f.key.assign(str, len);
+    if (options_.reject_duplicate_keys) {
+      // Linear scan is cheaper than a set for the small objects FHIR has; switch to a set for big ones.
+      if (f.value.members().size() < 16) {
+        for (const auto& m : f.value.members())
+          if (m.first == f.key) return duplicate();
+      } else {
+        if (f.keys.empty())
+          for (const auto& m : f.value.members()) f.keys.insert(m.first);
+        if (!f.keys.insert(f.key).second) return duplicate();
+      }
+    }
+    return true;
+  }
+  bool EndObject(rapidjson::SizeType) { return end(); }
+  bool StartArray() {
+    if (stack_.size() >= options_.max_depth) return too_deep();
+    stack_.push_back(Frame{Value::array(), {}, {}});
+    return true;
+  }
+  bool EndArray(rapidjson::SizeType) { return end(); }
+
+  Value take() { return std::move(root_); }
+  const std::string& failure() const { return failure_; }
+
+ private:
+  struct Frame {
+    Value value;
+    std::string key;
+    std::unordered_set<std::string> keys;
+  };
+
+  bool add(Value v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return true;
+    }
+    Frame& f = stack_.back();
+    if (f.value.is_array()) {
+      f.value.items().push_back(std::move(v));
+    } else {
+      f.value.members().emplace_back(std::move(f.key), std::move(v));
+      f.key.clear();
+    }
+    return true;
+  }
+  bool end() {
+    Value v = std::move(stack_.back().value);
+    stack_.pop_back();
+    return add(std::move(v));
+  }
+  bool too_deep() {
+    failure_ = "the JSON nests deeper than " + std::to_string(options_.max_depth) + " levels";
+    return false;
+  }
+  bool duplicate() {
+    failure_ = "duplicate property '" + stack_.back().key + "'";
+    return false;
+  }
+
+  const ParseOptions& options_;
+  std::vector<Frame> stack_;
+  Value root_;
+  std::string failure_;
+};
+
+template <class Writer>
+void emit(Writer& w, const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kNull: w.Null(); break;
+    case Value::Kind::kBool: w.Bool(v.as_bool()); break;
+    case Value::Kind::kNumber:
+      w.RawValue(v.text().data(), v.text().size(), rapidjson::kNumberType);
+      break;
+    case Value::Kind::kString:
+      w.String(v.text().data(), static_cast<rapidjson::SizeType>(v.text().size()));
+      break;
+    case Value::Kind::kArray:
+      w.StartArray();
+      for (const auto& item : v.items()) emit(w, item);
+      w.EndArray();
+      break;
+    case Value::Kind::kObject:
+      w.StartObject();
+      for (const auto& [k, item] : v.members()) {
+        w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+        emit(w, item);
+      }
+      w.EndObject();
+      break;
+  }
+}
+
+// rapidjson 1.1.0's Writer::RawNumber quotes the number; forward raw numbers as raw values instead.
+template <class Writer>
+struct RawNumberFix : Writer {
+  using Writer::Writer;
+  bool RawNumber(const char* str, rapidjson::SizeType len, bool) {
+    return Writer::RawValue(str, len, rapidjson::kNumberType);
+  }
+};
+
+// Appends to a std::string; rapidjson's stream concept.
+struct StringSink {
+  using Ch = char;
+  std::string& out;
+  void Put(char c) { out.push_back(c); }
+  void Flush() {}
+};
+
+}  // namespace
+
+Result<Value> parse(std::string_view text, const ParseOptions& options) {
+  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag |
+                              rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag;
+  Builder builder(options);
+  rapidjson::Reader reader;
+  rapidjson::MemoryStream ms(text.data(), text.size());
+  rapidjson::ParseResult ok = reader.Parse<kFlags>(ms, builder);
+  if (!ok) {
+    std::string why = builder.failure().empty() ? rapidjson::GetParseError_En(ok.Code()) : builder.failure();
+    return fail(ErrorKind::kInvalid, "invalid",
+                "The body is not valid JSON: " + why + " (at byte " + std::to_string(ok.Offset()) + ")");
+  }
+  // Only white space may follow the value.
+  for (std::size_t i = ms.Tell(); i < text.size(); ++i) {
+    char c = text[i];
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+      return fail(ErrorKind::kInvalid, "invalid",
+                  "The body is not valid JSON: unexpected text after the value (at byte " + std::to_string(i) + ")");
+  }
+  return builder.take();
+}
+
+void write_to(std::string& out, const Value& value, bool pretty) {
+  StringSink sink{out};
+  if (pretty) {
+    rapidjson::PrettyWriter<StringSink> w(sink);
+    w.SetIndent(' ', 2);
+    emit(w, value);
+  } else {
+    rapidjson::Writer<StringSink> w(sink);
+    emit(w, value);
+  }
+}
+
+std::string write(const Value& value, bool pretty) {
+  std::string out;
+  out.reserve(256);
+  write_to(out, value, pretty);
+  return out;
+}
+
+void append_quoted(std::string& out, std::string_view text) {
+  StringSink sink{out};
+  rapidjson::Writer<StringSink> w(sink);
+  w.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+}
+
+std::string reformat(std::string_view text, bool pretty) {
+  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseIterativeFlag;
+  std::string out;
+  out.reserve(text.size() + text.size() / 2);
+  StringSink sink{out};
+  rapidjson::Reader reader;
+  rapidjson::MemoryStream ms(text.data(), text.size());
+  bool ok;
+  if (pretty) {
+    RawNumberFix<rapidjson::PrettyWriter<StringSink>> w(sink);
+    w.SetIndent(' ', 2);
+    ok = !reader.Parse<kFlags>(ms, w).IsError();
+  } else {
+    RawNumberFix<rapidjson::Writer<StringSink>> w(sink);
+    ok = !reader.Parse<kFlags>(ms, w).IsError();
+  }
+  return ok ? out : std::string(text);
+}
+
+}  // namespace caduceus::fhir::json

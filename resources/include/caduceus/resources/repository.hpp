@@ -1,0 +1,62 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "caduceus/fhir/json.hpp"
+#include "caduceus/resources/definitions.hpp"
+#include "caduceus/resources/store/store.hpp"
+#include "caduceus/resources/structure_checker.hpp"
+
+namespace caduceus::resources {
+
+struct WriteOutcome {
+  VersionRecord record;  // the version written (body with meta.versionId and meta.lastUpdated set)
+  bool created = false;  // a new logical resource (201) rather than a new version of one (200)
+};
+
+// The FHIR semantics of writes, over any Store: the server owns id (on create), meta.versionId and
+// meta.lastUpdated; every body passes the structural check; version checks and writes are atomic. Thread-safe.
+// The REST layer and the HL7 v2 adapters both write through it.
+class Repository {
+ public:
+  Repository(Store& store, const Definitions& definitions, const StructureChecker& checker)
+      : store_(store), definitions_(definitions), checker_(checker) {}
+
+  // Creates a resource of `type` with a new id (any id in the body is replaced).
+  // Errors: kInvalid with the issues (bad structure, wrong resourceType), kUnavailable.
+  fhir::Result<WriteOutcome> create(TenantId tenant, std::string_view type, fhir::json::Value resource);
+
+  // Updates (or, when the resource does not exist yet and allow_create, creates) type/id. The body's id must
+  // equal `id`. if_match: the version the client last saw; kPreconditionFailed when it is not current.
+  fhir::Result<WriteOutcome> update(TenantId tenant, std::string_view type, std::string_view id,
+                                    fhir::json::Value resource, std::optional<std::int64_t> if_match,
+                                    bool allow_create = true);
+
+  // Deletes type/id: appends a version marked deleted. Returns that version, or nullopt when there was nothing
+  // to delete (never existed, or already deleted). kPreconditionFailed when if_match is not current.
+  fhir::Result<std::optional<VersionRecord>> remove(TenantId tenant, std::string_view type, std::string_view id,
+                                                    std::optional<std::int64_t> if_match);
+
+  // Checks a body for `type` without writing it (structure, resourceType, id rules). `id_expected`: on update the
+  // body must carry this id.
+  std::vector<fhir::Issue> check(std::string_view type, const fhir::json::Value& resource,
+                                 std::optional<std::string_view> id_expected) const;
+
+  Store& store() noexcept { return store_; }
+  const Definitions& definitions() const noexcept { return definitions_; }
+
+ private:
+  Store& store_;
+  const Definitions& definitions_;
+  const StructureChecker& checker_;
+};
+
+// A new resource id: a random (version 4) UUID in lower case.
+std::string new_resource_id();
+// Whether text is a valid FHIR id ([A-Za-z0-9-.]{1,64}).
+bool is_valid_id(std::string_view text) noexcept;
+
+}  // namespace caduceus::resources

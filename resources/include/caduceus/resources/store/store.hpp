@@ -1,0 +1,105 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "caduceus/fhir/error.hpp"
+
+namespace caduceus::resources {
+
+// Every stored row carries a tenant (partition) key, and every query filters on it. One tenant for now.
+using TenantId = std::int64_t;
+inline constexpr TenantId kDefaultTenant = 0;
+
+// How a version came to be (Bundle.entry.request.method in history).
+enum class Method { kCreate, kUpdate, kDelete };
+
+// One immutable version of a resource, as stored.
+struct VersionRecord {
+  std::string type;
+  std::string id;
+  std::int64_t version = 0;
+  std::int64_t last_updated_ms = 0;  // milliseconds since the Unix epoch, UTC
+  bool deleted = false;
+  Method method = Method::kCreate;
+  std::string body;      // the resource's JSON, meta included; empty for a delete
+  std::int64_t seq = 0;  // position in the store's change feed (system history order)
+};
+
+// The current state of a logical resource, as seen inside a write transaction.
+struct CurrentInfo {
+  std::int64_t version = 0;
+  std::int64_t last_updated_ms = 0;
+  bool deleted = false;
+};
+
+struct HistoryQuery {
+  std::string type;  // empty: whole system
+  std::string id;    // empty: whole type (or system)
+  std::optional<std::int64_t> since_ms;  // only versions with last_updated >= since
+  // Only versions that were current at some moment in [at_low_ms, at_high_ms).
+  std::optional<std::int64_t> at_low_ms;
+  std::optional<std::int64_t> at_high_ms;
+  std::optional<std::int64_t> before_seq;  // paging cursor: only versions with seq < before_seq
+  std::size_t count = 50;
+};
+
+struct HistoryPage {
+  std::vector<VersionRecord> entries;  // newest first
+  std::optional<std::int64_t> next_before_seq;  // set when more entries follow
+};
+
+// One unit of writes, atomic and durable together. Implemented by each backend.
+class Transaction {
+ public:
+  virtual ~Transaction() = default;
+  // The current version of a resource, or nullopt if it never existed. Backends lock what they must so that
+  // the check made with it and the following append are atomic.
+  virtual fhir::Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type,
+                                                           std::string_view id) = 0;
+  // Appends a version (record.seq is ignored and assigned) and makes it the current one.
+  virtual fhir::Result<std::int64_t> append(TenantId tenant, const VersionRecord& record) = 0;
+  // The store's clock, in ms since the epoch; never runs backwards within one store.
+  virtual std::int64_t now_ms() = 0;
+};
+
+struct StoreOptions {
+  std::size_t readers = 8;  // pooled read connections
+  bool synchronous_full = true;  // fsync every commit (an acknowledged write survives power loss)
+  std::size_t max_group = 256;   // writes committed together at most (group commit)
+};
+
+// The persistence interface that the REST layer and the adapters use. Thread-safe.
+class Store {
+ public:
+  using Work = std::function<fhir::Result<void>(Transaction&)>;
+
+  virtual ~Store() = default;
+
+  // The current version (deleted ones included, with deleted = true). kNotFound when it never existed.
+  virtual fhir::Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) = 0;
+  // One version. kNotFound when there is no such version.
+  virtual fhir::Result<VersionRecord> vread(TenantId tenant, std::string_view type, std::string_view id,
+                                            std::int64_t version) = 0;
+  virtual fhir::Result<HistoryPage> history(TenantId tenant, const HistoryQuery& query) = 0;
+  // Number of versions that history(query) would list over all pages (paging cursor ignored).
+  virtual fhir::Result<std::int64_t> history_total(TenantId tenant, const HistoryQuery& query) = 0;
+  // Runs `work` in one transaction and commits it durably before returning. If work fails, nothing it wrote
+  // remains and its error is returned. kUnavailable when the database cannot be reached.
+  virtual fhir::Result<void> write(Work work) = 0;
+  // Whether the database answers (for /readyz).
+  virtual fhir::Result<void> ping() = 0;
+};
+
+// Opens the store named by a URL: `sqlite:PATH`, `sqlite::memory:` (a throwaway store). Applies migrations.
+// Errors: kInvalid for an unknown scheme, kUnavailable when the database cannot be opened.
+fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options = {});
+
+std::string_view to_string(Method m) noexcept;
+
+}  // namespace caduceus::resources

@@ -1,0 +1,211 @@
+#include "caduceus/resources/repository.hpp"
+
+#include <openssl/rand.h>
+
+#include <array>
+#include <random>
+
+#include "caduceus/fhir/datetime.hpp"
+
+namespace caduceus::resources {
+
+using fhir::ErrorKind;
+using fhir::Result;
+namespace json = fhir::json;
+
+std::string new_resource_id() {
+  std::array<unsigned char, 16> b{};
+  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) {
+    // OpenSSL's generator does not fail once seeded; should it, the OS's generator serves.
+    std::random_device rd;
+    for (auto& byte : b) byte = static_cast<unsigned char>(rd());
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(36);
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(kHex[b[i] >> 4]);
+    out.push_back(kHex[b[i] & 0xf]);
+  }
+  return out;
+}
+
+bool is_valid_id(std::string_view text) noexcept {
+  if (text.empty() || text.size() > 64) return false;
+  for (char c : text) {
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+namespace {
+
+// Sets meta.versionId and meta.lastUpdated, keeping the rest of meta, and places meta after id.
+void stamp_meta(json::Value& resource, std::int64_t version, std::int64_t last_updated_ms) {
+  json::Value meta = json::Value::object();
+  if (json::Value* existing = resource.find("meta"); existing != nullptr && existing->is_object()) {
+    meta = std::move(*existing);
+    resource.erase("meta");
+  }
+  meta.erase("versionId");
+  meta.erase("lastUpdated");
+  auto& m = meta.members();
+  m.insert(m.begin(), {"lastUpdated", json::Value::string(fhir::format_instant(last_updated_ms))});
+  m.insert(m.begin(), {"versionId", json::Value::string(std::to_string(version))});
+  auto& members = resource.members();
+  auto pos = members.begin();
+  while (pos != members.end() && (pos->first == "resourceType" || pos->first == "id")) ++pos;
+  members.insert(pos, {"meta", std::move(meta)});
+}
+
+void set_id(json::Value& resource, const std::string& id) {
+  if (json::Value* existing = resource.find("id")) {
+    *existing = json::Value::string(id);
+    return;
+  }
+  auto& members = resource.members();
+  auto pos = members.begin();
+  if (pos != members.end() && pos->first == "resourceType") ++pos;
+  members.insert(pos, {"id", json::Value::string(id)});
+}
+
+Result<void> issues_to_error(std::vector<fhir::Issue> issues) {
+  if (issues.empty()) return {};
+  return std::unexpected(fhir::Error{ErrorKind::kInvalid, std::move(issues)});
+}
+
+fhir::Error stale(std::string_view type, std::string_view id, std::int64_t expected, std::int64_t current) {
+  return fhir::Error::make(ErrorKind::kPreconditionFailed, "conflict",
+                           "Version " + std::to_string(expected) + " of " + std::string(type) + "/" +
+                               std::string(id) + " is not the current one (" + std::to_string(current) + ")");
+}
+
+}  // namespace
+
+std::vector<fhir::Issue> Repository::check(std::string_view type, const json::Value& resource,
+                                           std::optional<std::string_view> id_expected) const {
+  std::vector<fhir::Issue> issues;
+  if (!resource.is_object()) {
+    issues.push_back({fhir::Severity::kError, "structure", "The body is not a FHIR resource (a JSON object)", {}});
+    return issues;
+  }
+  const json::Value* rt = resource.find("resourceType");
+  if (rt != nullptr && rt->is_string() && rt->text() != type) {
+    issues.push_back({fhir::Severity::kError, "invalid",
+                      "resourceType '" + rt->text() + "' does not match the URL's type '" + std::string(type) + "'",
+                      std::string(type) + ".resourceType"});
+    return issues;
+  }
+  if (id_expected) {
+    const json::Value* id = resource.find("id");
+    if (id == nullptr) {
+      issues.push_back({fhir::Severity::kError, "required",
+                        "The resource has no id; an update must carry the id of the URL (" +
+                            std::string(*id_expected) + ")",
+                        std::string(type) + ".id"});
+    } else if (id->is_string() && id->text() != *id_expected) {
+      issues.push_back({fhir::Severity::kError, "invalid",
+                        "The resource's id '" + id->text() + "' differs from the id in the URL '" +
+                            std::string(*id_expected) + "'",
+                        std::string(type) + ".id"});
+    }
+  }
+  auto structural = checker_.check(resource);
+  issues.insert(issues.end(), std::make_move_iterator(structural.begin()),
+                std::make_move_iterator(structural.end()));
+  return issues;
+}
+
+Result<WriteOutcome> Repository::create(TenantId tenant, std::string_view type, json::Value resource) {
+  // The server owns the id: a client's id is replaced before checking (so it cannot fail the check).
+  std::string id = new_resource_id();
+  if (resource.is_object() && resource.find("id") != nullptr) set_id(resource, id);
+  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return std::unexpected(ok.error());
+  set_id(resource, id);
+  WriteOutcome out;
+  auto written = store_.write([&](Transaction& txn) -> Result<void> {
+    VersionRecord rec;
+    rec.type = std::string(type);
+    rec.id = id;
+    rec.version = 1;
+    rec.last_updated_ms = txn.now_ms();
+    rec.method = Method::kCreate;
+    stamp_meta(resource, rec.version, rec.last_updated_ms);
+    rec.body = json::write(resource);
+    auto seq = txn.append(tenant, rec);
+    if (!seq) return std::unexpected(seq.error());
+    rec.seq = *seq;
+    out.record = std::move(rec);
+    out.created = true;
+    return {};
+  });
+  if (!written) return std::unexpected(written.error());
+  return out;
+}
+
+Result<WriteOutcome> Repository::update(TenantId tenant, std::string_view type, std::string_view id,
+                                        json::Value resource, std::optional<std::int64_t> if_match,
+                                        bool allow_create) {
+  if (auto ok = issues_to_error(check(type, resource, id)); !ok) return std::unexpected(ok.error());
+  WriteOutcome out;
+  auto written = store_.write([&](Transaction& txn) -> Result<void> {
+    auto current = txn.current(tenant, type, id);
+    if (!current) return std::unexpected(current.error());
+    std::int64_t current_version = *current ? (*current)->version : 0;
+    if (if_match && *if_match != current_version)
+      return std::unexpected(stale(type, id, *if_match, current_version));
+    if (!*current && !allow_create)
+      return fhir::fail(ErrorKind::kNotFound, "not-found",
+                        "Resource " + std::string(type) + "/" + std::string(id) + " is not known");
+    VersionRecord rec;
+    rec.type = std::string(type);
+    rec.id = std::string(id);
+    rec.version = current_version + 1;
+    rec.last_updated_ms = txn.now_ms();
+    rec.method = Method::kUpdate;
+    stamp_meta(resource, rec.version, rec.last_updated_ms);
+    rec.body = json::write(resource);
+    auto seq = txn.append(tenant, rec);
+    if (!seq) return std::unexpected(seq.error());
+    rec.seq = *seq;
+    out.created = !*current || (*current)->deleted;
+    out.record = std::move(rec);
+    return {};
+  });
+  if (!written) return std::unexpected(written.error());
+  return out;
+}
+
+Result<std::optional<VersionRecord>> Repository::remove(TenantId tenant, std::string_view type,
+                                                        std::string_view id,
+                                                        std::optional<std::int64_t> if_match) {
+  std::optional<VersionRecord> out;
+  auto written = store_.write([&](Transaction& txn) -> Result<void> {
+    auto current = txn.current(tenant, type, id);
+    if (!current) return std::unexpected(current.error());
+    std::int64_t current_version = *current ? (*current)->version : 0;
+    if (if_match && *if_match != current_version)
+      return std::unexpected(stale(type, id, *if_match, current_version));
+    if (!*current || (*current)->deleted) return {};
+    VersionRecord rec;
+    rec.type = std::string(type);
+    rec.id = std::string(id);
+    rec.version = current_version + 1;
+    rec.last_updated_ms = txn.now_ms();
+    rec.deleted = true;
+    rec.method = Method::kDelete;
+    auto seq = txn.append(tenant, rec);
+    if (!seq) return std::unexpected(seq.error());
+    rec.seq = *seq;
+    out = std::move(rec);
+    return {};
+  });
+  if (!written) return std::unexpected(written.error());
+  return out;
+}
+
+}  // namespace caduceus::resources

@@ -1,0 +1,551 @@
+// The SQLite store: SOCI over SQLite in WAL mode. One writer thread commits queued writes together (group
+// commit: one fsync for many requests, each request isolated by a savepoint); a pool of reader connections
+// serves reads concurrently with the writer.
+#include "sqlite_store.hpp"
+
+#include <soci/soci.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "schema.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+using fhir::ErrorKind;
+using fhir::Result;
+
+constexpr std::string_view kBodyFormatJson = "j";  // body header: 'j' = plain UTF-8 JSON follows
+
+std::string encode_body(const std::string& json) {
+  std::string out;
+  out.reserve(json.size() + 1);
+  out.append(kBodyFormatJson);
+  out.append(json);
+  return out;
+}
+
+Result<std::string> decode_body(std::string stored) {
+  if (stored.empty()) return std::string();
+  if (stored.front() != kBodyFormatJson.front())
+    return fhir::fail(ErrorKind::kInternal, "exception", "stored body has an unknown format");
+  stored.erase(0, 1);
+  return stored;
+}
+
+fhir::Error db_error(const std::exception& e) {
+  return fhir::Error::make(ErrorKind::kUnavailable, "transient", std::string("database error: ") + e.what());
+}
+
+int method_code(Method m) { return static_cast<int>(m); }
+Method method_from(int c) {
+  switch (c) {
+    case 1: return Method::kUpdate;
+    case 2: return Method::kDelete;
+    default: return Method::kCreate;
+  }
+}
+
+void configure_connection(soci::session& s, bool synchronous_full) {
+  s << "PRAGMA journal_mode=WAL";
+  s << (synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  s << "PRAGMA busy_timeout=10000";
+  s << "PRAGMA foreign_keys=ON";
+}
+
+std::string connect_string(const std::string& path) {
+  // SOCI's sqlite3 backend reads `db="..."` with the value in double quotes (a path may hold spaces).
+  return "db=\"" + path + "\" timeout=10";
+}
+
+// Executes a prepared statement that yields at most one row, then resets it at once: a statement left active
+// would hold its read snapshot (stopping WAL checkpoints) or block RELEASE of a savepoint.
+bool execute_one(soci::statement& st) {
+  bool got = st.execute(true);
+  auto* backend = static_cast<soci::sqlite3_statement_backend*>(st.get_backend());
+  sqlite_api::sqlite3_reset(backend->stmt_);
+  return got;
+}
+
+// Prepared statements of one reader connection.
+struct Reader {
+  soci::session sql;
+  long long tenant = 0;
+  std::string type, id;
+  long long version = 0, last_updated = 0, seq = 0;
+  int deleted = 0, method = 0;
+  std::string body;
+  soci::indicator body_ind = soci::i_ok;
+  long long want_version = 0;
+  std::optional<soci::statement> read_current;
+  std::optional<soci::statement> read_version;
+
+  explicit Reader(const std::string& path, bool synchronous_full) : sql(soci::sqlite3, connect_string(path)) {
+    configure_connection(sql, synchronous_full);
+    read_current.emplace((sql.prepare << "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                                         "FROM resource r JOIN resource_version v "
+                                         "ON v.rid = r.rid AND v.version = r.version "
+                                         "WHERE r.tenant = :t AND r.type = :ty AND r.id = :id",
+                          soci::into(version), soci::into(last_updated), soci::into(deleted), soci::into(method),
+                          soci::into(body, body_ind), soci::into(seq), soci::use(tenant), soci::use(type),
+                          soci::use(id)));
+    read_version.emplace((sql.prepare << "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                                         "FROM resource r JOIN resource_version v ON v.rid = r.rid "
+                                         "WHERE r.tenant = :t AND r.type = :ty AND r.id = :id AND v.version = :v",
+                          soci::into(version), soci::into(last_updated), soci::into(deleted), soci::into(method),
+                          soci::into(body, body_ind), soci::into(seq), soci::use(tenant), soci::use(type),
+                          soci::use(id), soci::use(want_version)));
+  }
+
+  Result<VersionRecord> record() {
+    VersionRecord r;
+    r.type = type;
+    r.id = id;
+    r.version = version;
+    r.last_updated_ms = last_updated;
+    r.deleted = deleted != 0;
+    r.method = method_from(method);
+    r.seq = seq;
+    if (body_ind == soci::i_ok) {
+      auto decoded = decode_body(std::move(body));
+      if (!decoded) return std::unexpected(decoded.error());
+      r.body = std::move(*decoded);
+    }
+    return r;
+  }
+};
+
+struct WriteJob {
+  Store::Work work;
+  std::promise<Result<void>> done;
+};
+
+class SqliteStore;
+
+class SqliteTransaction final : public Transaction {
+ public:
+  explicit SqliteTransaction(SqliteStore& store) : store_(store) {}
+  Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
+  Result<std::int64_t> append(TenantId tenant, const VersionRecord& record) override;
+  std::int64_t now_ms() override;
+
+ private:
+  SqliteStore& store_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, bool remove_on_close, const StoreOptions& options)
+      : path_(std::move(path)), remove_on_close_(remove_on_close), options_(options), writer_sql_() {}
+
+  ~SqliteStore() override {
+    {
+      std::lock_guard lock(queue_mutex_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    if (writer_thread_.joinable()) writer_thread_.join();
+    readers_.clear();
+    cur_stmt_.reset();
+    upsert_stmt_.reset();
+    insert_stmt_.reset();
+    writer_sql_.close();
+    if (remove_on_close_) {
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::path(path_).parent_path(), ec);
+    }
+  }
+
+  Result<void> open() {
+    try {
+      writer_sql_.open(soci::sqlite3, connect_string(path_));
+      configure_connection(writer_sql_, options_.synchronous_full);
+      if (auto migrated = apply_sqlite_migrations(writer_sql_); !migrated) return migrated;
+      prepare_writer();
+      for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.readers); ++i)
+        readers_.push_back(std::make_unique<Reader>(path_, options_.synchronous_full));
+      for (auto& r : readers_) free_readers_.push_back(r.get());
+      long long max_lu = 0;
+      soci::indicator ind;
+      writer_sql_ << "SELECT MAX(last_updated) FROM resource_version", soci::into(max_lu, ind);
+      last_ms_ = ind == soci::i_ok ? max_lu : 0;
+    } catch (const std::exception& e) {
+      return fhir::fail(ErrorKind::kUnavailable, "exception",
+                        "cannot open the SQLite database '" + path_ + "': " + e.what());
+    }
+    writer_thread_ = std::thread([this] { writer_loop(); });
+    return {};
+  }
+
+  Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) override {
+    return with_reader([&](Reader& r) -> Result<VersionRecord> {
+      r.tenant = tenant;
+      r.type.assign(type);
+      r.id.assign(id);
+      if (!execute_one(*r.read_current))
+        return fhir::fail(ErrorKind::kNotFound, "not-found",
+                          "Resource " + std::string(type) + "/" + std::string(id) + " is not known");
+      return r.record();
+    });
+  }
+
+  Result<VersionRecord> vread(TenantId tenant, std::string_view type, std::string_view id,
+                              std::int64_t version) override {
+    return with_reader([&](Reader& r) -> Result<VersionRecord> {
+      r.tenant = tenant;
+      r.type.assign(type);
+      r.id.assign(id);
+      r.want_version = version;
+      if (!execute_one(*r.read_version))
+        return fhir::fail(ErrorKind::kNotFound, "not-found",
+                          "Version " + std::to_string(version) + " of " + std::string(type) + "/" +
+                              std::string(id) + " is not known");
+      return r.record();
+    });
+  }
+
+  Result<HistoryPage> history(TenantId tenant, const HistoryQuery& q) override {
+    return with_reader([&](Reader& r) -> Result<HistoryPage> {
+      HistoryPage page;
+      std::string sql = "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                        "FROM resource_version v WHERE " + history_where(q);
+      sql += " ORDER BY v.seq DESC LIMIT :lim";
+      long long t = tenant;
+      std::string type = q.type, id = q.id;
+      long long since = q.since_ms.value_or(0), low = q.at_low_ms.value_or(0), high = q.at_high_ms.value_or(0);
+      long long before = q.before_seq.value_or(0);
+      long long limit = static_cast<long long>(q.count) + 1;
+      std::string rtype, rid, body;
+      long long version = 0, lu = 0, seq = 0;
+      int deleted = 0, method = 0;
+      soci::indicator body_ind = soci::i_ok;
+      soci::statement st(r.sql);
+      st.exchange(soci::into(rtype));
+      st.exchange(soci::into(rid));
+      st.exchange(soci::into(version));
+      st.exchange(soci::into(lu));
+      st.exchange(soci::into(deleted));
+      st.exchange(soci::into(method));
+      st.exchange(soci::into(body, body_ind));
+      st.exchange(soci::into(seq));
+      bind_history(st, t, type, id, q, since, low, high, before);
+      st.exchange(soci::use(limit));
+      st.alloc();
+      st.prepare(sql);
+      st.define_and_bind();
+      st.execute(false);
+      while (st.fetch()) {
+        if (page.entries.size() == q.count) {
+          page.next_before_seq = page.entries.back().seq;
+          break;
+        }
+        VersionRecord rec;
+        rec.type = rtype;
+        rec.id = rid;
+        rec.version = version;
+        rec.last_updated_ms = lu;
+        rec.deleted = deleted != 0;
+        rec.method = method_from(method);
+        rec.seq = seq;
+        if (body_ind == soci::i_ok) {
+          auto decoded = decode_body(std::move(body));
+          if (!decoded) return std::unexpected(decoded.error());
+          rec.body = std::move(*decoded);
+        }
+        page.entries.push_back(std::move(rec));
+      }
+      return page;
+    });
+  }
+
+  Result<std::int64_t> history_total(TenantId tenant, const HistoryQuery& q) override {
+    return with_reader([&](Reader& r) -> Result<std::int64_t> {
+      HistoryQuery all = q;
+      all.before_seq.reset();
+      std::string sql = "SELECT COUNT(*) FROM resource_version v WHERE " + history_where(all);
+      long long t = tenant, total = 0;
+      std::string type = all.type, id = all.id;
+      long long since = all.since_ms.value_or(0), low = all.at_low_ms.value_or(0),
+                high = all.at_high_ms.value_or(0), before = 0;
+      soci::statement st(r.sql);
+      st.exchange(soci::into(total));
+      bind_history(st, t, type, id, all, since, low, high, before);
+      st.alloc();
+      st.prepare(sql);
+      st.define_and_bind();
+      st.execute(true);
+      return static_cast<std::int64_t>(total);
+    });
+  }
+
+  Result<void> write(Work work) override {
+    WriteJob job{std::move(work), {}};
+    auto fut = job.done.get_future();
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (stopping_) return fhir::fail(ErrorKind::kUnavailable, "transient", "the store is shutting down");
+      queue_.push_back(&job);
+    }
+    queue_cv_.notify_one();
+    return fut.get();
+  }
+
+  Result<void> ping() override {
+    return with_reader([&](Reader& r) -> Result<void> {
+      int one = 0;
+      r.sql << "SELECT 1", soci::into(one);
+      if (one != 1) return fhir::fail(ErrorKind::kUnavailable, "transient", "the database did not answer");
+      return {};
+    });
+  }
+
+  // Writer-side operations used by SqliteTransaction (writer thread only).
+  Result<std::optional<CurrentInfo>> txn_current(TenantId tenant, std::string_view type, std::string_view id) {
+    w_tenant_ = tenant;
+    w_type_.assign(type);
+    w_id_.assign(id);
+    if (!execute_one(*cur_stmt_)) return std::optional<CurrentInfo>{};
+    return std::optional<CurrentInfo>{CurrentInfo{w_version_, w_last_updated_, w_deleted_ != 0}};
+  }
+
+  Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec) {
+    w_tenant_ = tenant;
+    w_type_ = rec.type;
+    w_id_ = rec.id;
+    w_version_ = rec.version;
+    w_last_updated_ = rec.last_updated_ms;
+    w_deleted_ = rec.deleted ? 1 : 0;
+    w_method_ = method_code(rec.method);
+    if (rec.deleted) {
+      w_body_.clear();
+      w_body_ind_ = soci::i_null;
+    } else {
+      w_body_ = encode_body(rec.body);
+      w_body_ind_ = soci::i_ok;
+    }
+    execute_one(*upsert_stmt_);
+    execute_one(*insert_stmt_);
+    return static_cast<std::int64_t>(w_seq_);
+  }
+
+  std::int64_t txn_now_ms() {
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+    last_ms_ = std::max<std::int64_t>(last_ms_, now);
+    return last_ms_;
+  }
+
+ private:
+  static std::string history_where(const HistoryQuery& q) {
+    std::string w = "v.tenant = :t";
+    if (!q.type.empty()) w += " AND v.type = :ty";
+    if (!q.id.empty()) w += " AND v.id = :id";
+    if (q.since_ms) w += " AND v.last_updated >= :since";
+    if (q.at_low_ms && q.at_high_ms)
+      w += " AND v.last_updated < :high AND NOT EXISTS (SELECT 1 FROM resource_version n WHERE n.rid = v.rid "
+           "AND n.version = v.version + 1 AND n.last_updated <= :low)";
+    if (q.before_seq) w += " AND v.seq < :before";
+    return w;
+  }
+
+  static void bind_history(soci::statement& st, long long& t, std::string& type, std::string& id,
+                           const HistoryQuery& q, long long& since, long long& low, long long& high,
+                           long long& before) {
+    st.exchange(soci::use(t));
+    if (!q.type.empty()) st.exchange(soci::use(type));
+    if (!q.id.empty()) st.exchange(soci::use(id));
+    if (q.since_ms) st.exchange(soci::use(since));
+    if (q.at_low_ms && q.at_high_ms) {
+      st.exchange(soci::use(high));
+      st.exchange(soci::use(low));
+    }
+    if (q.before_seq) st.exchange(soci::use(before));
+  }
+
+  template <class F>
+  auto with_reader(F&& f) -> decltype(f(std::declval<Reader&>())) {
+    Reader* r = nullptr;
+    {
+      std::unique_lock lock(readers_mutex_);
+      readers_cv_.wait(lock, [&] { return !free_readers_.empty(); });
+      r = free_readers_.back();
+      free_readers_.pop_back();
+    }
+    struct Release {
+      SqliteStore* self;
+      Reader* r;
+      ~Release() {
+        {
+          std::lock_guard lock(self->readers_mutex_);
+          self->free_readers_.push_back(r);
+        }
+        self->readers_cv_.notify_one();
+      }
+    } release{this, r};
+    try {
+      return f(*r);
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+  }
+
+  void prepare_writer() {
+    cur_stmt_.emplace((writer_sql_.prepare << "SELECT version, last_updated, deleted FROM resource "
+                                              "WHERE tenant = :t AND type = :ty AND id = :id",
+                       soci::into(w_version_), soci::into(w_last_updated_), soci::into(w_deleted_),
+                       soci::use(w_tenant_), soci::use(w_type_), soci::use(w_id_)));
+    upsert_stmt_.emplace((writer_sql_.prepare
+                              << "INSERT INTO resource(tenant, type, id, version, last_updated, deleted) "
+                                 "VALUES(:t, :ty, :id, :v, :lu, :d) ON CONFLICT(tenant, type, id) DO UPDATE SET "
+                                 "version = excluded.version, last_updated = excluded.last_updated, "
+                                 "deleted = excluded.deleted RETURNING rid",
+                          soci::into(w_rid_), soci::use(w_tenant_), soci::use(w_type_), soci::use(w_id_),
+                          soci::use(w_version_), soci::use(w_last_updated_), soci::use(w_deleted_)));
+    insert_stmt_.emplace(
+        (writer_sql_.prepare << "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, "
+                                "deleted, method, body) VALUES(:rid, :t, :ty, :id, :v, :lu, :d, :m, :b) "
+                                "RETURNING seq",
+         soci::into(w_seq_), soci::use(w_rid_), soci::use(w_tenant_), soci::use(w_type_), soci::use(w_id_),
+         soci::use(w_version_), soci::use(w_last_updated_), soci::use(w_deleted_), soci::use(w_method_),
+         soci::use(w_body_, w_body_ind_)));
+  }
+
+  void writer_loop() {
+    std::vector<WriteJob*> batch;
+    std::vector<Result<void>> results;
+    for (;;) {
+      {
+        std::unique_lock lock(queue_mutex_);
+        queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty() && stopping_) return;
+        while (!queue_.empty() && batch.size() < options_.max_group) {
+          batch.push_back(queue_.front());
+          queue_.pop_front();
+        }
+      }
+      run_batch(batch, results);
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(std::move(results[i]));
+      batch.clear();
+      results.clear();
+    }
+  }
+
+  void run_batch(const std::vector<WriteJob*>& batch, std::vector<Result<void>>& results) {
+    SqliteTransaction txn(*this);
+    try {
+      writer_sql_ << "BEGIN IMMEDIATE";
+    } catch (const std::exception& e) {
+      for (std::size_t i = 0; i < batch.size(); ++i) results.push_back(std::unexpected(db_error(e)));
+      return;
+    }
+    for (WriteJob* job : batch) {
+      Result<void> r;
+      try {
+        writer_sql_ << "SAVEPOINT job";
+        r = job->work(txn);
+        if (r) {
+          writer_sql_ << "RELEASE job";
+        } else {
+          writer_sql_ << "ROLLBACK TO job";
+          writer_sql_ << "RELEASE job";
+        }
+      } catch (const std::exception& e) {
+        r = std::unexpected(db_error(e));
+        try {
+          writer_sql_ << "ROLLBACK TO job";
+          writer_sql_ << "RELEASE job";
+        } catch (const std::exception&) {
+        }
+      }
+      results.push_back(std::move(r));
+    }
+    try {
+      writer_sql_ << "COMMIT";
+    } catch (const std::exception& e) {
+      try {
+        writer_sql_ << "ROLLBACK";
+      } catch (const std::exception&) {
+      }
+      for (auto& r : results)
+        if (r) r = std::unexpected(db_error(e));
+    }
+  }
+
+  std::string path_;
+  bool remove_on_close_;
+  StoreOptions options_;
+
+  soci::session writer_sql_;
+  std::optional<soci::statement> cur_stmt_, upsert_stmt_, insert_stmt_;
+  long long w_tenant_ = 0, w_version_ = 0, w_last_updated_ = 0, w_rid_ = 0, w_seq_ = 0;
+  int w_deleted_ = 0, w_method_ = 0;
+  std::string w_type_, w_id_, w_body_;
+  soci::indicator w_body_ind_ = soci::i_ok;
+  std::int64_t last_ms_ = 0;
+
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<WriteJob*> queue_;
+  bool stopping_ = false;
+  std::thread writer_thread_;
+
+  std::mutex readers_mutex_;
+  std::condition_variable readers_cv_;
+  std::vector<std::unique_ptr<Reader>> readers_;
+  std::vector<Reader*> free_readers_;
+};
+
+Result<std::optional<CurrentInfo>> SqliteTransaction::current(TenantId tenant, std::string_view type,
+                                                              std::string_view id) {
+  return store_.txn_current(tenant, type, id);
+}
+Result<std::int64_t> SqliteTransaction::append(TenantId tenant, const VersionRecord& record) {
+  return store_.txn_append(tenant, record);
+}
+std::int64_t SqliteTransaction::now_ms() { return store_.txn_now_ms(); }
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_sqlite_store(std::string_view path, const StoreOptions& options) {
+  std::string file(path);
+  bool throwaway = false;
+  if (file == ":memory:") {
+    // A throwaway store: a private temporary folder, removed when the store closes. (SQLite's own :memory:
+    // databases are per connection, and we use several.)
+    std::random_device rd;
+    auto dir = std::filesystem::temp_directory_path() /
+               ("caduceus-mem-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return fhir::fail(ErrorKind::kUnavailable, "exception", "cannot create " + dir.string());
+    file = (dir / "store.db").string();
+    throwaway = true;
+  } else {
+    auto parent = std::filesystem::path(file).parent_path();
+    if (!parent.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(parent, ec);
+      if (ec)
+        return fhir::fail(ErrorKind::kUnavailable, "exception",
+                          "cannot create the folder '" + parent.string() + "': " + ec.message());
+    }
+  }
+  StoreOptions o = options;
+  if (throwaway) o.synchronous_full = false;
+  auto store = std::make_unique<SqliteStore>(file, throwaway, o);
+  if (auto opened = store->open(); !opened) return std::unexpected(opened.error());
+  return store;
+}
+
+}  // namespace caduceus::resources

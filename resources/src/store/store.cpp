@@ -1,0 +1,29 @@
+#include "caduceus/resources/store/store.hpp"
+
+#include "sqlite_store.hpp"
+
+namespace caduceus::resources {
+
+std::string_view to_string(Method m) noexcept {
+  switch (m) {
+    case Method::kCreate: return "POST";
+    case Method::kUpdate: return "PUT";
+    case Method::kDelete: return "DELETE";
+  }
+  return "PUT";
+}
+
+fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options) {
+  if (url.starts_with("sqlite:")) {
+    std::string_view path = url.substr(7);
+    if (path.empty()) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "sqlite: needs a path");
+    return open_sqlite_store(path, options);
+  }
+  if (url.starts_with("postgresql://") || url.starts_with("postgres://"))
+    return fhir::fail(fhir::ErrorKind::kInvalid, "not-supported",
+                      "PostgreSQL is not supported by this build yet (see the PostgreSQL issue); use sqlite:PATH");
+  return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
+                    "unknown database URL '" + std::string(url) + "': expected sqlite:PATH or sqlite::memory:");
+}
+
+}  // namespace caduceus::resources

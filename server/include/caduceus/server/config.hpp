@@ -1,0 +1,47 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "caduceus/fhir/error.hpp"
+
+namespace caduceus::server {
+
+// Everything `caduceus serve` can be told. Each option also comes from CADUCEUS_<NAME> in the environment and
+// from a config file (`--config FILE`, lines `name = value`); the command line wins over the environment, which
+// wins over the file.
+struct ServeConfig {
+  std::string listen = "127.0.0.1:8080";
+  std::string db = "sqlite:var/caduceus.db";
+  std::string mllp;  // empty: off
+  std::string tls_cert, tls_key;
+  std::string base_url;  // empty: http://LISTEN/fhir with the bound port
+  std::size_t threads = 0;  // I/O threads; 0 = one per core
+  std::size_t blocking_threads = 64;
+  std::size_t body_limit = 16 * 1024 * 1024;
+  std::size_t readers = 0;  // pooled database readers; 0 = threads + 2
+  int read_timeout_s = 30;
+  int idle_timeout_s = 60;
+  bool log_requests = true;
+  bool sync_full = true;
+
+  std::string host() const;
+  std::uint16_t port() const;
+};
+
+struct ParsedCommand {
+  ServeConfig config;
+  bool help = false;
+  std::string help_text;
+};
+
+// Parses `serve` arguments (argv after the word `serve`), the environment and the config file.
+// Errors: kInvalid with a message naming the bad option.
+fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& args);
+
+// Splits "HOST:PORT" ("[::1]:8080" for IPv6). Error kInvalid.
+fhir::Result<std::pair<std::string, std::uint16_t>> split_host_port(const std::string& text);
+
+}  // namespace caduceus::server

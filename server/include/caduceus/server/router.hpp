@@ -1,0 +1,39 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "caduceus/resources/repository.hpp"
+#include "caduceus/server/http_types.hpp"
+
+namespace caduceus::server {
+
+struct RouterOptions {
+  std::string base_url = "http://127.0.0.1:8080/fhir";  // public base, used in Location and fullUrl
+  std::size_t history_default_count = 50;
+  std::size_t history_max_count = 1000;
+  std::string software_version = "0.1.0";
+};
+
+// The FHIR REST API and the operational endpoints, as a plain function of a request value. Thread-safe.
+class Router {
+ public:
+  Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics);
+
+  Response handle(const Request& request) const;
+
+  // Whether a request may wait on a database commit (run it off the I/O threads).
+  static bool is_blocking(const Request& request) noexcept;
+
+  // The public base URL (known once the listener is bound); call before serving.
+  void set_base_url(std::string base_url);
+
+ private:
+  struct Impl;
+  resources::Repository& repository_;
+  RouterOptions options_;
+  std::function<std::string()> render_metrics_;
+  std::string capability_json_;
+};
+
+}  // namespace caduceus::server

@@ -1,0 +1,707 @@
+// The HTTP/1.1 transport: the only translation unit of the server that includes Boost.Beast and Boost.Asio.
+// Modeled on Beast's example/advanced/server: a listener on its own strand, a session per connection on its own
+// strand that only does I/O, and a plain function (the Handler) that turns a request value into a response value.
+// No exceptions on the I/O path: every operation takes an error_code.
+
+#include "caduceus/server/http_server.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+namespace caduceus::server {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using beast::error_code;
+using Clock = std::chrono::steady_clock;
+
+// How long a closing connection keeps reading (and discarding) what the peer still sends after our last response,
+// so that unread request bytes do not turn our FIN into a RST that destroys the response before the peer reads it.
+constexpr auto kLingerTimeout = std::chrono::seconds(2);
+// Bytes asked of the socket by one read that is not a parser's (the first byte of a request, lingering).
+constexpr std::size_t kReadSize = 16 * 1024;
+
+constexpr std::string_view kInternalErrorBody =
+    R"({"resourceType":"OperationOutcome","issue":[{"severity":"fatal","code":"exception",)"
+    R"("diagnostics":"Internal server error"}]})";
+
+Response internal_error_response() {
+  Response response;
+  response.status = 500;
+  response.headers.emplace_back("Content-Type", "application/fhir+json");
+  response.body = std::string(kInternalErrorBody);
+  response.interaction = "error";
+  return response;
+}
+
+// The IMF-fixdate of now ("Sun, 06 Nov 1994 08:49:37 GMT"), formatted once per second per thread.
+std::string_view http_date() {
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  thread_local std::time_t cached_second = -1;
+  thread_local char text[32];
+  thread_local std::size_t length = 0;
+  std::time_t now = std::time(nullptr);
+  if (now != cached_second) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    int n = std::snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7],
+                          tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                          tm.tm_sec);
+    length = n > 0 ? static_cast<std::size_t>(n) : 0;
+    cached_second = now;
+  }
+  return {text, length};
+}
+
+// A header the handler may send: a token for a name, no line breaks in the value.
+bool sendable_field(std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (unsigned char c : name)
+    if (c <= 0x20 || c >= 0x7f || c == ':' || c == '(' || c == ')' || c == ',' || c == ';' || c == '"' ||
+        c == '/' || c == '[' || c == ']' || c == '=' || c == '{' || c == '}' || c == '\\' || c == '?' || c == '@' ||
+        c == '<' || c == '>')
+      return false;
+  for (char c : value)
+    if (c == '\r' || c == '\n' || c == '\0') return false;
+  // Framing is the transport's business.
+  return !beast::iequals(name, "content-length") && !beast::iequals(name, "transfer-encoding") &&
+         !beast::iequals(name, "connection");
+}
+
+std::string describe(const tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+class Session;
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Impl(HttpServerOptions options_in, Handler handler_in, std::function<bool(const Request&)> is_blocking_in)
+      : options(std::move(options_in)),
+        handler(std::move(handler_in)),
+        is_blocking(std::move(is_blocking_in)),
+        ioc(static_cast<int>(io_thread_count())),
+        control(asio::make_strand(ioc)),
+        acceptor(control),
+        accept_retry(control),
+        pool(std::max<std::size_t>(1, options.blocking_threads)) {
+    options.max_pipelined = std::max<std::size_t>(1, options.max_pipelined);
+  }
+
+  std::size_t io_thread_count() const {
+    if (options.io_threads != 0) return options.io_threads;
+    return std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  bool blocking(const Request& request) const noexcept {
+    if (!is_blocking) return false;
+    try {
+      return is_blocking(request);
+    } catch (...) {
+      return false;
+    }
+  }
+
+  // Runs the handler and the observer; whatever they throw ends here as a 500.
+  Response invoke(const Request& request, Clock::time_point start) const noexcept {
+    Response response;
+    try {
+      response = handler(request);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "caduceus: request handler failed: %s\n", e.what());
+      response = internal_error_response();
+    } catch (...) {
+      std::fprintf(stderr, "caduceus: request handler failed with a non-standard exception\n");
+      response = internal_error_response();
+    }
+    if (observer) {
+      try {
+        observer(request, response, Clock::now() - start);
+      } catch (...) {
+        // An observer (metrics, log) must not change the answer.
+      }
+    }
+    return response;
+  }
+
+  void run_io() noexcept {
+    for (;;) {
+      try {
+        ioc.run();
+        return;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "caduceus: unexpected exception on an I/O thread: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "caduceus: unexpected exception on an I/O thread\n");
+      }
+    }
+  }
+
+  void do_accept();
+  void on_accept(error_code ec, tcp::socket socket);
+  void begin_drain();
+
+  HttpServerOptions options;
+  Handler handler;
+  std::function<bool(const Request&)> is_blocking;
+  ExchangeObserver observer;
+
+  std::atomic<std::size_t> open{0};
+  std::atomic<bool> draining{false};
+
+  std::mutex mutex;  // guards the fields below it up to ioc
+  std::condition_variable changed;
+  bool running = false;
+  bool acceptor_closed = false;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+
+  // Declared after everything a Session touches in its destructor: the io_context destroys pending handlers,
+  // and with them the sessions, when it goes.
+  asio::io_context ioc;
+  asio::strand<asio::io_context::executor_type> control;  // the acceptor, the signals, the drain
+  tcp::acceptor acceptor;
+  asio::steady_timer accept_retry;
+  std::optional<asio::signal_set> signals;
+  asio::thread_pool pool;  // destroyed first: joins the blocking handlers still running
+};
+
+namespace {
+
+// One connection. Lives as long as an operation or a posted handler holds it; every member function runs on the
+// connection's strand (the executor of stream_).
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(HttpServer::Impl& server, tcp::socket&& socket) : server_(server), stream_(std::move(socket)) {
+    error_code ec;
+    auto endpoint = stream_.socket().remote_endpoint(ec);
+    if (!ec) {
+      auto address = endpoint.address();
+      if (address.is_v6() && address.to_v6().is_v4_mapped())
+        address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+      remote_ = address.to_string();
+    }
+    server_.open.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  ~Session() {
+    server_.open.fetch_sub(1, std::memory_order_relaxed);
+    std::lock_guard lock(server_.mutex);
+    server_.sessions.erase(this);
+  }
+
+  // Called on the listener's strand right after the accept.
+  void start() {
+    {
+      std::lock_guard lock(server_.mutex);
+      server_.sessions.emplace(this, weak_from_this());
+    }
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->server_.draining.load()) self->draining_ = true;
+      self->maybe_read();
+      self->after_io();
+    });
+  }
+
+  // The server is stopping: answer what was received, then close.
+  void drain() {
+    draining_ = true;
+    after_io();
+  }
+
+  asio::any_io_executor executor() { return stream_.get_executor(); }
+
+ private:
+  enum class ReadPhase {
+    kNone,
+    kIdle,     // waiting for the first byte of a request
+    kRequest,  // reading a request whose first byte arrived
+    kLinger,   // closing: discarding what the peer still sends
+  };
+
+  // One request, from read to written.
+  struct Slot {
+    std::uint64_t seq = 0;
+    Request request;
+    Clock::time_point start;
+    unsigned version = 11;
+    bool head = false;
+    bool dispatched = false;   // handed to the handler
+    bool close_after = false;  // close the connection once this response is written
+    std::unique_ptr<http::response<http::string_body>> response;  // set when ready
+  };
+
+  const HttpServerOptions& options() const { return server_.options; }
+
+  // ---- reading ----
+
+  void maybe_read() {
+    if (closed_ || stop_reading_ || read_phase_ != ReadPhase::kNone) return;
+    if (slots_.size() >= options().max_pipelined) return;  // resumed by on_write
+    if (buffer_.size() > 0) return start_request();          // pipelined bytes already here
+    if (draining_) return;  // nothing of a next request arrived: do not wait for one
+    read_phase_ = ReadPhase::kIdle;
+    stream_.expires_after(first_request_ ? options().read_timeout : options().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
+      self->on_first_bytes(ec, n);
+    });
+  }
+
+  void on_first_bytes(error_code ec, std::size_t n) {
+    read_phase_ = ReadPhase::kNone;
+    if (closed_) return start_linger();
+    if (ec) {  // the peer closed, reset, or was idle too long
+      stop_reading_ = true;
+      return after_io();
+    }
+    buffer_.commit(n);
+    start_request();
+  }
+
+  void start_request() {
+    read_phase_ = ReadPhase::kRequest;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options().header_limit, UINT32_MAX)));
+    parser_->body_limit(boost::none);  // checked against Content-Length by hand once the header is in
+    // One deadline for the header and the body together.
+    stream_.expires_after(options().read_timeout);
+    http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec, std::size_t) {
+      self->on_header(ec);
+    });
+  }
+
+  void on_header(error_code ec) {
+    if (closed_) {
+      read_phase_ = ReadPhase::kNone;
+      return start_linger();
+    }
+    if (ec) return on_read_error(ec);
+    auto length = parser_->content_length();
+    if (length && *length > options().body_limit) return reject(413);
+    parser_->body_limit(options().body_limit);  // for a chunked body
+    if (parser_->is_done()) return on_request_read();
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec2, std::size_t) {
+      self->on_body(ec2);
+    });
+    const auto& header = parser_->get();
+    if (header.version() >= 11 && beast::iequals(header[http::field::expect], "100-continue"))
+      send_continue(header.version());
+  }
+
+  void on_body(error_code ec) {
+    if (closed_) {
+      read_phase_ = ReadPhase::kNone;
+      return start_linger();
+    }
+    if (ec) return on_read_error(ec);
+    on_request_read();
+  }
+
+  void on_read_error(error_code ec) {
+    read_phase_ = ReadPhase::kNone;
+    if (ec == http::error::body_limit) return reject(413);
+    if (ec == http::error::header_limit) return reject(431);
+    if (ec.category() == beast::http::make_error_code(http::error::bad_method).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message)
+      return reject(400);
+    // End of stream, reset, timeout (the stream is closed then), cancellation: nothing to answer.
+    stop_reading_ = true;
+    after_io();
+  }
+
+  Request request_from(const http::request<http::string_body>& message) const {
+    Request request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    for (const auto& field : message) {
+      std::string name(field.name_string());
+      for (char& c : name)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      request.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    request.remote = remote_;
+    return request;
+  }
+
+  void on_request_read() {
+    read_phase_ = ReadPhase::kNone;
+    first_request_ = false;
+    http::request<http::string_body> message = parser_->release();
+    parser_.reset();
+    Slot slot;
+    slot.seq = next_seq_++;
+    slot.start = Clock::now();
+    slot.version = message.version();
+    slot.head = message.method() == http::verb::head;
+    slot.request = request_from(message);
+    slot.request.body = std::move(message.body());
+    if (!message.keep_alive()) {
+      slot.close_after = true;
+      stop_reading_ = true;
+    }
+    slots_.push_back(std::move(slot));
+    maybe_process();
+    maybe_read();
+  }
+
+  // The transport refuses the request; the handler still writes the answer, then the connection closes.
+  void reject(int status) {
+    read_phase_ = ReadPhase::kNone;
+    Slot slot;
+    slot.seq = next_seq_++;
+    slot.start = Clock::now();
+    if (parser_ && parser_->is_header_done()) {
+      const auto& header = parser_->get();
+      slot.request = request_from(header);
+      slot.version = header.version();
+      slot.head = header.method() == http::verb::head;
+    } else {
+      slot.request.remote = remote_;
+    }
+    parser_.reset();
+    slot.request.rejected_status = status;
+    slot.close_after = true;
+    stop_reading_ = true;
+    slots_.push_back(std::move(slot));
+    maybe_process();
+  }
+
+  // ---- handling: one request at a time, in order ----
+
+  void maybe_process() {
+    while (!processing_ && !closed_) {
+      auto next = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.dispatched; });
+      if (next == slots_.end()) break;
+      Slot& slot = *next;
+      slot.dispatched = true;
+      if (slot.request.rejected_status == 0 && server_.blocking(slot.request)) {
+        processing_ = true;
+        asio::post(server_.pool, [self = shared_from_this(), seq = slot.seq, request = std::move(slot.request),
+                                  start = slot.start, strand = stream_.get_executor(),
+                                  work = asio::make_work_guard(server_.ioc)]() mutable {
+          Response response = self->server_.invoke(request, start);
+          asio::post(strand, [self, seq, response = std::move(response)]() mutable {
+            self->on_processed(seq, std::move(response));
+          });
+        });
+        break;
+      }
+      complete(slot, server_.invoke(slot.request, slot.start));
+    }
+    maybe_write();
+  }
+
+  void on_processed(std::uint64_t seq, Response response) {
+    processing_ = false;
+    if (closed_) return;
+    for (auto& slot : slots_) {
+      if (slot.seq == seq) {
+        complete(slot, std::move(response));
+        break;
+      }
+    }
+    maybe_process();
+  }
+
+  // Turns the handler's answer into the message to write.
+  void complete(Slot& slot, Response response) {
+    auto message = std::make_unique<http::response<http::string_body>>();
+    message->version(slot.version);
+    int status = response.status;
+    if (status < 200 || status > 599) status = 500;
+    message->result(static_cast<unsigned>(status));
+    bool has_date = false;
+    for (const auto& [name, value] : response.headers) {
+      if (!sendable_field(name, value)) continue;
+      if (beast::iequals(name, "date")) has_date = true;
+      message->insert(name, value);
+    }
+    if (!has_date) message->set(http::field::date, http_date());
+    if (status != 204 && status != 304) {
+      message->content_length(response.body.size());
+      if (!slot.head) message->body() = std::move(response.body);  // HEAD: the length of the GET body, no body
+    }
+    if (response.close) slot.close_after = true;
+    if (slot.close_after) {
+      // Nothing after this response will be answered: drop what was read ahead, read no more.
+      stop_reading_ = true;
+      while (!slots_.empty() && slots_.back().seq != slot.seq) slots_.pop_back();
+    }
+    slot.response = std::move(message);
+  }
+
+  // ---- writing ----
+
+  void maybe_write() {
+    if (writing_ || closed_ || slots_.empty() || !slots_.front().response) return;
+    Slot& slot = slots_.front();
+    if (draining_ && slots_.size() == 1 && read_phase_ != ReadPhase::kRequest && buffer_.size() == 0) {
+      slot.close_after = true;  // the last answer before the drain closes this connection
+      stop_reading_ = true;
+    }
+    slot.response->keep_alive(!slot.close_after);
+    writing_ = true;
+    stream_.expires_after(options().write_timeout);
+    http::async_write(stream_, *slot.response, [self = shared_from_this()](error_code ec, std::size_t) {
+      self->on_write(ec);
+    });
+  }
+
+  void on_write(error_code ec) {
+    writing_ = false;
+    if (ec) return close_now();
+    bool close = slots_.front().close_after;
+    slots_.pop_front();
+    if (close) return shutdown_and_linger();
+    maybe_write();
+    maybe_read();
+    after_io();
+  }
+
+  // "100 Continue" before reading a body the client holds back, unless earlier responses are still owed.
+  void send_continue(unsigned version) {
+    if (writing_ || !slots_.empty()) return;
+    writing_ = true;
+    auto interim = std::make_shared<http::response<http::empty_body>>(http::status::continue_, version);
+    stream_.expires_after(options().write_timeout);  // the body read is pending: this sets the write deadline only
+    http::async_write(stream_, *interim, [self = shared_from_this(), interim](error_code ec, std::size_t) {
+      self->writing_ = false;
+      if (ec) return self->close_now();
+      self->maybe_write();
+      self->after_io();
+    });
+  }
+
+  // ---- closing ----
+
+  // Closes once nothing is owed and nothing more will be read.
+  void after_io() {
+    if (closed_ || writing_ || processing_ || !slots_.empty() || read_phase_ == ReadPhase::kRequest) return;
+    if (draining_ && !stop_reading_ && buffer_.size() > 0) return maybe_read();  // a request begun before the stop
+    if (stop_reading_ || draining_) shutdown_and_linger();
+  }
+
+  void shutdown_and_linger() {
+    if (closed_) return;
+    closed_ = true;
+    error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (read_phase_ != ReadPhase::kNone) {
+      stream_.socket().cancel(ec);  // no write is pending here; the read's completion starts the linger
+      return;
+    }
+    start_linger();
+  }
+
+  void start_linger() {
+    if (read_phase_ != ReadPhase::kNone || !stream_.socket().is_open()) return;
+    if (!lingering_) {
+      lingering_ = true;
+      stream_.expires_after(kLingerTimeout);
+    }
+    read_phase_ = ReadPhase::kLinger;
+    buffer_.consume(buffer_.size());
+    stream_.async_read_some(buffer_.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t) {
+      self->read_phase_ = ReadPhase::kNone;
+      if (ec) return self->stream_.close();  // end of stream, timeout, reset: done
+      self->start_linger();
+    });
+  }
+
+  void close_now() {
+    closed_ = true;
+    stream_.close();
+  }
+
+  HttpServer::Impl& server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::deque<Slot> slots_;
+  std::string remote_;
+  std::uint64_t next_seq_ = 0;
+  ReadPhase read_phase_ = ReadPhase::kNone;
+  bool first_request_ = true;
+  bool writing_ = false;
+  bool processing_ = false;    // a handler runs on the blocking pool
+  bool stop_reading_ = false;  // no further request will be read (close asked, peer done, read failed)
+  bool draining_ = false;
+  bool closed_ = false;
+  bool lingering_ = false;
+};
+
+}  // namespace
+
+// ---- listener ----
+
+void HttpServer::Impl::do_accept() {
+  if (draining.load()) return;
+  acceptor.async_accept(asio::make_strand(ioc),
+                        [this](error_code ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
+}
+
+void HttpServer::Impl::on_accept(error_code ec, tcp::socket socket) {
+  if (draining.load() || !acceptor.is_open()) return;  // the socket, if any, closes here
+  if (ec) {
+    if (ec == asio::error::operation_aborted) return;
+    if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+      // Out of file descriptors or memory: retry shortly instead of spinning.
+      accept_retry.expires_after(std::chrono::milliseconds(100));
+      accept_retry.async_wait([this](error_code timer_ec) {
+        if (!timer_ec) do_accept();
+      });
+      return;
+    }
+    return do_accept();  // e.g. the peer aborted before we accepted
+  }
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  std::make_shared<Session>(*this, std::move(socket))->start();
+  do_accept();
+}
+
+// On the control strand.
+void HttpServer::Impl::begin_drain() {
+  if (draining.exchange(true)) return;
+  error_code ec;
+  acceptor.close(ec);
+  accept_retry.cancel();
+  if (signals) {
+    signals->cancel(ec);
+    signals->clear(ec);  // restores the default disposition: a second signal ends the process
+  }
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard lock(mutex);
+    acceptor_closed = true;
+    live.reserve(sessions.size());
+    for (auto& [raw, weak] : sessions)
+      if (auto session = weak.lock()) live.push_back(std::move(session));
+  }
+  changed.notify_all();
+  for (auto& session : live) asio::post(session->executor(), [session] { session->drain(); });
+}
+
+// ---- public interface ----
+
+HttpServer::HttpServer(HttpServerOptions options, Handler handler, std::function<bool(const Request&)> is_blocking)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler), std::move(is_blocking))) {}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::set_observer(ExchangeObserver observer) { impl_->observer = std::move(observer); }
+
+fhir::Result<std::uint16_t> HttpServer::listen() {
+  Impl& s = *impl_;
+  error_code ec;
+  tcp::endpoint endpoint;
+  auto address = asio::ip::make_address(s.options.host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, s.options.port);
+  } else {
+    tcp::resolver resolver(s.ioc);
+    auto results = resolver.resolve(s.options.host, std::to_string(s.options.port),
+                                    tcp::resolver::numeric_service | tcp::resolver::passive, ec);
+    if (ec || results.empty())
+      return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
+                        "cannot resolve the listen host '" + s.options.host + "': " +
+                            (ec ? ec.message() : std::string("no address")));
+    endpoint = results.begin()->endpoint();
+  }
+  const std::string where = describe(endpoint);
+  auto unavailable = [&](std::string what) {
+    error_code ignored;
+    s.acceptor.close(ignored);
+    return fhir::fail(fhir::ErrorKind::kUnavailable, "exception", std::move(what));
+  };
+
+  s.acceptor.open(endpoint.protocol(), ec);
+  if (ec) return unavailable("cannot open a socket for " + where + ": " + ec.message());
+  s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (ec) return unavailable("cannot set SO_REUSEADDR on " + where + ": " + ec.message());
+  s.acceptor.bind(endpoint, ec);
+  if (ec == asio::error::address_in_use)
+    return unavailable("cannot listen on " + where + ": the address is already in use");
+  if (ec) return unavailable("cannot bind " + where + ": " + ec.message());
+  s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return unavailable("cannot listen on " + where + ": " + ec.message());
+  auto bound = s.acceptor.local_endpoint(ec);
+  if (ec) return unavailable("cannot read the bound address of " + where + ": " + ec.message());
+
+  asio::dispatch(s.control, [&s] { s.do_accept(); });
+  return bound.port();
+}
+
+void HttpServer::stop_on_signals() {
+  Impl& s = *impl_;
+  s.signals.emplace(s.control, SIGINT, SIGTERM);
+  s.signals->async_wait([&s](error_code ec, int) {
+    if (!ec) s.begin_drain();
+  });
+}
+
+void HttpServer::run() {
+  Impl& s = *impl_;
+  {
+    std::lock_guard lock(s.mutex);
+    s.running = true;
+  }
+  std::vector<std::thread> threads;
+  const std::size_t count = s.io_thread_count();
+  threads.reserve(count - 1);
+  for (std::size_t i = 1; i < count; ++i) threads.emplace_back([&s] { s.run_io(); });
+  s.run_io();
+  for (auto& thread : threads) thread.join();
+  s.pool.join();  // the last blocking tasks finish unwinding
+  {
+    std::lock_guard lock(s.mutex);
+    s.running = false;
+  }
+  s.changed.notify_all();
+}
+
+void HttpServer::stop() {
+  Impl& s = *impl_;
+  asio::dispatch(s.control, [&s] { s.begin_drain(); });
+  if (s.ioc.get_executor().running_in_this_thread()) return;  // the drain proceeds on the I/O threads
+  std::unique_lock lock(s.mutex);
+  s.changed.wait(lock, [&s] { return s.acceptor_closed || !s.running; });
+}
+
+std::size_t HttpServer::open_connections() const { return impl_->open.load(std::memory_order_relaxed); }
+
+}  // namespace caduceus::server

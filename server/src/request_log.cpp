@@ -1,0 +1,97 @@
+#include "caduceus/server/request_log.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <string_view>
+#include <unistd.h>
+
+namespace caduceus::server {
+
+namespace {
+
+// A JSON string body: quotes, backslashes, control characters and bytes above 0x7F escaped (a target is
+// untrusted; the log must stay valid JSON and plain ASCII).
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : s) {
+    if (c == '"') out += "\\\"";
+    else if (c == '\\') out += "\\\\";
+    else if (c < 0x20 || c >= 0x7f) {
+      out += "\\u00";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+}
+
+void append_time(std::string& out, std::chrono::system_clock::time_point at) {
+  auto since_epoch = at.time_since_epoch();
+  auto secs = std::chrono::floor<std::chrono::seconds>(since_epoch);
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - secs).count();
+  std::time_t t = static_cast<std::time_t>(secs.count());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
+  if (n > 0) out.append(buf, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+std::string RequestLog::format(const Request& request, const Response& response, std::chrono::nanoseconds elapsed,
+                               std::chrono::system_clock::time_point at) {
+  std::string_view path = request.target;
+  if (auto cut = path.find_first_of("?#"); cut != std::string_view::npos) path = path.substr(0, cut);
+  std::size_t bytes = request.method == "HEAD" ? 0 : response.body.size();
+
+  std::string line;
+  line.reserve(192 + path.size());
+  line += "{\"time\":\"";
+  append_time(line, at);
+  line += "\",\"method\":";
+  append_json_string(line, request.method);
+  line += ",\"path\":";
+  append_json_string(line, path);
+  line += ",\"status\":";
+  line += std::to_string(response.status);
+  line += ",\"interaction\":";
+  append_json_string(line, response.interaction);
+  char ms[32];
+  int n = std::snprintf(ms, sizeof ms, "%.3f", std::chrono::duration<double, std::milli>(elapsed).count());
+  line += ",\"duration_ms\":";
+  line.append(ms, n > 0 ? static_cast<std::size_t>(n) : 0);
+  line += ",\"bytes\":";
+  line += std::to_string(bytes);
+  line += ",\"remote\":";
+  append_json_string(line, request.remote);
+  line += "}\n";
+  return line;
+}
+
+void RequestLog::log(const Request& request, const Response& response,
+                     std::chrono::nanoseconds elapsed) const noexcept {
+  if (!enabled_) return;
+  try {
+    std::string line = format(request, response, elapsed, std::chrono::system_clock::now());
+    std::lock_guard lock(mutex_);
+    std::string_view rest = line;
+    while (!rest.empty()) {
+      ssize_t n = ::write(fd_, rest.data(), rest.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return;
+      }
+      rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+  } catch (...) {
+    // Out of memory while formatting: drop the line rather than fail the request.
+  }
+}
+
+}  // namespace caduceus::server

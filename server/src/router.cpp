@@ -1,0 +1,642 @@
+#include "caduceus/server/router.hpp"
+
+#include <charconv>
+#include <chrono>
+#include <span>
+
+#include "caduceus/fhir/datetime.hpp"
+#include "caduceus/fhir/outcome.hpp"
+#include "caduceus/server/errors.hpp"
+#include "url.hpp"
+
+namespace caduceus::server {
+
+using fhir::ErrorKind;
+namespace json = fhir::json;
+using resources::kDefaultTenant;
+using resources::VersionRecord;
+
+namespace {
+
+constexpr std::string_view kFhirBase = "/fhir";
+
+// What the client asked the response to look like.
+struct Format {
+  std::string content_type = "application/fhir+json; charset=utf-8";
+  bool pretty = false;
+};
+
+enum class Prefer { kRepresentation, kMinimal, kOperationOutcome };
+
+bool is_json_media(std::string_view media) {
+  // media without parameters, lower case
+  return media == "application/fhir+json" || media == "application/json" || media == "json" ||
+         media == "application/json+fhir" || media == "text/json";
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::string media_type_of(std::string_view header_value) {
+  return lower(trim(header_value.substr(0, header_value.find(';'))));
+}
+
+// Works out the response format from _format, Accept and _pretty. Error: 406.
+fhir::Result<Format> negotiate(const Request& req, const QueryParams& params) {
+  Format f;
+  if (const std::string* pretty = find_param(params, "_pretty")) f.pretty = *pretty == "true";
+  if (const std::string* fmt = find_param(params, "_format")) {
+    std::string media = media_type_of(*fmt);
+    if (!is_json_media(media))
+      return fhir::fail(ErrorKind::kNotAcceptable, "not-supported",
+                        "_format '" + *fmt + "' is not supported: this server speaks JSON only (application/fhir+json)");
+    if (media == "application/json") f.content_type = "application/json; charset=utf-8";
+    return f;
+  }
+  std::string_view accept = req.header("accept");
+  if (accept.empty()) return f;
+  bool fhir_json = false, plain_json = false, any = false;
+  while (!accept.empty()) {
+    auto comma = accept.find(',');
+    std::string media = media_type_of(accept.substr(0, comma));
+    accept = comma == std::string_view::npos ? std::string_view{} : accept.substr(comma + 1);
+    if (media == "application/fhir+json" || media == "application/json+fhir") fhir_json = true;
+    else if (media == "application/json" || media == "text/json") plain_json = true;
+    else if (media == "*/*" || media == "application/*") any = true;
+  }
+  if (fhir_json || any) return f;
+  if (plain_json) {
+    f.content_type = "application/json; charset=utf-8";
+    return f;
+  }
+  return fhir::fail(ErrorKind::kNotAcceptable, "not-supported",
+                    "None of the media types in Accept can be produced: this server speaks JSON only "
+                    "(application/fhir+json)");
+}
+
+Prefer prefer_of(const Request& req) {
+  std::string_view p = req.header("prefer");
+  if (p.find("return=minimal") != std::string_view::npos) return Prefer::kMinimal;
+  if (p.find("return=OperationOutcome") != std::string_view::npos) return Prefer::kOperationOutcome;
+  return Prefer::kRepresentation;
+}
+
+std::string etag(std::int64_t version) { return "W/\"" + std::to_string(version) + "\""; }
+
+// Reads a version from an ETag (W/"3", "3" or 3). nullopt when it is not one.
+std::optional<std::int64_t> version_of_etag(std::string_view tag) {
+  tag = trim(tag);
+  if (tag.starts_with("W/")) tag.remove_prefix(2);
+  if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"') tag = tag.substr(1, tag.size() - 2);
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(tag.data(), tag.data() + tag.size(), v);
+  if (ec != std::errc() || ptr != tag.data() + tag.size() || v < 1) return std::nullopt;
+  return v;
+}
+
+std::optional<std::int64_t> positive_int(std::string_view s) {
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> segments;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    auto slash = path.find('/');
+    segments.push_back(path.substr(0, slash));
+    path = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
+  }
+  return segments;
+}
+
+Response json_response(int status, std::string body, const Format& format) {
+  Response r;
+  r.status = status;
+  r.headers.emplace_back("Content-Type", format.content_type);
+  r.body = format.pretty ? json::reformat(body, true) : std::move(body);
+  return r;
+}
+
+Response with_interaction(Response r, std::string interaction) {
+  r.interaction = std::move(interaction);
+  return r;
+}
+
+Response method_not_allowed(std::string_view method, std::string_view path, std::string allow) {
+  Response r = error_response(ErrorKind::kMethodNotAllowed, "not-supported",
+                              "Method " + std::string(method) + " is not allowed on " + std::string(path) +
+                                  " (allowed: " + allow + ")");
+  r.headers.emplace_back("Allow", std::move(allow));
+  return r;
+}
+
+// Reads a request body as a FHIR JSON resource: Content-Type must be JSON; errors 415 and 400.
+fhir::Result<json::Value> read_body(const Request& req) {
+  std::string_view ct = req.header("content-type");
+  if (!ct.empty()) {
+    std::string media = media_type_of(ct);
+    if (!is_json_media(media))
+      return fhir::fail(ErrorKind::kUnsupportedMediaType, "not-supported",
+                        "Content-Type '" + std::string(ct) +
+                            "' is not supported: send application/fhir+json (this server reads JSON only)");
+  }
+  if (req.body.empty()) return fhir::fail(ErrorKind::kInvalid, "required", "The request has no body; a resource is expected");
+  auto parsed = json::parse(req.body);
+  if (!parsed) return parsed;
+  if (!parsed->is_object())
+    return fhir::fail(ErrorKind::kInvalid, "structure", "The body is not a FHIR resource (a JSON object is expected)");
+  return parsed;
+}
+
+std::string capability_statement(const resources::Definitions& defs, const RouterOptions& options) {
+  json::Value cs = json::Value::object();
+  auto str = [](std::string s) { return json::Value::string(std::move(s)); };
+  cs.set("resourceType", str("CapabilityStatement"));
+  cs.set("status", str("active"));
+  cs.set("date", str(fhir::format_instant(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count())
+                         .substr(0, 10)));
+  cs.set("publisher", str("Caduceus"));
+  cs.set("kind", str("instance"));
+  json::Value software = json::Value::object();
+  software.set("name", str("Caduceus"));
+  software.set("version", str(options.software_version));
+  cs.set("software", std::move(software));
+  json::Value impl = json::Value::object();
+  impl.set("description", str("Caduceus FHIR R4 server"));
+  impl.set("url", str(options.base_url));
+  cs.set("implementation", std::move(impl));
+  cs.set("fhirVersion", str("4.0.1"));
+  json::Value formats = json::Value::array();
+  formats.push_back(str("application/fhir+json"));
+  formats.push_back(str("json"));
+  cs.set("format", std::move(formats));
+  json::Value rest = json::Value::object();
+  rest.set("mode", str("server"));
+  json::Value resources = json::Value::array();
+  static constexpr std::string_view kTypeInteractions[] = {"read", "vread", "update", "delete",
+                                                           "history-instance", "history-type", "create"};
+  for (const std::string& type : defs.resource_types()) {
+    json::Value r = json::Value::object();
+    r.set("type", str(type));
+    r.set("profile", str("http://hl7.org/fhir/StructureDefinition/" + type));
+    json::Value interactions = json::Value::array();
+    for (std::string_view code : kTypeInteractions) {
+      json::Value i = json::Value::object();
+      i.set("code", str(std::string(code)));
+      interactions.push_back(std::move(i));
+    }
+    r.set("interaction", std::move(interactions));
+    r.set("versioning", str("versioned-update"));
+    r.set("readHistory", json::Value::boolean(true));
+    r.set("updateCreate", json::Value::boolean(true));
+    r.set("conditionalCreate", json::Value::boolean(false));
+    r.set("conditionalRead", str("modified-since"));
+    r.set("conditionalUpdate", json::Value::boolean(false));
+    r.set("conditionalDelete", str("not-supported"));
+    resources.push_back(std::move(r));
+  }
+  rest.set("resource", std::move(resources));
+  json::Value sys = json::Value::array();
+  json::Value hs = json::Value::object();
+  hs.set("code", str("history-system"));
+  sys.push_back(std::move(hs));
+  rest.set("interaction", std::move(sys));
+  json::Value rests = json::Value::array();
+  rests.push_back(std::move(rest));
+  cs.set("rest", std::move(rests));
+  return json::write(cs);
+}
+
+}  // namespace
+
+struct Router::Impl {
+  const Router& self;
+  const Request& req;
+  QueryParams params;
+  Format format;
+
+  resources::Repository& repo() const { return self.repository_; }
+  const std::string& base() const { return self.options_.base_url; }
+
+  void add_version_headers(Response& r, const VersionRecord& v) const {
+    r.headers.emplace_back("ETag", etag(v.version));
+    r.headers.emplace_back("Last-Modified", fhir::format_http_date(v.last_updated_ms));
+  }
+
+  std::string location(const VersionRecord& v) const {
+    return base() + "/" + v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
+  }
+
+  Response resource_response(int status, const VersionRecord& v) const {
+    Response r = json_response(status, v.body, format);
+    add_version_headers(r, v);
+    return r;
+  }
+
+  // The answer to a successful write, as Prefer asks.
+  Response write_response(int status, const VersionRecord& v, bool with_location) const {
+    Response r;
+    switch (prefer_of(req)) {
+      case Prefer::kMinimal:
+        r.status = status;
+        break;
+      case Prefer::kOperationOutcome:
+        r = json_response(status,
+                          fhir::information_outcome_json(std::string(status == 201 ? "Created " : "Updated ") +
+                                                         v.type + "/" + v.id + " version " +
+                                                         std::to_string(v.version)),
+                          format);
+        break;
+      case Prefer::kRepresentation:
+        r = json_response(status, v.body, format);
+        break;
+    }
+    add_version_headers(r, v);
+    if (with_location) r.headers.emplace_back("Location", location(v));
+    else r.headers.emplace_back("Content-Location", location(v));
+    return r;
+  }
+
+  Response read(std::string_view type, std::string_view id) const {
+    if (!resources::is_valid_id(id))
+      return error_response(ErrorKind::kNotFound, "not-found",
+                            "'" + std::string(id) + "' is not a valid resource id, so no resource has it");
+    auto v = repo().store().read(kDefaultTenant, type, id);
+    if (!v) return error_response(v.error());
+    if (v->deleted) {
+      Response r = error_response(ErrorKind::kGone, "deleted",
+                                  "Resource " + std::string(type) + "/" + std::string(id) + " was deleted (version " +
+                                      std::to_string(v->version) + ")");
+      add_version_headers(r, *v);
+      return r;
+    }
+    if (std::string_view inm = req.header("if-none-match"); !inm.empty()) {
+      bool match = trim(inm) == "*";
+      while (!match && !inm.empty()) {
+        auto comma = inm.find(',');
+        if (version_of_etag(inm.substr(0, comma)) == v->version) match = true;
+        inm = comma == std::string_view::npos ? std::string_view{} : inm.substr(comma + 1);
+      }
+      if (match) {
+        Response r;
+        r.status = 304;
+        add_version_headers(r, *v);
+        return r;
+      }
+    } else if (std::string_view ims = req.header("if-modified-since"); !ims.empty()) {
+      if (auto since = fhir::parse_http_date(trim(ims)); since && (v->last_updated_ms / 1000) * 1000 <= *since) {
+        Response r;
+        r.status = 304;
+        add_version_headers(r, *v);
+        return r;
+      }
+    }
+    return resource_response(200, *v);
+  }
+
+  Response vread(std::string_view type, std::string_view id, std::string_view vid) const {
+    auto version = positive_int(vid);
+    if (!resources::is_valid_id(id) || !version)
+      return error_response(ErrorKind::kNotFound, "not-found",
+                            "Version '" + std::string(vid) + "' of " + std::string(type) + "/" + std::string(id) +
+                                " is not known");
+    auto v = repo().store().vread(kDefaultTenant, type, id, *version);
+    if (!v) return error_response(v.error());
+    if (v->deleted) {
+      Response r = error_response(ErrorKind::kGone, "deleted",
+                                  "Version " + std::to_string(v->version) + " of " + std::string(type) + "/" +
+                                      std::string(id) + " is a deletion");
+      add_version_headers(r, *v);
+      return r;
+    }
+    return resource_response(200, *v);
+  }
+
+  // If-Match: nullopt when absent; an error when present but not a version we could ever have.
+  fhir::Result<std::optional<std::int64_t>> if_match() const {
+    std::string_view im = req.header("if-match");
+    if (im.empty()) return std::optional<std::int64_t>{};
+    auto v = version_of_etag(im);
+    if (!v)
+      return fhir::fail(ErrorKind::kPreconditionFailed, "conflict",
+                        "If-Match '" + std::string(im) + "' is not a version of this resource (expected W/\"n\")");
+    return std::optional<std::int64_t>{*v};
+  }
+
+  Response create(std::string_view type) const {
+    auto body = read_body(req);
+    if (!body) return error_response(body.error());
+    auto out = repo().create(kDefaultTenant, type, std::move(*body));
+    if (!out) return error_response(out.error());
+    return write_response(201, out->record, true);
+  }
+
+  Response update(std::string_view type, std::string_view id) const {
+    if (!resources::is_valid_id(id))
+      return error_response(ErrorKind::kInvalid, "invalid",
+                            "'" + std::string(id) + "' is not a valid resource id ([A-Za-z0-9-.]{1,64})",
+                            std::string(type) + ".id");
+    auto body = read_body(req);
+    if (!body) return error_response(body.error());
+    auto im = if_match();
+    if (!im) return error_response(im.error());
+    auto out = repo().update(kDefaultTenant, type, id, std::move(*body), *im);
+    if (!out) return error_response(out.error());
+    return write_response(out->created ? 201 : 200, out->record, out->created);
+  }
+
+  Response remove(std::string_view type, std::string_view id) const {
+    if (!resources::is_valid_id(id))
+      return error_response(ErrorKind::kNotFound, "not-found",
+                            "'" + std::string(id) + "' is not a valid resource id, so no resource has it");
+    auto im = if_match();
+    if (!im) return error_response(im.error());
+    auto out = repo().remove(kDefaultTenant, type, id, *im);
+    if (!out) return error_response(out.error());
+    Response r;
+    if (*out) {
+      r = json_response(200, fhir::information_outcome_json("Deleted " + std::string(type) + "/" + std::string(id) +
+                                                                " (version " + std::to_string((*out)->version) + ")"),
+                        format);
+      add_version_headers(r, **out);
+    } else {
+      r = json_response(200, fhir::information_outcome_json("Nothing to delete: " + std::string(type) + "/" +
+                                                                std::string(id) + " does not exist"),
+                        format);
+    }
+    return r;
+  }
+
+  Response history(std::string_view type, std::string_view id) const {
+    resources::HistoryQuery q;
+    q.type = std::string(type);
+    q.id = std::string(id);
+    q.count = self.options_.history_default_count;
+    if (!id.empty() && !resources::is_valid_id(id))
+      return error_response(ErrorKind::kNotFound, "not-found", "'" + std::string(id) + "' is not a valid resource id");
+    for (const auto& [name, value] : params) {
+      if (name == "_count") {
+        auto n = positive_int(value);
+        if (!n) return error_response(ErrorKind::kInvalid, "invalid", "_count must be a non-negative integer, not '" + value + "'");
+        q.count = std::min<std::size_t>(static_cast<std::size_t>(*n), self.options_.history_max_count);
+      } else if (name == "_since") {
+        auto range = fhir::datetime_range(value);
+        if (!range || value.size() < 20)
+          return error_response(ErrorKind::kInvalid, "invalid",
+                                "_since must be an instant (e.g. 2020-01-01T00:00:00Z), not '" + value + "'");
+        q.since_ms = range->first;
+      } else if (name == "_at") {
+        auto range = fhir::datetime_range(value);
+        if (!range)
+          return error_response(ErrorKind::kInvalid, "invalid", "_at must be a date or dateTime, not '" + value + "'");
+        q.at_low_ms = range->first;
+        q.at_high_ms = range->second;
+      } else if (name == "_cursor") {
+        auto n = positive_int(value);
+        if (!n) return error_response(ErrorKind::kInvalid, "invalid", "_cursor '" + value + "' is not a paging cursor");
+        q.before_seq = *n;
+      }
+    }
+    if (!id.empty()) {
+      // The history of a resource that never existed is a 404.
+      auto cur = repo().store().read(kDefaultTenant, type, id);
+      if (!cur) return error_response(cur.error());
+    }
+    auto page = repo().store().history(kDefaultTenant, q);
+    if (!page) return error_response(page.error());
+    auto total = repo().store().history_total(kDefaultTenant, q);
+    if (!total) return error_response(total.error());
+
+    std::string path = base();
+    if (!type.empty()) path += "/" + std::string(type);
+    if (!id.empty()) path += "/" + std::string(id);
+    path += "/_history";
+    std::string common;
+    for (const auto& [name, value] : params) {
+      if (name == "_cursor") continue;
+      common += (common.empty() ? "?" : "&") + percent_encode(name) + "=" + percent_encode(value);
+    }
+    std::string self_link = path + common;
+    std::string next_link;
+    if (page->next_before_seq)
+      next_link = path + common + (common.empty() ? "?" : "&") + "_cursor=" + std::to_string(*page->next_before_seq);
+
+    // The bundle is written as text so that stored bodies are spliced in without being parsed again.
+    std::string b;
+    b.reserve(256 + page->entries.size() * 512);
+    b += "{\"resourceType\":\"Bundle\",\"id\":";
+    json::append_quoted(b, resources::new_resource_id());
+    b += ",\"meta\":{\"lastUpdated\":";
+    json::append_quoted(b, fhir::format_instant(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                    std::chrono::system_clock::now().time_since_epoch())
+                                                    .count()));
+    b += "},\"type\":\"history\",\"total\":" + std::to_string(*total) + ",\"link\":[{\"relation\":\"self\",\"url\":";
+    json::append_quoted(b, self_link);
+    b += "}";
+    if (!next_link.empty()) {
+      b += ",{\"relation\":\"next\",\"url\":";
+      json::append_quoted(b, next_link);
+      b += "}";
+    }
+    b += "]";
+    if (!page->entries.empty()) b += ",\"entry\":[";
+    bool first = true;
+    for (const VersionRecord& v : page->entries) {
+      if (!first) b += ",";
+      first = false;
+      b += "{\"fullUrl\":";
+      json::append_quoted(b, base() + "/" + v.type + "/" + v.id);
+      if (!v.deleted) {
+        b += ",\"resource\":";
+        b += v.body;
+      }
+      b += ",\"request\":{\"method\":\"";
+      b += resources::to_string(v.method);
+      b += "\",\"url\":";
+      json::append_quoted(b, v.method == resources::Method::kCreate ? v.type : v.type + "/" + v.id);
+      b += "},\"response\":{\"status\":\"";
+      b += v.method == resources::Method::kCreate ? "201 Created" : (v.deleted ? "204 No Content" : "200 OK");
+      b += "\",\"etag\":";
+      json::append_quoted(b, etag(v.version));
+      b += ",\"lastModified\":";
+      json::append_quoted(b, fhir::format_instant(v.last_updated_ms));
+      b += "}}";
+    }
+    if (!page->entries.empty()) b += "]";
+    b += "}";
+    return json_response(200, std::move(b), format);
+  }
+
+  Response fhir(std::string_view path) {
+    auto segments = split_path(path);
+    const std::string& m = req.method;
+    bool get = m == "GET" || m == "HEAD";
+    auto& defs = repo().definitions();
+
+    if (segments.empty()) {
+      if (m == "POST")
+        return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported",
+                                               "Batch and transaction Bundles are not supported yet"),
+                                "transaction");
+      if (get)
+        return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported",
+                                               "Search across all types is not supported yet"),
+                                "search-system");
+      return method_not_allowed(m, req.target, "GET, POST");
+    }
+    std::string_view first = segments[0];
+    if (segments.size() == 1 && first == "metadata") {
+      if (!get) return method_not_allowed(m, "/fhir/metadata", "GET");
+      return with_interaction(json_response(200, self.capability_json_, format), "capabilities");
+    }
+    if (segments.size() == 1 && first == "_history") {
+      if (!get) return method_not_allowed(m, "/fhir/_history", "GET");
+      return with_interaction(history({}, {}), "history-system");
+    }
+    if (!defs.is_resource_type(first))
+      return error_response(ErrorKind::kNotFound, "not-supported",
+                            "'" + std::string(first) + "' is not a resource type of FHIR R4");
+    std::string_view type = first;
+    if (segments.size() == 1) {
+      if (m == "POST") return with_interaction(create(type), "create");
+      if (get)
+        return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported",
+                                               "Search is not supported yet"),
+                                "search-type");
+      return method_not_allowed(m, "/fhir/" + std::string(type), "GET, POST");
+    }
+    std::string_view second = segments[1];
+    if (segments.size() == 2 && second == "_history") {
+      if (!get) return method_not_allowed(m, req.target, "GET");
+      return with_interaction(history(type, {}), "history-type");
+    }
+    if (segments.size() == 2 && second == "_search")
+      return with_interaction(
+          error_response(ErrorKind::kNotSupported, "not-supported", "Search is not supported yet"), "search-type");
+    if (segments.size() == 2) {
+      if (get) return with_interaction(read(type, second), "read");
+      if (m == "PUT") return with_interaction(update(type, second), "update");
+      if (m == "DELETE") return with_interaction(remove(type, second), "delete");
+      return method_not_allowed(m, req.target, "GET, HEAD, PUT, DELETE");
+    }
+    if (segments.size() == 3 && segments[2] == "_history") {
+      if (!get) return method_not_allowed(m, req.target, "GET");
+      return with_interaction(history(type, second), "history-instance");
+    }
+    if (segments.size() == 4 && segments[2] == "_history") {
+      if (!get) return method_not_allowed(m, req.target, "GET");
+      return with_interaction(vread(type, second, segments[3]), "vread");
+    }
+    return error_response(ErrorKind::kNotFound, "not-found", "No FHIR interaction at " + std::string(path));
+  }
+};
+
+Router::Router(resources::Repository& repository, RouterOptions options,
+               std::function<std::string()> render_metrics)
+    : repository_(repository), options_(std::move(options)), render_metrics_(std::move(render_metrics)) {
+  capability_json_ = capability_statement(repository_.definitions(), options_);
+}
+
+void Router::set_base_url(std::string base_url) {
+  options_.base_url = std::move(base_url);
+  capability_json_ = capability_statement(repository_.definitions(), options_);
+}
+
+bool Router::is_blocking(const Request& request) noexcept {
+  return request.method != "GET" && request.method != "HEAD";
+}
+
+Response Router::handle(const Request& req) const {
+  std::string_view target = req.target;
+  auto qpos = target.find('?');
+  std::string_view path = target.substr(0, qpos);
+  std::string_view query = qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
+
+  if (req.rejected_status != 0) {
+    Response r;
+    switch (req.rejected_status) {
+      case 413:
+        r = error_response(ErrorKind::kTooLarge, "too-costly", "The request body is larger than the server's limit");
+        break;
+      case 431:
+        r = error_response(ErrorKind::kInvalid, "too-costly", "The request's header fields are too large");
+        break;
+      default:
+        r = error_response(ErrorKind::kInvalid, "invalid", "The HTTP request is malformed");
+    }
+    r.status = req.rejected_status;
+    r.close = true;
+    r.interaction = "rejected";
+    return r;
+  }
+  if (path == "/healthz") {
+    Response r;
+    r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+    r.body = "ok\n";
+    r.interaction = "healthz";
+    return r;
+  }
+  if (path == "/readyz") {
+    Response r;
+    r.interaction = "readyz";
+    r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+    if (auto ok = repository_.store().ping(); ok) {
+      r.body = "ready\n";
+    } else {
+      r.status = 503;
+      r.headers.emplace_back("Retry-After", "1");
+      r.body = "not ready: the database does not answer\n";
+    }
+    return r;
+  }
+  if (path == "/metrics") {
+    Response r;
+    r.interaction = "metrics";
+    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.body = render_metrics_ ? render_metrics_() : std::string();
+    return r;
+  }
+  if (!(path == kFhirBase || path.starts_with("/fhir/"))) {
+    Response r = error_response(ErrorKind::kNotFound, "not-found", "Nothing here; the FHIR base is /fhir");
+    r.interaction = "unknown";
+    return r;
+  }
+  Impl impl{*this, req, {}, {}};
+  auto params = parse_query(query);
+  if (!params) {
+    Response r = error_response(ErrorKind::kInvalid, "invalid", "The query string has a malformed %-escape");
+    r.interaction = "invalid";
+    return r;
+  }
+  impl.params = std::move(*params);
+  auto format = negotiate(req, impl.params);
+  if (!format) {
+    Response r = error_response(format.error());
+    r.interaction = "not-acceptable";
+    return r;
+  }
+  impl.format = *format;
+  Response r = impl.fhir(path.substr(kFhirBase.size()));
+  if (r.interaction.empty()) r.interaction = "invalid";
+  return r;
+}
+
+}  // namespace caduceus::server

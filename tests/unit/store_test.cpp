@@ -1,0 +1,269 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <latch>
+#include <thread>
+
+#include "caduceus/conformance/embedded.hpp"
+#include "caduceus/fhir/json.hpp"
+#include "caduceus/resources/repository.hpp"
+#include "caduceus/resources/store/store.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+namespace json = fhir::json;
+
+json::Value parse(std::string_view text) {
+  auto v = json::parse(text);
+  EXPECT_TRUE(v.has_value());
+  return v ? *v : json::Value();
+}
+
+class RepositoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto defs = Definitions::load(conformance::r4_model_json());
+    ASSERT_TRUE(defs.has_value());
+    defs_ = *defs;
+    checker_ = std::make_unique<StructureChecker>(*defs_);
+    dir_ = std::filesystem::temp_directory_path() / ("caduceus-store-test-" + new_resource_id());
+    open();
+  }
+  void TearDown() override {
+    repo_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void open() {
+    repo_.reset();
+    store_.reset();
+    auto s = open_store("sqlite:" + (dir_ / "test.db").string());
+    ASSERT_TRUE(s.has_value()) << s.error().issues[0].diagnostics;
+    store_ = std::move(*s);
+    repo_ = std::make_unique<Repository>(*store_, *defs_, *checker_);
+  }
+
+  std::shared_ptr<const Definitions> defs_;
+  std::unique_ptr<StructureChecker> checker_;
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Repository> repo_;
+};
+
+TEST_F(RepositoryTest, CreateAssignsIdVersionAndLastUpdated) {
+  auto out = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient","id":"mine","active":true})"));
+  ASSERT_TRUE(out.has_value());
+  EXPECT_TRUE(out->created);
+  EXPECT_NE(out->record.id, "mine");
+  EXPECT_TRUE(is_valid_id(out->record.id));
+  EXPECT_EQ(out->record.version, 1);
+  auto body = parse(out->record.body);
+  EXPECT_EQ(body.find("id")->text(), out->record.id);
+  EXPECT_EQ(body.find("meta")->find("versionId")->text(), "1");
+  EXPECT_NE(body.find("meta")->find("lastUpdated"), nullptr);
+  // meta follows id, as FHIR JSON orders it
+  EXPECT_EQ(body.members()[0].first, "resourceType");
+  EXPECT_EQ(body.members()[1].first, "id");
+  EXPECT_EQ(body.members()[2].first, "meta");
+
+  auto read = store_->read(kDefaultTenant, "Patient", out->record.id);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->body, out->record.body);
+}
+
+TEST_F(RepositoryTest, UpdateKeepsClientMetaButOwnsVersion) {
+  auto out = repo_->update(kDefaultTenant, "Patient", "p1",
+                           parse(R"({"resourceType":"Patient","id":"p1","meta":{"versionId":"99",
+                                  "tag":[{"system":"urn:x","code":"t"}]}})"),
+                           std::nullopt);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_TRUE(out->created);
+  auto body = parse(out->record.body);
+  EXPECT_EQ(body.find("meta")->find("versionId")->text(), "1");
+  EXPECT_EQ(body.find("meta")->find("tag")->items().size(), 1u);
+  auto second = repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"),
+                              std::nullopt);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->record.version, 2);
+  EXPECT_GE(second->record.last_updated_ms, out->record.last_updated_ms);
+}
+
+TEST_F(RepositoryTest, StaleIfMatchChangesNothing) {
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"), {}));
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"), 1));
+  auto stale = repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"), 1);
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error().kind, fhir::ErrorKind::kPreconditionFailed);
+  EXPECT_EQ(store_->read(kDefaultTenant, "Patient", "p1")->version, 2);
+  auto del = repo_->remove(kDefaultTenant, "Patient", "p1", 1);
+  ASSERT_FALSE(del.has_value());
+  EXPECT_EQ(del.error().kind, fhir::ErrorKind::kPreconditionFailed);
+}
+
+TEST_F(RepositoryTest, InvalidBodiesAreRefusedWithExpressions) {
+  auto wrong_type = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Observation"})"));
+  ASSERT_FALSE(wrong_type.has_value());
+  EXPECT_EQ(wrong_type.error().issues[0].expression, "Patient.resourceType");
+  auto mismatch = repo_->update(kDefaultTenant, "Patient", "a", parse(R"({"resourceType":"Patient","id":"b"})"), {});
+  ASSERT_FALSE(mismatch.has_value());
+  EXPECT_EQ(mismatch.error().issues[0].expression, "Patient.id");
+  auto no_id = repo_->update(kDefaultTenant, "Patient", "a", parse(R"({"resourceType":"Patient"})"), {});
+  ASSERT_FALSE(no_id.has_value());
+  EXPECT_EQ(no_id.error().issues[0].code, "required");
+  auto bad_date = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient","birthDate":"1970-13-45"})"));
+  ASSERT_FALSE(bad_date.has_value());
+  EXPECT_EQ(bad_date.error().issues[0].expression, "Patient.birthDate");
+  auto total = store_->history_total(kDefaultTenant, HistoryQuery{});
+  ASSERT_TRUE(total.has_value());
+  EXPECT_EQ(*total, 0);
+}
+
+TEST_F(RepositoryTest, DeleteAppendsAVersionAndHistoryKeepsEverything) {
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"), {}));
+  auto del = repo_->remove(kDefaultTenant, "Patient", "p1", std::nullopt);
+  ASSERT_TRUE(del.has_value());
+  ASSERT_TRUE(del->has_value());
+  EXPECT_EQ((*del)->version, 2);
+  auto again = repo_->remove(kDefaultTenant, "Patient", "p1", std::nullopt);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(again->has_value()) << "a second delete writes nothing";
+  auto read = store_->read(kDefaultTenant, "Patient", "p1");
+  ASSERT_TRUE(read.has_value());
+  EXPECT_TRUE(read->deleted);
+  EXPECT_FALSE(store_->vread(kDefaultTenant, "Patient", "p1", 1)->deleted);
+  // Recreating after a delete continues the version sequence.
+  auto back = repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"), {});
+  ASSERT_TRUE(back.has_value());
+  EXPECT_TRUE(back->created);
+  EXPECT_EQ(back->record.version, 3);
+  HistoryQuery q;
+  q.type = "Patient";
+  q.id = "p1";
+  auto page = store_->history(kDefaultTenant, q);
+  ASSERT_TRUE(page.has_value());
+  ASSERT_EQ(page->entries.size(), 3u);
+  EXPECT_EQ(page->entries[0].version, 3);
+  EXPECT_EQ(page->entries[1].method, Method::kDelete);
+  EXPECT_TRUE(page->entries[1].body.empty());
+}
+
+TEST_F(RepositoryTest, HistoryPagesCoverEveryVersionOnce) {
+  for (int i = 0; i < 25; ++i)
+    ASSERT_TRUE(repo_->create(kDefaultTenant, i % 2 ? "Patient" : "Observation",
+                              parse(i % 2 ? R"({"resourceType":"Patient"})"
+                                          : R"({"resourceType":"Observation","status":"final","code":{"text":"x"}})")));
+  HistoryQuery q;
+  q.count = 4;
+  std::set<std::int64_t> seen;
+  std::int64_t last = std::numeric_limits<std::int64_t>::max();
+  for (;;) {
+    auto page = store_->history(kDefaultTenant, q);
+    ASSERT_TRUE(page.has_value());
+    for (const auto& e : page->entries) {
+      EXPECT_LT(e.seq, last);
+      last = e.seq;
+      EXPECT_TRUE(seen.insert(e.seq).second);
+    }
+    if (!page->next_before_seq) break;
+    q.before_seq = page->next_before_seq;
+  }
+  EXPECT_EQ(seen.size(), 25u);
+  HistoryQuery patients;
+  patients.type = "Patient";
+  EXPECT_EQ(*store_->history_total(kDefaultTenant, patients), 12);
+}
+
+TEST_F(RepositoryTest, HistoryAtSelectsTheVersionCurrentThen) {
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"), {}));
+  auto v1 = store_->read(kDefaultTenant, "Patient", "p1");
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"), {}));
+  auto v2 = store_->read(kDefaultTenant, "Patient", "p1");
+  HistoryQuery q;
+  q.at_low_ms = v2->last_updated_ms + 1000;
+  q.at_high_ms = v2->last_updated_ms + 2000;
+  auto page = store_->history(kDefaultTenant, q);
+  ASSERT_TRUE(page.has_value());
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].version, 2);
+  q.at_low_ms = v1->last_updated_ms - 5000;
+  q.at_high_ms = v1->last_updated_ms - 4000;
+  EXPECT_TRUE(store_->history(kDefaultTenant, q)->entries.empty());
+}
+
+TEST_F(RepositoryTest, DataSurvivesReopenAndMigrationsRunOnce) {
+  auto out = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient","active":true})"));
+  ASSERT_TRUE(out.has_value());
+  open();
+  auto read = store_->read(kDefaultTenant, "Patient", out->record.id);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->body, out->record.body);
+  auto again = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient"})"));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_GT(again->record.seq, out->record.seq);
+  EXPECT_GE(again->record.last_updated_ms, out->record.last_updated_ms);
+}
+
+TEST_F(RepositoryTest, ConcurrentIfMatchUpdatesLetExactlyOneWin) {
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "race", parse(R"({"resourceType":"Patient","id":"race"})"), {}));
+  constexpr int kThreads = 16;
+  std::latch start(kThreads);
+  std::atomic<int> ok{0}, stale{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i)
+    threads.emplace_back([&] {
+      start.arrive_and_wait();
+      auto r = repo_->update(kDefaultTenant, "Patient", "race", parse(R"({"resourceType":"Patient","id":"race"})"), 1);
+      if (r) ++ok;
+      else if (r.error().kind == fhir::ErrorKind::kPreconditionFailed) ++stale;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 1);
+  EXPECT_EQ(stale.load(), kThreads - 1);
+  EXPECT_EQ(store_->read(kDefaultTenant, "Patient", "race")->version, 2);
+}
+
+TEST_F(RepositoryTest, AFailingWriteInAGroupLeavesTheOthersIntact) {
+  constexpr int kThreads = 32;
+  std::latch start(kThreads);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i)
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      auto r = store_->write([&](Transaction& txn) -> fhir::Result<void> {
+        VersionRecord rec;
+        rec.type = "Basic";
+        rec.id = "b" + std::to_string(i);
+        rec.version = 1;
+        rec.last_updated_ms = txn.now_ms();
+        rec.body = R"({"resourceType":"Basic"})";
+        if (auto s = txn.append(kDefaultTenant, rec); !s) return std::unexpected(s.error());
+        if (i % 2) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "odd ones fail after writing");
+        return {};
+      });
+      if (r) ++ok;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kThreads / 2);
+  for (int i = 0; i < kThreads; ++i) {
+    auto r = store_->read(kDefaultTenant, "Basic", "b" + std::to_string(i));
+    EXPECT_EQ(r.has_value(), i % 2 == 0) << i;
+  }
+}
+
+TEST(StoreUrlTest, UnknownSchemesAreRefused) {
+  auto s = open_store("mysql://x");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().kind, fhir::ErrorKind::kInvalid);
+}
+
+TEST(StoreUrlTest, MemoryStoreIsThrowaway) {
+  auto s = open_store("sqlite::memory:");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_TRUE((*s)->ping().has_value());
+}
+
+}  // namespace
+}  // namespace caduceus::resources
