@@ -3,6 +3,8 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <future>
+#include <memory>
 #include <random>
 
 #include "caduceus/fhir/datetime.hpp"
@@ -120,92 +122,141 @@ std::vector<fhir::Issue> Repository::check(std::string_view type, const json::Va
   return issues;
 }
 
+namespace {
+
+// Waits for an asynchronous write's answer.
+template <class T, class F>
+Result<T> wait_for(F&& start) {
+  std::promise<Result<T>> promise;
+  auto future = promise.get_future();
+  start([&promise](Result<T> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// What an asynchronous write carries from the caller into the store's transaction and back.
+template <class T>
+struct Pending {
+  json::Value resource;
+  T out{};
+};
+
+}  // namespace
+
 Result<WriteOutcome> Repository::create(TenantId tenant, std::string_view type, json::Value resource) {
-  // The server owns the id: a client's id is replaced before checking (so it cannot fail the check).
-  std::string id = new_resource_id();
-  if (resource.is_object() && resource.find("id") != nullptr) set_id(resource, id);
-  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return std::unexpected(ok.error());
-  set_id(resource, id);
-  WriteOutcome out;
-  auto written = store_.write([&](Transaction& txn) -> Result<void> {
-    VersionRecord rec;
-    rec.type = std::string(type);
-    rec.id = id;
-    rec.version = 1;
-    rec.last_updated_ms = txn.now_ms();
-    rec.method = Method::kCreate;
-    stamp_meta(resource, rec.version, rec.last_updated_ms);
-    rec.body = json::write(resource);
-    auto seq = txn.append(tenant, rec);
-    if (!seq) return std::unexpected(seq.error());
-    rec.seq = *seq;
-    out.record = std::move(rec);
-    out.created = true;
-    return {};
-  });
-  if (!written) return std::unexpected(written.error());
-  return out;
+  return wait_for<WriteOutcome>(
+      [&](Callback<WriteOutcome> done) { create_async(tenant, type, std::move(resource), std::move(done)); });
 }
 
 Result<WriteOutcome> Repository::update(TenantId tenant, std::string_view type, std::string_view id,
                                         json::Value resource, std::optional<std::int64_t> if_match,
                                         bool allow_create) {
-  if (auto ok = issues_to_error(check(type, resource, id)); !ok) return std::unexpected(ok.error());
-  WriteOutcome out;
-  auto written = store_.write([&](Transaction& txn) -> Result<void> {
-    auto current = txn.current(tenant, type, id);
-    if (!current) return std::unexpected(current.error());
-    std::int64_t current_version = *current ? (*current)->version : 0;
-    if (if_match && *if_match != current_version)
-      return std::unexpected(stale(type, id, *if_match, current_version));
-    if (!*current && !allow_create)
-      return fhir::fail(ErrorKind::kNotFound, "not-found",
-                        "Resource " + std::string(type) + "/" + std::string(id) + " is not known");
-    VersionRecord rec;
-    rec.type = std::string(type);
-    rec.id = std::string(id);
-    rec.version = current_version + 1;
-    rec.last_updated_ms = txn.now_ms();
-    rec.method = Method::kUpdate;
-    stamp_meta(resource, rec.version, rec.last_updated_ms);
-    rec.body = json::write(resource);
-    auto seq = txn.append(tenant, rec);
-    if (!seq) return std::unexpected(seq.error());
-    rec.seq = *seq;
-    out.created = !*current || (*current)->deleted;
-    out.record = std::move(rec);
-    return {};
+  return wait_for<WriteOutcome>([&](Callback<WriteOutcome> done) {
+    update_async(tenant, type, id, std::move(resource), if_match, allow_create, std::move(done));
   });
-  if (!written) return std::unexpected(written.error());
-  return out;
 }
 
-Result<std::optional<VersionRecord>> Repository::remove(TenantId tenant, std::string_view type,
-                                                        std::string_view id,
+Result<std::optional<VersionRecord>> Repository::remove(TenantId tenant, std::string_view type, std::string_view id,
                                                         std::optional<std::int64_t> if_match) {
-  std::optional<VersionRecord> out;
-  auto written = store_.write([&](Transaction& txn) -> Result<void> {
-    auto current = txn.current(tenant, type, id);
-    if (!current) return std::unexpected(current.error());
-    std::int64_t current_version = *current ? (*current)->version : 0;
-    if (if_match && *if_match != current_version)
-      return std::unexpected(stale(type, id, *if_match, current_version));
-    if (!*current || (*current)->deleted) return {};
-    VersionRecord rec;
-    rec.type = std::string(type);
-    rec.id = std::string(id);
-    rec.version = current_version + 1;
-    rec.last_updated_ms = txn.now_ms();
-    rec.deleted = true;
-    rec.method = Method::kDelete;
-    auto seq = txn.append(tenant, rec);
-    if (!seq) return std::unexpected(seq.error());
-    rec.seq = *seq;
-    out = std::move(rec);
-    return {};
-  });
-  if (!written) return std::unexpected(written.error());
-  return out;
+  return wait_for<std::optional<VersionRecord>>(
+      [&](Callback<std::optional<VersionRecord>> done) { remove_async(tenant, type, id, if_match, std::move(done)); });
+}
+
+void Repository::create_async(TenantId tenant, std::string_view type, json::Value resource,
+                              Callback<WriteOutcome> done) {
+  // The server owns the id: a client's id is replaced before checking (so it cannot fail the check).
+  std::string id = new_resource_id();
+  if (resource.is_object() && resource.find("id") != nullptr) set_id(resource, id);
+  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return done(std::unexpected(ok.error()));
+  set_id(resource, id);
+  auto pending = std::make_shared<Pending<WriteOutcome>>();
+  pending->resource = std::move(resource);
+  store_.write_async(
+      [pending, tenant, type = std::string(type), id = std::move(id)](Transaction& txn) -> Result<void> {
+        VersionRecord rec;
+        rec.type = type;
+        rec.id = id;
+        rec.version = 1;
+        rec.last_updated_ms = txn.now_ms();
+        rec.method = Method::kCreate;
+        stamp_meta(pending->resource, rec.version, rec.last_updated_ms);
+        rec.body = json::write(pending->resource);
+        auto seq = txn.append(tenant, rec);
+        if (!seq) return std::unexpected(seq.error());
+        rec.seq = *seq;
+        pending->out.record = std::move(rec);
+        pending->out.created = true;
+        return {};
+      },
+      [pending, done = std::move(done)](Result<void> r) {
+        if (!r) return done(std::unexpected(std::move(r.error())));
+        done(std::move(pending->out));
+      });
+}
+
+void Repository::update_async(TenantId tenant, std::string_view type, std::string_view id, json::Value resource,
+                              std::optional<std::int64_t> if_match, bool allow_create, Callback<WriteOutcome> done) {
+  if (auto ok = issues_to_error(check(type, resource, id)); !ok) return done(std::unexpected(ok.error()));
+  auto pending = std::make_shared<Pending<WriteOutcome>>();
+  pending->resource = std::move(resource);
+  store_.write_async(
+      [pending, tenant, type = std::string(type), id = std::string(id), if_match,
+       allow_create](Transaction& txn) -> Result<void> {
+        auto current = txn.current(tenant, type, id);
+        if (!current) return std::unexpected(current.error());
+        std::int64_t current_version = *current ? (*current)->version : 0;
+        if (if_match && *if_match != current_version)
+          return std::unexpected(stale(type, id, *if_match, current_version));
+        if (!*current && !allow_create)
+          return fhir::fail(ErrorKind::kNotFound, "not-found", "Resource " + type + "/" + id + " is not known");
+        VersionRecord rec;
+        rec.type = type;
+        rec.id = id;
+        rec.version = current_version + 1;
+        rec.last_updated_ms = txn.now_ms();
+        rec.method = Method::kUpdate;
+        stamp_meta(pending->resource, rec.version, rec.last_updated_ms);
+        rec.body = json::write(pending->resource);
+        auto seq = txn.append(tenant, rec);
+        if (!seq) return std::unexpected(seq.error());
+        rec.seq = *seq;
+        pending->out.created = !*current || (*current)->deleted;
+        pending->out.record = std::move(rec);
+        return {};
+      },
+      [pending, done = std::move(done)](Result<void> r) {
+        if (!r) return done(std::unexpected(std::move(r.error())));
+        done(std::move(pending->out));
+      });
+}
+
+void Repository::remove_async(TenantId tenant, std::string_view type, std::string_view id,
+                              std::optional<std::int64_t> if_match, Callback<std::optional<VersionRecord>> done) {
+  auto pending = std::make_shared<Pending<std::optional<VersionRecord>>>();
+  store_.write_async(
+      [pending, tenant, type = std::string(type), id = std::string(id), if_match](Transaction& txn) -> Result<void> {
+        auto current = txn.current(tenant, type, id);
+        if (!current) return std::unexpected(current.error());
+        std::int64_t current_version = *current ? (*current)->version : 0;
+        if (if_match && *if_match != current_version)
+          return std::unexpected(stale(type, id, *if_match, current_version));
+        if (!*current || (*current)->deleted) return {};
+        VersionRecord rec;
+        rec.type = type;
+        rec.id = id;
+        rec.version = current_version + 1;
+        rec.last_updated_ms = txn.now_ms();
+        rec.deleted = true;
+        rec.method = Method::kDelete;
+        auto seq = txn.append(tenant, rec);
+        if (!seq) return std::unexpected(seq.error());
+        rec.seq = *seq;
+        pending->out = std::move(rec);
+        return {};
+      },
+      [pending, done = std::move(done)](Result<void> r) {
+        if (!r) return done(std::unexpected(std::move(r.error())));
+        done(std::move(pending->out));
+      });
 }
 
 }  // namespace caduceus::resources

@@ -159,6 +159,48 @@ struct HttpServer::Impl {
     return response;
   }
 
+  // Runs the asynchronous handler. `done` gets exactly one response, and the observer sees it: the first one the
+  // handler gives; a 500 if the handler throws before answering, or drops every copy of the callback unanswered.
+  void invoke_async(std::shared_ptr<const Request> request, Clock::time_point start,
+                    std::function<void(Response)> done) const noexcept {
+    struct Answer {
+      const Impl* server;
+      std::shared_ptr<const Request> request;
+      Clock::time_point start;
+      std::function<void(Response)> done;
+      std::atomic<bool> given{false};
+
+      void give(Response response) noexcept {
+        if (given.exchange(true)) return;
+        if (server->observer) {
+          try {
+            server->observer(*request, response, Clock::now() - start);
+          } catch (...) {
+            // An observer (metrics, log) must not change the answer.
+          }
+        }
+        done(std::move(response));
+      }
+      ~Answer() {
+        if (!given.load()) {
+          std::fprintf(stderr, "caduceus: request handler dropped its completion unanswered\n");
+          give(internal_error_response());
+        }
+      }
+    };
+    auto answer = std::make_shared<Answer>(this, std::move(request), start, std::move(done));
+    const Request& ref = *answer->request;
+    try {
+      async_handler(ref, [answer](Response response) { answer->give(std::move(response)); });
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "caduceus: request handler failed: %s\n", e.what());
+      answer->give(internal_error_response());
+    } catch (...) {
+      std::fprintf(stderr, "caduceus: request handler failed with a non-standard exception\n");
+      answer->give(internal_error_response());
+    }
+  }
+
   void run_io() noexcept {
     for (;;) {
       try {
@@ -180,6 +222,7 @@ struct HttpServer::Impl {
   Handler handler;
   std::function<bool(const Request&)> is_blocking;
   ExchangeObserver observer;
+  AsyncHandler async_handler;
 
   std::atomic<std::size_t> open{0};
   std::atomic<bool> draining{false};
@@ -408,6 +451,21 @@ class Session : public std::enable_shared_from_this<Session> {
       if (next == slots_.end()) break;
       Slot& slot = *next;
       slot.dispatched = true;
+      if (slot.request.rejected_status == 0 && server_.async_handler && server_.blocking(slot.request)) {
+        processing_ = true;
+        auto request = std::make_shared<const Request>(std::move(slot.request));
+        server_.invoke_async(
+            std::move(request), slot.start,
+            [self = shared_from_this(), seq = slot.seq, strand = stream_.get_executor(),
+             // keeps run() going until the answer is in (copyable, unlike a work guard)
+             work = asio::prefer(server_.ioc.get_executor(), asio::execution::outstanding_work.tracked)](
+                Response response) mutable {
+              asio::post(strand, [self, seq, response = std::move(response)]() mutable {
+                self->on_processed(seq, std::move(response));
+              });
+            });
+        break;
+      }
       if (slot.request.rejected_status == 0 && server_.blocking(slot.request)) {
         processing_ = true;
         asio::post(server_.pool, [self = shared_from_this(), seq = slot.seq, request = std::move(slot.request),
@@ -622,6 +680,8 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, std::function
     : impl_(std::make_unique<Impl>(std::move(options), std::move(handler), std::move(is_blocking))) {}
 
 HttpServer::~HttpServer() = default;
+
+void HttpServer::set_async_handler(AsyncHandler handler) { impl_->async_handler = std::move(handler); }
 
 void HttpServer::set_observer(ExchangeObserver observer) { impl_->observer = std::move(observer); }
 

@@ -82,6 +82,9 @@ int serve(const std::vector<std::string>& args) {
   server::HttpServer http(
       http_options, [&router](const server::Request& request) { return router.handle(request); },
       &server::Router::is_blocking);
+  http.set_async_handler([&router](const server::Request& request, std::function<void(server::Response)> done) {
+    router.handle_async(request, std::move(done));
+  });
   http.set_observer([&](const server::Request& request, const server::Response& response,
                         std::chrono::nanoseconds elapsed) {
     metrics.observe(response.interaction, response.status, std::chrono::duration<double>(elapsed).count());

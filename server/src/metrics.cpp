@@ -20,6 +20,14 @@ void append_number(std::string& out, double value) {
   else out += "NaN";
 }
 
+// A bucket bound, in plain decimal notation ("0.0005", not "5e-04").
+void append_bound(std::string& out, double value) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::fixed);
+  if (ec == std::errc{}) out.append(buf, end);
+  else out += "NaN";
+}
+
 void append_number(std::string& out, std::uint64_t value) {
   char buf[32];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
@@ -123,7 +131,7 @@ std::string Metrics::render() const {
       out += "caduceus_http_request_duration_seconds_bucket{";
       out += labels;
       out += ",le=\"";
-      if (i < kBuckets.size()) append_number(out, kBuckets[i]);
+      if (i < kBuckets.size()) append_bound(out, kBuckets[i]);
       else out += "+Inf";
       out += "\"} ";
       append_number(out, cumulative);

@@ -1,6 +1,7 @@
 #include "caduceus/server/router.hpp"
 
 #include <charconv>
+#include <future>
 #include <chrono>
 #include <span>
 
@@ -208,7 +209,7 @@ std::string capability_statement(const resources::Definitions& defs, const Route
     r.set("readHistory", json::Value::boolean(true));
     r.set("updateCreate", json::Value::boolean(true));
     r.set("conditionalCreate", json::Value::boolean(false));
-    r.set("conditionalRead", str("modified-since"));
+    r.set("conditionalRead", str("full-support"));
     r.set("conditionalUpdate", json::Value::boolean(false));
     r.set("conditionalDelete", str("not-supported"));
     resources.push_back(std::move(r));
@@ -227,11 +228,47 @@ std::string capability_statement(const resources::Definitions& defs, const Route
 
 }  // namespace
 
+// What a write's answer needs once the write is durable: copied, so that it outlives the request.
+struct Reply {
+  Format format;
+  Prefer prefer;
+  std::string base;
+
+  std::string location(const VersionRecord& v) const {
+    return base + "/" + v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
+  }
+
+  // The answer to a successful write, as Prefer asks.
+  Response written(int status, const VersionRecord& v, bool with_location) const {
+    Response r;
+    switch (prefer) {
+      case Prefer::kMinimal:
+        r.status = status;
+        break;
+      case Prefer::kOperationOutcome:
+        r = json_response(status,
+                          fhir::information_outcome_json(std::string(status == 201 ? "Created " : "Updated ") +
+                                                         v.type + "/" + v.id + " version " +
+                                                         std::to_string(v.version)),
+                          format);
+        break;
+      case Prefer::kRepresentation:
+        r = json_response(status, v.body, format);
+        break;
+    }
+    r.headers.emplace_back("ETag", etag(v.version));
+    r.headers.emplace_back("Last-Modified", fhir::format_http_date(v.last_updated_ms));
+    r.headers.emplace_back(with_location ? "Location" : "Content-Location", location(v));
+    return r;
+  }
+};
+
 struct Router::Impl {
   const Router& self;
   const Request& req;
   QueryParams params;
   Format format;
+  const Completion* done = nullptr;  // where asynchronous writes answer
 
   resources::Repository& repo() const { return self.repository_; }
   const std::string& base() const { return self.options_.base_url; }
@@ -251,29 +288,7 @@ struct Router::Impl {
     return r;
   }
 
-  // The answer to a successful write, as Prefer asks.
-  Response write_response(int status, const VersionRecord& v, bool with_location) const {
-    Response r;
-    switch (prefer_of(req)) {
-      case Prefer::kMinimal:
-        r.status = status;
-        break;
-      case Prefer::kOperationOutcome:
-        r = json_response(status,
-                          fhir::information_outcome_json(std::string(status == 201 ? "Created " : "Updated ") +
-                                                         v.type + "/" + v.id + " version " +
-                                                         std::to_string(v.version)),
-                          format);
-        break;
-      case Prefer::kRepresentation:
-        r = json_response(status, v.body, format);
-        break;
-    }
-    add_version_headers(r, v);
-    if (with_location) r.headers.emplace_back("Location", location(v));
-    else r.headers.emplace_back("Content-Location", location(v));
-    return r;
-  }
+  Reply reply() const { return Reply{format, prefer_of(req), base()}; }
 
   Response read(std::string_view type, std::string_view id) const {
     if (!resources::is_valid_id(id))
@@ -341,15 +356,20 @@ struct Router::Impl {
     return std::optional<std::int64_t>{*v};
   }
 
-  Response create(std::string_view type) const {
+  // The three writes answer through `done` once durable; they return a response only when they refuse the
+  // request before writing.
+  std::optional<Response> create(std::string_view type) const {
     auto body = read_body(req);
     if (!body) return error_response(body.error());
-    auto out = repo().create(kDefaultTenant, type, std::move(*body));
-    if (!out) return error_response(out.error());
-    return write_response(201, out->record, true);
+    repo().create_async(kDefaultTenant, type, std::move(*body),
+                        [reply = reply(), done = *done](fhir::Result<resources::WriteOutcome> out) {
+                          if (!out) return done(with_interaction(error_response(out.error()), "create"));
+                          done(with_interaction(reply.written(201, out->record, true), "create"));
+                        });
+    return std::nullopt;
   }
 
-  Response update(std::string_view type, std::string_view id) const {
+  std::optional<Response> update(std::string_view type, std::string_view id) const {
     if (!resources::is_valid_id(id))
       return error_response(ErrorKind::kInvalid, "invalid",
                             "'" + std::string(id) + "' is not a valid resource id ([A-Za-z0-9-.]{1,64})",
@@ -358,31 +378,41 @@ struct Router::Impl {
     if (!body) return error_response(body.error());
     auto im = if_match();
     if (!im) return error_response(im.error());
-    auto out = repo().update(kDefaultTenant, type, id, std::move(*body), *im);
-    if (!out) return error_response(out.error());
-    return write_response(out->created ? 201 : 200, out->record, out->created);
+    repo().update_async(kDefaultTenant, type, id, std::move(*body), *im, true,
+                        [reply = reply(), done = *done](fhir::Result<resources::WriteOutcome> out) {
+                          if (!out) return done(with_interaction(error_response(out.error()), "update"));
+                          done(with_interaction(reply.written(out->created ? 201 : 200, out->record, out->created),
+                                                "update"));
+                        });
+    return std::nullopt;
   }
 
-  Response remove(std::string_view type, std::string_view id) const {
+  std::optional<Response> remove(std::string_view type, std::string_view id) const {
     if (!resources::is_valid_id(id))
       return error_response(ErrorKind::kNotFound, "not-found",
                             "'" + std::string(id) + "' is not a valid resource id, so no resource has it");
     auto im = if_match();
     if (!im) return error_response(im.error());
-    auto out = repo().remove(kDefaultTenant, type, id, *im);
-    if (!out) return error_response(out.error());
-    Response r;
-    if (*out) {
-      r = json_response(200, fhir::information_outcome_json("Deleted " + std::string(type) + "/" + std::string(id) +
-                                                                " (version " + std::to_string((*out)->version) + ")"),
-                        format);
-      add_version_headers(r, **out);
-    } else {
-      r = json_response(200, fhir::information_outcome_json("Nothing to delete: " + std::string(type) + "/" +
-                                                                std::string(id) + " does not exist"),
-                        format);
-    }
-    return r;
+    repo().remove_async(
+        kDefaultTenant, type, id, *im,
+        [format = format, type = std::string(type), id = std::string(id),
+         done = *done](fhir::Result<std::optional<VersionRecord>> out) {
+          if (!out) return done(with_interaction(error_response(out.error()), "delete"));
+          Response r;
+          if (*out) {
+            r = json_response(200, fhir::information_outcome_json("Deleted " + type + "/" + id + " (version " +
+                                                                  std::to_string((*out)->version) + ")"),
+                              format);
+            r.headers.emplace_back("ETag", etag((*out)->version));
+            r.headers.emplace_back("Last-Modified", fhir::format_http_date((*out)->last_updated_ms));
+          } else {
+            r = json_response(200, fhir::information_outcome_json("Nothing to delete: " + type + "/" + id +
+                                                                  " does not exist"),
+                              format);
+          }
+          done(with_interaction(std::move(r), "delete"));
+        });
+    return std::nullopt;
   }
 
   Response history(std::string_view type, std::string_view id) const {
@@ -485,7 +515,7 @@ struct Router::Impl {
     return json_response(200, std::move(b), format);
   }
 
-  Response fhir(std::string_view path) {
+  std::optional<Response> fhir(std::string_view path) {
     auto segments = split_path(path);
     const std::string& m = req.method;
     bool get = m == "GET" || m == "HEAD";
@@ -516,7 +546,7 @@ struct Router::Impl {
                             "'" + std::string(first) + "' is not a resource type of FHIR R4");
     std::string_view type = first;
     if (segments.size() == 1) {
-      if (m == "POST") return with_interaction(create(type), "create");
+      if (m == "POST") return create(type);
       if (get)
         return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported",
                                                "Search is not supported yet"),
@@ -533,8 +563,8 @@ struct Router::Impl {
           error_response(ErrorKind::kNotSupported, "not-supported", "Search is not supported yet"), "search-type");
     if (segments.size() == 2) {
       if (get) return with_interaction(read(type, second), "read");
-      if (m == "PUT") return with_interaction(update(type, second), "update");
-      if (m == "DELETE") return with_interaction(remove(type, second), "delete");
+      if (m == "PUT") return update(type, second);
+      if (m == "DELETE") return remove(type, second);
       return method_not_allowed(m, req.target, "GET, HEAD, PUT, DELETE");
     }
     if (segments.size() == 3 && segments[2] == "_history") {
@@ -564,7 +594,7 @@ bool Router::is_blocking(const Request& request) noexcept {
   return request.method != "GET" && request.method != "HEAD";
 }
 
-Response Router::handle(const Request& req) const {
+std::optional<Response> Router::dispatch(const Request& req, const Completion& done) const {
   std::string_view target = req.target;
   auto qpos = target.find('?');
   std::string_view path = target.substr(0, qpos);
@@ -619,7 +649,7 @@ Response Router::handle(const Request& req) const {
     r.interaction = "unknown";
     return r;
   }
-  Impl impl{*this, req, {}, {}};
+  Impl impl{*this, req, {}, {}, &done};
   auto params = parse_query(query);
   if (!params) {
     Response r = error_response(ErrorKind::kInvalid, "invalid", "The query string has a malformed %-escape");
@@ -634,9 +664,21 @@ Response Router::handle(const Request& req) const {
     return r;
   }
   impl.format = *format;
-  Response r = impl.fhir(path.substr(kFhirBase.size()));
-  if (r.interaction.empty()) r.interaction = "invalid";
+  auto r = impl.fhir(path.substr(kFhirBase.size()));
+  if (r && r->interaction.empty()) r->interaction = "invalid";
   return r;
+}
+
+void Router::handle_async(const Request& request, Completion done) const {
+  if (auto r = dispatch(request, done)) done(std::move(*r));
+}
+
+Response Router::handle(const Request& request) const {
+  std::promise<Response> promise;
+  auto future = promise.get_future();
+  Completion done = [&promise](Response r) { promise.set_value(std::move(r)); };
+  if (auto r = dispatch(request, done)) return std::move(*r);
+  return future.get();
 }
 
 }  // namespace caduceus::server

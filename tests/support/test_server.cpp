@@ -43,6 +43,11 @@ TempDir::~TempDir() {
 
 // ---- TestServer ----------------------------------------------------------------------------------------------
 
+std::string ServerOptions::default_binary() {
+  const char* env = std::getenv("CADUCEUS_TEST_BINARY");
+  return env && *env ? std::string(env) : std::string(CADUCEUS_BINARY);
+}
+
 namespace {
 
 int pidfd_open(pid_t pid) {

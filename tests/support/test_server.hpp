@@ -39,7 +39,10 @@ struct ServerOptions {
   std::chrono::milliseconds start_timeout = std::chrono::seconds(10);
   // How long stop() waits after SIGTERM before it gives up and sends SIGKILL.
   std::chrono::milliseconds stop_timeout = std::chrono::seconds(15);
-  std::string binary = CADUCEUS_BINARY;
+  // The executable: $CADUCEUS_TEST_BINARY when set, else the caduceus target of this build.
+  std::string binary = default_binary();
+
+  static std::string default_binary();
 };
 
 // The real caduceus binary as a child process, on port 0, with its own temporary directory (for the SQLite file

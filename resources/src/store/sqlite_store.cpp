@@ -127,7 +127,7 @@ struct Reader {
 
 struct WriteJob {
   Store::Work work;
-  std::promise<Result<void>> done;
+  Store::Done done;
 };
 
 class SqliteStore;
@@ -159,6 +159,9 @@ class SqliteStore final : public Store {
     cur_stmt_.reset();
     upsert_stmt_.reset();
     insert_stmt_.reset();
+    savepoint_stmt_.reset();
+    release_stmt_.reset();
+    rollback_to_stmt_.reset();
     writer_sql_.close();
     if (remove_on_close_) {
       std::error_code ec;
@@ -288,16 +291,19 @@ class SqliteStore final : public Store {
     });
   }
 
-  Result<void> write(Work work) override {
-    WriteJob job{std::move(work), {}};
-    auto fut = job.done.get_future();
+  void write_async(Work work, Done done) override {
     {
       std::lock_guard lock(queue_mutex_);
-      if (stopping_) return fhir::fail(ErrorKind::kUnavailable, "transient", "the store is shutting down");
-      queue_.push_back(&job);
+      if (!stopping_) {
+        queue_.push_back(WriteJob{std::move(work), std::move(done)});
+        work = nullptr;
+      }
+    }
+    if (work) {  // not queued: the store is closing
+      done(fhir::fail(ErrorKind::kUnavailable, "transient", "the store is shutting down"));
+      return;
     }
     queue_cv_.notify_one();
-    return fut.get();
   }
 
   Result<void> ping() override {
@@ -401,6 +407,9 @@ class SqliteStore final : public Store {
   }
 
   void prepare_writer() {
+    savepoint_stmt_.emplace((writer_sql_.prepare << "SAVEPOINT job"));
+    release_stmt_.emplace((writer_sql_.prepare << "RELEASE job"));
+    rollback_to_stmt_.emplace((writer_sql_.prepare << "ROLLBACK TO job"));
     cur_stmt_.emplace((writer_sql_.prepare << "SELECT version, last_updated, deleted FROM resource "
                                               "WHERE tenant = :t AND type = :ty AND id = :id",
                        soci::into(w_version_), soci::into(w_last_updated_), soci::into(w_deleted_),
@@ -422,7 +431,7 @@ class SqliteStore final : public Store {
   }
 
   void writer_loop() {
-    std::vector<WriteJob*> batch;
+    std::vector<WriteJob> batch;
     std::vector<Result<void>> results;
     for (;;) {
       {
@@ -430,18 +439,24 @@ class SqliteStore final : public Store {
         queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty() && stopping_) return;
         while (!queue_.empty() && batch.size() < options_.max_group) {
-          batch.push_back(queue_.front());
+          batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
       }
       run_batch(batch, results);
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(std::move(results[i]));
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        try {
+          batch[i].done(std::move(results[i]));
+        } catch (...) {
+          // A caller's completion must not take the writer down; it has had its answer.
+        }
+      }
       batch.clear();
       results.clear();
     }
   }
 
-  void run_batch(const std::vector<WriteJob*>& batch, std::vector<Result<void>>& results) {
+  void run_batch(std::vector<WriteJob>& batch, std::vector<Result<void>>& results) {
     SqliteTransaction txn(*this);
     try {
       writer_sql_ << "BEGIN IMMEDIATE";
@@ -449,17 +464,13 @@ class SqliteStore final : public Store {
       for (std::size_t i = 0; i < batch.size(); ++i) results.push_back(std::unexpected(db_error(e)));
       return;
     }
-    for (WriteJob* job : batch) {
+    for (WriteJob& job : batch) {
       Result<void> r;
       try {
-        writer_sql_ << "SAVEPOINT job";
-        r = job->work(txn);
-        if (r) {
-          writer_sql_ << "RELEASE job";
-        } else {
-          writer_sql_ << "ROLLBACK TO job";
-          writer_sql_ << "RELEASE job";
-        }
+        savepoint_stmt_->execute(true);
+        r = job.work(txn);
+        if (!r) rollback_to_stmt_->execute(true);
+        release_stmt_->execute(true);
       } catch (const std::exception& e) {
         r = std::unexpected(db_error(e));
         try {
@@ -488,6 +499,7 @@ class SqliteStore final : public Store {
 
   soci::session writer_sql_;
   std::optional<soci::statement> cur_stmt_, upsert_stmt_, insert_stmt_;
+  std::optional<soci::statement> savepoint_stmt_, release_stmt_, rollback_to_stmt_;
   long long w_tenant_ = 0, w_version_ = 0, w_last_updated_ = 0, w_rid_ = 0, w_seq_ = 0;
   int w_deleted_ = 0, w_method_ = 0;
   std::string w_type_, w_id_, w_body_;
@@ -496,7 +508,7 @@ class SqliteStore final : public Store {
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
-  std::deque<WriteJob*> queue_;
+  std::deque<WriteJob> queue_;
   bool stopping_ = false;
   std::thread writer_thread_;
 

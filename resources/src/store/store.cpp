@@ -1,5 +1,7 @@
 #include "caduceus/resources/store/store.hpp"
 
+#include <future>
+
 #include "sqlite_store.hpp"
 
 namespace caduceus::resources {
@@ -11,6 +13,13 @@ std::string_view to_string(Method m) noexcept {
     case Method::kDelete: return "DELETE";
   }
   return "PUT";
+}
+
+fhir::Result<void> Store::write(Work work) {
+  std::promise<fhir::Result<void>> promise;
+  auto future = promise.get_future();
+  write_async(std::move(work), [&promise](fhir::Result<void> r) { promise.set_value(std::move(r)); });
+  return future.get();
 }
 
 fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +23,9 @@ struct WriteOutcome {
 // The REST layer and the HL7 v2 adapters both write through it.
 class Repository {
  public:
+  template <class T>
+  using Callback = std::function<void(fhir::Result<T>)>;
+
   Repository(Store& store, const Definitions& definitions, const StructureChecker& checker)
       : store_(store), definitions_(definitions), checker_(checker) {}
 
@@ -44,6 +48,15 @@ class Repository {
   // body must carry this id.
   std::vector<fhir::Issue> check(std::string_view type, const fhir::json::Value& resource,
                                  std::optional<std::string_view> id_expected) const;
+
+  // The same three writes, answering through a callback once the write is durable (or has failed), without
+  // holding the calling thread. The callback runs on the caller's thread when the body is refused before any
+  // write, else on a thread of the store's: keep it short.
+  void create_async(TenantId tenant, std::string_view type, fhir::json::Value resource, Callback<WriteOutcome> done);
+  void update_async(TenantId tenant, std::string_view type, std::string_view id, fhir::json::Value resource,
+                    std::optional<std::int64_t> if_match, bool allow_create, Callback<WriteOutcome> done);
+  void remove_async(TenantId tenant, std::string_view type, std::string_view id,
+                    std::optional<std::int64_t> if_match, Callback<std::optional<VersionRecord>> done);
 
   Store& store() noexcept { return store_; }
   const Definitions& definitions() const noexcept { return definitions_; }

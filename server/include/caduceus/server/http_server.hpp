@@ -25,18 +25,21 @@ struct HttpServerOptions {
   std::size_t max_pipelined = 16;             // requests read ahead per connection, answered or not yet written
 };
 
-// Called once per exchange, when the response is ready and before it is written, on the thread that ran the
-// handler (an I/O thread, or a blocking-pool thread). `elapsed` runs from the request read whole to the response
+// Called once per exchange, when the response is ready and before it is written, on the thread that produced it
+// (an I/O thread, a blocking-pool thread, or the thread an AsyncHandler answered on). `elapsed` runs from the request read whole to the response
 // ready, queueing included. For HEAD the response still carries the body the handler produced (it is not sent).
 using ExchangeObserver =
     std::function<void(const Request& request, const Response& response, std::chrono::nanoseconds elapsed)>;
+
+// A handler that answers later: it calls `done` once, from any thread (e.g. when a group commit is durable).
+using AsyncHandler = std::function<void(const Request& request, std::function<void(Response)> done)>;
 
 // The HTTP/1.1 transport. Boost.Beast stays behind this class: the handler sees only Request and Response.
 //
 // Every connection runs on its own strand: keep-alive, HTTP/1.0, pipelining (up to max_pipelined requests read
 // ahead, answered in order, handled one after the other), timeouts, a body limit, and a graceful drain. Requests
-// for which `is_blocking` holds run on a separate pool of blocking_threads threads; the others run inline on the
-// I/O thread. A handler that throws is answered 500 with an OperationOutcome; the server never crashes on input.
+// for which `is_blocking` holds run on a separate pool of blocking_threads threads (or, with an AsyncHandler set,
+// are handed to it and answered later); the others run inline on the I/O thread. A handler that throws is answered 500 with an OperationOutcome; the server never crashes on input.
 // Requests the transport refuses (malformed: 400, body over the limit: 413, header over the limit: 431) are still
 // passed to the handler, with `rejected_status` set and an empty body, so that it can write the OperationOutcome;
 // the connection is closed after that response.
@@ -49,6 +52,12 @@ class HttpServer {
 
   // Set before run(); called for every exchange (metrics, access log).
   void set_observer(ExchangeObserver observer);
+
+  // Set before run(): requests for which `is_blocking` holds then go to this handler on the I/O thread instead of
+  // to the blocking pool; it answers through the callback, later and from any thread (writes that wait on a group
+  // commit hold no thread meanwhile). Only the first answer counts; a handler that throws before answering, or
+  // drops the callback unanswered, gets a 500 sent for it.
+  void set_async_handler(AsyncHandler handler);
 
   // Binds and listens. Returns the bound port (the one picked when options.port is 0). Errors: kUnavailable when
   // the address is in use or cannot be bound, kInvalid when the host cannot be resolved.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "caduceus/resources/repository.hpp"
@@ -18,8 +19,14 @@ struct RouterOptions {
 // The FHIR REST API and the operational endpoints, as a plain function of a request value. Thread-safe.
 class Router {
  public:
+  using Completion = std::function<void(Response)>;
+
   Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics);
 
+  // Answers a request. Writes answer once durable: `done` may then run later, on a thread of the store's (it
+  // must be cheap and thread-safe); everything else answers before handle_async returns.
+  void handle_async(const Request& request, Completion done) const;
+  // The same, waiting for the answer.
   Response handle(const Request& request) const;
 
   // Whether a request may wait on a database commit (run it off the I/O threads).
@@ -30,6 +37,9 @@ class Router {
 
  private:
   struct Impl;
+  // Answers now, or returns nullopt after starting a write that will answer through `done`.
+  std::optional<Response> dispatch(const Request& request, const Completion& done) const;
+
   resources::Repository& repository_;
   RouterOptions options_;
   std::function<std::string()> render_metrics_;

@@ -78,6 +78,7 @@ struct StoreOptions {
 class Store {
  public:
   using Work = std::function<fhir::Result<void>(Transaction&)>;
+  using Done = std::function<void(fhir::Result<void>)>;
 
   virtual ~Store() = default;
 
@@ -89,9 +90,12 @@ class Store {
   virtual fhir::Result<HistoryPage> history(TenantId tenant, const HistoryQuery& query) = 0;
   // Number of versions that history(query) would list over all pages (paging cursor ignored).
   virtual fhir::Result<std::int64_t> history_total(TenantId tenant, const HistoryQuery& query) = 0;
-  // Runs `work` in one transaction and commits it durably before returning. If work fails, nothing it wrote
-  // remains and its error is returned. kUnavailable when the database cannot be reached.
-  virtual fhir::Result<void> write(Work work) = 0;
+  // Runs `work` in one transaction and commits it durably, then calls `done` with the outcome (on a thread of
+  // the store's; keep `done` short). If work fails, nothing it wrote remains and its error is passed on.
+  // kUnavailable when the database cannot be reached. `work` may run on another thread than the caller's.
+  virtual void write_async(Work work, Done done) = 0;
+  // The same, waiting for the commit.
+  fhir::Result<void> write(Work work);
   // Whether the database answers (for /readyz).
   virtual fhir::Result<void> ping() = 0;
 };
