@@ -10,6 +10,13 @@
 // SIGINT/SIGTERM stop it.
 
 #include <algorithm>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -21,14 +28,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/dispatch.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/strand.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -192,9 +191,7 @@ int main(int argc, char** argv) {
   }
   reply.body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   if (!custom_headers) {
-    reply.headers = {{"Content-Type", "application/fhir+json"},
-                     {"ETag", "W/\"1\""},
-                     {"Last-Modified", http_date()}};
+    reply.headers = {{"Content-Type", "application/fhir+json"}, {"ETag", "W/\"1\""}, {"Last-Modified", http_date()}};
   }
 
   asio::io_context ioc(static_cast<int>(threads));

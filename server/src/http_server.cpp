@@ -7,18 +7,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <csignal>
-#include <cstdio>
-#include <ctime>
-#include <deque>
-#include <mutex>
-#include <optional>
-#include <thread>
-#include <unordered_map>
-#include <utility>
-#include <vector>
-
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -33,6 +21,17 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace caduceus::server {
 
@@ -76,9 +75,8 @@ std::string_view http_date() {
   if (now != cached_second) {
     std::tm tm{};
     gmtime_r(&now, &tm);
-    int n = std::snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7],
-                          tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                          tm.tm_sec);
+    int n = std::snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7], tm.tm_mday,
+                          kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     length = n > 0 ? static_cast<std::size_t>(n) : 0;
     cached_second = now;
   }
@@ -87,11 +85,12 @@ std::string_view http_date() {
 
 // A header the handler may send: a token for a name, no line breaks in the value.
 bool sendable_field(std::string_view name, std::string_view value) {
-  if (name.empty()) return false;
+  // Beast keeps a field's name and value lengths in 16 bits (and throws past that).
+  if (name.empty() || name.size() > 1024 || value.size() > 60000) return false;
   for (unsigned char c : name)
-    if (c <= 0x20 || c >= 0x7f || c == ':' || c == '(' || c == ')' || c == ',' || c == ';' || c == '"' ||
-        c == '/' || c == '[' || c == ']' || c == '=' || c == '{' || c == '}' || c == '\\' || c == '?' || c == '@' ||
-        c == '<' || c == '>')
+    if (c <= 0x20 || c >= 0x7f || c == ':' || c == '(' || c == ')' || c == ',' || c == ';' || c == '"' || c == '/' ||
+        c == '[' || c == ']' || c == '=' || c == '{' || c == '}' || c == '\\' || c == '?' || c == '@' || c == '<' ||
+        c == '>')
       return false;
   for (char c : value)
     if (c == '\r' || c == '\n' || c == '\0') return false;
@@ -274,15 +273,18 @@ class Session : public std::enable_shared_from_this<Session> {
       server_.sessions.emplace(this, weak_from_this());
     }
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->server_.draining.load()) self->draining_ = true;
+      if (self->server_.draining.load()) return self->drain();
       self->maybe_read();
-      self->after_io();
     });
   }
 
-  // The server is stopping: answer what was received, then close.
+  // The server is stopping: answer what was received, then close. An idle connection closes at once: there is no
+  // response to protect from a reset by lingering.
   void drain() {
     draining_ = true;
+    if (!closed_ && slots_.empty() && !writing_ && !processing_ && read_phase_ != ReadPhase::kRequest &&
+        buffer_.size() == 0)
+      return close_now();
     after_io();
   }
 
@@ -303,8 +305,8 @@ class Session : public std::enable_shared_from_this<Session> {
     Clock::time_point start;
     unsigned version = 11;
     bool head = false;
-    bool dispatched = false;   // handed to the handler
-    bool close_after = false;  // close the connection once this response is written
+    bool dispatched = false;                                      // handed to the handler
+    bool close_after = false;                                     // close the connection once this response is written
     std::unique_ptr<http::response<http::string_body>> response;  // set when ready
   };
 
@@ -315,13 +317,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void maybe_read() {
     if (closed_ || stop_reading_ || read_phase_ != ReadPhase::kNone) return;
     if (slots_.size() >= options().max_pipelined) return;  // resumed by on_write
-    if (buffer_.size() > 0) return start_request();          // pipelined bytes already here
-    if (draining_) return;  // nothing of a next request arrived: do not wait for one
+    if (buffer_.size() > 0) return start_request();        // pipelined bytes already here
+    if (draining_) return;                                 // nothing of a next request arrived: do not wait for one
     read_phase_ = ReadPhase::kIdle;
     stream_.expires_after(first_request_ ? options().read_timeout : options().idle_timeout);
-    stream_.async_read_some(buffer_.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t n) {
-      self->on_first_bytes(ec, n);
-    });
+    stream_.async_read_some(buffer_.prepare(kReadSize),
+                            [self = shared_from_this()](error_code ec, std::size_t n) { self->on_first_bytes(ec, n); });
   }
 
   void on_first_bytes(error_code ec, std::size_t n) {
@@ -342,9 +343,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(boost::none);  // checked against Content-Length by hand once the header is in
     // One deadline for the header and the body together.
     stream_.expires_after(options().read_timeout);
-    http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec, std::size_t) {
-      self->on_header(ec);
-    });
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   void on_header(error_code ec) {
@@ -357,9 +357,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (length && *length > options().body_limit) return reject(413);
     parser_->body_limit(options().body_limit);  // for a chunked body
     if (parser_->is_done()) return on_request_read();
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](error_code ec2, std::size_t) {
-      self->on_body(ec2);
-    });
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](error_code ec2, std::size_t) { self->on_body(ec2); });
     const auto& header = parser_->get();
     if (header.version() >= 11 && beast::iequals(header[http::field::expect], "100-continue"))
       send_continue(header.version());
@@ -451,7 +450,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (next == slots_.end()) break;
       Slot& slot = *next;
       slot.dispatched = true;
-      if (slot.request.rejected_status == 0 && server_.async_handler && server_.blocking(slot.request)) {
+      const bool blocking = slot.request.rejected_status == 0 && server_.blocking(slot.request);
+      if (blocking && server_.async_handler) {
         processing_ = true;
         auto request = std::make_shared<const Request>(std::move(slot.request));
         server_.invoke_async(
@@ -466,16 +466,16 @@ class Session : public std::enable_shared_from_this<Session> {
             });
         break;
       }
-      if (slot.request.rejected_status == 0 && server_.blocking(slot.request)) {
+      if (blocking) {
         processing_ = true;
-        asio::post(server_.pool, [self = shared_from_this(), seq = slot.seq, request = std::move(slot.request),
-                                  start = slot.start, strand = stream_.get_executor(),
-                                  work = asio::make_work_guard(server_.ioc)]() mutable {
-          Response response = self->server_.invoke(request, start);
-          asio::post(strand, [self, seq, response = std::move(response)]() mutable {
-            self->on_processed(seq, std::move(response));
-          });
-        });
+        asio::post(server_.pool,
+                   [self = shared_from_this(), seq = slot.seq, request = std::move(slot.request), start = slot.start,
+                    strand = stream_.get_executor(), work = asio::make_work_guard(server_.ioc)]() mutable {
+                     Response response = self->server_.invoke(request, start);
+                     asio::post(strand, [self, seq, response = std::move(response)]() mutable {
+                       self->on_processed(seq, std::move(response));
+                     });
+                   });
         break;
       }
       complete(slot, server_.invoke(slot.request, slot.start));
@@ -534,9 +534,8 @@ class Session : public std::enable_shared_from_this<Session> {
     slot.response->keep_alive(!slot.close_after);
     writing_ = true;
     stream_.expires_after(options().write_timeout);
-    http::async_write(stream_, *slot.response, [self = shared_from_this()](error_code ec, std::size_t) {
-      self->on_write(ec);
-    });
+    http::async_write(stream_, *slot.response,
+                      [self = shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(error_code ec) {
@@ -681,9 +680,13 @@ HttpServer::HttpServer(HttpServerOptions options, Handler handler, std::function
 
 HttpServer::~HttpServer() = default;
 
-void HttpServer::set_async_handler(AsyncHandler handler) { impl_->async_handler = std::move(handler); }
+void HttpServer::set_async_handler(AsyncHandler handler) {
+  impl_->async_handler = std::move(handler);
+}
 
-void HttpServer::set_observer(ExchangeObserver observer) { impl_->observer = std::move(observer); }
+void HttpServer::set_observer(ExchangeObserver observer) {
+  impl_->observer = std::move(observer);
+}
 
 fhir::Result<std::uint16_t> HttpServer::listen() {
   Impl& s = *impl_;
@@ -698,8 +701,8 @@ fhir::Result<std::uint16_t> HttpServer::listen() {
                                     tcp::resolver::numeric_service | tcp::resolver::passive, ec);
     if (ec || results.empty())
       return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
-                        "cannot resolve the listen host '" + s.options.host + "': " +
-                            (ec ? ec.message() : std::string("no address")));
+                        "cannot resolve the listen host '" + s.options.host +
+                            "': " + (ec ? ec.message() : std::string("no address")));
     endpoint = results.begin()->endpoint();
   }
   const std::string where = describe(endpoint);
@@ -762,6 +765,8 @@ void HttpServer::stop() {
   s.changed.wait(lock, [&s] { return s.acceptor_closed || !s.running; });
 }
 
-std::size_t HttpServer::open_connections() const { return impl_->open.load(std::memory_order_relaxed); }
+std::size_t HttpServer::open_connections() const {
+  return impl_->open.load(std::memory_order_relaxed);
+}
 
 }  // namespace caduceus::server

@@ -1,11 +1,12 @@
 #include "caduceus/server/metrics.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
-#include <unistd.h>
 
 namespace caduceus::server {
 
@@ -16,16 +17,20 @@ constexpr int kMaxStatus = 599;
 void append_number(std::string& out, double value) {
   char buf[64];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  if (ec == std::errc{}) out.append(buf, end);
-  else out += "NaN";
+  if (ec == std::errc{})
+    out.append(buf, end);
+  else
+    out += "NaN";
 }
 
 // A bucket bound, in plain decimal notation ("0.0005", not "5e-04").
 void append_bound(std::string& out, double value) {
   char buf[64];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::fixed);
-  if (ec == std::errc{}) out.append(buf, end);
-  else out += "NaN";
+  if (ec == std::errc{})
+    out.append(buf, end);
+  else
+    out += "NaN";
 }
 
 void append_number(std::string& out, std::uint64_t value) {
@@ -65,8 +70,8 @@ struct Metrics::Series {
 
 Metrics::Metrics()
     : started_(std::chrono::steady_clock::now()),
-      started_unix_seconds_(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-                                .count()) {}
+      started_unix_seconds_(
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()) {}
 
 Metrics::~Metrics() = default;
 
@@ -131,8 +136,10 @@ std::string Metrics::render() const {
       out += "caduceus_http_request_duration_seconds_bucket{";
       out += labels;
       out += ",le=\"";
-      if (i < kBuckets.size()) append_bound(out, kBuckets[i]);
-      else out += "+Inf";
+      if (i < kBuckets.size())
+        append_bound(out, kBuckets[i]);
+      else
+        out += "+Inf";
       out += "\"} ";
       append_number(out, cumulative);
       out += '\n';

@@ -1,10 +1,11 @@
 #include "caduceus/server/request_log.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
 #include <string_view>
-#include <unistd.h>
 
 namespace caduceus::server {
 
@@ -16,8 +17,10 @@ void append_json_string(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out += '"';
   for (unsigned char c : s) {
-    if (c == '"') out += "\\\"";
-    else if (c == '\\') out += "\\\\";
+    if (c == '"')
+      out += "\\\"";
+    else if (c == '\\')
+      out += "\\\\";
     else if (c < 0x20 || c >= 0x7f) {
       out += "\\u00";
       out += kHex[c >> 4];

@@ -1,14 +1,14 @@
 // Durability: several clients create and update resources while the server is killed with SIGKILL (from another
 // thread, once enough writes were acknowledged). After a restart on the same SQLite file, every write that was
 // acknowledged (201/200) is there, intact; a write in flight at the kill is either there completely or not at all.
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
@@ -27,10 +27,10 @@ constexpr int kRounds = 2;
 struct Record {
   std::string type;
   std::string id;
-  bool posted = false;        // created by POST (the id is the server's)
-  std::string acked_body;     // the last body the server acknowledged
+  bool posted = false;     // created by POST (the id is the server's)
+  std::string acked_body;  // the last body the server acknowledged
   int acked_version = 0;
-  std::string pending_body;   // an update in flight when the server died (may or may not have committed)
+  std::string pending_body;  // an update in flight when the server died (may or may not have committed)
 };
 
 std::string patient_body(int round, int thread, int n, std::string_view id = {}) {
@@ -60,8 +60,8 @@ int version_of(const Response& r) {
 
 // Writes until the server dies; returns the thread's records. Failures other than a dead server go to `errors`.
 std::vector<Record> client_loop(const std::string& host, std::uint16_t port, const std::string& base, int round,
-                                int thread, std::atomic<int>& acked, std::condition_variable& cv,
-                                std::mutex& mutex, std::vector<std::string>& errors) {
+                                int thread, std::atomic<int>& acked, std::condition_variable& cv, std::mutex& mutex,
+                                std::vector<std::string>& errors) {
   HttpClient client(host, port, std::chrono::seconds(20));
   std::vector<Record> records;
   auto note_ack = [&] {
@@ -76,8 +76,8 @@ std::vector<Record> client_loop(const std::string& host, std::uint16_t port, con
     if (n % 3 == 2 && !records.empty()) {
       // Update one of ours.
       Record& rec = records[static_cast<std::size_t>(n) % records.size()];
-      const std::string body = rec.type == "Patient" ? patient_body(round, thread, n, rec.id)
-                                                     : observation_body(round, thread, n, rec.id);
+      const std::string body =
+          rec.type == "Patient" ? patient_body(round, thread, n, rec.id) : observation_body(round, thread, n, rec.id);
       rec.pending_body = body;
       r = client.put(base + "/" + rec.type + "/" + rec.id, body);
       if (r.status == 0) break;
@@ -161,8 +161,7 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
     std::vector<std::thread> clients;
     for (int t = 0; t < kThreads; ++t)
       clients.emplace_back([&, t] {
-        per_thread[static_cast<std::size_t>(t)] =
-            client_loop(host, port, base, round, t, acked, cv, mutex, errors);
+        per_thread[static_cast<std::size_t>(t)] = client_loop(host, port, base, round, t, acked, cv, mutex, errors);
         // A client that stopped on an error must not leave the killer waiting.
         {
           std::lock_guard lock(mutex);
@@ -188,8 +187,7 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
     const std::string target = server->base_path() + "/" + rec.type + "/" + rec.id;
     Response r = client.get(target);
     if (r.status != 200) {
-      lost.push_back(target + " (acknowledged version " + std::to_string(rec.acked_version) + "): " +
-                     r.summary(200));
+      lost.push_back(target + " (acknowledged version " + std::to_string(rec.acked_version) + "): " + r.summary(200));
       continue;
     }
     auto back = r.json();
@@ -213,8 +211,7 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
   std::cout << "[ crash ] " << kRounds << " SIGKILLs, " << all.size() << " acknowledged resources checked\n";
   std::string report;
   for (std::size_t i = 0; i < lost.size() && i < 30; ++i) report += "\n  " + lost[i];
-  EXPECT_TRUE(lost.empty()) << lost.size() << " of " << all.size() << " acknowledged writes lost or damaged:"
-                            << report;
+  EXPECT_TRUE(lost.empty()) << lost.size() << " of " << all.size() << " acknowledged writes lost or damaged:" << report;
   client.close();
   EXPECT_EQ(server->stop(), 0) << server->stderr_text();
 }

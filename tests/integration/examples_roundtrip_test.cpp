@@ -4,6 +4,8 @@
 // tests/data/r4-examples/SKIP.md lists the examples that are not valid R4 and says which rule each breaks: those
 // must be refused (4xx) with an OperationOutcome; one that is accepted means the skip list or the server is wrong.
 // One server, one keep-alive connection, one test that reports every failure at the end.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -13,8 +15,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
@@ -147,9 +147,8 @@ TEST(ExamplesRoundTrip, EveryOfficialR4ExampleRoundTrips) {
   const auto seconds =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count() /
       1000.0;
-  std::cout << "[ examples ] " << files.size() << " R4 examples: " << passed << " round-tripped, "
-            << refused_as_listed << " refused as SKIP.md says, " << failures.size() << " failures, in " << seconds
-            << " s\n";
+  std::cout << "[ examples ] " << files.size() << " R4 examples: " << passed << " round-tripped, " << refused_as_listed
+            << " refused as SKIP.md says, " << failures.size() << " failures, in " << seconds << " s\n";
   RecordProperty("examples", static_cast<int>(files.size()));
   RecordProperty("round_tripped", static_cast<int>(passed));
 

@@ -43,7 +43,9 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
 
 }  // namespace
 
-std::string weak_etag(std::string_view version_id) { return "W/\"" + std::string(version_id) + "\""; }
+std::string weak_etag(std::string_view version_id) {
+  return "W/\"" + std::string(version_id) + "\"";
+}
 
 ::testing::AssertionResult IsFhirJson(const Response& r, bool json_ok) {
   const std::string ct = r.header("Content-Type");
@@ -143,8 +145,7 @@ std::string format_http_date(std::int64_t seconds) {
   gmtime_r(&t, &tm);
   char buf[64];
   static const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  static const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday], tm.tm_mday,
                 kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
   return buf;
@@ -216,8 +217,7 @@ History read_history(HttpClient& client, std::string_view target, int max_pages)
       break;
     }
     if (page == 0) {
-      if (const Value* total = bundle->find("total"); total && total->is_number())
-        h.total = std::stoll(total->text());
+      if (const Value* total = bundle->find("total"); total && total->is_number()) h.total = std::stoll(total->text());
     }
     if (const Value* entries = bundle->find("entry"); entries && entries->is_array())
       for (const auto& e : entries->items()) h.entries.push_back(e);
@@ -286,6 +286,20 @@ void ServerTest::SetUp() {
   ASSERT_TRUE(server_) << "the caduceus server did not start (see the failure in SetUpTestSuite)";
   ASSERT_TRUE(server_->running()) << "the caduceus server is not running";
   client_ = std::make_unique<HttpClient>(server_->host(), server_->port());
+}
+
+void ServerTest::TearDown() {
+  client_.reset();
+  if (!server_) return;
+  if (auto how = server_->died()) {
+    ADD_FAILURE() << "the caduceus server died during this test (" << *how << "); stderr:\n" << server_->stderr_text();
+    try {
+      server_->restart();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "and could not be restarted: " << e.what();
+      server_.reset();
+    }
+  }
 }
 
 std::optional<Value> ServerTest::create(std::string_view type, std::string_view body) {

@@ -1,13 +1,13 @@
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "caduceus/fhir/json.hpp"
 #include "http_client.hpp"
@@ -75,6 +75,8 @@ class ServerTest : public ::testing::Test {
   static std::string path(std::string_view rel = {});
 
   void SetUp() override;
+  // Fails the test if the server died during it (and restarts it for the next test).
+  void TearDown() override;
   HttpClient& client() { return *client_; }
 
   // POSTs a resource and expects 201; returns the created resource (parsed body) or nullopt on failure

@@ -2,16 +2,15 @@
 #include "http_client.hpp"
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
-#include <map>
-#include <set>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
+#include <charconv>
+#include <map>
+#include <set>
 
 namespace caduceus::test {
 
@@ -37,7 +36,9 @@ bool has_header(const HeaderList& headers, std::string_view name) {
 
 // ---- Headers -------------------------------------------------------------------------------------------------
 
-void Headers::add(std::string name, std::string value) { list_.emplace_back(std::move(name), std::move(value)); }
+void Headers::add(std::string name, std::string value) {
+  list_.emplace_back(std::move(name), std::move(value));
+}
 
 std::optional<std::string> Headers::get(std::string_view name) const {
   for (const auto& [k, v] : list_)
@@ -54,7 +55,9 @@ std::vector<std::string> Headers::all(std::string_view name) const {
 
 // ---- Response ------------------------------------------------------------------------------------------------
 
-std::optional<Value> Response::json() const { return parse_json(body); }
+std::optional<Value> Response::json() const {
+  return parse_json(body);
+}
 
 std::string Response::summary(std::size_t max_body) const {
   std::string s;
@@ -63,8 +66,7 @@ std::string Response::summary(std::size_t max_body) const {
   if (!headers.value("Content-Type").empty()) s += " (" + headers.value("Content-Type") + ")";
   if (!body.empty()) {
     s += " body: ";
-    s += body.size() > max_body ? body.substr(0, max_body) + "...[" + std::to_string(body.size()) + " bytes]"
-                                : body;
+    s += body.size() > max_body ? body.substr(0, max_body) + "...[" + std::to_string(body.size()) + " bytes]" : body;
   }
   return s;
 }
@@ -115,8 +117,8 @@ struct HttpClient::Impl {
   }
 
   // One attempt on the current connection. `got_bytes` says whether any response byte arrived.
-  Response exchange(std::string_view method, std::string_view target, std::string_view body,
-                    const HeaderList& headers, bool& got_bytes) {
+  Response exchange(std::string_view method, std::string_view target, std::string_view body, const HeaderList& headers,
+                    bool& got_bytes) {
     Response out;
     http::request<http::string_body> req;
     req.version(11);
@@ -154,8 +156,7 @@ struct HttpClient::Impl {
     got_bytes = parser.got_some();
 
     if (read_ec) {
-      out.error = std::string(write_ec ? "write: " + write_ec.message() + "; " : "") + "read: " +
-                  read_ec.message();
+      out.error = std::string(write_ec ? "write: " + write_ec.message() + "; " : "") + "read: " + read_ec.message();
       drop();
       return out;
     }
@@ -226,9 +227,58 @@ void HttpClient::reconnect_to(std::string host, std::uint16_t port) {
   impl_->port = port;
 }
 
-void HttpClient::close() { impl_->drop(); }
+void HttpClient::close() {
+  impl_->drop();
+}
 
-int HttpClient::connections_opened() const noexcept { return impl_->connections; }
+int HttpClient::connections_opened() const noexcept {
+  return impl_->connections;
+}
+
+std::vector<Response> send_raw(const std::string& host, std::uint16_t port, std::string_view bytes,
+                               std::size_t responses, std::chrono::milliseconds timeout) {
+  std::vector<Response> out;
+  asio::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  beast::error_code ec;
+  auto fail = [&](std::string what) {
+    Response r;
+    r.error = std::move(what);
+    out.push_back(std::move(r));
+    return out;
+  };
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) return fail("bad address " + host);
+  stream.expires_after(timeout);
+  stream.async_connect(tcp::endpoint(address, port), [&](beast::error_code e) { ec = e; });
+  ioc.run();
+  if (ec) return fail("connect: " + ec.message());
+  stream.expires_after(timeout);
+  asio::async_write(stream, asio::buffer(bytes.data(), bytes.size()),
+                    [&](beast::error_code e, std::size_t) { ec = e; });
+  ioc.restart();
+  ioc.run();
+  if (ec) return fail("write: " + ec.message());
+  beast::flat_buffer buffer;
+  for (std::size_t i = 0; i < responses; ++i) {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(boost::none);
+    stream.expires_after(timeout);
+    http::async_read(stream, buffer, parser, [&](beast::error_code e, std::size_t) { ec = e; });
+    ioc.restart();
+    ioc.run();
+    if (ec) return fail("read: " + ec.message());
+    Response r;
+    const auto& res = parser.get();
+    r.status = static_cast<int>(res.result_int());
+    for (const auto& field : res) r.headers.add(std::string(field.name_string()), std::string(field.value()));
+    r.body = res.body();
+    out.push_back(std::move(r));
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  return out;
+}
 
 // ---- URLs ----------------------------------------------------------------------------------------------------
 

@@ -48,8 +48,7 @@ struct Response {
 // Not thread-safe: one client per thread.
 class HttpClient {
  public:
-  HttpClient(std::string host, std::uint16_t port,
-             std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  HttpClient(std::string host, std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // From a URL such as "http://127.0.0.1:8080/fhir" (only host and port are used).
   explicit HttpClient(std::string_view url, std::chrono::milliseconds timeout = std::chrono::seconds(30));
   ~HttpClient();
@@ -66,9 +65,7 @@ class HttpClient {
   Response request(std::string_view method, std::string_view target, std::string_view body = {},
                    const HeaderList& headers = {});
 
-  Response get(std::string_view target, const HeaderList& headers = {}) {
-    return request("GET", target, {}, headers);
-  }
+  Response get(std::string_view target, const HeaderList& headers = {}) { return request("GET", target, {}, headers); }
   // POST/PUT with Content-Type application/fhir+json unless the caller gives one.
   Response post(std::string_view target, std::string_view body, const HeaderList& headers = {});
   Response put(std::string_view target, std::string_view body, const HeaderList& headers = {});
@@ -86,6 +83,12 @@ class HttpClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Opens a new connection, writes `bytes` exactly as given (e.g. several pipelined requests, or malformed HTTP),
+// then reads up to `responses` responses in order. Stops at the first read error, which is then the `error` of
+// one more (status 0) element.
+std::vector<Response> send_raw(const std::string& host, std::uint16_t port, std::string_view bytes,
+                               std::size_t responses, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // Splits "http://host:port/path" into its parts; nullopt when it is not such a URL.
 struct ParsedUrl {

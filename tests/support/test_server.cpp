@@ -1,6 +1,7 @@
 #include "test_server.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -14,8 +15,6 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-
-#include <gtest/gtest.h>
 
 #include "http_client.hpp"
 
@@ -31,8 +30,7 @@ using Clock = std::chrono::steady_clock;
 TempDir::TempDir(std::string_view prefix) {
   const char* base = std::getenv("TMPDIR");
   std::string templ = std::string(base && *base ? base : "/tmp") + "/" + std::string(prefix) + "-XXXXXX";
-  if (!mkdtemp(templ.data()))
-    throw std::runtime_error("mkdtemp(" + templ + ") failed: " + std::strerror(errno));
+  if (!mkdtemp(templ.data())) throw std::runtime_error("mkdtemp(" + templ + ") failed: " + std::strerror(errno));
   path_ = templ;
 }
 
@@ -172,8 +170,7 @@ void TestServer::start() {
   std::vector<std::string> early_lines;
   std::string failure;
   while (url.empty() && failure.empty()) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
       failure = "did not print its URL within " + std::to_string(options_.start_timeout.count()) + " ms";
       break;
@@ -212,7 +209,13 @@ void TestServer::start() {
     {
       std::lock_guard kl(kill_mutex_);
       if (pid_ > 0) {
-        // If it exited by itself, waitpid reaps it; otherwise kill it first.
+        // A closed stdout usually means the server is exiting: give it a moment to do so (woken by its exit,
+        // not a sleep), so that its exit status can be reported. Otherwise kill it.
+        if (pidfd_ >= 0 && failure.starts_with("closed")) {
+          pollfd p{pidfd_, POLLIN, 0};
+          while (::poll(&p, 1, 2000) < 0 && errno == EINTR) {
+          }
+        }
         pid_t r = waitpid(pid_, &status, WNOHANG);
         if (r == 0) {
           ::kill(pid_, SIGKILL);
@@ -283,8 +286,7 @@ int TestServer::wait_exit(std::chrono::milliseconds timeout) {
   if (pidfd_ >= 0) {
     const auto deadline = Clock::now() + timeout;
     for (;;) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) return -2;
       pollfd p{pidfd_, POLLIN, 0};
       int n = ::poll(&p, 1, static_cast<int>(left));
@@ -339,6 +341,15 @@ void TestServer::kill9() {
   reap(status);
 }
 
+std::optional<std::string> TestServer::died() {
+  std::lock_guard lock(kill_mutex_);
+  if (pid_ <= 0) return std::nullopt;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) != pid_) return std::nullopt;
+  reap(status);
+  return describe_status(status);
+}
+
 void TestServer::restart() {
   if (running()) stop();
   start();
@@ -349,6 +360,8 @@ std::vector<std::string> TestServer::log_lines() const {
   return log_lines_;
 }
 
-std::string TestServer::stderr_text() const { return read_file(dir_.path() / "server.stderr"); }
+std::string TestServer::stderr_text() const {
+  return read_file(dir_.path() / "server.stderr");
+}
 
 }  // namespace caduceus::test

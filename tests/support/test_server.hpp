@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,6 +75,9 @@ class TestServer {
   int stop();
   // SIGKILL and reap, without any chance for the server to clean up. Safe to call from another thread.
   void kill9();
+  // Without blocking: if the server process has ended (crashed), reaps it and says how ("killed by signal 11");
+  // nullopt while it runs.
+  std::optional<std::string> died();
   // Stops the server if it runs (SIGTERM) and starts it again on the same database and arguments. The port
   // changes (port 0); base_url()/port() give the new one.
   void restart();

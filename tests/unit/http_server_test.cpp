@@ -5,6 +5,7 @@
 #include "caduceus/server/http_server.hpp"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -14,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <future>
 #include <mutex>
@@ -25,8 +27,6 @@
 #include <tuple>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace caduceus::server {
 namespace {
@@ -177,10 +177,11 @@ HttpServerOptions loopback(HttpServerOptions options) {
 class TestServer {
  public:
   TestServer(HttpServerOptions options, Handler handler, std::function<bool(const Request&)> is_blocking = {},
-             ExchangeObserver observer = {}, AsyncHandler async_handler = {})
+             ExchangeObserver observer = {}, AsyncHandler async_handler = {}, bool stop_on_signals = false)
       : server_(loopback(std::move(options)), std::move(handler), std::move(is_blocking)) {
     if (observer) server_.set_observer(std::move(observer));
     if (async_handler) server_.set_async_handler(std::move(async_handler));
+    if (stop_on_signals) server_.stop_on_signals();
     auto port = server_.listen();
     if (!port) throw std::runtime_error("listen failed: " + port.error().issues.at(0).diagnostics);
     port_ = *port;
@@ -362,9 +363,10 @@ TEST(HttpServerTest, BodyOverTheLimitIsAnswered413AndClosed) {
   }
   {  // Content-Length over the limit: refused on the header
     Client client(server.port());
-    ASSERT_TRUE(client.send(
-        "POST /fhir/Patient HTTP/1.1\r\nHost: t\r\nContent-Type: application/fhir+json\r\nContent-Length: 4096\r\n\r\n" +
-        std::string(4096, 'a')));
+    ASSERT_TRUE(
+        client.send("POST /fhir/Patient HTTP/1.1\r\nHost: t\r\nContent-Type: application/fhir+json\r\nContent-Length: "
+                    "4096\r\n\r\n" +
+                    std::string(4096, 'a')));
     auto reply = client.read();
     ASSERT_TRUE(reply);
     EXPECT_EQ(reply->status, 413);
@@ -381,9 +383,10 @@ TEST(HttpServerTest, BodyOverTheLimitIsAnswered413AndClosed) {
   }
   {  // a chunked body that grows over the limit
     Client client(server.port());
-    ASSERT_TRUE(client.send("POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                            "200\r\n" + std::string(512, 'a') + "\r\n" +
-                            "400\r\n" + std::string(1024, 'b') + "\r\n0\r\n\r\n"));
+    ASSERT_TRUE(
+        client.send("POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "200\r\n" +
+                    std::string(512, 'a') + "\r\n" + "400\r\n" + std::string(1024, 'b') + "\r\n0\r\n\r\n"));
     auto reply = client.read();
     ASSERT_TRUE(reply);
     EXPECT_EQ(reply->status, 413);
@@ -495,12 +498,24 @@ TEST(HttpServerTest, StopDrainsInFlightRequestsAndRefusesNewConnections) {
   EXPECT_EQ(server.server().open_connections(), 0u);
 }
 
+TEST(HttpServerTest, SigtermDrainsAndStops) {
+  EchoHandler echo;
+  TestServer server(small_options(), echo.handler(), {}, {}, {}, /*stop_on_signals=*/true);
+  Client client(server.port());
+  ASSERT_TRUE(client.send(get("/before")));
+  ASSERT_TRUE(client.read());
+  ASSERT_EQ(::raise(SIGTERM), 0);  // caught by the server's signal set, not the default disposition
+  EXPECT_TRUE(client.closed_by_peer());
+  EXPECT_TRUE(server.wait_stopped());
+  EXPECT_FALSE(Client(server.port()).connected());
+}
+
 TEST(HttpServerTest, MalformedRequestsAreAnswered400AndClosed) {
   EchoHandler echo;
   TestServer server(small_options(), echo.handler());
-  for (std::string garbage : {std::string("THIS IS NOT HTTP\r\n\r\n"),
-                              std::string("GET / HTTP/1.1\r\nHost: t\r\nBad Header Line\r\n\r\n"),
-                              std::string("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 12x\r\n\r\n")}) {
+  for (std::string garbage :
+       {std::string("THIS IS NOT HTTP\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: t\r\nBad Header Line\r\n\r\n"),
+        std::string("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 12x\r\n\r\n")}) {
     Client client(server.port());
     ASSERT_TRUE(client.send(garbage));
     auto reply = client.read();
@@ -616,8 +631,8 @@ TEST(HttpServerTest, AsyncHandlerAnswersLaterWithoutHoldingAThread) {
     pending = std::move(done);
     handed_over.set_value();
   };
-  TestServer server(options, sync_handler, [](const Request& r) { return r.method == "POST"; }, observer,
-                    async_handler);
+  TestServer server(
+      options, sync_handler, [](const Request& r) { return r.method == "POST"; }, observer, async_handler);
 
   Client writer(server.port()), reader(server.port());
   ASSERT_TRUE(writer.send("POST /later HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
@@ -639,8 +654,8 @@ TEST(HttpServerTest, AsyncHandlerAnswersLaterWithoutHoldingAThread) {
   EXPECT_EQ(reply->status, 201);
   EXPECT_EQ(reply->body, "created");
 
-  for (auto [target, status, body] : {std::tuple{"/throw", 201, "first"}, std::tuple{"/twice", 201, "once"},
-                                      std::tuple{"/drop", 500, ""}}) {
+  for (auto [target, status, body] :
+       {std::tuple{"/throw", 201, "first"}, std::tuple{"/twice", 201, "once"}, std::tuple{"/drop", 500, ""}}) {
     ASSERT_TRUE(writer.send("POST " + std::string(target) + " HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"));
     reply = writer.read();
     ASSERT_TRUE(reply) << target;

@@ -1,12 +1,12 @@
 #include "caduceus/server/metrics.hpp"
 
+#include <gtest/gtest.h>
+
 #include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace caduceus::server {
 namespace {
@@ -48,11 +48,11 @@ TEST(MetricsTest, CountsRequestsByInteractionAndStatus) {
 
 TEST(MetricsTest, RendersCumulativeHistogramsPerInteraction) {
   Metrics metrics;
-  metrics.observe("read", 200, 0.0003);   // first bucket
-  metrics.observe("read", 200, 0.0005);   // on the bound: still le="0.0005"
-  metrics.observe("read", 200, 0.002);    // le="0.0025"
-  metrics.observe("read", 500, 0.3);      // le="0.5"
-  metrics.observe("create", 201, 7.0);    // only +Inf
+  metrics.observe("read", 200, 0.0003);  // first bucket
+  metrics.observe("read", 200, 0.0005);  // on the bound: still le="0.0005"
+  metrics.observe("read", 200, 0.002);   // le="0.0025"
+  metrics.observe("read", 500, 0.3);     // le="0.5"
+  metrics.observe("create", 201, 7.0);   // only +Inf
   std::string text = metrics.render();
 
   EXPECT_TRUE(has_line(text, "# TYPE caduceus_http_request_duration_seconds histogram"));
@@ -89,7 +89,8 @@ TEST(MetricsTest, EveryLineIsValidExposition) {
   ASSERT_FALSE(text.empty());
   EXPECT_EQ(text.back(), '\n');
 
-  std::regex sample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")*\})? (\+Inf|-Inf|NaN|[-+]?[0-9.]+(e[-+]?[0-9]+)?)$)");
+  std::regex sample(
+      R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")*\})? (\+Inf|-Inf|NaN|[-+]?[0-9.]+(e[-+]?[0-9]+)?)$)");
   std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
   for (const auto& line : lines_of(text))
     EXPECT_TRUE(std::regex_match(line, sample) || std::regex_match(line, comment)) << "bad line: " << line;
@@ -128,8 +129,8 @@ TEST(MetricsTest, ObserveIsThreadSafe) {
   std::string text = metrics.render();
   EXPECT_TRUE(has_line(text, R"(caduceus_http_request_duration_seconds_count{interaction="read"} )" +
                                  std::to_string(kThreads * kEach / 2)));
-  EXPECT_TRUE(has_line(text, R"(caduceus_http_requests_total{interaction="search-type",status="203"} )" +
-                                 std::to_string(kEach / 2)));
+  EXPECT_TRUE(has_line(
+      text, R"(caduceus_http_requests_total{interaction="search-type",status="203"} )" + std::to_string(kEach / 2)));
 }
 
 }  // namespace

@@ -170,6 +170,12 @@ TEST_F(RepositoryTest, HistoryPagesCoverEveryVersionOnce) {
     q.before_seq = page->next_before_seq;
   }
   EXPECT_EQ(seen.size(), 25u);
+  HistoryQuery none;
+  none.count = 0;
+  auto empty = store_->history(kDefaultTenant, none);
+  ASSERT_TRUE(empty.has_value());
+  EXPECT_TRUE(empty->entries.empty());
+  EXPECT_FALSE(empty->next_before_seq.has_value());
   HistoryQuery patients;
   patients.type = "Patient";
   EXPECT_EQ(*store_->history_total(kDefaultTenant, patients), 12);

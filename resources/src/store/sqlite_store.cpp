@@ -218,6 +218,7 @@ class SqliteStore final : public Store {
   }
 
   Result<HistoryPage> history(TenantId tenant, const HistoryQuery& q) override {
+    if (q.count == 0) return HistoryPage{};  // _count=0: the total only, no entries
     return with_reader([&](Reader& r) -> Result<HistoryPage> {
       HistoryPage page;
       std::string sql = "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "

@@ -26,8 +26,9 @@ struct HttpServerOptions {
 };
 
 // Called once per exchange, when the response is ready and before it is written, on the thread that produced it
-// (an I/O thread, a blocking-pool thread, or the thread an AsyncHandler answered on). `elapsed` runs from the request read whole to the response
-// ready, queueing included. For HEAD the response still carries the body the handler produced (it is not sent).
+// (an I/O thread, a blocking-pool thread, or the thread an AsyncHandler answered on). `elapsed` runs from the request
+// read whole to the response ready, queueing included. For HEAD the response still carries the body the handler
+// produced (it is not sent).
 using ExchangeObserver =
     std::function<void(const Request& request, const Response& response, std::chrono::nanoseconds elapsed)>;
 
@@ -39,10 +40,10 @@ using AsyncHandler = std::function<void(const Request& request, std::function<vo
 // Every connection runs on its own strand: keep-alive, HTTP/1.0, pipelining (up to max_pipelined requests read
 // ahead, answered in order, handled one after the other), timeouts, a body limit, and a graceful drain. Requests
 // for which `is_blocking` holds run on a separate pool of blocking_threads threads (or, with an AsyncHandler set,
-// are handed to it and answered later); the others run inline on the I/O thread. A handler that throws is answered 500 with an OperationOutcome; the server never crashes on input.
-// Requests the transport refuses (malformed: 400, body over the limit: 413, header over the limit: 431) are still
-// passed to the handler, with `rejected_status` set and an empty body, so that it can write the OperationOutcome;
-// the connection is closed after that response.
+// are handed to it and answered later); the others run inline on the I/O thread. A handler that throws is answered 500
+// with an OperationOutcome; the server never crashes on input. Requests the transport refuses (malformed: 400, body
+// over the limit: 413, header over the limit: 431) are still passed to the handler, with `rejected_status` set and an
+// empty body, so that it can write the OperationOutcome; the connection is closed after that response.
 class HttpServer {
  public:
   HttpServer(HttpServerOptions options, Handler handler, std::function<bool(const Request&)> is_blocking);
