@@ -8,6 +8,8 @@
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/resources/definitions.hpp"
+#include "caduceus/resources/repository.hpp"
+#include "caduceus/resources/store/store.hpp"
 #include "caduceus/resources/structure_checker.hpp"
 
 namespace {
@@ -89,6 +91,29 @@ void BM_LoadDefinitions(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_LoadDefinitions)->Unit(benchmark::kMillisecond);
+
+// A read by id from the SQLite store (a throwaway database of Synthea resources): the database part of GET.
+void BM_StoreReadById(benchmark::State& state) {
+  const Corpus& c = corpus();
+  auto defs = resources::Definitions::load(conformance::r4_model_json());
+  resources::StructureChecker checker(**defs);
+  auto store = resources::open_store("sqlite::memory:");
+  if (!store) std::abort();
+  resources::Repository repo(**store, **defs, checker);
+  std::vector<std::pair<std::string, std::string>> keys;
+  for (const auto& v : c.values) {
+    auto out = repo.create(resources::kDefaultTenant, v.find("resourceType")->text(), v);
+    if (out) keys.emplace_back(out->record.type, out->record.id);
+  }
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const auto& [type, id] = keys[i++ % keys.size()];
+    auto r = (*store)->read(resources::kDefaultTenant, type, id);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_StoreReadById);
 
 }  // namespace
 

@@ -77,21 +77,65 @@ std::string RequestLog::format(const Request& request, const Response& response,
   return line;
 }
 
+RequestLog::RequestLog(bool enabled, int fd, std::chrono::milliseconds flush_interval)
+    : enabled_(enabled), fd_(fd), flush_interval_(flush_interval) {
+  if (!enabled_) return;
+  flusher_ = std::thread([this] {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      wake_.wait_for(lock, flush_interval_);
+      lock.unlock();
+      flush();
+      lock.lock();
+    }
+  });
+}
+
+RequestLog::~RequestLog() {
+  if (flusher_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    flusher_.join();
+  }
+  flush();
+}
+
+void RequestLog::write_all(std::string_view rest) const noexcept {
+  while (!rest.empty()) {
+    ssize_t n = ::write(fd_, rest.data(), rest.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+void RequestLog::flush() const noexcept {
+  std::lock_guard writing(write_mutex_);
+  std::string out;
+  {
+    std::lock_guard lock(mutex_);
+    out.swap(buffer_);
+  }
+  write_all(out);
+}
+
 void RequestLog::log(const Request& request, const Response& response,
                      std::chrono::nanoseconds elapsed) const noexcept {
   if (!enabled_) return;
   try {
     std::string line = format(request, response, elapsed, std::chrono::system_clock::now());
-    std::lock_guard lock(mutex_);
-    std::string_view rest = line;
-    while (!rest.empty()) {
-      ssize_t n = ::write(fd_, rest.data(), rest.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return;
-      }
-      rest.remove_prefix(static_cast<std::size_t>(n));
+    bool full = false;
+    {
+      std::lock_guard lock(mutex_);
+      buffer_ += line;
+      full = buffer_.size() >= 64 * 1024;
     }
+    if (full) flush();
   } catch (...) {
     // Out of memory while formatting: drop the line rather than fail the request.
   }

@@ -503,7 +503,7 @@ struct Router::Impl {
       b += "\",\"url\":";
       json::append_quoted(b, v.method == resources::Method::kCreate ? v.type : v.type + "/" + v.id);
       b += "},\"response\":{\"status\":\"";
-      b += v.method == resources::Method::kCreate ? "201 Created" : (v.deleted ? "204 No Content" : "200 OK");
+      b += v.method == resources::Method::kCreate ? "201 Created" : "200 OK";  // as the interaction answered
       b += "\",\"etag\":";
       json::append_quoted(b, etag(v.version));
       b += ",\"lastModified\":";

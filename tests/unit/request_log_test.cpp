@@ -127,5 +127,26 @@ TEST(RequestLogTest, DisabledWritesNothing) {
   ::close(fds[0]);
 }
 
+TEST(RequestLogTest, BufferedLinesReachTheFileWhileTheLogLives) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  RequestLog log(true, fds[1], std::chrono::milliseconds(20));
+  Request request;
+  request.method = "GET";
+  request.target = "/fhir/Patient/1";
+  Response response;
+  response.interaction = "read";
+  log.log(request, response, 1ms);
+  // The flusher writes it out by itself: this read blocks until it does.
+  char buf[4096];
+  ssize_t n = ::read(fds[0], buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  std::string line(buf, static_cast<std::size_t>(n));
+  EXPECT_NE(line.find("\"path\":\"/fhir/Patient/1\""), std::string::npos);
+  EXPECT_EQ(line.back(), '\n');
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 }  // namespace
 }  // namespace caduceus::server

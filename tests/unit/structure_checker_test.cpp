@@ -308,11 +308,15 @@ const std::map<std::string, std::string>& known_invalid_examples() {
   return kKnown;
 }
 
-// Every example of the official package (hl7.fhir.r4.examples 4.0.1, untarred): set CADUCEUS_R4_EXAMPLES to its
-// `package` folder to run this. Only the known invalid examples may fail.
+// Every example of the official package (hl7.fhir.r4.examples 4.0.1, vendored in tests/data/r4-examples and
+// unpacked by the build; CADUCEUS_R4_EXAMPLES may name another folder). Only the known invalid examples may fail.
 TEST(StructureChecker, AllOfficialExamples) {
   const char* dir = std::getenv("CADUCEUS_R4_EXAMPLES");
-  if (dir == nullptr) GTEST_SKIP() << "set CADUCEUS_R4_EXAMPLES to the examples package folder";
+#ifdef CADUCEUS_R4_EXAMPLES_DIR
+  if (dir == nullptr) dir = CADUCEUS_R4_EXAMPLES_DIR;
+#endif
+  if (dir == nullptr || !std::filesystem::is_directory(dir))
+    GTEST_SKIP() << "set CADUCEUS_R4_EXAMPLES to the examples package folder";
   int passed = 0;
   std::vector<std::string> failed;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
