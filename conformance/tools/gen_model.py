@@ -19,7 +19,7 @@ FHIRPath system types (System.String) are replaced by the FHIR primitive they st
 primitive types is left out (its lexical rules are in fhir/src/primitives.cpp).
 
 Usage: gen_model.py [PACKAGE_DIR] [OUTPUT]
-  defaults: /work/shared/data/hl7.fhir.r4.core/package and conformance/r4/model.json beside this script.
+  defaults: ../shared/data/hl7.fhir.r4.core/package (beside the checkout) and conformance/r4/model.json.
 """
 
 import glob
@@ -115,7 +115,9 @@ def convert(sd):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    package = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/hl7.fhir.r4.core/package"
+    # Default: the shared data folder beside the project checkout (../shared/data).
+    default_package = os.path.join(here, "..", "..", "..", "shared", "data", "hl7.fhir.r4.core", "package")
+    package = sys.argv[1] if len(sys.argv) > 1 else default_package
     output = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "..", "r4", "model.json")
 
     all_types = []
@@ -128,6 +130,8 @@ def main():
         version = version or sd.get("fhirVersion")
         all_types.extend(convert(sd))
 
+    if not all_types:
+        sys.exit(f"gen_model.py: no StructureDefinition-*.json in {package}: is it the package folder?")
     all_types.sort(key=lambda t: t["name"])
     names = {t["name"] for t in all_types}
     for t in all_types:

@@ -140,6 +140,23 @@ struct Pending {
   T out{};
 };
 
+// Stamps meta, serializes and appends a new version of a resource inside the store's transaction.
+Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::Value& resource, std::string type,
+                                      std::string id, std::int64_t version, Method method) {
+  VersionRecord rec;
+  rec.type = std::move(type);
+  rec.id = std::move(id);
+  rec.version = version;
+  rec.last_updated_ms = txn.now_ms();
+  rec.method = method;
+  stamp_meta(resource, rec.version, rec.last_updated_ms);
+  rec.body = json::write(resource);
+  auto seq = txn.append(tenant, rec);
+  if (!seq) return std::unexpected(seq.error());
+  rec.seq = *seq;
+  return rec;
+}
+
 }  // namespace
 
 Result<WriteOutcome> Repository::create(TenantId tenant, std::string_view type, json::Value resource) {
@@ -172,18 +189,9 @@ void Repository::create_async(TenantId tenant, std::string_view type, json::Valu
   pending->resource = std::move(resource);
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::move(id)](Transaction& txn) -> Result<void> {
-        VersionRecord rec;
-        rec.type = type;
-        rec.id = id;
-        rec.version = 1;
-        rec.last_updated_ms = txn.now_ms();
-        rec.method = Method::kCreate;
-        stamp_meta(pending->resource, rec.version, rec.last_updated_ms);
-        rec.body = json::write(pending->resource);
-        auto seq = txn.append(tenant, rec);
-        if (!seq) return std::unexpected(seq.error());
-        rec.seq = *seq;
-        pending->out.record = std::move(rec);
+        auto rec = append_resource(txn, tenant, pending->resource, type, id, 1, Method::kCreate);
+        if (!rec) return std::unexpected(rec.error());
+        pending->out.record = std::move(*rec);
         pending->out.created = true;
         return {};
       },
@@ -208,19 +216,10 @@ void Repository::update_async(TenantId tenant, std::string_view type, std::strin
           return std::unexpected(stale(type, id, *if_match, current_version));
         if (!*current && !allow_create)
           return fhir::fail(ErrorKind::kNotFound, "not-found", "Resource " + type + "/" + id + " is not known");
-        VersionRecord rec;
-        rec.type = type;
-        rec.id = id;
-        rec.version = current_version + 1;
-        rec.last_updated_ms = txn.now_ms();
-        rec.method = Method::kUpdate;
-        stamp_meta(pending->resource, rec.version, rec.last_updated_ms);
-        rec.body = json::write(pending->resource);
-        auto seq = txn.append(tenant, rec);
-        if (!seq) return std::unexpected(seq.error());
-        rec.seq = *seq;
+        auto rec = append_resource(txn, tenant, pending->resource, type, id, current_version + 1, Method::kUpdate);
+        if (!rec) return std::unexpected(rec.error());
         pending->out.created = !*current || (*current)->deleted;
-        pending->out.record = std::move(rec);
+        pending->out.record = std::move(*rec);
         return {};
       },
       [pending, done = std::move(done)](Result<void> r) {

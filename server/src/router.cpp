@@ -617,33 +617,24 @@ std::optional<Response> Router::dispatch(const Request& req, const Completion& d
     r.interaction = "rejected";
     return r;
   }
-  if (path == "/healthz") {
+  auto text = [](int status, std::string content_type, std::string body, std::string interaction) {
     Response r;
-    r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
-    r.body = "ok\n";
-    r.interaction = "healthz";
+    r.status = status;
+    r.headers.emplace_back("Content-Type", std::move(content_type));
+    r.body = std::move(body);
+    r.interaction = std::move(interaction);
     return r;
-  }
+  };
+  if (path == "/healthz") return text(200, "text/plain; charset=utf-8", "ok\n", "healthz");
   if (path == "/readyz") {
-    Response r;
-    r.interaction = "readyz";
-    r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
-    if (auto ok = repository_.store().ping(); ok) {
-      r.body = "ready\n";
-    } else {
-      r.status = 503;
-      r.headers.emplace_back("Retry-After", "1");
-      r.body = "not ready: the database does not answer\n";
-    }
+    if (repository_.store().ping()) return text(200, "text/plain; charset=utf-8", "ready\n", "readyz");
+    Response r = text(503, "text/plain; charset=utf-8", "not ready: the database does not answer\n", "readyz");
+    r.headers.emplace_back("Retry-After", "1");
     return r;
   }
-  if (path == "/metrics") {
-    Response r;
-    r.interaction = "metrics";
-    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    r.body = render_metrics_ ? render_metrics_() : std::string();
-    return r;
-  }
+  if (path == "/metrics")
+    return text(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics_ ? render_metrics_() : std::string(),
+                "metrics");
   if (!(path == kFhirBase || path.starts_with("/fhir/"))) {
     Response r = error_response(ErrorKind::kNotFound, "not-found", "Nothing here; the FHIR base is /fhir");
     r.interaction = "unknown";

@@ -81,35 +81,13 @@ bool execute_one(soci::statement& st) {
   return got;
 }
 
-// Prepared statements of one reader connection.
-struct Reader {
-  soci::session sql;
-  long long tenant = 0;
+// The columns of a version as fetched (bound to a statement with into()), turned into a VersionRecord.
+struct VersionRow {
   std::string type, id;
   long long version = 0, last_updated = 0, seq = 0;
   int deleted = 0, method = 0;
   std::string body;
   soci::indicator body_ind = soci::i_ok;
-  long long want_version = 0;
-  std::optional<soci::statement> read_current;
-  std::optional<soci::statement> read_version;
-
-  explicit Reader(const std::string& path, bool synchronous_full) : sql(soci::sqlite3, connect_string(path)) {
-    configure_connection(sql, synchronous_full);
-    read_current.emplace((sql.prepare << "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
-                                         "FROM resource r JOIN resource_version v "
-                                         "ON v.rid = r.rid AND v.version = r.version "
-                                         "WHERE r.tenant = :t AND r.type = :ty AND r.id = :id",
-                          soci::into(version), soci::into(last_updated), soci::into(deleted), soci::into(method),
-                          soci::into(body, body_ind), soci::into(seq), soci::use(tenant), soci::use(type),
-                          soci::use(id)));
-    read_version.emplace((sql.prepare << "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
-                                         "FROM resource r JOIN resource_version v ON v.rid = r.rid "
-                                         "WHERE r.tenant = :t AND r.type = :ty AND r.id = :id AND v.version = :v",
-                          soci::into(version), soci::into(last_updated), soci::into(deleted), soci::into(method),
-                          soci::into(body, body_ind), soci::into(seq), soci::use(tenant), soci::use(type),
-                          soci::use(id), soci::use(want_version)));
-  }
 
   Result<VersionRecord> record() {
     VersionRecord r;
@@ -126,6 +104,40 @@ struct Reader {
       r.body = std::move(*decoded);
     }
     return r;
+  }
+};
+
+// Prepared statements of one reader connection.
+struct Reader {
+  soci::session sql;
+  long long tenant = 0;
+  std::string type, id;
+  VersionRow row;  // what the statements fetch
+  long long want_version = 0;
+  std::optional<soci::statement> read_current;
+  std::optional<soci::statement> read_version;
+
+  explicit Reader(const std::string& path, bool synchronous_full) : sql(soci::sqlite3, connect_string(path)) {
+    configure_connection(sql, synchronous_full);
+    read_current.emplace((sql.prepare << "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                                         "FROM resource r JOIN resource_version v "
+                                         "ON v.rid = r.rid AND v.version = r.version "
+                                         "WHERE r.tenant = :t AND r.type = :ty AND r.id = :id",
+                          soci::into(row.version), soci::into(row.last_updated), soci::into(row.deleted),
+                          soci::into(row.method), soci::into(row.body, row.body_ind), soci::into(row.seq), soci::use(tenant), soci::use(type),
+                          soci::use(id)));
+    read_version.emplace((sql.prepare << "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                                         "FROM resource r JOIN resource_version v ON v.rid = r.rid "
+                                         "WHERE r.tenant = :t AND r.type = :ty AND r.id = :id AND v.version = :v",
+                          soci::into(row.version), soci::into(row.last_updated), soci::into(row.deleted),
+                          soci::into(row.method), soci::into(row.body, row.body_ind), soci::into(row.seq), soci::use(tenant), soci::use(type),
+                          soci::use(id), soci::use(want_version)));
+  }
+
+  Result<VersionRecord> record() {
+    row.type = type;
+    row.id = id;
+    return row.record();
   }
 };
 
@@ -233,19 +245,16 @@ class SqliteStore final : public Store {
       long long since = q.since_ms.value_or(0), low = q.at_low_ms.value_or(0), high = q.at_high_ms.value_or(0);
       long long before = q.before_seq.value_or(0);
       long long limit = static_cast<long long>(q.count) + 1;
-      std::string rtype, rid, body;
-      long long version = 0, lu = 0, seq = 0;
-      int deleted = 0, method = 0;
-      soci::indicator body_ind = soci::i_ok;
+      VersionRow row;
       soci::statement st(r.sql);
-      st.exchange(soci::into(rtype));
-      st.exchange(soci::into(rid));
-      st.exchange(soci::into(version));
-      st.exchange(soci::into(lu));
-      st.exchange(soci::into(deleted));
-      st.exchange(soci::into(method));
-      st.exchange(soci::into(body, body_ind));
-      st.exchange(soci::into(seq));
+      st.exchange(soci::into(row.type));
+      st.exchange(soci::into(row.id));
+      st.exchange(soci::into(row.version));
+      st.exchange(soci::into(row.last_updated));
+      st.exchange(soci::into(row.deleted));
+      st.exchange(soci::into(row.method));
+      st.exchange(soci::into(row.body, row.body_ind));
+      st.exchange(soci::into(row.seq));
       bind_history(st, t, type, id, q, since, low, high, before);
       st.exchange(soci::use(limit));
       st.alloc();
@@ -257,20 +266,9 @@ class SqliteStore final : public Store {
           page.next_before_seq = page.entries.back().seq;
           break;
         }
-        VersionRecord rec;
-        rec.type = rtype;
-        rec.id = rid;
-        rec.version = version;
-        rec.last_updated_ms = lu;
-        rec.deleted = deleted != 0;
-        rec.method = method_from(method);
-        rec.seq = seq;
-        if (body_ind == soci::i_ok) {
-          auto decoded = decode_body(std::move(body));
-          if (!decoded) return std::unexpected(decoded.error());
-          rec.body = std::move(*decoded);
-        }
-        page.entries.push_back(std::move(rec));
+        auto rec = row.record();
+        if (!rec) return std::unexpected(rec.error());
+        page.entries.push_back(std::move(*rec));
       }
       return page;
     });
