@@ -259,6 +259,28 @@ TEST_F(RepositoryTest, AFailingWriteInAGroupLeavesTheOthersIntact) {
   }
 }
 
+TEST_F(RepositoryTest, ASecondProcessOrStoreCannotOpenTheSameFile) {
+  auto second = open_store("sqlite:" + (dir_ / "test.db").string());
+  ASSERT_FALSE(second.has_value());
+  EXPECT_EQ(second.error().kind, fhir::ErrorKind::kUnavailable);
+  EXPECT_NE(second.error().issues[0].diagnostics.find("in use"), std::string::npos);
+}
+
+TEST_F(RepositoryTest, ReadsFollowEveryCommittedVersion) {
+  // Reads by id may come from memory: they must still see each new version, and deletes, at once.
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "c", parse(R"({"resourceType":"Patient","id":"c"})"), {}));
+  for (int v = 2; v <= 5; ++v) {
+    ASSERT_EQ(store_->read(kDefaultTenant, "Patient", "c")->version, v - 1);
+    ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "c", parse(R"({"resourceType":"Patient","id":"c"})"), {}));
+  }
+  EXPECT_EQ(store_->read(kDefaultTenant, "Patient", "c")->version, 5);
+  ASSERT_TRUE(repo_->remove(kDefaultTenant, "Patient", "c", std::nullopt));
+  EXPECT_TRUE(store_->read(kDefaultTenant, "Patient", "c")->deleted);
+  // A write refused by If-Match leaves the current version as it was.
+  EXPECT_FALSE(repo_->update(kDefaultTenant, "Patient", "c", parse(R"({"resourceType":"Patient","id":"c"})"), 3));
+  EXPECT_EQ(store_->read(kDefaultTenant, "Patient", "c")->version, 6);
+}
+
 TEST(StoreUrlTest, UnknownSchemesAreRefused) {
   auto s = open_store("mysql://x");
   ASSERT_FALSE(s.has_value());

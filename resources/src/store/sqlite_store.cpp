@@ -5,6 +5,8 @@
 
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,8 +17,10 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
+#include "current_cache.hpp"
 #include "schema.hpp"
 
 namespace caduceus::resources {
@@ -107,36 +111,84 @@ struct VersionRow {
   }
 };
 
-// Prepared statements of one reader connection.
+// A statement prepared once on a reader's connection and run through SQLite's own API: the two reads by id are
+// the hottest queries of the server, and SOCI's per-execution conversions cost as much as the query itself.
+// (SOCI owns the connection; everything else goes through SOCI.)
+class HotStatement {
+ public:
+  HotStatement(sqlite_api::sqlite3* db, const char* sql) {
+    if (sqlite_api::sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("cannot prepare a read: ") + sqlite_api::sqlite3_errmsg(db));
+  }
+  ~HotStatement() { sqlite_api::sqlite3_finalize(stmt_); }
+  HotStatement(const HotStatement&) = delete;
+  HotStatement& operator=(const HotStatement&) = delete;
+
+  // Binds (tenant, type, id[, version]), steps once, fills row (version .. seq, body) and resets. Returns whether
+  // a row came back; throws on a database error.
+  bool fetch(std::int64_t tenant, std::string_view type, std::string_view id, std::optional<std::int64_t> version,
+             VersionRow& row) {
+    using namespace sqlite_api;
+    sqlite3_bind_int64(stmt_, 1, tenant);
+    sqlite3_bind_text(stmt_, 2, type.data(), static_cast<int>(type.size()), SQLITE_STATIC);
+    sqlite3_bind_text(stmt_, 3, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+    if (version) sqlite3_bind_int64(stmt_, 4, *version);
+    int rc = sqlite3_step(stmt_);
+    bool got = rc == SQLITE_ROW;
+    if (got) {
+      row.version = sqlite3_column_int64(stmt_, 0);
+      row.last_updated = sqlite3_column_int64(stmt_, 1);
+      row.deleted = sqlite3_column_int(stmt_, 2);
+      row.method = sqlite3_column_int(stmt_, 3);
+      if (sqlite3_column_type(stmt_, 4) == SQLITE_NULL) {
+        row.body_ind = soci::i_null;
+        row.body.clear();
+      } else {
+        const void* blob = sqlite3_column_blob(stmt_, 4);
+        row.body.assign(static_cast<const char*>(blob), static_cast<std::size_t>(sqlite3_column_bytes(stmt_, 4)));
+        row.body_ind = soci::i_ok;
+      }
+      row.seq = sqlite3_column_int64(stmt_, 5);
+    }
+    sqlite3_reset(stmt_);  // ends the read transaction at once
+    sqlite3_clear_bindings(stmt_);
+    if (!got && rc != SQLITE_DONE)
+      throw std::runtime_error(std::string("read failed: ") + sqlite3_errstr(rc));
+    return got;
+  }
+
+ private:
+  sqlite_api::sqlite3_stmt* stmt_ = nullptr;
+};
+
+// One reader connection and its prepared reads.
 struct Reader {
   soci::session sql;
-  long long tenant = 0;
-  std::string type, id;
-  VersionRow row;  // what the statements fetch
-  long long want_version = 0;
-  std::optional<soci::statement> read_current;
-  std::optional<soci::statement> read_version;
+  VersionRow row;
+  std::optional<HotStatement> read_current;
+  std::optional<HotStatement> read_version;
 
   explicit Reader(const std::string& path, bool synchronous_full) : sql(soci::sqlite3, connect_string(path)) {
     configure_connection(sql, synchronous_full);
-    read_current.emplace((sql.prepare << "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
-                                         "FROM resource r JOIN resource_version v "
-                                         "ON v.rid = r.rid AND v.version = r.version "
-                                         "WHERE r.tenant = :t AND r.type = :ty AND r.id = :id",
-                          soci::into(row.version), soci::into(row.last_updated), soci::into(row.deleted),
-                          soci::into(row.method), soci::into(row.body, row.body_ind), soci::into(row.seq), soci::use(tenant), soci::use(type),
-                          soci::use(id)));
-    read_version.emplace((sql.prepare << "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
-                                         "FROM resource r JOIN resource_version v ON v.rid = r.rid "
-                                         "WHERE r.tenant = :t AND r.type = :ty AND r.id = :id AND v.version = :v",
-                          soci::into(row.version), soci::into(row.last_updated), soci::into(row.deleted),
-                          soci::into(row.method), soci::into(row.body, row.body_ind), soci::into(row.seq), soci::use(tenant), soci::use(type),
-                          soci::use(id), soci::use(want_version)));
+    auto* db = static_cast<soci::sqlite3_session_backend*>(sql.get_backend())->conn_;
+    read_current.emplace(db,
+                         "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                         "FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+                         "WHERE r.tenant = ?1 AND r.type = ?2 AND r.id = ?3");
+    read_version.emplace(db,
+                         "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                         "FROM resource r JOIN resource_version v ON v.rid = r.rid "
+                         "WHERE r.tenant = ?1 AND r.type = ?2 AND r.id = ?3 AND v.version = ?4");
   }
 
-  Result<VersionRecord> record() {
-    row.type = type;
-    row.id = id;
+  ~Reader() {
+    read_current.reset();
+    read_version.reset();
+  }
+
+  Result<VersionRecord> record(std::string_view type, std::string_view id) {
+    row.type.assign(type);
+    row.id.assign(id);
     return row.record();
   }
 };
@@ -162,7 +214,11 @@ class SqliteTransaction final : public Transaction {
 class SqliteStore final : public Store {
  public:
   SqliteStore(std::string path, bool remove_on_close, const StoreOptions& options)
-      : path_(std::move(path)), remove_on_close_(remove_on_close), options_(options), writer_sql_() {}
+      : path_(std::move(path)),
+        remove_on_close_(remove_on_close),
+        options_(options),
+        cache_(options.cache_bytes),
+        writer_sql_() {}
 
   ~SqliteStore() override {
     {
@@ -179,6 +235,7 @@ class SqliteStore final : public Store {
     release_stmt_.reset();
     rollback_to_stmt_.reset();
     writer_sql_.close();
+    if (lock_fd_ >= 0) ::close(lock_fd_);
     if (remove_on_close_) {
       std::error_code ec;
       std::filesystem::remove_all(std::filesystem::path(path_).parent_path(), ec);
@@ -186,6 +243,15 @@ class SqliteStore final : public Store {
   }
 
   Result<void> open() {
+    // Every write must pass through this process, or the cache of current versions could go stale: hold an
+    // exclusive lock beside the database for as long as the store is open. The kernel drops it if we die.
+    std::string lock_path = path_ + ".lock";
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0)
+      return fhir::fail(ErrorKind::kUnavailable, "exception", "cannot open the lock file '" + lock_path + "'");
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+      return fhir::fail(ErrorKind::kUnavailable, "lock-error",
+                        "the database '" + path_ + "' is in use by another Caduceus process (stop it first)");
     try {
       writer_sql_.open(soci::sqlite3, connect_string(path_));
       configure_connection(writer_sql_, options_.synchronous_full);
@@ -207,29 +273,25 @@ class SqliteStore final : public Store {
   }
 
   Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) override {
-    return with_reader([&](Reader& r) -> Result<VersionRecord> {
-      r.tenant = tenant;
-      r.type.assign(type);
-      r.id.assign(id);
-      if (!execute_one(*r.read_current))
+    if (auto cached = cache_.get(tenant, type, id)) return std::move(*cached);
+    auto fetched = with_reader([&](Reader& r) -> Result<VersionRecord> {
+      if (!r.read_current->fetch(tenant, type, id, std::nullopt, r.row))
         return fhir::fail(ErrorKind::kNotFound, "not-found",
                           "Resource " + std::string(type) + "/" + std::string(id) + " is not known");
-      return r.record();
+      return r.record(type, id);
     });
+    if (fetched) cache_.put(tenant, *fetched);
+    return fetched;
   }
 
   Result<VersionRecord> vread(TenantId tenant, std::string_view type, std::string_view id,
                               std::int64_t version) override {
     return with_reader([&](Reader& r) -> Result<VersionRecord> {
-      r.tenant = tenant;
-      r.type.assign(type);
-      r.id.assign(id);
-      r.want_version = version;
-      if (!execute_one(*r.read_version))
+      if (!r.read_version->fetch(tenant, type, id, version, r.row))
         return fhir::fail(ErrorKind::kNotFound, "not-found",
                           "Version " + std::to_string(version) + " of " + std::string(type) + "/" +
                               std::string(id) + " is not known");
-      return r.record();
+      return r.record(type, id);
     });
   }
 
@@ -344,6 +406,8 @@ class SqliteStore final : public Store {
     }
     execute_one(*upsert_stmt_);
     execute_one(*insert_stmt_);
+    appended_.emplace_back(tenant, rec);
+    appended_.back().second.seq = w_seq_;
     return static_cast<std::int64_t>(w_seq_);
   }
 
@@ -467,8 +531,10 @@ class SqliteStore final : public Store {
       for (std::size_t i = 0; i < batch.size(); ++i) results.push_back(std::unexpected(db_error(e)));
       return;
     }
+    appended_.clear();
     for (WriteJob& job : batch) {
       Result<void> r;
+      std::size_t appended_before = appended_.size();
       try {
         savepoint_stmt_->execute(true);
         r = job.work(txn);
@@ -482,11 +548,16 @@ class SqliteStore final : public Store {
         } catch (const std::exception&) {
         }
       }
+      if (!r) appended_.resize(appended_before);  // rolled back: not current after all
       results.push_back(std::move(r));
     }
     try {
       writer_sql_ << "COMMIT";
+      // Durable now: these versions are current (before any caller hears of them).
+      for (const auto& [tenant, record] : appended_) cache_.put(tenant, record);
+      appended_.clear();
     } catch (const std::exception& e) {
+      appended_.clear();
       try {
         writer_sql_ << "ROLLBACK";
       } catch (const std::exception&) {
@@ -499,6 +570,9 @@ class SqliteStore final : public Store {
   std::string path_;
   bool remove_on_close_;
   StoreOptions options_;
+  int lock_fd_ = -1;
+  CurrentCache cache_;
+  std::vector<std::pair<TenantId, VersionRecord>> appended_;  // this batch's versions, written by the writer
 
   soci::session writer_sql_;
   std::optional<soci::statement> cur_stmt_, upsert_stmt_, insert_stmt_;

@@ -72,6 +72,7 @@ struct StoreOptions {
   std::size_t readers = 8;  // pooled read connections
   bool synchronous_full = true;  // fsync every commit (an acknowledged write survives power loss)
   std::size_t max_group = 256;   // writes committed together at most (group commit)
+  std::size_t cache_bytes = 64 << 20;  // memory for current versions kept for reads by id (0: none)
 };
 
 // The persistence interface that the REST layer and the adapters use. Thread-safe.

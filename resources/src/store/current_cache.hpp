@@ -1,0 +1,84 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "caduceus/resources/store/store.hpp"
+
+namespace caduceus::resources {
+
+// The current version of recently used resources, in memory, so that a read by id needs no database round trip.
+// Only sound where every write to the database passes through this process (the SQLite store holds an exclusive
+// lock on its file for that reason). Entries only ever move forward: put() keeps whichever of the cached and the
+// offered record has the higher version, so a reader that fetched an older version from the database cannot
+// overwrite what a later commit put. Bounded by bytes; a shard over its budget is emptied. Thread-safe.
+class CurrentCache {
+ public:
+  explicit CurrentCache(std::size_t max_bytes) : shard_budget_(max_bytes / kShards) {}
+
+  // The cached current version, if any.
+  std::optional<VersionRecord> get(TenantId tenant, std::string_view type, std::string_view id) const {
+    std::string k = key(tenant, type, id);
+    const Shard& s = shard(k);
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(k);
+    if (it == s.map.end()) return std::nullopt;
+    return *it->second;
+  }
+
+  // Offers a record as the current version of its resource.
+  void put(TenantId tenant, const VersionRecord& record) {
+    if (shard_budget_ == 0) return;
+    std::string k = key(tenant, record.type, record.id);
+    std::size_t size = k.size() + record.body.size() + sizeof(VersionRecord);
+    if (size > shard_budget_) return;
+    auto value = std::make_shared<const VersionRecord>(record);
+    Shard& s = shard(k);
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(k);
+    if (it != s.map.end()) {
+      if (it->second->version >= record.version) return;
+      s.bytes -= k.size() + it->second->body.size() + sizeof(VersionRecord);
+      it->second = std::move(value);
+      s.bytes += size;
+      return;
+    }
+    if (s.bytes + size > shard_budget_) {
+      s.map.clear();
+      s.bytes = 0;
+    }
+    s.map.emplace(std::move(k), std::move(value));
+    s.bytes += size;
+  }
+
+ private:
+  static constexpr std::size_t kShards = 16;
+  struct Shard {
+    mutable std::mutex mutex;
+    std::unordered_map<std::string, std::shared_ptr<const VersionRecord>> map;
+    std::size_t bytes = 0;
+  };
+
+  static std::string key(TenantId tenant, std::string_view type, std::string_view id) {
+    std::string k = std::to_string(tenant);
+    k.push_back('\0');
+    k.append(type);
+    k.push_back('\0');
+    k.append(id);
+    return k;
+  }
+  const Shard& shard(const std::string& k) const { return shards_[std::hash<std::string>{}(k) % kShards]; }
+  Shard& shard(const std::string& k) { return shards_[std::hash<std::string>{}(k) % kShards]; }
+
+  std::size_t shard_budget_;
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace caduceus::resources
