@@ -47,7 +47,7 @@ test: build
 
 bench: build
 	$(BUILD)/bin/caduceus_bench --benchmark_min_time=0.5
-	bash bench/load/run.sh $(BUILD)/bin
+	CADUCEUS_BIN=$(BUILD)/bin/caduceus BARE_BIN=$(BUILD)/bin/bare_beast_server bash bench/load/run.sh
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

@@ -88,11 +88,17 @@ summarize() {
 }
 
 # --- caduceus ----------------------------------------------------------------------------------------------------
+started_ns=$(date +%s%N)
 "$caduceus_bin" serve --listen 127.0.0.1:0 --db "sqlite:$tmp/load.db" --threads "$io_threads" \
   >"$tmp/caduceus.out" 2>"$tmp/caduceus.out.err" &
 pids+=($!)
 port=$(port_from "$tmp/caduceus.out" "${pids[0]}")
 base="http://127.0.0.1:$port/fhir"
+# Start to first answer: from launching the process to its first 200 on /fhir/metadata (curl's own start-up
+# included, so an upper bound); then its resident memory while idle.
+until curl -sf --max-time 1 -o /dev/null "$base/metadata"; do :; done
+first_answer_ms=$(( ($(date +%s%N) - started_ns) / 1000000 ))
+idle_rss_kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/${pids[0]}/status")
 echo "caduceus on $base (I/O threads: $io_threads)" >&2
 
 status=$(curl -sS --max-time 10 -o "$tmp/create.body" -D "$tmp/create.headers" -w '%{http_code}' \
@@ -144,3 +150,4 @@ printf '%-24s %12s %10s %10s  %s\n' "caduceus read" "$ours_rps" "$ours_p50" "$ou
 printf '%-24s %12s %10s %10s  %s\n' "bare Beast, same bytes" "$bare_rps" "$bare_p50" "$bare_p99" "$bare_rest"
 printf '%-24s %12s %10s %10s  %s\n' "caduceus create" "$create_rps" "$create_p50" "$create_p99" "$create_rest"
 awk -v a="$ours_rps" -v b="$bare_rps" 'BEGIN { if (b > 0) printf "read throughput ours/bare: %.2f\n", a / b }'
+echo "start to first answer: ${first_answer_ms} ms; idle RSS: $(( idle_rss_kb / 1024 )) MiB (${idle_rss_kb} kB)"
