@@ -124,8 +124,7 @@ std::optional<std::int64_t> parse_http_date(std::string_view s) {
   int mo = 0;
   for (int i = 0; i < 12; ++i)
     if (s.substr(8, 3) == kMonths[i]) mo = i + 1;
-  if (mo == 0 || !year_month_day(year(y), month(mo), day(d)).ok() || h > 23 || mi > 59 || sec > 60)
-    return std::nullopt;
+  if (mo == 0 || !year_month_day(year(y), month(mo), day(d)).ok() || h > 23 || mi > 59 || sec > 60) return std::nullopt;
   return (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000LL;
 }
 

@@ -182,12 +182,8 @@ void emit(Writer& w, const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kNull: w.Null(); break;
     case Value::Kind::kBool: w.Bool(v.as_bool()); break;
-    case Value::Kind::kNumber:
-      w.RawValue(v.text().data(), v.text().size(), rapidjson::kNumberType);
-      break;
-    case Value::Kind::kString:
-      w.String(v.text().data(), static_cast<rapidjson::SizeType>(v.text().size()));
-      break;
+    case Value::Kind::kNumber: w.RawValue(v.text().data(), v.text().size(), rapidjson::kNumberType); break;
+    case Value::Kind::kString: w.String(v.text().data(), static_cast<rapidjson::SizeType>(v.text().size())); break;
     case Value::Kind::kArray:
       w.StartArray();
       for (const auto& item : v.items()) emit(w, item);

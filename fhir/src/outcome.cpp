@@ -43,8 +43,7 @@ std::string operation_outcome_json(const std::vector<Issue>& issues) {
 }
 
 std::string information_outcome_json(std::string_view diagnostics) {
-  return operation_outcome_json(
-      {Issue{Severity::kInformation, "informational", std::string(diagnostics), {}}});
+  return operation_outcome_json({Issue{Severity::kInformation, "informational", std::string(diagnostics), {}}});
 }
 
 }  // namespace caduceus::fhir

@@ -39,8 +39,12 @@ constexpr std::array<std::pair<std::string_view, Primitive>, 20> kNames{{
 constexpr std::size_t kMaxStringBytes = 1024 * 1024;  // string.maxLength in the R4 definitions is 1048576
 constexpr std::size_t kQuoteLimit = 80;               // longer values are cut in diagnostics
 
-constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-constexpr bool is_lower_hex(char c) noexcept { return is_digit(c) || (c >= 'a' && c <= 'f'); }
+constexpr bool is_digit(char c) noexcept {
+  return c >= '0' && c <= '9';
+}
+constexpr bool is_lower_hex(char c) noexcept {
+  return is_digit(c) || (c >= 'a' && c <= 'f');
+}
 // \s of the specification's (Java) regexes.
 constexpr bool is_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -108,7 +112,9 @@ int read_digits(std::string_view s, std::size_t pos, std::size_t n) noexcept {
   return value;
 }
 
-constexpr bool is_leap_year(int year) noexcept { return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0; }
+constexpr bool is_leap_year(int year) noexcept {
+  return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+}
 
 int days_in_month(int year, int month) noexcept {
   static constexpr std::array<int, 12> kDays{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -202,8 +208,9 @@ std::optional<std::string> check_date_time(std::string_view s, bool instant) {
     return std::nullopt;
   }
   if (parts != 3 || s[pos] != 'T') {
-    return invalid(s, type, instant ? "expected YYYY-MM-DDThh:mm:ss[.f]Z or +hh:mm"
-                                    : "expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.f]+zz:zz");
+    return invalid(s, type,
+                   instant ? "expected YYYY-MM-DDThh:mm:ss[.f]Z or +hh:mm"
+                           : "expected YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.f]+zz:zz");
   }
   ++pos;
   if (auto why = parse_time_part(s, pos)) return invalid(s, type, *why);
@@ -283,7 +290,8 @@ std::optional<std::string> check_string(Primitive p, std::string_view s) {
 std::optional<std::string> check_uri(Primitive p, std::string_view s) {
   if (s.size() > kMaxStringBytes) return invalid(s, primitive_name(p), "longer than 1 MiB");
   for (const char c : s) {
-    if (is_space(c) || static_cast<unsigned char>(c) < 0x20) return invalid(s, primitive_name(p), "contains whitespace");
+    if (is_space(c) || static_cast<unsigned char>(c) < 0x20)
+      return invalid(s, primitive_name(p), "contains whitespace");
   }
   return std::nullopt;
 }
@@ -371,8 +379,7 @@ std::optional<std::string> check_xhtml(std::string_view s) {
   std::size_t pos = 0;
   while (pos < s.size() && is_space(s[pos])) ++pos;
   const std::string_view rest = s.substr(pos);
-  if (!rest.starts_with("<div") || rest.size() < 5 ||
-      !(rest[4] == '>' || rest[4] == '/' || is_space(rest[4]))) {
+  if (!rest.starts_with("<div") || rest.size() < 5 || !(rest[4] == '>' || rest[4] == '/' || is_space(rest[4]))) {
     return invalid(s, "xhtml", "must be a <div> element");
   }
   std::size_t end = rest.size();

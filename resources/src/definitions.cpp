@@ -19,7 +19,9 @@ std::unexpected<fhir::Error> model_error(std::string diagnostics) {
   return fhir::fail(fhir::ErrorKind::kInternal, "exception", "R4 model: " + std::move(diagnostics));
 }
 
-std::string_view as_view(const rapidjson::Value& v) { return {v.GetString(), v.GetStringLength()}; }
+std::string_view as_view(const rapidjson::Value& v) {
+  return {v.GetString(), v.GetStringLength()};
+}
 
 const rapidjson::Value* member(const rapidjson::Value& object, const char* name) {
   const auto it = object.FindMember(name);

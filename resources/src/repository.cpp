@@ -82,8 +82,8 @@ Result<void> issues_to_error(std::vector<fhir::Issue> issues) {
 
 fhir::Error stale(std::string_view type, std::string_view id, std::int64_t expected, std::int64_t current) {
   return fhir::Error::make(ErrorKind::kPreconditionFailed, "conflict",
-                           "Version " + std::to_string(expected) + " of " + std::string(type) + "/" +
-                               std::string(id) + " is not the current one (" + std::to_string(current) + ")");
+                           "Version " + std::to_string(expected) + " of " + std::string(type) + "/" + std::string(id) +
+                               " is not the current one (" + std::to_string(current) + ")");
 }
 
 }  // namespace
@@ -105,20 +105,19 @@ std::vector<fhir::Issue> Repository::check(std::string_view type, const json::Va
   if (id_expected) {
     const json::Value* id = resource.find("id");
     if (id == nullptr) {
-      issues.push_back({fhir::Severity::kError, "required",
-                        "The resource has no id; an update must carry the id of the URL (" +
-                            std::string(*id_expected) + ")",
-                        std::string(type) + ".id"});
+      issues.push_back(
+          {fhir::Severity::kError, "required",
+           "The resource has no id; an update must carry the id of the URL (" + std::string(*id_expected) + ")",
+           std::string(type) + ".id"});
     } else if (id->is_string() && id->text() != *id_expected) {
-      issues.push_back({fhir::Severity::kError, "invalid",
-                        "The resource's id '" + id->text() + "' differs from the id in the URL '" +
-                            std::string(*id_expected) + "'",
-                        std::string(type) + ".id"});
+      issues.push_back(
+          {fhir::Severity::kError, "invalid",
+           "The resource's id '" + id->text() + "' differs from the id in the URL '" + std::string(*id_expected) + "'",
+           std::string(type) + ".id"});
     }
   }
   auto structural = checker_.check(resource);
-  issues.insert(issues.end(), std::make_move_iterator(structural.begin()),
-                std::make_move_iterator(structural.end()));
+  issues.insert(issues.end(), std::make_move_iterator(structural.begin()), std::make_move_iterator(structural.end()));
   return issues;
 }
 
@@ -165,8 +164,7 @@ Result<WriteOutcome> Repository::create(TenantId tenant, std::string_view type, 
 }
 
 Result<WriteOutcome> Repository::update(TenantId tenant, std::string_view type, std::string_view id,
-                                        json::Value resource, std::optional<std::int64_t> if_match,
-                                        bool allow_create) {
+                                        json::Value resource, std::optional<std::int64_t> if_match, bool allow_create) {
   return wait_for<WriteOutcome>([&](Callback<WriteOutcome> done) {
     update_async(tenant, type, id, std::move(resource), if_match, allow_create, std::move(done));
   });

@@ -80,8 +80,8 @@ class Walker {
   void report(std::string_view code, std::string diagnostics, std::string_view child = {}) {
     if (issues_.size() >= kMaxIssues) {
       if (issues_.size() == kMaxIssues) {
-        issues_.push_back(fhir::Issue{fhir::Severity::kError, "too-costly",
-                                      "too many issues: the rest are not reported", {}});
+        issues_.push_back(
+            fhir::Issue{fhir::Severity::kError, "too-costly", "too many issues: the rest are not reported", {}});
       }
       return;
     }
@@ -143,10 +143,10 @@ class Walker {
       }
       if (element.choice && seen[element.index]) {
         if (const std::string_view other = other_choice(obj, type, m, *match); !other.empty()) {
-          report("structure",
-                 cat("only one type is allowed for ", element.name, " but both '", other, "' and '", key,
-                     "' are given"),
-                 name);
+          report(
+              "structure",
+              cat("only one type is allowed for ", element.name, " but both '", other, "' and '", key, "' are given"),
+              name);
           continue;
         }
       }
@@ -228,8 +228,8 @@ class Walker {
         extensions = find_extension(obj, name);
         extensions_looked_up = true;
       }
-      const bool has_extension = extensions != nullptr && extensions->is_array() &&
-                                 i < extensions->items().size() && extensions->items()[i].is_object();
+      const bool has_extension = extensions != nullptr && extensions->is_array() && i < extensions->items().size() &&
+                                 extensions->items()[i].is_object();
       if (!has_extension) {
         report("structure",
                cat("null in '", name, "' is only allowed where '_", name, "' has an extension at the same index"));

@@ -1,7 +1,6 @@
 #include "caduceus/server/config.hpp"
 
 #include <boost/program_options.hpp>
-
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -37,8 +36,9 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
   ParsedCommand out;
   ServeConfig& c = out.config;
   std::string config_file;
-  po::options_description desc("caduceus serve: run the FHIR server\n\nOptions (each also CADUCEUS_<NAME>, and "
-                               "`name = value` in a --config file)");
+  po::options_description desc(
+      "caduceus serve: run the FHIR server\n\nOptions (each also CADUCEUS_<NAME>, and "
+      "`name = value` in a --config file)");
   // clang-format off
   desc.add_options()
     ("help,h", "show this help")

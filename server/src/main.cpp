@@ -85,11 +85,11 @@ int serve(const std::vector<std::string>& args) {
   http.set_async_handler([&router](const server::Request& request, std::function<void(server::Response)> done) {
     router.handle_async(request, std::move(done));
   });
-  http.set_observer([&](const server::Request& request, const server::Response& response,
-                        std::chrono::nanoseconds elapsed) {
-    metrics.observe(response.interaction, response.status, std::chrono::duration<double>(elapsed).count());
-    log.log(request, response, elapsed);
-  });
+  http.set_observer(
+      [&](const server::Request& request, const server::Response& response, std::chrono::nanoseconds elapsed) {
+        metrics.observe(response.interaction, response.status, std::chrono::duration<double>(elapsed).count());
+        log.log(request, response, elapsed);
+      });
   metrics.set_open_connections([&http] { return http.open_connections(); });
 
   auto port = http.listen();
@@ -97,10 +97,10 @@ int serve(const std::vector<std::string>& args) {
     print_error(port.error());
     return 1;
   }
-  std::string host = http_options.host.find(':') != std::string::npos ? "[" + http_options.host + "]"
-                                                                       : http_options.host;
-  std::string base = config.base_url.empty() ? "http://" + host + ":" + std::to_string(*port) + "/fhir"
-                                             : config.base_url;
+  std::string host =
+      http_options.host.find(':') != std::string::npos ? "[" + http_options.host + "]" : http_options.host;
+  std::string base =
+      config.base_url.empty() ? "http://" + host + ":" + std::to_string(*port) + "/fhir" : config.base_url;
   router.set_base_url(base);
   http.stop_on_signals();
   std::printf("Caduceus listening on %s (database %s)\n", base.c_str(), config.db.c_str());

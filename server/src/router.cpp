@@ -1,8 +1,8 @@
 #include "caduceus/server/router.hpp"
 
 #include <charconv>
-#include <future>
 #include <chrono>
+#include <future>
 #include <span>
 
 #include "caduceus/fhir/datetime.hpp"
@@ -59,8 +59,9 @@ fhir::Result<Format> negotiate(const Request& req, const QueryParams& params) {
   if (const std::string* fmt = find_param(params, "_format")) {
     std::string media = media_type_of(*fmt);
     if (!is_json_media(media))
-      return fhir::fail(ErrorKind::kNotAcceptable, "not-supported",
-                        "_format '" + *fmt + "' is not supported: this server speaks JSON only (application/fhir+json)");
+      return fhir::fail(
+          ErrorKind::kNotAcceptable, "not-supported",
+          "_format '" + *fmt + "' is not supported: this server speaks JSON only (application/fhir+json)");
     if (media == "application/json") f.content_type = "application/json; charset=utf-8";
     return f;
   }
@@ -71,9 +72,12 @@ fhir::Result<Format> negotiate(const Request& req, const QueryParams& params) {
     auto comma = accept.find(',');
     std::string media = media_type_of(accept.substr(0, comma));
     accept = comma == std::string_view::npos ? std::string_view{} : accept.substr(comma + 1);
-    if (media == "application/fhir+json" || media == "application/json+fhir") fhir_json = true;
-    else if (media == "application/json" || media == "text/json") plain_json = true;
-    else if (media == "*/*" || media == "application/*") any = true;
+    if (media == "application/fhir+json" || media == "application/json+fhir")
+      fhir_json = true;
+    else if (media == "application/json" || media == "text/json")
+      plain_json = true;
+    else if (media == "*/*" || media == "application/*")
+      any = true;
   }
   if (fhir_json || any) return f;
   if (plain_json) {
@@ -92,7 +96,9 @@ Prefer prefer_of(const Request& req) {
   return Prefer::kRepresentation;
 }
 
-std::string etag(std::int64_t version) { return "W/\"" + std::to_string(version) + "\""; }
+std::string etag(std::int64_t version) {
+  return "W/\"" + std::to_string(version) + "\"";
+}
 
 // Reads a version from an ETag (W/"3", "3" or 3). nullopt when it is not one.
 std::optional<std::int64_t> version_of_etag(std::string_view tag) {
@@ -140,9 +146,9 @@ Response with_interaction(Response r, std::string interaction) {
 }
 
 Response method_not_allowed(std::string_view method, std::string_view path, std::string allow) {
-  Response r = error_response(ErrorKind::kMethodNotAllowed, "not-supported",
-                              "Method " + std::string(method) + " is not allowed on " + std::string(path) +
-                                  " (allowed: " + allow + ")");
+  Response r = error_response(
+      ErrorKind::kMethodNotAllowed, "not-supported",
+      "Method " + std::string(method) + " is not allowed on " + std::string(path) + " (allowed: " + allow + ")");
   r.headers.emplace_back("Allow", std::move(allow));
   return r;
 }
@@ -157,7 +163,8 @@ fhir::Result<json::Value> read_body(const Request& req) {
                         "Content-Type '" + std::string(ct) +
                             "' is not supported: send application/fhir+json (this server reads JSON only)");
   }
-  if (req.body.empty()) return fhir::fail(ErrorKind::kInvalid, "required", "The request has no body; a resource is expected");
+  if (req.body.empty())
+    return fhir::fail(ErrorKind::kInvalid, "required", "The request has no body; a resource is expected");
   auto parsed = json::parse(req.body);
   if (!parsed) return parsed;
   if (!parsed->is_object())
@@ -192,8 +199,8 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   json::Value rest = json::Value::object();
   rest.set("mode", str("server"));
   json::Value resources = json::Value::array();
-  static constexpr std::string_view kTypeInteractions[] = {"read", "vread", "update", "delete",
-                                                           "history-instance", "history-type", "create"};
+  static constexpr std::string_view kTypeInteractions[] = {
+      "read", "vread", "update", "delete", "history-instance", "history-type", "create"};
   for (const std::string& type : defs.resource_types()) {
     json::Value r = json::Value::object();
     r.set("type", str(type));
@@ -242,19 +249,14 @@ struct Reply {
   Response written(int status, const VersionRecord& v, bool with_location) const {
     Response r;
     switch (prefer) {
-      case Prefer::kMinimal:
-        r.status = status;
-        break;
+      case Prefer::kMinimal: r.status = status; break;
       case Prefer::kOperationOutcome:
         r = json_response(status,
-                          fhir::information_outcome_json(std::string(status == 201 ? "Created " : "Updated ") +
-                                                         v.type + "/" + v.id + " version " +
-                                                         std::to_string(v.version)),
+                          fhir::information_outcome_json(std::string(status == 201 ? "Created " : "Updated ") + v.type +
+                                                         "/" + v.id + " version " + std::to_string(v.version)),
                           format);
         break;
-      case Prefer::kRepresentation:
-        r = json_response(status, v.body, format);
-        break;
+      case Prefer::kRepresentation: r = json_response(status, v.body, format); break;
     }
     r.headers.emplace_back("ETag", etag(v.version));
     r.headers.emplace_back("Last-Modified", fhir::format_http_date(v.last_updated_ms));
@@ -330,9 +332,9 @@ struct Router::Impl {
   Response vread(std::string_view type, std::string_view id, std::string_view vid) const {
     auto version = positive_int(vid);
     if (!resources::is_valid_id(id) || !version)
-      return error_response(ErrorKind::kNotFound, "not-found",
-                            "Version '" + std::string(vid) + "' of " + std::string(type) + "/" + std::string(id) +
-                                " is not known");
+      return error_response(
+          ErrorKind::kNotFound, "not-found",
+          "Version '" + std::string(vid) + "' of " + std::string(type) + "/" + std::string(id) + " is not known");
     auto v = repo().store().vread(kDefaultTenant, type, id, *version);
     if (!v) return error_response(v.error());
     if (v->deleted) {
@@ -378,12 +380,12 @@ struct Router::Impl {
     if (!body) return error_response(body.error());
     auto im = if_match();
     if (!im) return error_response(im.error());
-    repo().update_async(kDefaultTenant, type, id, std::move(*body), *im, true,
-                        [reply = reply(), done = *done](fhir::Result<resources::WriteOutcome> out) {
-                          if (!out) return done(with_interaction(error_response(out.error()), "update"));
-                          done(with_interaction(reply.written(out->created ? 201 : 200, out->record, out->created),
-                                                "update"));
-                        });
+    repo().update_async(
+        kDefaultTenant, type, id, std::move(*body), *im, true,
+        [reply = reply(), done = *done](fhir::Result<resources::WriteOutcome> out) {
+          if (!out) return done(with_interaction(error_response(out.error()), "update"));
+          done(with_interaction(reply.written(out->created ? 201 : 200, out->record, out->created), "update"));
+        });
     return std::nullopt;
   }
 
@@ -400,15 +402,16 @@ struct Router::Impl {
           if (!out) return done(with_interaction(error_response(out.error()), "delete"));
           Response r;
           if (*out) {
-            r = json_response(200, fhir::information_outcome_json("Deleted " + type + "/" + id + " (version " +
-                                                                  std::to_string((*out)->version) + ")"),
+            r = json_response(200,
+                              fhir::information_outcome_json("Deleted " + type + "/" + id + " (version " +
+                                                             std::to_string((*out)->version) + ")"),
                               format);
             r.headers.emplace_back("ETag", etag((*out)->version));
             r.headers.emplace_back("Last-Modified", fhir::format_http_date((*out)->last_updated_ms));
           } else {
-            r = json_response(200, fhir::information_outcome_json("Nothing to delete: " + type + "/" + id +
-                                                                  " does not exist"),
-                              format);
+            r = json_response(
+                200, fhir::information_outcome_json("Nothing to delete: " + type + "/" + id + " does not exist"),
+                format);
           }
           done(with_interaction(std::move(r), "delete"));
         });
@@ -425,7 +428,9 @@ struct Router::Impl {
     for (const auto& [name, value] : params) {
       if (name == "_count") {
         auto n = positive_int(value);
-        if (!n) return error_response(ErrorKind::kInvalid, "invalid", "_count must be a non-negative integer, not '" + value + "'");
+        if (!n)
+          return error_response(ErrorKind::kInvalid, "invalid",
+                                "_count must be a non-negative integer, not '" + value + "'");
         q.count = std::min<std::size_t>(static_cast<std::size_t>(*n), self.options_.history_max_count);
       } else if (name == "_since") {
         auto range = fhir::datetime_range(value);
@@ -527,9 +532,9 @@ struct Router::Impl {
                                                "Batch and transaction Bundles are not supported yet"),
                                 "transaction");
       if (get)
-        return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported",
-                                               "Search across all types is not supported yet"),
-                                "search-system");
+        return with_interaction(
+            error_response(ErrorKind::kNotSupported, "not-supported", "Search across all types is not supported yet"),
+            "search-system");
       return method_not_allowed(m, req.target, "GET, POST");
     }
     std::string_view first = segments[0];
@@ -548,9 +553,8 @@ struct Router::Impl {
     if (segments.size() == 1) {
       if (m == "POST") return create(type);
       if (get)
-        return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported",
-                                               "Search is not supported yet"),
-                                "search-type");
+        return with_interaction(
+            error_response(ErrorKind::kNotSupported, "not-supported", "Search is not supported yet"), "search-type");
       return method_not_allowed(m, "/fhir/" + std::string(type), "GET, POST");
     }
     std::string_view second = segments[1];
@@ -559,8 +563,8 @@ struct Router::Impl {
       return with_interaction(history(type, {}), "history-type");
     }
     if (segments.size() == 2 && second == "_search")
-      return with_interaction(
-          error_response(ErrorKind::kNotSupported, "not-supported", "Search is not supported yet"), "search-type");
+      return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported", "Search is not supported yet"),
+                              "search-type");
     if (segments.size() == 2) {
       if (get) return with_interaction(read(type, second), "read");
       if (m == "PUT") return update(type, second);
@@ -579,8 +583,7 @@ struct Router::Impl {
   }
 };
 
-Router::Router(resources::Repository& repository, RouterOptions options,
-               std::function<std::string()> render_metrics)
+Router::Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics)
     : repository_(repository), options_(std::move(options)), render_metrics_(std::move(render_metrics)) {
   capability_json_ = capability_statement(repository_.definitions(), options_);
 }
@@ -609,8 +612,7 @@ std::optional<Response> Router::dispatch(const Request& req, const Completion& d
       case 431:
         r = error_response(ErrorKind::kInvalid, "too-costly", "The request's header fields are too large");
         break;
-      default:
-        r = error_response(ErrorKind::kInvalid, "invalid", "The HTTP request is malformed");
+      default: r = error_response(ErrorKind::kInvalid, "invalid", "The HTTP request is malformed");
     }
     r.status = req.rejected_status;
     r.close = true;

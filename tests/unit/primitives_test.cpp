@@ -28,8 +28,12 @@ std::string describe(const Case& c) {
   return out + (c.valid ? " should be valid" : " should be invalid");
 }
 
-Value s(std::string text) { return Value::string(std::move(text)); }
-Value n(std::string literal) { return Value::number(std::move(literal)); }
+Value s(std::string text) {
+  return Value::string(std::move(text));
+}
+Value n(std::string literal) {
+  return Value::number(std::move(literal));
+}
 
 const std::vector<Case>& cases() {
   using P = Primitive;
@@ -222,9 +226,9 @@ TEST(Primitives, DiagnosticsQuoteTheValueAndSayWhy) {
 }
 
 TEST(Primitives, NamesRoundTrip) {
-  for (const auto name : {"boolean", "integer", "string", "decimal", "uri", "url", "canonical", "base64Binary",
-                          "instant", "date", "dateTime", "time", "code", "oid", "id", "markdown", "unsignedInt",
-                          "positiveInt", "uuid", "xhtml"}) {
+  for (const auto name : {"boolean",      "integer",  "string",      "decimal",     "uri",  "url",  "canonical",
+                          "base64Binary", "instant",  "date",        "dateTime",    "time", "code", "oid",
+                          "id",           "markdown", "unsignedInt", "positiveInt", "uuid", "xhtml"}) {
     const auto p = primitive_from_name(name);
     ASSERT_TRUE(p.has_value()) << name;
     EXPECT_EQ(primitive_name(*p), name);

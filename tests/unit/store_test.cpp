@@ -1,3 +1,5 @@
+#include "caduceus/resources/store/store.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,7 +9,6 @@
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/resources/repository.hpp"
-#include "caduceus/resources/store/store.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -82,8 +83,8 @@ TEST_F(RepositoryTest, UpdateKeepsClientMetaButOwnsVersion) {
   auto body = parse(out->record.body);
   EXPECT_EQ(body.find("meta")->find("versionId")->text(), "1");
   EXPECT_EQ(body.find("meta")->find("tag")->items().size(), 1u);
-  auto second = repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"),
-                              std::nullopt);
+  auto second =
+      repo_->update(kDefaultTenant, "Patient", "p1", parse(R"({"resourceType":"Patient","id":"p1"})"), std::nullopt);
   ASSERT_TRUE(second.has_value());
   EXPECT_FALSE(second->created);
   EXPECT_EQ(second->record.version, 2);
@@ -112,7 +113,8 @@ TEST_F(RepositoryTest, InvalidBodiesAreRefusedWithExpressions) {
   auto no_id = repo_->update(kDefaultTenant, "Patient", "a", parse(R"({"resourceType":"Patient"})"), {});
   ASSERT_FALSE(no_id.has_value());
   EXPECT_EQ(no_id.error().issues[0].code, "required");
-  auto bad_date = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient","birthDate":"1970-13-45"})"));
+  auto bad_date =
+      repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient","birthDate":"1970-13-45"})"));
   ASSERT_FALSE(bad_date.has_value());
   EXPECT_EQ(bad_date.error().issues[0].expression, "Patient.birthDate");
   auto total = store_->history_total(kDefaultTenant, HistoryQuery{});
@@ -221,8 +223,10 @@ TEST_F(RepositoryTest, ConcurrentIfMatchUpdatesLetExactlyOneWin) {
     threads.emplace_back([&] {
       start.arrive_and_wait();
       auto r = repo_->update(kDefaultTenant, "Patient", "race", parse(R"({"resourceType":"Patient","id":"race"})"), 1);
-      if (r) ++ok;
-      else if (r.error().kind == fhir::ErrorKind::kPreconditionFailed) ++stale;
+      if (r)
+        ++ok;
+      else if (r.error().kind == fhir::ErrorKind::kPreconditionFailed)
+        ++stale;
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), 1);

@@ -3,9 +3,9 @@
 // serves reads concurrently with the writer.
 #include "sqlite_store.hpp"
 
+#include <fcntl.h>
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
-#include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -51,7 +51,9 @@ fhir::Error db_error(const std::exception& e) {
   return fhir::Error::make(ErrorKind::kUnavailable, "transient", std::string("database error: ") + e.what());
 }
 
-int method_code(Method m) { return static_cast<int>(m); }
+int method_code(Method m) {
+  return static_cast<int>(m);
+}
 Method method_from(int c) {
   switch (c) {
     case 1: return Method::kUpdate;
@@ -152,8 +154,7 @@ class HotStatement {
     }
     sqlite3_reset(stmt_);  // ends the read transaction at once
     sqlite3_clear_bindings(stmt_);
-    if (!got && rc != SQLITE_DONE)
-      throw std::runtime_error(std::string("read failed: ") + sqlite3_errstr(rc));
+    if (!got && rc != SQLITE_DONE) throw std::runtime_error(std::string("read failed: ") + sqlite3_errstr(rc));
     return got;
   }
 
@@ -289,8 +290,8 @@ class SqliteStore final : public Store {
     return with_reader([&](Reader& r) -> Result<VersionRecord> {
       if (!r.read_version->fetch(tenant, type, id, version, r.row))
         return fhir::fail(ErrorKind::kNotFound, "not-found",
-                          "Version " + std::to_string(version) + " of " + std::string(type) + "/" +
-                              std::string(id) + " is not known");
+                          "Version " + std::to_string(version) + " of " + std::string(type) + "/" + std::string(id) +
+                              " is not known");
       return r.record(type, id);
     });
   }
@@ -299,8 +300,10 @@ class SqliteStore final : public Store {
     if (q.count == 0) return HistoryPage{};  // _count=0: the total only, no entries
     return with_reader([&](Reader& r) -> Result<HistoryPage> {
       HistoryPage page;
-      std::string sql = "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
-                        "FROM resource_version v WHERE " + history_where(q);
+      std::string sql =
+          "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+          "FROM resource_version v WHERE " +
+          history_where(q);
       sql += " ORDER BY v.seq DESC LIMIT :lim";
       long long t = tenant;
       std::string type = q.type, id = q.id;
@@ -343,8 +346,8 @@ class SqliteStore final : public Store {
       std::string sql = "SELECT COUNT(*) FROM resource_version v WHERE " + history_where(all);
       long long t = tenant, total = 0;
       std::string type = all.type, id = all.id;
-      long long since = all.since_ms.value_or(0), low = all.at_low_ms.value_or(0),
-                high = all.at_high_ms.value_or(0), before = 0;
+      long long since = all.since_ms.value_or(0), low = all.at_low_ms.value_or(0), high = all.at_high_ms.value_or(0),
+                before = 0;
       soci::statement st(r.sql);
       st.exchange(soci::into(total));
       bind_history(st, t, type, id, all, since, low, high, before);
@@ -412,9 +415,9 @@ class SqliteStore final : public Store {
   }
 
   std::int64_t txn_now_ms() {
-    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
+    auto now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     last_ms_ = std::max<std::int64_t>(last_ms_, now);
     return last_ms_;
   }
@@ -432,9 +435,8 @@ class SqliteStore final : public Store {
     return w;
   }
 
-  static void bind_history(soci::statement& st, long long& t, std::string& type, std::string& id,
-                           const HistoryQuery& q, long long& since, long long& low, long long& high,
-                           long long& before) {
+  static void bind_history(soci::statement& st, long long& t, std::string& type, std::string& id, const HistoryQuery& q,
+                           long long& since, long long& low, long long& high, long long& before) {
     st.exchange(soci::use(t));
     if (!q.type.empty()) st.exchange(soci::use(type));
     if (!q.id.empty()) st.exchange(soci::use(id));
@@ -488,13 +490,13 @@ class SqliteStore final : public Store {
                                  "deleted = excluded.deleted RETURNING rid",
                           soci::into(w_rid_), soci::use(w_tenant_), soci::use(w_type_), soci::use(w_id_),
                           soci::use(w_version_), soci::use(w_last_updated_), soci::use(w_deleted_)));
-    insert_stmt_.emplace(
-        (writer_sql_.prepare << "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, "
-                                "deleted, method, body) VALUES(:rid, :t, :ty, :id, :v, :lu, :d, :m, :b) "
-                                "RETURNING seq",
-         soci::into(w_seq_), soci::use(w_rid_), soci::use(w_tenant_), soci::use(w_type_), soci::use(w_id_),
-         soci::use(w_version_), soci::use(w_last_updated_), soci::use(w_deleted_), soci::use(w_method_),
-         soci::use(w_body_, w_body_ind_)));
+    insert_stmt_.emplace((writer_sql_.prepare
+                              << "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, "
+                                 "deleted, method, body) VALUES(:rid, :t, :ty, :id, :v, :lu, :d, :m, :b) "
+                                 "RETURNING seq",
+                          soci::into(w_seq_), soci::use(w_rid_), soci::use(w_tenant_), soci::use(w_type_),
+                          soci::use(w_id_), soci::use(w_version_), soci::use(w_last_updated_), soci::use(w_deleted_),
+                          soci::use(w_method_), soci::use(w_body_, w_body_ind_)));
   }
 
   void writer_loop() {
@@ -602,7 +604,9 @@ Result<std::optional<CurrentInfo>> SqliteTransaction::current(TenantId tenant, s
 Result<std::int64_t> SqliteTransaction::append(TenantId tenant, const VersionRecord& record) {
   return store_.txn_append(tenant, record);
 }
-std::int64_t SqliteTransaction::now_ms() { return store_.txn_now_ms(); }
+std::int64_t SqliteTransaction::now_ms() {
+  return store_.txn_now_ms();
+}
 
 }  // namespace
 

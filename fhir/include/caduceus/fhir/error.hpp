@@ -9,19 +9,19 @@ namespace caduceus::fhir {
 
 // What went wrong, in terms a caller can act on. server/ maps each kind to one HTTP status (one table there).
 enum class ErrorKind {
-  kInvalid,             // the input breaks a rule of FHIR (400)
-  kUnprocessable,       // well-formed and structurally valid, but breaks a business rule (422)
-  kNotFound,            // no such resource or type (404)
-  kGone,                // the resource was deleted (410)
-  kConflict,            // a concurrent change got there first (409)
-  kPreconditionFailed,  // If-Match and friends did not hold (412)
-  kMethodNotAllowed,    // (405)
-  kNotAcceptable,       // a response format we do not produce (406)
-  kUnsupportedMediaType,// a request format we do not read (415)
-  kTooLarge,            // a body or bundle over the configured limit (413)
-  kUnavailable,         // the database or another dependency is down (503)
-  kNotSupported,        // a valid request for something this server does not do (yet) (501)
-  kInternal,            // our bug or an unexpected failure (500)
+  kInvalid,               // the input breaks a rule of FHIR (400)
+  kUnprocessable,         // well-formed and structurally valid, but breaks a business rule (422)
+  kNotFound,              // no such resource or type (404)
+  kGone,                  // the resource was deleted (410)
+  kConflict,              // a concurrent change got there first (409)
+  kPreconditionFailed,    // If-Match and friends did not hold (412)
+  kMethodNotAllowed,      // (405)
+  kNotAcceptable,         // a response format we do not produce (406)
+  kUnsupportedMediaType,  // a request format we do not read (415)
+  kTooLarge,              // a body or bundle over the configured limit (413)
+  kUnavailable,           // the database or another dependency is down (503)
+  kNotSupported,          // a valid request for something this server does not do (yet) (501)
+  kInternal,              // our bug or an unexpected failure (500)
 };
 
 enum class Severity { kFatal, kError, kWarning, kInformation };

@@ -10,8 +10,26 @@ namespace caduceus::fhir {
 
 // The FHIR R4 primitive types (http://hl7.org/fhir/R4/datatypes.html#primitive).
 enum class Primitive {
-  kBoolean, kInteger, kString, kDecimal, kUri, kUrl, kCanonical, kBase64Binary, kInstant, kDate, kDateTime,
-  kTime, kCode, kOid, kId, kMarkdown, kUnsignedInt, kPositiveInt, kUuid, kXhtml,
+  kBoolean,
+  kInteger,
+  kString,
+  kDecimal,
+  kUri,
+  kUrl,
+  kCanonical,
+  kBase64Binary,
+  kInstant,
+  kDate,
+  kDateTime,
+  kTime,
+  kCode,
+  kOid,
+  kId,
+  kMarkdown,
+  kUnsignedInt,
+  kPositiveInt,
+  kUuid,
+  kXhtml,
 };
 
 // "dateTime" -> kDateTime; nullopt for a name that is not a primitive type.

@@ -24,10 +24,10 @@ struct TypeDefinition;
 struct ElementDefinition {
   std::string name;  // the JSON property name; a choice keeps its suffix: "value[x]"
   std::uint32_t min = 0;
-  bool many = false;     // max is "*": the JSON property is an array
-  bool choice = false;   // a [x] element: one property per type, e.g. valueQuantity
-  bool summary = false;  // isSummary
-  std::uint16_t index = 0;  // position in its type's elements
+  bool many = false;                         // max is "*": the JSON property is an array
+  bool choice = false;                       // a [x] element: one property per type, e.g. valueQuantity
+  bool summary = false;                      // isSummary
+  std::uint16_t index = 0;                   // position in its type's elements
   std::vector<const TypeDefinition*> types;  // one entry unless a choice
 
   // The name without "[x]": "value" for value[x], as FHIRPath names the element.
@@ -48,11 +48,11 @@ struct TypeDefinition {
   std::string name;
   TypeKind kind = TypeKind::kComplex;
   bool is_abstract = false;
-  bool backbone = false;                        // synthetic type of an element with children
-  const TypeDefinition* base = nullptr;         // nullptr for Element and Resource
-  std::optional<fhir::Primitive> primitive;     // set for primitive types
-  std::vector<ElementDefinition> elements;      // the snapshot's, in order (inherited ones included)
-  std::vector<std::uint16_t> required;          // indexes of elements with min > 0
+  bool backbone = false;                     // synthetic type of an element with children
+  const TypeDefinition* base = nullptr;      // nullptr for Element and Resource
+  std::optional<fhir::Primitive> primitive;  // set for primitive types
+  std::vector<ElementDefinition> elements;   // the snapshot's, in order (inherited ones included)
+  std::vector<std::uint16_t> required;       // indexes of elements with min > 0
 
   // The element a JSON property name stands for ("valueQuantity" -> value[x] with Quantity), or nullptr.
   const ElementMatch* find(std::string_view json_name) const noexcept {
@@ -98,7 +98,7 @@ class Definitions {
   Definitions() = default;
 
   std::string fhir_version_;
-  std::deque<TypeDefinition> types_;   // a deque: addresses stay put while loading
+  std::deque<TypeDefinition> types_;      // a deque: addresses stay put while loading
   std::deque<std::string> choice_names_;  // storage for the expanded choice names ("valueQuantity")
   std::unordered_map<std::string_view, const TypeDefinition*> by_name_;
   std::vector<std::string> resource_types_;

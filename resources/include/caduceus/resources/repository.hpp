@@ -55,8 +55,8 @@ class Repository {
   void create_async(TenantId tenant, std::string_view type, fhir::json::Value resource, Callback<WriteOutcome> done);
   void update_async(TenantId tenant, std::string_view type, std::string_view id, fhir::json::Value resource,
                     std::optional<std::int64_t> if_match, bool allow_create, Callback<WriteOutcome> done);
-  void remove_async(TenantId tenant, std::string_view type, std::string_view id,
-                    std::optional<std::int64_t> if_match, Callback<std::optional<VersionRecord>> done);
+  void remove_async(TenantId tenant, std::string_view type, std::string_view id, std::optional<std::int64_t> if_match,
+                    Callback<std::optional<VersionRecord>> done);
 
   Store& store() noexcept { return store_; }
   const Definitions& definitions() const noexcept { return definitions_; }

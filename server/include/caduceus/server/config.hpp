@@ -17,7 +17,7 @@ struct ServeConfig {
   std::string db = "sqlite:var/caduceus.db";
   std::string mllp;  // empty: off
   std::string tls_cert, tls_key;
-  std::string base_url;  // empty: http://LISTEN/fhir with the bound port
+  std::string base_url;     // empty: http://LISTEN/fhir with the bound port
   std::size_t threads = 0;  // I/O threads; 0 = one per core
   std::size_t blocking_threads = 64;
   std::size_t body_limit = 16 * 1024 * 1024;

@@ -10,7 +10,6 @@ int http_status(fhir::ErrorKind kind) noexcept;
 
 // An error as an HTTP response: its status and an OperationOutcome body (503 also carries Retry-After).
 Response error_response(const fhir::Error& error);
-Response error_response(fhir::ErrorKind kind, std::string code, std::string diagnostics,
-                        std::string expression = {});
+Response error_response(fhir::ErrorKind kind, std::string code, std::string diagnostics, std::string expression = {});
 
 }  // namespace caduceus::server

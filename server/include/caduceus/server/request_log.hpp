@@ -3,8 +3,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include "caduceus/server/http_types.hpp"
 

@@ -39,8 +39,8 @@ struct CurrentInfo {
 };
 
 struct HistoryQuery {
-  std::string type;  // empty: whole system
-  std::string id;    // empty: whole type (or system)
+  std::string type;                      // empty: whole system
+  std::string id;                        // empty: whole type (or system)
   std::optional<std::int64_t> since_ms;  // only versions with last_updated >= since
   // Only versions that were current at some moment in [at_low_ms, at_high_ms).
   std::optional<std::int64_t> at_low_ms;
@@ -50,7 +50,7 @@ struct HistoryQuery {
 };
 
 struct HistoryPage {
-  std::vector<VersionRecord> entries;  // newest first
+  std::vector<VersionRecord> entries;           // newest first
   std::optional<std::int64_t> next_before_seq;  // set when more entries follow
 };
 
@@ -69,9 +69,9 @@ class Transaction {
 };
 
 struct StoreOptions {
-  std::size_t readers = 8;  // pooled read connections
-  bool synchronous_full = true;  // fsync every commit (an acknowledged write survives power loss)
-  std::size_t max_group = 256;   // writes committed together at most (group commit)
+  std::size_t readers = 8;             // pooled read connections
+  bool synchronous_full = true;        // fsync every commit (an acknowledged write survives power loss)
+  std::size_t max_group = 256;         // writes committed together at most (group commit)
   std::size_t cache_bytes = 64 << 20;  // memory for current versions kept for reads by id (0: none)
 };
 
