@@ -40,6 +40,9 @@ build: configure
 
 run: build
 	@mkdir -p var
+	@echo "Caduceus: the FHIR R4 API will be at http://$(LISTEN)/fhir (data in $(DB))."
+	@echo "  Try: curl http://$(LISTEN)/fhir/metadata   or, in another terminal: bash examples/tour.sh"
+	@echo "  No sign-in yet: the API is open on this address until SMART on FHIR lands. Ctrl-C stops the server."
 	$(BUILD)/bin/caduceus serve --listen $(LISTEN) --db $(DB)
 
 test: build

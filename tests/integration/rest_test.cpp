@@ -172,6 +172,23 @@ TEST_F(RestTest, ReadReturnsCurrentVersionWithHeaders) {
   EXPECT_TRUE(diffs.empty()) << "read differs from the created resource: " << ::testing::PrintToString(diffs);
 }
 
+TEST_F(RestTest, HeadReadGivesTheHeadersOfGetWithoutABody) {
+  Value v = create_patient("Header");
+  const std::string id = string_at(v, "id");
+  ASSERT_FALSE(id.empty());
+  Response get = client().get(target_of("Patient", id));
+  ASSERT_EQ(get.status, 200) << get.summary();
+  Response head = client().request("HEAD", target_of("Patient", id));
+  EXPECT_EQ(head.status, 200) << head.summary();
+  EXPECT_TRUE(head.body.empty());
+  EXPECT_EQ(head.header("Content-Length"), std::to_string(get.body.size()));
+  EXPECT_EQ(head.header("ETag"), get.header("ETag"));
+  EXPECT_EQ(head.header("Last-Modified"), get.header("Last-Modified"));
+  EXPECT_EQ(client().request("HEAD", target_of("Patient", next_id("never-created"))).status, 404);
+  // The connection is still usable after a HEAD.
+  EXPECT_EQ(client().get(target_of("Patient", id)).status, 200);
+}
+
 TEST_F(RestTest, ReadUnknownIsNotFound) {
   Response r = client().get(target_of("Patient", next_id("never-created")));
   EXPECT_TRUE(IsOperationOutcome(r, 404));
