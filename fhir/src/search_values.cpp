@@ -1,0 +1,318 @@
+#include "caduceus/fhir/search_values.hpp"
+
+#include "caduceus/fhir/datetime.hpp"
+
+namespace caduceus::fhir::search {
+namespace {
+
+Error invalid(std::string message) {
+  return Error::make(ErrorKind::kInvalid, "invalid", std::move(message));
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+int digit_count(__int128 v) {
+  if (v < 0) v = -v;
+  int n = 1;
+  while (v >= 10) {
+    v /= 10;
+    ++n;
+  }
+  return n;
+}
+
+__int128 pow10(int n) {
+  __int128 p = 1;
+  while (n-- > 0) p *= 10;
+  return p;
+}
+
+// Without trailing zeros in the digits (the same value, the exponent raised).
+Decimal normalized(Decimal d) {
+  if (d.digits == 0) return Decimal{0, 0};
+  while (d.digits % 10 == 0) {
+    d.digits /= 10;
+    ++d.exponent;
+  }
+  return d;
+}
+
+int compare(const Decimal& x, const Decimal& y) {
+  Decimal a = normalized(x), b = normalized(y);
+  int sa = a.digits < 0 ? -1 : (a.digits > 0 ? 1 : 0);
+  int sb = b.digits < 0 ? -1 : (b.digits > 0 ? 1 : 0);
+  if (sa != sb) return sa < sb ? -1 : 1;
+  if (sa == 0) return 0;
+  // Same sign: compare magnitudes by order first, then digits aligned to the smaller exponent.
+  int ma = digit_count(a.digits) + a.exponent, mb = digit_count(b.digits) + b.exponent;
+  int magnitude = ma == mb ? 0 : (ma < mb ? -1 : 1);
+  if (magnitude == 0) {
+    int e = std::min(a.exponent, b.exponent);
+    __int128 da = a.digits * pow10(a.exponent - e), db = b.digits * pow10(b.exponent - e);
+    magnitude = da == db ? 0 : (da < db ? -1 : 1);
+    return magnitude;  // aligned values carry their sign
+  }
+  return sa > 0 ? magnitude : -magnitude;
+}
+
+constexpr int kMaxDigits = 30;
+constexpr int kMaxExponent = 60;
+
+}  // namespace
+
+std::string_view to_string(Prefix p) noexcept {
+  switch (p) {
+    case Prefix::kEq: return "eq";
+    case Prefix::kNe: return "ne";
+    case Prefix::kGt: return "gt";
+    case Prefix::kLt: return "lt";
+    case Prefix::kGe: return "ge";
+    case Prefix::kLe: return "le";
+    case Prefix::kSa: return "sa";
+    case Prefix::kEb: return "eb";
+    case Prefix::kAp: return "ap";
+  }
+  return "eq";
+}
+
+std::pair<Prefix, std::string_view> take_prefix(std::string_view value) noexcept {
+  static constexpr std::pair<std::string_view, Prefix> kPrefixes[] = {
+      {"eq", Prefix::kEq}, {"ne", Prefix::kNe}, {"gt", Prefix::kGt}, {"lt", Prefix::kLt}, {"ge", Prefix::kGe},
+      {"le", Prefix::kLe}, {"sa", Prefix::kSa}, {"eb", Prefix::kEb}, {"ap", Prefix::kAp}};
+  if (value.size() >= 2) {
+    for (const auto& [text, prefix] : kPrefixes)
+      if (value.starts_with(text)) return {prefix, value.substr(2)};
+  }
+  return {Prefix::kEq, value};
+}
+
+Result<std::string> unescape(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (value[i] != '\\') {
+      out.push_back(value[i]);
+      continue;
+    }
+    if (i + 1 == value.size()) return std::unexpected(invalid("a search value ends with a lone '\\'"));
+    char next = value[++i];
+    if (next != ',' && next != '$' && next != '|' && next != '\\')
+      return std::unexpected(
+          invalid(std::string("'\\") + next + "' is not an escape of search (use \\, \\$ \\| \\\\)"));
+    out.push_back(next);
+  }
+  return out;
+}
+
+std::vector<std::string_view> split_unescaped(std::string_view value, char separator) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    if (value[i] == '\\') {
+      ++i;  // the escaped character never separates
+    } else if (value[i] == separator) {
+      parts.push_back(value.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  parts.push_back(value.substr(start));
+  return parts;
+}
+
+Result<std::vector<std::string>> split_or(std::string_view value) {
+  std::vector<std::string> out;
+  for (std::string_view part : split_unescaped(value, ',')) {
+    auto u = unescape(part);
+    if (!u) return std::unexpected(u.error());
+    out.push_back(std::move(*u));
+  }
+  return out;
+}
+
+std::optional<Decimal> Decimal::parse(std::string_view s) {
+  Decimal d;
+  std::size_t i = 0;
+  bool negative = false;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) negative = s[i++] == '-';
+  int digits = 0, fraction = 0;
+  bool any = false;
+  auto take_digit = [&](char c) {
+    if (d.digits == 0 && c == '0') return;  // leading zeros carry no precision in the mantissa
+    if (digits >= kMaxDigits) return;
+    d.digits = d.digits * 10 + (c - '0');
+    ++digits;
+  };
+  while (i < s.size() && is_digit(s[i])) {
+    any = true;
+    if (digits >= kMaxDigits) return std::nullopt;
+    take_digit(s[i++]);
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    bool frac_any = false;
+    while (i < s.size() && is_digit(s[i])) {
+      frac_any = true;
+      if (digits >= kMaxDigits) return std::nullopt;
+      // Zeros after the point count for precision even when the mantissa is still 0 ("0.00").
+      d.digits = d.digits * 10 + (s[i++] - '0');
+      if (d.digits != 0) ++digits;
+      ++fraction;
+    }
+    if (!frac_any) return std::nullopt;
+    any = true;
+  }
+  if (!any) return std::nullopt;
+  int exp = 0;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    bool eneg = false;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) eneg = s[i++] == '-';
+    if (i == s.size()) return std::nullopt;
+    while (i < s.size() && is_digit(s[i])) {
+      exp = exp * 10 + (s[i++] - '0');
+      if (exp > kMaxExponent) return std::nullopt;
+    }
+    if (eneg) exp = -exp;
+  }
+  if (i != s.size()) return std::nullopt;
+  d.exponent = exp - fraction;
+  if (negative) d.digits = -d.digits;
+  return d;
+}
+
+std::string Decimal::to_string() const {
+  __int128 v = digits < 0 ? -digits : digits;
+  std::string s;
+  do {
+    s.insert(s.begin(), static_cast<char>('0' + static_cast<int>(v % 10)));
+    v /= 10;
+  } while (v != 0);
+  if (exponent > 0) {
+    if (s != "0") s.append(static_cast<std::size_t>(exponent), '0');
+  } else if (exponent < 0) {
+    auto frac = static_cast<std::size_t>(-exponent);
+    if (s.size() <= frac) s.insert(s.begin(), frac - s.size() + 1, '0');
+    s.insert(s.end() - static_cast<std::ptrdiff_t>(frac), '.');
+  }
+  if (digits < 0) s.insert(s.begin(), '-');
+  return s;
+}
+
+bool operator==(const Decimal& a, const Decimal& b) noexcept {
+  return compare(a, b) == 0;
+}
+bool operator<(const Decimal& a, const Decimal& b) noexcept {
+  return compare(a, b) < 0;
+}
+
+Result<NumberValue> parse_number(std::string_view text) {
+  auto [prefix, rest] = take_prefix(text);
+  auto d = Decimal::parse(rest);
+  if (!d)
+    return std::unexpected(invalid(
+        "'" + std::string(text) + "' is not a number (a decimal such as 100, 100.00 or 1e2, with an optional prefix)"));
+  NumberValue n;
+  n.prefix = prefix;
+  n.value = *d;
+  // Half a unit of the last significant digit either side: value*10 +- 5, one decimal place further.
+  n.low = Decimal{d->digits * 10 - 5, d->exponent - 1};
+  n.high = Decimal{d->digits * 10 + 5, d->exponent - 1};
+  return n;
+}
+
+Result<DateValue> parse_date(std::string_view text) {
+  auto [prefix, rest] = take_prefix(text);
+  auto range = datetime_range(rest);
+  if (!range)
+    return std::unexpected(
+        invalid("'" + std::string(text) +
+                "' is not a date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime, with an optional prefix)"));
+  return DateValue{prefix, range->first, range->second};
+}
+
+Result<QuantityValue> parse_quantity(std::string_view text) {
+  auto parts = split_unescaped(text, '|');
+  if (parts.size() != 1 && parts.size() != 3)
+    return std::unexpected(invalid("'" + std::string(text) + "' is not a quantity (number, or number|system|code)"));
+  auto number = parse_number(parts[0]);
+  if (!number) return std::unexpected(number.error());
+  QuantityValue q;
+  q.number = *number;
+  if (parts.size() == 3) {
+    auto system = unescape(parts[1]);
+    auto code = unescape(parts[2]);
+    if (!system) return std::unexpected(system.error());
+    if (!code) return std::unexpected(code.error());
+    if (!system->empty()) q.system = std::move(*system);
+    if (!code->empty()) q.code = std::move(*code);
+  }
+  return q;
+}
+
+Result<TokenValue> parse_token(std::string_view text) {
+  auto parts = split_unescaped(text, '|');
+  if (parts.size() > 2)
+    return std::unexpected(invalid("'" + std::string(text) + "' is not a token (code, system|code, |code or system|)"));
+  TokenValue t;
+  if (parts.size() == 1) {
+    auto code = unescape(parts[0]);
+    if (!code) return std::unexpected(code.error());
+    if (code->empty()) return std::unexpected(invalid("an empty token matches nothing: give a code or system|code"));
+    t.code = std::move(*code);
+    return t;
+  }
+  auto system = unescape(parts[0]);
+  auto code = unescape(parts[1]);
+  if (!system) return std::unexpected(system.error());
+  if (!code) return std::unexpected(code.error());
+  if (system->empty() && code->empty()) return std::unexpected(invalid("'|' alone is not a token"));
+  t.system = std::move(*system);  // "" : the code has no system
+  if (!code->empty()) t.code = std::move(*code);
+  return t;
+}
+
+Result<ReferenceValue> parse_reference(std::string_view text) {
+  auto u = unescape(text);
+  if (!u) return std::unexpected(u.error());
+  std::string s = std::move(*u);
+  if (s.empty()) return std::unexpected(invalid("an empty reference matches nothing"));
+  ReferenceValue r;
+  std::string_view path = s;
+  if (s.find("://") != std::string::npos || s.starts_with("urn:")) {
+    r.url = s;
+    if (auto bar = s.find('|'); bar != std::string::npos) {  // canonical url|version
+      r.version = s.substr(bar + 1);
+      r.url = s.substr(0, bar);
+    }
+    path = *r.url;
+  }
+  // The last segments of a REST URL: Type/id or Type/id/_history/vid.
+  std::vector<std::string_view> segs;
+  for (std::size_t start = 0;;) {
+    auto slash = path.find('/', start);
+    segs.push_back(path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  auto is_type = [](std::string_view t) { return !t.empty() && t[0] >= 'A' && t[0] <= 'Z'; };
+  std::size_t n = segs.size();
+  if (n >= 4 && segs[n - 2] == "_history" && is_type(segs[n - 4])) {
+    r.type = std::string(segs[n - 4]);
+    r.id = std::string(segs[n - 3]);
+    r.version = std::string(segs[n - 1]);
+  } else if (n >= 2 && is_type(segs[n - 2]) && !segs[n - 1].empty()) {
+    r.type = std::string(segs[n - 2]);
+    r.id = std::string(segs[n - 1]);
+  } else if (n == 1) {
+    r.id = std::string(segs[0]);
+  } else if (r.url) {
+    r.id = *r.url;  // an absolute URL that is not a FHIR REST URL: matched as a whole
+  } else {
+    return std::unexpected(invalid("'" + std::string(text) + "' is not a reference (id, Type/id, or a URL)"));
+  }
+  return r;
+}
+
+}  // namespace caduceus::fhir::search
