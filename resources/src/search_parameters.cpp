@@ -1,0 +1,283 @@
+#include "caduceus/resources/search_parameters.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <utility>
+
+// Internal data embedded in the binary and read once at start, like the model (definitions.cpp): rapidjson reads
+// it straight from the embedded bytes.
+
+namespace caduceus::resources {
+
+namespace {
+
+constexpr std::array<std::pair<std::string_view, SearchParamType>, 9> kTypeNames{{
+    {"number", SearchParamType::kNumber},
+    {"date", SearchParamType::kDate},
+    {"string", SearchParamType::kString},
+    {"token", SearchParamType::kToken},
+    {"reference", SearchParamType::kReference},
+    {"composite", SearchParamType::kComposite},
+    {"quantity", SearchParamType::kQuantity},
+    {"uri", SearchParamType::kUri},
+    {"special", SearchParamType::kSpecial},
+}};
+
+constexpr std::string_view kResource = "Resource";
+constexpr std::string_view kDomainResource = "DomainResource";
+
+// The R4 resource types that derive from Resource directly, not from DomainResource.
+bool derives_from_domain_resource(std::string_view type) noexcept {
+  return type != "Binary" && type != "Bundle" && type != "Parameters";
+}
+
+std::unexpected<fhir::Error> load_error(std::string diagnostics) {
+  return fhir::fail(fhir::ErrorKind::kInternal, "exception", "R4 search parameters: " + std::move(diagnostics));
+}
+
+std::string_view as_view(const rapidjson::Value& v) {
+  return {v.GetString(), v.GetStringLength()};
+}
+
+const rapidjson::Value* member(const rapidjson::Value& object, const char* name) {
+  const auto it = object.FindMember(name);
+  return it == object.MemberEnd() ? nullptr : &it->value;
+}
+
+// Reads an optional string member; false if present but not a string.
+bool read_string(const rapidjson::Value& object, const char* name, std::string& out) {
+  const rapidjson::Value* v = member(object, name);
+  if (v == nullptr) return true;
+  if (!v->IsString()) return false;
+  out = as_view(*v);
+  return true;
+}
+
+// Reads an optional array of strings; false if present but not one.
+bool read_strings(const rapidjson::Value& object, const char* name, std::vector<std::string>& out) {
+  const rapidjson::Value* v = member(object, name);
+  if (v == nullptr) return true;
+  if (!v->IsArray()) return false;
+  out.reserve(v->Size());
+  for (const rapidjson::Value& s : v->GetArray()) {
+    if (!s.IsString()) return false;
+    out.emplace_back(as_view(s));
+  }
+  return true;
+}
+
+bool read_bool(const rapidjson::Value& object, const char* name, std::optional<bool>& out) {
+  const rapidjson::Value* v = member(object, name);
+  if (v == nullptr) return true;
+  if (!v->IsBool()) return false;
+  out = v->GetBool();
+  return true;
+}
+
+bool by_code(const SearchParameter* a, const SearchParameter* b) {
+  return a->code < b->code;
+}
+
+}  // namespace
+
+std::optional<SearchParamType> search_param_type_from_name(std::string_view name) noexcept {
+  for (const auto& [n, t] : kTypeNames) {
+    if (n == name) return t;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(SearchParamType type) noexcept {
+  for (const auto& [n, t] : kTypeNames) {
+    if (t == type) return n;
+  }
+  return "?";
+}
+
+bool SearchParameter::common() const noexcept {
+  return std::ranges::any_of(base, [](const std::string& b) { return b == kResource || b == kDomainResource; });
+}
+
+std::string_view SearchParameter::expression_for(std::string_view resource_type) const noexcept {
+  std::string_view fallback;
+  for (const auto& [b, e] : expressions) {
+    if (b == resource_type) return e;
+    if (b == kResource || (b == kDomainResource && derives_from_domain_resource(resource_type))) fallback = e;
+  }
+  return fallback;
+}
+
+fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegistry::load(
+    std::string_view json, std::string_view compartments_json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError()) {
+    return load_error(std::string("not valid JSON (") + rapidjson::GetParseError_En(doc.GetParseError()) +
+                      " at offset " + std::to_string(doc.GetErrorOffset()) + ")");
+  }
+  if (!doc.IsObject()) return load_error("not a JSON object");
+  const rapidjson::Value* params = member(doc, "parameters");
+  if (params == nullptr || !params->IsArray()) return load_error("no parameters");
+
+  std::shared_ptr<SearchParameterRegistry> reg(new SearchParameterRegistry());
+  if (const rapidjson::Value* version = member(doc, "fhirVersion"); version != nullptr && version->IsString()) {
+    reg->fhir_version_ = as_view(*version);
+  }
+
+  reg->by_url_.reserve(params->Size() * 2);
+  for (const rapidjson::Value& p : params->GetArray()) {
+    if (!p.IsObject()) return load_error("a parameter that is not an object");
+    SearchParameter& sp = reg->parameters_.emplace_back();
+    const rapidjson::Value* code = member(p, "code");
+    const rapidjson::Value* type = member(p, "type");
+    if (code == nullptr || !code->IsString() || type == nullptr || !type->IsString()) {
+      return load_error("a parameter without code or type");
+    }
+    sp.code = as_view(*code);
+    const auto t = search_param_type_from_name(as_view(*type));
+    if (!t) return load_error("parameter " + sp.code + " has unknown type " + std::string(as_view(*type)));
+    sp.type = *t;
+    if (!read_string(p, "url", sp.url) || !read_string(p, "name", sp.name) ||
+        !read_string(p, "expression", sp.expression) || !read_string(p, "xpathUsage", sp.xpath_usage) ||
+        !read_strings(p, "base", sp.base) || !read_strings(p, "target", sp.target) ||
+        !read_strings(p, "modifier", sp.modifier) || !read_strings(p, "comparator", sp.comparator) ||
+        !read_strings(p, "chain", sp.chain) || !read_bool(p, "multipleOr", sp.multiple_or) ||
+        !read_bool(p, "multipleAnd", sp.multiple_and)) {
+      return load_error("parameter " + sp.url + " (" + sp.code + ") has a member of the wrong JSON type");
+    }
+    if (sp.base.empty()) return load_error("parameter " + sp.url + " (" + sp.code + ") has no base");
+    if (const rapidjson::Value* synthetic = member(p, "synthetic"); synthetic != nullptr && synthetic->IsBool()) {
+      sp.synthetic = synthetic->GetBool();
+    }
+    if (const rapidjson::Value* expressions = member(p, "expressions")) {
+      if (!expressions->IsObject()) return load_error("parameter " + sp.url + ": expressions is not an object");
+      // In `base` order, so that the output does not depend on the JSON member order.
+      for (const std::string& b : sp.base) {
+        const auto it = expressions->FindMember(rapidjson::StringRef(b.data(), b.size()));
+        if (it != expressions->MemberEnd() && it->value.IsString()) sp.expressions.emplace_back(b, as_view(it->value));
+      }
+      if (sp.expressions.size() != expressions->MemberCount()) {
+        return load_error("parameter " + sp.url + ": expressions for a type that is not a base, or not a string");
+      }
+    } else if (!sp.expression.empty()) {
+      for (const std::string& b : sp.base) sp.expressions.emplace_back(b, sp.expression);
+    }
+    if (const rapidjson::Value* components = member(p, "component")) {
+      if (!components->IsArray()) return load_error("parameter " + sp.url + ": component is not an array");
+      for (const rapidjson::Value& c : components->GetArray()) {
+        SearchParameterComponent& component = sp.components.emplace_back();
+        if (!c.IsObject() || !read_string(c, "definition", component.definition) ||
+            !read_string(c, "expression", component.expression) || component.definition.empty()) {
+          return load_error("parameter " + sp.url + " has a malformed component");
+        }
+      }
+    }
+    if (sp.type == SearchParamType::kComposite && sp.components.empty()) {
+      return load_error("composite parameter " + sp.url + " has no components");
+    }
+    if (!sp.url.empty() && !reg->by_url_.emplace(sp.url, &sp).second) return load_error(sp.url + " twice");
+  }
+
+  // Composite components point to their definitions; the tables per type.
+  for (SearchParameter& sp : reg->parameters_) {
+    for (SearchParameterComponent& c : sp.components) {
+      const auto it = reg->by_url_.find(c.definition);
+      if (it == reg->by_url_.end()) return load_error(sp.url + ": component " + c.definition + " is not defined");
+      c.parameter = it->second;
+    }
+    for (const std::string& b : sp.base) {
+      TypeEntry& entry = b == kResource         ? reg->resource_
+                         : b == kDomainResource ? reg->domain_resource_
+                                                : reg->by_type_[b];
+      if (!entry.by_code.emplace(sp.code, &sp).second) {
+        return load_error("parameter " + sp.code + " of " + b + " defined twice");
+      }
+      entry.all.push_back(&sp);
+    }
+  }
+
+  reg->common_resource_ = reg->resource_.all;
+  std::ranges::sort(reg->common_resource_, by_code);
+  reg->common_domain_ = reg->common_resource_;
+  reg->common_domain_.insert(reg->common_domain_.end(), reg->domain_resource_.all.begin(),
+                             reg->domain_resource_.all.end());
+  std::ranges::sort(reg->common_domain_, by_code);
+  reg->types_.reserve(reg->by_type_.size());
+  for (auto& [type, entry] : reg->by_type_) {
+    reg->types_.emplace_back(type);
+    const auto& common = derives_from_domain_resource(type) ? reg->common_domain_ : reg->common_resource_;
+    for (const SearchParameter* c : common) {
+      if (entry.by_code.contains(c->code)) {
+        return load_error("parameter " + c->code + " of " + std::string(type) + " hides a common parameter");
+      }
+    }
+    entry.all.insert(entry.all.end(), common.begin(), common.end());
+    std::ranges::sort(entry.all, by_code);
+  }
+  std::ranges::sort(reg->types_);
+
+  if (!compartments_json.empty()) {
+    rapidjson::Document cdoc;
+    cdoc.Parse(compartments_json.data(), compartments_json.size());
+    if (cdoc.HasParseError() || !cdoc.IsObject()) return load_error("the compartments are not a JSON object");
+    for (const auto& c : cdoc.GetObject()) {
+      if (!c.value.IsObject()) return load_error("compartment " + std::string(as_view(c.name)) + " is not an object");
+      Compartment& compartment = reg->compartments_[std::string(as_view(c.name))];
+      for (const auto& r : c.value.GetObject()) {
+        std::string type(as_view(r.name));
+        std::vector<std::string> codes;
+        if (!r.value.IsArray()) return load_error("compartment member " + type + " is not an array");
+        for (const rapidjson::Value& code : r.value.GetArray()) {
+          if (!code.IsString()) return load_error("compartment member " + type + " has a code that is no string");
+          codes.emplace_back(as_view(code));
+        }
+        compartment.types.push_back(type);
+        compartment.params.emplace(std::move(type), std::move(codes));
+      }
+      std::ranges::sort(compartment.types);
+    }
+  }
+  return std::shared_ptr<const SearchParameterRegistry>(std::move(reg));
+}
+
+const SearchParameter* SearchParameterRegistry::find(std::string_view resource_type,
+                                                     std::string_view code) const noexcept {
+  if (const auto t = by_type_.find(resource_type); t != by_type_.end()) {
+    if (const auto it = t->second.by_code.find(code); it != t->second.by_code.end()) return it->second;
+  }
+  if (const auto it = resource_.by_code.find(code); it != resource_.by_code.end()) return it->second;
+  if (derives_from_domain_resource(resource_type)) {
+    if (const auto it = domain_resource_.by_code.find(code); it != domain_resource_.by_code.end()) return it->second;
+  }
+  return nullptr;
+}
+
+std::span<const SearchParameter* const> SearchParameterRegistry::for_type(
+    std::string_view resource_type) const noexcept {
+  if (const auto t = by_type_.find(resource_type); t != by_type_.end()) return t->second.all;
+  return derives_from_domain_resource(resource_type) ? common_domain_ : common_resource_;
+}
+
+const SearchParameter* SearchParameterRegistry::by_url(std::string_view url) const noexcept {
+  const auto it = by_url_.find(url);
+  return it == by_url_.end() ? nullptr : it->second;
+}
+
+std::span<const std::string> SearchParameterRegistry::compartment_params(
+    std::string_view compartment, std::string_view resource_type) const noexcept {
+  const auto c = compartments_.find(compartment);
+  if (c == compartments_.end()) return {};
+  const auto it = c->second.params.find(resource_type);
+  return it == c->second.params.end() ? std::span<const std::string>() : std::span<const std::string>(it->second);
+}
+
+std::span<const std::string> SearchParameterRegistry::compartment_types(std::string_view compartment) const noexcept {
+  const auto c = compartments_.find(compartment);
+  return c == compartments_.end() ? std::span<const std::string>() : std::span<const std::string>(c->second.types);
+}
+
+}  // namespace caduceus::resources
