@@ -1,0 +1,103 @@
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "caduceus/fhir/error.hpp"
+#include "caduceus/fhir/json.hpp"
+#include "caduceus/resources/definitions.hpp"
+#include "caduceus/resources/fhirpath.hpp"
+#include "caduceus/resources/search_parameters.hpp"
+
+namespace caduceus::resources {
+
+// The values of a resource's search parameters, typed as the index tables will keep them (search.html, "Search
+// Parameter Types"). One row per value; a parameter may have many.
+
+struct StringIndex {
+  std::string param;
+  std::string normalized;  // fhir::search::normalize_for_search of the value (prefix and :contains searches)
+  std::string exact;       // the value as written (:exact)
+};
+
+struct TokenIndex {
+  std::string param;
+  std::optional<std::string> system;  // nullopt: the value has no system (a code, a string, a boolean)
+  std::string code;                   // empty for a CodeableConcept's text alone
+  std::string text;                   // normalized display / text, for :text
+};
+
+struct ReferenceIndex {
+  std::string param;
+  std::string type;     // target type ("Patient"), empty when unknown (a bare id, a URL that is not REST)
+  std::string id;       // target id, or the whole URL/canonical when it is not a REST URL
+  std::string version;  // _history version or canonical |version, if given
+  std::string url;      // the absolute URL or canonical, if the reference is one
+  std::string identifier_system, identifier_value;  // Reference.identifier (for :identifier)
+};
+
+// [low, high) in ms since the epoch; an open end is the lowest / highest int64.
+struct DateIndex {
+  std::string param;
+  std::int64_t low_ms = std::numeric_limits<std::int64_t>::min();
+  std::int64_t high_ms = std::numeric_limits<std::int64_t>::max();
+};
+
+// A number, or a quantity's value, as the range its precision stands for ("100" is [99.5, 100.5)).
+struct NumberIndex {
+  std::string param;
+  double low = 0, high = 0;
+  std::string value;  // the literal as written
+};
+
+struct QuantityIndex {
+  std::string param;
+  double low = 0, high = 0;
+  std::string value;
+  std::string system, code, unit;
+};
+
+struct UriIndex {
+  std::string param;
+  std::string uri;
+};
+
+struct IndexValues {
+  std::vector<StringIndex> strings;
+  std::vector<TokenIndex> tokens;
+  std::vector<ReferenceIndex> references;
+  std::vector<DateIndex> dates;
+  std::vector<NumberIndex> numbers;
+  std::vector<QuantityIndex> quantities;
+  std::vector<UriIndex> uris;
+};
+
+// Extracts index values: every search parameter's FHIRPath expression (compiled once, at construction) applied
+// to a resource, and each resulting item turned into rows by its FHIR type. Immutable and thread-safe. Composite
+// and special parameters are not extracted here.
+class SearchIndexer {
+ public:
+  // Compiles the expressions of every parameter of every resource type. kInternal if one does not compile.
+  static fhir::Result<std::shared_ptr<const SearchIndexer>> create(const Definitions& definitions,
+                                                                   const SearchParameterRegistry& registry);
+
+  // The rows of one resource (its resourceType picks the parameters). An expression that fails at run time on
+  // this resource contributes no rows, and is reported in `failures` if given.
+  IndexValues extract(const fhir::json::Value& resource, std::vector<std::string>* failures = nullptr) const;
+
+ private:
+  struct Compiled {
+    const SearchParameter* parameter;
+    fhirpath::FhirPath path;
+  };
+  SearchIndexer(const Definitions& definitions) : definitions_(definitions) {}
+
+  const Definitions& definitions_;
+  std::unordered_map<std::string, std::vector<Compiled>> by_type_;
+};
+
+}  // namespace caduceus::resources

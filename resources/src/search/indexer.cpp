@@ -1,0 +1,270 @@
+#include <cstdlib>
+
+#include "caduceus/fhir/datetime.hpp"
+#include "caduceus/fhir/search_text.hpp"
+#include "caduceus/fhir/search_values.hpp"
+#include "caduceus/resources/search_index.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+namespace json = fhir::json;
+using fhirpath::Item;
+
+const json::Value* child(const json::Value* node, std::string_view name) {
+  return node == nullptr ? nullptr : node->find(name);
+}
+
+// A string child, or "".
+std::string text_of(const json::Value* node, std::string_view name) {
+  const json::Value* v = child(node, name);
+  return v != nullptr && v->is_string() ? v->text() : std::string();
+}
+
+// Calls f for the string child `name`, or each string of an array child.
+template <class F>
+void each_string(const json::Value* node, std::string_view name, F&& f) {
+  const json::Value* v = child(node, name);
+  if (v == nullptr) return;
+  if (v->is_string()) return f(v->text());
+  if (v->is_array())
+    for (const auto& item : v->items())
+      if (item.is_string()) f(item.text());
+}
+
+double to_double(const fhir::search::Decimal& d) {
+  return std::strtod(d.to_string().c_str(), nullptr);
+}
+
+// A number's literal as the [low, high) its precision stands for.
+bool number_range(const std::string& literal, double& low, double& high) {
+  auto n = fhir::search::parse_number(literal);
+  if (!n) return false;
+  low = to_double(n->low);
+  high = to_double(n->high);
+  return true;
+}
+
+struct Emitter {
+  const std::string& param;
+  SearchParamType type;
+  IndexValues& out;
+
+  void string_value(const std::string& s) {
+    if (s.empty()) return;
+    out.strings.push_back({param, fhir::search::normalize_for_search(s), s});
+  }
+
+  void token(std::optional<std::string> system, std::string code, const std::string& text) {
+    if (code.empty() && text.empty()) return;
+    out.tokens.push_back({param, std::move(system), std::move(code),
+                          text.empty() ? std::string() : fhir::search::normalize_for_search(text)});
+  }
+
+  void coding(const json::Value* c) {
+    std::string system = text_of(c, "system");
+    token(system.empty() ? std::nullopt : std::optional<std::string>(system), text_of(c, "code"),
+          text_of(c, "display"));
+  }
+
+  void date(std::string_view text, bool low_only, bool high_only, DateIndex& row) {
+    auto range = fhir::datetime_range(text);
+    if (!range) return;
+    if (!high_only) row.low_ms = range->first;
+    if (!low_only) row.high_ms = range->second;
+  }
+
+  void reference(const json::Value* ref) {
+    ReferenceIndex row{param, {}, {}, {}, {}, {}, {}};
+    const json::Value* ident = child(ref, "identifier");
+    row.identifier_system = text_of(ident, "system");
+    row.identifier_value = text_of(ident, "value");
+    std::string target = text_of(ref, "reference");
+    if (!target.empty() && target.front() != '#') {
+      if (auto parsed = fhir::search::parse_reference(target)) {
+        row.type = parsed->type.value_or(text_of(ref, "type"));
+        row.id = parsed->id;
+        row.version = parsed->version.value_or("");
+        row.url = parsed->url.value_or("");
+      }
+    } else if (!target.empty()) {
+      row.id = target;  // a contained resource
+    }
+    if (row.id.empty() && row.identifier_value.empty()) return;
+    out.references.push_back(std::move(row));
+  }
+
+  void canonical(const std::string& url) {
+    if (url.empty()) return;
+    if (type == SearchParamType::kUri) {
+      out.uris.push_back({param, url});
+      return;
+    }
+    ReferenceIndex row{param, {}, url, {}, url, {}, {}};
+    if (auto bar = url.find('|'); bar != std::string::npos) {
+      row.url = url.substr(0, bar);
+      row.id = row.url;
+      row.version = url.substr(bar + 1);
+    }
+    out.references.push_back(std::move(row));
+  }
+
+  void quantity(const json::Value* q) {
+    const json::Value* value = child(q, "value");
+    if (value == nullptr || !value->is_number()) return;
+    QuantityIndex row;
+    row.param = param;
+    row.value = value->text();
+    if (!number_range(row.value, row.low, row.high)) return;
+    row.system = text_of(q, "system");
+    row.code = text_of(q, "code");
+    row.unit = text_of(q, "unit");
+    if (row.code.empty()) row.code = text_of(q, "currency");  // Money
+    out.quantities.push_back(std::move(row));
+  }
+
+  void number(const std::string& literal) {
+    NumberIndex row;
+    row.param = param;
+    row.value = literal;
+    if (number_range(literal, row.low, row.high)) out.numbers.push_back(std::move(row));
+  }
+
+  // One item of the expression's result, by its FHIR type.
+  void item(const Item& it) {
+    if (it.kind == Item::Kind::kBoolean) {
+      if (type == SearchParamType::kToken) token(std::nullopt, it.boolean ? "true" : "false", {});
+      return;
+    }
+    if (it.kind == Item::Kind::kString || it.kind == Item::Kind::kDate || it.kind == Item::Kind::kDateTime) {
+      primitive(it.text, it.kind == Item::Kind::kString ? "string" : "dateTime");
+      return;
+    }
+    if (it.kind == Item::Kind::kInteger) return primitive(std::to_string(it.integer), "integer");
+    if (it.kind == Item::Kind::kDecimal) return primitive(it.text, "decimal");
+    if (it.kind != Item::Kind::kNode || it.node == nullptr) return;
+    const json::Value* n = it.node;
+    std::string_view t = it.type_name();
+    if (n->is_string() || n->is_number() || n->is_bool()) {
+      std::string literal = n->is_bool() ? (n->as_bool() ? "true" : "false") : n->text();
+      return primitive(literal, t);
+    }
+    switch (type) {
+      case SearchParamType::kString:
+        if (t == "HumanName") {
+          string_value(text_of(n, "family"));
+          each_string(n, "given", [&](const std::string& s) { string_value(s); });
+          each_string(n, "prefix", [&](const std::string& s) { string_value(s); });
+          each_string(n, "suffix", [&](const std::string& s) { string_value(s); });
+          string_value(text_of(n, "text"));
+        } else if (t == "Address") {
+          each_string(n, "line", [&](const std::string& s) { string_value(s); });
+          for (std::string_view f : {"city", "district", "state", "postalCode", "country", "text"})
+            string_value(text_of(n, f));
+        }
+        break;
+      case SearchParamType::kToken:
+        if (t == "Coding") {
+          coding(n);
+        } else if (t == "CodeableConcept") {
+          if (const json::Value* codings = child(n, "coding"); codings != nullptr && codings->is_array())
+            for (const auto& c : codings->items()) coding(&c);
+          if (std::string text = text_of(n, "text"); !text.empty()) token(std::nullopt, {}, text);
+        } else if (t == "Identifier") {
+          std::string system = text_of(n, "system");
+          token(system.empty() ? std::nullopt : std::optional<std::string>(system), text_of(n, "value"),
+                text_of(child(n, "type"), "text"));
+        } else if (t == "ContactPoint") {
+          token(std::nullopt, text_of(n, "value"), {});
+        }
+        break;
+      case SearchParamType::kReference:
+        if (t == "Reference") reference(n);
+        break;
+      case SearchParamType::kDate:
+        if (t == "Period") {
+          DateIndex row{param};
+          if (std::string s = text_of(n, "start"); !s.empty()) date(s, true, false, row);
+          if (std::string e = text_of(n, "end"); !e.empty()) date(e, false, true, row);
+          out.dates.push_back(row);
+        } else if (t == "Timing") {
+          each_string(n, "event", [&](const std::string& s) { primitive(s, "dateTime"); });
+        }
+        break;
+      case SearchParamType::kQuantity:
+      case SearchParamType::kNumber:
+        if (t == "Quantity" || t == "Age" || t == "Duration" || t == "Count" || t == "Distance" ||
+            t == "SimpleQuantity" || t == "Money" || t == "MoneyQuantity") {
+          if (type == SearchParamType::kQuantity)
+            quantity(n);
+          else if (const json::Value* v = child(n, "value"); v != nullptr && v->is_number())
+            number(v->text());
+        }
+        break;
+      default: break;
+    }
+  }
+
+  // A primitive value (from the JSON or computed), by the parameter's type.
+  void primitive(const std::string& literal, std::string_view fhir_type) {
+    switch (type) {
+      case SearchParamType::kString: return string_value(literal);
+      case SearchParamType::kToken: return token(std::nullopt, literal, {});
+      case SearchParamType::kUri: return canonical(literal);
+      case SearchParamType::kReference:
+        if (fhir_type == "canonical" || fhir_type == "uri" || fhir_type == "url") return canonical(literal);
+        return;
+      case SearchParamType::kDate: {
+        DateIndex row{param};
+        date(literal, false, false, row);
+        if (row.low_ms != std::numeric_limits<std::int64_t>::min()) out.dates.push_back(row);
+        return;
+      }
+      case SearchParamType::kNumber: return number(literal);
+      default: return;
+    }
+  }
+};
+
+}  // namespace
+
+fhir::Result<std::shared_ptr<const SearchIndexer>> SearchIndexer::create(const Definitions& definitions,
+                                                                         const SearchParameterRegistry& registry) {
+  std::shared_ptr<SearchIndexer> indexer(new SearchIndexer(definitions));
+  for (const std::string& type : definitions.resource_types()) {
+    auto& list = indexer->by_type_[type];
+    for (const SearchParameter* p : registry.for_type(type)) {
+      if (p->type == SearchParamType::kComposite || p->type == SearchParamType::kSpecial) continue;
+      std::string_view expression = p->expression_for(type);
+      if (expression.empty()) continue;
+      auto compiled = fhirpath::FhirPath::compile(expression);
+      if (!compiled)
+        return fhir::fail(fhir::ErrorKind::kInternal, "exception",
+                          "search parameter " + type + "." + p->code + ": " + compiled.error().issues[0].diagnostics);
+      list.push_back(Compiled{p, std::move(*compiled)});
+    }
+  }
+  return std::shared_ptr<const SearchIndexer>(std::move(indexer));
+}
+
+IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std::string>* failures) const {
+  IndexValues out;
+  const json::Value* rt = resource.find("resourceType");
+  if (rt == nullptr || !rt->is_string()) return out;
+  auto it = by_type_.find(rt->text());
+  if (it == by_type_.end()) return out;
+  fhirpath::EvalContext ctx;
+  ctx.definitions = &definitions_;
+  for (const Compiled& c : it->second) {
+    auto result = c.path.evaluate(resource, ctx);
+    if (!result) {
+      if (failures) failures->push_back(c.parameter->code + ": " + result.error().issues[0].diagnostics);
+      continue;
+    }
+    Emitter emit{c.parameter->code, c.parameter->type, out};
+    for (const Item& item : *result) emit.item(item);
+  }
+  return out;
+}
+
+}  // namespace caduceus::resources

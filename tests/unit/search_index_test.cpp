@@ -1,0 +1,141 @@
+#include "caduceus/resources/search_index.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "caduceus/conformance/embedded.hpp"
+#include "caduceus/fhir/datetime.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+namespace json = fhir::json;
+
+struct Fixture {
+  std::shared_ptr<const Definitions> defs = *Definitions::load(conformance::r4_model_json());
+  std::shared_ptr<const SearchParameterRegistry> registry =
+      *SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  std::shared_ptr<const SearchIndexer> indexer = *SearchIndexer::create(*defs, *registry);
+};
+
+const Fixture& fixture() {
+  static const Fixture f;
+  return f;
+}
+
+json::Value example(const std::string& name) {
+  std::ifstream in(std::filesystem::path(CADUCEUS_TEST_DATA) / "checker" / name);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return *json::parse(ss.str());
+}
+
+template <class Row>
+std::vector<Row> of(const std::vector<Row>& rows, std::string_view param) {
+  std::vector<Row> out;
+  for (const auto& r : rows)
+    if (r.param == param) out.push_back(r);
+  return out;
+}
+
+TEST(SearchIndex, ObservationValues) {
+  std::vector<std::string> failures;
+  IndexValues v = fixture().indexer->extract(example("Observation-example.json"), &failures);
+  EXPECT_TRUE(failures.empty()) << failures.front();
+
+  auto code = of(v.tokens, "code");
+  ASSERT_EQ(code.size(), 4u);
+  EXPECT_EQ(code[0].system, "http://loinc.org");
+  EXPECT_EQ(code[0].code, "29463-7");
+  EXPECT_EQ(code[0].text, "body weight");
+
+  auto status = of(v.tokens, "status");
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_FALSE(status[0].system.has_value());
+  EXPECT_EQ(status[0].code, "final");
+
+  auto subject = of(v.references, "subject");
+  ASSERT_EQ(subject.size(), 1u);
+  EXPECT_EQ(subject[0].type, "Patient");
+  EXPECT_EQ(subject[0].id, "example");
+  EXPECT_EQ(of(v.references, "patient").size(), 1u);  // subject.where(resolve() is Patient)
+
+  auto date = of(v.dates, "date");
+  ASSERT_EQ(date.size(), 1u);
+  auto day = fhir::datetime_range("2016-03-28");
+  EXPECT_EQ(date[0].low_ms, day->first);
+  EXPECT_EQ(date[0].high_ms, day->second);
+
+  auto quantity = of(v.quantities, "value-quantity");
+  ASSERT_EQ(quantity.size(), 1u);
+  EXPECT_EQ(quantity[0].value, "185");
+  EXPECT_DOUBLE_EQ(quantity[0].low, 184.5);
+  EXPECT_DOUBLE_EQ(quantity[0].high, 185.5);
+  EXPECT_EQ(quantity[0].system, "http://unitsofmeasure.org");
+  EXPECT_EQ(quantity[0].code, "[lb_av]");
+}
+
+TEST(SearchIndex, PatientValues) {
+  IndexValues v = fixture().indexer->extract(example("Patient-example.json"));
+  auto family = of(v.strings, "family");
+  ASSERT_EQ(family.size(), 2u);
+  EXPECT_EQ(family[0].exact, "Chalmers");
+  EXPECT_EQ(family[0].normalized, "chalmers");
+  // name covers family, given, prefix, suffix and text of every HumanName.
+  std::vector<std::string> names;
+  for (const auto& s : of(v.strings, "name")) names.push_back(s.exact);
+  EXPECT_EQ(names, (std::vector<std::string>{"Chalmers", "Peter", "James", "Jim", "Windsor", "Peter", "James"}));
+
+  auto birthdate = of(v.dates, "birthdate");
+  ASSERT_EQ(birthdate.size(), 1u);
+  EXPECT_EQ(birthdate[0].high_ms - birthdate[0].low_ms, 86400000);
+
+  auto identifier = of(v.tokens, "identifier");
+  ASSERT_EQ(identifier.size(), 1u);
+  EXPECT_EQ(identifier[0].system, "urn:oid:1.2.36.146.595.217.0.1");
+  EXPECT_EQ(identifier[0].code, "12345");
+
+  auto gender = of(v.tokens, "gender");
+  ASSERT_EQ(gender.size(), 1u);
+  EXPECT_EQ(gender[0].code, "male");
+
+  auto id = of(v.tokens, "_id");
+  ASSERT_EQ(id.size(), 1u);
+  EXPECT_EQ(id[0].code, "example");
+}
+
+// Every official example of the vendored set is indexed without an expression failing.
+TEST(SearchIndex, EveryOfficialExampleIndexes) {
+  const char* dir = std::getenv("CADUCEUS_R4_EXAMPLES");
+#ifdef CADUCEUS_R4_EXAMPLES_DIR
+  if (dir == nullptr) dir = CADUCEUS_R4_EXAMPLES_DIR;
+#endif
+  if (dir == nullptr || !std::filesystem::is_directory(dir)) GTEST_SKIP() << "the official examples are not unpacked";
+  std::size_t resources = 0, rows = 0;
+  std::vector<std::string> failures;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto parsed = json::parse(ss.str());
+    if (!parsed || !parsed->is_object()) continue;
+    std::vector<std::string> f;
+    IndexValues v = fixture().indexer->extract(*parsed, &f);
+    for (auto& e : f) failures.push_back(entry.path().filename().string() + " " + e);
+    ++resources;
+    rows += v.strings.size() + v.tokens.size() + v.references.size() + v.dates.size() + v.numbers.size() +
+            v.quantities.size() + v.uris.size();
+  }
+  EXPECT_GT(resources, 5000u);
+  EXPECT_GT(rows, resources);
+  std::string report;
+  for (std::size_t i = 0; i < failures.size() && i < 20; ++i) report += "\n  " + failures[i];
+  EXPECT_TRUE(failures.empty()) << failures.size() << " expression failures:" << report;
+}
+
+}  // namespace
+}  // namespace caduceus::resources
