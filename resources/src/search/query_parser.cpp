@@ -1,0 +1,418 @@
+#include <charconv>
+
+#include "caduceus/fhir/search_values.hpp"
+#include "caduceus/resources/search_query.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+using fhir::ErrorKind;
+namespace sv = fhir::search;
+
+fhir::Error bad(const std::string& param, std::string message) {
+  return fhir::Error::make(ErrorKind::kInvalid, "invalid", "Search parameter '" + param + "': " + message, param);
+}
+
+fhir::Error unsupported(const std::string& param, std::string message) {
+  return fhir::Error::make(ErrorKind::kInvalid, "not-supported", "Search parameter '" + param + "': " + message, param);
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  for (;;) {
+    auto pos = s.find(sep, start);
+    out.push_back(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
+    if (pos == std::string_view::npos) return out;
+    start = pos + 1;
+  }
+}
+
+std::optional<Modifier> modifier_from(std::string_view m) {
+  static constexpr std::pair<std::string_view, Modifier> kModifiers[] = {{"missing", Modifier::kMissing},
+                                                                         {"exact", Modifier::kExact},
+                                                                         {"contains", Modifier::kContains},
+                                                                         {"text", Modifier::kText},
+                                                                         {"not", Modifier::kNot},
+                                                                         {"above", Modifier::kAbove},
+                                                                         {"below", Modifier::kBelow},
+                                                                         {"in", Modifier::kIn},
+                                                                         {"not-in", Modifier::kNotIn},
+                                                                         {"of-type", Modifier::kOfType},
+                                                                         {"identifier", Modifier::kIdentifier}};
+  for (const auto& [text, mod] : kModifiers)
+    if (m == text) return mod;
+  return std::nullopt;
+}
+
+// Whether modifier m can be used on a parameter of type t (search.html#modifiers). Modifiers that need
+// terminology (:in, :not-in, token :above/:below) are refused as not supported yet.
+fhir::Result<void> check_modifier(const std::string& name, Modifier m, SearchParamType t) {
+  auto no = [&](std::string why) { return std::unexpected(bad(name, std::move(why))); };
+  switch (m) {
+    case Modifier::kNone:
+    case Modifier::kMissing: return {};
+    case Modifier::kExact:
+    case Modifier::kContains:
+      if (t == SearchParamType::kString) return {};
+      if (m == Modifier::kContains && t == SearchParamType::kUri) return {};
+      return no(std::string(":") + std::string(to_string(m)) + " applies to string parameters only");
+    case Modifier::kText:
+      if (t == SearchParamType::kToken || t == SearchParamType::kString) return {};
+      return no(":text applies to token parameters only");
+    case Modifier::kNot:
+      if (t == SearchParamType::kToken) return {};
+      return no(":not applies to token parameters only");
+    case Modifier::kAbove:
+    case Modifier::kBelow:
+      if (t == SearchParamType::kUri) return {};
+      if (t == SearchParamType::kToken)
+        return std::unexpected(unsupported(name, "token :above and :below need terminology, not supported yet"));
+      return no(":above and :below apply to uri parameters only");
+    case Modifier::kIn:
+    case Modifier::kNotIn:
+      if (t == SearchParamType::kToken)
+        return std::unexpected(unsupported(name, ":in and :not-in need value set expansion, not supported yet"));
+      return no(":in and :not-in apply to token parameters only");
+    case Modifier::kOfType:
+      if (t == SearchParamType::kToken) return {};
+      return no(":of-type applies to token parameters only");
+    case Modifier::kIdentifier:
+    case Modifier::kType:
+      if (t == SearchParamType::kReference) return {};
+      return no("a type or :identifier modifier applies to reference parameters only");
+  }
+  return {};
+}
+
+// Checks one value (an OR alternative) against the parameter's type and modifier.
+fhir::Result<void> check_value(const std::string& name, const SearchParameter& p, Modifier m, std::string_view value) {
+  auto wrap = [&](const fhir::Error& e) { return std::unexpected(bad(name, e.issues[0].diagnostics)); };
+  if (m == Modifier::kMissing) {
+    if (value == "true" || value == "false") return {};
+    return std::unexpected(bad(name, ":missing takes true or false, not '" + std::string(value) + "'"));
+  }
+  if (value.empty()) return std::unexpected(bad(name, "an empty value matches nothing"));
+  if (m == Modifier::kIdentifier) {
+    if (auto t = sv::parse_token(value); !t) return wrap(t.error());
+    return {};
+  }
+  switch (p.type) {
+    case SearchParamType::kNumber:
+      if (auto n = sv::parse_number(value); !n) return wrap(n.error());
+      return {};
+    case SearchParamType::kDate:
+      if (auto d = sv::parse_date(value); !d) return wrap(d.error());
+      return {};
+    case SearchParamType::kQuantity:
+      if (auto q = sv::parse_quantity(value); !q) return wrap(q.error());
+      return {};
+    case SearchParamType::kToken:
+      if (m == Modifier::kText) return {};
+      if (m == Modifier::kOfType) {
+        if (sv::split_unescaped(value, '|').size() != 3)
+          return std::unexpected(bad(name, ":of-type takes system|code|value"));
+        return {};
+      }
+      if (auto t = sv::parse_token(value); !t) return wrap(t.error());
+      return {};
+    case SearchParamType::kReference:
+      if (auto r = sv::parse_reference(value); !r) return wrap(r.error());
+      return {};
+    case SearchParamType::kComposite: {
+      auto parts = sv::split_unescaped(value, '$');
+      if (parts.size() != p.components.size())
+        return std::unexpected(bad(name, "a composite value has " + std::to_string(p.components.size()) +
+                                             " parts separated by '$', not " + std::to_string(parts.size())));
+      for (std::size_t i = 0; i < parts.size(); ++i) {
+        const SearchParameter* component = p.components[i].parameter;
+        if (component == nullptr) continue;
+        if (auto ok = check_value(name, *component, Modifier::kNone, parts[i]); !ok) return ok;
+      }
+      return {};
+    }
+    case SearchParamType::kSpecial:
+      if (p.code == "near") return std::unexpected(unsupported(name, "near is not supported yet"));
+      return {};
+    case SearchParamType::kString:
+    case SearchParamType::kUri: return {};
+  }
+  return {};
+}
+
+struct Parser {
+  const SearchParameterRegistry& registry;
+  const Definitions& definitions;
+  const SearchLimits& limits;
+  SearchQuery& query;
+
+  // `code[:modifier][.chain]` on `type` with its values. Returns nullptr (and no error) for an unknown parameter
+  // when not strict.
+  fhir::Result<std::shared_ptr<const Criterion>> criterion(std::string_view type, std::string_view spec,
+                                                           const std::string& full_name, const std::string& raw_value,
+                                                           std::size_t depth) {
+    std::string_view head = spec;
+    std::string_view rest;
+    if (auto dot = spec.find('.'); dot != std::string_view::npos) {
+      head = spec.substr(0, dot);
+      rest = spec.substr(dot + 1);
+    }
+    std::string_view code = head, mod_text;
+    if (auto colon = head.find(':'); colon != std::string_view::npos) {
+      code = head.substr(0, colon);
+      mod_text = head.substr(colon + 1);
+    }
+    const SearchParameter* p = registry.find(type, code);
+    if (p == nullptr) {
+      if (depth == 0 && !limits.strict) return std::shared_ptr<const Criterion>{};
+      return std::unexpected(
+          bad(full_name, "'" + std::string(code) + "' is not a search parameter of " + std::string(type)));
+    }
+    auto c = std::make_shared<Criterion>();
+    c->name = full_name;
+    c->parameter = p;
+    if (!mod_text.empty()) {
+      if (auto m = modifier_from(mod_text)) {
+        c->modifier = *m;
+      } else if (definitions.is_resource_type(mod_text)) {
+        c->modifier = Modifier::kType;
+        c->target_type = std::string(mod_text);
+        if (!p->target.empty() && std::find(p->target.begin(), p->target.end(), c->target_type) == p->target.end())
+          return std::unexpected(
+              bad(full_name, "'" + c->target_type + "' is not a type that '" + p->code + "' can refer to"));
+      } else {
+        return std::unexpected(bad(full_name, "'" + std::string(mod_text) + "' is not a modifier"));
+      }
+      if (auto ok = check_modifier(full_name, c->modifier, p->type); !ok) return std::unexpected(ok.error());
+    }
+    if (!rest.empty()) {
+      if (p->type != SearchParamType::kReference)
+        return std::unexpected(bad(full_name, "cannot chain through '" + p->code + "', which is not a reference"));
+      if (depth + 1 >= limits.max_chain)
+        return std::unexpected(
+            bad(full_name, "a chain may have " + std::to_string(limits.max_chain) + " hops at most"));
+      if (c->modifier != Modifier::kNone && c->modifier != Modifier::kType)
+        return std::unexpected(bad(full_name, "a chained parameter takes no modifier but a type"));
+      if (c->target_type.empty()) {
+        if (p->target.size() != 1)
+          return std::unexpected(bad(full_name, "'" + p->code + "' can refer to several types: name one, as in " +
+                                                    p->code + ":Patient." + std::string(rest)));
+        c->target_type = p->target.front();
+      }
+      auto next = criterion(c->target_type, rest, full_name, raw_value, depth + 1);
+      if (!next) return std::unexpected(next.error());
+      c->chained = *next;
+      return std::shared_ptr<const Criterion>(c);
+    }
+    auto values = sv::split_or(raw_value);
+    if (!values) return std::unexpected(bad(full_name, values.error().issues[0].diagnostics));
+    for (const std::string& v : *values) {
+      // The value parsers unescape `\|` and `\$` themselves: check the raw alternative.
+      if (auto ok = check_value(full_name, *p, c->modifier, v); !ok) return std::unexpected(ok.error());
+    }
+    c->values = std::move(*values);
+    return std::shared_ptr<const Criterion>(c);
+  }
+
+  fhir::Result<std::shared_ptr<const HasCriterion>> has(std::string_view target_type, std::string_view spec,
+                                                        const std::string& full_name, const std::string& value,
+                                                        std::size_t depth) {
+    // spec: Type:refparam:rest, where rest is `_has:...` again or a parameter of Type.
+    auto parts = split(spec, ':');
+    if (parts.size() < 3)
+      return std::unexpected(bad(full_name, "_has takes the form _has:Type:reference-parameter:parameter=value"));
+    if (depth >= limits.max_chain)
+      return std::unexpected(bad(full_name, "_has may nest " + std::to_string(limits.max_chain) + " levels at most"));
+    std::string type(parts[0]);
+    if (!definitions.is_resource_type(type))
+      return std::unexpected(bad(full_name, "'" + type + "' is not a resource type"));
+    const SearchParameter* ref = registry.find(type, parts[1]);
+    if (ref == nullptr || ref->type != SearchParamType::kReference)
+      return std::unexpected(bad(full_name, "'" + std::string(parts[1]) + "' is not a reference parameter of " + type));
+    if (!ref->target.empty() &&
+        std::find(ref->target.begin(), ref->target.end(), std::string(target_type)) == ref->target.end())
+      return std::unexpected(bad(full_name, type + "." + ref->code + " cannot refer to " + std::string(target_type)));
+    auto h = std::make_shared<HasCriterion>();
+    h->type = type;
+    h->reference_param = ref;
+    std::string_view rest = spec.substr(parts[0].size() + 1 + parts[1].size() + 1);
+    if (rest.starts_with("_has:")) {
+      auto nested = has(type, rest.substr(5), full_name, value, depth + 1);
+      if (!nested) return std::unexpected(nested.error());
+      h->nested = *nested;
+    } else {
+      SearchLimits strict = limits;
+      strict.strict = true;
+      Parser inner{registry, definitions, strict, query};
+      auto c = inner.criterion(type, rest, full_name, value, 1);
+      if (!c) return std::unexpected(c.error());
+      h->criterion = *c;
+    }
+    return std::shared_ptr<const HasCriterion>(h);
+  }
+
+  fhir::Result<void> include(const std::string& name, const std::string& value, bool reverse, bool iterate) {
+    Include inc;
+    inc.reverse = reverse;
+    inc.iterate = iterate;
+    if (value == "*") {
+      inc.wildcard = true;
+      inc.source_type = query.type;
+      query.includes.push_back(inc);
+      return {};
+    }
+    auto parts = split(value, ':');
+    if (parts.size() < 2 || parts.size() > 3)
+      return std::unexpected(bad(name, "takes Type:parameter or Type:parameter:TargetType, not '" + value + "'"));
+    inc.source_type = std::string(parts[0]);
+    if (!definitions.is_resource_type(inc.source_type))
+      return std::unexpected(bad(name, "'" + inc.source_type + "' is not a resource type"));
+    if (!reverse && !iterate && inc.source_type != query.type)
+      return std::unexpected(
+          bad(name, "includes from " + inc.source_type + " need :iterate when searching " + query.type));
+    if (parts[1] == "*") {
+      inc.wildcard = true;
+    } else {
+      inc.parameter = registry.find(inc.source_type, parts[1]);
+      if (inc.parameter == nullptr || inc.parameter->type != SearchParamType::kReference)
+        return std::unexpected(
+            bad(name, "'" + std::string(parts[1]) + "' is not a reference parameter of " + inc.source_type));
+    }
+    if (parts.size() == 3) {
+      inc.target_type = std::string(parts[2]);
+      if (!definitions.is_resource_type(inc.target_type))
+        return std::unexpected(bad(name, "'" + inc.target_type + "' is not a resource type"));
+      if (inc.parameter != nullptr && !inc.parameter->target.empty() &&
+          std::find(inc.parameter->target.begin(), inc.parameter->target.end(), inc.target_type) ==
+              inc.parameter->target.end())
+        return std::unexpected(
+            bad(name, inc.source_type + "." + inc.parameter->code + " cannot refer to " + inc.target_type));
+    }
+    query.includes.push_back(std::move(inc));
+    return {};
+  }
+
+  fhir::Result<void> one(const std::string& name, const std::string& value) {
+    if (name == "_count") {
+      std::size_t n = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || ptr != value.data() + value.size())
+        return std::unexpected(bad(name, "'" + value + "' is not a non-negative integer"));
+      if (n > limits.max_count)
+        return std::unexpected(
+            bad(name, std::to_string(n) + " is over this server's maximum of " + std::to_string(limits.max_count)));
+      query.count = n;
+      return {};
+    }
+    if (name == "_sort") {
+      for (std::string_view key : split(value, ',')) {
+        SortKey k;
+        if (key.starts_with('-')) {
+          k.descending = true;
+          key.remove_prefix(1);
+        }
+        k.code = std::string(key);
+        k.parameter = registry.find(query.type, key);
+        if (k.parameter == nullptr)
+          return std::unexpected(bad(name, "'" + k.code + "' is not a search parameter of " + query.type));
+        if (k.parameter->type == SearchParamType::kComposite || k.parameter->type == SearchParamType::kSpecial)
+          return std::unexpected(bad(name, "cannot sort on '" + k.code + "'"));
+        query.sort.push_back(std::move(k));
+      }
+      return {};
+    }
+    if (name == "_include" || name == "_include:iterate" || name == "_include:recurse")
+      return include(name, value, false, name != "_include");
+    if (name == "_revinclude" || name == "_revinclude:iterate" || name == "_revinclude:recurse")
+      return include(name, value, true, name != "_revinclude");
+    if (name == "_total") {
+      if (value == "none")
+        query.total = Total::kNone;
+      else if (value == "estimate")
+        query.total = Total::kEstimate;
+      else if (value == "accurate")
+        query.total = Total::kAccurate;
+      else
+        return std::unexpected(bad(name, "takes none, estimate or accurate"));
+      return {};
+    }
+    if (name == "_summary") {
+      if (value == "true")
+        query.summary = Summary::kTrue;
+      else if (value == "text")
+        query.summary = Summary::kText;
+      else if (value == "data")
+        query.summary = Summary::kData;
+      else if (value == "count")
+        query.summary = Summary::kCount;
+      else if (value == "false")
+        query.summary = Summary::kFalse;
+      else
+        return std::unexpected(bad(name, "takes true, text, data, count or false"));
+      return {};
+    }
+    if (name == "_elements") {
+      for (std::string_view e : split(value, ',')) {
+        if (definitions.element(query.type, e) == nullptr)
+          return std::unexpected(bad(name, "'" + std::string(e) + "' is not an element of " + query.type));
+        query.elements.emplace_back(e);
+      }
+      return {};
+    }
+    if (name == "_cursor") {
+      query.cursor = value;
+      return {};
+    }
+    if (name == "_format" || name == "_pretty") return {};  // the response's shape, handled by the REST layer
+    if (name.starts_with("_has:")) {
+      auto h = has(query.type, std::string_view(name).substr(5), name, value, 0);
+      if (!h) return std::unexpected(h.error());
+      query.has.push_back(**h);
+      return {};
+    }
+    auto c = criterion(query.type, name, name, value, 0);
+    if (!c) return std::unexpected(c.error());
+    if (*c == nullptr) {
+      query.ignored.push_back(name);
+      return {};
+    }
+    query.criteria.push_back(**c);
+    return {};
+  }
+};
+
+}  // namespace
+
+std::string_view to_string(Modifier m) noexcept {
+  switch (m) {
+    case Modifier::kNone: return "";
+    case Modifier::kMissing: return "missing";
+    case Modifier::kExact: return "exact";
+    case Modifier::kContains: return "contains";
+    case Modifier::kText: return "text";
+    case Modifier::kNot: return "not";
+    case Modifier::kAbove: return "above";
+    case Modifier::kBelow: return "below";
+    case Modifier::kIn: return "in";
+    case Modifier::kNotIn: return "not-in";
+    case Modifier::kOfType: return "of-type";
+    case Modifier::kIdentifier: return "identifier";
+    case Modifier::kType: return "type";
+  }
+  return "";
+}
+
+fhir::Result<SearchQuery> parse_search(std::string_view type,
+                                       const std::vector<std::pair<std::string, std::string>>& params,
+                                       const SearchParameterRegistry& registry, const Definitions& definitions,
+                                       const SearchLimits& limits) {
+  SearchQuery query;
+  query.type = std::string(type);
+  query.count = limits.default_count;
+  Parser parser{registry, definitions, limits, query};
+  for (const auto& [name, value] : params)
+    if (auto ok = parser.one(name, value); !ok) return std::unexpected(ok.error());
+  return query;
+}
+
+}  // namespace caduceus::resources
