@@ -136,12 +136,14 @@ Result<T> wait_for(F&& start) {
 template <class T>
 struct Pending {
   json::Value resource;
+  std::optional<IndexValues> index;  // extracted before the write, when the repository indexes
   T out{};
 };
 
 // Stamps meta, serializes and appends a new version of a resource inside the store's transaction.
 Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::Value& resource, std::string type,
-                                      std::string id, std::int64_t version, Method method) {
+                                      std::string id, std::int64_t version, Method method,
+                                      std::optional<IndexValues>& index) {
   VersionRecord rec;
   rec.type = std::move(type);
   rec.id = std::move(id);
@@ -150,13 +152,22 @@ Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::V
   rec.method = method;
   stamp_meta(resource, rec.version, rec.last_updated_ms);
   rec.body = json::write(resource);
-  auto seq = txn.append(tenant, rec);
+  // _lastUpdated is known only now (its value from before the stamp was dropped when extracting).
+  if (index) index->dates.push_back(DateIndex{"_lastUpdated", rec.last_updated_ms, rec.last_updated_ms + 1});
+  auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
   if (!seq) return std::unexpected(seq.error());
   rec.seq = *seq;
   return rec;
 }
 
 }  // namespace
+
+std::optional<IndexValues> Repository::index_of(const json::Value& resource) const {
+  if (indexer_ == nullptr) return std::nullopt;
+  IndexValues v = indexer_->extract(resource);
+  std::erase_if(v.dates, [](const DateIndex& d) { return d.param == "_lastUpdated"; });
+  return v;
+}
 
 Result<WriteOutcome> Repository::create(TenantId tenant, std::string_view type, json::Value resource) {
   return wait_for<WriteOutcome>(
@@ -184,10 +195,11 @@ void Repository::create_async(TenantId tenant, std::string_view type, json::Valu
   if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return done(std::unexpected(ok.error()));
   set_id(resource, id);
   auto pending = std::make_shared<Pending<WriteOutcome>>();
+  pending->index = index_of(resource);
   pending->resource = std::move(resource);
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::move(id)](Transaction& txn) -> Result<void> {
-        auto rec = append_resource(txn, tenant, pending->resource, type, id, 1, Method::kCreate);
+        auto rec = append_resource(txn, tenant, pending->resource, type, id, 1, Method::kCreate, pending->index);
         if (!rec) return std::unexpected(rec.error());
         pending->out.record = std::move(*rec);
         pending->out.created = true;
@@ -203,6 +215,7 @@ void Repository::update_async(TenantId tenant, std::string_view type, std::strin
                               std::optional<std::int64_t> if_match, bool allow_create, Callback<WriteOutcome> done) {
   if (auto ok = issues_to_error(check(type, resource, id)); !ok) return done(std::unexpected(ok.error()));
   auto pending = std::make_shared<Pending<WriteOutcome>>();
+  pending->index = index_of(resource);
   pending->resource = std::move(resource);
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::string(id), if_match,
@@ -214,7 +227,8 @@ void Repository::update_async(TenantId tenant, std::string_view type, std::strin
           return std::unexpected(stale(type, id, *if_match, current_version));
         if (!*current && !allow_create)
           return fhir::fail(ErrorKind::kNotFound, "not-found", "Resource " + type + "/" + id + " is not known");
-        auto rec = append_resource(txn, tenant, pending->resource, type, id, current_version + 1, Method::kUpdate);
+        auto rec = append_resource(txn, tenant, pending->resource, type, id, current_version + 1, Method::kUpdate,
+                                   pending->index);
         if (!rec) return std::unexpected(rec.error());
         pending->out.created = !*current || (*current)->deleted;
         pending->out.record = std::move(*rec);

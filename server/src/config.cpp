@@ -58,7 +58,9 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("idle-timeout", po::value(&c.idle_timeout_s)->default_value(c.idle_timeout_s), "seconds a keep-alive connection may idle")
     ("log-requests", po::value(&c.log_requests)->default_value(c.log_requests), "one JSON line per request on stdout")
     ("sync-full", po::value(&c.sync_full)->default_value(c.sync_full),
-       "fsync every commit (SQLite synchronous=FULL); false trades durability on power loss for speed");
+       "fsync every commit (SQLite synchronous=FULL); false trades durability on power loss for speed")
+    ("search-index", po::value(&c.search_index)->default_value(c.search_index),
+       "write the search index with every version (preview: search is not served yet, and it slows writes)");
   // clang-format on
   std::ostringstream help;
   help << desc;

@@ -8,6 +8,8 @@
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/resources/definitions.hpp"
 #include "caduceus/resources/repository.hpp"
+#include "caduceus/resources/search_index.hpp"
+#include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/store/store.hpp"
 #include "caduceus/resources/structure_checker.hpp"
 #include "caduceus/server/config.hpp"
@@ -55,6 +57,17 @@ int serve(const std::vector<std::string>& args) {
     return 1;
   }
   resources::StructureChecker checker(**definitions);
+  auto search_parameters = resources::SearchParameterRegistry::load(conformance::r4_search_parameters_json(),
+                                                                    conformance::r4_compartments_json());
+  if (!search_parameters) {
+    print_error(search_parameters.error());
+    return 1;
+  }
+  auto indexer = resources::SearchIndexer::create(**definitions, **search_parameters);
+  if (!indexer) {
+    print_error(indexer.error());
+    return 1;
+  }
 
   resources::StoreOptions store_options;
   store_options.readers = config.readers != 0 ? config.readers : threads + 2;
@@ -64,7 +77,8 @@ int serve(const std::vector<std::string>& args) {
     print_error(store.error());
     return 1;
   }
-  resources::Repository repository(**store, **definitions, checker);
+  // Search index rows are written only when asked for, until search itself is served (see README, Status).
+  resources::Repository repository(**store, **definitions, checker, config.search_index ? indexer->get() : nullptr);
 
   server::Metrics metrics;
   server::RequestLog log(config.log_requests);

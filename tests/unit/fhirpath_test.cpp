@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -204,6 +205,31 @@ TEST(FhirPathNavigation, UnionKeepsElementsThatDifferAnywhere) {
   EXPECT_EQ(run("(Observation.component.value as Quantity | {}).count()", *parsed), "[3]");
   EXPECT_EQ(run("Observation.component[1].value = Observation.component[2].value", *parsed), "[true]");
   EXPECT_EQ(run("Observation.component[0].value = Observation.component[1].value", *parsed), "[false]");
+}
+
+TEST(FhirPathNavigation, EvaluatesFromAnItem) {
+  // A composite parameter: component expressions on each item of the main expression.
+  auto parsed = fhir::json::parse(R"({"resourceType":"Observation","status":"final","component":[
+    {"code":{"coding":[{"code":"8480-6"}]},"valueQuantity":{"value":107,"code":"mm[Hg]"}},
+    {"code":{"coding":[{"code":"8462-4"}]},"valueQuantity":{"value":60,"code":"mm[Hg]"}}]})");
+  ASSERT_TRUE(parsed.has_value());
+  EvalContext ctx;
+  ctx.definitions = &r4();
+  auto main = FhirPath::compile("Observation.component");
+  auto code = FhirPath::compile("code.coding.code");
+  auto value = FhirPath::compile("value.as(Quantity).value");
+  auto resource = FhirPath::compile("%resource.status");
+  ASSERT_TRUE(main && code && value && resource);
+  auto components = main->evaluate(*parsed, ctx);
+  ASSERT_TRUE(components.has_value());
+  ASSERT_EQ(components->size(), 2u);
+  std::string pairs;
+  for (const Item& component : *components) {
+    EXPECT_EQ(component.type_name(), "Observation.component");
+    pairs += render(*code->evaluate(component, *parsed, ctx)) + "=" + render(*value->evaluate(component, *parsed, ctx));
+    pairs += render(*resource->evaluate(component, *parsed, ctx)) + ";";
+  }
+  EXPECT_EQ(pairs, "[8480-6]=[107][final];[8462-4]=[60][final];");
 }
 
 TEST(FhirPathNavigation, WorksWithoutTheModel) {
@@ -502,6 +528,21 @@ TEST(FhirPathCompile, BoundsNestingDepth) {
   }
   std::string minus(5000, '-');
   EXPECT_FALSE(FhirPath::compile(minus + "1").has_value());
+  // The deepest that compiles evaluates (with a result or an error).
+  std::string nested = "true";
+  for (int i = 0; i < 90; ++i) nested = "Patient.name.where(" + nested + ").exists()";
+  auto deep_where = FhirPath::compile(nested);
+  ASSERT_TRUE(deep_where.has_value());
+  EvalContext ctx;
+  ctx.definitions = &r4();
+  EXPECT_TRUE(deep_where->evaluate(example("Patient-example"), ctx).has_value());
+  std::string chain_path = "Patient";
+  for (int i = 0; i < 290; ++i) chain_path += ".name";
+  auto chain_compiled = FhirPath::compile(chain_path);
+  ASSERT_TRUE(chain_compiled.has_value());
+  auto chain_result = chain_compiled->evaluate(example("Patient-example"), ctx);
+  ASSERT_TRUE(chain_result.has_value());
+  EXPECT_TRUE(chain_result->empty());
   std::string path = "Patient";
   for (int i = 0; i < 100000; ++i) path += ".name";
   auto long_path = FhirPath::compile(path);
@@ -555,6 +596,78 @@ TEST(FhirPathCompile, KeepsTheTextAndIsCopyable) {
   auto result = copy.evaluate(example("Patient-example"), ctx);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(render(*result), "[Chalmers, Windsor]");
+}
+
+// Random token soup (a fixed seed): compiles or fails with kInvalid, and evaluates without crashing.
+TEST(FhirPathCompile, SurvivesRandomTokens) {
+  static constexpr const char* kTokens[] = {
+      "Patient",    "name",
+      "given",      "family",
+      "telecom",    "value",
+      "where(",     "select(",
+      "exists(",    "first()",
+      "resolve()",  "ofType(",
+      "as",         "is",
+      "Quantity",   "HumanName",
+      "iif(",       "(",
+      ")",          ".",
+      ",",          "[",
+      "]",          "0",
+      "1",          "2.5",
+      "'a'",        "'Jim'",
+      "@2012-01",   "@T10:00",
+      "10 'mg'",    "{}",
+      "$this",      "$index",
+      "%resource",  "+",
+      "-",          "*",
+      "/",          "div",
+      "mod",        "&",
+      "|",          "=",
+      "!=",         "~",
+      "<",          ">=",
+      "and",        "or",
+      "xor",        "implies",
+      "in",         "contains",
+      "not()",      "count()",
+      "repeat(",    "descendants()",
+      "children()", "substring(",
+      "matches(",   "aggregate(",
+      "$total",     "true",
+      "false",      "extension(",
+      "`given`",    "toString()",
+      "split(",     "join(",
+  };
+  constexpr std::size_t kCount = sizeof kTokens / sizeof kTokens[0];
+  EvalContext ctx;
+  ctx.definitions = &r4();
+  const auto& patient = example("Patient-example");
+  std::uint64_t state = 0x9E3779B97F4A7C15ULL;
+  auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  std::size_t compiled = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string e;
+    const std::size_t length = 1 + next() % 12;
+    for (std::size_t k = 0; k < length; ++k) {
+      e += kTokens[next() % kCount];
+      if (next() % 2 == 0) e += ' ';
+    }
+    auto c = FhirPath::compile(e);
+    if (!c) {
+      EXPECT_EQ(c.error().kind, fhir::ErrorKind::kInvalid) << e;
+      continue;
+    }
+    ++compiled;
+    auto r = c->evaluate(patient, ctx);
+    if (!r) {
+      EXPECT_EQ(r.error().kind, fhir::ErrorKind::kInvalid) << e;
+    }
+  }
+  EXPECT_GT(compiled, 500u);
 }
 
 TEST(FhirPathCompile, EvaluatesFromManyThreadsAtOnce) {

@@ -1,6 +1,7 @@
 #include "caduceus/resources/store/store.hpp"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <latch>
@@ -9,6 +10,7 @@
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/resources/repository.hpp"
+#include "caduceus/resources/search_index.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -283,6 +285,54 @@ TEST_F(RepositoryTest, ReadsFollowEveryCommittedVersion) {
   // A write refused by If-Match leaves the current version as it was.
   EXPECT_FALSE(repo_->update(kDefaultTenant, "Patient", "c", parse(R"({"resourceType":"Patient","id":"c"})"), 3));
   EXPECT_EQ(store_->read(kDefaultTenant, "Patient", "c")->version, 6);
+}
+
+// The search index rows of a resource follow its current version, in the same transaction.
+TEST_F(RepositoryTest, IndexRowsFollowTheCurrentVersion) {
+  auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  ASSERT_TRUE(registry.has_value());
+  auto indexer = SearchIndexer::create(*defs_, **registry);
+  ASSERT_TRUE(indexer.has_value());
+  Repository indexed(*store_, *defs_, *checker_, indexer->get());
+  auto count = [&](const std::string& sql) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir_ / "test.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    long long n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  };
+  auto obs = [](std::string code) {
+    return parse(
+        R"({"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":")" +
+        code + R"("}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2026-01-02"})");
+  };
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Observation", "o1", obs("8310-5"), {}));
+  EXPECT_EQ(
+      count("SELECT COUNT(*) FROM idx_token WHERE param = 'code' AND system = 'http://loinc.org' AND code = '8310-5'"),
+      1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_reference WHERE param = 'subject' AND target_type = 'Patient' AND "
+                  "target_id = 'p1'"),
+            1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_date WHERE param = '_lastUpdated'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = '_id' AND code = 'o1'"), 1);
+
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Observation", "o1", obs("8867-4"), {}));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = 'code' AND code = '8310-5'"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = 'code' AND code = '8867-4'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_date WHERE param = '_lastUpdated'"), 1);
+
+  // A write refused by If-Match leaves the rows as they were.
+  EXPECT_FALSE(indexed.update(kDefaultTenant, "Observation", "o1", obs("0000-0"), 1));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = 'code' AND code = '0000-0'"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = 'code' AND code = '8867-4'"), 1);
+
+  ASSERT_TRUE(indexed.remove(kDefaultTenant, "Observation", "o1", std::nullopt));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_date"), 0);
 }
 
 TEST(StoreUrlTest, UnknownSchemesAreRefused) {

@@ -1499,14 +1499,19 @@ bool is_true(const Collection& c) noexcept {
 }
 
 fhir::Result<Collection> FhirPath::evaluate(const fhir::json::Value& resource, const EvalContext& ctx) const {
+  return evaluate(Item::of_node(&resource, resource_type_of(&resource, ctx)), resource, ctx);
+}
+
+fhir::Result<Collection> FhirPath::evaluate(const Item& focus, const fhir::json::Value& resource,
+                                            const EvalContext& ctx) const {
   try {
     Env env;
     env.root = &resource;
-    env.root_type = resource_type_of(&resource, ctx);
+    env.root_type = focus.node == &resource ? focus.type : resource_type_of(&resource, ctx);
     env.ctx = &ctx;
     env.text = &text_;
     Collection input;
-    input.push_back(Item::of_node(&resource, env.root_type));
+    input.push_back(focus);
     Evaluator evaluator;
     return evaluator.eval(*root_, input, env);
   } catch (const std::exception& e) {

@@ -50,6 +50,46 @@ const std::vector<Migration>& migrations() {
            "CREATE INDEX resource_version_instance ON resource_version (tenant, type, id, seq)",
            "CREATE INDEX resource_version_updated ON resource_version (tenant, last_updated)",
        }},
+      {2,
+       "search index tables",
+       {
+           // One table per search parameter type, one row per value of the current version of a resource
+           // (rewritten with each version, in the same transaction). `rid` ties a row to its resource; `param`
+           // is the parameter's code. Lookups go by (tenant, type, param, value...); the rid indexes serve
+           // rewrites and the joins of chains and includes.
+           "CREATE TABLE idx_string (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, normalized TEXT NOT NULL, exact TEXT NOT NULL)",
+           "CREATE INDEX idx_string_value ON idx_string (tenant, type, param, normalized)",
+           "CREATE INDEX idx_string_rid ON idx_string (rid)",
+           "CREATE TABLE idx_token (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, system TEXT, code TEXT NOT NULL, text TEXT NOT NULL)",
+           "CREATE INDEX idx_token_value ON idx_token (tenant, type, param, code, system)",
+           "CREATE INDEX idx_token_rid ON idx_token (rid)",
+           "CREATE TABLE idx_reference (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, target_type TEXT NOT NULL, target_id TEXT NOT NULL, target_version TEXT NOT NULL,"
+           " url TEXT NOT NULL, identifier_system TEXT NOT NULL, identifier_value TEXT NOT NULL)",
+           "CREATE INDEX idx_reference_value ON idx_reference (tenant, type, param, target_id, target_type)",
+           "CREATE INDEX idx_reference_target ON idx_reference (tenant, target_type, target_id)",
+           "CREATE INDEX idx_reference_rid ON idx_reference (rid)",
+           "CREATE TABLE idx_date (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL)",
+           "CREATE INDEX idx_date_low ON idx_date (tenant, type, param, low)",
+           "CREATE INDEX idx_date_high ON idx_date (tenant, type, param, high)",
+           "CREATE INDEX idx_date_rid ON idx_date (rid)",
+           "CREATE TABLE idx_number (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, low REAL NOT NULL, high REAL NOT NULL, value TEXT NOT NULL)",
+           "CREATE INDEX idx_number_value ON idx_number (tenant, type, param, low)",
+           "CREATE INDEX idx_number_rid ON idx_number (rid)",
+           "CREATE TABLE idx_quantity (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, low REAL NOT NULL, high REAL NOT NULL, value TEXT NOT NULL,"
+           " system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL)",
+           "CREATE INDEX idx_quantity_value ON idx_quantity (tenant, type, param, code, low)",
+           "CREATE INDEX idx_quantity_rid ON idx_quantity (rid)",
+           "CREATE TABLE idx_uri (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, uri TEXT NOT NULL)",
+           "CREATE INDEX idx_uri_value ON idx_uri (tenant, type, param, uri)",
+           "CREATE INDEX idx_uri_rid ON idx_uri (rid)",
+       }},
   };
   return list;
 }

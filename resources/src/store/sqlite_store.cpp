@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "caduceus/resources/search_index.hpp"
 #include "current_cache.hpp"
 #include "schema.hpp"
 
@@ -162,6 +163,109 @@ class HotStatement {
   sqlite_api::sqlite3_stmt* stmt_ = nullptr;
 };
 
+// A statement that writes, prepared once on the writer's connection and run through SQLite's own API (the index
+// rows of a resource are many small inserts).
+class RawStatement {
+ public:
+  RawStatement(sqlite_api::sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite_api::sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("cannot prepare: ") + sqlite_api::sqlite3_errmsg(db));
+  }
+  ~RawStatement() { sqlite_api::sqlite3_finalize(stmt_); }
+  RawStatement(const RawStatement&) = delete;
+  RawStatement& operator=(const RawStatement&) = delete;
+
+  RawStatement& bind(int i, std::int64_t v) {
+    sqlite_api::sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  RawStatement& bind(int i, double v) {
+    sqlite_api::sqlite3_bind_double(stmt_, i, v);
+    return *this;
+  }
+  RawStatement& bind(int i, std::string_view v) {
+    sqlite_api::sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  RawStatement& bind(int i, const std::optional<std::string>& v) {
+    if (v) return bind(i, std::string_view(*v));
+    sqlite_api::sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  // Runs it to completion; throws on an error (the writer rolls the request back).
+  void run() {
+    int rc = sqlite_api::sqlite3_step(stmt_);
+    sqlite_api::sqlite3_reset(stmt_);
+    sqlite_api::sqlite3_clear_bindings(stmt_);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+      throw std::runtime_error(std::string("write failed: ") + sqlite_api::sqlite3_errmsg(db_));
+  }
+
+ private:
+  sqlite_api::sqlite3* db_;
+  sqlite_api::sqlite3_stmt* stmt_ = nullptr;
+};
+
+// The writer's statements for the search index tables.
+struct IndexWriter {
+  std::vector<std::unique_ptr<RawStatement>> deletes;
+  RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row;
+
+  explicit IndexWriter(sqlite_api::sqlite3* db)
+      : string_row(db, "INSERT INTO idx_string VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        token_row(db, "INSERT INTO idx_token VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        reference_row(db, "INSERT INTO idx_reference VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        date_row(db, "INSERT INTO idx_date VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        number_row(db, "INSERT INTO idx_number VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        quantity_row(db, "INSERT INTO idx_quantity VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        uri_row(db, "INSERT INTO idx_uri VALUES (?1, ?2, ?3, ?4, ?5)") {
+    for (const char* table :
+         {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"})
+      deletes.push_back(
+          std::make_unique<RawStatement>(db, (std::string("DELETE FROM ") + table + " WHERE rid = ?1").c_str()));
+  }
+
+  void remove(std::int64_t rid) {
+    for (auto& d : deletes) d->bind(1, rid).run();
+  }
+
+  void insert(std::int64_t rid, std::int64_t tenant, std::string_view type, const IndexValues& v) {
+    auto head = [&](RawStatement& st, const std::string& param) -> RawStatement& {
+      return st.bind(1, rid).bind(2, tenant).bind(3, type).bind(4, std::string_view(param));
+    };
+    for (const auto& r : v.strings)
+      head(string_row, r.param).bind(5, std::string_view(r.normalized)).bind(6, std::string_view(r.exact)).run();
+    for (const auto& r : v.tokens)
+      head(token_row, r.param)
+          .bind(5, r.system)
+          .bind(6, std::string_view(r.code))
+          .bind(7, std::string_view(r.text))
+          .run();
+    for (const auto& r : v.references)
+      head(reference_row, r.param)
+          .bind(5, std::string_view(r.type))
+          .bind(6, std::string_view(r.id))
+          .bind(7, std::string_view(r.version))
+          .bind(8, std::string_view(r.url))
+          .bind(9, std::string_view(r.identifier_system))
+          .bind(10, std::string_view(r.identifier_value))
+          .run();
+    for (const auto& r : v.dates) head(date_row, r.param).bind(5, r.low_ms).bind(6, r.high_ms).run();
+    for (const auto& r : v.numbers)
+      head(number_row, r.param).bind(5, r.low).bind(6, r.high).bind(7, std::string_view(r.value)).run();
+    for (const auto& r : v.quantities)
+      head(quantity_row, r.param)
+          .bind(5, r.low)
+          .bind(6, r.high)
+          .bind(7, std::string_view(r.value))
+          .bind(8, std::string_view(r.system))
+          .bind(9, std::string_view(r.code))
+          .bind(10, std::string_view(r.unit))
+          .run();
+    for (const auto& r : v.uris) head(uri_row, r.param).bind(5, std::string_view(r.uri)).run();
+  }
+};
+
 // One reader connection and its prepared reads.
 struct Reader {
   soci::session sql;
@@ -205,7 +309,7 @@ class SqliteTransaction final : public Transaction {
  public:
   explicit SqliteTransaction(SqliteStore& store) : store_(store) {}
   Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
-  Result<std::int64_t> append(TenantId tenant, const VersionRecord& record) override;
+  Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
 
  private:
@@ -232,6 +336,7 @@ class SqliteStore final : public Store {
     cur_stmt_.reset();
     upsert_stmt_.reset();
     insert_stmt_.reset();
+    index_writer_.reset();
     savepoint_stmt_.reset();
     release_stmt_.reset();
     rollback_to_stmt_.reset();
@@ -392,7 +497,7 @@ class SqliteStore final : public Store {
     return std::optional<CurrentInfo>{CurrentInfo{w_version_, w_last_updated_, w_deleted_ != 0}};
   }
 
-  Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec) {
+  Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec, const IndexValues* index) {
     w_tenant_ = tenant;
     w_type_ = rec.type;
     w_id_ = rec.id;
@@ -409,6 +514,9 @@ class SqliteStore final : public Store {
     }
     execute_one(*upsert_stmt_);
     execute_one(*insert_stmt_);
+    // The index describes the current version only: the previous version's rows go, the new ones come.
+    if (rec.version > 1) index_writer_->remove(w_rid_);
+    if (index != nullptr && !rec.deleted) index_writer_->insert(w_rid_, tenant, rec.type, *index);
     appended_.emplace_back(tenant, rec);
     appended_.back().second.seq = w_seq_;
     return static_cast<std::int64_t>(w_seq_);
@@ -476,6 +584,8 @@ class SqliteStore final : public Store {
   }
 
   void prepare_writer() {
+    index_writer_ =
+        std::make_unique<IndexWriter>(static_cast<soci::sqlite3_session_backend*>(writer_sql_.get_backend())->conn_);
     savepoint_stmt_.emplace((writer_sql_.prepare << "SAVEPOINT job"));
     release_stmt_.emplace((writer_sql_.prepare << "RELEASE job"));
     rollback_to_stmt_.emplace((writer_sql_.prepare << "ROLLBACK TO job"));
@@ -579,6 +689,7 @@ class SqliteStore final : public Store {
   soci::session writer_sql_;
   std::optional<soci::statement> cur_stmt_, upsert_stmt_, insert_stmt_;
   std::optional<soci::statement> savepoint_stmt_, release_stmt_, rollback_to_stmt_;
+  std::unique_ptr<IndexWriter> index_writer_;
   long long w_tenant_ = 0, w_version_ = 0, w_last_updated_ = 0, w_rid_ = 0, w_seq_ = 0;
   int w_deleted_ = 0, w_method_ = 0;
   std::string w_type_, w_id_, w_body_;
@@ -601,8 +712,8 @@ Result<std::optional<CurrentInfo>> SqliteTransaction::current(TenantId tenant, s
                                                               std::string_view id) {
   return store_.txn_current(tenant, type, id);
 }
-Result<std::int64_t> SqliteTransaction::append(TenantId tenant, const VersionRecord& record) {
-  return store_.txn_append(tenant, record);
+Result<std::int64_t> SqliteTransaction::append(TenantId tenant, const VersionRecord& record, const IndexValues* index) {
+  return store_.txn_append(tenant, record, index);
 }
 std::int64_t SqliteTransaction::now_ms() {
   return store_.txn_now_ms();

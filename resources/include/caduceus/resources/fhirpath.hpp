@@ -19,6 +19,9 @@
 //   `(ActivityDefinition.useContext.value as Quantity)` is evaluated on many); `is` still wants one item.
 // - Type tests follow the R4 model: `T` or `FHIR.T` matches nodes whose type is T or derives from it (`code` is a
 //   `string`, `Patient` a `DomainResource`); `System.T` matches only computed values (literals, results).
+// - Two complex elements are equal (`=`, and so for `|`, union() and distinct()) when their JSON trees are, members
+//   in any order and numbers to 8 decimal places, as in the reference JavaScript engine.
+// - `.value` on a primitive is the primitive itself; getValue() gives its System value.
 // - Decimals are computed in double precision and written with their operands' precision (0.1 + 0.2 = 0.3).
 // - Positions and lengths in strings count characters (UTF-8 code points); upper() and lower() change ASCII
 //   letters only. matches() searches (true when the pattern matches a part), with ECMAScript regular expressions
@@ -100,6 +103,9 @@ class FhirPath {
   // (e.g. a function that wants one item given several) returns ErrorKind::kInvalid. The returned items may
   // point into `resource`, which must outlive them.
   fhir::Result<Collection> evaluate(const fhir::json::Value& resource, const EvalContext& ctx) const;
+  // The same with `focus` as the input and $this, and `resource` as %resource (e.g. a composite search parameter's
+  // component expression on each item its main expression gave).
+  fhir::Result<Collection> evaluate(const Item& focus, const fhir::json::Value& resource, const EvalContext& ctx) const;
 
   const std::string& text() const noexcept { return text_; }
 

@@ -8,6 +8,7 @@
 
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/resources/definitions.hpp"
+#include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/store/store.hpp"
 #include "caduceus/resources/structure_checker.hpp"
 
@@ -26,8 +27,11 @@ class Repository {
   template <class T>
   using Callback = std::function<void(fhir::Result<T>)>;
 
-  Repository(Store& store, const Definitions& definitions, const StructureChecker& checker)
-      : store_(store), definitions_(definitions), checker_(checker) {}
+  // With an indexer, every write also stores the search index values of the new version, in the same
+  // transaction; without one (nullptr), none.
+  Repository(Store& store, const Definitions& definitions, const StructureChecker& checker,
+             const SearchIndexer* indexer = nullptr)
+      : store_(store), definitions_(definitions), checker_(checker), indexer_(indexer) {}
 
   // Creates a resource of `type` with a new id (any id in the body is replaced).
   // Errors: kInvalid with the issues (bad structure, wrong resourceType), kUnavailable.
@@ -65,6 +69,10 @@ class Repository {
   Store& store_;
   const Definitions& definitions_;
   const StructureChecker& checker_;
+  const SearchIndexer* indexer_;
+
+  // The index values of a resource about to be written (without _lastUpdated, added once it is known).
+  std::optional<IndexValues> index_of(const fhir::json::Value& resource) const;
 };
 
 // A new resource id: a random (version 4) UUID in lower case.

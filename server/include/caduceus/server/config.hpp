@@ -26,6 +26,7 @@ struct ServeConfig {
   int idle_timeout_s = 60;
   bool log_requests = true;
   bool sync_full = true;
+  bool search_index = false;  // write search index rows (search itself is not served yet)
 
   std::string host() const;
   std::uint16_t port() const;

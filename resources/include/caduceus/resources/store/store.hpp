@@ -12,6 +12,8 @@
 
 namespace caduceus::resources {
 
+struct IndexValues;  // caduceus/resources/search_index.hpp
+
 // Every stored row carries a tenant (partition) key, and every query filters on it. One tenant for now.
 using TenantId = std::int64_t;
 inline constexpr TenantId kDefaultTenant = 0;
@@ -62,8 +64,11 @@ class Transaction {
   // the check made with it and the following append are atomic.
   virtual fhir::Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type,
                                                            std::string_view id) = 0;
-  // Appends a version (record.seq is ignored and assigned) and makes it the current one.
-  virtual fhir::Result<std::int64_t> append(TenantId tenant, const VersionRecord& record) = 0;
+  // Appends a version (record.seq is ignored and assigned) and makes it the current one. `index`: the search
+  // index values of that version, replacing those of the previous one (nullptr: no index rows; a delete always
+  // removes them).
+  virtual fhir::Result<std::int64_t> append(TenantId tenant, const VersionRecord& record,
+                                            const IndexValues* index = nullptr) = 0;
   // The store's clock, in ms since the epoch; never runs backwards within one store.
   virtual std::int64_t now_ms() = 0;
 };
