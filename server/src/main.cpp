@@ -57,16 +57,23 @@ int serve(const std::vector<std::string>& args) {
     return 1;
   }
   resources::StructureChecker checker(**definitions);
-  auto search_parameters = resources::SearchParameterRegistry::load(conformance::r4_search_parameters_json(),
-                                                                    conformance::r4_compartments_json());
-  if (!search_parameters) {
-    print_error(search_parameters.error());
-    return 1;
-  }
-  auto indexer = resources::SearchIndexer::create(**definitions, **search_parameters);
-  if (!indexer) {
-    print_error(indexer.error());
-    return 1;
+  // Search index rows are written only when asked for, until search itself is served (see README, Status).
+  std::shared_ptr<const resources::SearchParameterRegistry> search_parameters;
+  std::shared_ptr<const resources::SearchIndexer> indexer;
+  if (config.search_index) {
+    auto registry = resources::SearchParameterRegistry::load(conformance::r4_search_parameters_json(),
+                                                             conformance::r4_compartments_json());
+    if (!registry) {
+      print_error(registry.error());
+      return 1;
+    }
+    search_parameters = *registry;
+    auto created = resources::SearchIndexer::create(**definitions, *search_parameters);
+    if (!created) {
+      print_error(created.error());
+      return 1;
+    }
+    indexer = *created;
   }
 
   resources::StoreOptions store_options;
@@ -77,8 +84,7 @@ int serve(const std::vector<std::string>& args) {
     print_error(store.error());
     return 1;
   }
-  // Search index rows are written only when asked for, until search itself is served (see README, Status).
-  resources::Repository repository(**store, **definitions, checker, config.search_index ? indexer->get() : nullptr);
+  resources::Repository repository(**store, **definitions, checker, indexer.get());
 
   server::Metrics metrics;
   server::RequestLog log(config.log_requests);
