@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -19,10 +20,13 @@
 #include <random>
 #include <stdexcept>
 #include <thread>
+#include <variant>
 
 #include "caduceus/resources/search_index.hpp"
+#include "caduceus/resources/search_query.hpp"
 #include "current_cache.hpp"
 #include "schema.hpp"
+#include "search_sql.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -316,6 +320,32 @@ class SqliteTransaction final : public Transaction {
   SqliteStore& store_;
 };
 
+// Runs a built query on a connection, calling on_row for each row. Throws on a database error.
+template <class F>
+void run_query(sqlite_api::sqlite3* db, const SqlQuery& q, F&& on_row) {
+  sqlite_api::sqlite3_stmt* st = nullptr;
+  if (sqlite_api::sqlite3_prepare_v2(db, q.sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
+    throw std::runtime_error(std::string("search query: ") + sqlite_api::sqlite3_errmsg(db));
+  for (std::size_t i = 0; i < q.binds.size(); ++i) {
+    int n = static_cast<int>(i + 1);
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::int64_t>)
+            sqlite_api::sqlite3_bind_int64(st, n, v);
+          else if constexpr (std::is_same_v<T, double>)
+            sqlite_api::sqlite3_bind_double(st, n, v);
+          else
+            sqlite_api::sqlite3_bind_text(st, n, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+        },
+        q.binds[i]);
+  }
+  int rc;
+  while ((rc = sqlite_api::sqlite3_step(st)) == SQLITE_ROW) on_row(st);
+  sqlite_api::sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) throw std::runtime_error(std::string("search query: ") + sqlite_api::sqlite3_errmsg(db));
+}
+
 class SqliteStore final : public Store {
  public:
   SqliteStore(std::string path, bool remove_on_close, const StoreOptions& options)
@@ -477,6 +507,50 @@ class SqliteStore final : public Store {
       return;
     }
     queue_cv_.notify_one();
+  }
+
+  Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
+    std::optional<std::int64_t> after;
+    if (query.cursor) {
+      std::int64_t rid = 0;
+      auto [ptr, ec] = std::from_chars(query.cursor->data(), query.cursor->data() + query.cursor->size(), rid);
+      if (ec != std::errc() || ptr != query.cursor->data() + query.cursor->size() || rid < 0)
+        return fhir::fail(ErrorKind::kInvalid, "invalid", "'" + *query.cursor + "' is not a paging cursor", "_cursor");
+      after = rid;
+    }
+    bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
+    std::size_t limit = query.summary == Summary::kCount ? 0 : query.count;
+    auto page_sql = build_search_sql(tenant, query, after, limit + 1, false);
+    if (!page_sql) return std::unexpected(page_sql.error());
+    std::optional<SqlQuery> count_sql;
+    if (want_total) {
+      auto c = build_search_sql(tenant, query, std::nullopt, 0, true);
+      if (!c) return std::unexpected(c.error());
+      count_sql = std::move(*c);
+    }
+    return with_reader([&](Reader& r) -> Result<SearchPage> {
+      auto* db = static_cast<soci::sqlite3_session_backend*>(r.sql.get_backend())->conn_;
+      SearchPage page;
+      std::vector<std::pair<std::int64_t, std::string>> hits;
+      run_query(db, *page_sql, [&](sqlite_api::sqlite3_stmt* st) {
+        hits.emplace_back(sqlite_api::sqlite3_column_int64(st, 0),
+                          reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 1)));
+      });
+      if (hits.size() > limit) {
+        hits.resize(limit);
+        page.next_cursor = std::to_string(hits.back().first);
+      }
+      for (const auto& [rid, id] : hits) {
+        if (!r.read_current->fetch(tenant, query.type, id, std::nullopt, r.row)) continue;  // deleted meanwhile
+        auto rec = r.record(query.type, id);
+        if (!rec) return std::unexpected(rec.error());
+        page.entries.push_back(std::move(*rec));
+      }
+      if (count_sql)
+        run_query(db, *count_sql,
+                  [&](sqlite_api::sqlite3_stmt* st) { page.total = sqlite_api::sqlite3_column_int64(st, 0); });
+      return page;
+    });
   }
 
   Result<void> ping() override {

@@ -13,6 +13,7 @@
 namespace caduceus::resources {
 
 struct IndexValues;  // caduceus/resources/search_index.hpp
+struct SearchQuery;  // caduceus/resources/search_query.hpp
 
 // Every stored row carries a tenant (partition) key, and every query filters on it. One tenant for now.
 using TenantId = std::int64_t;
@@ -54,6 +55,13 @@ struct HistoryQuery {
 struct HistoryPage {
   std::vector<VersionRecord> entries;           // newest first
   std::optional<std::int64_t> next_before_seq;  // set when more entries follow
+};
+
+// One page of search results: the current versions of the matching resources, in a stable order.
+struct SearchPage {
+  std::vector<VersionRecord> entries;
+  std::optional<std::string> next_cursor;  // set when more follow: pass it back as SearchQuery::cursor
+  std::optional<std::int64_t> total;       // when the query asked for it (_total=accurate, _summary=count)
 };
 
 // One unit of writes, atomic and durable together. Implemented by each backend.
@@ -102,6 +110,9 @@ class Store {
   virtual void write_async(Work work, Done done) = 0;
   // The same, waiting for the commit.
   fhir::Result<void> write(Work work);
+  // The matches of a search (over the index rows written with --search-index), one page of query.count after
+  // query.cursor. Errors: kNotSupported for what the query builder does not do yet, kInvalid for a bad cursor.
+  virtual fhir::Result<SearchPage> search(TenantId tenant, const SearchQuery& query) = 0;
   // Whether the database answers (for /readyz).
   virtual fhir::Result<void> ping() = 0;
 };

@@ -1,0 +1,306 @@
+#include "search_sql.hpp"
+
+#include <cstdlib>
+#include <limits>
+
+#include "caduceus/fhir/search_text.hpp"
+#include "caduceus/fhir/search_values.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+namespace sv = fhir::search;
+using fhir::ErrorKind;
+
+fhir::Error not_supported(const Criterion& c, const std::string& what) {
+  return fhir::Error::make(ErrorKind::kNotSupported, "not-supported",
+                           "Search parameter '" + c.name + "': " + what + " is not supported yet", c.name);
+}
+
+// LIKE pattern escaping (with ESCAPE '\').
+std::string like_escape(std::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '%' || ch == '_' || ch == '\\') out.push_back('\\');
+    out.push_back(ch);
+  }
+  return out;
+}
+
+double to_double(const sv::Decimal& d) {
+  return std::strtod(d.to_string().c_str(), nullptr);
+}
+
+const char* table_of(SearchParamType t) {
+  switch (t) {
+    case SearchParamType::kString: return "idx_string";
+    case SearchParamType::kToken: return "idx_token";
+    case SearchParamType::kReference: return "idx_reference";
+    case SearchParamType::kDate: return "idx_date";
+    case SearchParamType::kNumber: return "idx_number";
+    case SearchParamType::kQuantity: return "idx_quantity";
+    case SearchParamType::kUri: return "idx_uri";
+    default: return nullptr;
+  }
+}
+
+struct Builder {
+  SqlQuery& q;
+
+  void bind(SqlQuery::Bind b) { q.binds.push_back(std::move(b)); }
+
+  // A range comparison of a stored [lo, hi) against the search range [slo, shi) (search.html#prefix).
+  void range(sv::Prefix p, const char* lo, const char* hi, SqlQuery::Bind slo, SqlQuery::Bind shi, std::string& out) {
+    auto contained = [&] {
+      std::string s = std::string("(") + lo + " >= ? AND " + hi + " <= ?)";
+      bind(slo);
+      bind(shi);
+      return s;
+    };
+    switch (p) {
+      case sv::Prefix::kEq: out += contained(); break;
+      case sv::Prefix::kNe: out += "NOT " + contained(); break;
+      case sv::Prefix::kGt:
+      case sv::Prefix::kSa:
+        out += std::string("(") + (p == sv::Prefix::kSa ? lo : hi) + (p == sv::Prefix::kSa ? " >= ?)" : " > ?)");
+        bind(shi);
+        break;
+      case sv::Prefix::kLt:
+      case sv::Prefix::kEb:
+        out += std::string("(") + (p == sv::Prefix::kEb ? hi : lo) + (p == sv::Prefix::kEb ? " <= ?)" : " < ?)");
+        bind(slo);
+        break;
+      case sv::Prefix::kGe: {
+        out += std::string("(") + hi + " > ? OR ";
+        bind(shi);
+        out += contained() + ")";
+        break;
+      }
+      case sv::Prefix::kLe: {
+        out += std::string("(") + lo + " < ? OR ";
+        bind(slo);
+        out += contained() + ")";
+        break;
+      }
+      case sv::Prefix::kAp:
+        out += std::string("(") + lo + " < ? AND " + hi + " > ?)";
+        bind(shi);
+        bind(slo);
+        break;
+    }
+  }
+
+  // The condition on one index row (alias x) for one value.
+  fhir::Result<std::string> value_condition(const Criterion& c, const std::string& value) {
+    const SearchParameter& p = *c.parameter;
+    std::string s;
+    switch (p.type) {
+      case SearchParamType::kString: {
+        if (c.modifier == Modifier::kExact) {
+          bind(value);
+          return std::string("x.exact = ?");
+        }
+        std::string norm = sv::normalize_for_search(value);
+        bind(c.modifier == Modifier::kContains ? "%" + like_escape(norm) + "%" : like_escape(norm) + "%");
+        return std::string("x.normalized LIKE ? ESCAPE '\\'");
+      }
+      case SearchParamType::kToken: {
+        if (c.modifier == Modifier::kText) {
+          bind(like_escape(sv::normalize_for_search(value)) + "%");
+          return std::string("x.text LIKE ? ESCAPE '\\'");
+        }
+        if (c.modifier == Modifier::kOfType) return std::unexpected(not_supported(c, ":of-type"));
+        auto t = sv::parse_token(value);
+        if (!t) return std::unexpected(t.error());
+        std::string cond;
+        if (t->code) {
+          cond = "x.code = ?";
+          bind(*t->code);
+        }
+        if (t->system) {
+          if (!cond.empty()) cond += " AND ";
+          if (t->system->empty()) {
+            cond += "x.system IS NULL";
+          } else {
+            cond += "x.system = ?";
+            bind(*t->system);
+          }
+        }
+        return cond;
+      }
+      case SearchParamType::kReference: {
+        if (c.modifier == Modifier::kIdentifier) {
+          auto t = sv::parse_token(value);
+          if (!t) return std::unexpected(t.error());
+          std::string cond = "x.identifier_value = ?";
+          bind(t->code.value_or(""));
+          if (t->system && !t->system->empty()) {
+            cond += " AND x.identifier_system = ?";
+            bind(*t->system);
+          }
+          return cond;
+        }
+        auto r = sv::parse_reference(value);
+        if (!r) return std::unexpected(r.error());
+        std::string cond;
+        if (r->url && !r->type) {
+          bind(*r->url);
+          cond = "x.url = ?";
+        } else {
+          bind(r->id);
+          cond = "x.target_id = ?";
+          std::string type = r->type.value_or(c.modifier == Modifier::kType ? c.target_type : std::string());
+          if (!type.empty()) {
+            cond += " AND x.target_type = ?";
+            bind(type);
+          }
+        }
+        return cond;
+      }
+      case SearchParamType::kDate: {
+        auto d = sv::parse_date(value);
+        if (!d) return std::unexpected(d.error());
+        range(d->prefix, "x.low", "x.high", d->low_ms, d->high_ms, s);
+        return s;
+      }
+      case SearchParamType::kNumber:
+      case SearchParamType::kQuantity: {
+        sv::NumberValue n;
+        std::optional<std::string> system, code;
+        if (p.type == SearchParamType::kNumber) {
+          auto parsed = sv::parse_number(value);
+          if (!parsed) return std::unexpected(parsed.error());
+          n = *parsed;
+        } else {
+          auto parsed = sv::parse_quantity(value);
+          if (!parsed) return std::unexpected(parsed.error());
+          n = parsed->number;
+          system = parsed->system;
+          code = parsed->code;
+        }
+        // The stored value is the middle of its range; the search value's precision gives [low, high).
+        const char* mid = "((x.low + x.high) / 2)";
+        double lo = to_double(n.low), hi = to_double(n.high), v = to_double(n.value);
+        switch (n.prefix) {
+          case sv::Prefix::kEq:
+            s = std::string("(") + mid + " >= ? AND " + mid + " < ?)";
+            bind(lo);
+            bind(hi);
+            break;
+          case sv::Prefix::kNe:
+            s = std::string("NOT (") + mid + " >= ? AND " + mid + " < ?)";
+            bind(lo);
+            bind(hi);
+            break;
+          case sv::Prefix::kGt:
+          case sv::Prefix::kSa:
+            s = std::string(mid) + " > ?";
+            bind(v);
+            break;
+          case sv::Prefix::kLt:
+          case sv::Prefix::kEb:
+            s = std::string(mid) + " < ?";
+            bind(v);
+            break;
+          case sv::Prefix::kGe:
+            s = std::string(mid) + " >= ?";
+            bind(v);
+            break;
+          case sv::Prefix::kLe:
+            s = std::string(mid) + " <= ?";
+            bind(v);
+            break;
+          case sv::Prefix::kAp: {  // within 10 % of the value
+            double margin = std::abs(v) * 0.1;
+            s = std::string("(") + mid + " >= ? AND " + mid + " <= ?)";
+            bind(v - margin);
+            bind(v + margin);
+            break;
+          }
+        }
+        if (code) {
+          s += system ? " AND x.system = ? AND x.code = ?" : " AND (x.code = ? OR x.unit = ?)";
+          if (system) bind(*system);
+          bind(*code);
+          if (!system) bind(*code);
+        }
+        return s;
+      }
+      case SearchParamType::kUri: {
+        if (c.modifier == Modifier::kBelow) {
+          bind(like_escape(value) + "%");
+          return std::string("x.uri LIKE ? ESCAPE '\\'");
+        }
+        if (c.modifier == Modifier::kAbove) {
+          bind(value);
+          return std::string("? LIKE (replace(replace(x.uri, '%', '\\%'), '_', '\\_') || '%') ESCAPE '\\'");
+        }
+        if (c.modifier == Modifier::kContains) {
+          bind("%" + like_escape(value) + "%");
+          return std::string("x.uri LIKE ? ESCAPE '\\'");
+        }
+        bind(value);
+        return std::string("x.uri = ?");
+      }
+      default: return std::unexpected(not_supported(c, "this parameter type"));
+    }
+  }
+
+  fhir::Result<void> criterion(const Criterion& c, std::string& where) {
+    if (c.chained) return std::unexpected(not_supported(c, "chaining"));
+    const char* table = table_of(c.parameter->type);
+    if (table == nullptr) return std::unexpected(not_supported(c, "a composite or special parameter"));
+    std::string exists = std::string("EXISTS (SELECT 1 FROM ") + table + " x WHERE x.rid = r.rid AND x.param = ?";
+    if (c.modifier == Modifier::kMissing) {
+      bind(c.parameter->code);
+      bool missing = !c.values.empty() && c.values.front() == "true";
+      where += std::string(" AND ") + (missing ? "NOT " : "") + exists + ")";
+      return {};
+    }
+    bool negate = c.modifier == Modifier::kNot;
+    where += negate ? " AND NOT " : " AND ";
+    where += exists;
+    bind(c.parameter->code);
+    where += " AND (";
+    for (std::size_t i = 0; i < c.values.size(); ++i) {
+      auto cond = value_condition(c, c.values[i]);
+      if (!cond) return std::unexpected(cond.error());
+      where += (i ? " OR (" : "(") + *cond + ")";
+    }
+    where += "))";
+    return {};
+  }
+};
+
+}  // namespace
+
+fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
+                                        std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only) {
+  if (!query.has.empty())
+    return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_has is not supported yet", "_has");
+  if (!query.sort.empty())
+    return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_sort is not supported yet", "_sort");
+  if (!query.includes.empty())
+    return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_include and _revinclude are not supported yet",
+                      "_include");
+  SqlQuery q;
+  Builder b{q};
+  std::string where = " WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0";
+  q.binds.push_back(static_cast<std::int64_t>(tenant));
+  q.binds.push_back(query.type);
+  for (const Criterion& c : query.criteria)
+    if (auto ok = b.criterion(c, where); !ok) return std::unexpected(ok.error());
+  if (count_only) {
+    q.sql = "SELECT COUNT(*) FROM resource r" + where;
+    return q;
+  }
+  if (after_rid) {
+    where += " AND r.rid > ?";
+    q.binds.push_back(*after_rid);
+  }
+  q.sql = "SELECT r.rid, r.id FROM resource r" + where + " ORDER BY r.rid LIMIT ?";
+  q.binds.push_back(static_cast<std::int64_t>(limit));
+  return q;
+}
+
+}  // namespace caduceus::resources

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "caduceus/resources/search_query.hpp"
+#include "caduceus/resources/store/store.hpp"
+
+namespace caduceus::resources {
+
+// A search as SQL over the resource table and the idx_* tables (SQLite dialect), with its bound values in order.
+struct SqlQuery {
+  using Bind = std::variant<std::int64_t, double, std::string>;
+  std::string sql;
+  std::vector<Bind> binds;
+};
+
+// `SELECT r.rid, r.id ... ORDER BY r.rid LIMIT n` for the page after `after_rid`, or (count_only) the number of
+// matches. Errors: kNotSupported for what the query builder does not do yet (chains, _has, _sort, composites,
+// special parameters, terminology modifiers), kInvalid for a value that does not parse.
+fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
+                                        std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only);
+
+}  // namespace caduceus::resources
