@@ -88,7 +88,8 @@ int serve(const std::vector<std::string>& args) {
 
   server::Metrics metrics;
   server::RequestLog log(config.log_requests);
-  server::Router router(repository, server::RouterOptions{}, [&metrics] { return metrics.render(); });
+  server::Router router(
+      repository, server::RouterOptions{}, [&metrics] { return metrics.render(); }, search_parameters.get());
 
   server::HttpServerOptions http_options;
   http_options.host = config.host();

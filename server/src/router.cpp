@@ -1,5 +1,6 @@
 #include "caduceus/server/router.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <future>
@@ -7,6 +8,7 @@
 
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/outcome.hpp"
+#include "caduceus/resources/search_query.hpp"
 #include "caduceus/server/errors.hpp"
 #include "url.hpp"
 
@@ -520,6 +522,81 @@ struct Router::Impl {
     return json_response(200, std::move(b), format);
   }
 
+  // GET [type]?params and POST [type]/_search (form-encoded body): a searchset Bundle.
+  Response search(std::string_view type) const {
+    const resources::SearchParameterRegistry* registry = self.search_parameters_;
+    if (registry == nullptr)
+      return error_response(ErrorKind::kNotSupported, "not-supported",
+                            "Search is not enabled on this server (start it with --search-index true)");
+    QueryParams all = params;
+    if (req.method == "POST") {
+      std::string media = media_type_of(req.header("content-type"));
+      if (!req.body.empty() && media != "application/x-www-form-urlencoded")
+        return error_response(ErrorKind::kUnsupportedMediaType, "not-supported",
+                              "POST _search takes application/x-www-form-urlencoded parameters");
+      auto form = parse_query(req.body);
+      if (!form) return error_response(ErrorKind::kInvalid, "invalid", "The form body has a malformed %-escape");
+      all.insert(all.end(), form->begin(), form->end());
+    }
+    resources::SearchLimits limits;
+    limits.default_count = self.options_.history_default_count;
+    limits.max_count = self.options_.history_max_count;
+    limits.strict = req.header("prefer").find("handling=strict") != std::string_view::npos;
+    auto query = resources::parse_search(type, all, *registry, repo().definitions(), limits);
+    if (!query) return error_response(query.error());
+    if ((query->summary != resources::Summary::kFalse && query->summary != resources::Summary::kCount) ||
+        !query->elements.empty())
+      return error_response(ErrorKind::kNotSupported, "not-supported",
+                            "_summary=true|text|data and _elements are not supported yet");
+    auto page = repo().store().search(kDefaultTenant, *query);
+    if (!page) return error_response(page.error());
+
+    // Links repeat the parameters that were used, leaving out unknown ones and the cursor.
+    std::string link = base() + "/" + std::string(type);
+    std::string kept;
+    for (const auto& [name, value] : all) {
+      if (name == "_cursor" || name == "_format" || name == "_pretty") continue;
+      if (std::find(query->ignored.begin(), query->ignored.end(), name) != query->ignored.end()) continue;
+      kept += (kept.empty() ? "?" : "&") + percent_encode(name) + "=" + percent_encode(value);
+    }
+    std::string b;
+    b.reserve(256 + page->entries.size() * 512);
+    b += "{\"resourceType\":\"Bundle\",\"id\":";
+    json::append_quoted(b, resources::new_resource_id());
+    b += ",\"meta\":{\"lastUpdated\":";
+    json::append_quoted(b, fhir::format_instant(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                    std::chrono::system_clock::now().time_since_epoch())
+                                                    .count()));
+    b += "},\"type\":\"searchset\"";
+    if (page->total) b += ",\"total\":" + std::to_string(*page->total);
+    b += ",\"link\":[{\"relation\":\"self\",\"url\":";
+    json::append_quoted(b, link + kept);
+    b += "}";
+    if (page->next_cursor) {
+      b += ",{\"relation\":\"next\",\"url\":";
+      json::append_quoted(b,
+                          link + kept + (kept.empty() ? "?" : "&") + "_cursor=" + percent_encode(*page->next_cursor));
+      b += "}";
+    }
+    b += "]";
+    if (!page->entries.empty()) {
+      b += ",\"entry\":[";
+      bool first = true;
+      for (const VersionRecord& v : page->entries) {
+        if (!first) b += ",";
+        first = false;
+        b += "{\"fullUrl\":";
+        json::append_quoted(b, base() + "/" + v.type + "/" + v.id);
+        b += ",\"resource\":";
+        b += v.body;
+        b += ",\"search\":{\"mode\":\"match\"}}";
+      }
+      b += "]";
+    }
+    b += "}";
+    return json_response(200, std::move(b), format);
+  }
+
   std::optional<Response> fhir(std::string_view path) {
     auto segments = split_path(path);
     const std::string& m = req.method;
@@ -552,9 +629,7 @@ struct Router::Impl {
     std::string_view type = first;
     if (segments.size() == 1) {
       if (m == "POST") return create(type);
-      if (get)
-        return with_interaction(
-            error_response(ErrorKind::kNotSupported, "not-supported", "Search is not supported yet"), "search-type");
+      if (get) return with_interaction(search(type), "search-type");
       return method_not_allowed(m, "/fhir/" + std::string(type), "GET, POST");
     }
     std::string_view second = segments[1];
@@ -562,9 +637,10 @@ struct Router::Impl {
       if (!get) return method_not_allowed(m, req.target, "GET");
       return with_interaction(history(type, {}), "history-type");
     }
-    if (segments.size() == 2 && second == "_search")
-      return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported", "Search is not supported yet"),
-                              "search-type");
+    if (segments.size() == 2 && second == "_search") {
+      if (m != "POST") return method_not_allowed(m, req.target, "POST");
+      return with_interaction(search(type), "search-type");
+    }
     if (segments.size() == 2) {
       if (get) return with_interaction(read(type, second), "read");
       if (m == "PUT") return update(type, second);
@@ -583,8 +659,12 @@ struct Router::Impl {
   }
 };
 
-Router::Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics)
-    : repository_(repository), options_(std::move(options)), render_metrics_(std::move(render_metrics)) {
+Router::Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics,
+               const resources::SearchParameterRegistry* search_parameters)
+    : repository_(repository),
+      options_(std::move(options)),
+      render_metrics_(std::move(render_metrics)),
+      search_parameters_(search_parameters) {
   capability_json_ = capability_statement(repository_.definitions(), options_);
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "caduceus/resources/repository.hpp"
+#include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/server/http_types.hpp"
 
 namespace caduceus::server {
@@ -21,7 +22,10 @@ class Router {
  public:
   using Completion = std::function<void(Response)>;
 
-  Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics);
+  // `search_parameters`: when set, GET [type]?... and POST [type]/_search are served (over the index rows that
+  // the repository writes); when nullptr they answer 501.
+  Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics,
+         const resources::SearchParameterRegistry* search_parameters = nullptr);
 
   // Answers a request. Writes answer once durable: `done` may then run later, on a thread of the store's (it
   // must be cheap and thread-safe); everything else answers before handle_async returns.
@@ -43,6 +47,7 @@ class Router {
   resources::Repository& repository_;
   RouterOptions options_;
   std::function<std::string()> render_metrics_;
+  const resources::SearchParameterRegistry* search_parameters_;
   std::string capability_json_;
 };
 
