@@ -1,3 +1,4 @@
+#include <cctype>
 #include <charconv>
 
 #include "caduceus/fhir/search_values.hpp"
@@ -193,6 +194,19 @@ struct Parser {
             bad(full_name, "a chain may have " + std::to_string(limits.max_chain) + " hops at most"));
       if (c->modifier != Modifier::kNone && c->modifier != Modifier::kType)
         return std::unexpected(bad(full_name, "a chained parameter takes no modifier but a type"));
+      if (c->target_type.empty() && p->target.size() != 1) {
+        // Several targets, but the expression for this type may allow one only (`subject.where(resolve() is
+        // Patient)` for Observation.patient): then that one.
+        std::string_view expression = p->expression_for(type);
+        if (auto at = expression.find("resolve() is ");
+            at != std::string_view::npos && expression.find("resolve() is ", at + 1) == std::string_view::npos) {
+          std::string_view rest_expr = expression.substr(at + 13);
+          std::size_t n = 0;
+          while (n < rest_expr.size() && std::isalnum(static_cast<unsigned char>(rest_expr[n]))) ++n;
+          std::string only(rest_expr.substr(0, n));
+          if (definitions.is_resource_type(only)) c->target_type = only;
+        }
+      }
       if (c->target_type.empty()) {
         if (p->target.size() != 1)
           return std::unexpected(bad(full_name, "'" + p->code + "' can refer to several types: name one, as in " +

@@ -246,11 +246,26 @@ struct Builder {
     }
   }
 
-  fhir::Result<void> criterion(const Criterion& c, std::string& where) {
-    if (c.chained) return std::unexpected(not_supported(c, "chaining"));
+  // Appends " AND <condition>" for one criterion on the resource aliased `r` (a chain recurses into the
+  // referenced type with a fresh alias).
+  fhir::Result<void> criterion(const Criterion& c, std::string& where, const std::string& r) {
+    if (c.chained) {
+      std::string r2 = next_alias();
+      where += " AND EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = " + r +
+               ".rid AND x.param = ? AND x.target_type = ? AND x.target_id IN (SELECT " + r2 + ".id FROM resource " +
+               r2 + " WHERE " + r2 + ".tenant = ? AND " + r2 + ".type = ? AND " + r2 + ".deleted = 0";
+      bind(c.parameter->code);
+      bind(c.target_type);
+      bind(tenant);
+      bind(c.target_type);
+      if (auto ok = criterion(*c.chained, where, r2); !ok) return ok;
+      where += "))";
+      return {};
+    }
     const char* table = table_of(c.parameter->type);
     if (table == nullptr) return std::unexpected(not_supported(c, "a composite or special parameter"));
-    std::string exists = std::string("EXISTS (SELECT 1 FROM ") + table + " x WHERE x.rid = r.rid AND x.param = ?";
+    std::string exists =
+        std::string("EXISTS (SELECT 1 FROM ") + table + " x WHERE x.rid = " + r + ".rid AND x.param = ?";
     if (c.modifier == Modifier::kMissing) {
       bind(c.parameter->code);
       bool missing = !c.values.empty() && c.values.front() == "true";
@@ -270,14 +285,36 @@ struct Builder {
     where += "))";
     return {};
   }
+
+  // Appends " AND <r> is referenced by a matching resource" for `_has` on the resource aliased `r` of `type`.
+  fhir::Result<void> has(const HasCriterion& h, const std::string& type, std::string& where, const std::string& r) {
+    std::string r2 = next_alias();
+    where += " AND " + r + ".id IN (SELECT x.target_id FROM idx_reference x JOIN resource " + r2 + " ON " + r2 +
+             ".rid = x.rid WHERE x.tenant = ? AND x.type = ? AND x.param = ? AND x.target_type = ? AND " + r2 +
+             ".deleted = 0";
+    bind(tenant);
+    bind(h.type);
+    bind(h.reference_param->code);
+    bind(type);
+    if (h.nested) {
+      if (auto ok = has(*h.nested, h.type, where, r2); !ok) return ok;
+    } else if (h.criterion) {
+      if (auto ok = criterion(*h.criterion, where, r2); !ok) return ok;
+    }
+    where += ")";
+    return {};
+  }
+
+  std::string next_alias() { return "r" + std::to_string(++aliases); }
+
+  std::int64_t tenant = 0;
+  int aliases = 0;
 };
 
 }  // namespace
 
 fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only) {
-  if (!query.has.empty())
-    return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_has is not supported yet", "_has");
   if (!query.sort.empty())
     return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_sort is not supported yet", "_sort");
   if (!query.includes.empty())
@@ -285,11 +322,14 @@ fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& quer
                       "_include");
   SqlQuery q;
   Builder b{q};
+  b.tenant = tenant;
   std::string where = " WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0";
   q.binds.push_back(static_cast<std::int64_t>(tenant));
   q.binds.push_back(query.type);
   for (const Criterion& c : query.criteria)
-    if (auto ok = b.criterion(c, where); !ok) return std::unexpected(ok.error());
+    if (auto ok = b.criterion(c, where, "r"); !ok) return std::unexpected(ok.error());
+  for (const HasCriterion& h : query.has)
+    if (auto ok = b.has(h, query.type, where, "r"); !ok) return std::unexpected(ok.error());
   if (count_only) {
     q.sql = "SELECT COUNT(*) FROM resource r" + where;
     return q;
