@@ -579,17 +579,30 @@ struct Router::Impl {
       b += "}";
     }
     b += "]";
-    if (!page->entries.empty()) {
+    if (!page->entries.empty() || !page->included.empty() || page->include_limit_reached) {
       b += ",\"entry\":[";
       bool first = true;
-      for (const VersionRecord& v : page->entries) {
+      auto entry = [&](const VersionRecord& v, std::string_view mode) {
         if (!first) b += ",";
         first = false;
         b += "{\"fullUrl\":";
         json::append_quoted(b, base() + "/" + v.type + "/" + v.id);
         b += ",\"resource\":";
         b += v.body;
-        b += ",\"search\":{\"mode\":\"match\"}}";
+        b += ",\"search\":{\"mode\":\"";
+        b += mode;
+        b += "\"}}";
+      };
+      for (const VersionRecord& v : page->entries) entry(v, "match");
+      for (const VersionRecord& v : page->included) entry(v, "include");
+      if (page->include_limit_reached) {
+        if (!first) b += ",";
+        b += "{\"resource\":";
+        b += fhir::operation_outcome_json({fhir::Issue{fhir::Severity::kWarning, "too-costly",
+                                                       "_include/_revinclude reached this server's maximum of included "
+                                                       "resources per page: some are left out",
+                                                       "_include"}});
+        b += ",\"search\":{\"mode\":\"outcome\"}}";
       }
       b += "]";
     }

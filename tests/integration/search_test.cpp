@@ -77,6 +77,15 @@ TEST_F(SearchTest, SearchsetBundleWithMatches) {
             std::set<std::string>{"o1"});
   EXPECT_EQ(entry_ids(get("Observation?subject:Patient.name=anna")), std::set<std::string>{"o1"});
   EXPECT_EQ(entry_ids(get("Patient?_has:Observation:patient:code=8310-5")), std::set<std::string>{"p1"});
+  // _include: the referenced patient comes as an entry with search.mode include.
+  Response inc = get("Observation?_id=o1&_include=Observation:subject");
+  ASSERT_EQ(inc.status, 200) << inc.summary();
+  EXPECT_EQ(entry_ids(inc), (std::set<std::string>{"o1", "p1"}));
+  auto bundle = inc.json();
+  ASSERT_TRUE(bundle);
+  std::set<std::string> modes;
+  for (const auto& e : bundle->find("entry")->items()) modes.insert(e.find("search")->find("mode")->text());
+  EXPECT_EQ(modes, (std::set<std::string>{"match", "include"}));
 }
 
 TEST_F(SearchTest, PostSearchAndPagingByNextLinks) {

@@ -140,6 +140,36 @@ TEST_F(SearchSql, ChainsAndReverseChains) {
   EXPECT_EQ(ids("Patient", {{"_has:Observation:subject:status", "final"}, {"name", "wil"}}), Ids{"p4"});
 }
 
+TEST_F(SearchSql, IncludesAndRevincludes) {
+  auto included = [](std::string_view type, const Params& params) {
+    auto page = search(type, params);
+    EXPECT_TRUE(page.has_value()) << (page ? "" : page.error().issues[0].diagnostics);
+    std::set<std::string> out;
+    if (page)
+      for (const auto& e : page->included) out.insert(e.type + "/" + e.id);
+    return out;
+  };
+  EXPECT_EQ(included("Observation", {{"_id", "o1"}, {"_include", "Observation:subject"}}), Ids{"Patient/p1"});
+  EXPECT_EQ(included("Observation", {{"_id", "o1"}, {"_include", "Observation:subject:Group"}}), Ids{});
+  EXPECT_EQ(included("Observation", {{"_id", "o1"}, {"_include", "*"}}), Ids{"Patient/p1"});
+  EXPECT_EQ(included("Observation", {{"_id", "o3"},
+                                     {"_include", "Observation:subject"},
+                                     {"_include:iterate", "Patient:general-practitioner"}}),
+            (Ids{"Patient/p4", "Practitioner/pr1"}));
+  // Without :iterate, the second hop is not followed.
+  EXPECT_EQ(included("Observation", {{"_id", "o3"}, {"_include", "Observation:subject"}}), Ids{"Patient/p4"});
+  EXPECT_EQ(included("Patient", {{"_id", "p1,p4"}, {"_revinclude", "Observation:subject"}}),
+            (Ids{"Observation/o1", "Observation/o3"}));
+  EXPECT_EQ(included("Practitioner",
+                     {{"_revinclude", "Patient:general-practitioner"}, {"_revinclude:iterate", "Observation:subject"}}),
+            (Ids{"Patient/p4", "Observation/o3"}));
+  // A match is never repeated as an include.
+  EXPECT_EQ(
+      included("Patient",
+               {{"_id", "p1"}, {"_revinclude", "Observation:subject"}, {"_include:iterate", "Observation:subject"}}),
+      Ids{"Observation/o1"});
+}
+
 TEST_F(SearchSql, PagesByCursorAndCountsOnRequest) {
   std::set<std::string> seen;
   Params params{{"_count", "1"}, {"_total", "accurate"}};

@@ -317,9 +317,6 @@ fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& quer
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only) {
   if (!query.sort.empty())
     return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_sort is not supported yet", "_sort");
-  if (!query.includes.empty())
-    return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_include and _revinclude are not supported yet",
-                      "_include");
   SqlQuery q;
   Builder b{q};
   b.tenant = tenant;
@@ -340,6 +337,44 @@ fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& quer
   }
   q.sql = "SELECT r.rid, r.id FROM resource r" + where + " ORDER BY r.rid LIMIT ?";
   q.binds.push_back(static_cast<std::int64_t>(limit));
+  return q;
+}
+
+SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::string& ids_type,
+                           const std::vector<std::string>& ids) {
+  SqlQuery q;
+  auto placeholders = [&] {
+    std::string p;
+    for (std::size_t i = 0; i < ids.size(); ++i) p += i ? ",?" : "?";
+    return p;
+  };
+  if (!include.reverse) {
+    // What the given resources (of the source type) refer to.
+    q.sql =
+        "SELECT x.target_type, x.target_id FROM idx_reference x JOIN resource s ON s.rid = x.rid "
+        "WHERE s.tenant = ? AND s.type = ? AND s.id IN (" +
+        placeholders() + ") AND x.target_type <> ''";
+    q.binds.push_back(static_cast<std::int64_t>(tenant));
+    q.binds.push_back(ids_type);
+  } else {
+    // Resources of the source type that refer to the given ones.
+    q.sql =
+        "SELECT s.type, s.id FROM idx_reference x JOIN resource s ON s.rid = x.rid "
+        "WHERE x.tenant = ? AND x.type = ? AND s.deleted = 0 AND x.target_type = ? AND x.target_id IN (" +
+        placeholders() + ")";
+    q.binds.push_back(static_cast<std::int64_t>(tenant));
+    q.binds.push_back(include.source_type);
+    q.binds.push_back(ids_type);
+  }
+  for (const auto& id : ids) q.binds.push_back(id);
+  if (!include.wildcard) {
+    q.sql += " AND x.param = ?";
+    q.binds.push_back(include.parameter->code);
+  }
+  if (!include.target_type.empty()) {
+    q.sql += include.reverse ? "" : " AND x.target_type = ?";
+    if (!include.reverse) q.binds.push_back(include.target_type);
+  }
   return q;
 }
 

@@ -19,9 +19,15 @@ struct SqlQuery {
 };
 
 // `SELECT r.rid, r.id ... ORDER BY r.rid LIMIT n` for the page after `after_rid`, or (count_only) the number of
-// matches. Errors: kNotSupported for what the query builder does not do yet (_sort, includes, composites,
+// matches. Errors: kNotSupported for what the query builder does not do yet (_sort, composites,
 // special parameters, terminology modifiers), kInvalid for a value that does not parse.
 fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only);
+
+// The (type, id) of the resources that `include` adds for the given resources of its source type: referenced
+// by them (_include) or referring to them (_revinclude). `ids` are of type `source_type` for _include and of the
+// referenced type(s) for _revinclude: `ids_type` says which.
+SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::string& ids_type,
+                           const std::vector<std::string>& ids);
 
 }  // namespace caduceus::resources

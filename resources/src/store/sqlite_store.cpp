@@ -16,8 +16,10 @@
 #include <deque>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <variant>
@@ -546,11 +548,55 @@ class SqliteStore final : public Store {
         if (!rec) return std::unexpected(rec.error());
         page.entries.push_back(std::move(*rec));
       }
+      if (!query.includes.empty()) include_into(r, db, tenant, query, page);
       if (count_sql)
         run_query(db, *count_sql,
                   [&](sqlite_api::sqlite3_stmt* st) { page.total = sqlite_api::sqlite3_column_int64(st, 0); });
       return page;
     });
+  }
+
+  // Adds the _include / _revinclude results of a page (and, for :iterate, of what they add, until nothing new
+  // comes or the maximum is reached). Runs on the caller's reader.
+  void include_into(Reader& r, sqlite_api::sqlite3* db, TenantId tenant, const SearchQuery& query, SearchPage& page) {
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& e : page.entries) seen.emplace(e.type, e.id);
+    std::vector<const VersionRecord*> frontier;
+    for (const auto& e : page.entries) frontier.push_back(&e);
+    std::deque<VersionRecord> added;  // stable addresses while iterating
+    for (int round = 0; !frontier.empty() && round < 8; ++round) {
+      std::vector<const VersionRecord*> next;
+      for (const Include& inc : query.includes) {
+        if (round > 0 && !inc.iterate) continue;
+        // Group the frontier by type: an _include starts from resources of its source type; a _revinclude from
+        // any type it can refer to.
+        std::map<std::string, std::vector<std::string>> by_type;
+        for (const VersionRecord* v : frontier)
+          if (inc.reverse || v->type == inc.source_type) by_type[v->type].push_back(v->id);
+        for (const auto& [type, ids] : by_type) {
+          if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
+          std::vector<std::pair<std::string, std::string>> targets;
+          run_query(db, build_include_sql(tenant, inc, type, ids), [&](sqlite_api::sqlite3_stmt* st) {
+            targets.emplace_back(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 0)),
+                                 reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 1)));
+          });
+          for (auto& [t, id] : targets) {
+            if (!seen.emplace(t, id).second) continue;
+            if (added.size() >= options_.max_included) {
+              page.include_limit_reached = true;
+              break;
+            }
+            if (!r.read_current->fetch(tenant, t, id, std::nullopt, r.row)) continue;
+            auto rec = r.record(t, id);
+            if (!rec || rec->deleted) continue;
+            added.push_back(std::move(*rec));
+            next.push_back(&added.back());
+          }
+        }
+      }
+      frontier = std::move(next);
+    }
+    for (auto& v : added) page.included.push_back(std::move(v));
   }
 
   Result<void> ping() override {

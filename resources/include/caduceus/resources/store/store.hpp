@@ -62,6 +62,8 @@ struct SearchPage {
   std::vector<VersionRecord> entries;
   std::optional<std::string> next_cursor;  // set when more follow: pass it back as SearchQuery::cursor
   std::optional<std::int64_t> total;       // when the query asked for it (_total=accurate, _summary=count)
+  std::vector<VersionRecord> included;     // _include and _revinclude results (each once, none of the matches)
+  bool include_limit_reached = false;      // more would have been included than the store's maximum
 };
 
 // One unit of writes, atomic and durable together. Implemented by each backend.
@@ -86,6 +88,7 @@ struct StoreOptions {
   bool synchronous_full = true;        // fsync every commit (an acknowledged write survives power loss)
   std::size_t max_group = 256;         // writes committed together at most (group commit)
   std::size_t cache_bytes = 64 << 20;  // memory for current versions kept for reads by id (0: none)
+  std::size_t max_included = 1000;     // resources one search page may add by _include / _revinclude
 };
 
 // The persistence interface that the REST layer and the adapters use. Thread-safe.
