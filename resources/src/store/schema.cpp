@@ -53,42 +53,41 @@ const std::vector<Migration>& migrations() {
       {2,
        "search index tables",
        {
-           // One table per search parameter type, one row per value of the current version of a resource
-           // (rewritten with each version, in the same transaction). `rid` ties a row to its resource; `param`
-           // is the parameter's code. Lookups go by (tenant, type, param, value...); the rid indexes serve
-           // rewrites and the joins of chains and includes.
+           // One table per search parameter type, one row per distinct value of the current version of a
+           // resource (rewritten with each version, in the same transaction). The tables are clustered by
+           // (rid, param, value): deleting a resource's rows, and joining from a resource to its values (chains,
+           // includes), walk the primary key; one secondary index per table serves lookups by value. `param` is
+           // the parameter's code; a token or quantity without a system has system ''.
            "CREATE TABLE idx_string (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
-           " param TEXT NOT NULL, normalized TEXT NOT NULL, exact TEXT NOT NULL)",
+           " param TEXT NOT NULL, normalized TEXT NOT NULL, exact TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, normalized, exact)) WITHOUT ROWID",
            "CREATE INDEX idx_string_value ON idx_string (tenant, type, param, normalized)",
-           "CREATE INDEX idx_string_rid ON idx_string (rid)",
            "CREATE TABLE idx_token (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
-           " param TEXT NOT NULL, system TEXT, code TEXT NOT NULL, text TEXT NOT NULL)",
+           " param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, system, code, text)) WITHOUT ROWID",
            "CREATE INDEX idx_token_value ON idx_token (tenant, type, param, code, system)",
-           "CREATE INDEX idx_token_rid ON idx_token (rid)",
            "CREATE TABLE idx_reference (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
            " param TEXT NOT NULL, target_type TEXT NOT NULL, target_id TEXT NOT NULL, target_version TEXT NOT NULL,"
-           " url TEXT NOT NULL, identifier_system TEXT NOT NULL, identifier_value TEXT NOT NULL)",
-           "CREATE INDEX idx_reference_value ON idx_reference (tenant, type, param, target_id, target_type)",
-           "CREATE INDEX idx_reference_target ON idx_reference (tenant, target_type, target_id)",
-           "CREATE INDEX idx_reference_rid ON idx_reference (rid)",
+           " url TEXT NOT NULL, identifier_system TEXT NOT NULL, identifier_value TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, target_type, target_id, target_version, url, identifier_system,"
+           " identifier_value)) WITHOUT ROWID",
+           "CREATE INDEX idx_reference_target ON idx_reference (tenant, target_id, target_type, type, param)",
            "CREATE TABLE idx_date (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
-           " param TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL)",
-           "CREATE INDEX idx_date_low ON idx_date (tenant, type, param, low)",
-           "CREATE INDEX idx_date_high ON idx_date (tenant, type, param, high)",
-           "CREATE INDEX idx_date_rid ON idx_date (rid)",
+           " param TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL,"
+           " PRIMARY KEY (rid, param, low, high)) WITHOUT ROWID",
+           "CREATE INDEX idx_date_value ON idx_date (tenant, type, param, low, high)",
            "CREATE TABLE idx_number (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
-           " param TEXT NOT NULL, low REAL NOT NULL, high REAL NOT NULL, value TEXT NOT NULL)",
+           " param TEXT NOT NULL, low REAL NOT NULL, high REAL NOT NULL, value TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, low, high, value)) WITHOUT ROWID",
            "CREATE INDEX idx_number_value ON idx_number (tenant, type, param, low)",
-           "CREATE INDEX idx_number_rid ON idx_number (rid)",
            "CREATE TABLE idx_quantity (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
            " param TEXT NOT NULL, low REAL NOT NULL, high REAL NOT NULL, value TEXT NOT NULL,"
-           " system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL)",
+           " system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, low, high, value, system, code, unit)) WITHOUT ROWID",
            "CREATE INDEX idx_quantity_value ON idx_quantity (tenant, type, param, code, low)",
-           "CREATE INDEX idx_quantity_rid ON idx_quantity (rid)",
            "CREATE TABLE idx_uri (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
-           " param TEXT NOT NULL, uri TEXT NOT NULL)",
+           " param TEXT NOT NULL, uri TEXT NOT NULL, PRIMARY KEY (rid, param, uri)) WITHOUT ROWID",
            "CREATE INDEX idx_uri_value ON idx_uri (tenant, type, param, uri)",
-           "CREATE INDEX idx_uri_rid ON idx_uri (rid)",
        }},
   };
   return list;

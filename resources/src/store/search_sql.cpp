@@ -120,7 +120,7 @@ struct Builder {
         if (t->system) {
           if (!cond.empty()) cond += " AND ";
           if (t->system->empty()) {
-            cond += "x.system IS NULL";
+            cond += "x.system = ''";
           } else {
             cond += "x.system = ?";
             bind(*t->system);

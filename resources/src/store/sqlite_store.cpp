@@ -190,7 +190,8 @@ class RawStatement {
     return *this;
   }
   RawStatement& bind(int i, std::string_view v) {
-    sqlite_api::sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    // An empty view may have no data pointer, which SQLite would bind as NULL: bind "" instead.
+    sqlite_api::sqlite3_bind_text(stmt_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
     return *this;
   }
   RawStatement& bind(int i, const std::optional<std::string>& v) {
@@ -218,13 +219,13 @@ struct IndexWriter {
   RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row;
 
   explicit IndexWriter(sqlite_api::sqlite3* db)
-      : string_row(db, "INSERT INTO idx_string VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-        token_row(db, "INSERT INTO idx_token VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        reference_row(db, "INSERT INTO idx_reference VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        date_row(db, "INSERT INTO idx_date VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-        number_row(db, "INSERT INTO idx_number VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-        quantity_row(db, "INSERT INTO idx_quantity VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        uri_row(db, "INSERT INTO idx_uri VALUES (?1, ?2, ?3, ?4, ?5)") {
+      : string_row(db, "INSERT OR IGNORE INTO idx_string VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        token_row(db, "INSERT OR IGNORE INTO idx_token VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        reference_row(db, "INSERT OR IGNORE INTO idx_reference VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        date_row(db, "INSERT OR IGNORE INTO idx_date VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        number_row(db, "INSERT OR IGNORE INTO idx_number VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        quantity_row(db, "INSERT OR IGNORE INTO idx_quantity VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        uri_row(db, "INSERT OR IGNORE INTO idx_uri VALUES (?1, ?2, ?3, ?4, ?5)") {
     for (const char* table :
          {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"})
       deletes.push_back(
@@ -243,7 +244,7 @@ struct IndexWriter {
       head(string_row, r.param).bind(5, std::string_view(r.normalized)).bind(6, std::string_view(r.exact)).run();
     for (const auto& r : v.tokens)
       head(token_row, r.param)
-          .bind(5, r.system)
+          .bind(5, std::string_view(r.system ? *r.system : std::string_view()))
           .bind(6, std::string_view(r.code))
           .bind(7, std::string_view(r.text))
           .run();
