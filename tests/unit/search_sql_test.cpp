@@ -1,8 +1,10 @@
 // Search over the index tables (SQLite), with results worked out by hand for a small store.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <filesystem>
 #include <set>
+#include <variant>
 
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/fhir/json.hpp"
@@ -10,6 +12,9 @@
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/store.hpp"
+
+// The SQL builder is internal to the store; its plan is checked here.
+#include "../../resources/src/store/search_sql.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -195,6 +200,56 @@ TEST_F(SearchSql, WhatIsNotBuiltYetSaysSo) {
   auto cursor = search("Patient", {{"_cursor", "not-a-cursor"}});
   ASSERT_FALSE(cursor.has_value());
   EXPECT_EQ(cursor.error().kind, fhir::ErrorKind::kInvalid);
+}
+
+}  // namespace
+}  // namespace caduceus::resources
+
+namespace caduceus::resources {
+namespace {
+
+// The query plan starts from the value indexes, not from a scan of every resource of the type.
+TEST(SearchSqlPlan, LookupsStartFromTheValueIndexes) {
+  auto defs = *Definitions::load(conformance::r4_model_json());
+  auto registry = *SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  auto dir = std::filesystem::temp_directory_path() / ("caduceus-plan-" + new_resource_id());
+  std::string plan;
+  {
+    auto store = open_store("sqlite:" + (dir / "plan.db").string());
+    ASSERT_TRUE(store.has_value());
+    auto query =
+        parse_search("Observation", {{"patient", "p1"}, {"code", "http://loinc.org|8310-5"}}, *registry, *defs);
+    ASSERT_TRUE(query.has_value());
+    auto sql = build_search_sql(kDefaultTenant, *query, std::nullopt, 50, false);
+    ASSERT_TRUE(sql.has_value());
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((dir / "plan.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql->sql).c_str(), -1, &st, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    for (std::size_t i = 0; i < sql->binds.size(); ++i)
+      std::visit(
+          [&](const auto& v) {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, std::int64_t>)
+              sqlite3_bind_int64(st, static_cast<int>(i + 1), v);
+            else if constexpr (std::is_same_v<T, double>)
+              sqlite3_bind_double(st, static_cast<int>(i + 1), v);
+            else
+              sqlite3_bind_text(st, static_cast<int>(i + 1), v.c_str(), -1, SQLITE_TRANSIENT);
+          },
+          sql->binds[i]);
+    while (sqlite3_step(st) == SQLITE_ROW)
+      plan += std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 3))) + "\n";
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+  std::filesystem::remove_all(dir);
+  RecordProperty("plan", plan);
+  EXPECT_NE(plan.find("idx_token_value"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("idx_reference_target"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SCAN r"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SEARCH r USING INDEX"), std::string::npos) << "not every Observation: " << plan;
 }
 
 }  // namespace

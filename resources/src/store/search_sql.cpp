@@ -1,5 +1,6 @@
 #include "search_sql.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 
@@ -246,36 +247,38 @@ struct Builder {
     }
   }
 
-  // Appends " AND <condition>" for one criterion on the resource aliased `r` (a chain recurses into the
-  // referenced type with a fresh alias).
-  fhir::Result<void> criterion(const Criterion& c, std::string& where, const std::string& r) {
+  // Appends " AND <condition>" for one criterion on the resource aliased `r`, of type `type` (a chain recurses
+  // into the referenced type with a fresh alias). Each condition is `r.rid IN (SELECT x.rid FROM idx_... x WHERE
+  // tenant, type, param and value match)`, so that SQLite can start from the value index of the most selective
+  // criterion instead of scanning every resource of the type.
+  fhir::Result<void> criterion(const Criterion& c, const std::string& type, std::string& where, const std::string& r) {
+    auto open = [&](const char* table, bool negate) {
+      where += " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT x.rid FROM " + table +
+               " x WHERE x.tenant = ? AND x.type = ? AND x.param = ?";
+      bind(tenant);
+      bind(type);
+      bind(c.parameter->code);
+    };
     if (c.chained) {
       std::string r2 = next_alias();
-      where += " AND EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = " + r +
-               ".rid AND x.param = ? AND x.target_type = ? AND x.target_id IN (SELECT " + r2 + ".id FROM resource " +
-               r2 + " WHERE " + r2 + ".tenant = ? AND " + r2 + ".type = ? AND " + r2 + ".deleted = 0";
-      bind(c.parameter->code);
+      open("idx_reference", false);
+      where += " AND x.target_type = ? AND x.target_id IN (SELECT " + r2 + ".id FROM resource " + r2 + " WHERE " + r2 +
+               ".tenant = ? AND " + r2 + ".type = ? AND " + r2 + ".deleted = 0";
       bind(c.target_type);
       bind(tenant);
       bind(c.target_type);
-      if (auto ok = criterion(*c.chained, where, r2); !ok) return ok;
+      if (auto ok = criterion(*c.chained, c.target_type, where, r2); !ok) return ok;
       where += "))";
       return {};
     }
     const char* table = table_of(c.parameter->type);
     if (table == nullptr) return std::unexpected(not_supported(c, "a composite or special parameter"));
-    std::string exists =
-        std::string("EXISTS (SELECT 1 FROM ") + table + " x WHERE x.rid = " + r + ".rid AND x.param = ?";
     if (c.modifier == Modifier::kMissing) {
-      bind(c.parameter->code);
-      bool missing = !c.values.empty() && c.values.front() == "true";
-      where += std::string(" AND ") + (missing ? "NOT " : "") + exists + ")";
+      open(table, !c.values.empty() && c.values.front() == "true");
+      where += ")";
       return {};
     }
-    bool negate = c.modifier == Modifier::kNot;
-    where += negate ? " AND NOT " : " AND ";
-    where += exists;
-    bind(c.parameter->code);
+    open(table, c.modifier == Modifier::kNot);
     where += " AND (";
     for (std::size_t i = 0; i < c.values.size(); ++i) {
       auto cond = value_condition(c, c.values[i]);
@@ -299,7 +302,7 @@ struct Builder {
     if (h.nested) {
       if (auto ok = has(*h.nested, h.type, where, r2); !ok) return ok;
     } else if (h.criterion) {
-      if (auto ok = criterion(*h.criterion, where, r2); !ok) return ok;
+      if (auto ok = criterion(*h.criterion, h.type, where, r2); !ok) return ok;
     }
     where += ")";
     return {};
@@ -320,11 +323,17 @@ fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& quer
   SqlQuery q;
   Builder b{q};
   b.tenant = tenant;
-  std::string where = " WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0";
+  // With a criterion that selects by value, the rows come from its index (`r.rid IN (...)`): the unary `+` keeps
+  // SQLite from scanning the resources of the type through the (tenant, type) index instead.
+  bool selective = std::any_of(query.criteria.begin(), query.criteria.end(), [](const Criterion& c) {
+    return c.modifier != Modifier::kNot && c.modifier != Modifier::kMissing;
+  });
+  std::string where = selective ? " WHERE +r.tenant = ? AND +r.type = ? AND r.deleted = 0"
+                                : " WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0";
   q.binds.push_back(static_cast<std::int64_t>(tenant));
   q.binds.push_back(query.type);
   for (const Criterion& c : query.criteria)
-    if (auto ok = b.criterion(c, where, "r"); !ok) return std::unexpected(ok.error());
+    if (auto ok = b.criterion(c, query.type, where, "r"); !ok) return std::unexpected(ok.error());
   for (const HasCriterion& h : query.has)
     if (auto ok = b.has(h, query.type, where, "r"); !ok) return std::unexpected(ok.error());
   if (count_only) {
