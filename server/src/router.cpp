@@ -142,6 +142,47 @@ Response json_response(int status, std::string body, const Format& format) {
   return r;
 }
 
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "?a=1&b=2" from the parameters that `keep` accepts, percent-encoded again ("" when none).
+template <class Keep>
+std::string query_string(const QueryParams& params, Keep&& keep) {
+  std::string out;
+  for (const auto& [name, value] : params) {
+    if (!keep(name)) continue;
+    out += (out.empty() ? "?" : "&") + percent_encode(name) + "=" + percent_encode(value);
+  }
+  return out;
+}
+
+// The start of a Bundle, written as text so that stored bodies can be spliced in without being parsed again: id,
+// meta, type, total (if known) and the self and next (if any) links. The caller appends ",\"entry\":[...]" and "}".
+std::string bundle_head(std::string_view type, std::optional<std::int64_t> total, const std::string& self_link,
+                        const std::string& next_link, std::size_t entries) {
+  std::string b;
+  b.reserve(256 + entries * 512);
+  b += "{\"resourceType\":\"Bundle\",\"id\":";
+  json::append_quoted(b, resources::new_resource_id());
+  b += ",\"meta\":{\"lastUpdated\":";
+  json::append_quoted(b, fhir::format_instant(now_ms()));
+  b += "},\"type\":";
+  json::append_quoted(b, type);
+  if (total) b += ",\"total\":" + std::to_string(*total);
+  b += ",\"link\":[{\"relation\":\"self\",\"url\":";
+  json::append_quoted(b, self_link);
+  b += "}";
+  if (!next_link.empty()) {
+    b += ",{\"relation\":\"next\",\"url\":";
+    json::append_quoted(b, next_link);
+    b += "}";
+  }
+  b += "]";
+  return b;
+}
+
 Response with_interaction(Response r, std::string interaction) {
   r.interaction = std::move(interaction);
   return r;
@@ -179,10 +220,7 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   auto str = [](std::string s) { return json::Value::string(std::move(s)); };
   cs.set("resourceType", str("CapabilityStatement"));
   cs.set("status", str("active"));
-  cs.set("date", str(fhir::format_instant(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                              std::chrono::system_clock::now().time_since_epoch())
-                                              .count())
-                         .substr(0, 10)));
+  cs.set("date", str(fhir::format_instant(now_ms()).substr(0, 10)));
   cs.set("publisher", str("Caduceus"));
   cs.set("kind", str("instance"));
   json::Value software = json::Value::object();
@@ -466,34 +504,11 @@ struct Router::Impl {
     if (!type.empty()) path += "/" + std::string(type);
     if (!id.empty()) path += "/" + std::string(id);
     path += "/_history";
-    std::string common;
-    for (const auto& [name, value] : params) {
-      if (name == "_cursor") continue;
-      common += (common.empty() ? "?" : "&") + percent_encode(name) + "=" + percent_encode(value);
-    }
-    std::string self_link = path + common;
+    std::string common = query_string(params, [](const std::string& name) { return name != "_cursor"; });
     std::string next_link;
     if (page->next_before_seq)
       next_link = path + common + (common.empty() ? "?" : "&") + "_cursor=" + std::to_string(*page->next_before_seq);
-
-    // The bundle is written as text so that stored bodies are spliced in without being parsed again.
-    std::string b;
-    b.reserve(256 + page->entries.size() * 512);
-    b += "{\"resourceType\":\"Bundle\",\"id\":";
-    json::append_quoted(b, resources::new_resource_id());
-    b += ",\"meta\":{\"lastUpdated\":";
-    json::append_quoted(b, fhir::format_instant(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                    std::chrono::system_clock::now().time_since_epoch())
-                                                    .count()));
-    b += "},\"type\":\"history\",\"total\":" + std::to_string(*total) + ",\"link\":[{\"relation\":\"self\",\"url\":";
-    json::append_quoted(b, self_link);
-    b += "}";
-    if (!next_link.empty()) {
-      b += ",{\"relation\":\"next\",\"url\":";
-      json::append_quoted(b, next_link);
-      b += "}";
-    }
-    b += "]";
+    std::string b = bundle_head("history", *total, path + common, next_link, page->entries.size());
     if (!page->entries.empty()) b += ",\"entry\":[";
     bool first = true;
     for (const VersionRecord& v : page->entries) {
@@ -553,32 +568,15 @@ struct Router::Impl {
 
     // Links repeat the parameters that were used, leaving out unknown ones and the cursor.
     std::string link = base() + "/" + std::string(type);
-    std::string kept;
-    for (const auto& [name, value] : all) {
-      if (name == "_cursor" || name == "_format" || name == "_pretty") continue;
-      if (std::find(query->ignored.begin(), query->ignored.end(), name) != query->ignored.end()) continue;
-      kept += (kept.empty() ? "?" : "&") + percent_encode(name) + "=" + percent_encode(value);
-    }
-    std::string b;
-    b.reserve(256 + page->entries.size() * 512);
-    b += "{\"resourceType\":\"Bundle\",\"id\":";
-    json::append_quoted(b, resources::new_resource_id());
-    b += ",\"meta\":{\"lastUpdated\":";
-    json::append_quoted(b, fhir::format_instant(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                    std::chrono::system_clock::now().time_since_epoch())
-                                                    .count()));
-    b += "},\"type\":\"searchset\"";
-    if (page->total) b += ",\"total\":" + std::to_string(*page->total);
-    b += ",\"link\":[{\"relation\":\"self\",\"url\":";
-    json::append_quoted(b, link + kept);
-    b += "}";
-    if (page->next_cursor) {
-      b += ",{\"relation\":\"next\",\"url\":";
-      json::append_quoted(b,
-                          link + kept + (kept.empty() ? "?" : "&") + "_cursor=" + percent_encode(*page->next_cursor));
-      b += "}";
-    }
-    b += "]";
+    std::string kept = query_string(all, [&](const std::string& name) {
+      return name != "_cursor" && name != "_format" && name != "_pretty" &&
+             std::find(query->ignored.begin(), query->ignored.end(), name) == query->ignored.end();
+    });
+    std::string next_link;
+    if (page->next_cursor)
+      next_link = link + kept + (kept.empty() ? "?" : "&") + "_cursor=" + percent_encode(*page->next_cursor);
+    std::string b =
+        bundle_head("searchset", page->total, link + kept, next_link, page->entries.size() + page->included.size());
     if (!page->entries.empty() || !page->included.empty() || page->include_limit_reached) {
       b += ",\"entry\":[";
       bool first = true;
