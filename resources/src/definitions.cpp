@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "rapidjson_util.hpp"
+
 // The model is internal data embedded in the binary, read once at start: rapidjson (the fastest parser at hand)
 // reads it straight from the embedded bytes.
 
@@ -19,14 +21,8 @@ std::unexpected<fhir::Error> model_error(std::string diagnostics) {
   return fhir::fail(fhir::ErrorKind::kInternal, "exception", "R4 model: " + std::move(diagnostics));
 }
 
-std::string_view as_view(const rapidjson::Value& v) {
-  return {v.GetString(), v.GetStringLength()};
-}
-
-const rapidjson::Value* member(const rapidjson::Value& object, const char* name) {
-  const auto it = object.FindMember(name);
-  return it == object.MemberEnd() ? nullptr : &it->value;
-}
+using detail::as_view;
+using detail::member;
 
 std::optional<TypeKind> kind_from_name(std::string_view name) {
   if (name == "primitive") return TypeKind::kPrimitive;

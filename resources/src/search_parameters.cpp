@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "rapidjson_util.hpp"
+
 // Internal data embedded in the binary and read once at start, like the model (definitions.cpp): rapidjson reads
 // it straight from the embedded bytes.
 
@@ -39,14 +41,8 @@ std::unexpected<fhir::Error> load_error(std::string diagnostics) {
   return fhir::fail(fhir::ErrorKind::kInternal, "exception", "R4 search parameters: " + std::move(diagnostics));
 }
 
-std::string_view as_view(const rapidjson::Value& v) {
-  return {v.GetString(), v.GetStringLength()};
-}
-
-const rapidjson::Value* member(const rapidjson::Value& object, const char* name) {
-  const auto it = object.FindMember(name);
-  return it == object.MemberEnd() ? nullptr : &it->value;
-}
+using detail::as_view;
+using detail::member;
 
 // Reads an optional string member; false if present but not a string.
 bool read_string(const rapidjson::Value& object, const char* name, std::string& out) {
