@@ -9,6 +9,7 @@
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/outcome.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "caduceus/resources/subset.hpp"
 #include "caduceus/server/errors.hpp"
 #include "url.hpp"
 
@@ -559,10 +560,6 @@ struct Router::Impl {
     limits.strict = req.header("prefer").find("handling=strict") != std::string_view::npos;
     auto query = resources::parse_search(type, all, *registry, repo().definitions(), limits);
     if (!query) return error_response(query.error());
-    if ((query->summary != resources::Summary::kFalse && query->summary != resources::Summary::kCount) ||
-        !query->elements.empty())
-      return error_response(ErrorKind::kNotSupported, "not-supported",
-                            "_summary=true|text|data and _elements are not supported yet");
     auto page = repo().store().search(kDefaultTenant, *query);
     if (!page) return error_response(page.error());
 
@@ -591,7 +588,13 @@ struct Router::Impl {
         b += mode;
         b += "\"}}";
       };
-      for (const VersionRecord& v : page->entries) entry(v, "match");
+      const bool subsetted = !query->elements.empty() || query->summary == resources::Summary::kTrue ||
+                             query->summary == resources::Summary::kText || query->summary == resources::Summary::kData;
+      for (VersionRecord& v : page->entries) {
+        if (subsetted)
+          v.body = resources::subset_resource(v.body, repo().definitions(), query->summary, query->elements);
+        entry(v, "match");
+      }
       for (const VersionRecord& v : page->included) entry(v, "include");
       if (page->include_limit_reached) {
         if (!first) b += ",";

@@ -86,6 +86,21 @@ TEST_F(SearchTest, SearchsetBundleWithMatches) {
   std::set<std::string> modes;
   for (const auto& e : bundle->find("entry")->items()) modes.insert(e.find("search")->find("mode")->text());
   EXPECT_EQ(modes, (std::set<std::string>{"match", "include"}));
+  // _elements and _summary subset the matches and mark them SUBSETTED.
+  Response elements = get("Patient?_id=p1&_elements=gender");
+  ASSERT_EQ(elements.status, 200) << elements.summary();
+  auto eb = elements.json();
+  ASSERT_TRUE(eb);
+  const auto& subset = *eb->find("entry")->items()[0].find("resource");
+  EXPECT_NE(subset.find("gender"), nullptr);
+  EXPECT_EQ(subset.find("name"), nullptr);
+  EXPECT_NE(elements.body.find("SUBSETTED"), std::string::npos);
+  Response summary = get("Patient?_id=p1&_summary=true");
+  ASSERT_EQ(summary.status, 200) << summary.summary();
+  EXPECT_NE(summary.body.find("SUBSETTED"), std::string::npos);
+  auto sb = summary.json();
+  ASSERT_TRUE(sb);
+  EXPECT_NE(sb->find("entry")->items()[0].find("resource")->find("name"), nullptr) << "name is a summary element";
 }
 
 TEST_F(SearchTest, PostSearchAndPagingByNextLinks) {
