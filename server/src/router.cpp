@@ -216,7 +216,8 @@ fhir::Result<json::Value> read_body(const Request& req) {
   return parsed;
 }
 
-std::string capability_statement(const resources::Definitions& defs, const RouterOptions& options) {
+std::string capability_statement(const resources::Definitions& defs, const RouterOptions& options,
+                                 const resources::SearchParameterRegistry* search) {
   json::Value cs = json::Value::object();
   auto str = [](std::string s) { return json::Value::string(std::move(s)); };
   cs.set("resourceType", str("CapabilityStatement"));
@@ -252,7 +253,31 @@ std::string capability_statement(const resources::Definitions& defs, const Route
       i.set("code", str(std::string(code)));
       interactions.push_back(std::move(i));
     }
+    if (search != nullptr) {
+      json::Value i = json::Value::object();
+      i.set("code", str("search-type"));
+      interactions.push_back(std::move(i));
+    }
     r.set("interaction", std::move(interactions));
+    if (search != nullptr) {
+      // The parameters the search really serves (composite and special ones answer 501 so far).
+      json::Value params = json::Value::array();
+      json::Value includes = json::Value::array();
+      includes.push_back(str("*"));
+      for (const resources::SearchParameter* p : search->for_type(type)) {
+        if (p->type == resources::SearchParamType::kComposite || p->type == resources::SearchParamType::kSpecial)
+          continue;
+        if (p->expression_for(type).empty()) continue;
+        json::Value sp = json::Value::object();
+        sp.set("name", str(p->code));
+        if (!p->url.empty()) sp.set("definition", str(p->url));
+        sp.set("type", str(std::string(resources::to_string(p->type))));
+        params.push_back(std::move(sp));
+        if (p->type == resources::SearchParamType::kReference) includes.push_back(str(type + ":" + p->code));
+      }
+      r.set("searchInclude", std::move(includes));
+      r.set("searchParam", std::move(params));
+    }
     r.set("versioning", str("versioned-update"));
     r.set("readHistory", json::Value::boolean(true));
     r.set("updateCreate", json::Value::boolean(true));
@@ -679,12 +704,12 @@ Router::Router(resources::Repository& repository, RouterOptions options, std::fu
       options_(std::move(options)),
       render_metrics_(std::move(render_metrics)),
       search_parameters_(search_parameters) {
-  capability_json_ = capability_statement(repository_.definitions(), options_);
+  capability_json_ = capability_statement(repository_.definitions(), options_, search_parameters_);
 }
 
 void Router::set_base_url(std::string base_url) {
   options_.base_url = std::move(base_url);
-  capability_json_ = capability_statement(repository_.definitions(), options_);
+  capability_json_ = capability_statement(repository_.definitions(), options_, search_parameters_);
 }
 
 bool Router::is_blocking(const Request& request) noexcept {

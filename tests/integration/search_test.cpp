@@ -138,6 +138,23 @@ TEST_F(SearchTest, BadInputAndWhatIsNotBuiltYet) {
       IsOperationOutcome(c.get(server_->base_path() + "/Patient?nickname=jo", {{"Prefer", "handling=strict"}}), 400));
 }
 
+TEST_F(SearchTest, CapabilityStatementListsTheSearchParameters) {
+  Response r = get("metadata");
+  ASSERT_EQ(r.status, 200);
+  auto cs = r.json();
+  ASSERT_TRUE(cs);
+  const fhir::json::Value* patient = nullptr;
+  for (const auto& res : cs->find("rest")->items()[0].find("resource")->items())
+    if (res.find("type")->text() == "Patient") patient = &res;
+  ASSERT_NE(patient, nullptr);
+  std::set<std::string> interactions, params;
+  for (const auto& i : patient->find("interaction")->items()) interactions.insert(i.find("code")->text());
+  for (const auto& p : patient->find("searchParam")->items()) params.insert(p.find("name")->text());
+  EXPECT_TRUE(interactions.contains("search-type"));
+  for (const char* name : {"name", "birthdate", "gender", "identifier", "_id", "_lastUpdated", "general-practitioner"})
+    EXPECT_TRUE(params.contains(name)) << name;
+}
+
 TEST(SearchDisabledTest, WithoutTheIndexSearchAnswers501) {
   TestServer server;
   HttpClient c(server.host(), server.port());
