@@ -47,6 +47,13 @@ step "Delete it; then a read answers 410 Gone"
 curl -s -X DELETE "$BASE/Patient/$id"; echo
 curl -s -o /dev/null -w '%{http_code}\n' "$BASE/Patient/$id"
 
+if curl -s "$BASE/metadata" | grep -q '"search-type"'; then
+  step "Search (the server runs with --search-index true): the temperature, with its patient included"
+  curl -s "$BASE/Observation?code=http://loinc.org%7C8310-5&_include=Observation:subject&_total=accurate" | cut -c1-400; echo ' ...'
+else
+  step "Search is a preview: restart with CADUCEUS_SEARCH_INDEX=true make run to try it"
+fi
+
 step "Health, readiness and metrics"
 root=${BASE%/fhir}
 curl -s "$root/healthz"; curl -s "$root/readyz"
