@@ -168,6 +168,8 @@ TEST_F(SearchSql, IncludesAndRevincludes) {
   EXPECT_EQ(included("Practitioner",
                      {{"_revinclude", "Patient:general-practitioner"}, {"_revinclude:iterate", "Observation:subject"}}),
             (Ids{"Patient/p4", "Observation/o3"}));
+  EXPECT_EQ(included("Patient", {{"_id", "p4"}, {"_revinclude", "*"}}), Ids{"Observation/o3"});
+  EXPECT_EQ(included("Practitioner", {{"_revinclude", "*"}}), Ids{"Patient/p4"});
   // A match is never repeated as an include.
   EXPECT_EQ(
       included("Patient",

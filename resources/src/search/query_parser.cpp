@@ -269,9 +269,8 @@ struct Parser {
     Include inc;
     inc.reverse = reverse;
     inc.iterate = iterate;
-    if (value == "*") {
+    if (value == "*") {  // every reference, from (or, reversed, to) resources of any type
       inc.wildcard = true;
-      inc.source_type = query.type;
       query.includes.push_back(inc);
       return {};
     }

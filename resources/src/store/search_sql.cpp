@@ -366,23 +366,27 @@ SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::s
     q.binds.push_back(static_cast<std::int64_t>(tenant));
     q.binds.push_back(ids_type);
   } else {
-    // Resources of the source type that refer to the given ones.
+    // Resources of the source type (any type for `_revinclude=*`) that refer to the given ones.
     q.sql =
         "SELECT s.type, s.id FROM idx_reference x JOIN resource s ON s.rid = x.rid "
-        "WHERE x.tenant = ? AND x.type = ? AND s.deleted = 0 AND x.target_type = ? AND x.target_id IN (" +
+        "WHERE x.tenant = ? AND s.deleted = 0 AND x.target_type = ? AND x.target_id IN (" +
         placeholders() + ")";
     q.binds.push_back(static_cast<std::int64_t>(tenant));
-    q.binds.push_back(include.source_type);
     q.binds.push_back(ids_type);
   }
   for (const auto& id : ids) q.binds.push_back(id);
+  if (include.reverse && !include.source_type.empty()) {
+    q.sql += " AND x.type = ?";
+    q.binds.push_back(include.source_type);
+  }
   if (!include.wildcard) {
     q.sql += " AND x.param = ?";
     q.binds.push_back(include.parameter->code);
   }
-  if (!include.target_type.empty()) {
-    q.sql += include.reverse ? "" : " AND x.target_type = ?";
-    if (!include.reverse) q.binds.push_back(include.target_type);
+  // _include's third part names the target type; _revinclude's is checked by the caller against `ids_type`.
+  if (!include.reverse && !include.target_type.empty()) {
+    q.sql += " AND x.target_type = ?";
+    q.binds.push_back(include.target_type);
   }
   return q;
 }

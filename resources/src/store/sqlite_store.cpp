@@ -573,7 +573,7 @@ class SqliteStore final : public Store {
         // any type it can refer to.
         std::map<std::string, std::vector<std::string>> by_type;
         for (const VersionRecord* v : frontier)
-          if (inc.reverse || v->type == inc.source_type) by_type[v->type].push_back(v->id);
+          if (inc.reverse || inc.source_type.empty() || v->type == inc.source_type) by_type[v->type].push_back(v->id);
         for (const auto& [type, ids] : by_type) {
           if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
           std::vector<std::pair<std::string, std::string>> targets;

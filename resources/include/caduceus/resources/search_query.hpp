@@ -61,10 +61,10 @@ struct SortKey {
 };
 
 struct Include {
-  bool reverse = false;   // _revinclude
-  bool iterate = false;   // :iterate
-  bool wildcard = false;  // `*`
-  std::string source_type;
+  bool reverse = false;                        // _revinclude
+  bool iterate = false;                        // :iterate
+  bool wildcard = false;                       // `*`
+  std::string source_type;                     // empty for `*` alone: any type
   const SearchParameter* parameter = nullptr;  // the reference parameter (nullptr with the wildcard)
   std::string target_type;                     // optional third part
 };
