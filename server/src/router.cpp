@@ -260,13 +260,12 @@ std::string capability_statement(const resources::Definitions& defs, const Route
     }
     r.set("interaction", std::move(interactions));
     if (search != nullptr) {
-      // The parameters the search really serves (composite and special ones answer 501 so far).
+      // The parameters the search really serves (special ones answer 501 so far).
       json::Value params = json::Value::array();
       json::Value includes = json::Value::array();
       includes.push_back(str("*"));
       for (const resources::SearchParameter* p : search->for_type(type)) {
-        if (p->type == resources::SearchParamType::kComposite || p->type == resources::SearchParamType::kSpecial)
-          continue;
+        if (p->type == resources::SearchParamType::kSpecial) continue;
         if (p->expression_for(type).empty()) continue;
         json::Value sp = json::Value::object();
         sp.set("name", str(p->code));

@@ -48,6 +48,12 @@ class SearchSql : public ::testing::Test {
         R"({"resourceType":"Practitioner","id":"pr1","name":[{"family":"House"}]})",
         R"({"resourceType":"Patient","id":"p4","generalPractitioner":[{"reference":"Practitioner/pr1"}],
             "name":[{"family":"Wilson"}]})",
+        R"({"resourceType":"Observation","id":"o4","status":"final",
+            "code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"component":[
+            {"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},
+             "valueQuantity":{"value":120,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}},
+            {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},
+             "valueQuantity":{"value":80,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]})",
         R"({"resourceType":"Observation","id":"o3","status":"final","subject":{"reference":"Patient/p4"},
             "code":{"text":"note"}})",
     };
@@ -143,6 +149,17 @@ TEST_F(SearchSql, ChainsAndReverseChains) {
   EXPECT_EQ(ids("Practitioner", {{"_has:Patient:general-practitioner:_has:Observation:subject:code:text", "note"}}),
             Ids{"pr1"});
   EXPECT_EQ(ids("Patient", {{"_has:Observation:subject:status", "final"}, {"name", "wil"}}), Ids{"p4"});
+}
+
+TEST_F(SearchSql, CompositesMatchWithinOneItem) {
+  EXPECT_EQ(ids("Observation", {{"component-code-value-quantity", "http://loinc.org|8480-6$gt100"}}), Ids{"o4"});
+  EXPECT_EQ(ids("Observation", {{"component-code-value-quantity", "http://loinc.org|8480-6$lt100"}}), Ids{});
+  EXPECT_EQ(ids("Observation", {{"component-code-value-quantity", "8462-4$lt100"}}), Ids{"o4"});
+  // 80 is the diastolic value: it does not pair with the systolic code.
+  EXPECT_EQ(ids("Observation", {{"component-code-value-quantity", "8480-6$80"}}), Ids{});
+  EXPECT_EQ(ids("Observation", {{"component-code-value-quantity", "8480-6$80,8462-4$80"}}), Ids{"o4"});
+  EXPECT_EQ(ids("Observation", {{"code-value-quantity", "http://loinc.org|8310-5$37.5"}}), Ids{"o1"});
+  EXPECT_EQ(ids("Observation", {{"code-value-quantity", "http://loinc.org|8310-5$ge40"}}), Ids{});
 }
 
 TEST_F(SearchSql, IncludesAndRevincludes) {

@@ -234,14 +234,25 @@ fhir::Result<std::shared_ptr<const SearchIndexer>> SearchIndexer::create(const D
   for (const std::string& type : definitions.resource_types()) {
     auto& list = indexer->by_type_[type];
     for (const SearchParameter* p : registry.for_type(type)) {
-      if (p->type == SearchParamType::kComposite || p->type == SearchParamType::kSpecial) continue;
+      if (p->type == SearchParamType::kSpecial) continue;
       std::string_view expression = p->expression_for(type);
       if (expression.empty()) continue;
       auto compiled = fhirpath::FhirPath::compile(expression);
       if (!compiled)
         return fhir::fail(fhir::ErrorKind::kInternal, "exception",
                           "search parameter " + type + "." + p->code + ": " + compiled.error().issues[0].diagnostics);
-      list.push_back(Compiled{p, std::move(*compiled)});
+      Compiled entry{p, std::move(*compiled), {}};
+      bool usable = true;
+      for (const SearchParameterComponent& component : p->components) {
+        auto c = fhirpath::FhirPath::compile(component.expression);
+        if (!c || component.parameter == nullptr) {
+          usable = false;  // a component we cannot evaluate: the composite is not indexed
+          break;
+        }
+        entry.components.push_back(std::move(*c));
+      }
+      if (p->type == SearchParamType::kComposite && (!usable || entry.components.empty())) continue;
+      list.push_back(std::move(entry));
     }
   }
   return std::shared_ptr<const SearchIndexer>(std::move(indexer));
@@ -261,10 +272,95 @@ IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std:
       if (failures) failures->push_back(c.parameter->code + ": " + result.error().issues[0].diagnostics);
       continue;
     }
+    if (c.parameter->type == SearchParamType::kComposite) {
+      composite(c, resource, ctx, *result, out);
+      continue;
+    }
     Emitter emit{c.parameter->code, c.parameter->type, out};
     for (const Item& item : *result) emit.item(item);
   }
   return out;
+}
+
+void SearchIndexer::composite(const Compiled& c, const json::Value& resource, const fhirpath::EvalContext& ctx,
+                              const fhirpath::Collection& items, IndexValues& out) const {
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    // Every component of this item, as the rows its own parameter type would give.
+    std::vector<CompositeIndex> rows;
+    bool complete = true;
+    for (std::size_t k = 0; k < c.components.size(); ++k) {
+      const SearchParameter& component = *c.parameter->components[k].parameter;
+      auto values = c.components[k].evaluate(items[i], resource, ctx);
+      if (!values) {
+        complete = false;
+        break;
+      }
+      IndexValues v;
+      Emitter emit{component.code, component.type, v};
+      for (const Item& item : *values) emit.item(item);
+      auto base = [&] {
+        CompositeIndex row;
+        row.param = c.parameter->code;
+        row.item = static_cast<std::int64_t>(i);
+        row.component = static_cast<std::int64_t>(k);
+        return row;
+      };
+      std::size_t before = rows.size();
+      for (const auto& t : v.tokens) {
+        auto row = base();
+        row.system = t.system.value_or("");
+        row.code = t.code;
+        row.text = t.text;
+        rows.push_back(std::move(row));
+      }
+      for (const auto& s : v.strings) {
+        auto row = base();
+        row.normalized = s.normalized;
+        row.exact = s.exact;
+        rows.push_back(std::move(row));
+      }
+      for (const auto& d : v.dates) {
+        auto row = base();
+        row.low = static_cast<double>(d.low_ms);
+        row.high = static_cast<double>(d.high_ms);
+        rows.push_back(std::move(row));
+      }
+      for (const auto& n : v.numbers) {
+        auto row = base();
+        row.low = n.low;
+        row.high = n.high;
+        row.value = n.value;
+        rows.push_back(std::move(row));
+      }
+      for (const auto& q : v.quantities) {
+        auto row = base();
+        row.low = q.low;
+        row.high = q.high;
+        row.value = q.value;
+        row.system = q.system;
+        row.code = q.code;
+        row.unit = q.unit;
+        rows.push_back(std::move(row));
+      }
+      for (const auto& r : v.references) {
+        auto row = base();
+        row.target_type = r.type;
+        row.target_id = r.id;
+        row.url = r.url;
+        rows.push_back(std::move(row));
+      }
+      for (const auto& u : v.uris) {
+        auto row = base();
+        row.uri = u.uri;
+        rows.push_back(std::move(row));
+      }
+      if (rows.size() == before) {
+        complete = false;  // a component with no value: this item can match nothing
+        break;
+      }
+    }
+    if (complete) out.composites.insert(out.composites.end(), rows.begin(), rows.end());
+  }
 }
 
 }  // namespace caduceus::resources

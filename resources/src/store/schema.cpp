@@ -88,6 +88,16 @@ const std::vector<Migration>& migrations() {
            "CREATE TABLE idx_uri (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
            " param TEXT NOT NULL, uri TEXT NOT NULL, PRIMARY KEY (rid, param, uri)) WITHOUT ROWID",
            "CREATE INDEX idx_uri_value ON idx_uri (tenant, type, param, uri)",
+           // Composite parameters: one row per component value of each item (`item` groups the components
+           // that belong together), with the columns of the component's type.
+           "CREATE TABLE idx_composite (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, item INTEGER NOT NULL, component INTEGER NOT NULL,"
+           " system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL, normalized TEXT NOT NULL,"
+           " exact TEXT NOT NULL, low REAL NOT NULL, high REAL NOT NULL, unit TEXT NOT NULL, value TEXT NOT NULL,"
+           " target_type TEXT NOT NULL, target_id TEXT NOT NULL, url TEXT NOT NULL, uri TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, item, component, system, code, text, normalized, exact, low, high, unit,"
+           " target_type, target_id, url, uri)) WITHOUT ROWID",
+           "CREATE INDEX idx_composite_value ON idx_composite (tenant, type, param, component, code, low)",
        }},
   };
   return list;

@@ -271,8 +271,9 @@ struct Builder {
       where += "))";
       return {};
     }
+    if (c.parameter->type == SearchParamType::kComposite) return composite(c, type, where, r);
     const char* table = table_of(c.parameter->type);
-    if (table == nullptr) return std::unexpected(not_supported(c, "a composite or special parameter"));
+    if (table == nullptr) return std::unexpected(not_supported(c, "a special parameter"));
     if (c.modifier == Modifier::kMissing) {
       open(table, !c.values.empty() && c.values.front() == "true");
       where += ")";
@@ -284,6 +285,47 @@ struct Builder {
       auto cond = value_condition(c, c.values[i]);
       if (!cond) return std::unexpected(cond.error());
       where += (i ? " OR (" : "(") + *cond + ")";
+    }
+    where += "))";
+    return {};
+  }
+
+  // A composite (`code-value-quantity=http://loinc.org|8480-6$gt100`): some item of the resource whose components
+  // all match, each component checked like a parameter of its own type on the rows of that item.
+  fhir::Result<void> composite(const Criterion& c, const std::string& type, std::string& where, const std::string& r) {
+    if (c.modifier != Modifier::kNone && c.modifier != Modifier::kMissing)
+      return std::unexpected(not_supported(c, "a modifier on a composite parameter"));
+    bool missing = c.modifier == Modifier::kMissing;
+    where +=
+        " AND " + r + ".rid " + (missing && c.values.front() == "true" ? "NOT IN" : "IN") +
+        " (SELECT c.rid FROM idx_composite c WHERE c.tenant = ? AND c.type = ? AND c.param = ? AND c.component = 0";
+    bind(tenant);
+    bind(type);
+    bind(c.parameter->code);
+    if (missing) {
+      where += ")";
+      return {};
+    }
+    where += " AND (";
+    for (std::size_t i = 0; i < c.values.size(); ++i) {
+      auto parts = sv::split_unescaped(c.values[i], '$');
+      if (parts.size() != c.parameter->components.size())
+        return fhir::fail(ErrorKind::kInvalid, "invalid", "Search parameter '" + c.name + "': wrong number of parts",
+                          c.name);
+      where += i ? " OR (" : "(";
+      for (std::size_t k = 0; k < parts.size(); ++k) {
+        const SearchParameter* component = c.parameter->components[k].parameter;
+        if (component == nullptr) return std::unexpected(not_supported(c, "this composite"));
+        Criterion part;
+        part.name = c.name;
+        part.parameter = component;
+        where += (k ? " AND " : "") + std::string("EXISTS (SELECT 1 FROM idx_composite x WHERE x.rid = c.rid AND ") +
+                 "x.param = c.param AND x.item = c.item AND x.component = " + std::to_string(k) + " AND (";
+        auto cond = value_condition(part, std::string(parts[k]));
+        if (!cond) return std::unexpected(cond.error());
+        where += *cond + "))";
+      }
+      where += ")";
     }
     where += "))";
     return {};

@@ -19,7 +19,7 @@ struct SqlQuery {
 };
 
 // `SELECT r.rid, r.id ... ORDER BY r.rid LIMIT n` for the page after `after_rid`, or (count_only) the number of
-// matches. Errors: kNotSupported for what the query builder does not do yet (_sort, composites,
+// matches. Errors: kNotSupported for what the query builder does not do yet (_sort,
 // special parameters, terminology modifiers), kInvalid for a value that does not parse.
 fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only);

@@ -216,7 +216,7 @@ class RawStatement {
 // The writer's statements for the search index tables.
 struct IndexWriter {
   std::vector<std::unique_ptr<RawStatement>> deletes;
-  RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row;
+  RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row, composite_row;
 
   explicit IndexWriter(sqlite_api::sqlite3* db)
       : string_row(db, "INSERT OR IGNORE INTO idx_string VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
@@ -225,9 +225,12 @@ struct IndexWriter {
         date_row(db, "INSERT OR IGNORE INTO idx_date VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
         number_row(db, "INSERT OR IGNORE INTO idx_number VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
         quantity_row(db, "INSERT OR IGNORE INTO idx_quantity VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        uri_row(db, "INSERT OR IGNORE INTO idx_uri VALUES (?1, ?2, ?3, ?4, ?5)") {
-    for (const char* table :
-         {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"})
+        uri_row(db, "INSERT OR IGNORE INTO idx_uri VALUES (?1, ?2, ?3, ?4, ?5)"),
+        composite_row(db,
+                      "INSERT OR IGNORE INTO idx_composite VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+                      "?13, ?14, ?15, ?16, ?17, ?18, ?19)") {
+    for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
+                              "idx_uri", "idx_composite"})
       deletes.push_back(
           std::make_unique<RawStatement>(db, (std::string("DELETE FROM ") + table + " WHERE rid = ?1").c_str()));
   }
@@ -270,6 +273,24 @@ struct IndexWriter {
           .bind(10, std::string_view(r.unit))
           .run();
     for (const auto& r : v.uris) head(uri_row, r.param).bind(5, std::string_view(r.uri)).run();
+    for (const auto& r : v.composites)
+      head(composite_row, r.param)
+          .bind(5, r.item)
+          .bind(6, r.component)
+          .bind(7, std::string_view(r.system))
+          .bind(8, std::string_view(r.code))
+          .bind(9, std::string_view(r.text))
+          .bind(10, std::string_view(r.normalized))
+          .bind(11, std::string_view(r.exact))
+          .bind(12, r.low)
+          .bind(13, r.high)
+          .bind(14, std::string_view(r.unit))
+          .bind(15, std::string_view(r.value))
+          .bind(16, std::string_view(r.target_type))
+          .bind(17, std::string_view(r.target_id))
+          .bind(18, std::string_view(r.url))
+          .bind(19, std::string_view(r.uri))
+          .run();
   }
 };
 

@@ -66,6 +66,21 @@ struct UriIndex {
   std::string uri;
 };
 
+// One component value of one item of a composite parameter (`code-value-quantity`: item 0 of an Observation has
+// component 0 the code, component 1 the value). The columns that the component's type uses are set; the others
+// are empty or 0.
+struct CompositeIndex {
+  std::string param;
+  std::int64_t item = 0;
+  std::int64_t component = 0;
+  std::string system, code, text;           // token; quantity system and code
+  std::string normalized, exact;            // string
+  double low = 0, high = 0;                 // date (ms), number, quantity
+  std::string unit, value;                  // quantity
+  std::string target_type, target_id, url;  // reference
+  std::string uri;
+};
+
 struct IndexValues {
   std::vector<StringIndex> strings;
   std::vector<TokenIndex> tokens;
@@ -74,11 +89,12 @@ struct IndexValues {
   std::vector<NumberIndex> numbers;
   std::vector<QuantityIndex> quantities;
   std::vector<UriIndex> uris;
+  std::vector<CompositeIndex> composites;
 };
 
 // Extracts index values: every search parameter's FHIRPath expression (compiled once, at construction) applied
-// to a resource, and each resulting item turned into rows by its FHIR type. Immutable and thread-safe. Composite
-// and special parameters are not extracted here.
+// to a resource, and each resulting item turned into rows by its FHIR type (for a composite, each item's components).
+// Immutable and thread-safe. Special parameters are not extracted here.
 class SearchIndexer {
  public:
   // Compiles the expressions of every parameter of every resource type. kInternal if one does not compile.
@@ -93,8 +109,11 @@ class SearchIndexer {
   struct Compiled {
     const SearchParameter* parameter;
     fhirpath::FhirPath path;
+    std::vector<fhirpath::FhirPath> components;  // composites: each component's expression, from an item
   };
   SearchIndexer(const Definitions& definitions) : definitions_(definitions) {}
+  void composite(const Compiled& c, const fhir::json::Value& resource, const fhirpath::EvalContext& ctx,
+                 const fhirpath::Collection& items, IndexValues& out) const;
 
   const Definitions& definitions_;
   std::unordered_map<std::string, std::vector<Compiled>> by_type_;
