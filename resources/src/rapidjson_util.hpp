@@ -9,7 +9,9 @@
 namespace caduceus::resources::detail {
 
 // A string value's text (the value must be a string).
-inline std::string_view as_view(const rapidjson::Value& v) { return {v.GetString(), v.GetStringLength()}; }
+inline std::string_view as_view(const rapidjson::Value& v) {
+  return {v.GetString(), v.GetStringLength()};
+}
 
 // An object's member, or nullptr when absent.
 inline const rapidjson::Value* member(const rapidjson::Value& object, const char* name) {
