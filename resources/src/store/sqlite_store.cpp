@@ -565,9 +565,11 @@ class SqliteStore final : public Store {
         page.next_cursor = std::to_string(hits.back().first);
       }
       for (const auto& [rid, id] : hits) {
-        if (!r.read_current->fetch(tenant, query.type, id, std::nullopt, r.row)) continue;  // deleted meanwhile
+        if (!r.read_current->fetch(tenant, query.type, id, std::nullopt, r.row)) continue;
         auto rec = r.record(query.type, id);
         if (!rec) return std::unexpected(rec.error());
+        // Deleted between the match and this read (a separate read transaction): it has no body to show.
+        if (rec->deleted) continue;
         page.entries.push_back(std::move(*rec));
       }
       if (!query.includes.empty()) include_into(r, db, tenant, query, page);
