@@ -1,7 +1,11 @@
 // Search over HTTP (preview: the server indexes and searches when started with --search-index true).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
@@ -28,6 +32,27 @@ std::string next_link(const Response& r) {
     if (l.find("relation")->text() == "next") return l.find("url")->text();
   return {};
 }
+
+// The ids of the matches, in the Bundle's order.
+std::vector<std::string> entry_order(const Response& r) {
+  std::vector<std::string> ids;
+  auto v = r.json();
+  if (!v) return ids;
+  if (const auto* entries = v->find("entry"))
+    for (const auto& e : entries->items())
+      if (e.find("search")->find("mode")->text() == "match") ids.push_back(e.find("resource")->find("id")->text());
+  return ids;
+}
+
+std::string self_link(const Response& r) {
+  auto v = r.json();
+  if (!v) return {};
+  for (const auto& l : v->find("link")->items())
+    if (l.find("relation")->text() == "self") return l.find("url")->text();
+  return {};
+}
+
+using Order = std::vector<std::string>;
 
 class SearchTest : public ::testing::Test {
  protected:
@@ -56,6 +81,29 @@ class SearchTest : public ::testing::Test {
   Response get(const std::string& target) {
     HttpClient c(server_->host(), server_->port());
     return c.get(server_->base_path() + "/" + target);
+  }
+
+  // The ids of the matches over every page, from `target` (after the base path) following the next links, each
+  // of which must carry _sort.
+  Order walk(const std::string& target) {
+    HttpClient c(server_->host(), server_->port());
+    Order out;
+    std::string path = server_->base_path() + "/" + target;
+    for (int pages = 0; !path.empty(); ++pages) {
+      if (pages == 20) {
+        ADD_FAILURE() << "too many pages";
+        break;
+      }
+      Response r = c.get(path);
+      EXPECT_EQ(r.status, 200) << r.summary();
+      if (r.status != 200) break;
+      EXPECT_NE(self_link(r).find("_sort="), std::string::npos) << self_link(r);
+      for (auto& id : entry_order(r)) out.push_back(std::move(id));
+      std::string next = next_link(r);
+      if (!next.empty()) EXPECT_NE(next.find("_sort="), std::string::npos) << next;
+      path = next.empty() ? std::string() : next.substr(next.find(server_->base_path()));
+    }
+    return out;
   }
 
   static inline std::unique_ptr<TestServer> server_;
@@ -127,7 +175,9 @@ TEST_F(SearchTest, BadInputAndWhatIsNotBuiltYet) {
   EXPECT_TRUE(IsOperationOutcome(get("Patient?gender:exact=male"), 400));
   EXPECT_TRUE(IsOperationOutcome(get("Patient?_count=100000"), 400));
   EXPECT_TRUE(IsOperationOutcome(get("Patient?_cursor=xyz"), 400));
-  EXPECT_TRUE(IsOperationOutcome(get("Observation?_sort=date"), 501));
+  Response bad_sort = get("Patient?_sort=nickname");
+  EXPECT_TRUE(IsOperationOutcome(bad_sort, 400));
+  EXPECT_TRUE(NamesElement(bad_sort, {"_sort"}));
   // Unknown parameters are ignored and left out of the self link; strict handling refuses them.
   Response lenient = get("Patient?nickname=jo&gender=female");
   ASSERT_EQ(lenient.status, 200);
@@ -136,6 +186,93 @@ TEST_F(SearchTest, BadInputAndWhatIsNotBuiltYet) {
   HttpClient c(server_->host(), server_->port());
   EXPECT_TRUE(
       IsOperationOutcome(c.get(server_->base_path() + "/Patient?nickname=jo", {{"Prefer", "handling=strict"}}), 400));
+}
+
+// p1 1980-05-17 Müller female, p2 1980-05 Mueller male, p3 1950-01-01 Smith male.
+TEST_F(SearchTest, SortsByBirthdateFamilyLastUpdatedAndTwoKeys) {
+  // Ascending by each one's earliest instant, descending by its latest: p2's month starts before p1's day and
+  // ends after it.
+  EXPECT_EQ(entry_order(get("Patient?_sort=birthdate")), (Order{"p3", "p2", "p1"}));
+  EXPECT_EQ(entry_order(get("Patient?_sort=-birthdate")), (Order{"p2", "p1", "p3"}));
+  EXPECT_EQ(entry_order(get("Patient?_sort=family")), (Order{"p2", "p1", "p3"}));  // mueller < muller < smith
+  EXPECT_EQ(entry_order(get("Patient?_sort=-gender,birthdate")), (Order{"p3", "p2", "p1"}));
+  EXPECT_EQ(entry_order(get("Patient?gender=male&_sort=-birthdate")), (Order{"p2", "p3"}));
+  // Every page, two at a time, by the next links.
+  EXPECT_EQ(walk("Patient?_sort=birthdate&_count=2"), (Order{"p3", "p2", "p1"}));
+  EXPECT_EQ(walk("Patient?_sort=-birthdate&_count=2"), (Order{"p2", "p1", "p3"}));
+  EXPECT_EQ(walk("Patient?_sort=family&_count=2"), (Order{"p2", "p1", "p3"}));
+  EXPECT_EQ(walk("Patient?_count=2&_sort=-gender,birthdate"), (Order{"p3", "p2", "p1"}));
+  EXPECT_EQ(walk("Patient?_count=1&_sort=-gender,-birthdate"), (Order{"p2", "p3", "p1"}));
+  // -_lastUpdated: the latest first; writes within one millisecond tie, and ties go by the order of creation.
+  std::vector<std::pair<std::string, std::string>> updated;  // (lastUpdated, id), in the order of creation
+  for (const char* id : {"p1", "p2", "p3"}) {
+    auto v = get(std::string("Patient/") + id).json();
+    ASSERT_TRUE(v);
+    updated.emplace_back(v->find("meta")->find("lastUpdated")->text(), id);
+  }
+  std::stable_sort(updated.begin(), updated.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  Order latest_first;
+  for (const auto& u : updated) latest_first.push_back(u.second);
+  EXPECT_EQ(entry_order(get("Patient?_sort=-_lastUpdated")), latest_first);
+  EXPECT_EQ(walk("Patient?_sort=-_lastUpdated&_count=2"), latest_first);
+}
+
+// Keyset paging: the next page starts after the last row's sort values, so writes on either side of the boundary
+// between page 1 and page 2 neither skip nor repeat the resources that existed throughout.
+TEST_F(SearchTest, SortedPagingIsStableUnderConcurrentWrites) {
+  HttpClient c(server_->host(), server_->port());
+  auto practitioner = [&](const std::string& id, const std::string& family) {
+    return c.put(server_->base_path() + "/Practitioner/" + id,
+                 R"({"resourceType":"Practitioner","id":")" + id + R"(","name":[{"family":")" + family + R"("}]})",
+                 kJson);
+  };
+  for (const auto& [id, family] : std::vector<std::pair<std::string, std::string>>{
+           {"adams", "Adams"}, {"clark", "Clark"}, {"evans", "Evans"}, {"grant", "Grant"}, {"irwin", "Irwin"}})
+    ASSERT_EQ(practitioner(id, family).status, 201);
+
+  Response first = get("Practitioner?_sort=family&_count=2");
+  ASSERT_EQ(first.status, 200) << first.summary();
+  EXPECT_EQ(entry_order(first), (Order{"adams", "clark"}));
+  std::string next = next_link(first);
+  ASSERT_FALSE(next.empty());
+
+  // Before the boundary: Baker created, Adams (on page 1) deleted. After it: Davis created, Grant deleted, and a
+  // second Clark (a tie with the boundary's value, written later: after it).
+  ASSERT_EQ(practitioner("baker", "Baker").status, 201);
+  ASSERT_EQ(practitioner("davis", "Davis").status, 201);
+  ASSERT_EQ(practitioner("clark2", "Clark").status, 201);
+  ASSERT_EQ(c.del(server_->base_path() + "/Practitioner/adams").status, 200);
+  ASSERT_EQ(c.del(server_->base_path() + "/Practitioner/grant").status, 200);
+
+  Order rest = walk(next.substr(next.find(server_->base_path()) + server_->base_path().size() + 1));
+  EXPECT_EQ(rest, (Order{"clark2", "davis", "evans", "irwin"}));
+  // Clark, Evans and Irwin existed throughout: each exactly once over both parts.
+  Order all = entry_order(first);
+  all.insert(all.end(), rest.begin(), rest.end());
+  for (const char* id : {"clark", "evans", "irwin"}) EXPECT_EQ(std::count(all.begin(), all.end(), id), 1) << id;
+  // A fresh walk sees the store as it is now.
+  EXPECT_EQ(walk("Practitioner?_sort=family&_count=2"), (Order{"baker", "clark", "clark2", "davis", "evans", "irwin"}));
+}
+
+TEST_F(SearchTest, BadSortCursorsAre400NamingTheCursor) {
+  Response first = get("Patient?_sort=birthdate&_count=1");
+  ASSERT_EQ(first.status, 200) << first.summary();
+  std::string next = next_link(first);
+  ASSERT_NE(next.find("_cursor="), std::string::npos);
+  std::string cursor = next.substr(next.find("_cursor=") + 8);
+  auto refused = [&](const std::string& target) {
+    Response r = get(target);
+    EXPECT_TRUE(IsOperationOutcome(r, 400)) << target;
+    EXPECT_TRUE(NamesElement(r, {"_cursor"})) << target;
+  };
+  EXPECT_EQ(entry_order(get("Patient?_sort=birthdate&_count=1&_cursor=" + cursor)), Order{"p2"});
+  refused("Patient?_sort=birthdate&_cursor=xyz");
+  refused("Patient?_sort=birthdate&_cursor=" + cursor.substr(0, cursor.size() - 2));
+  std::string altered = cursor;
+  altered[altered.size() / 2] = altered[altered.size() / 2] == 'a' ? 'b' : 'a';
+  refused("Patient?_sort=birthdate&_cursor=" + altered);
+  refused("Patient?_sort=-birthdate&_cursor=" + cursor);  // made for another _sort
+  refused("Patient?_cursor=" + cursor);                   // a sorted search's cursor without _sort
 }
 
 TEST_F(SearchTest, CapabilityStatementListsTheSearchParameters) {

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <variant>
 
@@ -78,6 +79,25 @@ class SearchSql : public ::testing::Test {
     std::set<std::string> out;
     if (page)
       for (const auto& e : page->entries) out.insert(e.id);
+    return out;
+  }
+
+  // The ids of the matches, in order, following the cursors from page to page.
+  static std::vector<std::string> sorted(std::string_view type, Params params) {
+    std::vector<std::string> out;
+    for (int guard = 0; guard < 20; ++guard) {
+      auto q = parse_search(type, params, *registry_, *defs_);
+      EXPECT_TRUE(q.has_value()) << (q ? "" : q.error().issues[0].diagnostics);
+      if (!q) return out;
+      auto page = store_->search(kDefaultTenant, *q);
+      EXPECT_TRUE(page.has_value()) << (page ? "" : page.error().issues[0].diagnostics);
+      if (!page) return out;
+      for (const auto& e : page->entries) out.push_back(e.id);
+      if (!page->next_cursor) return out;
+      std::erase_if(params, [](const auto& p) { return p.first == "_cursor"; });
+      params.emplace_back("_cursor", *page->next_cursor);
+    }
+    ADD_FAILURE() << "too many pages";
     return out;
   }
 
@@ -212,10 +232,120 @@ TEST_F(SearchSql, PagesByCursorAndCountsOnRequest) {
   EXPECT_TRUE(count->entries.empty());
 }
 
+using Order = std::vector<std::string>;
+
+// Patients: p1 Müller Anna, female, 1980-05-17; p2 Mueller Bob, male, 1980-05 (the whole month); p3 Smith Carol,
+// male, 1950-01-01; p4 Wilson, no gender, no birth date. Rids follow the order of writing (p4 after o2).
+TEST_F(SearchSql, SortsByTheLowestValueAscendingAndTheHighestDescending) {
+  // name: each patient has a family and a given name (normalized). Lowest: anna, bob, carol, wilson; highest:
+  // muller, mueller, smith, wilson.
+  EXPECT_EQ(sorted("Patient", {{"_sort", "name"}}), (Order{"p1", "p2", "p3", "p4"}));
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-name"}}), (Order{"p4", "p3", "p1", "p2"}));
+  // family alone: mueller < muller (the accent folded) < smith < wilson.
+  EXPECT_EQ(sorted("Patient", {{"_sort", "family"}}), (Order{"p2", "p1", "p3", "p4"}));
+  // Dates of different precision: p2's 1980-05 starts before p1's day and ends after it. p4 has none: last.
+  EXPECT_EQ(sorted("Patient", {{"_sort", "birthdate"}}), (Order{"p3", "p2", "p1", "p4"}));
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-birthdate"}}), (Order{"p2", "p1", "p3", "p4"}));
+  // Ties (p2 and p3 are male) by rid, in both directions; no value last in both.
+  EXPECT_EQ(sorted("Patient", {{"_sort", "gender"}}), (Order{"p1", "p2", "p3", "p4"}));
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-gender"}}), (Order{"p2", "p3", "p1", "p4"}));
+  // Two keys: the second orders within the first's ties.
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-gender,birthdate"}}), (Order{"p3", "p2", "p1", "p4"}));
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-gender,-birthdate"}}), (Order{"p2", "p3", "p1", "p4"}));
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-_id"}}), (Order{"p4", "p3", "p2", "p1"}));
+  // With criteria, only the matches.
+  EXPECT_EQ(sorted("Patient", {{"gender", "male"}, {"_sort", "birthdate"}}), (Order{"p3", "p2"}));
+}
+
+// Observations, written o1, o2, o4, o3: o1 LOINC 8310-5, 37.5 Cel, subject Patient/p1; o2 8867-4, 100 /min,
+// Patient/p2; o4 85354-9 with components, no value, no subject; o3 a code with text alone, subject Patient/p4.
+TEST_F(SearchSql, SortsTokensReferencesAndQuantities) {
+  // Codes compare as text: 8310-5 < 85354-9 < 8867-4; o3's code has no code: last.
+  EXPECT_EQ(sorted("Observation", {{"_sort", "code"}}), (Order{"o1", "o4", "o2", "o3"}));
+  EXPECT_EQ(sorted("Observation", {{"_sort", "-code"}}), (Order{"o2", "o4", "o1", "o3"}));
+  // o4 and o3 have no value: last, by rid (o4 was written first).
+  EXPECT_EQ(sorted("Observation", {{"_sort", "value-quantity"}}), (Order{"o1", "o2", "o4", "o3"}));
+  EXPECT_EQ(sorted("Observation", {{"_sort", "-value-quantity"}}), (Order{"o2", "o1", "o4", "o3"}));
+  // References by their string: Patient/p1 < Patient/p2 < Patient/p4; o4 has no subject.
+  EXPECT_EQ(sorted("Observation", {{"_sort", "-subject"}}), (Order{"o3", "o2", "o1", "o4"}));
+  EXPECT_EQ(sorted("Observation", {{"_sort", "status,-subject"}}), (Order{"o3", "o1", "o4", "o2"}));
+}
+
+TEST_F(SearchSql, SortedPagesFollowEachOtherByCursor) {
+  // One per page: the cursor carries the keys of the last row (including "no value" and ties).
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-gender,birthdate"}, {"_count", "1"}}), (Order{"p3", "p2", "p1", "p4"}));
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-name"}, {"_count", "1"}}), (Order{"p4", "p3", "p1", "p2"}));
+  EXPECT_EQ(sorted("Patient", {{"_sort", "gender"}, {"_count", "3"}}), (Order{"p1", "p2", "p3", "p4"}));
+  EXPECT_EQ(sorted("Observation", {{"_sort", "value-quantity"}, {"_count", "1"}}), (Order{"o1", "o2", "o4", "o3"}));
+  EXPECT_EQ(sorted("Observation", {{"_sort", "-value-quantity"}, {"_count", "2"}}), (Order{"o2", "o1", "o4", "o3"}));
+  EXPECT_EQ(sorted("Observation", {{"_sort", "code"}, {"_count", "1"}}), (Order{"o1", "o4", "o2", "o3"}));
+  EXPECT_EQ(sorted("Patient", {{"_sort", "-_lastUpdated,_id"}, {"_count", "1"}}).size(), 4u);
+}
+
+TEST_F(SearchSql, SortCursorsAreCheckedStrictly) {
+  auto first = search("Patient", {{"_sort", "birthdate"}, {"_count", "1"}});
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(first->next_cursor.has_value());
+  const std::string cursor = *first->next_cursor;
+  auto refused = [](const fhir::Result<SearchPage>& page) {
+    return !page.has_value() && page.error().kind == fhir::ErrorKind::kInvalid &&
+           page.error().issues[0].expression == "_cursor";
+  };
+  auto next = search("Patient", {{"_sort", "birthdate"}, {"_count", "1"}, {"_cursor", cursor}});
+  ASSERT_TRUE(next.has_value());
+  ASSERT_EQ(next->entries.size(), 1u);
+  EXPECT_EQ(next->entries[0].id, "p2");
+  // Another _sort, no _sort, a rid cursor with _sort.
+  EXPECT_TRUE(refused(search("Patient", {{"_sort", "-birthdate"}, {"_cursor", cursor}})));
+  EXPECT_TRUE(refused(search("Patient", {{"_sort", "birthdate,_id"}, {"_cursor", cursor}})));
+  EXPECT_TRUE(refused(search("Patient", {{"_cursor", cursor}})));
+  EXPECT_TRUE(refused(search("Patient", {{"_sort", "birthdate"}, {"_cursor", "12"}})));
+  // Altered: every single character changed, truncated, extended, not base64url.
+  for (std::size_t i = 0; i < cursor.size(); ++i) {
+    std::string altered = cursor;
+    altered[i] = altered[i] == 'A' ? 'B' : 'A';
+    EXPECT_TRUE(refused(search("Patient", {{"_sort", "birthdate"}, {"_cursor", altered}}))) << altered;
+  }
+  EXPECT_TRUE(refused(search("Patient", {{"_sort", "birthdate"}, {"_cursor", cursor.substr(0, cursor.size() - 1)}})));
+  EXPECT_TRUE(refused(search("Patient", {{"_sort", "birthdate"}, {"_cursor", cursor + "A"}})));
+  EXPECT_TRUE(refused(search("Patient", {{"_sort", "birthdate"}, {"_cursor", cursor + "=="}})));
+  EXPECT_TRUE(refused(search("Patient", {{"_sort", "birthdate"}, {"_cursor", ""}})));
+  EXPECT_TRUE(refused(search("Patient", {{"_sort", "birthdate"}, {"_cursor", "%%%%"}})));
+}
+
+TEST_F(SearchSql, SortCursorsRoundTrip) {
+  auto q = parse_search("Observation", {{"_sort", "-value-quantity,_id,date,-_lastUpdated"}}, *registry_, *defs_);
+  ASSERT_TRUE(q.has_value());
+  SortPosition p;
+  p.keys = {SqlQuery::Bind{0.1 + 0.2}, SqlQuery::Bind{std::string("a\0\x01:b;N", 7)},
+            SqlQuery::Bind{std::int64_t{std::numeric_limits<std::int64_t>::min()}}, SqlQuery::Bind{std::int64_t{7}}};
+  p.rid = 42;
+  std::string cursor = encode_sort_cursor(*q, p);
+  EXPECT_EQ(cursor.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+            std::string::npos);
+  auto back = decode_sort_cursor(*q, cursor);
+  ASSERT_TRUE(back.has_value()) << back.error().issues[0].diagnostics;
+  EXPECT_EQ(back->rid, 42);
+  ASSERT_EQ(back->keys.size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(back->keys[i], p.keys[i]) << i;
+  p.keys[2] = std::nullopt;  // a date may be missing; _id and _lastUpdated may not
+  back = decode_sort_cursor(*q, encode_sort_cursor(*q, p));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_FALSE(back->keys[2].has_value());
+  p.keys[1] = std::nullopt;
+  EXPECT_FALSE(decode_sort_cursor(*q, encode_sort_cursor(*q, p)).has_value());
+}
+
+TEST_F(SearchSql, SortRefusesWhatItCannotSortBy) {
+  for (const char* bad : {"nickname", "_text", "_has", "code-value-quantity", "date,", "-", ""}) {
+    auto q = parse_search("Observation", {{"_sort", bad}}, *registry_, *defs_);
+    ASSERT_FALSE(q.has_value()) << bad;
+    EXPECT_EQ(q.error().kind, fhir::ErrorKind::kInvalid) << bad;
+    EXPECT_EQ(q.error().issues[0].expression, "_sort") << bad;
+  }
+}
+
 TEST_F(SearchSql, WhatIsNotBuiltYetSaysSo) {
-  auto sort = search("Observation", {{"_sort", "date"}});
-  ASSERT_FALSE(sort.has_value());
-  EXPECT_EQ(sort.error().kind, fhir::ErrorKind::kNotSupported);
   auto cursor = search("Patient", {{"_cursor", "not-a-cursor"}});
   ASSERT_FALSE(cursor.has_value());
   EXPECT_EQ(cursor.error().kind, fhir::ErrorKind::kInvalid);
@@ -227,25 +357,31 @@ TEST_F(SearchSql, WhatIsNotBuiltYetSaysSo) {
 namespace caduceus::resources {
 namespace {
 
-// The query plan starts from the value indexes, not from a scan of every resource of the type.
-TEST(SearchSqlPlan, LookupsStartFromTheValueIndexes) {
+// The plan of a search's page query (on an empty store with the schema).
+std::string plan_of(std::string_view type, const std::vector<std::pair<std::string, std::string>>& params) {
   auto defs = *Definitions::load(conformance::r4_model_json());
   auto registry = *SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   auto dir = std::filesystem::temp_directory_path() / ("caduceus-plan-" + new_resource_id());
   std::string plan;
   {
     auto store = open_store("sqlite:" + (dir / "plan.db").string());
-    ASSERT_TRUE(store.has_value());
-    auto query =
-        parse_search("Observation", {{"patient", "p1"}, {"code", "http://loinc.org|8310-5"}}, *registry, *defs);
-    ASSERT_TRUE(query.has_value());
-    auto sql = build_search_sql(kDefaultTenant, *query, std::nullopt, 50, false);
-    ASSERT_TRUE(sql.has_value());
+    EXPECT_TRUE(store.has_value());
+    auto query = parse_search(type, params, *registry, *defs);
+    EXPECT_TRUE(query.has_value());
+    if (!store || !query) return plan;
+    SortPosition after;
+    after.rid = 1;
+    for (std::size_t i = 0; i < query->sort.size(); ++i) after.keys.emplace_back(std::string("x"));
+    auto sql = query->sort.empty() ? build_search_sql(kDefaultTenant, *query, std::nullopt, 50, false)
+                                   : build_sorted_search_sql(kDefaultTenant, *query, &after, 50);
+    EXPECT_TRUE(sql.has_value());
+    if (!sql) return plan;
     sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open_v2((dir / "plan.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_open_v2((dir / "plan.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql->sql).c_str(), -1, &st, nullptr), SQLITE_OK)
+    EXPECT_EQ(sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql->sql).c_str(), -1, &st, nullptr), SQLITE_OK)
         << sqlite3_errmsg(db);
+    EXPECT_EQ(static_cast<std::size_t>(sqlite3_bind_parameter_count(st)), sql->binds.size()) << sql->sql;
     for (std::size_t i = 0; i < sql->binds.size(); ++i)
       std::visit(
           [&](const auto& v) {
@@ -264,11 +400,32 @@ TEST(SearchSqlPlan, LookupsStartFromTheValueIndexes) {
     sqlite3_close(db);
   }
   std::filesystem::remove_all(dir);
+  return plan;
+}
+
+// The query plan starts from the value indexes, not from a scan of every resource of the type.
+TEST(SearchSqlPlan, LookupsStartFromTheValueIndexes) {
+  std::string plan = plan_of("Observation", {{"patient", "p1"}, {"code", "http://loinc.org|8310-5"}});
   RecordProperty("plan", plan);
   EXPECT_NE(plan.find("idx_token_value"), std::string::npos) << plan;
   EXPECT_NE(plan.find("idx_reference_target"), std::string::npos) << plan;
   EXPECT_EQ(plan.find("SCAN r"), std::string::npos) << plan;
   EXPECT_EQ(plan.find("SEARCH r USING INDEX"), std::string::npos) << "not every Observation: " << plan;
+}
+
+// A sorted search still starts from the value index, and each sort key reads the matches' own index rows through
+// the clustered key (rid, param): no index table is scanned.
+TEST(SearchSqlPlan, SortKeysReadTheClusteredKey) {
+  std::string plan = plan_of("Observation", {{"patient", "p1"}, {"_sort", "-date,status,-value-quantity,_id"}});
+  RecordProperty("plan", plan);
+  EXPECT_NE(plan.find("idx_reference_target"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SCAN r"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SEARCH r USING INDEX"), std::string::npos) << "not every Observation: " << plan;
+  for (const char* key : {"s0", "s1", "s2"})  // idx_date, idx_token, idx_quantity
+    EXPECT_NE(plan.find(std::string("SEARCH ") + key + " USING PRIMARY KEY (rid=? AND param=?)"), std::string::npos)
+        << key << ": " << plan;
+  EXPECT_EQ(plan.find("SCAN s"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SCAN x"), std::string::npos) << plan;
 }
 
 }  // namespace

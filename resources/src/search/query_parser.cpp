@@ -330,6 +330,9 @@ struct Parser {
           return std::unexpected(bad(name, "'" + k.code + "' is not a search parameter of " + query.type));
         if (k.parameter->type == SearchParamType::kComposite || k.parameter->type == SearchParamType::kSpecial)
           return std::unexpected(bad(name, "cannot sort on '" + k.code + "'"));
+        // _text, _content, _query, ...: no expression, so no indexed value to sort by.
+        if (k.parameter->expression_for(query.type).empty())
+          return std::unexpected(bad(name, "cannot sort on '" + k.code + "': it has no value to sort by"));
         query.sort.push_back(std::move(k));
       }
       return {};

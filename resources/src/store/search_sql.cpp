@@ -1,8 +1,12 @@
 #include "search_sql.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <type_traits>
 
 #include "caduceus/fhir/search_text.hpp"
 #include "caduceus/fhir/search_values.hpp"
@@ -358,11 +362,10 @@ struct Builder {
 
 }  // namespace
 
-fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
-                                        std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only) {
-  if (!query.sort.empty())
-    return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_sort is not supported yet", "_sort");
-  SqlQuery q;
+namespace {
+
+// The WHERE clause (" WHERE ...") of a search, its binds appended to q.binds.
+fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query, SqlQuery& q) {
   Builder b{q};
   b.tenant = tenant;
   // With a criterion that selects by value, the rows come from its index (`r.rid IN (...)`): the unary `+` keeps
@@ -378,17 +381,340 @@ fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& quer
     if (auto ok = b.criterion(c, query.type, where, "r"); !ok) return std::unexpected(ok.error());
   for (const HasCriterion& h : query.has)
     if (auto ok = b.has(h, query.type, where, "r"); !ok) return std::unexpected(ok.error());
+  return where;
+}
+
+// What a sort key's value is, as SQLite returns it (and a cursor carries it).
+enum class KeyKind { kText, kInteger, kReal };
+
+KeyKind key_kind(const SortKey& k) {
+  if (k.code == "_id") return KeyKind::kText;
+  if (k.code == "_lastUpdated") return KeyKind::kInteger;
+  switch (k.parameter->type) {
+    case SearchParamType::kDate: return KeyKind::kInteger;
+    case SearchParamType::kNumber:
+    case SearchParamType::kQuantity: return KeyKind::kReal;
+    default: return KeyKind::kText;
+  }
+}
+
+// The value of sort key `k` for the resource aliased r: one correlated aggregate over the resource's index rows,
+// which walks the table's clustered key (rid, param, ...). A resource with several values sorts by its lowest
+// ascending and by its highest descending (search.html#sort); one with no value gets NULL, which sorts last in
+// both directions (NULLS LAST), so that the resources that have the value come first either way.
+//   date, number, quantity: the stored range, its low end ascending and its high end descending (a quantity's
+//     unit is not converted: values of different units compare as numbers);
+//   string: the normalized form (case and accents folded, as a string search matches);
+//   token: the code, then the system (`code \x01 system`: \x01 sorts below every character a FHIR string may
+//     hold); a CodeableConcept with text alone has no code and counts as no value;
+//   reference: the reference as written (the absolute URL, else Type/id, else the id); an identifier alone
+//     counts as no value;
+//   uri: the uri.
+// _id and _lastUpdated come from the resource row itself, which always has them.
+fhir::Result<std::string> sort_key_sql(const SortKey& k, const std::string& alias, std::vector<SqlQuery::Bind>& binds) {
+  if (k.code == "_id") return std::string("r.id");
+  if (k.code == "_lastUpdated") return std::string("r.last_updated");
+  const SearchParameter& p = *k.parameter;
+  const char* table = table_of(p.type);
+  if (table == nullptr || p.type == SearchParamType::kComposite)
+    return fhir::fail(ErrorKind::kInvalid, "invalid", "cannot sort on '" + k.code + "'", "_sort");
+  // Each key has an alias of its own (s0, s1, ...), so that a query plan names them apart.
+  auto col = [&](const char* name) { return alias + "." + name; };
+  const char* agg = k.descending ? "MAX" : "MIN";
+  std::string value, extra;
+  switch (p.type) {
+    case SearchParamType::kString: value = col("normalized"); break;
+    case SearchParamType::kToken:
+      value = col("code") + " || char(1) || " + col("system");
+      extra = " AND " + col("code") + " <> ''";
+      break;
+    case SearchParamType::kReference:
+      value = "CASE WHEN " + col("url") + " <> '' THEN " + col("url") + " WHEN " + col("target_type") + " <> '' THEN " +
+              col("target_type") + " || '/' || " + col("target_id") + " ELSE " + col("target_id") + " END";
+      extra = " AND (" + col("url") + " <> '' OR " + col("target_id") + " <> '')";
+      break;
+    case SearchParamType::kDate:
+    case SearchParamType::kNumber:
+    case SearchParamType::kQuantity: value = col(k.descending ? "high" : "low"); break;
+    default: value = col("uri"); break;
+  }
+  binds.push_back(p.code);
+  return std::string("(SELECT ") + agg + "(" + value + ") FROM " + table + " " + alias + " WHERE " + col("rid") +
+         " = r.rid AND " + col("param") + " = ?" + extra + ")";
+}
+
+}  // namespace
+
+fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
+                                        std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only) {
+  if (!query.sort.empty() && !count_only) {
+    if (after_rid)
+      return fhir::fail(ErrorKind::kInvalid, "invalid", "a sorted search pages by a sort cursor", "_cursor");
+    return build_sorted_search_sql(tenant, query, nullptr, limit);
+  }
+  SqlQuery q;
+  auto where = search_where(tenant, query, q);
+  if (!where) return std::unexpected(where.error());
   if (count_only) {
-    q.sql = "SELECT COUNT(*) FROM resource r" + where;
+    q.sql = "SELECT COUNT(*) FROM resource r" + *where;
     return q;
   }
   if (after_rid) {
-    where += " AND r.rid > ?";
+    *where += " AND r.rid > ?";
     q.binds.push_back(*after_rid);
   }
-  q.sql = "SELECT r.rid, r.id FROM resource r" + where + " ORDER BY r.rid LIMIT ?";
+  q.sql = "SELECT r.rid, r.id FROM resource r" + *where + " ORDER BY r.rid LIMIT ?";
   q.binds.push_back(static_cast<std::int64_t>(limit));
   return q;
+}
+
+fhir::Result<SqlQuery> build_sorted_search_sql(TenantId tenant, const SearchQuery& query, const SortPosition* after,
+                                               std::size_t limit) {
+  if (query.sort.empty())
+    return fhir::fail(ErrorKind::kInternal, "exception", "build_sorted_search_sql without _sort", "_sort");
+  if (after != nullptr && after->keys.size() != query.sort.size())
+    return fhir::fail(ErrorKind::kInvalid, "invalid", "the _cursor does not fit this _sort", "_cursor");
+  // The matches are materialized with their keys (each key computed once per match), then ordered: sorting needs
+  // every match's keys anyway, as no index holds them in the sort's order.
+  SqlQuery q;
+  std::string select = "WITH hits AS MATERIALIZED (SELECT r.rid AS rid, r.id AS id";
+  std::string columns = "rid, id";
+  std::string order = " ORDER BY ";
+  for (std::size_t i = 0; i < query.sort.size(); ++i) {
+    auto key = sort_key_sql(query.sort[i], "s" + std::to_string(i), q.binds);
+    if (!key) return std::unexpected(key.error());
+    std::string name = "k" + std::to_string(i);
+    select += ", " + *key + " AS " + name;
+    columns += ", " + name;
+    order += name + (query.sort[i].descending ? " DESC" : " ASC") + " NULLS LAST, ";
+  }
+  auto where = search_where(tenant, query, q);
+  if (!where) return std::unexpected(where.error());
+  q.sql = select + " FROM resource r" + *where + ") SELECT " + columns + " FROM hits";
+  if (after != nullptr) {
+    // Keyset paging: the rows after `after` in the order (k0, ..., kN-1, rid), with NULLs last. A row is after it
+    // when its first keys equal the position's and its next key comes later (a NULL comes after any value;
+    // nothing comes after a NULL but another NULL's later keys); the rid settles full ties.
+    std::string cond, equal_prefix;
+    for (std::size_t i = 0; i <= query.sort.size(); ++i) {
+      std::string later;
+      if (i == query.sort.size()) {
+        later = "rid > ?";
+      } else if (after->keys[i]) {
+        std::string name = "k" + std::to_string(i);
+        later = "(" + name + (query.sort[i].descending ? " < ?" : " > ?") + " OR " + name + " IS NULL)";
+      }
+      if (!later.empty()) {
+        if (!cond.empty()) cond += " OR ";
+        cond += "(" + equal_prefix + later + ")";
+        // The binds of this term: the equal prefix's values, then this key's.
+        for (std::size_t j = 0; j < i; ++j)
+          if (after->keys[j]) q.binds.push_back(*after->keys[j]);
+        if (i == query.sort.size())
+          q.binds.push_back(after->rid);
+        else
+          q.binds.push_back(*after->keys[i]);
+      }
+      if (i < query.sort.size()) {
+        std::string name = "k" + std::to_string(i);
+        equal_prefix += name + (after->keys[i] ? " = ? AND " : " IS NULL AND ");
+      }
+    }
+    q.sql += " WHERE " + cond;
+  }
+  q.sql += order + "rid LIMIT ?";
+  q.binds.push_back(static_cast<std::int64_t>(limit));
+  return q;
+}
+
+std::string sort_spec(const SearchQuery& query) {
+  std::string spec;
+  for (const SortKey& k : query.sort) {
+    if (!spec.empty()) spec += ",";
+    if (k.descending) spec += "-";
+    spec += k.code;
+  }
+  return spec;
+}
+
+// A sorted search's cursor, before base64url: `S<len>:<sort spec>`, then for each key `N` (no value),
+// `I<integer>;`, `R<shortest round-trip decimal>;` or `T<len>:<bytes>`, then `K<rid>;`, then `C` and 16 hex digits
+// of a check sum (FNV-1a, 64 bits) of all that precedes it. The check sum catches altered and truncated cursors;
+// it is no signature, and needs none: a position forged on purpose only picks where the caller's own search
+// resumes, through bound values.
+namespace {
+
+constexpr std::string_view kBase64Url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string base64url_encode(std::string_view in) {
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    std::uint32_t n = (std::uint32_t(std::uint8_t(in[i])) << 16) | (std::uint32_t(std::uint8_t(in[i + 1])) << 8) |
+                      std::uint8_t(in[i + 2]);
+    for (int shift : {18, 12, 6, 0}) out.push_back(kBase64Url[(n >> shift) & 63]);
+  }
+  if (std::size_t rest = in.size() - i; rest > 0) {
+    std::uint32_t n = std::uint32_t(std::uint8_t(in[i])) << 16;
+    if (rest == 2) n |= std::uint32_t(std::uint8_t(in[i + 1])) << 8;
+    out.push_back(kBase64Url[(n >> 18) & 63]);
+    out.push_back(kBase64Url[(n >> 12) & 63]);
+    if (rest == 2) out.push_back(kBase64Url[(n >> 6) & 63]);
+  }
+  return out;
+}
+
+// Strict: the alphabet only, no padding, and the canonical form (unused low bits zero).
+std::optional<std::string> base64url_decode(std::string_view in) {
+  if (in.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char ch : in) {
+    auto pos = kBase64Url.find(ch);
+    if (pos == std::string_view::npos) return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(pos);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+  return out;
+}
+
+std::uint64_t fnv1a(std::string_view s) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (char ch : s) {
+    h ^= std::uint8_t(ch);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string hex16(std::uint64_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<std::size_t>(i)] = kDigits[v & 15];
+  return out;
+}
+
+void put_text(std::string& out, std::string_view s) {
+  out += std::to_string(s.size());
+  out += ':';
+  out += s;
+}
+
+// Reads the parts of a decoded cursor; every read fails (false) on anything but the exact form.
+struct CursorReader {
+  std::string_view in;
+
+  bool tag(char t) {
+    if (in.empty() || in.front() != t) return false;
+    in.remove_prefix(1);
+    return true;
+  }
+  template <class T>
+  bool number(T& v, char end) {
+    auto [ptr, ec] = std::from_chars(in.data(), in.data() + in.size(), v);
+    if (ec != std::errc() || ptr == in.data() || ptr == in.data() + in.size() || *ptr != end) return false;
+    in.remove_prefix(static_cast<std::size_t>(ptr - in.data()) + 1);
+    return true;
+  }
+  bool text(std::string& s) {
+    if (!in.empty() && in.front() == '+') return false;
+    std::size_t n = 0;
+    if (!number(n, ':') || n > in.size()) return false;
+    s.assign(in.substr(0, n));
+    in.remove_prefix(n);
+    return true;
+  }
+};
+
+}  // namespace
+
+std::string encode_sort_cursor(const SearchQuery& query, const SortPosition& position) {
+  std::string out = "S";
+  put_text(out, sort_spec(query));
+  for (std::size_t i = 0; i < position.keys.size(); ++i) {
+    const auto& key = position.keys[i];
+    if (!key) {
+      out += 'N';
+      continue;
+    }
+    KeyKind kind = i < query.sort.size() ? key_kind(query.sort[i]) : KeyKind::kText;
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            out += 'T';
+            put_text(out, v);
+          } else if (kind == KeyKind::kReal || std::is_same_v<T, double>) {
+            // Shortest form that reads back to the same double.
+            char buf[64];
+            auto [end, ec] = std::to_chars(buf, buf + sizeof buf, static_cast<double>(v));
+            out += 'R';
+            out.append(buf, ec == std::errc() ? end : buf);
+            out += ';';
+          } else {
+            out += 'I' + std::to_string(v) + ';';
+          }
+        },
+        *key);
+  }
+  out += 'K' + std::to_string(position.rid) + ';';
+  out += 'C' + hex16(fnv1a(out));
+  return base64url_encode(out);
+}
+
+fhir::Result<SortPosition> decode_sort_cursor(const SearchQuery& query, std::string_view cursor) {
+  auto bad = [](std::string why) {
+    return fhir::fail(ErrorKind::kInvalid, "invalid", "_cursor: " + std::move(why), "_cursor");
+  };
+  auto raw = base64url_decode(cursor);
+  if (!raw || raw->size() < 17) return bad("not a paging cursor of a sorted search");
+  std::string_view body = std::string_view(*raw).substr(0, raw->size() - 17);
+  std::string_view sum = std::string_view(*raw).substr(raw->size() - 17);
+  if (sum.front() != 'C' || sum.substr(1) != hex16(fnv1a(body)))
+    return bad("not a paging cursor of a sorted search (damaged or altered)");
+  CursorReader r{body};
+  std::string spec;
+  if (!r.tag('S') || !r.text(spec)) return bad("not a paging cursor of a sorted search");
+  if (spec != sort_spec(query))
+    return bad("this cursor pages a search with _sort=" + spec + ", not _sort=" + sort_spec(query));
+  SortPosition position;
+  for (const SortKey& k : query.sort) {
+    if (r.tag('N')) {
+      if (k.code == "_id" || k.code == "_lastUpdated") return bad("no value for '" + k.code + "'");
+      position.keys.emplace_back(std::nullopt);
+      continue;
+    }
+    switch (key_kind(k)) {
+      case KeyKind::kText: {
+        std::string s;
+        if (!r.tag('T') || !r.text(s)) return bad("a value of the wrong kind for '" + k.code + "'");
+        position.keys.emplace_back(std::move(s));
+        break;
+      }
+      case KeyKind::kInteger: {
+        std::int64_t v = 0;
+        if (!r.tag('I') || !r.number(v, ';')) return bad("a value of the wrong kind for '" + k.code + "'");
+        position.keys.emplace_back(v);
+        break;
+      }
+      case KeyKind::kReal: {
+        double v = 0;
+        if (!r.tag('R') || !r.number(v, ';') || !std::isfinite(v))
+          return bad("a value of the wrong kind for '" + k.code + "'");
+        position.keys.emplace_back(v);
+        break;
+      }
+    }
+  }
+  if (!r.tag('K') || !r.number(position.rid, ';') || position.rid <= 0 || !r.in.empty())
+    return bad("not a paging cursor of a sorted search");
+  return position;
 }
 
 SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::string& ids_type,

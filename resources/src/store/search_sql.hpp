@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -19,10 +20,31 @@ struct SqlQuery {
 };
 
 // `SELECT r.rid, r.id ... ORDER BY r.rid LIMIT n` for the page after `after_rid`, or (count_only) the number of
-// matches. Errors: kNotSupported for what the query builder does not do yet (_sort,
-// special parameters, terminology modifiers), kInvalid for a value that does not parse.
+// matches. With query.sort, the rows are `rid, id, key1, ..., keyN` in the sort's order (then rid) and `after_rid`
+// must be empty: use the overload with a SortPosition. Errors: kNotSupported for what the query builder does not
+// do yet (special parameters, terminology modifiers), kInvalid for a value that does not parse.
 fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only);
+
+// Where a page of a sorted search ends: the sort key values of its last row (nullopt where the row has no value
+// for the key) and its rid. The next page starts after it (keyset paging), so writes elsewhere do not shift it.
+struct SortPosition {
+  std::vector<std::optional<SqlQuery::Bind>> keys;
+  std::int64_t rid = 0;
+};
+
+// The page after `after` (nullptr: the first page) of a search with query.sort.
+fhir::Result<SqlQuery> build_sorted_search_sql(TenantId tenant, const SearchQuery& query, const SortPosition* after,
+                                               std::size_t limit);
+
+// `_sort` as a canonical string ("status,-date"), what a sorted cursor is bound to.
+std::string sort_spec(const SearchQuery& query);
+
+// The opaque `_cursor` of a sorted search (base64url of the sort spec, the position and a check sum), and back.
+// decode_sort_cursor checks it strictly against the query's sort: kInvalid naming `_cursor` when it is malformed,
+// altered, or made for another `_sort`.
+std::string encode_sort_cursor(const SearchQuery& query, const SortPosition& position);
+fhir::Result<SortPosition> decode_sort_cursor(const SearchQuery& query, std::string_view cursor);
 
 // The (type, id) of the resources that `include` adds for the given resources of its source type: referenced
 // by them (_include) or referring to them (_revinclude). `ids` are of type `source_type` for _include and of the

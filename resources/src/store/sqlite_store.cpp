@@ -535,7 +535,12 @@ class SqliteStore final : public Store {
 
   Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
     std::optional<std::int64_t> after;
-    if (query.cursor) {
+    std::optional<SortPosition> sort_after;
+    if (query.cursor && !query.sort.empty()) {
+      auto position = decode_sort_cursor(query, *query.cursor);
+      if (!position) return std::unexpected(position.error());
+      sort_after = std::move(*position);
+    } else if (query.cursor) {
       std::int64_t rid = 0;
       auto [ptr, ec] = std::from_chars(query.cursor->data(), query.cursor->data() + query.cursor->size(), rid);
       if (ec != std::errc() || ptr != query.cursor->data() + query.cursor->size() || rid < 0)
@@ -544,7 +549,9 @@ class SqliteStore final : public Store {
     }
     bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
     std::size_t limit = query.summary == Summary::kCount ? 0 : query.count;
-    auto page_sql = build_search_sql(tenant, query, after, limit + 1, false);
+    auto page_sql = query.sort.empty()
+                        ? build_search_sql(tenant, query, after, limit + 1, false)
+                        : build_sorted_search_sql(tenant, query, sort_after ? &*sort_after : nullptr, limit + 1);
     if (!page_sql) return std::unexpected(page_sql.error());
     std::optional<SqlQuery> count_sql;
     if (want_total) {
@@ -556,13 +563,30 @@ class SqliteStore final : public Store {
       auto* db = static_cast<soci::sqlite3_session_backend*>(r.sql.get_backend())->conn_;
       SearchPage page;
       std::vector<std::pair<std::int64_t, std::string>> hits;
+      std::vector<SortPosition> positions;  // of each hit, when sorted
       run_query(db, *page_sql, [&](sqlite_api::sqlite3_stmt* st) {
         hits.emplace_back(sqlite_api::sqlite3_column_int64(st, 0),
                           reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 1)));
+        if (query.sort.empty()) return;
+        SortPosition& p = positions.emplace_back();
+        p.rid = hits.back().first;
+        for (int i = 0; i < static_cast<int>(query.sort.size()); ++i) {
+          switch (sqlite_api::sqlite3_column_type(st, 2 + i)) {
+            case SQLITE_NULL: p.keys.emplace_back(std::nullopt); break;
+            case SQLITE_INTEGER: p.keys.emplace_back(sqlite_api::sqlite3_column_int64(st, 2 + i)); break;
+            case SQLITE_FLOAT: p.keys.emplace_back(sqlite_api::sqlite3_column_double(st, 2 + i)); break;
+            default:
+              p.keys.emplace_back(std::string(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 2 + i)),
+                                              static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, 2 + i))));
+          }
+        }
       });
-      if (hits.size() > limit) {
+      if (limit == 0) {
+        hits.clear();  // _count=0 and _summary=count: no entries, nothing to page
+      } else if (hits.size() > limit) {
         hits.resize(limit);
-        page.next_cursor = std::to_string(hits.back().first);
+        page.next_cursor =
+            query.sort.empty() ? std::to_string(hits.back().first) : encode_sort_cursor(query, positions[limit - 1]);
       }
       for (const auto& [rid, id] : hits) {
         if (!r.read_current->fetch(tenant, query.type, id, std::nullopt, r.row)) continue;
