@@ -10,6 +10,8 @@ namespace {
 using fhir::ErrorKind;
 namespace sv = fhir::search;
 
+constexpr std::size_t kMaxSortKeys = 16;
+
 fhir::Error bad(const std::string& param, std::string message) {
   return fhir::Error::make(ErrorKind::kInvalid, "invalid", "Search parameter '" + param + "': " + message, param);
 }
@@ -334,6 +336,9 @@ struct Parser {
         if (k.parameter->expression_for(query.type).empty())
           return std::unexpected(bad(name, "cannot sort on '" + k.code + "': it has no value to sort by"));
         query.sort.push_back(std::move(k));
+        // Each key adds a correlated subquery, and keyset paging binds its values once per later key.
+        if (query.sort.size() > kMaxSortKeys)
+          return std::unexpected(bad(name, "at most " + std::to_string(kMaxSortKeys) + " sort keys"));
       }
       return {};
     }
