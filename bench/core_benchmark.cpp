@@ -8,6 +8,7 @@
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/resources/definitions.hpp"
+#include "caduceus/resources/fhirpath.hpp"
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/store/store.hpp"
@@ -92,6 +93,37 @@ void BM_LoadDefinitions(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_LoadDefinitions)->Unit(benchmark::kMillisecond);
+
+void BM_LoadSearchParameters(benchmark::State& state) {
+  for (auto _ : state) {
+    auto registry = resources::SearchParameterRegistry::load(conformance::r4_search_parameters_json(),
+                                                             conformance::r4_compartments_json());
+    benchmark::DoNotOptimize(registry);
+  }
+}
+BENCHMARK(BM_LoadSearchParameters)->Unit(benchmark::kMillisecond);
+
+// One compiled path over the first Synthea Patient: the engine's per-evaluation overhead.
+void BM_FhirPathNavigate(benchmark::State& state) {
+  const Corpus& c = corpus();
+  auto defs = resources::Definitions::load(conformance::r4_model_json());
+  auto compiled = resources::fhirpath::FhirPath::compile("Patient.name.family");
+  if (!defs || !compiled) std::abort();
+  const fhir::json::Value* patient = nullptr;
+  for (const auto& v : c.values)
+    if (const auto* t = v.find("resourceType"); t != nullptr && t->is_string() && t->text() == "Patient") {
+      patient = &v;
+      break;
+    }
+  if (patient == nullptr) std::abort();
+  resources::fhirpath::EvalContext ctx;
+  ctx.definitions = defs->get();
+  for (auto _ : state) {
+    auto result = compiled->evaluate(*patient, ctx);
+    benchmark::DoNotOptimize(result);
+  }
+}
+BENCHMARK(BM_FhirPathNavigate);
 
 // Search index extraction (every parameter's FHIRPath, values typed as the index keeps them): the extra work
 // that indexing adds to each write.

@@ -153,7 +153,11 @@ Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::V
   stamp_meta(resource, rec.version, rec.last_updated_ms);
   rec.body = json::write(resource);
   // _lastUpdated is known only now (its value from before the stamp was dropped when extracting).
-  if (index) index->dates.push_back(DateIndex{"_lastUpdated", rec.last_updated_ms, rec.last_updated_ms + 1});
+  if (index) {
+    // (Replacing the value of an earlier run of this write, if it was rolled back and runs again.)
+    std::erase_if(index->dates, [](const DateIndex& d) { return d.param == "_lastUpdated"; });
+    index->dates.push_back(DateIndex{"_lastUpdated", rec.last_updated_ms, rec.last_updated_ms + 1});
+  }
   auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
   if (!seq) return std::unexpected(seq.error());
   rec.seq = *seq;
@@ -245,6 +249,7 @@ void Repository::remove_async(TenantId tenant, std::string_view type, std::strin
   auto pending = std::make_shared<Pending<std::optional<VersionRecord>>>();
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::string(id), if_match](Transaction& txn) -> Result<void> {
+        pending->out.reset();  // (a run again after a rollback starts afresh)
         auto current = txn.current(tenant, type, id);
         if (!current) return std::unexpected(current.error());
         std::int64_t current_version = *current ? (*current)->version : 0;

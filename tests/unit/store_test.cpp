@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <future>
 #include <latch>
 #include <thread>
 
@@ -263,6 +264,61 @@ TEST_F(RepositoryTest, AFailingWriteInAGroupLeavesTheOthersIntact) {
     auto r = store_->read(kDefaultTenant, "Basic", "b" + std::to_string(i));
     EXPECT_EQ(r.has_value(), i % 2 == 0) << i;
   }
+}
+
+// A group committed together (here: every write queued while the writer was held up by the first) runs first
+// without savepoints; when one of its writes fails, the store rolls the group back and runs it again write by
+// write, so the failing writes leave nothing and the others are committed once, with their effect of the
+// second run.
+TEST_F(RepositoryTest, AGroupWithAFailingWriteRunsAgainAndKeepsTheOthers) {
+  constexpr int kWrites = 12;
+  std::promise<void> queued;
+  std::shared_future<void> all_queued = queued.get_future().share();
+  std::promise<fhir::Result<void>> first_done;
+  store_->write_async(
+      [all_queued](Transaction&) -> fhir::Result<void> {
+        all_queued.wait();  // holds the writer until the others are queued: they form the next group
+        return {};
+      },
+      [&](fhir::Result<void> r) { first_done.set_value(std::move(r)); });
+  std::vector<std::atomic<int>> runs(kWrites);
+  std::vector<std::promise<fhir::Result<void>>> done(kWrites);
+  for (int i = 0; i < kWrites; ++i)
+    store_->write_async(
+        [&, i](Transaction& txn) -> fhir::Result<void> {
+          ++runs[i];
+          VersionRecord rec;
+          rec.type = "Basic";
+          rec.id = "g" + std::to_string(i);
+          rec.version = 1;
+          rec.last_updated_ms = txn.now_ms();
+          rec.body = R"({"resourceType":"Basic"})";
+          if (auto s = txn.append(kDefaultTenant, rec); !s) return std::unexpected(s.error());
+          if (i == 5 || i == 9) return fhir::fail(fhir::ErrorKind::kConflict, "conflict", "fails after writing");
+          return {};
+        },
+        [&, i](fhir::Result<void> r) { done[i].set_value(std::move(r)); });
+  queued.set_value();
+  ASSERT_TRUE(first_done.get_future().get().has_value());
+  for (int i = 0; i < kWrites; ++i) {
+    auto r = done[i].get_future().get();
+    bool fails = i == 5 || i == 9;
+    EXPECT_EQ(r.has_value(), !fails) << i;
+    if (fails) {
+      EXPECT_EQ(r.error().kind, fhir::ErrorKind::kConflict) << i;
+    }
+    auto read = store_->read(kDefaultTenant, "Basic", "g" + std::to_string(i));
+    EXPECT_EQ(read.has_value(), !fails) << i;
+    if (read) {
+      EXPECT_EQ(read->version, 1) << i;
+    }
+  }
+  // Up to the first failure the writes ran optimistically, then everything ran again with savepoints.
+  for (int i = 0; i <= 5; ++i) EXPECT_EQ(runs[i].load(), 2) << i;
+  for (int i = 6; i < kWrites; ++i) EXPECT_EQ(runs[i].load(), 1) << i;
+  auto history = store_->history(kDefaultTenant, HistoryQuery{.type = "Basic"});
+  ASSERT_TRUE(history.has_value());
+  EXPECT_EQ(history->entries.size(), static_cast<std::size_t>(kWrites - 2));  // each survivor once
 }
 
 TEST_F(RepositoryTest, ASecondProcessOrStoreCannotOpenTheSameFile) {

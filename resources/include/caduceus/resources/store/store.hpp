@@ -109,7 +109,10 @@ class Store {
   virtual fhir::Result<std::int64_t> history_total(TenantId tenant, const HistoryQuery& query) = 0;
   // Runs `work` in one transaction and commits it durably, then calls `done` with the outcome (on a thread of
   // the store's; keep `done` short). If work fails, nothing it wrote remains and its error is passed on.
-  // kUnavailable when the database cannot be reached. `work` may run on another thread than the caller's.
+  // kUnavailable when the database cannot be reached. `work` may run on another thread than the caller's, and
+  // more than once: a run whose transaction was rolled back (because another write of its commit group failed)
+  // is run again, so `work` must compute its effect from the transaction each time and let a later run
+  // overwrite whatever an earlier one left in the caller's state.
   virtual void write_async(Work work, Done done) = 0;
   // The same, waiting for the commit.
   fhir::Result<void> write(Work work);
