@@ -840,6 +840,20 @@ struct Router::Impl {
     limits.max_count = self.options_.history_max_count;
     limits.strict = req.header("prefer").find("handling=strict") != std::string_view::npos;
     auto query = parse(all, limits);
+    // The explainer answers for what the parser refuses as not supported yet (:in, :not-in, token :above and
+    // :below, near): the plan is then of the search without that parameter, and says so.
+    std::vector<std::string> explain_notes;
+    for (int guard = 0; explain && !query && guard < 16; ++guard) {
+      const fhir::Error& e = query.error();
+      if (e.issues.empty() || e.issues[0].code != "not-supported") break;
+      const std::string what = e.issues[0].expression;
+      if (std::erase_if(all, [&](const auto& p) { return p.first == what; }) == 0) break;
+      explain_notes.push_back(e.issues[0].diagnostics +
+                              ": the search answers 400 with it; this plan is of the same "
+                              "search without '" +
+                              what + "'");
+      query = parse(all, limits);
+    }
     if (!query) return error_response(query.error());
     // Links repeat the parameters that were used, leaving out unknown ones and the cursor.
     auto keep = [&](const std::string& name) {
@@ -849,6 +863,7 @@ struct Router::Impl {
     if (explain) {
       auto plan = repo().store().explain(kDefaultTenant, *query);
       if (!plan) return error_response(plan.error());
+      plan->notes.insert(plan->notes.begin(), explain_notes.begin(), explain_notes.end());
       return json_response(200, plan_parameters(*plan, link + query_string(all, keep)), format);
     }
     auto page = repo().store().search(kDefaultTenant, *query);

@@ -291,6 +291,25 @@ TEST_F(SearchSql, TheExplainerPlansEveryStatement) {
   EXPECT_FALSE(plan.statements[0].steps.empty());
   EXPECT_NE(std::find(plan.statements[0].indexes.begin(), plan.statements[0].indexes.end(), "idx_token_value"),
             plan.statements[0].indexes.end());
+  // Every parameter type and modifier: a plan with steps for the page and the count.
+  const std::pair<const char*, Params> searches[] = {
+      {"Patient", {{"birthdate", "ge1980"}}},
+      {"RiskAssessment", {{"probability", "gt0.5"}}},
+      {"Observation", {{"value-quantity", "lt40|http://unitsofmeasure.org|Cel"}}},
+      {"ValueSet", {{"url:below", "http://example.org"}}},
+      {"Observation", {{"code-value-quantity", "http://loinc.org|8310-5$37.5"}}},
+      {"Patient", {{"name:exact", "Smith"}, {"gender:not", "male"}, {"birthdate:missing", "true"}}},
+      {"Observation", {{"subject:Patient.general-practitioner:Practitioner.name", "house"}}},
+      {"Practitioner", {{"_has:Patient:general-practitioner:_has:Observation:subject:code:text", "note"}}},
+      {"Patient", {{"identifier", "urn:mrn|111"}, {"_lastUpdated", "gt2000"}, {"_count", "1"}, {"_cursor", "1"}}},
+  };
+  for (const auto& [type, params] : searches) {
+    SearchPlan p = plan_of(type, params);
+    ASSERT_EQ(p.statements.size(), 2u) << type;
+    EXPECT_FALSE(p.statements[0].steps.empty()) << type;
+    EXPECT_FALSE(p.statements[1].steps.empty()) << type;
+    EXPECT_FALSE(p.statements[0].indexes.empty()) << type;
+  }
   // _sort is not built yet: left out, and said.
   plan = plan_of("Observation", {{"_sort", "-date"}, {"status", "final"}});
   ASSERT_FALSE(plan.statements.empty());
