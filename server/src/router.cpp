@@ -3,8 +3,13 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
+#include <functional>
 #include <future>
+#include <limits>
+#include <map>
 #include <span>
+#include <variant>
 
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/outcome.hpp"
@@ -216,8 +221,42 @@ fhir::Result<json::Value> read_body(const Request& req) {
   return parsed;
 }
 
+// The modifiers that the search really serves for a parameter type, for searchParam.documentation (an R4
+// CapabilityStatement has no element for them).
+std::string modifiers_documentation(resources::SearchParamType type) {
+  using T = resources::SearchParamType;
+  switch (type) {
+    case T::kString: return "Modifiers: :missing, :exact, :contains";
+    case T::kToken: return "Modifiers: :missing, :not, :text";
+    case T::kReference: return "Modifiers: :missing, :identifier, :[type] (e.g. :Patient); chains (param.param)";
+    case T::kUri: return "Modifiers: :missing, :above, :below, :contains";
+    case T::kDate:
+    case T::kNumber:
+    case T::kQuantity:
+    case T::kComposite: return "Modifiers: :missing";
+    case T::kSpecial: return {};
+  }
+  return {};
+}
+
 std::string capability_statement(const resources::Definitions& defs, const RouterOptions& options,
                                  const resources::SearchParameterRegistry* search) {
+  // _revinclude values per referenced type: "Observation:subject" for Patient, ... (every reference parameter
+  // of every type that can refer to it, as _revinclude follows them).
+  std::map<std::string, std::vector<std::string>> revincludes;
+  if (search != nullptr) {
+    for (const resources::SearchParameter& p : search->all()) {
+      if (p.type != resources::SearchParamType::kReference) continue;
+      for (const std::string& source : p.base) {
+        if (!defs.is_resource_type(source) || p.expression_for(source).empty()) continue;
+        for (const std::string& target : p.target) revincludes[target].push_back(source + ":" + p.code);
+      }
+    }
+    for (auto& [target, values] : revincludes) {
+      std::sort(values.begin(), values.end());
+      values.erase(std::unique(values.begin(), values.end()), values.end());
+    }
+  }
   json::Value cs = json::Value::object();
   auto str = [](std::string s) { return json::Value::string(std::move(s)); };
   cs.set("resourceType", str("CapabilityStatement"));
@@ -271,10 +310,16 @@ std::string capability_statement(const resources::Definitions& defs, const Route
         sp.set("name", str(p->code));
         if (!p->url.empty()) sp.set("definition", str(p->url));
         sp.set("type", str(std::string(resources::to_string(p->type))));
+        if (std::string doc = modifiers_documentation(p->type); !doc.empty()) sp.set("documentation", str(doc));
         params.push_back(std::move(sp));
         if (p->type == resources::SearchParamType::kReference) includes.push_back(str(type + ":" + p->code));
       }
       r.set("searchInclude", std::move(includes));
+      json::Value revs = json::Value::array();
+      revs.push_back(str("*"));
+      if (auto it = revincludes.find(type); it != revincludes.end())
+        for (const std::string& v : it->second) revs.push_back(str(v));
+      r.set("searchRevInclude", std::move(revs));
       r.set("searchParam", std::move(params));
     }
     r.set("versioning", str("versioned-update"));
@@ -291,11 +336,125 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   json::Value hs = json::Value::object();
   hs.set("code", str("history-system"));
   sys.push_back(std::move(hs));
+  if (search != nullptr) {
+    json::Value ss = json::Value::object();
+    ss.set("code", str("search-system"));
+    sys.push_back(std::move(ss));
+  }
   rest.set("interaction", std::move(sys));
+  if (search != nullptr) {
+    // The parameters of a search without _type: those of every resource.
+    json::Value common = json::Value::array();
+    for (const resources::SearchParameter* p : search->for_type("Resource")) {
+      if (p->type == resources::SearchParamType::kSpecial || p->expression_for("Resource").empty()) continue;
+      json::Value sp = json::Value::object();
+      sp.set("name", str(p->code));
+      if (!p->url.empty()) sp.set("definition", str(p->url));
+      sp.set("type", str(std::string(resources::to_string(p->type))));
+      if (std::string doc = modifiers_documentation(p->type); !doc.empty()) sp.set("documentation", str(doc));
+      common.push_back(std::move(sp));
+    }
+    rest.set("searchParam", std::move(common));
+    // Compartment search: [base]/Patient/123/Observation.
+    json::Value compartments = json::Value::array();
+    for (std::string_view c : {"Device", "Encounter", "Patient", "Practitioner", "RelatedPerson"})
+      if (!search->compartment_types(c).empty())
+        compartments.push_back(str("http://hl7.org/fhir/CompartmentDefinition/" + lower(c)));
+    if (!compartments.items().empty()) rest.set("compartment", std::move(compartments));
+  }
   json::Value rests = json::Value::array();
   rests.push_back(std::move(rest));
   cs.set("rest", std::move(rests));
   return json::write(cs);
+}
+
+// The query plan of a search (Store::explain) as a Parameters resource: the search, the notes, and one
+// `statement` per SQL statement with its role, SQL, bound values, EXPLAIN QUERY PLAN rows, indexes and row figures.
+std::string plan_parameters(const resources::SearchPlan& plan, const std::string& search_url) {
+  auto str = [](std::string s) { return json::Value::string(std::move(s)); };
+  auto integer = [](std::int64_t v) {
+    // valueInteger is 32-bit in FHIR: larger figures go as valueDecimal.
+    bool fits = v >= std::numeric_limits<std::int32_t>::min() && v <= std::numeric_limits<std::int32_t>::max();
+    return std::pair<const char*, json::Value>(fits ? "valueInteger" : "valueDecimal",
+                                               json::Value::number(std::to_string(v)));
+  };
+  auto param = [](std::string name, const char* value_key, json::Value value) {
+    json::Value p = json::Value::object();
+    p.set("name", json::Value::string(std::move(name)));
+    p.set(value_key, std::move(value));
+    return p;
+  };
+  auto int_param = [&](std::string name, std::int64_t v) {
+    auto [key, value] = integer(v);
+    return param(std::move(name), key, std::move(value));
+  };
+  auto group = [](std::string name, json::Value parts) {
+    json::Value p = json::Value::object();
+    p.set("name", json::Value::string(std::move(name)));
+    p.set("part", std::move(parts));
+    return p;
+  };
+  json::Value params = json::Value::array();
+  params.push_back(param("search", "valueString", str(search_url)));
+  for (const std::string& note : plan.notes) params.push_back(param("note", "valueString", str(note)));
+  for (const resources::StatementPlan& st : plan.statements) {
+    json::Value parts = json::Value::array();
+    parts.push_back(param("role", "valueCode", str(st.role)));
+    if (!st.description.empty()) parts.push_back(param("description", "valueString", str(st.description)));
+    parts.push_back(param("runs", "valueBoolean", json::Value::boolean(st.runs)));
+    parts.push_back(param("sql", "valueString", str(st.sql)));
+    for (std::size_t i = 0; i < st.binds.size(); ++i) {
+      json::Value bind = json::Value::array();
+      bind.push_back(int_param("position", static_cast<std::int64_t>(i + 1)));
+      std::visit(
+          [&](const auto& v) {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, std::int64_t>) {
+              bind.push_back(param("type", "valueCode", str("integer")));
+              bind.push_back(int_param("value", v));
+            } else if constexpr (std::is_same_v<T, double>) {
+              bind.push_back(param("type", "valueCode", str("real")));
+              char buf[64];
+              auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+              std::string literal(buf, end);
+              if (ec == std::errc() && std::isfinite(v))
+                bind.push_back(param("value", "valueDecimal", json::Value::number(literal)));
+            } else {
+              bind.push_back(param("type", "valueCode", str("text")));
+              if (!v.empty()) bind.push_back(param("value", "valueString", str(v)));  // FHIR strings are not empty
+            }
+          },
+          st.binds[i]);
+      parts.push_back(group("bind", std::move(bind)));
+    }
+    for (const resources::PlanStep& step : st.steps) {
+      json::Value row = json::Value::array();
+      row.push_back(int_param("id", step.id));
+      row.push_back(int_param("parent", step.parent));
+      row.push_back(param("detail", "valueString", str(step.detail)));
+      parts.push_back(group("step", std::move(row)));
+    }
+    for (const std::string& index : st.indexes) parts.push_back(param("index", "valueString", str(index)));
+    if (st.rows) {
+      json::Value rows = json::Value::array();
+      rows.push_back(int_param("count", *st.rows));
+      rows.push_back(param("atLeast", "valueBoolean", json::Value::boolean(st.rows_bounded)));
+      rows.push_back(param("method", "valueString", str(st.rows_method)));
+      parts.push_back(group("rows", std::move(rows)));
+    }
+    for (const auto& [index, stat] : st.statistics) {
+      json::Value s = json::Value::array();
+      s.push_back(param("index", "valueString", str(index)));
+      s.push_back(param("sqlite_stat1", "valueString", str(stat)));
+      parts.push_back(group("statistics", std::move(s)));
+    }
+    params.push_back(group("statement", std::move(parts)));
+  }
+  json::Value out = json::Value::object();
+  out.set("resourceType", str("Parameters"));
+  out.set("id", str(resources::new_resource_id()));
+  out.set("parameter", std::move(params));
+  return json::write(out);
 }
 
 }  // namespace
@@ -562,12 +721,98 @@ struct Router::Impl {
     return json_response(200, std::move(b), format);
   }
 
+  using ParseSearch =
+      std::function<fhir::Result<resources::SearchQuery>(const QueryParams&, const resources::SearchLimits&)>;
+
   // GET [type]?params and POST [type]/_search (form-encoded body): a searchset Bundle.
   Response search(std::string_view type) const {
+    return run_search(base() + "/" + std::string(type), [&](const QueryParams& all, const resources::SearchLimits& l) {
+      return resources::parse_search(type, all, *self.search_parameters_, repo().definitions(), l);
+    });
+  }
+
+  // GET [base]?_type=A,B&... and POST [base]/_search: a search over the listed types, or over every type (then
+  // with the common parameters only) without _type.
+  Response system_search() const {
+    return run_search(
+        base(), [&](const QueryParams& all, const resources::SearchLimits& l) -> fhir::Result<resources::SearchQuery> {
+          std::vector<std::string> types;
+          QueryParams rest;
+          for (const auto& [name, value] : all) {
+            if (name != "_type") {
+              rest.emplace_back(name, value);
+              continue;
+            }
+            for (std::size_t start = 0; start <= value.size();) {
+              std::size_t comma = std::min(value.find(',', start), value.size());
+              std::string t = value.substr(start, comma - start);
+              start = comma + 1;
+              if (!repo().definitions().is_resource_type(t))
+                return fhir::fail(ErrorKind::kInvalid, "invalid", "_type: '" + t + "' is not a resource type", "_type");
+              if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(std::move(t));
+            }
+          }
+          return resources::parse_multi_type_search(types, rest, *self.search_parameters_, repo().definitions(), l);
+        });
+  }
+
+  // GET [base]/Patient/123/Observation?... (and `*` for every type of the compartment), POST .../_search: the
+  // search limited to the resources in the compartment of Patient/123 (compartmentdefinition.html).
+  Response compartment_search(std::string_view compartment, std::string_view id, std::string_view type) const {
     const resources::SearchParameterRegistry* registry = self.search_parameters_;
-    if (registry == nullptr)
-      return error_response(ErrorKind::kNotSupported, "not-supported",
-                            "Search is not enabled on this server (start it with --search-index true)");
+    if (registry == nullptr) return search_disabled();
+    auto members = registry->compartment_types(compartment);
+    if (members.empty())
+      return error_response(ErrorKind::kNotFound, "not-found",
+                            "'" + std::string(compartment) +
+                                "' is not a compartment (the compartments are Patient, Encounter, RelatedPerson, "
+                                "Practitioner and Device)");
+    if (!resources::is_valid_id(id))
+      return error_response(ErrorKind::kNotFound, "not-found", "'" + std::string(id) + "' is not a valid resource id");
+    std::vector<std::string> types;
+    if (type == "*") {
+      types.assign(members.begin(), members.end());
+    } else if (!repo().definitions().is_resource_type(type)) {
+      return error_response(ErrorKind::kNotFound, "not-supported",
+                            "'" + std::string(type) + "' is not a resource type of FHIR R4");
+    } else if (std::find(members.begin(), members.end(), type) == members.end()) {
+      return error_response(ErrorKind::kInvalid, "invalid",
+                            std::string(type) + " resources are not in the " + std::string(compartment) +
+                                " compartment (see its CompartmentDefinition)");
+    } else {
+      types.emplace_back(type);
+    }
+    resources::CompartmentFilter filter;
+    filter.type = std::string(compartment);
+    filter.id = std::string(id);
+    for (const std::string& t : types) {
+      std::vector<std::string> params;
+      for (const std::string& code : registry->compartment_params(compartment, t)) {
+        const resources::SearchParameter* p = registry->find(t, code);
+        if (p != nullptr && p->type == resources::SearchParamType::kReference) params.push_back(code);
+      }
+      filter.params.emplace_back(t, std::move(params));
+    }
+    std::string link = base() + "/" + std::string(compartment) + "/" + std::string(id) + "/" + std::string(type);
+    return run_search(
+        link, [&](const QueryParams& all, const resources::SearchLimits& l) -> fhir::Result<resources::SearchQuery> {
+          auto q = type == "*" ? resources::parse_multi_type_search(types, all, *registry, repo().definitions(), l)
+                               : resources::parse_search(type, all, *registry, repo().definitions(), l);
+          if (q) q->compartment = filter;
+          return q;
+        });
+  }
+
+  static Response search_disabled() {
+    return error_response(ErrorKind::kNotSupported, "not-supported",
+                          "Search is not enabled on this server (start it with --search-index true)");
+  }
+
+  // Parses the parameters with `parse`, then answers with a searchset Bundle whose links start with `link`, or
+  // with the query plan when _explain=true or the header X-Caduceus-Explain: true asks for it.
+  Response run_search(const std::string& link, const ParseSearch& parse) const {
+    const resources::SearchParameterRegistry* registry = self.search_parameters_;
+    if (registry == nullptr) return search_disabled();
     QueryParams all = params;
     if (req.method == "POST") {
       std::string media = media_type_of(req.header("content-type"));
@@ -578,21 +823,53 @@ struct Router::Impl {
       if (!form) return error_response(ErrorKind::kInvalid, "invalid", "The form body has a malformed %-escape");
       all.insert(all.end(), form->begin(), form->end());
     }
+    bool explain = lower(trim(req.header("x-caduceus-explain"))) == "true";
+    for (auto it = all.begin(); it != all.end();) {
+      if (it->first != "_explain") {
+        ++it;
+        continue;
+      }
+      if (it->second != "true" && it->second != "false")
+        return error_response(ErrorKind::kInvalid, "invalid",
+                              "Search parameter '_explain': takes true or false, not '" + it->second + "'", "_explain");
+      explain = explain || it->second == "true";
+      it = all.erase(it);
+    }
     resources::SearchLimits limits;
     limits.default_count = self.options_.history_default_count;
     limits.max_count = self.options_.history_max_count;
     limits.strict = req.header("prefer").find("handling=strict") != std::string_view::npos;
-    auto query = resources::parse_search(type, all, *registry, repo().definitions(), limits);
+    auto query = parse(all, limits);
+    // The explainer answers for what the parser refuses as not supported yet (:in, :not-in, token :above and
+    // :below, near): the plan is then of the search without that parameter, and says so.
+    std::vector<std::string> explain_notes;
+    for (int guard = 0; explain && !query && guard < 16; ++guard) {
+      const fhir::Error& e = query.error();
+      if (e.issues.empty() || e.issues[0].code != "not-supported") break;
+      const std::string what = e.issues[0].expression;
+      if (std::erase_if(all, [&](const auto& p) { return p.first == what; }) == 0) break;
+      explain_notes.push_back(e.issues[0].diagnostics +
+                              ": the search answers 400 with it; this plan is of the same "
+                              "search without '" +
+                              what + "'");
+      query = parse(all, limits);
+    }
     if (!query) return error_response(query.error());
+    // Links repeat the parameters that were used, leaving out unknown ones and the cursor.
+    auto keep = [&](const std::string& name) {
+      return name != "_cursor" && name != "_format" && name != "_pretty" &&
+             std::find(query->ignored.begin(), query->ignored.end(), name) == query->ignored.end();
+    };
+    if (explain) {
+      auto plan = repo().store().explain(kDefaultTenant, *query);
+      if (!plan) return error_response(plan.error());
+      plan->notes.insert(plan->notes.begin(), explain_notes.begin(), explain_notes.end());
+      return json_response(200, plan_parameters(*plan, link + query_string(all, keep)), format);
+    }
     auto page = repo().store().search(kDefaultTenant, *query);
     if (!page) return error_response(page.error());
 
-    // Links repeat the parameters that were used, leaving out unknown ones and the cursor.
-    std::string link = base() + "/" + std::string(type);
-    std::string kept = query_string(all, [&](const std::string& name) {
-      return name != "_cursor" && name != "_format" && name != "_pretty" &&
-             std::find(query->ignored.begin(), query->ignored.end(), name) == query->ignored.end();
-    });
+    std::string kept = query_string(all, keep);
     std::string next_link;
     if (page->next_cursor)
       next_link = link + kept + (kept.empty() ? "?" : "&") + "_cursor=" + percent_encode(*page->next_cursor);
@@ -646,13 +923,14 @@ struct Router::Impl {
         return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported",
                                                "Batch and transaction Bundles are not supported yet"),
                                 "transaction");
-      if (get)
-        return with_interaction(
-            error_response(ErrorKind::kNotSupported, "not-supported", "Search across all types is not supported yet"),
-            "search-system");
+      if (get) return with_interaction(system_search(), "search-system");
       return method_not_allowed(m, req.target, "GET, POST");
     }
     std::string_view first = segments[0];
+    if (segments.size() == 1 && first == "_search") {
+      if (m != "POST") return method_not_allowed(m, req.target, "POST");
+      return with_interaction(system_search(), "search-system");
+    }
     if (segments.size() == 1 && first == "metadata") {
       if (!get) return method_not_allowed(m, "/fhir/metadata", "GET");
       return with_interaction(json_response(200, self.capability_json_, format), "capabilities");
@@ -692,6 +970,15 @@ struct Router::Impl {
     if (segments.size() == 4 && segments[2] == "_history") {
       if (!get) return method_not_allowed(m, req.target, "GET");
       return with_interaction(vread(type, second, segments[3]), "vread");
+    }
+    // Compartment search: [compartment]/[id]/[type or *], and POST .../_search.
+    if (segments.size() == 3 && !segments[2].starts_with("_") && !segments[2].starts_with("$")) {
+      if (!get) return method_not_allowed(m, req.target, "GET");
+      return with_interaction(compartment_search(type, second, segments[2]), "search-compartment");
+    }
+    if (segments.size() == 4 && segments[3] == "_search" && !segments[2].starts_with("_")) {
+      if (m != "POST") return method_not_allowed(m, req.target, "POST");
+      return with_interaction(compartment_search(type, second, segments[2]), "search-compartment");
     }
     return error_response(ErrorKind::kNotFound, "not-found", "No FHIR interaction at " + std::string(path));
   }

@@ -348,6 +348,118 @@ TEST_F(SearchSql, SortRefusesWhatItCannotSortBy) {
   }
 }
 
+std::set<std::string> refs(const fhir::Result<SearchPage>& page) {
+  EXPECT_TRUE(page.has_value()) << (page ? "" : page.error().issues[0].diagnostics);
+  std::set<std::string> out;
+  if (page)
+    for (const auto& e : page->entries) out.insert(e.type + "/" + e.id);
+  return out;
+}
+
+TEST_F(SearchSql, SearchesOverSeveralTypes) {
+  auto several = [](const std::vector<std::string>& types, const Params& params) -> fhir::Result<SearchPage> {
+    auto q = parse_multi_type_search(types, params, *registry_, *defs_);
+    if (!q) return std::unexpected(q.error());
+    EXPECT_TRUE(q->type.empty());
+    return store_->search(kDefaultTenant, *q);
+  };
+  EXPECT_EQ(refs(several({"Patient", "Observation"}, {{"_id", "p1,o1,pr1"}})), (Ids{"Patient/p1", "Observation/o1"}));
+  EXPECT_EQ(refs(several({}, {{"_id", "p4,pr1,gone"}})), (Ids{"Patient/p4", "Practitioner/pr1"}));
+  // name is a string parameter of both.
+  EXPECT_EQ(refs(several({"Patient", "Practitioner"}, {{"name", "house"}})), Ids{"Practitioner/pr1"});
+  // _has over several types: the reference's type must be the resource's own.
+  EXPECT_EQ(refs(several({"Practitioner", "Organization"}, {{"_has:Patient:general-practitioner:name", "wil"}})),
+            Ids{"Practitioner/pr1"});
+  // Paging by cursor across types.
+  std::set<std::string> seen;
+  Params params{{"_count", "2"}};
+  for (int guard = 0; guard < 10; ++guard) {
+    auto page = several({"Patient", "Practitioner"}, params);
+    ASSERT_TRUE(page.has_value());
+    for (const auto& e : page->entries) EXPECT_TRUE(seen.insert(e.type + "/" + e.id).second) << e.id;
+    if (!page->next_cursor) break;
+    params = {{"_count", "2"}, {"_cursor", *page->next_cursor}};
+  }
+  EXPECT_EQ(seen, (Ids{"Patient/p1", "Patient/p2", "Patient/p3", "Patient/p4", "Practitioner/pr1"}));
+  // gender is not a parameter of Observation, nor common.
+  auto gender = several({"Patient", "Observation"}, {{"gender", "male"}});
+  ASSERT_FALSE(gender.has_value());
+  EXPECT_EQ(gender.error().issues[0].expression, "gender");
+  auto common = several({}, {{"gender", "male"}});
+  ASSERT_FALSE(common.has_value());
+  EXPECT_EQ(common.error().kind, fhir::ErrorKind::kInvalid);
+  EXPECT_EQ(common.error().issues[0].expression, "gender");
+}
+
+TEST_F(SearchSql, CompartmentsKeepTheResourcesThatReferToTheFocalOne) {
+  auto in = [](std::string type, std::string id, SearchQuery q,
+               std::vector<std::pair<std::string, std::vector<std::string>>> params) {
+    q.compartment = CompartmentFilter{std::move(type), std::move(id), std::move(params)};
+    return refs(store_->search(kDefaultTenant, q));
+  };
+  auto observations = *parse_search("Observation", {}, *registry_, *defs_);
+  EXPECT_EQ(in("Patient", "p1", observations, {{"Observation", {"subject", "performer"}}}), Ids{"Observation/o1"});
+  EXPECT_EQ(in("Patient", "p4", observations, {{"Observation", {"subject", "performer"}}}), Ids{"Observation/o3"});
+  EXPECT_EQ(in("Patient", "p3", observations, {{"Observation", {"subject", "performer"}}}), Ids{});
+  auto final_only = *parse_search("Observation", {{"status", "final"}}, *registry_, *defs_);
+  EXPECT_EQ(in("Patient", "p2", final_only, {{"Observation", {"subject"}}}), Ids{});
+  auto both = *parse_multi_type_search({"Patient", "Observation"}, {}, *registry_, *defs_);
+  EXPECT_EQ(in("Practitioner", "pr1", both, {{"Patient", {"general-practitioner"}}, {"Observation", {"performer"}}}),
+            Ids{"Patient/p4"});
+  EXPECT_EQ(in("Patient", "p1", both, {}), Ids{}) << "no type in the compartment: nothing";
+}
+
+TEST_F(SearchSql, TheExplainerPlansEveryStatement) {
+  auto plan_of = [](std::string_view type, const Params& params) {
+    auto q = parse_search(type, params, *registry_, *defs_);
+    EXPECT_TRUE(q.has_value());
+    auto plan = store_->explain(kDefaultTenant, *q);
+    EXPECT_TRUE(plan.has_value()) << (plan ? "" : plan.error().issues[0].diagnostics);
+    return plan ? *plan : SearchPlan{};
+  };
+  SearchPlan plan = plan_of("Patient", {{"gender", "male"}});
+  ASSERT_EQ(plan.statements.size(), 2u);
+  EXPECT_EQ(plan.statements[0].role, "page");
+  EXPECT_EQ(plan.statements[1].role, "count");
+  EXPECT_FALSE(plan.statements[1].runs);
+  EXPECT_EQ(plan.statements[0].rows, 2);  // p2, p3 ('gone' is deleted)
+  EXPECT_FALSE(plan.statements[0].rows_bounded);
+  EXPECT_FALSE(plan.statements[0].steps.empty());
+  EXPECT_NE(std::find(plan.statements[0].indexes.begin(), plan.statements[0].indexes.end(), "idx_token_value"),
+            plan.statements[0].indexes.end());
+  // Every parameter type and modifier: a plan with steps for the page and the count.
+  const std::pair<const char*, Params> searches[] = {
+      {"Patient", {{"birthdate", "ge1980"}}},
+      {"RiskAssessment", {{"probability", "gt0.5"}}},
+      {"Observation", {{"value-quantity", "lt40|http://unitsofmeasure.org|Cel"}}},
+      {"ValueSet", {{"url:below", "http://example.org"}}},
+      {"Observation", {{"code-value-quantity", "http://loinc.org|8310-5$37.5"}}},
+      {"Patient", {{"name:exact", "Smith"}, {"gender:not", "male"}, {"birthdate:missing", "true"}}},
+      {"Observation", {{"subject:Patient.general-practitioner:Practitioner.name", "house"}}},
+      {"Practitioner", {{"_has:Patient:general-practitioner:_has:Observation:subject:code:text", "note"}}},
+      {"Patient", {{"identifier", "urn:mrn|111"}, {"_lastUpdated", "gt2000"}, {"_count", "1"}, {"_cursor", "1"}}},
+  };
+  for (const auto& [type, params] : searches) {
+    SearchPlan p = plan_of(type, params);
+    ASSERT_EQ(p.statements.size(), 2u) << type;
+    EXPECT_FALSE(p.statements[0].steps.empty()) << type;
+    EXPECT_FALSE(p.statements[1].steps.empty()) << type;
+    EXPECT_FALSE(p.statements[0].indexes.empty()) << type;
+  }
+  // A sorted search: the plan is of the sorted statement (its keys read through the clustered key).
+  plan = plan_of("Observation", {{"_sort", "-date"}, {"status", "final"}});
+  ASSERT_FALSE(plan.statements.empty());
+  EXPECT_EQ(plan.statements[0].rows, 3);  // o1, o3, o4
+  EXPECT_NE(plan.statements[0].sql.find("ORDER BY k0 DESC"), std::string::npos) << plan.statements[0].sql;
+  EXPECT_NE(plan.statements[0].description.find("_sort=-date"), std::string::npos);
+  for (const auto& n : plan.notes) EXPECT_EQ(n.find("_sort"), std::string::npos) << n;
+  // Includes for the first page's ids, with the rows they return.
+  plan = plan_of("Patient", {{"_id", "p1,p4"}, {"_revinclude", "Observation:subject"}});
+  ASSERT_EQ(plan.statements.size(), 3u);
+  EXPECT_EQ(plan.statements[2].role, "revinclude");
+  EXPECT_EQ(plan.statements[2].rows, 2);  // o1, o3
+}
+
 TEST_F(SearchSql, WhatIsNotBuiltYetSaysSo) {
   auto cursor = search("Patient", {{"_cursor", "not-a-cursor"}});
   ASSERT_FALSE(cursor.has_value());
@@ -429,6 +541,47 @@ TEST(SearchSqlPlan, SortKeysReadTheClusteredKey) {
         << key << ": " << plan;
   EXPECT_EQ(plan.find("SCAN s"), std::string::npos) << plan;
   EXPECT_EQ(plan.find("SCAN x"), std::string::npos) << plan;
+}
+
+// After ANALYZE, the explainer carries the sqlite_stat1 rows of the indexes it uses.
+TEST(SearchSqlPlan, ExplainCarriesTheStatisticsOnceAnalyzed) {
+  auto defs = *Definitions::load(conformance::r4_model_json());
+  auto registry = *SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  auto indexer = *SearchIndexer::create(*defs, *registry);
+  StructureChecker checker(*defs);
+  auto dir = std::filesystem::temp_directory_path() / ("caduceus-stat-" + new_resource_id());
+  {
+    auto store = open_store("sqlite:" + (dir / "stat.db").string());
+    ASSERT_TRUE(store.has_value());
+    Repository repo(**store, *defs, checker, indexer.get());
+    for (const char* id : {"a", "b", "c"}) {
+      auto v = *json::parse(std::string(R"({"resourceType":"Patient","gender":"male","id":")") + id + "\"}");
+      ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", id, v, {}).has_value());
+    }
+    auto query = parse_search("Patient", {{"gender", "male"}}, *registry, *defs);
+    ASSERT_TRUE(query.has_value());
+    auto before = (*store)->explain(kDefaultTenant, *query);
+    ASSERT_TRUE(before.has_value());
+    EXPECT_TRUE(before->statements[0].statistics.empty());
+    ASSERT_FALSE(before->notes.empty());
+    EXPECT_NE(before->notes.back().find("ANALYZE"), std::string::npos);
+
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir / "stat.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "ANALYZE", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+
+    auto after = (*store)->explain(kDefaultTenant, *query);
+    ASSERT_TRUE(after.has_value());
+    EXPECT_TRUE(after->notes.empty());
+    const StatementPlan& page = after->statements[0];
+    EXPECT_EQ(page.rows, 3);
+    bool token_stat = false;
+    for (const auto& [index, stat] : page.statistics)
+      if (index == "idx_token_value") token_stat = !stat.empty() && std::isdigit(static_cast<unsigned char>(stat[0]));
+    EXPECT_TRUE(token_stat) << "statistics of idx_token_value";
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <optional>
 
 #include "caduceus/fhir/search_values.hpp"
 #include "caduceus/resources/search_query.hpp"
@@ -148,6 +150,8 @@ struct Parser {
   const Definitions& definitions;
   const SearchLimits& limits;
   SearchQuery& query;
+  // A search over several types: an _include may start from any of them without :iterate.
+  const std::vector<std::string>* source_types = nullptr;
 
   // `code[:modifier][.chain]` on `type` with its values. Returns nullptr (and no error) for an unknown parameter
   // when not strict.
@@ -282,7 +286,12 @@ struct Parser {
     inc.source_type = std::string(parts[0]);
     if (!definitions.is_resource_type(inc.source_type))
       return std::unexpected(bad(name, "'" + inc.source_type + "' is not a resource type"));
-    if (!reverse && !iterate && inc.source_type != query.type)
+    // Without _type every type is searched: an _include may start from any.
+    bool own_type = source_types == nullptr ? inc.source_type == query.type
+                    : source_types->empty()
+                        ? true
+                        : std::find(source_types->begin(), source_types->end(), inc.source_type) != source_types->end();
+    if (!reverse && !iterate && !own_type)
       return std::unexpected(
           bad(name, "includes from " + inc.source_type + " need :iterate when searching " + query.type));
     if (parts[1] == "*") {
@@ -402,6 +411,21 @@ struct Parser {
   }
 };
 
+// What a criterion means independently of the type it was parsed for: its code, parameter type, modifier and
+// chain, so that a search over several types can check that a parameter means the same on each.
+std::string signature(const Criterion& c) {
+  std::string s = c.parameter->code + ":" + std::string(to_string(c.parameter->type)) + ":" +
+                  std::string(to_string(c.modifier)) + ":" + c.target_type;
+  if (c.chained) s += "." + signature(*c.chained);
+  return s;
+}
+
+std::string signature(const HasCriterion& h) {
+  std::string s = h.type + ":" + h.reference_param->code + ":";
+  if (h.nested) return s + "_has:" + signature(*h.nested);
+  return s + (h.criterion ? signature(*h.criterion) : std::string());
+}
+
 }  // namespace
 
 std::string_view to_string(Modifier m) noexcept {
@@ -434,6 +458,77 @@ fhir::Result<SearchQuery> parse_search(std::string_view type,
   for (const auto& [name, value] : params)
     if (auto ok = parser.one(name, value); !ok) return std::unexpected(ok.error());
   return query;
+}
+
+}  // namespace caduceus::resources
+
+namespace caduceus::resources {
+
+fhir::Result<SearchQuery> parse_multi_type_search(const std::vector<std::string>& types,
+                                                  const std::vector<std::pair<std::string, std::string>>& params,
+                                                  const SearchParameterRegistry& registry,
+                                                  const Definitions& definitions, const SearchLimits& limits) {
+  // Without _type the parameters are those of every resource: the registry answers for "Resource" with the
+  // common ones only.
+  static const std::vector<std::string> kAnyType{"Resource"};
+  const std::vector<std::string>& parse_as = types.empty() ? kAnyType : types;
+  std::optional<SearchQuery> first;
+  for (const std::string& type : parse_as) {
+    SearchQuery query;
+    query.type = type;
+    query.count = limits.default_count;
+    Parser parser{registry, definitions, limits, query, &types};
+    for (const auto& [name, value] : params) {
+      if (auto ok = parser.one(name, value); !ok) {
+        if (types.empty() && ok.error().kind == ErrorKind::kInvalid && !ok.error().issues.empty() &&
+            ok.error().issues[0].diagnostics.find("is not a search parameter of Resource") != std::string::npos)
+          return std::unexpected(bad(name,
+                                     "a search without _type takes only the parameters common to all resources "
+                                     "(_id, _lastUpdated, _tag, _profile, _security, ...): name the types "
+                                     "with _type"));
+        return std::unexpected(ok.error());
+      }
+    }
+    if (types.empty()) {
+      // Lenient handling ignores unknown parameters, but a parameter of some types is not unknown: without _type
+      // it would be ignored and match everything, so it is refused.
+      for (const std::string& name : query.ignored) {
+        std::string_view code = std::string_view(name).substr(0, name.find_first_of(":."));
+        for (const SearchParameter& p : registry.all())
+          if (p.code == code)
+            return std::unexpected(bad(name,
+                                       "a search without _type takes only the parameters common to all "
+                                       "resources (_id, _lastUpdated, _tag, _profile, _security, ...): name "
+                                       "the types with _type"));
+      }
+    }
+    if (!first) {
+      first = std::move(query);
+      continue;
+    }
+    // The same meaning on every type: compare with the first type's parse, parameter by parameter.
+    auto differs = [&](const std::string& name) {
+      return std::unexpected(bad(name, "is not a search parameter of the same kind on every type of _type (" +
+                                           parse_as.front() + " and " + type + " differ)"));
+    };
+    if (query.ignored != first->ignored) {
+      for (const auto& n : query.ignored)
+        if (std::find(first->ignored.begin(), first->ignored.end(), n) == first->ignored.end()) return differs(n);
+      for (const auto& n : first->ignored)
+        if (std::find(query.ignored.begin(), query.ignored.end(), n) == query.ignored.end()) return differs(n);
+    }
+    for (std::size_t i = 0; i < std::max(query.criteria.size(), first->criteria.size()); ++i) {
+      if (i >= query.criteria.size()) return differs(first->criteria[i].name);
+      if (i >= first->criteria.size() || signature(query.criteria[i]) != signature(first->criteria[i]))
+        return differs(query.criteria[i].name);
+    }
+    for (std::size_t i = 0; i < std::max(query.has.size(), first->has.size()); ++i)
+      if (i >= query.has.size() || i >= first->has.size() || signature(query.has[i]) != signature(first->has[i]))
+        return differs("_has");
+  }
+  first->type.clear();
+  first->types = types;
+  return std::move(*first);
 }
 
 }  // namespace caduceus::resources

@@ -49,10 +49,22 @@ const char* table_of(SearchParamType t) {
   }
 }
 
+using Types = std::vector<std::string>;
+
 struct Builder {
   SqlQuery& q;
 
   void bind(SqlQuery::Bind b) { q.binds.push_back(std::move(b)); }
+
+  // " AND column = ?" for one type, " AND column IN (?, ...)" for several, nothing for any type.
+  std::string type_in(const std::string& column, const Types& types) {
+    if (types.empty()) return {};
+    for (const auto& t : types) bind(t);
+    if (types.size() == 1) return " AND " + column + " = ?";
+    std::string s = " AND " + column + " IN (";
+    for (std::size_t i = 0; i < types.size(); ++i) s += i ? ",?" : "?";
+    return s + ")";
+  }
 
   // A range comparison of a stored [lo, hi) against the search range [slo, shi) (search.html#prefix).
   void range(sv::Prefix p, const char* lo, const char* hi, SqlQuery::Bind slo, SqlQuery::Bind shi, std::string& out) {
@@ -255,12 +267,12 @@ struct Builder {
   // into the referenced type with a fresh alias). Each condition is `r.rid IN (SELECT x.rid FROM idx_... x WHERE
   // tenant, type, param and value match)`, so that SQLite can start from the value index of the most selective
   // criterion instead of scanning every resource of the type.
-  fhir::Result<void> criterion(const Criterion& c, const std::string& type, std::string& where, const std::string& r) {
+  fhir::Result<void> criterion(const Criterion& c, const Types& types, std::string& where, const std::string& r) {
     auto open = [&](const char* table, bool negate) {
-      where += " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT x.rid FROM " + table +
-               " x WHERE x.tenant = ? AND x.type = ? AND x.param = ?";
+      where +=
+          " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT x.rid FROM " + table + " x WHERE x.tenant = ?";
       bind(tenant);
-      bind(type);
+      where += type_in("x.type", types) + " AND x.param = ?";
       bind(c.parameter->code);
     };
     if (c.chained) {
@@ -271,11 +283,13 @@ struct Builder {
       bind(c.target_type);
       bind(tenant);
       bind(c.target_type);
-      if (auto ok = criterion(*c.chained, c.target_type, where, r2); !ok) return ok;
+      if (auto ok = criterion(*c.chained, Types{c.target_type}, where, r2); !ok) return ok;
       where += "))";
       return {};
     }
-    if (c.parameter->type == SearchParamType::kComposite) return composite(c, type, where, r);
+    // _text, _content, _query: no expression, so no index rows to search.
+    if (c.parameter->expression.empty()) return std::unexpected(not_supported(c, "a parameter without an index"));
+    if (c.parameter->type == SearchParamType::kComposite) return composite(c, types, where, r);
     const char* table = table_of(c.parameter->type);
     if (table == nullptr) return std::unexpected(not_supported(c, "a special parameter"));
     if (c.modifier == Modifier::kMissing) {
@@ -296,15 +310,14 @@ struct Builder {
 
   // A composite (`code-value-quantity=http://loinc.org|8480-6$gt100`): some item of the resource whose components
   // all match, each component checked like a parameter of its own type on the rows of that item.
-  fhir::Result<void> composite(const Criterion& c, const std::string& type, std::string& where, const std::string& r) {
+  fhir::Result<void> composite(const Criterion& c, const Types& types, std::string& where, const std::string& r) {
     if (c.modifier != Modifier::kNone && c.modifier != Modifier::kMissing)
       return std::unexpected(not_supported(c, "a modifier on a composite parameter"));
     bool missing = c.modifier == Modifier::kMissing;
-    where +=
-        " AND " + r + ".rid " + (missing && c.values.front() == "true" ? "NOT IN" : "IN") +
-        " (SELECT c.rid FROM idx_composite c WHERE c.tenant = ? AND c.type = ? AND c.param = ? AND c.component = 0";
+    where += " AND " + r + ".rid " + (missing && c.values.front() == "true" ? "NOT IN" : "IN") +
+             " (SELECT c.rid FROM idx_composite c WHERE c.tenant = ?";
     bind(tenant);
-    bind(type);
+    where += type_in("c.type", types) + " AND c.param = ? AND c.component = 0";
     bind(c.parameter->code);
     if (missing) {
       where += ")";
@@ -336,22 +349,47 @@ struct Builder {
   }
 
   // Appends " AND <r> is referenced by a matching resource" for `_has` on the resource aliased `r` of `type`.
-  fhir::Result<void> has(const HasCriterion& h, const std::string& type, std::string& where, const std::string& r) {
+  fhir::Result<void> has(const HasCriterion& h, const Types& types, std::string& where, const std::string& r) {
     std::string r2 = next_alias();
     where += " AND " + r + ".id IN (SELECT x.target_id FROM idx_reference x JOIN resource " + r2 + " ON " + r2 +
-             ".rid = x.rid WHERE x.tenant = ? AND x.type = ? AND x.param = ? AND x.target_type = ? AND " + r2 +
-             ".deleted = 0";
+             ".rid = x.rid WHERE x.tenant = ? AND x.type = ? AND x.param = ?";
     bind(tenant);
     bind(h.type);
     bind(h.reference_param->code);
-    bind(type);
+    // Over several types the id alone is ambiguous: the reference's type must be the resource's own.
+    where += types.size() == 1 ? type_in("x.target_type", types) : " AND x.target_type = " + r + ".type";
+    where += " AND " + r2 + ".deleted = 0";
     if (h.nested) {
-      if (auto ok = has(*h.nested, h.type, where, r2); !ok) return ok;
+      if (auto ok = has(*h.nested, Types{h.type}, where, r2); !ok) return ok;
     } else if (h.criterion) {
-      if (auto ok = criterion(*h.criterion, h.type, where, r2); !ok) return ok;
+      if (auto ok = criterion(*h.criterion, Types{h.type}, where, r2); !ok) return ok;
     }
     where += ")";
     return {};
+  }
+
+  // " AND r.rid IN (the resources that a compartment parameter of their type makes members)".
+  void compartment(const CompartmentFilter& f, std::string& where) {
+    where +=
+        " AND r.rid IN (SELECT x.rid FROM idx_reference x WHERE x.tenant = ? AND x.target_id = ? AND "
+        "x.target_type = ? AND (";
+    bind(tenant);
+    bind(f.id);
+    bind(f.type);
+    bool first = true;
+    for (const auto& [type, params] : f.params) {
+      if (params.empty()) continue;
+      where += first ? "(x.type = ? AND x.param IN (" : " OR (x.type = ? AND x.param IN (";
+      first = false;
+      bind(type);
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        where += i ? ",?" : "?";
+        bind(params[i]);
+      }
+      where += "))";
+    }
+    if (first) where += "0";  // no type of the search is in the compartment: nothing is
+    where += "))";
   }
 
   std::string next_alias() { return "r" + std::to_string(++aliases); }
@@ -370,17 +408,21 @@ fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query
   b.tenant = tenant;
   // With a criterion that selects by value, the rows come from its index (`r.rid IN (...)`): the unary `+` keeps
   // SQLite from scanning the resources of the type through the (tenant, type) index instead.
-  bool selective = std::any_of(query.criteria.begin(), query.criteria.end(), [](const Criterion& c) {
-    return c.modifier != Modifier::kNot && c.modifier != Modifier::kMissing;
-  });
-  std::string where = selective ? " WHERE +r.tenant = ? AND +r.type = ? AND r.deleted = 0"
-                                : " WHERE r.tenant = ? AND r.type = ? AND r.deleted = 0";
+  // A compartment selects by value too (the references to its focal resource).
+  bool selective = query.compartment.has_value() ||
+                   std::any_of(query.criteria.begin(), query.criteria.end(), [](const Criterion& c) {
+                     return c.modifier != Modifier::kNot && c.modifier != Modifier::kMissing;
+                   });
+  const Types types = query.type.empty() ? query.types : Types{query.type};
+  std::string plus = selective ? "+" : "";
+  std::string where = " WHERE " + plus + "r.tenant = ?";
   q.binds.push_back(static_cast<std::int64_t>(tenant));
-  q.binds.push_back(query.type);
+  where += b.type_in(plus + "r.type", types) + " AND r.deleted = 0";
+  if (query.compartment) b.compartment(*query.compartment, where);
   for (const Criterion& c : query.criteria)
-    if (auto ok = b.criterion(c, query.type, where, "r"); !ok) return std::unexpected(ok.error());
+    if (auto ok = b.criterion(c, types, where, "r"); !ok) return std::unexpected(ok.error());
   for (const HasCriterion& h : query.has)
-    if (auto ok = b.has(h, query.type, where, "r"); !ok) return std::unexpected(ok.error());
+    if (auto ok = b.has(h, types, where, "r"); !ok) return std::unexpected(ok.error());
   return where;
 }
 
@@ -463,7 +505,7 @@ fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& quer
     *where += " AND r.rid > ?";
     q.binds.push_back(*after_rid);
   }
-  q.sql = "SELECT r.rid, r.id FROM resource r" + *where + " ORDER BY r.rid LIMIT ?";
+  q.sql = "SELECT r.rid, r.id, r.type FROM resource r" + *where + " ORDER BY r.rid LIMIT ?";
   q.binds.push_back(static_cast<std::int64_t>(limit));
   return q;
 }
@@ -477,8 +519,8 @@ fhir::Result<SqlQuery> build_sorted_search_sql(TenantId tenant, const SearchQuer
   // The matches are materialized with their keys (each key computed once per match), then ordered: sorting needs
   // every match's keys anyway, as no index holds them in the sort's order.
   SqlQuery q;
-  std::string select = "WITH hits AS MATERIALIZED (SELECT r.rid AS rid, r.id AS id";
-  std::string columns = "rid, id";
+  std::string select = "WITH hits AS MATERIALIZED (SELECT r.rid AS rid, r.id AS id, r.type AS type";
+  std::string columns = "rid, id, type";
   std::string order = " ORDER BY ";
   for (std::size_t i = 0; i < query.sort.size(); ++i) {
     auto key = sort_key_sql(query.sort[i], "s" + std::to_string(i), q.binds);
@@ -756,6 +798,14 @@ SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::s
     q.sql += " AND x.target_type = ?";
     q.binds.push_back(include.target_type);
   }
+  return q;
+}
+
+SqlQuery bounded_match_count_sql(const SqlQuery& count_sql, std::size_t bound) {
+  static constexpr std::string_view kHead = "SELECT COUNT(*) FROM resource r";
+  SqlQuery q = count_sql;
+  q.sql = "SELECT COUNT(*) FROM (SELECT 1 FROM resource r" + count_sql.sql.substr(kHead.size()) + " LIMIT ?)";
+  q.binds.push_back(static_cast<std::int64_t>(bound));
   return q;
 }
 

@@ -19,10 +19,10 @@ struct SqlQuery {
   std::vector<Bind> binds;
 };
 
-// `SELECT r.rid, r.id ... ORDER BY r.rid LIMIT n` for the page after `after_rid`, or (count_only) the number of
-// matches. With query.sort, the rows are `rid, id, key1, ..., keyN` in the sort's order (then rid) and `after_rid`
-// must be empty: use the overload with a SortPosition. Errors: kNotSupported for what the query builder does not
-// do yet (special parameters, terminology modifiers), kInvalid for a value that does not parse.
+// `SELECT r.rid, r.id, r.type ... ORDER BY r.rid LIMIT n` for the page after `after_rid`, or (count_only) the number of
+// matches. With query.sort, the rows are `rid, id, type, key1, ..., keyN` in the sort's order (then rid) and
+// `after_rid` must be empty: use the overload with a SortPosition. Errors: kNotSupported for what the query builder
+// does not do yet (special parameters, terminology modifiers), kInvalid for a value that does not parse.
 fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only);
 
@@ -45,6 +45,10 @@ std::string sort_spec(const SearchQuery& query);
 // altered, or made for another `_sort`.
 std::string encode_sort_cursor(const SearchQuery& query, const SortPosition& position);
 fhir::Result<SortPosition> decode_sort_cursor(const SearchQuery& query, std::string_view cursor);
+
+// From the count_only query of build_search_sql: the number of matches, counting no further than `bound`
+// (`SELECT COUNT(*) FROM (SELECT 1 ... LIMIT bound)`), for the explainer's row figures.
+SqlQuery bounded_match_count_sql(const SqlQuery& count_sql, std::size_t bound);
 
 // The (type, id) of the resources that `include` adds for the given resources of its source type: referenced
 // by them (_include) or referring to them (_revinclude). `ids` are of type `source_type` for _include and of the

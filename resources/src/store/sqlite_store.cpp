@@ -357,12 +357,7 @@ class SqliteTransaction final : public Transaction {
   SqliteStore& store_;
 };
 
-// Runs a built query on a connection, calling on_row for each row. Throws on a database error.
-template <class F>
-void run_query(sqlite_api::sqlite3* db, const SqlQuery& q, F&& on_row) {
-  sqlite_api::sqlite3_stmt* st = nullptr;
-  if (sqlite_api::sqlite3_prepare_v2(db, q.sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
-    throw std::runtime_error(std::string("search query: ") + sqlite_api::sqlite3_errmsg(db));
+void bind_all(sqlite_api::sqlite3_stmt* st, const SqlQuery& q) {
   for (std::size_t i = 0; i < q.binds.size(); ++i) {
     int n = static_cast<int>(i + 1);
     std::visit(
@@ -377,11 +372,79 @@ void run_query(sqlite_api::sqlite3* db, const SqlQuery& q, F&& on_row) {
         },
         q.binds[i]);
   }
+}
+
+// Runs a built query on a connection, calling on_row for each row. Throws on a database error.
+template <class F>
+void run_query(sqlite_api::sqlite3* db, const SqlQuery& q, F&& on_row) {
+  sqlite_api::sqlite3_stmt* st = nullptr;
+  if (sqlite_api::sqlite3_prepare_v2(db, q.sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
+    throw std::runtime_error(std::string("search query: ") + sqlite_api::sqlite3_errmsg(db));
+  bind_all(st, q);
   int rc;
   while ((rc = sqlite_api::sqlite3_step(st)) == SQLITE_ROW) on_row(st);
   sqlite_api::sqlite3_finalize(st);
   if (rc != SQLITE_DONE) throw std::runtime_error(std::string("search query: ") + sqlite_api::sqlite3_errmsg(db));
 }
+
+const char* column_text(sqlite_api::sqlite3_stmt* st, int column) {
+  const unsigned char* text = sqlite_api::sqlite3_column_text(st, column);
+  return text != nullptr ? reinterpret_cast<const char*>(text) : "";
+}
+
+// SQLite's EXPLAIN QUERY PLAN of a built query: rows of (id, parent, notused, detail).
+std::vector<PlanStep> query_plan(sqlite_api::sqlite3* db, const SqlQuery& q) {
+  std::vector<PlanStep> steps;
+  SqlQuery eqp{"EXPLAIN QUERY PLAN " + q.sql, q.binds};
+  run_query(db, eqp, [&](sqlite_api::sqlite3_stmt* st) {
+    steps.push_back(
+        PlanStep{sqlite_api::sqlite3_column_int64(st, 0), sqlite_api::sqlite3_column_int64(st, 1), column_text(st, 3)});
+  });
+  return steps;
+}
+
+// The indexes named by plan steps ("SEARCH x USING COVERING INDEX idx_token_value (...)"), each once.
+std::vector<std::string> indexes_used(const std::vector<PlanStep>& steps) {
+  std::vector<std::string> out;
+  auto add = [&](std::string name) {
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
+  };
+  for (const PlanStep& step : steps) {
+    std::string_view d = step.detail;
+    // "SEARCH alias ..." or "SCAN alias ...": the alias names the table in the statement.
+    std::string alias;
+    if (d.starts_with("SEARCH ") || d.starts_with("SCAN ")) {
+      std::string_view rest = d.substr(d.find(' ') + 1);
+      alias = std::string(rest.substr(0, rest.find(' ')));
+    }
+    auto word_after = [&](std::string_view marker) -> std::optional<std::string> {
+      auto at = d.find(marker);
+      if (at == std::string_view::npos) return std::nullopt;
+      std::string_view rest = d.substr(at + marker.size());
+      return std::string(rest.substr(0, rest.find(' ')));
+    };
+    if (d.find("USING AUTOMATIC") != std::string_view::npos) {
+      add("AUTOMATIC INDEX (" + alias + ")");
+    } else if (auto name = word_after("USING COVERING INDEX ")) {
+      add(*name);
+    } else if (auto name = word_after("USING INDEX ")) {
+      add(*name);
+    } else if (d.find("USING INTEGER PRIMARY KEY") != std::string_view::npos ||
+               d.find("USING PRIMARY KEY") != std::string_view::npos) {
+      add("PRIMARY KEY (" + alias + ")");
+    }
+  }
+  return out;
+}
+
+// The name of the parameter a _has criterion is written with (its innermost criterion's name).
+std::string has_name(const HasCriterion& h) {
+  if (h.nested) return has_name(*h.nested);
+  return h.criterion ? h.criterion->name : std::string("_has");
+}
+
+// How far the explainer counts the matches of a search.
+constexpr std::size_t kExplainCountBound = 10000;
 
 class SqliteStore final : public Store {
  public:
@@ -547,25 +610,62 @@ class SqliteStore final : public Store {
     queue_cv_.notify_one();
   }
 
-  Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
-    std::optional<std::int64_t> after;
-    std::optional<SortPosition> sort_after;
+  struct Hit {
+    std::int64_t rid = 0;
+    std::string id;
+    std::string type;
+  };
+
+  // The rows of a page query: (rid, id, type).
+  static std::vector<Hit> page_hits(sqlite_api::sqlite3* db, const SqlQuery& page_sql) {
+    std::vector<Hit> hits;
+    run_query(db, page_sql, [&](sqlite_api::sqlite3_stmt* st) {
+      hits.push_back(Hit{sqlite_api::sqlite3_column_int64(st, 0), column_text(st, 1), column_text(st, 2)});
+    });
+    return hits;
+  }
+
+  static Result<std::optional<std::int64_t>> cursor_of(const SearchQuery& query) {
+    if (!query.cursor) return std::optional<std::int64_t>{};
+    std::int64_t rid = 0;
+    auto [ptr, ec] = std::from_chars(query.cursor->data(), query.cursor->data() + query.cursor->size(), rid);
+    if (ec != std::errc() || ptr != query.cursor->data() + query.cursor->size() || rid < 0)
+      return fhir::fail(ErrorKind::kInvalid, "invalid", "'" + *query.cursor + "' is not a paging cursor", "_cursor");
+    return std::optional<std::int64_t>(rid);
+  }
+
+  // Where a page starts: after a rid (unsorted searches) or after a sort position (with _sort).
+  struct PagePosition {
+    std::optional<std::int64_t> after_rid;
+    std::optional<SortPosition> after_sorted;
+  };
+
+  static Result<PagePosition> page_position(const SearchQuery& query) {
+    PagePosition p;
     if (query.cursor && !query.sort.empty()) {
       auto position = decode_sort_cursor(query, *query.cursor);
       if (!position) return std::unexpected(position.error());
-      sort_after = std::move(*position);
-    } else if (query.cursor) {
-      std::int64_t rid = 0;
-      auto [ptr, ec] = std::from_chars(query.cursor->data(), query.cursor->data() + query.cursor->size(), rid);
-      if (ec != std::errc() || ptr != query.cursor->data() + query.cursor->size() || rid < 0)
-        return fhir::fail(ErrorKind::kInvalid, "invalid", "'" + *query.cursor + "' is not a paging cursor", "_cursor");
-      after = rid;
+      p.after_sorted = std::move(*position);
+      return p;
     }
+    auto cursor = cursor_of(query);
+    if (!cursor) return std::unexpected(cursor.error());
+    p.after_rid = *cursor;
+    return p;
+  }
+
+  static Result<SqlQuery> page_sql_of(TenantId tenant, const SearchQuery& query, const PagePosition& position,
+                                      std::size_t limit) {
+    if (query.sort.empty()) return build_search_sql(tenant, query, position.after_rid, limit, false);
+    return build_sorted_search_sql(tenant, query, position.after_sorted ? &*position.after_sorted : nullptr, limit);
+  }
+
+  Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
+    auto position = page_position(query);
+    if (!position) return std::unexpected(position.error());
     bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
     std::size_t limit = query.summary == Summary::kCount ? 0 : query.count;
-    auto page_sql = query.sort.empty()
-                        ? build_search_sql(tenant, query, after, limit + 1, false)
-                        : build_sorted_search_sql(tenant, query, sort_after ? &*sort_after : nullptr, limit + 1);
+    auto page_sql = page_sql_of(tenant, query, *position, limit + 1);
     if (!page_sql) return std::unexpected(page_sql.error());
     std::optional<SqlQuery> count_sql;
     if (want_total) {
@@ -576,22 +676,22 @@ class SqliteStore final : public Store {
     return with_reader([&](Reader& r) -> Result<SearchPage> {
       auto* db = static_cast<soci::sqlite3_session_backend*>(r.sql.get_backend())->conn_;
       SearchPage page;
-      std::vector<std::pair<std::int64_t, std::string>> hits;
+      std::vector<Hit> hits;
       std::vector<SortPosition> positions;  // of each hit, when sorted
       run_query(db, *page_sql, [&](sqlite_api::sqlite3_stmt* st) {
-        hits.emplace_back(sqlite_api::sqlite3_column_int64(st, 0),
-                          reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 1)));
+        hits.push_back(Hit{sqlite_api::sqlite3_column_int64(st, 0), column_text(st, 1), column_text(st, 2)});
         if (query.sort.empty()) return;
         SortPosition& p = positions.emplace_back();
-        p.rid = hits.back().first;
+        p.rid = hits.back().rid;
         for (int i = 0; i < static_cast<int>(query.sort.size()); ++i) {
-          switch (sqlite_api::sqlite3_column_type(st, 2 + i)) {
+          const int col = 3 + i;  // after rid, id, type
+          switch (sqlite_api::sqlite3_column_type(st, col)) {
             case SQLITE_NULL: p.keys.emplace_back(std::nullopt); break;
-            case SQLITE_INTEGER: p.keys.emplace_back(sqlite_api::sqlite3_column_int64(st, 2 + i)); break;
-            case SQLITE_FLOAT: p.keys.emplace_back(sqlite_api::sqlite3_column_double(st, 2 + i)); break;
+            case SQLITE_INTEGER: p.keys.emplace_back(sqlite_api::sqlite3_column_int64(st, col)); break;
+            case SQLITE_FLOAT: p.keys.emplace_back(sqlite_api::sqlite3_column_double(st, col)); break;
             default:
-              p.keys.emplace_back(std::string(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 2 + i)),
-                                              static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, 2 + i))));
+              p.keys.emplace_back(std::string(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, col)),
+                                              static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, col))));
           }
         }
       });
@@ -600,11 +700,11 @@ class SqliteStore final : public Store {
       } else if (hits.size() > limit) {
         hits.resize(limit);
         page.next_cursor =
-            query.sort.empty() ? std::to_string(hits.back().first) : encode_sort_cursor(query, positions[limit - 1]);
+            query.sort.empty() ? std::to_string(hits.back().rid) : encode_sort_cursor(query, positions[limit - 1]);
       }
-      for (const auto& [rid, id] : hits) {
-        if (!r.read_current->fetch(tenant, query.type, id, std::nullopt, r.row)) continue;
-        auto rec = r.record(query.type, id);
+      for (const auto& [rid, id, type] : hits) {
+        if (!r.read_current->fetch(tenant, type, id, std::nullopt, r.row)) continue;
+        auto rec = r.record(type, id);
         if (!rec) return std::unexpected(rec.error());
         // Deleted between the match and this read (a separate read transaction): it has no body to show.
         if (rec->deleted) continue;
@@ -615,6 +715,138 @@ class SqliteStore final : public Store {
         run_query(db, *count_sql,
                   [&](sqlite_api::sqlite3_stmt* st) { page.total = sqlite_api::sqlite3_column_int64(st, 0); });
       return page;
+    });
+  }
+
+  Result<SearchPlan> explain(TenantId tenant, const SearchQuery& original) override {
+    auto position = page_position(original);
+    if (!position) return std::unexpected(position.error());
+    SearchPlan plan;
+    SearchQuery query = original;
+    const bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
+    const std::size_t limit = query.summary == Summary::kCount ? 0 : query.count;
+    // What the SQL builder refuses as not supported yet (and search() would answer 501 for) is taken out, and
+    // said so, until the rest builds: the plan answers for any parsed search.
+    std::optional<SqlQuery> page_sql;
+    for (;;) {
+      auto built = page_sql_of(tenant, query, *position, limit + 1);
+      if (built) {
+        page_sql = std::move(*built);
+        break;
+      }
+      const fhir::Error& e = built.error();
+      if (e.kind != ErrorKind::kNotSupported || e.issues.empty()) return std::unexpected(e);
+      const std::string& what = e.issues[0].expression;
+      std::size_t before = query.criteria.size() + query.has.size() + query.sort.size();
+      if (what == "_sort") query.sort.clear();
+      std::erase_if(query.criteria, [&](const Criterion& c) { return c.name == what; });
+      std::erase_if(query.has, [&](const HasCriterion& h) { return has_name(h) == what; });
+      if (query.criteria.size() + query.has.size() + query.sort.size() == before) return std::unexpected(e);
+      plan.notes.push_back(
+          e.issues[0].diagnostics +
+          ": the search answers 501 Not Implemented with it; this plan is of the same search without '" + what + "'");
+    }
+    auto count_sql = build_search_sql(tenant, query, std::nullopt, 0, true);
+    if (!count_sql) return std::unexpected(count_sql.error());
+    return with_reader([&](Reader& r) -> Result<SearchPlan> {
+      auto* db = static_cast<soci::sqlite3_session_backend*>(r.sql.get_backend())->conn_;
+      bool analyzed = false;
+      run_query(db, SqlQuery{"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'", {}},
+                [&](sqlite_api::sqlite3_stmt*) { analyzed = true; });
+      auto statement = [&](std::string role, std::string description, bool runs, const SqlQuery& q) {
+        StatementPlan s;
+        s.role = std::move(role);
+        s.description = std::move(description);
+        s.runs = runs;
+        s.sql = q.sql;
+        s.binds = q.binds;
+        s.steps = query_plan(db, q);
+        s.indexes = indexes_used(s.steps);
+        if (analyzed) {
+          for (const std::string& index : s.indexes) {
+            SqlQuery stat{"SELECT stat FROM sqlite_stat1 WHERE idx = ?", {index}};
+            run_query(db, stat,
+                      [&](sqlite_api::sqlite3_stmt* st) { s.statistics.emplace_back(index, column_text(st, 0)); });
+          }
+        }
+        return s;
+      };
+      // The number of matches, counted with the search's own conditions, as far as the bound.
+      std::int64_t matches = 0;
+      run_query(db, bounded_match_count_sql(*count_sql, kExplainCountBound),
+                [&](sqlite_api::sqlite3_stmt* st) { matches = sqlite_api::sqlite3_column_int64(st, 0); });
+      const bool bounded = matches >= static_cast<std::int64_t>(kExplainCountBound);
+      const std::string counted =
+          "the matches of the search, counted with SELECT COUNT(*) over its conditions (stopped at " +
+          std::to_string(kExplainCountBound) + "); SQLite's query plan has no row estimates";
+
+      StatementPlan page = statement(
+          "page",
+          "the matches of one page (" + std::to_string(limit) + " and one more to know whether a next page follows), " +
+              (query.sort.empty() ? std::string("in rid order after the cursor")
+                                  : "sorted by _sort=" + sort_spec(query) + " after the cursor"),
+          true, *page_sql);
+      page.rows = matches;
+      page.rows_bounded = bounded;
+      page.rows_method = counted;
+      plan.statements.push_back(std::move(page));
+      StatementPlan count =
+          statement("count",
+                    want_total ? "the total (_total=accurate or _summary=count)"
+                               : "the total: not run by this search (only with _total=accurate or _summary=count)",
+                    want_total, *count_sql);
+      count.rows = matches;
+      count.rows_bounded = bounded;
+      count.rows_method = counted;
+      plan.statements.push_back(std::move(count));
+
+      if (!query.includes.empty()) {
+        std::vector<Hit> hits = page_hits(db, *page_sql);
+        if (hits.size() > limit) hits.resize(limit);
+        for (const Include& inc : query.includes) {
+          std::map<std::string, std::vector<std::string>> by_type;
+          for (const Hit& h : hits)
+            if (inc.reverse || inc.source_type.empty() || h.type == inc.source_type) by_type[h.type].push_back(h.id);
+          std::string name =
+              std::string(inc.reverse ? "_revinclude" : "_include") + (inc.iterate ? ":iterate" : "") + "=";
+          if (inc.wildcard && inc.source_type.empty())
+            name += "*";
+          else
+            name += inc.source_type + ":" + (inc.wildcard ? std::string("*") : inc.parameter->code) +
+                    (inc.target_type.empty() ? "" : ":" + inc.target_type);
+          if (by_type.empty()) {
+            // No match on the first page to start from: the statement for an empty list of ids.
+            std::string type = !inc.reverse && !inc.source_type.empty() ? inc.source_type
+                               : !query.type.empty()                    ? query.type
+                               : !query.types.empty()                   ? query.types.front()
+                                                                        : std::string("Resource");
+            by_type[type];
+          }
+          for (const auto& [type, ids] : by_type) {
+            if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
+            SqlQuery q = build_include_sql(tenant, inc, type, ids);
+            std::string description =
+                name + (inc.reverse ? ": the resources that refer to the " : ": what is referred to by the ") +
+                std::to_string(ids.size()) + " " + type + " match(es) of the first page";
+            StatementPlan s = statement(inc.reverse ? "revinclude" : "include", std::move(description), true, q);
+            std::int64_t rows = 0;
+            run_query(db, q, [&](sqlite_api::sqlite3_stmt*) { ++rows; });
+            s.rows = rows;
+            s.rows_method = "the rows the statement returns for these ids, counted by running it";
+            plan.statements.push_back(std::move(s));
+          }
+          if (inc.iterate)
+            plan.notes.push_back(
+                name +
+                ": each further round runs the same statement for the resources the previous round added (at most " +
+                std::to_string(options_.max_included) + " included per page)");
+        }
+      }
+      if (!analyzed)
+        plan.notes.push_back(
+            "ANALYZE has not been run on this database: there are no sqlite_stat1 statistics, and SQLite plans from "
+            "its defaults");
+      return plan;
     });
   }
 

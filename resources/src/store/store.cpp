@@ -22,6 +22,11 @@ fhir::Result<void> Store::write(Work work) {
   return future.get();
 }
 
+fhir::Result<SearchPlan> Store::explain(TenantId, const SearchQuery&) {
+  return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "This store cannot explain its searches",
+                    "_explain");
+}
+
 fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options) {
   if (url.starts_with("sqlite:")) {
     std::string_view path = url.substr(7);

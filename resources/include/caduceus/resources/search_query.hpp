@@ -69,11 +69,24 @@ struct Include {
   std::string target_type;                     // optional third part
 };
 
+// A compartment search (`GET [base]/Patient/123/Observation`, search.html#compartments): only the resources that
+// one of the compartment's parameters for their type (CompartmentDefinition) refers to the focal resource with.
+struct CompartmentFilter {
+  std::string type;  // the compartment: "Patient"
+  std::string id;    // the focal resource: "123"
+  // Per resource type searched, the reference parameters that put it in the compartment ("Observation" ->
+  // ["subject", "performer"]).
+  std::vector<std::pair<std::string, std::vector<std::string>>> params;
+};
+
 enum class Total { kNone, kEstimate, kAccurate };
 enum class Summary { kFalse, kTrue, kText, kData, kCount };
 
 struct SearchQuery {
-  std::string type;
+  std::string type;  // empty for a search over several types (system search, `Patient/123/*`): see `types`
+  // When `type` is empty: the types searched (`_type=Patient,Observation`); empty as well: every type.
+  std::vector<std::string> types;
+  std::optional<CompartmentFilter> compartment;
   std::vector<Criterion> criteria;
   std::vector<HasCriterion> has;
   std::size_t count = 0;
@@ -101,6 +114,16 @@ fhir::Result<SearchQuery> parse_search(std::string_view type,
                                        const std::vector<std::pair<std::string, std::string>>& params,
                                        const SearchParameterRegistry& registry, const Definitions& definitions,
                                        const SearchLimits& limits = {});
+
+// Parses the parameters of a search over several types (search.html#searchall): `types` as given by _type (which
+// the caller takes out of `params`), or empty for every type, when only the parameters common to all resources
+// may be used. Any other parameter must be one of every listed type, of the same parameter type (and, for a
+// chain, through the same target type); an _include may start from any of the types. The result has `type`
+// empty and `types` set. Errors as parse_search, naming the parameter.
+fhir::Result<SearchQuery> parse_multi_type_search(const std::vector<std::string>& types,
+                                                  const std::vector<std::pair<std::string, std::string>>& params,
+                                                  const SearchParameterRegistry& registry,
+                                                  const Definitions& definitions, const SearchLimits& limits = {});
 
 std::string_view to_string(Modifier m) noexcept;
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "caduceus/fhir/error.hpp"
@@ -66,6 +67,41 @@ struct SearchPage {
   bool include_limit_reached = false;      // more would have been included than the store's maximum
 };
 
+// One SQL statement that a search runs, as the database would run it (Store::explain).
+struct PlanStep {  // one row of SQLite's EXPLAIN QUERY PLAN
+  std::int64_t id = 0;
+  std::int64_t parent = 0;
+  std::string detail;  // "SEARCH x USING COVERING INDEX idx_token_value (tenant=? AND type=? AND param=? AND code=?)"
+};
+
+struct StatementPlan {
+  std::string role;         // "page", "count", "include", "revinclude"
+  std::string description;  // what it is for, in words
+  bool runs = true;         // whether this search runs it (the count: only with _total=accurate or _summary=count)
+  std::string sql;
+  std::vector<std::variant<std::int64_t, double, std::string>> binds;  // in order of the `?`
+  std::vector<PlanStep> steps;
+  // The indexes the plan uses, in order of first use, parsed from the steps: the name for "USING INDEX x" and
+  // "USING COVERING INDEX x", "PRIMARY KEY (alias)" for "USING PRIMARY KEY" / "USING INTEGER PRIMARY KEY", and
+  // "AUTOMATIC INDEX (alias)" for an index SQLite builds for the statement alone.
+  std::vector<std::string> indexes;
+  // SQLite's plan carries no row estimates, so the figure is counted: for "page" and "count" the matches of the
+  // search (counting stopped at a bound: then rows_bounded, and there are at least `rows`); for includes the rows
+  // the statement returns for the first page. rows_method says which.
+  std::optional<std::int64_t> rows;
+  bool rows_bounded = false;
+  std::string rows_method;
+  // sqlite_stat1 rows (index, stat) of the indexes used, when ANALYZE has been run on the database; else empty.
+  std::vector<std::pair<std::string, std::string>> statistics;
+};
+
+struct SearchPlan {
+  std::vector<StatementPlan> statements;
+  // What the plan leaves out or assumes: a part of the query the search would refuse as not supported yet (the
+  // plan is then of the search without it), the bound of the counts, includes planned for the first page only.
+  std::vector<std::string> notes;
+};
+
 // One unit of writes, atomic and durable together. Implemented by each backend.
 class Transaction {
  public:
@@ -119,6 +155,11 @@ class Store {
   // The matches of a search (over the index rows written with --search-index), one page of query.count after
   // query.cursor. Errors: kNotSupported for what the query builder does not do yet, kInvalid for a bad cursor.
   virtual fhir::Result<SearchPage> search(TenantId tenant, const SearchQuery& query) = 0;
+  // How the store would run search(query) (the first page and the count; includes for the ids of the first page):
+  // each SQL statement, its bound values, the database's plan for it, the indexes used and row figures. It answers
+  // for any parsed query: what search() would refuse as not supported yet is left out of the plan and said in
+  // its notes. The default: kNotSupported (a store that cannot explain).
+  virtual fhir::Result<SearchPlan> explain(TenantId tenant, const SearchQuery& query);
   // Whether the database answers (for /readyz).
   virtual fhir::Result<void> ping() = 0;
 };
