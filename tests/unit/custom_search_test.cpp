@@ -235,7 +235,8 @@ class ReindexerTest : public ::testing::Test {
 
   std::set<std::string> search(const std::string& code, const std::string& value) {
     auto registry = active_->search();
-    auto q = parse_search("Patient", {{code, value}}, *registry, *fixture().defs, SearchLimits{.strict = true});
+    auto q = parse_search("Patient", {{code, value}, {"_count", "1000"}}, *registry, *fixture().defs,
+                          SearchLimits{.strict = true});
     if (!q) return {"<" + q.error().issues.front().diagnostics + ">"};
     auto page = store_->search(kDefaultTenant, *q);
     if (!page) return {"<" + page.error().issues.front().diagnostics + ">"};
@@ -291,6 +292,52 @@ TEST_F(ReindexerTest, ANewParameterIsBackfilledInBatchesThenSearchable) {
   reindexer_->parameter_deleted(sp->record.id);
   EXPECT_EQ(search("eyecolour", "blue").size(), 1u);  // the "<unknown parameter>" message
   EXPECT_FALSE(search("eyecolour", "blue").contains(*blue.begin()));
+}
+
+TEST_F(ReindexerTest, WritesDuringTheReindexAreNeitherLostNorDoubled) {
+  // Resources written while the job runs (before, during and after the switch to the new indexer) all end up
+  // with exactly their current rows.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 120; ++i) {
+    auto out = repo_->create(kDefaultTenant, "Patient", patient(i % 2 == 0 ? "blue" : "brown"));
+    ASSERT_TRUE(out.has_value());
+    ids.push_back(out->record.id);
+  }
+  auto sp = repo_->create(kDefaultTenant, "SearchParameter", parse(kEyeColour));
+  ASSERT_TRUE(sp.has_value());
+  std::set<std::string> blue;
+  std::thread writer([&] {
+    for (int i = 0; i < 120; ++i) {
+      // Flip every resource written before the parameter existed, and add new ones.
+      const std::string& id = ids[static_cast<std::size_t>(i)];
+      json::Value body = patient(i % 2 == 0 ? "brown" : "blue");
+      body.set("id", json::Value::string(id));
+      ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", id, body, std::nullopt).has_value());
+      if (i % 2 != 0) blue.insert(id);
+      auto out = repo_->create(kDefaultTenant, "Patient", patient("blue"));
+      ASSERT_TRUE(out.has_value());
+      blue.insert(out->record.id);
+    }
+  });
+  auto job = reindexer_->parameter_written(sp->record);
+  ASSERT_TRUE(job.has_value());
+  ReindexStatus s = wait(*job);
+  writer.join();
+  EXPECT_EQ(s.state, "done") << s.message;
+  std::set<std::string> found = search("eyecolour", "blue");
+  EXPECT_EQ(found, blue);
+  std::set<std::string> brown = search("eyecolour", "brown");
+  EXPECT_EQ(brown.size(), 60u);
+  for (const std::string& id : brown) EXPECT_FALSE(blue.contains(id));
+  // One row per resource: a search for both colours gets each resource once.
+  auto registry = active_->search();
+  auto q = parse_search("Patient", {{"eyecolour", "blue,brown"}, {"_count", "1000"}, {"_total", "accurate"}}, *registry,
+                        *fixture().defs);
+  ASSERT_TRUE(q.has_value());
+  auto page = store_->search(kDefaultTenant, *q);
+  ASSERT_TRUE(page.has_value());
+  EXPECT_EQ(page->entries.size(), 240u);
+  EXPECT_EQ(page->total.value_or(-1), 240);
 }
 
 TEST_F(ReindexerTest, FullReindexRewritesEveryRow) {
