@@ -340,6 +340,45 @@ TEST_F(ReindexerTest, WritesDuringTheReindexAreNeitherLostNorDoubled) {
   EXPECT_EQ(page->total.value_or(-1), 240);
 }
 
+TEST_F(ReindexerTest, AtStartAStoredParameterWithoutAJobGetsOneAndAnUnfinishedJobGoesOn) {
+  // Written without the index (as with --search-index false): the parameter and the data.
+  Repository plain(*store_, *fixture().defs, *checker_);
+  std::set<std::string> blue;
+  for (std::string_view colour : {"blue", "brown", "blue"}) {
+    auto out = plain.create(kDefaultTenant, "Patient", patient(colour));
+    ASSERT_TRUE(out.has_value());
+    if (colour == "blue") blue.insert(out->record.id);
+  }
+  auto sp = plain.create(kDefaultTenant, "SearchParameter", parse(kEyeColour));
+  ASSERT_TRUE(sp.has_value());
+  // And a job cut short: a $reindex of the Patients, stopped after nothing was done.
+  ReindexJobRecord cut;
+  cut.id = 7;
+  cut.types = {"Patient"};
+  cut.state = "running";
+  cut.total = 3;
+  cut.max_rid = 1000;
+  ASSERT_TRUE(store_->write([&](Transaction& txn) { return txn.save_reindex_job(kDefaultTenant, cut); }));
+
+  close();
+  open();
+  auto jobs = reindexer_->jobs();
+  ASSERT_EQ(jobs.size(), 2u);
+  const ReindexStatus* resumed = nullptr;
+  const ReindexStatus* fresh = nullptr;
+  for (const ReindexStatus& j : jobs) (j.id == 7 ? resumed : fresh) = &j;
+  ASSERT_NE(resumed, nullptr);
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_EQ(fresh->id, 8);  // after the saved ones
+  EXPECT_EQ(fresh->search_parameter, "SearchParameter/" + sp->record.id + "/_history/1");
+  EXPECT_EQ(wait(7).state, "done");
+  EXPECT_EQ(wait(8).state, "done");
+  EXPECT_EQ(reindexer_->status(7)->processed, 3);
+  EXPECT_EQ(search("eyecolour", "blue"), blue);
+  // The resumed $reindex wrote the rows of the base parameters (the other job only those of eyecolour).
+  EXPECT_EQ(search("_lastUpdated", "gt2000-01-01").size(), 3u);
+}
+
 TEST_F(ReindexerTest, FullReindexRewritesEveryRow) {
   // Written without any index rows (as with --search-index false).
   Repository plain(*store_, *fixture().defs, *checker_);
