@@ -175,7 +175,16 @@ TEST(ActiveSearchParameters, IndexedFirstThenSearchableThenGone) {
   EXPECT_EQ(expression_of(clash.error()), "SearchParameter.code");
   same.base = {"Practitioner"};
   same.expressions = {{"Practitioner", "Practitioner.extension('http://example.org/eye').value"}};
-  EXPECT_TRUE(a.put(CustomSearchParameter{"sp2", 1, same, false}).has_value());
+  // A put hands back the indexer in force before it: the one that a write still in flight holds as its guard
+  // (what a reindex waits for before it backfills).
+  auto before_sp2 = a.put(CustomSearchParameter{"sp2", 1, same, false});
+  ASSERT_TRUE(before_sp2.has_value());
+  EXPECT_EQ(before_sp2->get(), guard.get());
+  std::weak_ptr<const SearchIndexer> old = *before_sp2;
+  before_sp2->reset();
+  EXPECT_FALSE(old.expired());  // the write's guard keeps it
+  guard.reset();
+  EXPECT_TRUE(old.expired());  // the write is done: nothing extracts with it any more
   // A standard code is never taken.
   SearchParameter standard = eye_colour();
   standard.url = "http://example.org/sp/gender";
@@ -338,6 +347,38 @@ TEST_F(ReindexerTest, WritesDuringTheReindexAreNeitherLostNorDoubled) {
   ASSERT_TRUE(page.has_value());
   EXPECT_EQ(page->entries.size(), 240u);
   EXPECT_EQ(page->total.value_or(-1), 240);
+}
+
+TEST_F(ReindexerTest, TheBackfillWaitsForWritesExtractedWithoutTheParameter) {
+  auto sp = repo_->create(kDefaultTenant, "SearchParameter", parse(kEyeColour));
+  ASSERT_TRUE(sp.has_value());
+  // A write in flight: its rows extracted before the parameter is in force, its commit still to come.
+  json::Value body = patient("blue");
+  body.set("id", json::Value::string("late"));
+  std::shared_ptr<const void> guard;
+  IndexValues rows = active_->extract(body, &guard);
+  ASSERT_TRUE(std::ranges::none_of(rows.tokens, [](const TokenIndex& t) { return t.param == "eyecolour"; }));
+
+  auto job = reindexer_->parameter_written(sp->record);
+  ASSERT_TRUE(job.has_value());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (static_cast<const void*>(active_->custom_indexer().get()) == guard.get() &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_NE(static_cast<const void*>(active_->custom_indexer().get()), guard.get());
+  // New writes index the parameter now, but the backfill has not started: it waits for the write in flight.
+  EXPECT_EQ(reindexer_->status(*job)->state, "queued");
+
+  VersionRecord late{"Patient", "late", 1, 0, false, Method::kCreate, json::write(body), 0};
+  ASSERT_TRUE(store_->write([&](Transaction& txn) -> fhir::Result<void> {
+    late.last_updated_ms = txn.now_ms();
+    auto seq = txn.append(kDefaultTenant, late, &rows);
+    if (!seq) return std::unexpected(seq.error());
+    return {};
+  }));
+  guard.reset();  // durable: the job may go on, and its backfill covers the late write
+  EXPECT_EQ(wait(*job).state, "done");
+  EXPECT_EQ(search("eyecolour", "blue"), std::set<std::string>{"late"});
 }
 
 TEST_F(ReindexerTest, AtStartAStoredParameterWithoutAJobGetsOneAndAnUnfinishedJobGoesOn) {

@@ -165,11 +165,19 @@ Result<void> ActiveSearchParameters::check(const std::string& resource_id, const
   return {};
 }
 
-Result<void> ActiveSearchParameters::publish(const std::vector<CustomSearchParameter>& customs) {
+Result<void> ActiveSearchParameters::publish(const std::vector<CustomSearchParameter>& customs, bool indexed_too) {
   std::vector<SearchParameter> all, searchable;
   for (const CustomSearchParameter& c : customs) {
     all.push_back(c.parameter);
     if (c.searchable) searchable.push_back(c.parameter);
+  }
+  if (!indexed_too && custom_indexer_ != nullptr) {
+    auto search = searchable.empty() ? Result<std::shared_ptr<const SearchParameterRegistry>>(base_)
+                                     : SearchParameterRegistry::extend(*base_, searchable);
+    if (!search) return std::unexpected(search.error());
+    customs_ = customs;
+    search_ = std::move(*search);
+    return {};
   }
   auto indexed = all.empty() ? Result<std::shared_ptr<const SearchParameterRegistry>>(base_)
                              : SearchParameterRegistry::extend(*base_, all);
@@ -221,7 +229,7 @@ bool ActiveSearchParameters::make_searchable(const std::string& resource_id, std
       found = true;
     }
   }
-  return found && publish(next).has_value();
+  return found && publish(next, false).has_value();  // the same parameters are indexed: the indexer stays
 }
 
 void ActiveSearchParameters::remove(const std::string& resource_id) {

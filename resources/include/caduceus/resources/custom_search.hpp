@@ -78,8 +78,8 @@ class ActiveSearchParameters {
   ActiveSearchParameters(const Definitions& definitions, std::shared_ptr<const SearchParameterRegistry> base,
                          std::shared_ptr<const SearchIndexer> base_indexer)
       : definitions_(definitions), base_(std::move(base)), base_indexer_(std::move(base_indexer)), search_(base_) {}
-  // Builds and publishes the snapshots for `customs` (mutex_ held).
-  fhir::Result<void> publish(const std::vector<CustomSearchParameter>& customs);
+  // Builds and publishes the snapshots for `customs` (mutex_ held); with !indexed_too only the search one.
+  fhir::Result<void> publish(const std::vector<CustomSearchParameter>& customs, bool indexed_too = true);
 
   const Definitions& definitions_;
   std::shared_ptr<const SearchParameterRegistry> base_;
