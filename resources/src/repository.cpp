@@ -8,6 +8,7 @@
 #include <random>
 
 #include "caduceus/fhir/datetime.hpp"
+#include "caduceus/resources/custom_search.hpp"
 
 namespace caduceus::resources {
 
@@ -136,7 +137,8 @@ Result<T> wait_for(F&& start) {
 template <class T>
 struct Pending {
   json::Value resource;
-  std::optional<IndexValues> index;  // extracted before the write, when the repository indexes
+  std::optional<IndexValues> index;         // extracted before the write, when the repository indexes
+  std::shared_ptr<const void> index_guard;  // what extracted it, kept until the write is durable
   T out{};
 };
 
@@ -166,7 +168,8 @@ Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::V
 
 }  // namespace
 
-std::optional<IndexValues> Repository::index_of(const json::Value& resource) const {
+std::optional<IndexValues> Repository::index_of(const json::Value& resource, std::shared_ptr<const void>& guard) const {
+  if (active_ != nullptr) return active_->extract(resource, &guard);
   if (indexer_ == nullptr) return std::nullopt;
   IndexValues v = indexer_->extract(resource);
   std::erase_if(v.dates, [](const DateIndex& d) { return d.param == "_lastUpdated"; });
@@ -199,7 +202,7 @@ void Repository::create_async(TenantId tenant, std::string_view type, json::Valu
   if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return done(std::unexpected(ok.error()));
   set_id(resource, id);
   auto pending = std::make_shared<Pending<WriteOutcome>>();
-  pending->index = index_of(resource);
+  pending->index = index_of(resource, pending->index_guard);
   pending->resource = std::move(resource);
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::move(id)](Transaction& txn) -> Result<void> {
@@ -219,7 +222,7 @@ void Repository::update_async(TenantId tenant, std::string_view type, std::strin
                               std::optional<std::int64_t> if_match, bool allow_create, Callback<WriteOutcome> done) {
   if (auto ok = issues_to_error(check(type, resource, id)); !ok) return done(std::unexpected(ok.error()));
   auto pending = std::make_shared<Pending<WriteOutcome>>();
-  pending->index = index_of(resource);
+  pending->index = index_of(resource, pending->index_guard);
   pending->resource = std::move(resource);
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::string(id), if_match,

@@ -124,7 +124,6 @@ fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegi
     reg->fhir_version_ = as_view(*version);
   }
 
-  reg->by_url_.reserve(params->Size() * 2);
   for (const rapidjson::Value& p : params->GetArray()) {
     if (!p.IsObject()) return load_error("a parameter that is not an object");
     SearchParameter& sp = reg->parameters_.emplace_back();
@@ -175,46 +174,9 @@ fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegi
     if (sp.type == SearchParamType::kComposite && sp.components.empty()) {
       return load_error("composite parameter " + sp.url + " has no components");
     }
-    if (!sp.url.empty() && !reg->by_url_.emplace(sp.url, &sp).second) return load_error(sp.url + " twice");
   }
 
-  // Composite components point to their definitions; the tables per type.
-  for (SearchParameter& sp : reg->parameters_) {
-    for (SearchParameterComponent& c : sp.components) {
-      const auto it = reg->by_url_.find(c.definition);
-      if (it == reg->by_url_.end()) return load_error(sp.url + ": component " + c.definition + " is not defined");
-      c.parameter = it->second;
-    }
-    for (const std::string& b : sp.base) {
-      TypeEntry& entry = b == kResource         ? reg->resource_
-                         : b == kDomainResource ? reg->domain_resource_
-                                                : reg->by_type_[b];
-      if (!entry.by_code.emplace(sp.code, &sp).second) {
-        return load_error("parameter " + sp.code + " of " + b + " defined twice");
-      }
-      entry.all.push_back(&sp);
-    }
-  }
-
-  reg->common_resource_ = reg->resource_.all;
-  std::ranges::sort(reg->common_resource_, by_code);
-  reg->common_domain_ = reg->common_resource_;
-  reg->common_domain_.insert(reg->common_domain_.end(), reg->domain_resource_.all.begin(),
-                             reg->domain_resource_.all.end());
-  std::ranges::sort(reg->common_domain_, by_code);
-  reg->types_.reserve(reg->by_type_.size());
-  for (auto& [type, entry] : reg->by_type_) {
-    reg->types_.emplace_back(type);
-    const auto& common = derives_from_domain_resource(type) ? reg->common_domain_ : reg->common_resource_;
-    for (const SearchParameter* c : common) {
-      if (entry.by_code.contains(c->code)) {
-        return load_error("parameter " + c->code + " of " + std::string(type) + " hides a common parameter");
-      }
-    }
-    entry.all.insert(entry.all.end(), common.begin(), common.end());
-    std::ranges::sort(entry.all, by_code);
-  }
-  std::ranges::sort(reg->types_);
+  if (auto linked = reg->link(); !linked) return load_error(std::move(linked.error()));
 
   if (!compartments_json.empty()) {
     rapidjson::Document cdoc;
@@ -237,6 +199,61 @@ fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegi
       std::ranges::sort(compartment.types);
     }
   }
+  return std::shared_ptr<const SearchParameterRegistry>(std::move(reg));
+}
+
+std::expected<void, std::string> SearchParameterRegistry::link() {
+  by_url_.reserve(parameters_.size() * 2);
+  for (SearchParameter& sp : parameters_) {
+    if (!sp.url.empty() && !by_url_.emplace(sp.url, &sp).second) return std::unexpected(sp.url + " twice");
+  }
+  // Composite components point to their definitions; the tables per type.
+  for (SearchParameter& sp : parameters_) {
+    for (SearchParameterComponent& c : sp.components) {
+      const auto it = by_url_.find(c.definition);
+      if (it == by_url_.end()) return std::unexpected(sp.url + ": component " + c.definition + " is not defined");
+      c.parameter = it->second;
+    }
+    for (const std::string& b : sp.base) {
+      TypeEntry& entry = b == kResource ? resource_ : b == kDomainResource ? domain_resource_ : by_type_[b];
+      if (!entry.by_code.emplace(sp.code, &sp).second)
+        return std::unexpected("parameter " + sp.code + " of " + b + " defined twice");
+      entry.all.push_back(&sp);
+    }
+  }
+
+  common_resource_ = resource_.all;
+  std::ranges::sort(common_resource_, by_code);
+  common_domain_ = common_resource_;
+  common_domain_.insert(common_domain_.end(), domain_resource_.all.begin(), domain_resource_.all.end());
+  std::ranges::sort(common_domain_, by_code);
+  types_.reserve(by_type_.size());
+  for (auto& [type, entry] : by_type_) {
+    types_.emplace_back(type);
+    const auto& common = derives_from_domain_resource(type) ? common_domain_ : common_resource_;
+    for (const SearchParameter* c : common) {
+      if (entry.by_code.contains(c->code))
+        return std::unexpected("parameter " + c->code + " of " + std::string(type) + " hides a common parameter");
+    }
+    entry.all.insert(entry.all.end(), common.begin(), common.end());
+    std::ranges::sort(entry.all, by_code);
+  }
+  std::ranges::sort(types_);
+  return {};
+}
+
+fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegistry::extend(
+    const SearchParameterRegistry& base, std::span<const SearchParameter> custom) {
+  std::shared_ptr<SearchParameterRegistry> reg(new SearchParameterRegistry());
+  reg->fhir_version_ = base.fhir_version_;
+  reg->parameters_ = base.parameters_;
+  for (const SearchParameter& p : custom) {
+    SearchParameter& added = reg->parameters_.emplace_back(p);
+    for (SearchParameterComponent& c : added.components) c.parameter = nullptr;
+  }
+  reg->compartments_ = base.compartments_;
+  if (auto linked = reg->link(); !linked)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "search parameters: " + linked.error());
   return std::shared_ptr<const SearchParameterRegistry>(std::move(reg));
 }
 

@@ -1,11 +1,14 @@
 // caduceus: everything is constructed here and passed down; nothing below main keeps global state.
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "caduceus/conformance/embedded.hpp"
+#include "caduceus/resources/custom_search.hpp"
 #include "caduceus/resources/definitions.hpp"
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/search_index.hpp"
@@ -58,8 +61,8 @@ int serve(const std::vector<std::string>& args) {
   }
   resources::StructureChecker checker(**definitions);
   // Search index rows are written only when asked for, until search itself is served (see README, Status).
-  std::shared_ptr<const resources::SearchParameterRegistry> search_parameters;
-  std::shared_ptr<const resources::SearchIndexer> indexer;
+  // With it, custom SearchParameters and $reindex too.
+  std::unique_ptr<resources::ActiveSearchParameters> active;
   if (config.search_index) {
     auto registry = resources::SearchParameterRegistry::load(conformance::r4_search_parameters_json(),
                                                              conformance::r4_compartments_json());
@@ -67,13 +70,12 @@ int serve(const std::vector<std::string>& args) {
       print_error(registry.error());
       return 1;
     }
-    search_parameters = *registry;
-    auto created = resources::SearchIndexer::create(**definitions, *search_parameters);
+    auto created = resources::ActiveSearchParameters::create(**definitions, *registry);
     if (!created) {
       print_error(created.error());
       return 1;
     }
-    indexer = *created;
+    active = std::move(*created);
   }
 
   resources::StoreOptions store_options;
@@ -84,12 +86,29 @@ int serve(const std::vector<std::string>& args) {
     print_error(store.error());
     return 1;
   }
-  resources::Repository repository(**store, **definitions, checker, indexer.get());
+  std::optional<resources::Repository> repository;
+  std::unique_ptr<resources::Reindexer> reindexer;
+  if (active) {
+    repository.emplace(**store, **definitions, checker, *active);
+    reindexer = std::make_unique<resources::Reindexer>(**store, *active);
+    // The custom SearchParameters stored before come back; unfinished reindex jobs go on.
+    if (auto started = reindexer->start(); !started) {
+      print_error(started.error());
+      return 1;
+    }
+  } else {
+    repository.emplace(**store, **definitions, checker);
+  }
 
   server::Metrics metrics;
   server::RequestLog log(config.log_requests);
-  server::Router router(
-      repository, server::RouterOptions{}, [&metrics] { return metrics.render(); }, search_parameters.get());
+  auto render_metrics = [&metrics] { return metrics.render(); };
+  std::optional<server::Router> router_storage;
+  if (active)
+    router_storage.emplace(*repository, server::RouterOptions{}, render_metrics, *active, *reindexer);
+  else
+    router_storage.emplace(*repository, server::RouterOptions{}, render_metrics);
+  server::Router& router = *router_storage;
 
   server::HttpServerOptions http_options;
   http_options.host = config.host();

@@ -516,6 +516,11 @@ struct Router::Impl {
 
   Reply reply() const { return Reply{format, prefer_of(req), base()}; }
 
+  // The reindexer that a write of `type` must tell (SearchParameter writes, when custom parameters are on).
+  resources::Reindexer* custom_parameters(std::string_view type) const {
+    return type == "SearchParameter" ? self.reindexer_ : nullptr;
+  }
+
   Response read(std::string_view type, std::string_view id) const {
     if (!resources::is_valid_id(id))
       return error_response(ErrorKind::kNotFound, "not-found",
@@ -587,10 +592,16 @@ struct Router::Impl {
   std::optional<Response> create(std::string_view type) const {
     auto body = read_body(req);
     if (!body) return error_response(body.error());
+    if (auto refused = check_search_parameter(type, *body, {})) return refused;
     repo().create_async(kDefaultTenant, type, std::move(*body),
-                        [reply = reply(), done = *done](fhir::Result<resources::WriteOutcome> out) {
+                        [reply = reply(), done = *done, reindexer = custom_parameters(type),
+                         jobs = base() + "/$reindex/"](fhir::Result<resources::WriteOutcome> out) {
                           if (!out) return done(with_interaction(error_response(out.error()), "create"));
-                          done(with_interaction(reply.written(201, out->record, true), "create"));
+                          Response r = reply.written(201, out->record, true);
+                          if (reindexer != nullptr)
+                            if (auto job = reindexer->parameter_written(out->record))
+                              r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
+                          done(with_interaction(std::move(r), "create"));
                         });
     return std::nullopt;
   }
@@ -604,12 +615,17 @@ struct Router::Impl {
     if (!body) return error_response(body.error());
     auto im = if_match();
     if (!im) return error_response(im.error());
-    repo().update_async(
-        kDefaultTenant, type, id, std::move(*body), *im, true,
-        [reply = reply(), done = *done](fhir::Result<resources::WriteOutcome> out) {
-          if (!out) return done(with_interaction(error_response(out.error()), "update"));
-          done(with_interaction(reply.written(out->created ? 201 : 200, out->record, out->created), "update"));
-        });
+    if (auto refused = check_search_parameter(type, *body, id)) return refused;
+    repo().update_async(kDefaultTenant, type, id, std::move(*body), *im, true,
+                        [reply = reply(), done = *done, reindexer = custom_parameters(type),
+                         jobs = base() + "/$reindex/"](fhir::Result<resources::WriteOutcome> out) {
+                          if (!out) return done(with_interaction(error_response(out.error()), "update"));
+                          Response r = reply.written(out->created ? 201 : 200, out->record, out->created);
+                          if (reindexer != nullptr)
+                            if (auto job = reindexer->parameter_written(out->record))
+                              r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
+                          done(with_interaction(std::move(r), "update"));
+                        });
     return std::nullopt;
   }
 
@@ -621,10 +637,11 @@ struct Router::Impl {
     if (!im) return error_response(im.error());
     repo().remove_async(
         kDefaultTenant, type, id, *im,
-        [format = format, type = std::string(type), id = std::string(id),
-         done = *done](fhir::Result<std::optional<VersionRecord>> out) {
+        [format = format, type = std::string(type), id = std::string(id), done = *done,
+         reindexer = custom_parameters(type)](fhir::Result<std::optional<VersionRecord>> out) {
           if (!out) return done(with_interaction(error_response(out.error()), "delete"));
           Response r;
+          if (*out && reindexer != nullptr) reindexer->parameter_deleted(id);
           if (*out) {
             r = json_response(200,
                               fhir::information_outcome_json("Deleted " + type + "/" + id + " (version " +
@@ -721,46 +738,50 @@ struct Router::Impl {
     return json_response(200, std::move(b), format);
   }
 
-  using ParseSearch =
-      std::function<fhir::Result<resources::SearchQuery>(const QueryParams&, const resources::SearchLimits&)>;
+  using ParseSearch = std::function<fhir::Result<resources::SearchQuery>(
+      const QueryParams&, const resources::SearchLimits&, const resources::SearchParameterRegistry&)>;
 
   // GET [type]?params and POST [type]/_search (form-encoded body): a searchset Bundle.
   Response search(std::string_view type) const {
-    return run_search(base() + "/" + std::string(type), [&](const QueryParams& all, const resources::SearchLimits& l) {
-      return resources::parse_search(type, all, *self.search_parameters_, repo().definitions(), l);
+    return run_search(base() + "/" + std::string(type), [&](const QueryParams& all, const resources::SearchLimits& l,
+                                                            const resources::SearchParameterRegistry& registry) {
+      return resources::parse_search(type, all, registry, repo().definitions(), l);
     });
   }
 
   // GET [base]?_type=A,B&... and POST [base]/_search: a search over the listed types, or over every type (then
   // with the common parameters only) without _type.
   Response system_search() const {
-    return run_search(
-        base(), [&](const QueryParams& all, const resources::SearchLimits& l) -> fhir::Result<resources::SearchQuery> {
-          std::vector<std::string> types;
-          QueryParams rest;
-          for (const auto& [name, value] : all) {
-            if (name != "_type") {
-              rest.emplace_back(name, value);
-              continue;
-            }
-            for (std::size_t start = 0; start <= value.size();) {
-              std::size_t comma = std::min(value.find(',', start), value.size());
-              std::string t = value.substr(start, comma - start);
-              start = comma + 1;
-              if (!repo().definitions().is_resource_type(t))
-                return fhir::fail(ErrorKind::kInvalid, "invalid", "_type: '" + t + "' is not a resource type", "_type");
-              if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(std::move(t));
-            }
-          }
-          return resources::parse_multi_type_search(types, rest, *self.search_parameters_, repo().definitions(), l);
-        });
+    return run_search(base(),
+                      [&](const QueryParams& all, const resources::SearchLimits& l,
+                          const resources::SearchParameterRegistry& registry) -> fhir::Result<resources::SearchQuery> {
+                        std::vector<std::string> types;
+                        QueryParams rest;
+                        for (const auto& [name, value] : all) {
+                          if (name != "_type") {
+                            rest.emplace_back(name, value);
+                            continue;
+                          }
+                          for (std::size_t start = 0; start <= value.size();) {
+                            std::size_t comma = std::min(value.find(',', start), value.size());
+                            std::string t = value.substr(start, comma - start);
+                            start = comma + 1;
+                            if (!repo().definitions().is_resource_type(t))
+                              return fhir::fail(ErrorKind::kInvalid, "invalid",
+                                                "_type: '" + t + "' is not a resource type", "_type");
+                            if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(std::move(t));
+                          }
+                        }
+                        return resources::parse_multi_type_search(types, rest, registry, repo().definitions(), l);
+                      });
   }
 
   // GET [base]/Patient/123/Observation?... (and `*` for every type of the compartment), POST .../_search: the
   // search limited to the resources in the compartment of Patient/123 (compartmentdefinition.html).
   Response compartment_search(std::string_view compartment, std::string_view id, std::string_view type) const {
-    const resources::SearchParameterRegistry* registry = self.search_parameters_;
-    if (registry == nullptr) return search_disabled();
+    const std::shared_ptr<const resources::SearchParameterRegistry> snapshot = self.search_parameters();
+    if (snapshot == nullptr) return search_disabled();
+    const resources::SearchParameterRegistry* registry = snapshot.get();
     auto members = registry->compartment_types(compartment);
     if (members.empty())
       return error_response(ErrorKind::kNotFound, "not-found",
@@ -795,9 +816,11 @@ struct Router::Impl {
     }
     std::string link = base() + "/" + std::string(compartment) + "/" + std::string(id) + "/" + std::string(type);
     return run_search(
-        link, [&](const QueryParams& all, const resources::SearchLimits& l) -> fhir::Result<resources::SearchQuery> {
-          auto q = type == "*" ? resources::parse_multi_type_search(types, all, *registry, repo().definitions(), l)
-                               : resources::parse_search(type, all, *registry, repo().definitions(), l);
+        link,
+        [&](const QueryParams& all, const resources::SearchLimits& l,
+            const resources::SearchParameterRegistry& snapshot_now) -> fhir::Result<resources::SearchQuery> {
+          auto q = type == "*" ? resources::parse_multi_type_search(types, all, snapshot_now, repo().definitions(), l)
+                               : resources::parse_search(type, all, snapshot_now, repo().definitions(), l);
           if (q) q->compartment = filter;
           return q;
         });
@@ -811,7 +834,8 @@ struct Router::Impl {
   // Parses the parameters with `parse`, then answers with a searchset Bundle whose links start with `link`, or
   // with the query plan when _explain=true or the header X-Caduceus-Explain: true asks for it.
   Response run_search(const std::string& link, const ParseSearch& parse) const {
-    const resources::SearchParameterRegistry* registry = self.search_parameters_;
+    // A snapshot of the parameters in force (custom ones come and go): the query points into it.
+    const std::shared_ptr<const resources::SearchParameterRegistry> registry = self.search_parameters();
     if (registry == nullptr) return search_disabled();
     QueryParams all = params;
     if (req.method == "POST") {
@@ -839,7 +863,7 @@ struct Router::Impl {
     limits.default_count = self.options_.history_default_count;
     limits.max_count = self.options_.history_max_count;
     limits.strict = req.header("prefer").find("handling=strict") != std::string_view::npos;
-    auto query = parse(all, limits);
+    auto query = parse(all, limits, *registry);
     // The explainer answers for what the parser refuses as not supported yet (:in, :not-in, token :above and
     // :below, near): the plan is then of the search without that parameter, and says so.
     std::vector<std::string> explain_notes;
@@ -852,7 +876,7 @@ struct Router::Impl {
                               ": the search answers 400 with it; this plan is of the same "
                               "search without '" +
                               what + "'");
-      query = parse(all, limits);
+      query = parse(all, limits, *registry);
     }
     if (!query) return error_response(query.error());
     // Links repeat the parameters that were used, leaving out unknown ones and the cursor.
@@ -912,6 +936,67 @@ struct Router::Impl {
     return json_response(200, std::move(b), format);
   }
 
+  // The Parameters resource that describes a reindex job.
+  std::string reindex_parameters(const resources::ReindexStatus& s) const {
+    json::Value out = json::Value::object();
+    out.set("resourceType", json::Value::string("Parameters"));
+    json::Value list = json::Value::array();
+    auto part = [&](std::string name, std::string value_name, json::Value value) {
+      json::Value p = json::Value::object();
+      p.set("name", json::Value::string(std::move(name)));
+      p.set(value_name, std::move(value));
+      list.push_back(std::move(p));
+    };
+    part("jobId", "valueString", json::Value::string(std::to_string(s.id)));
+    part("status", "valueCode", json::Value::string(s.state));
+    part("processed", "valueInteger", json::Value::number(std::to_string(s.processed)));
+    part("total", "valueInteger", json::Value::number(std::to_string(s.total)));
+    for (const std::string& t : s.types) part("type", "valueCode", json::Value::string(t));
+    for (const std::string& p : s.params) part("searchParameterCode", "valueCode", json::Value::string(p));
+    if (!s.search_parameter.empty()) {
+      json::Value ref = json::Value::object();
+      ref.set("reference", json::Value::string(s.search_parameter));
+      part("searchParameter", "valueReference", std::move(ref));
+    }
+    if (!s.message.empty()) part("message", "valueString", json::Value::string(s.message));
+    out.set("parameter", std::move(list));
+    return json::write(out);
+  }
+
+  std::string reindex_url(std::int64_t id) const { return base() + "/$reindex/" + std::to_string(id); }
+
+  // POST [base]/$reindex and POST [base]/[type]/$reindex: 202 with the job's status URL in Content-Location.
+  Response start_reindex(std::string type) const {
+    if (self.reindexer_ == nullptr)
+      return error_response(ErrorKind::kNotSupported, "not-supported",
+                            "$reindex needs the search index (start the server with --search-index true)");
+    std::vector<std::string> types;
+    if (!type.empty()) types.push_back(std::move(type));
+    std::int64_t id = self.reindexer_->reindex(std::move(types));
+    auto status = self.reindexer_->status(id);
+    Response r = json_response(202, reindex_parameters(*status), format);
+    r.headers.emplace_back("Content-Location", reindex_url(id));
+    return r;
+  }
+
+  // GET [base]/$reindex/[id]: the job's progress.
+  Response reindex_status(std::string_view id) const {
+    auto n = positive_int(id);
+    std::optional<resources::ReindexStatus> status;
+    if (n && self.reindexer_ != nullptr) status = self.reindexer_->status(*n);
+    if (!status)
+      return error_response(ErrorKind::kNotFound, "not-found", "There is no reindex job '" + std::string(id) + "'");
+    return json_response(200, reindex_parameters(*status), format);
+  }
+
+  // A SearchParameter about to be written: refused when active and not usable (400 naming the element).
+  std::optional<Response> check_search_parameter(std::string_view type, const json::Value& body,
+                                                 std::string_view id) const {
+    if (type != "SearchParameter" || self.reindexer_ == nullptr) return std::nullopt;
+    if (auto ok = self.reindexer_->check(body, std::string(id)); !ok) return error_response(ok.error());
+    return std::nullopt;
+  }
+
   std::optional<Response> fhir(std::string_view path) {
     auto segments = split_path(path);
     const std::string& m = req.method;
@@ -931,9 +1016,19 @@ struct Router::Impl {
       if (m != "POST") return method_not_allowed(m, req.target, "POST");
       return with_interaction(system_search(), "search-system");
     }
+    if (first == "$reindex") {
+      if (segments.size() == 1) {
+        if (m != "POST") return method_not_allowed(m, req.target, "POST");
+        return with_interaction(start_reindex({}), "operation");
+      }
+      if (segments.size() == 2) {
+        if (!get) return method_not_allowed(m, req.target, "GET");
+        return with_interaction(reindex_status(segments[1]), "operation");
+      }
+    }
     if (segments.size() == 1 && first == "metadata") {
       if (!get) return method_not_allowed(m, "/fhir/metadata", "GET");
-      return with_interaction(json_response(200, self.capability_json_, format), "capabilities");
+      return with_interaction(json_response(200, self.capability_json(), format), "capabilities");
     }
     if (segments.size() == 1 && first == "_history") {
       if (!get) return method_not_allowed(m, "/fhir/_history", "GET");
@@ -952,6 +1047,10 @@ struct Router::Impl {
     if (segments.size() == 2 && second == "_history") {
       if (!get) return method_not_allowed(m, req.target, "GET");
       return with_interaction(history(type, {}), "history-type");
+    }
+    if (segments.size() == 2 && second == "$reindex") {
+      if (m != "POST") return method_not_allowed(m, req.target, "POST");
+      return with_interaction(start_reindex(std::string(type)), "operation");
     }
     if (segments.size() == 2 && second == "_search") {
       if (m != "POST") return method_not_allowed(m, req.target, "POST");
@@ -989,13 +1088,37 @@ Router::Router(resources::Repository& repository, RouterOptions options, std::fu
     : repository_(repository),
       options_(std::move(options)),
       render_metrics_(std::move(render_metrics)),
-      search_parameters_(search_parameters) {
-  capability_json_ = capability_statement(repository_.definitions(), options_, search_parameters_);
-}
+      search_parameters_(search_parameters) {}
+
+Router::Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics,
+               const resources::ActiveSearchParameters& active, resources::Reindexer& reindexer)
+    : repository_(repository),
+      options_(std::move(options)),
+      render_metrics_(std::move(render_metrics)),
+      search_parameters_(nullptr),
+      active_(&active),
+      reindexer_(&reindexer) {}
 
 void Router::set_base_url(std::string base_url) {
   options_.base_url = std::move(base_url);
-  capability_json_ = capability_statement(repository_.definitions(), options_, search_parameters_);
+  std::lock_guard lock(capability_mutex_);
+  capability_json_.clear();
+}
+
+std::shared_ptr<const resources::SearchParameterRegistry> Router::search_parameters() const {
+  if (active_ != nullptr) return active_->search();
+  // Not owned: the caller of the constructor keeps it alive.
+  return std::shared_ptr<const resources::SearchParameterRegistry>(std::shared_ptr<void>(), search_parameters_);
+}
+
+std::string Router::capability_json() const {
+  auto search = search_parameters();
+  std::lock_guard lock(capability_mutex_);
+  if (capability_json_.empty() || capability_for_.get() != search.get()) {
+    capability_json_ = capability_statement(repository_.definitions(), options_, search.get());
+    capability_for_ = search;  // held, so that its address cannot come back for another registry
+  }
+  return capability_json_;
 }
 
 bool Router::is_blocking(const Request& request) noexcept {

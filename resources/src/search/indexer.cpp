@@ -228,13 +228,46 @@ struct Emitter {
 
 }  // namespace
 
-fhir::Result<std::shared_ptr<const SearchIndexer>> SearchIndexer::create(const Definitions& definitions,
-                                                                         const SearchParameterRegistry& registry) {
+namespace {
+template <class T>
+void move_rows(std::vector<T>& to, std::vector<T>& from) {
+  to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+  from.clear();
+}
+}  // namespace
+
+void append_index(IndexValues& to, IndexValues&& from) {
+  move_rows(to.strings, from.strings);
+  move_rows(to.tokens, from.tokens);
+  move_rows(to.references, from.references);
+  move_rows(to.dates, from.dates);
+  move_rows(to.numbers, from.numbers);
+  move_rows(to.quantities, from.quantities);
+  move_rows(to.uris, from.uris);
+  move_rows(to.composites, from.composites);
+}
+
+void filter_index(IndexValues& v, const std::function<bool(const std::string&)>& keep) {
+  auto drop = [&](const auto& row) { return !keep(row.param); };
+  std::erase_if(v.strings, drop);
+  std::erase_if(v.tokens, drop);
+  std::erase_if(v.references, drop);
+  std::erase_if(v.dates, drop);
+  std::erase_if(v.numbers, drop);
+  std::erase_if(v.quantities, drop);
+  std::erase_if(v.uris, drop);
+  std::erase_if(v.composites, drop);
+}
+
+fhir::Result<std::shared_ptr<const SearchIndexer>> SearchIndexer::create(
+    const Definitions& definitions, const SearchParameterRegistry& registry,
+    const std::function<bool(const SearchParameter&)>& only) {
   std::shared_ptr<SearchIndexer> indexer(new SearchIndexer(definitions));
   for (const std::string& type : definitions.resource_types()) {
     auto& list = indexer->by_type_[type];
     for (const SearchParameter* p : registry.for_type(type)) {
       if (p->type == SearchParamType::kSpecial) continue;
+      if (only && !only(*p)) continue;
       std::string_view expression = p->expression_for(type);
       if (expression.empty()) continue;
       auto compiled = fhirpath::FhirPath::compile(expression);

@@ -99,6 +99,17 @@ const std::vector<Migration>& migrations() {
            " target_type, target_id, url, uri)) WITHOUT ROWID",
            "CREATE INDEX idx_composite_value ON idx_composite (tenant, type, param, component, code, low)",
        }},
+      {3,
+       "reindex jobs",
+       {
+           // Background jobs that (re)write index rows, with their progress: an unfinished one is resumed at start.
+           // `types` and `params` are space-separated lists (empty: all).
+           "CREATE TABLE reindex_job (tenant INTEGER NOT NULL, id INTEGER NOT NULL, types TEXT NOT NULL,"
+           " params TEXT NOT NULL, search_parameter TEXT NOT NULL, state TEXT NOT NULL,"
+           " processed INTEGER NOT NULL, total INTEGER NOT NULL, last_rid INTEGER NOT NULL,"
+           " max_rid INTEGER NOT NULL, message TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,"
+           " PRIMARY KEY (tenant, id))",
+       }},
   };
   return list;
 }

@@ -229,6 +229,7 @@ class RawStatement {
 // The writer's statements for the search index tables.
 struct IndexWriter {
   std::vector<std::unique_ptr<RawStatement>> deletes;
+  std::vector<std::unique_ptr<RawStatement>> param_deletes;  // rows of one parameter of one resource
   RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row, composite_row;
 
   explicit IndexWriter(sqlite_api::sqlite3* db)
@@ -246,6 +247,14 @@ struct IndexWriter {
                               "idx_uri", "idx_composite"})
       deletes.push_back(
           std::make_unique<RawStatement>(db, (std::string("DELETE FROM ") + table + " WHERE rid = ?1").c_str()));
+    for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
+                              "idx_uri", "idx_composite"})
+      param_deletes.push_back(std::make_unique<RawStatement>(
+          db, (std::string("DELETE FROM ") + table + " WHERE rid = ?1 AND param = ?2").c_str()));
+  }
+
+  void remove_param(std::int64_t rid, std::string_view param) {
+    for (auto& d : param_deletes) d->bind(1, rid).bind(2, param).run();
   }
 
   void remove(std::int64_t rid) {
@@ -352,6 +361,15 @@ class SqliteTransaction final : public Transaction {
   Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
+  Result<IndexExtent> index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
+                                   std::int64_t max_rid) override;
+  Result<std::vector<IndexTarget>> index_targets(TenantId tenant, const std::vector<std::string>& types,
+                                                 std::int64_t after_rid, std::int64_t max_rid,
+                                                 std::size_t limit) override;
+  Result<void> replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
+                             const std::vector<std::string>& params, const IndexValues& values) override;
+  Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job) override;
+  Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant) override;
 
  private:
   SqliteStore& store_;
@@ -936,6 +954,162 @@ class SqliteStore final : public Store {
     return static_cast<std::int64_t>(w_seq_);
   }
 
+  // The WHERE of the reindex walks, and its binds.
+  static SqlQuery targets_where(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
+                                std::int64_t max_rid) {
+    SqlQuery q;
+    q.sql = " WHERE r.tenant = ? AND r.deleted = 0 AND r.rid > ? AND r.rid <= ?";
+    q.binds = {std::int64_t{tenant}, after_rid, max_rid};
+    if (!types.empty()) {
+      q.sql += " AND r.type IN (";
+      for (std::size_t i = 0; i < types.size(); ++i) {
+        q.sql += i == 0 ? "?" : ", ?";
+        q.binds.emplace_back(types[i]);
+      }
+      q.sql += ")";
+    }
+    return q;
+  }
+
+  sqlite_api::sqlite3* writer_db() {
+    return static_cast<soci::sqlite3_session_backend*>(writer_sql_.get_backend())->conn_;
+  }
+
+  Result<IndexExtent> txn_index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
+                                       std::int64_t max_rid) {
+    SqlQuery q = targets_where(tenant, types, after_rid, max_rid);
+    q.sql = "SELECT COALESCE(MAX(r.rid), 0), COUNT(*) FROM resource r" + q.sql;
+    IndexExtent extent;
+    try {
+      run_query(writer_db(), q, [&](sqlite_api::sqlite3_stmt* st) {
+        extent.max_rid = sqlite_api::sqlite3_column_int64(st, 0);
+        extent.count = sqlite_api::sqlite3_column_int64(st, 1);
+      });
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return extent;
+  }
+
+  Result<std::vector<IndexTarget>> txn_index_targets(TenantId tenant, const std::vector<std::string>& types,
+                                                     std::int64_t after_rid, std::int64_t max_rid, std::size_t limit) {
+    SqlQuery q = targets_where(tenant, types, after_rid, max_rid);
+    q.sql =
+        "SELECT r.rid, r.type, r.id, v.version, v.last_updated, v.body, v.seq FROM resource r "
+        "JOIN resource_version v ON v.rid = r.rid AND v.version = r.version" +
+        q.sql + " ORDER BY r.rid LIMIT ?";
+    q.binds.emplace_back(static_cast<std::int64_t>(limit));
+    std::vector<IndexTarget> out;
+    try {
+      auto text = [](sqlite_api::sqlite3_stmt* st, int i) {
+        const auto* p = static_cast<const char*>(sqlite_api::sqlite3_column_blob(st, i));
+        return std::string(p == nullptr ? "" : p, static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, i)));
+      };
+      std::optional<fhir::Error> failed;
+      run_query(writer_db(), q, [&](sqlite_api::sqlite3_stmt* st) {
+        IndexTarget t;
+        t.rid = sqlite_api::sqlite3_column_int64(st, 0);
+        t.record.type = text(st, 1);
+        t.record.id = text(st, 2);
+        t.record.version = sqlite_api::sqlite3_column_int64(st, 3);
+        t.record.last_updated_ms = sqlite_api::sqlite3_column_int64(st, 4);
+        auto body = decode_body(text(st, 5));
+        if (!body) {
+          failed = body.error();
+          return;
+        }
+        t.record.body = std::move(*body);
+        t.record.seq = sqlite_api::sqlite3_column_int64(st, 6);
+        out.push_back(std::move(t));
+      });
+      if (failed) return std::unexpected(*failed);
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return out;
+  }
+
+  Result<void> txn_replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
+                                 const std::vector<std::string>& params, const IndexValues& values) {
+    try {
+      if (params.empty())
+        index_writer_->remove(rid);
+      else
+        for (const std::string& p : params) index_writer_->remove_param(rid, p);
+      index_writer_->insert(rid, tenant, type, values);
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return {};
+  }
+
+  static std::string join_words(const std::vector<std::string>& words) {
+    std::string out;
+    for (const std::string& w : words) out += (out.empty() ? "" : " ") + w;
+    return out;
+  }
+
+  static std::vector<std::string> split_words(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+      std::size_t end = text.find(' ', start);
+      if (end == std::string::npos) end = text.size();
+      if (end > start) out.push_back(text.substr(start, end - start));
+      start = end + 1;
+    }
+    return out;
+  }
+
+  Result<void> txn_save_reindex_job(TenantId tenant, const ReindexJobRecord& job) {
+    SqlQuery q;
+    q.sql = "INSERT OR REPLACE INTO reindex_job VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    q.binds = {std::int64_t{tenant}, job.id,      join_words(job.types), join_words(job.params),
+               job.search_parameter, job.state,   job.processed,         job.total,
+               job.last_rid,         job.max_rid, job.message,           job.created_ms,
+               job.updated_ms};
+    try {
+      run_query(writer_db(), q, [](sqlite_api::sqlite3_stmt*) {});
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return {};
+  }
+
+  Result<std::vector<ReindexJobRecord>> txn_reindex_jobs(TenantId tenant) {
+    SqlQuery q;
+    q.sql =
+        "SELECT id, types, params, search_parameter, state, processed, total, last_rid, max_rid, message, created, "
+        "updated FROM reindex_job WHERE tenant = ? ORDER BY id";
+    q.binds = {std::int64_t{tenant}};
+    std::vector<ReindexJobRecord> out;
+    try {
+      auto text = [](sqlite_api::sqlite3_stmt* st, int i) {
+        const auto* p = reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, i));
+        return std::string(p == nullptr ? "" : p);
+      };
+      run_query(writer_db(), q, [&](sqlite_api::sqlite3_stmt* st) {
+        ReindexJobRecord j;
+        j.id = sqlite_api::sqlite3_column_int64(st, 0);
+        j.types = split_words(text(st, 1));
+        j.params = split_words(text(st, 2));
+        j.search_parameter = text(st, 3);
+        j.state = text(st, 4);
+        j.processed = sqlite_api::sqlite3_column_int64(st, 5);
+        j.total = sqlite_api::sqlite3_column_int64(st, 6);
+        j.last_rid = sqlite_api::sqlite3_column_int64(st, 7);
+        j.max_rid = sqlite_api::sqlite3_column_int64(st, 8);
+        j.message = text(st, 9);
+        j.created_ms = sqlite_api::sqlite3_column_int64(st, 10);
+        j.updated_ms = sqlite_api::sqlite3_column_int64(st, 11);
+        out.push_back(std::move(j));
+      });
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return out;
+  }
+
   std::int64_t txn_now_ms() {
     auto now =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -1164,6 +1338,26 @@ Result<std::int64_t> SqliteTransaction::append(TenantId tenant, const VersionRec
 }
 std::int64_t SqliteTransaction::now_ms() {
   return store_.txn_now_ms();
+}
+Result<IndexExtent> SqliteTransaction::index_extent(TenantId tenant, const std::vector<std::string>& types,
+                                                    std::int64_t after_rid, std::int64_t max_rid) {
+  return store_.txn_index_extent(tenant, types, after_rid, max_rid);
+}
+Result<std::vector<IndexTarget>> SqliteTransaction::index_targets(TenantId tenant,
+                                                                  const std::vector<std::string>& types,
+                                                                  std::int64_t after_rid, std::int64_t max_rid,
+                                                                  std::size_t limit) {
+  return store_.txn_index_targets(tenant, types, after_rid, max_rid, limit);
+}
+Result<void> SqliteTransaction::replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
+                                              const std::vector<std::string>& params, const IndexValues& values) {
+  return store_.txn_replace_index(tenant, rid, type, params, values);
+}
+Result<void> SqliteTransaction::save_reindex_job(TenantId tenant, const ReindexJobRecord& job) {
+  return store_.txn_save_reindex_job(tenant, job);
+}
+Result<std::vector<ReindexJobRecord>> SqliteTransaction::reindex_jobs(TenantId tenant) {
+  return store_.txn_reindex_jobs(tenant);
 }
 
 }  // namespace

@@ -15,6 +15,31 @@ std::string_view to_string(Method m) noexcept {
   return "PUT";
 }
 
+namespace {
+std::unexpected<fhir::Error> no_reindex() {
+  return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "this store does not reindex");
+}
+}  // namespace
+
+fhir::Result<IndexExtent> Transaction::index_extent(TenantId, const std::vector<std::string>&, std::int64_t,
+                                                    std::int64_t) {
+  return no_reindex();
+}
+fhir::Result<std::vector<IndexTarget>> Transaction::index_targets(TenantId, const std::vector<std::string>&,
+                                                                  std::int64_t, std::int64_t, std::size_t) {
+  return no_reindex();
+}
+fhir::Result<void> Transaction::replace_index(TenantId, std::int64_t, std::string_view, const std::vector<std::string>&,
+                                              const IndexValues&) {
+  return no_reindex();
+}
+fhir::Result<void> Transaction::save_reindex_job(TenantId, const ReindexJobRecord&) {
+  return no_reindex();
+}
+fhir::Result<std::vector<ReindexJobRecord>> Transaction::reindex_jobs(TenantId) {
+  return no_reindex();
+}
+
 fhir::Result<void> Store::write(Work work) {
   std::promise<fhir::Result<void>> promise;
   auto future = promise.get_future();

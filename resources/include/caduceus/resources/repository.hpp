@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +14,8 @@
 #include "caduceus/resources/structure_checker.hpp"
 
 namespace caduceus::resources {
+
+class ActiveSearchParameters;  // caduceus/resources/custom_search.hpp
 
 struct WriteOutcome {
   VersionRecord record;  // the version written (body with meta.versionId and meta.lastUpdated set)
@@ -32,6 +35,10 @@ class Repository {
   Repository(Store& store, const Definitions& definitions, const StructureChecker& checker,
              const SearchIndexer* indexer = nullptr)
       : store_(store), definitions_(definitions), checker_(checker), indexer_(indexer) {}
+  // With the search parameters in force (the R4 ones and the custom ones), taken afresh for every write.
+  Repository(Store& store, const Definitions& definitions, const StructureChecker& checker,
+             const ActiveSearchParameters& active)
+      : store_(store), definitions_(definitions), checker_(checker), indexer_(nullptr), active_(&active) {}
 
   // Creates a resource of `type` with a new id (any id in the body is replaced).
   // Errors: kInvalid with the issues (bad structure, wrong resourceType), kUnavailable.
@@ -70,9 +77,11 @@ class Repository {
   const Definitions& definitions_;
   const StructureChecker& checker_;
   const SearchIndexer* indexer_;
+  const ActiveSearchParameters* active_ = nullptr;
 
-  // The index values of a resource about to be written (without _lastUpdated, added once it is known).
-  std::optional<IndexValues> index_of(const fhir::json::Value& resource) const;
+  // The index values of a resource about to be written (without _lastUpdated, added once it is known). `guard`
+  // receives what must live until the write is durable (see ActiveSearchParameters::extract).
+  std::optional<IndexValues> index_of(const fhir::json::Value& resource, std::shared_ptr<const void>& guard) const;
 };
 
 // A new resource id: a random (version 4) UUID in lower case.

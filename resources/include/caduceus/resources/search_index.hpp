@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -81,6 +82,12 @@ struct CompositeIndex {
   std::string uri;
 };
 
+struct IndexValues;
+// Moves the rows of `from` to the end of `to`.
+void append_index(IndexValues& to, IndexValues&& from);
+// Keeps only the rows of the parameters whose code `keep` accepts.
+void filter_index(IndexValues& values, const std::function<bool(const std::string&)>& keep);
+
 struct IndexValues {
   std::vector<StringIndex> strings;
   std::vector<TokenIndex> tokens;
@@ -97,9 +104,11 @@ struct IndexValues {
 // Immutable and thread-safe. Special parameters are not extracted here.
 class SearchIndexer {
  public:
-  // Compiles the expressions of every parameter of every resource type. kInternal if one does not compile.
-  static fhir::Result<std::shared_ptr<const SearchIndexer>> create(const Definitions& definitions,
-                                                                   const SearchParameterRegistry& registry);
+  // Compiles the expressions of every parameter of every resource type (only those that `only` accepts, when
+  // given). kInternal if one does not compile. The indexer points into `registry`: keep it alive as long.
+  static fhir::Result<std::shared_ptr<const SearchIndexer>> create(
+      const Definitions& definitions, const SearchParameterRegistry& registry,
+      const std::function<bool(const SearchParameter&)>& only = {});
 
   // The rows of one resource (its resourceType picks the parameters). An expression that fails at run time on
   // this resource contributes no rows, and is reported in `failures` if given.

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <expected>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -71,7 +72,8 @@ struct SearchParameter {
 };
 
 // The R4 SearchParameters, loaded once from conformance/r4/search-parameters.json (and the compartments from
-// conformance/r4/compartments.json). Immutable after load, so safe to share between threads.
+// conformance/r4/compartments.json). Immutable after load, so safe to share between threads. Custom parameters
+// (SearchParameter resources created at run time) come in a new registry made by extend().
 //
 // The registry does not know the list of resource types: it answers for any name, and a type that no parameter
 // names gets just the common parameters. Check the type against Definitions first. Every type derives from
@@ -83,6 +85,13 @@ class SearchParameterRegistry {
   // ErrorKind::kInternal.
   static fhir::Result<std::shared_ptr<const SearchParameterRegistry>> load(std::string_view json,
                                                                            std::string_view compartments_json = {});
+
+  // A new registry: the parameters of `base` and then `custom` (copied; their composite components are resolved
+  // again, in the new registry). `base` is left as it is, and pointers into it stay valid. Errors: kInvalid when a
+  // custom parameter clashes with another ((base, code) or url defined twice, a code that hides a common one) or
+  // names an undefined component.
+  static fhir::Result<std::shared_ptr<const SearchParameterRegistry>> extend(const SearchParameterRegistry& base,
+                                                                             std::span<const SearchParameter> custom);
 
   // The parameter `code` of `resource_type` ("Observation", "patient"), the common ones ("_id") included; nullptr
   // if none.
@@ -109,6 +118,8 @@ class SearchParameterRegistry {
 
  private:
   SearchParameterRegistry() = default;
+  // Builds the lookup tables from parameters_ (on a registry whose tables are still empty); the reason on a clash.
+  std::expected<void, std::string> link();
 
   struct TypeEntry {
     std::unordered_map<std::string_view, const SearchParameter*> by_code;  // own parameters only

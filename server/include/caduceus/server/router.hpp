@@ -1,9 +1,12 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
+#include "caduceus/resources/custom_search.hpp"
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/server/http_types.hpp"
@@ -26,6 +29,10 @@ class Router {
   // the repository writes); when nullptr they answer 501.
   Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics,
          const resources::SearchParameterRegistry* search_parameters = nullptr);
+  // With search over the parameters in force (`active`: the R4 ones and the searchable custom ones, taken afresh
+  // for every request), custom SearchParameters (a write of one goes to `reindexer`) and $reindex.
+  Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics,
+         const resources::ActiveSearchParameters& active, resources::Reindexer& reindexer);
 
   // Answers a request. Writes answer once durable: `done` may then run later, on a thread of the store's (it
   // must be cheap and thread-safe); everything else answers before handle_async returns.
@@ -47,8 +54,17 @@ class Router {
   resources::Repository& repository_;
   RouterOptions options_;
   std::function<std::string()> render_metrics_;
+  // The search parameters to serve a request with (nullptr when search is off); keep it while using it.
+  std::shared_ptr<const resources::SearchParameterRegistry> search_parameters() const;
+  // The CapabilityStatement for the parameters in force.
+  std::string capability_json() const;
+
   const resources::SearchParameterRegistry* search_parameters_;
-  std::string capability_json_;
+  const resources::ActiveSearchParameters* active_ = nullptr;
+  resources::Reindexer* reindexer_ = nullptr;
+  mutable std::mutex capability_mutex_;  // guards the two below
+  mutable std::string capability_json_;
+  mutable std::shared_ptr<const resources::SearchParameterRegistry> capability_for_;
 };
 
 }  // namespace caduceus::server

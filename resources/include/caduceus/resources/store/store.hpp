@@ -102,6 +102,32 @@ struct SearchPlan {
   std::vector<std::string> notes;
 };
 
+// The current, not deleted version of a resource, with the store's key for it (reindexing walks resources by rid).
+struct IndexTarget {
+  std::int64_t rid = 0;
+  VersionRecord record;
+};
+
+// How many current, not deleted resources a reindex covers, and the highest rid among them (0 when none).
+struct IndexExtent {
+  std::int64_t max_rid = 0;
+  std::int64_t count = 0;
+};
+
+// A reindex job as persisted (so that an unfinished one is resumed after a restart).
+struct ReindexJobRecord {
+  std::int64_t id = 0;
+  std::vector<std::string> types;   // empty: every type
+  std::vector<std::string> params;  // the codes whose rows are rewritten; empty: all rows of each resource
+  std::string search_parameter;     // "SearchParameter/<id>/_history/<version>" it makes searchable, or empty
+  std::string state;                // queued, running, done, failed
+  std::int64_t processed = 0, total = 0;
+  std::int64_t last_rid = 0;  // resources with rid <= last_rid are done
+  std::int64_t max_rid = 0;   // the job covers rid <= max_rid (fixed when it starts running)
+  std::string message;        // why it failed
+  std::int64_t created_ms = 0, updated_ms = 0;
+};
+
 // One unit of writes, atomic and durable together. Implemented by each backend.
 class Transaction {
  public:
@@ -117,6 +143,23 @@ class Transaction {
                                             const IndexValues* index = nullptr) = 0;
   // The store's clock, in ms since the epoch; never runs backwards within one store.
   virtual std::int64_t now_ms() = 0;
+
+  // Reindexing (a backend that does not offer it answers kNotSupported). The current, not deleted resources of
+  // `types` (every type when empty) with after_rid < rid <= max_rid: how many, and the highest rid.
+  virtual fhir::Result<IndexExtent> index_extent(TenantId tenant, const std::vector<std::string>& types,
+                                                 std::int64_t after_rid, std::int64_t max_rid);
+  // Those resources, in rid order, at most `limit`.
+  virtual fhir::Result<std::vector<IndexTarget>> index_targets(TenantId tenant, const std::vector<std::string>& types,
+                                                               std::int64_t after_rid, std::int64_t max_rid,
+                                                               std::size_t limit);
+  // Replaces the index rows of resource `rid` (of `type`) for the parameters `params` (all its rows when empty)
+  // with the rows of `values` (which should hold no others).
+  virtual fhir::Result<void> replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
+                                           const std::vector<std::string>& params, const IndexValues& values);
+  // Inserts or replaces a reindex job (by id).
+  virtual fhir::Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job);
+  // Every reindex job, by id.
+  virtual fhir::Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant);
 };
 
 struct StoreOptions {
