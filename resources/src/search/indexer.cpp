@@ -3,6 +3,7 @@
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/search_text.hpp"
 #include "caduceus/fhir/search_values.hpp"
+#include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/search_index.hpp"
 
 namespace caduceus::resources {
@@ -172,8 +173,14 @@ struct Emitter {
           if (std::string text = text_of(n, "text"); !text.empty()) token(std::nullopt, {}, text);
         } else if (t == "Identifier") {
           std::string system = text_of(n, "system");
-          token(system.empty() ? std::nullopt : std::optional<std::string>(system), text_of(n, "value"),
-                text_of(child(n, "type"), "text"));
+          const json::Value* id_type = child(n, "type");
+          std::string value = text_of(n, "value");
+          token(system.empty() ? std::nullopt : std::optional<std::string>(system), value, text_of(id_type, "text"));
+          if (const json::Value* codings = child(id_type, "coding");
+              !value.empty() && codings != nullptr && codings->is_array())
+            for (const auto& c : codings->items())
+              if (std::string code = text_of(&c, "code"); !code.empty())
+                out.identifier_types.push_back({param, text_of(&c, "system"), std::move(code), value});
         } else if (t == "ContactPoint") {
           token(std::nullopt, text_of(n, "value"), {});
         }
@@ -279,6 +286,7 @@ IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std:
     Emitter emit{c.parameter->code, c.parameter->type, out};
     for (const Item& item : *result) emit.item(item);
   }
+  extract_full_text(resource, out.narrative, out.content);
   return out;
 }
 
