@@ -9,6 +9,7 @@
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/resources/definitions.hpp"
 #include "caduceus/resources/fhirpath.hpp"
+#include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/store/store.hpp"
@@ -143,6 +144,26 @@ void BM_ExtractSearchIndexSyntheaResources(benchmark::State& state) {
 }
 BENCHMARK(BM_ExtractSearchIndexSyntheaResources);
 
+// The text for _text and _content alone (one walk of the JSON, narrative markup removed): part of the extraction
+// above.
+void BM_ExtractFullTextSyntheaResources(benchmark::State& state) {
+  const Corpus& c = corpus();
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    for (const auto& v : c.values) {
+      std::string narrative, content;
+      resources::extract_full_text(v, narrative, content);
+      bytes += narrative.size() + content.size();
+      benchmark::DoNotOptimize(narrative);
+      benchmark::DoNotOptimize(content);
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * c.values.size()));
+  state.counters["text_bytes_per_resource"] =
+      static_cast<double>(bytes) / static_cast<double>(state.iterations() * c.values.size());
+}
+BENCHMARK(BM_ExtractFullTextSyntheaResources);
+
 // A read by id from the SQLite store (a throwaway database of Synthea resources): the database part of GET.
 // Argument 0: every read goes to SQLite (no cache of current versions); 1: with the cache, as the server runs.
 void BM_StoreReadById(benchmark::State& state) {
@@ -168,6 +189,30 @@ void BM_StoreReadById(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
 BENCHMARK(BM_StoreReadById)->Arg(0)->Arg(1);
+
+// A write (create, checked and indexed) to the SQLite store, search index on, as the server runs with
+// --search-index true: each iteration writes one resource of the corpus as a new resource. CPU time is the
+// process's (the writer thread does the inserts); real time includes waiting for the commit.
+void BM_StoreCreateIndexed(benchmark::State& state) {
+  const Corpus& c = corpus();
+  auto defs = resources::Definitions::load(conformance::r4_model_json());
+  auto registry = resources::SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  auto indexer = resources::SearchIndexer::create(**defs, **registry);
+  if (!indexer) std::abort();
+  resources::StructureChecker checker(**defs);
+  auto store = resources::open_store("sqlite::memory:");
+  if (!store) std::abort();
+  resources::Repository repo(**store, **defs, checker, indexer->get());
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const auto& v = c.values[i++ % c.values.size()];
+    auto out = repo.create(resources::kDefaultTenant, v.find("resourceType")->text(), v);
+    if (!out) std::abort();
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_StoreCreateIndexed)->Unit(benchmark::kMicrosecond)->MeasureProcessCPUTime();
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/outcome.hpp"
+#include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/subset.hpp"
 #include "caduceus/server/errors.hpp"
@@ -305,7 +306,8 @@ std::string capability_statement(const resources::Definitions& defs, const Route
       includes.push_back(str("*"));
       for (const resources::SearchParameter* p : search->for_type(type)) {
         if (p->type == resources::SearchParamType::kSpecial) continue;
-        if (p->expression_for(type).empty()) continue;
+        // _text and _content have no expression: the full-text index serves them.
+        if (p->expression_for(type).empty() && !resources::is_full_text(*p)) continue;
         json::Value sp = json::Value::object();
         sp.set("name", str(p->code));
         if (!p->url.empty()) sp.set("definition", str(p->url));

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -290,6 +291,200 @@ TEST_F(SearchTest, CapabilityStatementListsTheSearchParameters) {
   EXPECT_TRUE(interactions.contains("search-type"));
   for (const char* name : {"name", "birthdate", "gender", "identifier", "_id", "_lastUpdated", "general-practitioner"})
     EXPECT_TRUE(params.contains(name)) << name;
+}
+
+// _text and _content (full text, FTS5) and identifier :of-type, over a small store of their own.
+class FullTextSearchTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ServerOptions options;
+    options.extra_args = {"--search-index", "true"};
+    server_ = std::make_unique<TestServer>(options);
+    HttpClient c(server_->host(), server_->port());
+    const std::pair<const char*, const char*> resources[] = {
+        {"Patient/t1", R"({"resourceType":"Patient","id":"t1",
+            "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Hélène has a <b>lung cancer</b></p></div>"},
+            "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},
+                           "system":"urn:mrn","value":"12345"}],
+            "name":[{"family":"Martin","given":["Hélène"]}]})"},
+        {"Patient/t2", R"({"resourceType":"Patient","id":"t2",
+            "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Benign tumor of the skin</div>"},
+            "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"SS"}]},
+                           "value":"12345"}],
+            "name":[{"family":"Dubois"}]})"},
+        {"Patient/t3", R"({"resourceType":"Patient","id":"t3","name":[{"family":"Smith"}],
+            "address":[{"city":"Zanzibar"}],
+            "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},
+                           "value":"99999"}]})"},
+        {"Observation/to1", R"({"resourceType":"Observation","id":"to1","status":"final",
+            "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Screening for cancer</div>"},
+            "code":{"text":"lung screening"},"subject":{"reference":"Patient/t1"}})"},
+    };
+    for (const auto& [path, body] : resources)
+      ASSERT_EQ(c.put(server_->base_path() + "/" + path, body, kJson).status, 201);
+  }
+  static void TearDownTestSuite() { server_.reset(); }
+
+  // GET type?name=value, the value percent-encoded.
+  Response search(const std::string& type, const std::string& name, const std::string& value) {
+    HttpClient c(server_->host(), server_->port());
+    return c.get(server_->base_path() + "/" + type + "?" + name + "=" + url_encode(value));
+  }
+  std::set<std::string> ids(const std::string& type, const std::string& name, const std::string& value) {
+    Response r = search(type, name, value);
+    EXPECT_EQ(r.status, 200) << name << "=" << value << ": " << r.summary();
+    return entry_ids(r);
+  }
+
+  static inline std::unique_ptr<TestServer> server_;
+};
+
+using Ids = std::set<std::string>;
+
+TEST_F(FullTextSearchTest, ContentWordsPhrasesAndOperators) {
+  EXPECT_EQ(ids("Patient", "_content", "cancer"), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "_content", "lung cancer"), Ids{"t1"});  // two words: both
+  EXPECT_EQ(ids("Patient", "_content", "tumor cancer"), Ids{});     // t1 has one, t2 the other
+  EXPECT_EQ(ids("Patient", "_content", "cancer AND lung"), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "_content", "cancer OR tumor"), (Ids{"t1", "t2"}));
+  EXPECT_EQ(ids("Patient", "_content", "cancer,tumor"), (Ids{"t1", "t2"}));  // FHIR's OR
+  EXPECT_EQ(ids("Patient", "_content", "tumor NOT benign"), Ids{});
+  EXPECT_EQ(ids("Patient", "_content", "(cancer OR tumor) NOT benign"), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "_content", "\"lung cancer\""), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "_content", "\"cancer lung\""), Ids{});  // a phrase keeps its order
+  // Case and accents are folded, both ways.
+  EXPECT_EQ(ids("Patient", "_content", "helene"), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "_content", "HÉLÈNE"), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "_content", "Hélène"), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "_content", "BENIGN"), Ids{"t2"});
+  // The search is on the type asked for; chains reach full text too.
+  EXPECT_EQ(ids("Observation", "_content", "cancer"), Ids{"to1"});
+  EXPECT_EQ(ids("Observation", "subject:Patient._content", "helene"), Ids{"to1"});
+  EXPECT_EQ(ids("Observation", "subject:Patient._content", "tumor"), Ids{});
+  EXPECT_EQ(ids("Patient", "_has:Observation:subject:_text", "screening"), Ids{"t1"});
+}
+
+TEST_F(FullTextSearchTest, TextIsTheNarrativeOnly) {
+  EXPECT_EQ(ids("Patient", "_text", "cancer"), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "_text", "skin"), Ids{"t2"});
+  // Zanzibar is t3's city, Martin t1's family name: not in any narrative.
+  EXPECT_EQ(ids("Patient", "_text", "zanzibar"), Ids{});
+  EXPECT_EQ(ids("Patient", "_content", "zanzibar"), Ids{"t3"});
+  EXPECT_EQ(ids("Patient", "_text", "martin"), Ids{});
+  EXPECT_EQ(ids("Patient", "_content", "martin"), Ids{"t1"});
+  // Markup is not text: the tag names and the namespace URL are not found in the narrative.
+  EXPECT_EQ(ids("Patient", "_text", "xhtml"), Ids{});
+  EXPECT_EQ(ids("Patient", "_text", "div"), Ids{});
+}
+
+TEST_F(FullTextSearchTest, UpdatesAndDeletesReplaceTheIndexedText) {
+  HttpClient c(server_->host(), server_->port());
+  auto put = [&](const std::string& words) {
+    std::string body = R"({"resourceType":"Patient","id":"u1","text":{"status":"generated",)"
+                       R"("div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">)" +
+                       words + R"(</div>"}})";
+    return c.put(server_->base_path() + "/Patient/u1", body, kJson).status;
+  };
+  ASSERT_EQ(put("alpha bravo"), 201);
+  EXPECT_EQ(ids("Patient", "_content", "bravo"), Ids{"u1"});
+  ASSERT_EQ(put("alpha charlie"), 200);
+  EXPECT_EQ(ids("Patient", "_content", "bravo"), Ids{});
+  EXPECT_EQ(ids("Patient", "_text", "charlie"), Ids{"u1"});
+  EXPECT_EQ(ids("Patient", "_content", "alpha"), Ids{"u1"});
+  ASSERT_EQ(c.del(server_->base_path() + "/Patient/u1").status, 200);
+  EXPECT_EQ(ids("Patient", "_content", "alpha"), Ids{});
+  EXPECT_EQ(ids("Patient", "_text", "charlie"), Ids{});
+}
+
+TEST_F(FullTextSearchTest, FtsSyntaxInUserTextIsNeverA500) {
+  // Each is a sane answer (a 200 with the matches worked out here) or a 400 naming the parameter.
+  const std::pair<std::string, std::optional<Ids>> cases[] = {
+      {"\"", std::nullopt},
+      {"*", std::nullopt},
+      {":", std::nullopt},
+      {"NEAR(", std::nullopt},
+      {"cancer\"", std::nullopt},
+      {"cancer OR", std::nullopt},
+      {"NOT cancer", std::nullopt},
+      {"(cancer", std::nullopt},
+      {"cancer)", std::nullopt},
+      {"\\", std::nullopt},          // a FHIR escape of nothing
+      {"NEAR(cancer lung)", Ids{}},  // the word "near" and both words: t1 has no "near"
+      {"cancer*", Ids{"t1"}},        // no prefix search: the word cancer
+      {"narrative:cancer", Ids{}},   // a phrase "narrative cancer", not a column filter
+      {"{narrative}:tumor", Ids{}},
+      {"content:zanzibar", Ids{}},
+      {"^cancer", Ids{"t1"}},
+      {"-cancer", Ids{"t1"}},
+      {"cancer + lung", std::nullopt},  // '+' alone has nothing to search for
+      {"it's", Ids{}},
+      {"and", Ids{}},  // lower case: a word
+  };
+  for (const auto& [value, expected] : cases) {
+    for (const char* name : {"_content", "_text"}) {
+      Response r = search("Patient", name, value);
+      if (expected) {
+        ASSERT_EQ(r.status, 200) << name << "=" << value << ": " << r.summary();
+        // _text finds the same here: these words are all in t1's narrative, or nowhere.
+        EXPECT_EQ(entry_ids(r), *expected) << name << "=" << value;
+      } else {
+        EXPECT_TRUE(IsOperationOutcome(r, 400)) << name << "=" << value;
+        EXPECT_TRUE(NamesElement(r, {name})) << name << "=" << value;
+      }
+    }
+  }
+  // A NUL (which would end FTS5's reading of a string) separates words, or the request is refused.
+  Response nul = search("Patient", "_content", std::string("cancer\0lung", 11));
+  EXPECT_TRUE(nul.status == 200 || IsOperationOutcome(nul, 400)) << nul.summary();
+  if (nul.status == 200) {
+    EXPECT_EQ(entry_ids(nul), Ids{"t1"});
+  }
+  // Modifiers do not apply to free text.
+  for (const char* name : {"_content:missing", "_text:missing", "_content:not", "_text:exact", "_content:contains"}) {
+    Response r = search("Patient", name, "true");
+    EXPECT_TRUE(IsOperationOutcome(r, 400)) << name;
+    EXPECT_TRUE(NamesElement(r, {name})) << name;
+  }
+}
+
+TEST_F(FullTextSearchTest, IdentifierOfType) {
+  const std::string v2 = "http://terminology.hl7.org/CodeSystem/v2-0203";
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|12345"), Ids{"t1"});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|SS|12345"), Ids{"t2"});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|99999"), Ids{"t3"});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|55555"), Ids{});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", "http://other.org/types|MR|12345"), Ids{});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|SS|99999"), Ids{});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|12345," + v2 + "|MR|99999"), (Ids{"t1", "t3"}));
+  for (const std::string& bad :
+       std::vector<std::string>{"MR|12345", v2 + "|MR", v2 + "|MR|12345|x", "|MR|12345", v2 + "||12345"}) {
+    Response r = search("Patient", "identifier:of-type", bad);
+    EXPECT_TRUE(IsOperationOutcome(r, 400)) << bad;
+    EXPECT_TRUE(NamesElement(r, {"identifier:of-type"})) << bad;
+  }
+}
+
+TEST_F(FullTextSearchTest, TerminologyModifiersAnswer501) {
+  for (const char* name : {"code:in", "code:not-in", "code:above", "code:below"}) {
+    Response r = search("Observation", name, "http://loinc.org|8310-5");
+    EXPECT_TRUE(IsOperationOutcome(r, 501)) << name << ": " << r.summary();
+    EXPECT_TRUE(NamesElement(r, {name})) << name << ": " << r.body;
+    EXPECT_NE(r.body.find("terminology"), std::string::npos) << r.body;
+  }
+}
+
+TEST_F(FullTextSearchTest, CapabilityStatementListsTextAndContent) {
+  HttpClient c(server_->host(), server_->port());
+  Response r = c.get(server_->base_path() + "/metadata");
+  ASSERT_EQ(r.status, 200);
+  auto cs = r.json();
+  ASSERT_TRUE(cs);
+  std::set<std::string> params;
+  for (const auto& res : cs->find("rest")->items()[0].find("resource")->items())
+    if (res.find("type")->text() == "Patient")
+      for (const auto& p : res.find("searchParam")->items()) params.insert(p.find("name")->text());
+  EXPECT_TRUE(params.contains("_text"));
+  EXPECT_TRUE(params.contains("_content"));
 }
 
 TEST(SearchDisabledTest, WithoutTheIndexSearchAnswers501) {

@@ -123,11 +123,20 @@ TEST(SearchQuery, BadInputNamesTheParameter) {
       {"Observation", {{"code", "a|b|c"}}, "code"},
       {"Observation", {{"code", "bad\\escape"}}, "code"},
       {"Observation", {{"code:missing", "maybe"}}, "code:missing"},
-      {"Observation", {{"code:in", "http://x/vs"}}, "code:in"},
       {"Patient", {{"_has:Observation:status:code", "x"}}, "_has:Observation:status:code"},
       {"Patient", {{"_has:Nonexistent:patient:code", "x"}}, "_has:Nonexistent:patient:code"},
       {"Patient", {{"_has:Observation", "x"}}, "_has:Observation"},
-      {"Location", {{"near", "42.2|-83.7|10|km"}}, "near"},
+      {"Patient", {{"identifier:of-type", "http://terminology.hl7.org/CodeSystem/v2-0203|MR"}}, "identifier:of-type"},
+      {"Patient", {{"identifier:of-type", "|MR|12345"}}, "identifier:of-type"},
+      {"Patient", {{"identifier:of-type", "a|b|c|d"}}, "identifier:of-type"},
+      {"Patient", {{"identifier:of-type", "a|MR|"}}, "identifier:of-type"},
+      {"Patient", {{"_content:missing", "true"}}, "_content:missing"},
+      {"Patient", {{"_text:not", "x"}}, "_text:not"},
+      {"Patient", {{"_text:exact", "x"}}, "_text:exact"},
+      {"Patient", {{"_content", "cancer OR"}}, "_content"},
+      {"Patient", {{"_content", "NOT cancer"}}, "_content"},
+      {"Patient", {{"_text", "\"unclosed"}}, "_text"},
+      {"Patient", {{"_content", "*"}}, "_content"},
   };
   for (const auto& c : cases) {
     auto q = parse(c.type, c.params);
@@ -135,6 +144,42 @@ TEST(SearchQuery, BadInputNamesTheParameter) {
     EXPECT_EQ(q.error().kind, fhir::ErrorKind::kInvalid);
     EXPECT_EQ(q.error().issues[0].expression, c.param) << q.error().issues[0].diagnostics;
   }
+}
+
+// Valid requests the server cannot serve yet (terminology, geography): 501, naming the parameter.
+TEST(SearchQuery, WhatNeedsTerminologyIsNotSupportedYet) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"code:in", "http://hl7.org/fhir/ValueSet/observation-codes"},
+      {"code:not-in", "http://hl7.org/fhir/ValueSet/observation-codes"},
+      {"code:above", "http://snomed.info/sct|235862008"},
+      {"code:below", "http://snomed.info/sct|235862008"},
+  };
+  for (const auto& [name, value] : cases) {
+    auto q = parse("Observation", {{name, value}});
+    ASSERT_FALSE(q.has_value()) << name;
+    EXPECT_EQ(q.error().kind, fhir::ErrorKind::kNotSupported) << name;
+    EXPECT_EQ(q.error().issues[0].expression, name);
+  }
+  auto near = parse("Location", {{"near", "42.2|-83.7|10|km"}});
+  ASSERT_FALSE(near.has_value());
+  EXPECT_EQ(near.error().kind, fhir::ErrorKind::kNotSupported);
+  // :above and :below on a uri are served; :in on a string is a mistake, not a missing feature.
+  EXPECT_TRUE(parse("ValueSet", {{"url:below", "http://hl7.org/fhir/"}}).has_value());
+  auto in_string = parse("Patient", {{"name:in", "http://x/vs"}});
+  ASSERT_FALSE(in_string.has_value());
+  EXPECT_EQ(in_string.error().kind, fhir::ErrorKind::kInvalid);
+}
+
+TEST(SearchQuery, FullTextAndOfTypeValues) {
+  auto q = parse("Patient", {{"_content", "cancer OR tumor"},
+                             {"_text", "\"lung cancer\""},
+                             {"identifier:of-type", "http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345"}});
+  ASSERT_TRUE(q.has_value()) << q.error().issues[0].diagnostics;
+  ASSERT_EQ(q->criteria.size(), 3u);
+  EXPECT_EQ(q->criteria[0].parameter->code, "_content");
+  EXPECT_EQ(q->criteria[0].values, std::vector<std::string>{"cancer OR tumor"});
+  EXPECT_EQ(q->criteria[1].parameter->code, "_text");
+  EXPECT_EQ(q->criteria[2].modifier, Modifier::kOfType);
 }
 
 }  // namespace

@@ -391,6 +391,54 @@ TEST_F(RepositoryTest, IndexRowsFollowTheCurrentVersion) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_date"), 0);
 }
 
+// The full-text row and the identifier-type rows follow the current version too: an update that drops a word
+// drops it from the index, a delete drops the row.
+TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
+  auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  ASSERT_TRUE(registry.has_value());
+  auto indexer = SearchIndexer::create(*defs_, **registry);
+  ASSERT_TRUE(indexer.has_value());
+  Repository indexed(*store_, *defs_, *checker_, indexer->get());
+  auto count = [&](const std::string& sql) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir_ / "test.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    long long n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  };
+  auto patient = [](std::string family, std::string type_code) {
+    return parse(R"({"resourceType":"Patient","id":"ft","text":{"status":"generated",
+        "div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Hélène <b>)" +
+                 family + R"(</b></div>"},
+        "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":")" +
+                 type_code + R"("}]},"value":"12345"}],"name":[{"family":")" + family + R"("}]})");
+  };
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "ft", patient("Dupont", "MR"), {}));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'helene'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE narrative MATCH 'dupont'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE content MATCH 'dupont'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE content MATCH 'helene'"), 0) << "only in the narrative";
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE param = 'identifier' AND type_code = 'MR' AND "
+                  "type_system = 'http://terminology.hl7.org/CodeSystem/v2-0203' AND value = '12345'"),
+            1);
+
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "ft", patient("Durand", "SS"), {}));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'dupont'"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'durand'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE type_code = 'MR'"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE type_code = 'SS'"), 1);
+
+  ASSERT_TRUE(indexed.remove(kDefaultTenant, "Patient", "ft", std::nullopt));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'durand'"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type"), 0);
+}
+
 TEST(StoreUrlTest, UnknownSchemesAreRefused) {
   auto s = open_store("mysql://x");
   ASSERT_FALSE(s.has_value());

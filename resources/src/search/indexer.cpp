@@ -3,6 +3,7 @@
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/search_text.hpp"
 #include "caduceus/fhir/search_values.hpp"
+#include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/search_index.hpp"
 
 namespace caduceus::resources {
@@ -172,8 +173,14 @@ struct Emitter {
           if (std::string text = text_of(n, "text"); !text.empty()) token(std::nullopt, {}, text);
         } else if (t == "Identifier") {
           std::string system = text_of(n, "system");
-          token(system.empty() ? std::nullopt : std::optional<std::string>(system), text_of(n, "value"),
-                text_of(child(n, "type"), "text"));
+          const json::Value* id_type = child(n, "type");
+          std::string value = text_of(n, "value");
+          token(system.empty() ? std::nullopt : std::optional<std::string>(system), value, text_of(id_type, "text"));
+          if (const json::Value* codings = child(id_type, "coding");
+              !value.empty() && codings != nullptr && codings->is_array())
+            for (const auto& c : codings->items())
+              if (std::string code = text_of(&c, "code"); !code.empty())
+                out.identifier_types.push_back({param, text_of(&c, "system"), std::move(code), value});
         } else if (t == "ContactPoint") {
           token(std::nullopt, text_of(n, "value"), {});
         }
@@ -245,6 +252,11 @@ void append_index(IndexValues& to, IndexValues&& from) {
   move_rows(to.quantities, from.quantities);
   move_rows(to.uris, from.uris);
   move_rows(to.composites, from.composites);
+  move_rows(to.identifier_types, from.identifier_types);
+  if (to.narrative.empty() && to.content.empty()) {
+    to.narrative = std::move(from.narrative);
+    to.content = std::move(from.content);
+  }
 }
 
 void filter_index(IndexValues& v, const std::function<bool(const std::string&)>& keep) {
@@ -257,12 +269,17 @@ void filter_index(IndexValues& v, const std::function<bool(const std::string&)>&
   std::erase_if(v.quantities, drop);
   std::erase_if(v.uris, drop);
   std::erase_if(v.composites, drop);
+  std::erase_if(v.identifier_types, drop);
+  // The full text belongs to no parameter's rows (it is _text and _content, rewritten whole or not at all).
+  v.narrative.clear();
+  v.content.clear();
 }
 
 fhir::Result<std::shared_ptr<const SearchIndexer>> SearchIndexer::create(
     const Definitions& definitions, const SearchParameterRegistry& registry,
     const std::function<bool(const SearchParameter&)>& only) {
   std::shared_ptr<SearchIndexer> indexer(new SearchIndexer(definitions));
+  indexer->full_text_ = !only;  // a partial indexer (custom parameters) leaves _text and _content to the whole one
   for (const std::string& type : definitions.resource_types()) {
     auto& list = indexer->by_type_[type];
     for (const SearchParameter* p : registry.for_type(type)) {
@@ -312,6 +329,7 @@ IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std:
     Emitter emit{c.parameter->code, c.parameter->type, out};
     for (const Item& item : *result) emit.item(item);
   }
+  if (full_text_) extract_full_text(resource, out.narrative, out.content);
   return out;
 }
 

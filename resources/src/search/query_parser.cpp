@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "caduceus/fhir/search_values.hpp"
+#include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/search_query.hpp"
 
 namespace caduceus::resources {
@@ -18,8 +19,10 @@ fhir::Error bad(const std::string& param, std::string message) {
   return fhir::Error::make(ErrorKind::kInvalid, "invalid", "Search parameter '" + param + "': " + message, param);
 }
 
+// Valid, but not served yet (501).
 fhir::Error unsupported(const std::string& param, std::string message) {
-  return fhir::Error::make(ErrorKind::kInvalid, "not-supported", "Search parameter '" + param + "': " + message, param);
+  return fhir::Error::make(ErrorKind::kNotSupported, "not-supported", "Search parameter '" + param + "': " + message,
+                           param);
 }
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
@@ -77,7 +80,8 @@ fhir::Result<void> check_modifier(const std::string& name, Modifier m, SearchPar
     case Modifier::kIn:
     case Modifier::kNotIn:
       if (t == SearchParamType::kToken)
-        return std::unexpected(unsupported(name, ":in and :not-in need value set expansion, not supported yet"));
+        return std::unexpected(
+            unsupported(name, ":in and :not-in need terminology (value set expansion), not supported yet"));
       return no(":in and :not-in apply to token parameters only");
     case Modifier::kOfType:
       if (t == SearchParamType::kToken) return {};
@@ -98,6 +102,10 @@ fhir::Result<void> check_value(const std::string& name, const SearchParameter& p
     return std::unexpected(bad(name, ":missing takes true or false, not '" + std::string(value) + "'"));
   }
   if (value.empty()) return std::unexpected(bad(name, "an empty value matches nothing"));
+  if (is_full_text(p)) {
+    if (auto expr = fts5_match_expression(value); !expr) return wrap(expr.error());
+    return {};
+  }
   if (m == Modifier::kIdentifier) {
     if (auto t = sv::parse_token(value); !t) return wrap(t.error());
     return {};
@@ -115,8 +123,14 @@ fhir::Result<void> check_value(const std::string& name, const SearchParameter& p
     case SearchParamType::kToken:
       if (m == Modifier::kText) return {};
       if (m == Modifier::kOfType) {
-        if (sv::split_unescaped(value, '|').size() != 3)
-          return std::unexpected(bad(name, ":of-type takes system|code|value"));
+        // search.html#token: [system]|[code]|[value], the system and code of Identifier.type; all three present.
+        auto parts = sv::split_unescaped(value, '|');
+        if (parts.size() != 3 || parts[0].empty() || parts[1].empty() || parts[2].empty())
+          return std::unexpected(bad(name,
+                                     ":of-type takes system|code|value (the identifier type's system and "
+                                     "code, and the identifier's value), all three present"));
+        for (std::string_view part : parts)
+          if (auto u = sv::unescape(part); !u) return wrap(u.error());
         return {};
       }
       if (auto t = sv::parse_token(value); !t) return wrap(t.error());
@@ -191,6 +205,8 @@ struct Parser {
         return std::unexpected(bad(full_name, "'" + std::string(mod_text) + "' is not a modifier"));
       }
       if (auto ok = check_modifier(full_name, c->modifier, p->type); !ok) return std::unexpected(ok.error());
+      if (is_full_text(*p))
+        return std::unexpected(bad(full_name, p->code + " takes no modifier (its value is free text)"));
     }
     if (!rest.empty()) {
       if (p->type != SearchParamType::kReference)

@@ -110,6 +110,22 @@ const std::vector<Migration>& migrations() {
            " max_rid INTEGER NOT NULL, message TEXT NOT NULL, created INTEGER NOT NULL, updated INTEGER NOT NULL,"
            " PRIMARY KEY (tenant, id))",
        }},
+      {4,
+       "full-text index and identifier types",
+       {
+           // _text and _content: one row per resource (rowid = resource.rid) for its current version, replaced
+           // with each version in the same transaction as the other index rows. `narrative` is text.div without
+           // its markup; `content` every other string of the resource. unicode61 with remove_diacritics 2 folds
+           // case and accents ("Hélène" is found by "helene"). The table keeps its own copy of the text, so that
+           // a row can be deleted by rowid alone.
+           "CREATE VIRTUAL TABLE idx_text USING fts5(narrative, content,"
+           " tokenize = 'unicode61 remove_diacritics 2')",
+           // :of-type on Identifier tokens: one row per coding of Identifier.type, with the identifier's value.
+           "CREATE TABLE idx_identifier_type (rid INTEGER NOT NULL, tenant INTEGER NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, type_system TEXT NOT NULL, type_code TEXT NOT NULL, value TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, type_system, type_code, value)) WITHOUT ROWID",
+           "CREATE INDEX idx_identifier_type_value ON idx_identifier_type (tenant, type, param, value, type_code)",
+       }},
   };
   return list;
 }

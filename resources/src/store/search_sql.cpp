@@ -10,6 +10,7 @@
 
 #include "caduceus/fhir/search_text.hpp"
 #include "caduceus/fhir/search_values.hpp"
+#include "caduceus/resources/full_text.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -126,7 +127,20 @@ struct Builder {
           bind(like_escape(sv::normalize_for_search(value)) + "%");
           return std::string("x.text LIKE ? ESCAPE '\\'");
         }
-        if (c.modifier == Modifier::kOfType) return std::unexpected(not_supported(c, ":of-type"));
+        if (c.modifier == Modifier::kOfType) {  // a row of idx_identifier_type
+          auto parts = sv::split_unescaped(value, '|');
+          if (parts.size() != 3)
+            return fhir::fail(ErrorKind::kInvalid, "invalid",
+                              "Search parameter '" + c.name + "': :of-type takes system|code|value", c.name);
+          auto system = sv::unescape(parts[0]), code = sv::unescape(parts[1]), id = sv::unescape(parts[2]);
+          if (!system || !code || !id)
+            return fhir::fail(ErrorKind::kInvalid, "invalid", "Search parameter '" + c.name + "': a bad escape",
+                              c.name);
+          bind(*id);
+          bind(*code);
+          bind(*system);
+          return std::string("x.value = ? AND x.type_code = ? AND x.type_system = ?");
+        }
         auto t = sv::parse_token(value);
         if (!t) return std::unexpected(t.error());
         std::string cond;
@@ -287,10 +301,11 @@ struct Builder {
       where += "))";
       return {};
     }
-    // _text, _content, _query: no expression, so no index rows to search.
-    if (c.parameter->expression.empty()) return std::unexpected(not_supported(c, "a parameter without an index"));
     if (c.parameter->type == SearchParamType::kComposite) return composite(c, types, where, r);
-    const char* table = table_of(c.parameter->type);
+    if (is_full_text(*c.parameter)) return full_text(c, where, r);
+    // _query (and any other parameter without an expression): no index rows to search.
+    if (c.parameter->expression.empty()) return std::unexpected(not_supported(c, "a parameter without an index"));
+    const char* table = c.modifier == Modifier::kOfType ? "idx_identifier_type" : table_of(c.parameter->type);
     if (table == nullptr) return std::unexpected(not_supported(c, "a special parameter"));
     if (c.modifier == Modifier::kMissing) {
       open(table, !c.values.empty() && c.values.front() == "true");
@@ -305,6 +320,25 @@ struct Builder {
       where += (i ? " OR (" : "(") + *cond + ")";
     }
     where += "))";
+    return {};
+  }
+
+  // _text (the narrative column) or _content (the whole row): one FTS5 MATCH, the values ORed. The row of a
+  // resource is its rid; the resource's tenant and type are checked on `r` itself.
+  fhir::Result<void> full_text(const Criterion& c, std::string& where, const std::string& r) {
+    if (c.modifier != Modifier::kNone)
+      return fhir::fail(ErrorKind::kInvalid, "invalid", "Search parameter '" + c.name + "' takes no modifier", c.name);
+    std::string match;
+    for (std::size_t i = 0; i < c.values.size(); ++i) {
+      auto expr = fts5_match_expression(c.values[i]);
+      if (!expr)
+        return fhir::fail(ErrorKind::kInvalid, "invalid",
+                          "Search parameter '" + c.name + "': " + expr.error().issues[0].diagnostics, c.name);
+      match += (i ? " OR (" : "(") + *expr + ")";
+    }
+    where += " AND " + r + ".rid IN (SELECT rowid FROM idx_text WHERE " +
+             (c.parameter->code == "_text" ? "narrative" : "idx_text") + " MATCH ?)";
+    bind(match);
     return {};
   }
 

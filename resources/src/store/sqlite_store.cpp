@@ -230,7 +230,8 @@ class RawStatement {
 struct IndexWriter {
   std::vector<std::unique_ptr<RawStatement>> deletes;
   std::vector<std::unique_ptr<RawStatement>> param_deletes;  // rows of one parameter of one resource
-  RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row, composite_row;
+  RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row, composite_row,
+      identifier_type_row, text_row, text_delete;
 
   explicit IndexWriter(sqlite_api::sqlite3* db)
       : string_row(db, "INSERT OR IGNORE INTO idx_string VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
@@ -242,13 +243,16 @@ struct IndexWriter {
         uri_row(db, "INSERT OR IGNORE INTO idx_uri VALUES (?1, ?2, ?3, ?4, ?5)"),
         composite_row(db,
                       "INSERT OR IGNORE INTO idx_composite VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-                      "?13, ?14, ?15, ?16, ?17, ?18, ?19)") {
+                      "?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
+        identifier_type_row(db, "INSERT OR IGNORE INTO idx_identifier_type VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        text_row(db, "INSERT INTO idx_text (rowid, narrative, content) VALUES (?1, ?2, ?3)"),
+        text_delete(db, "DELETE FROM idx_text WHERE rowid = ?1") {
     for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
-                              "idx_uri", "idx_composite"})
+                              "idx_uri", "idx_composite", "idx_identifier_type"})
       deletes.push_back(
           std::make_unique<RawStatement>(db, (std::string("DELETE FROM ") + table + " WHERE rid = ?1").c_str()));
     for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
-                              "idx_uri", "idx_composite"})
+                              "idx_uri", "idx_composite", "idx_identifier_type"})
       param_deletes.push_back(std::make_unique<RawStatement>(
           db, (std::string("DELETE FROM ") + table + " WHERE rid = ?1 AND param = ?2").c_str()));
   }
@@ -259,6 +263,7 @@ struct IndexWriter {
 
   void remove(std::int64_t rid) {
     for (auto& d : deletes) d->bind(1, rid).run();
+    text_delete.bind(1, rid).run();
   }
 
   void insert(std::int64_t rid, std::int64_t tenant, std::string_view type, const IndexValues& v) {
@@ -313,6 +318,14 @@ struct IndexWriter {
           .bind(18, std::string_view(r.url))
           .bind(19, std::string_view(r.uri))
           .run();
+    for (const auto& r : v.identifier_types)
+      head(identifier_type_row, r.param)
+          .bind(5, std::string_view(r.type_system))
+          .bind(6, std::string_view(r.type_code))
+          .bind(7, std::string_view(r.value))
+          .run();
+    if (!v.narrative.empty() || !v.content.empty())
+      text_row.bind(1, rid).bind(2, std::string_view(v.narrative)).bind(3, std::string_view(v.content)).run();
   }
 };
 

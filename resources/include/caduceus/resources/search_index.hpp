@@ -32,6 +32,13 @@ struct TokenIndex {
   std::string text;                   // normalized display / text, for :text
 };
 
+// The type of an Identifier (one row per Identifier.type.coding), for `identifier:of-type=system|code|value`.
+struct IdentifierTypeIndex {
+  std::string param;
+  std::string type_system, type_code;  // the coding of Identifier.type
+  std::string value;                   // Identifier.value
+};
+
 struct ReferenceIndex {
   std::string param;
   std::string type;     // target type ("Patient"), empty when unknown (a bare id, a URL that is not REST)
@@ -97,11 +104,15 @@ struct IndexValues {
   std::vector<QuantityIndex> quantities;
   std::vector<UriIndex> uris;
   std::vector<CompositeIndex> composites;
+  std::vector<IdentifierTypeIndex> identifier_types;
+  // Full text (_text, _content; see full_text.hpp): the narrative without its markup, and every other string.
+  std::string narrative;
+  std::string content;
 };
 
 // Extracts index values: every search parameter's FHIRPath expression (compiled once, at construction) applied
 // to a resource, and each resulting item turned into rows by its FHIR type (for a composite, each item's components).
-// Immutable and thread-safe. Special parameters are not extracted here.
+// Immutable and thread-safe. Special parameters are not extracted here; the text for _text and _content is.
 class SearchIndexer {
  public:
   // Compiles the expressions of every parameter of every resource type (only those that `only` accepts, when
@@ -126,6 +137,7 @@ class SearchIndexer {
 
   const Definitions& definitions_;
   std::unordered_map<std::string, std::vector<Compiled>> by_type_;
+  bool full_text_ = true;  // extract _text / _content (not in an indexer of some parameters only)
 };
 
 }  // namespace caduceus::resources
