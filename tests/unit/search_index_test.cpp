@@ -79,6 +79,47 @@ TEST(SearchIndex, ObservationValues) {
   EXPECT_EQ(quantity[0].code, "[lb_av]");
 }
 
+// Quantities whose exponent is beyond the exact decimals of search values (as in the official Observation-decimal
+// example, found by the composite oracle comparison): indexed in double precision, the value plus or minus half a
+// unit of its last significant digit.
+TEST(SearchIndex, QuantitiesWithLargeExponents) {
+  auto obs = json::parse(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
+    "valueQuantity":{"value":2.5E+100,"unit":"g"},
+    "component":[{"code":{"text":"a"},"valueQuantity":{"value":1.000000000000000000E-245,"unit":"g"}},
+                 {"code":{"text":"b"},"valueQuantity":{"value":-1.0E+245,"unit":"g"}},
+                 {"code":{"text":"c"},"valueQuantity":{"unit":"g"}}]})");
+  ASSERT_TRUE(obs.has_value()) << obs.error().issues[0].diagnostics;
+  std::vector<std::string> failures;
+  IndexValues v = fixture().indexer->extract(*obs, &failures);
+  EXPECT_TRUE(failures.empty()) << failures.front();
+
+  auto value = of(v.quantities, "value-quantity");
+  ASSERT_EQ(value.size(), 1u);
+  EXPECT_EQ(value[0].value, "2.5E+100");
+  EXPECT_DOUBLE_EQ(value[0].low, 2.45e100);  // half a unit of the last digit: 0.05e100
+  EXPECT_DOUBLE_EQ(value[0].high, 2.55e100);
+  EXPECT_EQ(value[0].unit, "g");
+
+  auto components = of(v.quantities, "component-value-quantity");
+  ASSERT_EQ(components.size(), 2u);
+  EXPECT_EQ(components[0].value, "1.000000000000000000E-245");
+  EXPECT_DOUBLE_EQ(components[0].low, 1e-245);  // +- 5e-264, below double precision
+  EXPECT_DOUBLE_EQ(components[0].high, 1e-245);
+  EXPECT_LE(components[0].low, 1e-245);
+  EXPECT_GE(components[0].high, 1e-245);
+  EXPECT_EQ(components[1].value, "-1.0E+245");
+  EXPECT_DOUBLE_EQ(components[1].low, -1.05e245);  // +- 0.05e245
+  EXPECT_DOUBLE_EQ(components[1].high, -0.95e245);
+
+  // The composite: items 0 and 1 of Observation.component have both components; item 2 has no value.
+  std::vector<std::pair<std::int64_t, std::int64_t>> positions;
+  for (const CompositeIndex& row : of(v.composites, "component-code-value-quantity")) {
+    positions.emplace_back(row.item, row.component);
+    if (row.component == 1) EXPECT_EQ(row.unit, "g");
+  }
+  EXPECT_EQ(positions, (std::vector<std::pair<std::int64_t, std::int64_t>>{{0, 0}, {0, 1}, {1, 0}, {1, 1}}));
+}
+
 TEST(SearchIndex, PatientValues) {
   IndexValues v = fixture().indexer->extract(example("Patient-example.json"));
   auto family = of(v.strings, "family");

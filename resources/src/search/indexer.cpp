@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdlib>
 
 #include "caduceus/fhir/datetime.hpp"
@@ -37,10 +38,48 @@ double to_double(const fhir::search::Decimal& d) {
   return std::strtod(d.to_string().c_str(), nullptr);
 }
 
+// The same range in double precision, for the JSON numbers that search values' exact decimals do not cover
+// (exponents beyond +-60, such as 1.000000000000000000E-245 in the official Observation-decimal example):
+// the value plus or minus half a unit of its last significant digit. False if `literal` is not a JSON number or
+// is out of the double range.
+bool wide_number_range(const std::string& literal, double& low, double& high) {
+  std::size_t i = 0;
+  if (i < literal.size() && literal[i] == '-') ++i;
+  auto digits = [&] {
+    std::size_t start = i;
+    while (i < literal.size() && literal[i] >= '0' && literal[i] <= '9') ++i;
+    return i - start;
+  };
+  if (digits() == 0) return false;
+  long fraction = 0;
+  if (i < literal.size() && literal[i] == '.') {
+    ++i;
+    fraction = static_cast<long>(digits());
+    if (fraction == 0) return false;
+  }
+  long exponent = 0;
+  if (i < literal.size() && (literal[i] == 'e' || literal[i] == 'E')) {
+    ++i;
+    bool negative = i < literal.size() && literal[i] == '-';
+    if (i < literal.size() && (literal[i] == '-' || literal[i] == '+')) ++i;
+    std::size_t start = i;
+    std::size_t n = digits();
+    if (n == 0 || n > 5) return false;
+    exponent = std::strtol(literal.c_str() + start, nullptr, 10) * (negative ? -1 : 1);
+  }
+  if (i != literal.size()) return false;
+  const double value = std::strtod(literal.c_str(), nullptr);
+  const double half = 0.5 * std::pow(10.0, static_cast<double>(exponent - fraction));
+  if (!std::isfinite(value) || !std::isfinite(half)) return false;
+  low = value - half;
+  high = value + half;
+  return true;
+}
+
 // A number's literal as the [low, high) its precision stands for.
 bool number_range(const std::string& literal, double& low, double& high) {
   auto n = fhir::search::parse_number(literal);
-  if (!n) return false;
+  if (!n) return wide_number_range(literal, low, high);
   low = to_double(n->low);
   high = to_double(n->high);
   return true;
