@@ -48,10 +48,10 @@ curl -s -X DELETE "$BASE/Patient/$id"; echo
 curl -s -o /dev/null -w '%{http_code}\n' "$BASE/Patient/$id"
 
 if curl -s "$BASE/metadata" | grep -q '"search-type"'; then
-  step "Search (the server runs with --search-index true): the temperature, with its patient included"
+  step "Search: the temperature, with its patient included"
   curl -s "$BASE/Observation?code=http://loinc.org%7C8310-5&_include=Observation:subject&_total=accurate" | cut -c1-400; echo ' ...'
 else
-  step "Search is a preview: restart with CADUCEUS_SEARCH_INDEX=true make run to try it"
+  step "Search is off on this server (it runs with --search-index false)"
 fi
 
 step "Health, readiness and metrics"

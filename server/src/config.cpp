@@ -60,7 +60,7 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("sync-full", po::value(&c.sync_full)->default_value(c.sync_full),
        "fsync every commit (SQLite synchronous=FULL); false trades durability on power loss for speed")
     ("search-index", po::value(&c.search_index)->default_value(c.search_index),
-       "preview: write the search index with every version and serve search over it (writes are slower)");
+       "write the search index with every version and serve search over it (false: store only, search answers 501)");
   // clang-format on
   std::ostringstream help;
   help << desc;

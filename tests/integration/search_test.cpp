@@ -1,4 +1,4 @@
-// Search over HTTP (preview: the server indexes and searches when started with --search-index true).
+// Search over HTTP (the server indexes every version and serves search over the index: on by default).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -488,9 +488,25 @@ TEST_F(FullTextSearchTest, CapabilityStatementListsTextAndContent) {
 }
 
 TEST(SearchDisabledTest, WithoutTheIndexSearchAnswers501) {
-  TestServer server;
+  ServerOptions options;
+  options.extra_args = {"--search-index", "false"};
+  TestServer server(options);
   HttpClient c(server.host(), server.port());
   EXPECT_TRUE(IsOperationOutcome(c.get(server.base_path() + "/Patient?name=x"), 501));
+}
+
+// Search is on by default: a server started without options finds what it stored.
+TEST(SearchDisabledTest, SearchIsServedByDefault) {
+  TestServer server;
+  HttpClient c(server.host(), server.port());
+  ASSERT_EQ(
+      c.put(server.base_path() + "/Patient/d1", R"({"resourceType":"Patient","id":"d1","name":[{"family":"Default"}]})",
+            {{"Content-Type", "application/fhir+json"}})
+          .status,
+      201);
+  Response found = c.get(server.base_path() + "/Patient?name=default");
+  ASSERT_EQ(found.status, 200) << found.summary();
+  EXPECT_NE(found.body.find("\"id\":\"d1\""), std::string::npos) << found.body;
 }
 
 }  // namespace

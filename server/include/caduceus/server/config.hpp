@@ -26,7 +26,7 @@ struct ServeConfig {
   int idle_timeout_s = 60;
   bool log_requests = true;
   bool sync_full = true;
-  bool search_index = false;  // write search index rows (search itself is not served yet)
+  bool search_index = true;  // write search index rows with every version and serve search over them
 
   std::string host() const;
   std::uint16_t port() const;
