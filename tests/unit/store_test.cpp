@@ -12,6 +12,8 @@
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/search_index.hpp"
+#include "caduceus/resources/search_parameters.hpp"
+#include "caduceus/resources/search_query.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -344,6 +346,53 @@ TEST_F(RepositoryTest, ReadsFollowEveryCommittedVersion) {
 }
 
 // The search index rows of a resource follow its current version, in the same transaction.
+// A search inside the writer's transaction sees what the same transaction wrote, and only current resources.
+TEST_F(RepositoryTest, SearchInsideATransactionSeesItsOwnWrites) {
+  auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  ASSERT_TRUE(registry.has_value());
+  auto indexer = SearchIndexer::create(*defs_, **registry);
+  ASSERT_TRUE(indexer.has_value());
+  Repository indexed(*store_, *defs_, *checker_, indexer->get());
+  auto patient = [](const std::string& id, const std::string& mrn) {
+    return parse(R"({"resourceType":"Patient","id":")" + id + R"(","identifier":[{"system":"urn:mrn","value":")" + mrn +
+                 R"("}]})");
+  };
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "b", patient("b", "2"), {}));
+  ASSERT_TRUE(indexed.remove(kDefaultTenant, "Patient", "b", {}));
+  auto query = [&](const std::string& mrn) {
+    auto q = parse_search("Patient", {{"identifier", "urn:mrn|" + mrn}}, **registry, *defs_);
+    EXPECT_TRUE(q.has_value());
+    return *q;
+  };
+  const SearchQuery two = query("2"), three = query("3");
+  std::vector<std::pair<std::string, std::string>> before, after, deleted;
+  auto r = store_->write([&](Transaction& txn) -> fhir::Result<void> {
+    auto found = txn.search_ids(kDefaultTenant, three, 2);
+    if (!found) return std::unexpected(found.error());
+    before = *found;
+    IndexValues values = (*indexer)->extract(patient("c", "3"));
+    VersionRecord rec;
+    rec.type = "Patient";
+    rec.id = "c";
+    rec.version = 1;
+    rec.last_updated_ms = txn.now_ms();
+    rec.body = R"({"resourceType":"Patient","id":"c"})";
+    if (auto seq = txn.append(kDefaultTenant, rec, &values); !seq) return std::unexpected(seq.error());
+    found = txn.search_ids(kDefaultTenant, three, 2);
+    if (!found) return std::unexpected(found.error());
+    after = *found;
+    found = txn.search_ids(kDefaultTenant, two, 2);
+    if (!found) return std::unexpected(found.error());
+    deleted = *found;
+    return {};
+  });
+  ASSERT_TRUE(r.has_value()) << r.error().issues[0].diagnostics;
+  EXPECT_TRUE(before.empty());
+  EXPECT_EQ(after, (std::vector<std::pair<std::string, std::string>>{{"Patient", "c"}}));
+  EXPECT_TRUE(deleted.empty()) << "b is deleted";
+}
+
 TEST_F(RepositoryTest, IndexRowsFollowTheCurrentVersion) {
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   ASSERT_TRUE(registry.has_value());

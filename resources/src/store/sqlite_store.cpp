@@ -374,6 +374,8 @@ class SqliteTransaction final : public Transaction {
   Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
+  Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
+                                                                      std::size_t limit) override;
   Result<IndexExtent> index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
                                    std::int64_t max_rid) override;
   Result<std::vector<IndexTarget>> index_targets(TenantId tenant, const std::vector<std::string>& types,
@@ -988,6 +990,25 @@ class SqliteStore final : public Store {
     return static_cast<soci::sqlite3_session_backend*>(writer_sql_.get_backend())->conn_;
   }
 
+  Result<std::vector<std::pair<std::string, std::string>>> txn_search_ids(TenantId tenant, const SearchQuery& query,
+                                                                          std::size_t limit) {
+    SearchQuery plain = query;
+    plain.sort.clear();
+    plain.includes.clear();
+    plain.cursor.reset();
+    auto sql = build_search_sql(tenant, plain, std::nullopt, limit, false);
+    if (!sql) return std::unexpected(sql.error());
+    std::vector<std::pair<std::string, std::string>> out;
+    try {
+      run_query(writer_db(), *sql, [&](sqlite_api::sqlite3_stmt* st) {
+        out.emplace_back(column_text(st, 2), column_text(st, 1));  // rid, id, type
+      });
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return out;
+  }
+
   Result<IndexExtent> txn_index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
                                        std::int64_t max_rid) {
     SqlQuery q = targets_where(tenant, types, after_rid, max_rid);
@@ -1352,6 +1373,12 @@ Result<std::int64_t> SqliteTransaction::append(TenantId tenant, const VersionRec
 std::int64_t SqliteTransaction::now_ms() {
   return store_.txn_now_ms();
 }
+Result<std::vector<std::pair<std::string, std::string>>> SqliteTransaction::search_ids(TenantId tenant,
+                                                                                       const SearchQuery& query,
+                                                                                       std::size_t limit) {
+  return store_.txn_search_ids(tenant, query, limit);
+}
+
 Result<IndexExtent> SqliteTransaction::index_extent(TenantId tenant, const std::vector<std::string>& types,
                                                     std::int64_t after_rid, std::int64_t max_rid) {
   return store_.txn_index_extent(tenant, types, after_rid, max_rid);

@@ -21,6 +21,12 @@ std::unexpected<fhir::Error> no_reindex() {
 }
 }  // namespace
 
+fhir::Result<std::vector<std::pair<std::string, std::string>>> Transaction::search_ids(TenantId, const SearchQuery&,
+                                                                                       std::size_t) {
+  return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported",
+                    "This store cannot search inside a transaction (conditional operations)");
+}
+
 fhir::Result<IndexExtent> Transaction::index_extent(TenantId, const std::vector<std::string>&, std::int64_t,
                                                     std::int64_t) {
   return no_reindex();

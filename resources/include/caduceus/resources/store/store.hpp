@@ -144,6 +144,15 @@ class Transaction {
   // The store's clock, in ms since the epoch; never runs backwards within one store.
   virtual std::int64_t now_ms() = 0;
 
+  // The (type, id) of the current, not deleted resources that match `query` (its criteria, _has, compartment
+  // and types; paging, _sort, _include and _summary are ignored), seen from inside this transaction: writes
+  // made earlier in it count, and no other write can come between this and what the caller writes next. At most
+  // `limit` are returned (ask for one more than you accept to tell "too many"). For conditional operations and
+  // conditional references. kNotSupported from a backend without it.
+  virtual fhir::Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant,
+                                                                                    const SearchQuery& query,
+                                                                                    std::size_t limit);
+
   // Reindexing (a backend that does not offer it answers kNotSupported). The current, not deleted resources of
   // `types` (every type when empty) with after_rid < rid <= max_rid: how many, and the highest rid.
   virtual fhir::Result<IndexExtent> index_extent(TenantId tenant, const std::vector<std::string>& types,
