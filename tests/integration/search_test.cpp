@@ -189,6 +189,41 @@ TEST_F(SearchTest, BadInputAndWhatIsNotBuiltYet) {
       IsOperationOutcome(c.get(server_->base_path() + "/Patient?nickname=jo", {{"Prefer", "handling=strict"}}), 400));
 }
 
+// The issue's bad-input table: each a 400 OperationOutcome whose issue names the offending parameter, never a 500
+// and never a silently wrong result.
+TEST_F(SearchTest, BadInputTableNamesTheParameter) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"Patient?birthdate=1970-13-45", "birthdate"},                           // bad date
+      {"Patient?birthdate=19700", "birthdate"},                                // bad date
+      {"Observation?value-quantity=12abc", "value-quantity"},                  // bad number
+      {"RiskAssessment?probability=1.2.3", "probability"},                     // bad number
+      {"Patient?birthdate=xx1970", "birthdate"},                               // unknown prefix
+      {"Observation?value-quantity=zz5", "value-quantity"},                    // unknown prefix
+      {"Patient?gender:exact=male", "gender:exact"},                           // modifier that does not fit the type
+      {"Patient?birthdate:contains=1970", "birthdate:contains"},               // modifier that does not fit the type
+      {"Patient?name:frobnicate=x", "name:frobnicate"},                        // no such modifier
+      {"Observation?status.name=x", "status.name"},                            // chain through a non-reference
+      {"Observation?subject:Patient.nickname=x", "subject:Patient.nickname"},  // chain to an unknown parameter
+      {"Observation?_include=Observation:nickname", "_include"},               // _include of an unknown parameter
+      {"Observation?_include=Observation:status", "_include"},                 // _include of a non-reference
+      {"Patient?_revinclude=Nothing:subject", "_revinclude"},                  // _revinclude of an unknown type
+      {"Patient?_count=100000", "_count"},                                     // over the maximum
+      {"Patient?_count=-1", "_count"},                                         // not a count
+      {"Patient?_cursor=xyz", "_cursor"},                                      // malformed cursor
+      {"Patient?_sort=birthdate&_cursor=xyz", "_cursor"},                      // malformed sorted cursor
+      {"Patient?_sort=nickname", "_sort"},                                     // sort on an unknown parameter
+      {"Patient?_total=maybe", "_total"},                                      // bad _total
+      {"Patient?_summary=some", "_summary"},                                   // bad _summary
+      {"Patient?_content=%22unclosed", "_content"},                            // bad full-text expression
+      {"Patient?identifier:of-type=onlyone", "identifier:of-type"},            // :of-type needs system|code|value
+  };
+  for (const auto& [query, parameter] : cases) {
+    Response r = get(query);
+    EXPECT_TRUE(IsOperationOutcome(r, 400)) << query << ": " << r.summary();
+    EXPECT_TRUE(NamesElement(r, {parameter})) << query << " should name " << parameter << ": " << r.body;
+  }
+}
+
 // p1 1980-05-17 Müller female, p2 1980-05 Mueller male, p3 1950-01-01 Smith male.
 TEST_F(SearchTest, SortsByBirthdateFamilyLastUpdatedAndTwoKeys) {
   // Ascending by each one's earliest instant, descending by its latest: p2's month starts before p1's day and
