@@ -7,6 +7,8 @@
 #   1. wrk GET /fhir/Patient/{id} against caduceus,
 #   2. the same against build/bin/bare_beast_server answering with the very bytes and headers of that read,
 #   3. wrk POST /fhir/Patient (bench/load/create_patient.lua) against caduceus: each create waits for its commit,
+#      then POST /fhir/Observation (create_observation.lua), both indexed for search (the default), and the same
+#      Patient creates on a second server started with --search-index false (store only),
 # then prints req/s, p50 and p99 of each and the read ratio ours/bare. Everything it starts is stopped and every
 # file it writes is removed on exit, whatever the outcome.
 #
@@ -138,16 +140,29 @@ run_wrk ours-read "http://127.0.0.1:$port$read_path"
 run_wrk bare-read "http://127.0.0.1:$bare_port$read_path"
 kill -TERM "${pids[1]}" 2>/dev/null || true  # leave the cores to the creates
 run_wrk ours-create -s "$here/create_patient.lua" "$base/Patient"
+run_wrk ours-create-obs -s "$here/create_observation.lua" "$base/Observation"
+
+# --- the same Patient creates on a server that only stores (--search-index false): the cost of the index ----------
+"$caduceus_bin" serve --listen 127.0.0.1:0 --db "sqlite:$tmp/plain.db" --threads "$io_threads" --search-index false \
+  >"$tmp/plain.out" 2>"$tmp/plain.out.err" &
+pids+=($!)
+plain_port=$(port_from "$tmp/plain.out" "${pids[2]}")
+kill -TERM "${pids[0]}" 2>/dev/null || true
+run_wrk plain-create -s "$here/create_patient.lua" "http://127.0.0.1:$plain_port/fhir/Patient"
 
 # --- report --------------------------------------------------------------------------------------------------------
 read -r ours_rps ours_p50 ours_p99 ours_rest <<<"$(summarize ours-read)"
 read -r bare_rps bare_p50 bare_p99 bare_rest <<<"$(summarize bare-read)"
 read -r create_rps create_p50 create_p99 create_rest <<<"$(summarize ours-create)"
+read -r obs_rps obs_p50 obs_p99 obs_rest <<<"$(summarize ours-create-obs)"
+read -r plain_rps plain_p50 plain_p99 plain_rest <<<"$(summarize plain-create)"
 echo
 echo "Load on 127.0.0.1: wrk -t$wrk_threads -c$connections -d$duration; server I/O threads: $io_threads; body $(wc -c <"$tmp/read.body") bytes"
 printf '%-24s %12s %10s %10s  %s\n' "" "req/s" "p50" "p99" "errors (non-2xx or non-201 | socket)"
 printf '%-24s %12s %10s %10s  %s\n' "caduceus read" "$ours_rps" "$ours_p50" "$ours_p99" "$ours_rest"
 printf '%-24s %12s %10s %10s  %s\n' "bare Beast, same bytes" "$bare_rps" "$bare_p50" "$bare_p99" "$bare_rest"
-printf '%-24s %12s %10s %10s  %s\n' "caduceus create" "$create_rps" "$create_p50" "$create_p99" "$create_rest"
+printf '%-24s %12s %10s %10s  %s\n' "create Patient" "$create_rps" "$create_p50" "$create_p99" "$create_rest"
+printf '%-24s %12s %10s %10s  %s\n' "create Observation" "$obs_rps" "$obs_p50" "$obs_p99" "$obs_rest"
+printf '%-24s %12s %10s %10s  %s\n' "create Patient, no index" "$plain_rps" "$plain_p50" "$plain_p99" "$plain_rest"
 awk -v a="$ours_rps" -v b="$bare_rps" 'BEGIN { if (b > 0) printf "read throughput ours/bare: %.2f\n", a / b }'
 echo "start to first answer: ${first_answer_ms} ms; idle RSS: $(( idle_rss_kb / 1024 )) MiB (${idle_rss_kb} kB)"
