@@ -55,7 +55,7 @@ bench: build
 	CADUCEUS_BIN=$(BUILD)/bin/caduceus BARE_BIN=$(BUILD)/bin/bare_beast_server bash bench/load/run.sh
 
 # Search under load over a generated store of RESOURCES (default a million) resources, made by caduceus_gen on the
-# first run and kept in $(BUILD)/bench/ (about 4.7 GB for the million; delete it when done). See README, Performance.
+# first run and kept in $(BUILD)/bench/ (4.6 GiB for the million; delete it when done). See README, Performance.
 bench-search: build
 	CADUCEUS_BIN=$(BUILD)/bin/caduceus GEN_BIN=$(BUILD)/bin/caduceus_gen \
 	  RESOURCES=$(RESOURCES) DB=$(SEARCH_DB) bash bench/load/search.sh

@@ -4,8 +4,8 @@
 #   bench/load/search.sh                  (after `make build`; or `make bench-search`)
 #   DB=/tmp/s100k.db bench/load/search.sh (a store made earlier by caduceus_gen, its manifest beside it)
 #
-# Without DB it uses build/bench/search-$RESOURCES.db; the database is generated first when missing (about 4.7 GB and a
-# quarter of an hour for the million on 2 shared cores; it is kept for the next run: delete it when done). Starts
+# Without DB it uses build/bench/search-$RESOURCES.db; the database is generated first when missing (4.6 GiB and some
+# 20 minutes for the million on 2 shared cores; it is kept for the next run: delete it when done). Starts
 # `caduceus serve --search-index true` on 127.0.0.1:0 over that database, then for each query below prints the
 # number of results of one request (so that a reader sees what is measured) and runs
 # `wrk --latency -s bench/load/paths.lua`, which rotates through one path per patient (or organization) listed
@@ -153,6 +153,20 @@ run_wrk() {
     -- "$paths" >"$out"
 }
 
+# Waits (at most 120 s) until the server has used less than 5 % of a core over half a second: requests that wrk
+# left behind (a slow query's queue outlives wrk's connections) must not weigh on the next query's figures.
+wait_idle() {
+  local pid=${pids[0]} before after ticks
+  ticks=$(getconf CLK_TCK)
+  for _ in $(seq 240); do
+    before=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+    sleep 0.5
+    after=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+    (((after - before) * 100 < ticks * 5 / 2)) && return 0
+  done
+  echo "search.sh: the server is still busy after 120 s" >&2
+}
+
 declare -A described
 for name in $queries; do
   make_paths "$name" >"$tmp/$name.paths"
@@ -163,8 +177,10 @@ done
 
 for run in $(seq "$runs"); do
   for name in $queries; do
+    wait_idle
     if [[ $warmup != 0 && $warmup != 0s ]]; then run_wrk "$tmp/$name.warmup.txt" "$warmup" "$tmp/$name.paths"; fi
     echo "== run $run, $name: wrk -t$wrk_threads -c$connections -d$duration --latency -s paths.lua ($(wc -l <"$tmp/$name.paths") paths)" >&2
+    wait_idle
     run_wrk "$tmp/$name.$run.txt" "$duration" "$tmp/$name.paths"
     sed -n '/Latency Distribution/,/Requests\/sec/p' "$tmp/$name.$run.txt" >&2
     summarize "$tmp/$name.$run.txt" >"$tmp/$name.$run.sum"
@@ -182,7 +198,7 @@ for name in $queries; do
     printf '%-18s %4s %10s %9s %9s %8s  %s\n' "$name" "$run" "$rps" "$p50" "$p99" "$bad" "$sock"
   done
   if ((runs > 1)); then
-    median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+    median() { sort -g | awk '{ v[NR] = $1 } END { printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
     m_rps=$(cat "$tmp/$name".*.sum | awk '{ print $1 }' | median)
     m_p50=$(cat "$tmp/$name".*.sum | awk '{ print $2 }' | median)
     m_p99=$(cat "$tmp/$name".*.sum | awk '{ print $3 }' | median)
