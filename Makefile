@@ -5,13 +5,15 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 LISTEN ?= 127.0.0.1:8080
 DB ?= sqlite:var/caduceus.db
+RESOURCES ?= 1000000
+SEARCH_DB ?= $(BUILD)/bench/search-$(RESOURCES).db
 
 # Debian 12 packages the build, the tests and the benchmarks need (README: "Dependencies" says why each).
 DEB_PACKAGES := g++ cmake ninja-build make libboost1.81-dev libboost-program-options1.81-dev rapidjson-dev \
   libsoci-dev libsoci-sqlite3-4.0 libsqlite3-dev libpq-dev libssl-dev libicu-dev libgtest-dev libgmock-dev \
   libbenchmark-dev wrk curl ca-certificates
 
-.PHONY: all deps configure build run test bench format clean
+.PHONY: all deps configure build run test bench bench-search format clean
 
 all: build
 
@@ -51,6 +53,12 @@ test: build
 bench: build
 	$(BUILD)/bin/caduceus_bench --benchmark_min_time=0.5
 	CADUCEUS_BIN=$(BUILD)/bin/caduceus BARE_BIN=$(BUILD)/bin/bare_beast_server bash bench/load/run.sh
+
+# Search under load over a generated store of RESOURCES (default a million) resources, made by caduceus_gen on the
+# first run and kept in $(BUILD)/bench/ (4.6 GiB for the million; delete it when done). See README, Performance.
+bench-search: build
+	CADUCEUS_BIN=$(BUILD)/bin/caduceus GEN_BIN=$(BUILD)/bin/caduceus_gen \
+	  RESOURCES=$(RESOURCES) DB=$(SEARCH_DB) bash bench/load/search.sh
 
 format:
 	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
