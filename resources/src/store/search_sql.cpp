@@ -281,10 +281,20 @@ struct Builder {
   // into the referenced type with a fresh alias). Each condition is `r.rid IN (SELECT x.rid FROM idx_... x WHERE
   // tenant, type, param and value match)`, so that SQLite can start from the value index of the most selective
   // criterion instead of scanning every resource of the type.
-  fhir::Result<void> criterion(const Criterion& c, const Types& types, std::string& where, const std::string& r) {
+  // One criterion on the resources aliased `r`. Either it drives (`r.rid IN (SELECT x.rid ... by value)`: SQLite
+  // builds the list of matches once from the value index) or, with `probe`, it checks each row that another
+  // criterion found (`EXISTS (SELECT 1 ... WHERE x.rid = r.rid ...)`: a lookup on the table's clustered key
+  // (rid, param, ...)). Several IN lists would each be built in full (all 180,000 Observations of a common code
+  // to keep 20 of one patient); one driver and probes cost what the driver selects.
+  fhir::Result<void> criterion(const Criterion& c, const Types& types, std::string& where, const std::string& r,
+                               bool probe = false) {
     auto open = [&](const char* table, bool negate) {
-      where +=
-          " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT x.rid FROM " + table + " x WHERE x.tenant = ?";
+      if (probe)
+        where += std::string(" AND ") + (negate ? "NOT " : "") + "EXISTS (SELECT 1 FROM " + table +
+                 " x WHERE x.rid = " + r + ".rid AND x.tenant = ?";
+      else
+        where += " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT x.rid FROM " + table +
+                 " x WHERE x.tenant = ?";
       bind(tenant);
       where += type_in("x.type", types) + " AND x.param = ?";
       bind(c.parameter->code);
@@ -301,8 +311,8 @@ struct Builder {
       where += "))";
       return {};
     }
-    if (c.parameter->type == SearchParamType::kComposite) return composite(c, types, where, r);
-    if (is_full_text(*c.parameter)) return full_text(c, where, r);
+    if (c.parameter->type == SearchParamType::kComposite) return composite(c, types, where, r, probe);
+    if (is_full_text(*c.parameter)) return full_text(c, where, r);  // (always a list: MATCH per row is no lookup)
     // _query (and any other parameter without an expression): no index rows to search.
     if (c.parameter->expression.empty()) return std::unexpected(not_supported(c, "a parameter without an index"));
     const char* table = c.modifier == Modifier::kOfType ? "idx_identifier_type" : table_of(c.parameter->type);
@@ -344,12 +354,18 @@ struct Builder {
 
   // A composite (`code-value-quantity=http://loinc.org|8480-6$gt100`): some item of the resource whose components
   // all match, each component checked like a parameter of its own type on the rows of that item.
-  fhir::Result<void> composite(const Criterion& c, const Types& types, std::string& where, const std::string& r) {
+  fhir::Result<void> composite(const Criterion& c, const Types& types, std::string& where, const std::string& r,
+                               bool probe) {
     if (c.modifier != Modifier::kNone && c.modifier != Modifier::kMissing)
       return std::unexpected(not_supported(c, "a modifier on a composite parameter"));
     bool missing = c.modifier == Modifier::kMissing;
-    where += " AND " + r + ".rid " + (missing && c.values.front() == "true" ? "NOT IN" : "IN") +
-             " (SELECT c.rid FROM idx_composite c WHERE c.tenant = ?";
+    bool negate = missing && c.values.front() == "true";
+    if (probe)
+      where += std::string(" AND ") + (negate ? "NOT " : "") +
+               "EXISTS (SELECT 1 FROM idx_composite c WHERE c.rid = " + r + ".rid AND c.tenant = ?";
+    else
+      where +=
+          " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT c.rid FROM idx_composite c WHERE c.tenant = ?";
     bind(tenant);
     where += type_in("c.type", types) + " AND c.param = ? AND c.component = 0";
     bind(c.parameter->code);
@@ -385,8 +401,11 @@ struct Builder {
   // Appends " AND <r> is referenced by a matching resource" for `_has` on the resource aliased `r` of `type`.
   fhir::Result<void> has(const HasCriterion& h, const Types& types, std::string& where, const std::string& r) {
     std::string r2 = next_alias();
+    // The referring resources come from the inner criterion's list, and their reference rows by the clustered
+    // key (rid, param): the unary `+` keeps SQLite from walking idx_reference_target by tenant alone (the target
+    // ids are what is looked for, so that index has nothing to start from).
     where += " AND " + r + ".id IN (SELECT x.target_id FROM idx_reference x JOIN resource " + r2 + " ON " + r2 +
-             ".rid = x.rid WHERE x.tenant = ? AND x.type = ? AND x.param = ?";
+             ".rid = x.rid WHERE +x.tenant = ? AND x.type = ? AND x.param = ?";
     bind(tenant);
     bind(h.type);
     bind(h.reference_param->code);
@@ -437,6 +456,28 @@ struct Builder {
 namespace {
 
 // The WHERE clause (" WHERE ...") of a search, its binds appended to q.binds.
+// How likely a criterion is to select few resources, without statistics (lower: fewer); -1 when it cannot drive
+// (:not and :missing select by absence). A reference by id, an identifier or _id: a handful; a uri or full text:
+// few; a code, a composite or a string: a share of the type; a range of dates or numbers: often many; a chain:
+// a list built through another type.
+int drive_rank(const Criterion& c) {
+  if (c.modifier == Modifier::kNot || c.modifier == Modifier::kMissing) return -1;
+  if (c.chained) return 5;
+  if (is_full_text(*c.parameter)) return 1;
+  switch (c.parameter->type) {
+    case SearchParamType::kReference: return c.modifier == Modifier::kIdentifier ? 1 : 0;
+    case SearchParamType::kToken:
+      return c.parameter->code == "_id" || c.parameter->code == "identifier" || c.modifier == Modifier::kOfType ? 0 : 2;
+    case SearchParamType::kUri: return 1;
+    case SearchParamType::kComposite: return 2;
+    case SearchParamType::kString: return c.modifier == Modifier::kContains ? 4 : 2;
+    case SearchParamType::kDate:
+    case SearchParamType::kNumber:
+    case SearchParamType::kQuantity: return 3;
+    default: return 4;
+  }
+}
+
 fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query, SqlQuery& q) {
   Builder b{q};
   b.tenant = tenant;
@@ -453,8 +494,20 @@ fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query
   q.binds.push_back(static_cast<std::int64_t>(tenant));
   where += b.type_in(plus + "r.type", types) + " AND r.deleted = 0";
   if (query.compartment) b.compartment(*query.compartment, where);
-  for (const Criterion& c : query.criteria)
-    if (auto ok = b.criterion(c, types, where, "r"); !ok) return std::unexpected(ok.error());
+  // One criterion drives (the likeliest to select few: see drive_rank), the others probe its matches.
+  std::optional<std::size_t> driver;
+  if (!query.compartment) {
+    int best = std::numeric_limits<int>::max();
+    for (std::size_t i = 0; i < query.criteria.size(); ++i)
+      if (int rank = drive_rank(query.criteria[i]); rank >= 0 && rank < best) {
+        best = rank;
+        driver = i;
+      }
+  }
+  const bool probes = driver.has_value() || query.compartment.has_value();
+  for (std::size_t i = 0; i < query.criteria.size(); ++i)
+    if (auto ok = b.criterion(query.criteria[i], types, where, "r", probes && driver != i); !ok)
+      return std::unexpected(ok.error());
   for (const HasCriterion& h : query.has)
     if (auto ok = b.has(h, types, where, "r"); !ok) return std::unexpected(ok.error());
   return where;
