@@ -420,57 +420,110 @@ void Repository::conditional_delete_async(TenantId tenant, std::string_view type
       });
 }
 
-Result<std::pair<std::string, std::string>> Repository::resolve_one(TenantId tenant,
-                                                                    std::shared_ptr<const Conditional> criteria) {
-  auto found = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
-  auto ok = store_.write([found, tenant, criteria](Transaction& txn) -> Result<void> {
-    auto matches = txn.search_ids(tenant, criteria->query, 2);
-    if (!matches) return std::unexpected(matches.error());
-    *found = std::move(*matches);
-    return {};
-  });
-  if (!ok) return std::unexpected(ok.error());
-  const std::string type = criteria->query.type;
-  if (found->empty())
-    return fhir::fail(ErrorKind::kNotFound, "not-found",
-                      "No " + type + " resource matches the criteria '" + criteria->text + "'");
-  if (found->size() > 1) return std::unexpected(too_many(type, *criteria, "the operation is not made"));
-  return found->front();
+Result<std::optional<WriteOutcome>> Repository::patch_round(TenantId tenant, const std::string& type,
+                                                            const std::string& id, const PatchFn& patch,
+                                                            std::optional<std::int64_t> if_match,
+                                                            const std::shared_ptr<const Conditional>& criteria) {
+  const std::string where = type + "/" + id;
+  auto current = store_.read(tenant, type, id);
+  if (!current) return std::unexpected(current.error());
+  if (current->deleted)
+    return fhir::fail(ErrorKind::kGone, "deleted",
+                      "Resource " + where + " was deleted (version " + std::to_string(current->version) + ")");
+  if (if_match && *if_match != current->version) return std::unexpected(stale(type, id, *if_match, current->version));
+  auto body = json::parse(current->body);
+  if (!body) return fhir::fail(ErrorKind::kInternal, "exception", "The stored version of " + where + " is unreadable");
+  if (auto applied = patch(*body); !applied) return std::unexpected(applied.error());
+  const json::Value* rt = body->is_object() ? body->find("resourceType") : nullptr;
+  if (rt == nullptr || !rt->is_string() || rt->text() != type)
+    return fhir::fail(ErrorKind::kUnprocessable, "processing",
+                      "The patch would change the resourceType of " + where + ", which cannot change",
+                      type + ".resourceType");
+  const json::Value* new_id = body->find("id");
+  if (new_id == nullptr || !new_id->is_string() || new_id->text() != id)
+    return fhir::fail(ErrorKind::kUnprocessable, "processing",
+                      "The patch would change the id of " + where + ", which cannot change", type + ".id");
+  if (auto issues = check(type, *body, id); !issues.empty())
+    return std::unexpected(fhir::Error{ErrorKind::kUnprocessable, std::move(issues)});
+
+  auto pending = std::make_shared<Pending<WriteOutcome>>();
+  pending->index = index_of(*body, pending->index_guard);
+  pending->resource = std::move(*body);
+  auto lost = std::make_shared<bool>(false);
+  const std::int64_t read_version = current->version;
+  auto written =
+      store_.write([pending, lost, tenant, type, id, read_version, criteria](Transaction& txn) -> Result<void> {
+        *lost = false;  // (a run again after a rollback starts afresh)
+        auto now = txn.current(tenant, type, id);
+        if (!now) return std::unexpected(now.error());
+        if (!*now || (*now)->version != read_version) {
+          *lost = true;
+          return {};
+        }
+        if (criteria) {
+          auto matches = txn.search_ids(tenant, criteria->query, 2);
+          if (!matches) return std::unexpected(matches.error());
+          if (matches->size() != 1 || matches->front().first != type || matches->front().second != id) {
+            *lost = true;
+            return {};
+          }
+        }
+        auto rec = append_resource(txn, tenant, pending->resource, type, id, read_version + 1, Method::kUpdate,
+                                   pending->index);
+        if (!rec) return std::unexpected(rec.error());
+        pending->out.record = std::move(*rec);
+        pending->out.created = false;
+        return {};
+      });
+  if (!written) return std::unexpected(written.error());
+  if (*lost) {
+    if (if_match) return std::unexpected(stale(type, id, *if_match, read_version + 1));
+    return std::optional<WriteOutcome>{};
+  }
+  return std::optional<WriteOutcome>{std::move(pending->out)};
 }
 
 Result<WriteOutcome> Repository::patch(TenantId tenant, std::string_view type, std::string_view id,
                                        const PatchFn& patch, std::optional<std::int64_t> if_match) {
-  const std::string where = std::string(type) + "/" + std::string(id);
-  // Each round reads the current version, patches it and writes the result only if that version is still current.
   for (int round = 0; round < 100; ++round) {
-    auto current = store_.read(tenant, type, id);
-    if (!current) return std::unexpected(current.error());
-    if (current->deleted)
-      return fhir::fail(ErrorKind::kGone, "deleted",
-                        "Resource " + where + " was deleted (version " + std::to_string(current->version) + ")");
-    if (if_match && *if_match != current->version) return std::unexpected(stale(type, id, *if_match, current->version));
-    auto body = json::parse(current->body);
-    if (!body)
-      return fhir::fail(ErrorKind::kInternal, "exception", "The stored version of " + where + " is unreadable");
-    if (auto applied = patch(*body); !applied) return std::unexpected(applied.error());
-    const json::Value* rt = body->is_object() ? body->find("resourceType") : nullptr;
-    if (rt == nullptr || !rt->is_string() || rt->text() != type)
-      return fhir::fail(ErrorKind::kUnprocessable, "processing",
-                        "The patch would change the resourceType of " + where + ", which cannot change",
-                        std::string(type) + ".resourceType");
-    const json::Value* new_id = body->find("id");
-    if (new_id == nullptr || !new_id->is_string() || new_id->text() != id)
-      return fhir::fail(ErrorKind::kUnprocessable, "processing",
-                        "The patch would change the id of " + where + ", which cannot change",
-                        std::string(type) + ".id");
-    if (auto issues = check(type, *body, id); !issues.empty())
-      return std::unexpected(fhir::Error{ErrorKind::kUnprocessable, std::move(issues)});
-    auto written = update(tenant, type, id, std::move(*body), current->version, false);
-    if (written || if_match || written.error().kind != ErrorKind::kPreconditionFailed) return written;
+    auto out = patch_round(tenant, std::string(type), std::string(id), patch, if_match, nullptr);
+    if (!out) return std::unexpected(out.error());
+    if (*out) return std::move(**out);
     // Another write came first: patch its result instead.
   }
   return fhir::fail(ErrorKind::kConflict, "conflict",
-                    "Resource " + where + " kept changing while the patch was applied; try again");
+                    "Resource " + std::string(type) + "/" + std::string(id) +
+                        " kept changing while the patch was applied; try again");
+}
+
+Result<WriteOutcome> Repository::conditional_patch(TenantId tenant, std::string_view type,
+                                                   std::shared_ptr<const Conditional> criteria, const PatchFn& patch) {
+  for (int round = 0; round < 100; ++round) {
+    // Which resource: found in a write transaction, so that it sees every committed write.
+    auto found = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
+    auto ok = store_.write([found, tenant, criteria](Transaction& txn) -> Result<void> {
+      auto matches = txn.search_ids(tenant, criteria->query, 2);
+      if (!matches) return std::unexpected(matches.error());
+      *found = std::move(*matches);
+      return {};
+    });
+    if (!ok) return std::unexpected(ok.error());
+    if (found->empty())
+      return fhir::fail(ErrorKind::kNotFound, "not-found",
+                        "No " + std::string(type) + " resource matches the criteria '" + criteria->text + "'");
+    if (found->size() > 1) return std::unexpected(too_many(type, *criteria, "the patch is not made"));
+    auto out = patch_round(tenant, std::string(type), found->front().second, patch, std::nullopt, criteria);
+    if (!out) {
+      // Deleted between the search and the read: the criteria decide again.
+      if (out.error().kind == ErrorKind::kGone || out.error().kind == ErrorKind::kNotFound) continue;
+      return std::unexpected(out.error());
+    }
+    if (*out) return std::move(**out);
+  }
+  return fhir::fail(ErrorKind::kConflict, "conflict",
+                    "The resources matching '" + criteria->text +
+                        "' kept changing while the patch was applied; try "
+                        "again");
 }
 
 }  // namespace caduceus::resources

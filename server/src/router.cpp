@@ -1040,6 +1040,11 @@ struct Router::Impl {
     return std::shared_ptr<const resources::Conditional>(std::move(out));
   }
 
+  static std::string string_at_id(const json::Value& resource) {
+    const json::Value* id = resource.find("id");
+    return id != nullptr && id->is_string() ? id->text() : std::string();
+  }
+
   // The request's query string as the client wrote it (for messages).
   std::string raw_query() const {
     auto q = std::string_view(req.target).find('?');
@@ -1136,8 +1141,10 @@ struct Router::Impl {
 
   // PATCH [type]/[id] with a JSON Patch (application/json-patch+json). The read, the patch and the write of the
   // result are retried together if another write comes between them (Repository::patch), so no update is lost.
-  std::optional<Response> patch(std::string_view type, std::string_view id) const {
-    if (!resources::is_valid_id(id))
+  // With criteria (conditional patch), `id` is empty: the match is found inside the write (Repository).
+  std::optional<Response> patch(std::string_view type, std::string_view id,
+                                std::shared_ptr<const resources::Conditional> criteria = nullptr) const {
+    if (!criteria && !resources::is_valid_id(id))
       return with_interaction(
           error_response(ErrorKind::kNotFound, "not-found",
                          "'" + std::string(id) + "' is not a valid resource id, so no resource has it"),
@@ -1167,19 +1174,18 @@ struct Router::Impl {
                               "patch");
     auto im = if_match();
     if (!im) return with_interaction(error_response(im.error()), "patch");
-    auto out = repo().patch(
-        kDefaultTenant, type, id,
-        [&](json::Value& resource) -> fhir::Result<void> {
-          if (auto applied = json::apply_patch(resource, *document); !applied) return applied;
-          if (type == "SearchParameter" && self.reindexer_ != nullptr)
-            if (auto ok = self.reindexer_->check(resource, std::string(id)); !ok) {
-              fhir::Error e = std::move(ok.error());
-              e.kind = ErrorKind::kUnprocessable;  // the patch would make an unusable SearchParameter
-              return std::unexpected(std::move(e));
-            }
-          return {};
-        },
-        *im);
+    resources::Repository::PatchFn apply = [&](json::Value& resource) -> fhir::Result<void> {
+      if (auto applied = json::apply_patch(resource, *document); !applied) return applied;
+      if (type == "SearchParameter" && self.reindexer_ != nullptr)
+        if (auto ok = self.reindexer_->check(resource, string_at_id(resource)); !ok) {
+          fhir::Error e = std::move(ok.error());
+          e.kind = ErrorKind::kUnprocessable;  // the patch would make an unusable SearchParameter
+          return std::unexpected(std::move(e));
+        }
+      return {};
+    };
+    auto out = criteria ? repo().conditional_patch(kDefaultTenant, type, criteria, apply)
+                        : repo().patch(kDefaultTenant, type, id, apply, *im);
     if (!out) return with_interaction(error_response(out.error()), "patch");
     Response r = reply().written(200, out->record, false);
     if (resources::Reindexer* reindexer = custom_parameters(type))
@@ -1192,9 +1198,7 @@ struct Router::Impl {
   std::optional<Response> conditional_patch(std::string_view type) const {
     auto criteria = conditional_criteria(type, params, raw_query());
     if (!criteria) return with_interaction(error_response(criteria.error()), "patch");
-    auto match = repo().resolve_one(kDefaultTenant, std::move(*criteria));
-    if (!match) return with_interaction(error_response(match.error()), "patch");
-    return patch(type, match->second);
+    return patch(type, {}, std::move(*criteria));
   }
 
   std::optional<Response> fhir(std::string_view path) {

@@ -93,11 +93,6 @@ class Repository {
   // one), else kPreconditionFailed and nothing is deleted. Answers the deletion versions written (none: no match).
   void conditional_delete_async(TenantId tenant, std::string_view type, std::shared_ptr<const Conditional> criteria,
                                 std::size_t max_matches, Callback<std::vector<VersionRecord>> done);
-  // The one current resource that matches, evaluated in a write transaction (as the writes above). kNotFound when
-  // none, kPreconditionFailed when several. For conditional patch.
-  fhir::Result<std::pair<std::string, std::string>> resolve_one(TenantId tenant,
-                                                                std::shared_ptr<const Conditional> criteria);
-
   // Patch: reads the current version, applies `patch` to its body and writes the result as the next version, if
   // that version is still the current one; else reads and applies again (so concurrent patches are never lost).
   // The patched body must keep type and id and passes the same check as any update; a patch that fails or makes
@@ -106,6 +101,11 @@ class Repository {
   using PatchFn = std::function<fhir::Result<void>(fhir::json::Value&)>;
   fhir::Result<WriteOutcome> patch(TenantId tenant, std::string_view type, std::string_view id, const PatchFn& patch,
                                    std::optional<std::int64_t> if_match);
+  // Conditional patch (PATCH [type]?criteria): the patch of the one match, written only if, inside the write's
+  // transaction, the criteria still match that resource alone and its version is the one patched (else all again).
+  // kNotFound when nothing matches, kPreconditionFailed when several do.
+  fhir::Result<WriteOutcome> conditional_patch(TenantId tenant, std::string_view type,
+                                               std::shared_ptr<const Conditional> criteria, const PatchFn& patch);
 
   Store& store() noexcept { return store_; }
   const Definitions& definitions() const noexcept { return definitions_; }
@@ -120,6 +120,11 @@ class Repository {
   // The index values of a resource about to be written (without _lastUpdated, added once it is known). `guard`
   // receives what must live until the write is durable (see ActiveSearchParameters::extract).
   std::optional<IndexValues> index_of(const fhir::json::Value& resource, std::shared_ptr<const void>& guard) const;
+  // One round of a patch: nullopt when another write came first (or, with criteria, the criteria no longer match
+  // that resource alone), and nothing was written.
+  fhir::Result<std::optional<WriteOutcome>> patch_round(TenantId tenant, const std::string& type, const std::string& id,
+                                                        const PatchFn& patch, std::optional<std::int64_t> if_match,
+                                                        const std::shared_ptr<const Conditional>& criteria);
 };
 
 // A new resource id: a random (version 4) UUID in lower case.
