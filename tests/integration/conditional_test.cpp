@@ -490,5 +490,35 @@ TEST_F(MultipleDeleteTest, DeletesUpToTheLimit) {
   EXPECT_EQ(string_at(*meta.json(), "rest[0].resource[0].conditionalDelete"), "multiple");
 }
 
+// Without the search index the criteria cannot be evaluated: conditional writes answer 501 and the
+// CapabilityStatement does not claim them; PATCH needs no search and still works.
+TEST(ConditionalWithoutSearchTest, ConditionalWritesAre501AndNotClaimed) {
+  ServerOptions options;
+  options.extra_args = {"--search-index", "false"};
+  TestServer server(options);
+  HttpClient c(server.host(), server.port());
+  const std::string base = server.base_path();
+  const std::string body = patient("urn:test:off", "1", "Off");
+  EXPECT_TRUE(
+      IsOperationOutcome(c.post(base + "/Patient", body, {{"If-None-Exist", "identifier=urn:test:off|1"}}), 501));
+  EXPECT_TRUE(IsOperationOutcome(c.put(base + "/Patient?identifier=urn:test:off|1", body), 501));
+  EXPECT_TRUE(IsOperationOutcome(c.del(base + "/Patient?identifier=urn:test:off|1"), 501));
+  Response meta = c.get(base + "/metadata");
+  ASSERT_EQ(meta.status, 200);
+  auto cs = meta.json();
+  ASSERT_TRUE(cs);
+  EXPECT_EQ(fhir::json::write(*find_path(*cs, "rest[0].resource[0].conditionalCreate")), "false");
+  EXPECT_EQ(fhir::json::write(*find_path(*cs, "rest[0].resource[0].conditionalUpdate")), "false");
+  EXPECT_EQ(string_at(*cs, "rest[0].resource[0].conditionalDelete"), "not-supported");
+  Response created = c.post(base + "/Patient", body);
+  ASSERT_EQ(created.status, 201) << created.summary();
+  const std::string id = string_at(*created.json(), "id");
+  Response patched = c.request("PATCH", base + "/Patient/" + id,
+                               R"([{"op":"replace","path":"/name/0/family","value":"Patched"}])", kJsonPatch);
+  ASSERT_EQ(patched.status, 200) << patched.summary();
+  EXPECT_EQ(string_at(*patched.json(), "name[0].family"), "Patched");
+  EXPECT_EQ(string_at(*patched.json(), "meta.versionId"), "2");
+}
+
 }  // namespace
 }  // namespace caduceus::test
