@@ -278,4 +278,252 @@ void Repository::remove_async(TenantId tenant, std::string_view type, std::strin
       });
 }
 
+namespace {
+
+fhir::Error too_many(std::string_view type, const Conditional& criteria, std::string_view what) {
+  return fhir::Error::make(ErrorKind::kPreconditionFailed, "multiple-matches",
+                           "The criteria '" + criteria.text + "' match more than one " + std::string(type) +
+                               " resource: " + std::string(what));
+}
+
+}  // namespace
+
+void Repository::conditional_create_async(TenantId tenant, std::string_view type, json::Value resource,
+                                          std::shared_ptr<const Conditional> criteria, Callback<WriteOutcome> done) {
+  std::string id = new_resource_id();
+  if (resource.is_object() && resource.find("id") != nullptr) set_id(resource, id);
+  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return done(std::unexpected(ok.error()));
+  set_id(resource, id);
+  auto pending = std::make_shared<Pending<WriteOutcome>>();
+  pending->index = index_of(resource, pending->index_guard);
+  pending->resource = std::move(resource);
+  store_.write_async(
+      [pending, tenant, type = std::string(type), id = std::move(id), criteria](Transaction& txn) -> Result<void> {
+        pending->out = WriteOutcome{};  // (a run again after a rollback starts afresh)
+        auto matches = txn.search_ids(tenant, criteria->query, 2);
+        if (!matches) return std::unexpected(matches.error());
+        if (matches->size() > 1) return std::unexpected(too_many(type, *criteria, "the create is not made"));
+        if (matches->size() == 1) {
+          pending->out.record.type = matches->front().first;
+          pending->out.record.id = matches->front().second;
+          return {};
+        }
+        auto rec = append_resource(txn, tenant, pending->resource, type, id, 1, Method::kCreate, pending->index);
+        if (!rec) return std::unexpected(rec.error());
+        pending->out.record = std::move(*rec);
+        pending->out.created = true;
+        return {};
+      },
+      [this, tenant, pending, done = std::move(done)](Result<void> r) {
+        if (!r) return done(std::unexpected(std::move(r.error())));
+        if (!pending->out.created) {
+          // The match's body: it was current when the transaction committed (a later write may have followed).
+          auto current = store_.read(tenant, pending->out.record.type, pending->out.record.id);
+          if (!current) return done(std::unexpected(std::move(current.error())));
+          pending->out.record = std::move(*current);
+        }
+        done(std::move(pending->out));
+      });
+}
+
+void Repository::conditional_update_async(TenantId tenant, std::string_view type, json::Value resource,
+                                          std::shared_ptr<const Conditional> criteria, Callback<WriteOutcome> done) {
+  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return done(std::unexpected(ok.error()));
+  std::string body_id;
+  if (const json::Value* id = resource.find("id"); id != nullptr && id->is_string()) body_id = id->text();
+  if (!body_id.empty() && !is_valid_id(body_id))
+    return done(fhir::fail(ErrorKind::kInvalid, "invalid",
+                           "'" + body_id + "' is not a valid resource id ([A-Za-z0-9-.]{1,64})",
+                           std::string(type) + ".id"));
+  auto pending = std::make_shared<Pending<WriteOutcome>>();
+  auto original = std::make_shared<const json::Value>(std::move(resource));
+  store_.write_async(
+      [this, pending, original, tenant, type = std::string(type), body_id, criteria](Transaction& txn) -> Result<void> {
+        // (a run again after a rollback starts afresh)
+        pending->out = WriteOutcome{};
+        pending->index.reset();
+        pending->index_guard.reset();
+        auto matches = txn.search_ids(tenant, criteria->query, 2);
+        if (!matches) return std::unexpected(matches.error());
+        if (matches->size() > 1) return std::unexpected(too_many(type, *criteria, "the update is not made"));
+        std::string id;
+        bool server_id = false;
+        if (matches->size() == 1) {
+          id = matches->front().second;
+          if (!body_id.empty() && body_id != id)
+            return fhir::fail(ErrorKind::kInvalid, "invalid",
+                              "The resource's id '" + body_id + "' differs from the id of the resource matching '" +
+                                  criteria->text + "' (" + id + ")",
+                              type + ".id");
+        } else if (!body_id.empty()) {
+          id = body_id;  // update as create
+        } else {
+          id = new_resource_id();
+          server_id = true;
+        }
+        pending->resource = *original;
+        set_id(pending->resource, id);
+        pending->index = index_of(pending->resource, pending->index_guard);
+        auto current = txn.current(tenant, type, id);
+        if (!current) return std::unexpected(current.error());
+        std::int64_t current_version = *current ? (*current)->version : 0;
+        auto rec = append_resource(txn, tenant, pending->resource, type, id, current_version + 1,
+                                   server_id ? Method::kCreate : Method::kUpdate, pending->index);
+        if (!rec) return std::unexpected(rec.error());
+        pending->out.created = !*current || (*current)->deleted;
+        pending->out.record = std::move(*rec);
+        return {};
+      },
+      [pending, done = std::move(done)](Result<void> r) {
+        if (!r) return done(std::unexpected(std::move(r.error())));
+        done(std::move(pending->out));
+      });
+}
+
+void Repository::conditional_delete_async(TenantId tenant, std::string_view type,
+                                          std::shared_ptr<const Conditional> criteria, std::size_t max_matches,
+                                          Callback<std::vector<VersionRecord>> done) {
+  max_matches = std::max<std::size_t>(1, max_matches);
+  auto pending = std::make_shared<Pending<std::vector<VersionRecord>>>();
+  store_.write_async(
+      [pending, tenant, type = std::string(type), criteria, max_matches](Transaction& txn) -> Result<void> {
+        pending->out.clear();  // (a run again after a rollback starts afresh)
+        auto matches = txn.search_ids(tenant, criteria->query, max_matches + 1);
+        if (!matches) return std::unexpected(matches.error());
+        if (matches->size() > max_matches)
+          return std::unexpected(too_many(
+              type, *criteria,
+              max_matches == 1
+                  ? std::string("this server deletes one resource at a time")
+                  : "this server deletes at most " + std::to_string(max_matches) + " at a time; nothing is deleted"));
+        for (const auto& [match_type, id] : *matches) {
+          auto current = txn.current(tenant, match_type, id);
+          if (!current) return std::unexpected(current.error());
+          if (!*current || (*current)->deleted) continue;
+          VersionRecord rec;
+          rec.type = match_type;
+          rec.id = id;
+          rec.version = (*current)->version + 1;
+          rec.last_updated_ms = txn.now_ms();
+          rec.deleted = true;
+          rec.method = Method::kDelete;
+          auto seq = txn.append(tenant, rec);
+          if (!seq) return std::unexpected(seq.error());
+          rec.seq = *seq;
+          pending->out.push_back(std::move(rec));
+        }
+        return {};
+      },
+      [pending, done = std::move(done)](Result<void> r) {
+        if (!r) return done(std::unexpected(std::move(r.error())));
+        done(std::move(pending->out));
+      });
+}
+
+Result<std::optional<WriteOutcome>> Repository::patch_round(TenantId tenant, const std::string& type,
+                                                            const std::string& id, const PatchFn& patch,
+                                                            std::optional<std::int64_t> if_match,
+                                                            const std::shared_ptr<const Conditional>& criteria) {
+  const std::string where = type + "/" + id;
+  auto current = store_.read(tenant, type, id);
+  if (!current) return std::unexpected(current.error());
+  if (current->deleted)
+    return fhir::fail(ErrorKind::kGone, "deleted",
+                      "Resource " + where + " was deleted (version " + std::to_string(current->version) + ")");
+  if (if_match && *if_match != current->version) return std::unexpected(stale(type, id, *if_match, current->version));
+  auto body = json::parse(current->body);
+  if (!body) return fhir::fail(ErrorKind::kInternal, "exception", "The stored version of " + where + " is unreadable");
+  if (auto applied = patch(*body); !applied) return std::unexpected(applied.error());
+  const json::Value* rt = body->is_object() ? body->find("resourceType") : nullptr;
+  if (rt == nullptr || !rt->is_string() || rt->text() != type)
+    return fhir::fail(ErrorKind::kUnprocessable, "processing",
+                      "The patch would change the resourceType of " + where + ", which cannot change",
+                      type + ".resourceType");
+  const json::Value* new_id = body->find("id");
+  if (new_id == nullptr || !new_id->is_string() || new_id->text() != id)
+    return fhir::fail(ErrorKind::kUnprocessable, "processing",
+                      "The patch would change the id of " + where + ", which cannot change", type + ".id");
+  if (auto issues = check(type, *body, id); !issues.empty())
+    return std::unexpected(fhir::Error{ErrorKind::kUnprocessable, std::move(issues)});
+
+  auto pending = std::make_shared<Pending<WriteOutcome>>();
+  pending->index = index_of(*body, pending->index_guard);
+  pending->resource = std::move(*body);
+  auto lost = std::make_shared<bool>(false);
+  const std::int64_t read_version = current->version;
+  auto written =
+      store_.write([pending, lost, tenant, type, id, read_version, criteria](Transaction& txn) -> Result<void> {
+        *lost = false;  // (a run again after a rollback starts afresh)
+        auto now = txn.current(tenant, type, id);
+        if (!now) return std::unexpected(now.error());
+        if (!*now || (*now)->version != read_version) {
+          *lost = true;
+          return {};
+        }
+        if (criteria) {
+          auto matches = txn.search_ids(tenant, criteria->query, 2);
+          if (!matches) return std::unexpected(matches.error());
+          if (matches->size() != 1 || matches->front().first != type || matches->front().second != id) {
+            *lost = true;
+            return {};
+          }
+        }
+        auto rec = append_resource(txn, tenant, pending->resource, type, id, read_version + 1, Method::kUpdate,
+                                   pending->index);
+        if (!rec) return std::unexpected(rec.error());
+        pending->out.record = std::move(*rec);
+        pending->out.created = false;
+        return {};
+      });
+  if (!written) return std::unexpected(written.error());
+  if (*lost) {
+    if (if_match) return std::unexpected(stale(type, id, *if_match, read_version + 1));
+    return std::optional<WriteOutcome>{};
+  }
+  return std::optional<WriteOutcome>{std::move(pending->out)};
+}
+
+Result<WriteOutcome> Repository::patch(TenantId tenant, std::string_view type, std::string_view id,
+                                       const PatchFn& patch, std::optional<std::int64_t> if_match) {
+  for (int round = 0; round < 100; ++round) {
+    auto out = patch_round(tenant, std::string(type), std::string(id), patch, if_match, nullptr);
+    if (!out) return std::unexpected(out.error());
+    if (*out) return std::move(**out);
+    // Another write came first: patch its result instead.
+  }
+  return fhir::fail(ErrorKind::kConflict, "conflict",
+                    "Resource " + std::string(type) + "/" + std::string(id) +
+                        " kept changing while the patch was applied; try again");
+}
+
+Result<WriteOutcome> Repository::conditional_patch(TenantId tenant, std::string_view type,
+                                                   std::shared_ptr<const Conditional> criteria, const PatchFn& patch) {
+  for (int round = 0; round < 100; ++round) {
+    // Which resource: found in a write transaction, so that it sees every committed write.
+    auto found = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
+    auto ok = store_.write([found, tenant, criteria](Transaction& txn) -> Result<void> {
+      auto matches = txn.search_ids(tenant, criteria->query, 2);
+      if (!matches) return std::unexpected(matches.error());
+      *found = std::move(*matches);
+      return {};
+    });
+    if (!ok) return std::unexpected(ok.error());
+    if (found->empty())
+      return fhir::fail(ErrorKind::kNotFound, "not-found",
+                        "No " + std::string(type) + " resource matches the criteria '" + criteria->text + "'");
+    if (found->size() > 1) return std::unexpected(too_many(type, *criteria, "the patch is not made"));
+    auto out = patch_round(tenant, std::string(type), found->front().second, patch, std::nullopt, criteria);
+    if (!out) {
+      // Deleted between the search and the read: the criteria decide again.
+      if (out.error().kind == ErrorKind::kGone || out.error().kind == ErrorKind::kNotFound) continue;
+      return std::unexpected(out.error());
+    }
+    if (*out) return std::move(**out);
+  }
+  return fhir::fail(ErrorKind::kConflict, "conflict",
+                    "The resources matching '" + criteria->text +
+                        "' kept changing while the patch was applied; try "
+                        "again");
+}
+
 }  // namespace caduceus::resources

@@ -60,7 +60,9 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("sync-full", po::value(&c.sync_full)->default_value(c.sync_full),
        "fsync every commit (SQLite synchronous=FULL); false trades durability on power loss for speed")
     ("search-index", po::value(&c.search_index)->default_value(c.search_index),
-       "write the search index with every version and serve search over it (false: store only, search answers 501)");
+       "write the search index with every version and serve search over it (false: store only, search answers 501)")
+    ("max-conditional-delete", po::value(&c.max_conditional_delete)->default_value(c.max_conditional_delete),
+       "resources one conditional delete (DELETE [type]?criteria) may delete; more matches answer 412");
   // clang-format on
   std::ostringstream help;
   help << desc;

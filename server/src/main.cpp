@@ -1,4 +1,5 @@
 // caduceus: everything is constructed here and passed down; nothing below main keeps global state.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -104,10 +105,12 @@ int serve(const std::vector<std::string>& args) {
   server::RequestLog log(config.log_requests);
   auto render_metrics = [&metrics] { return metrics.render(); };
   std::optional<server::Router> router_storage;
+  server::RouterOptions router_options;
+  router_options.max_conditional_delete = std::max<std::size_t>(1, config.max_conditional_delete);
   if (active)
-    router_storage.emplace(*repository, server::RouterOptions{}, render_metrics, *active, *reindexer);
+    router_storage.emplace(*repository, router_options, render_metrics, *active, *reindexer);
   else
-    router_storage.emplace(*repository, server::RouterOptions{}, render_metrics);
+    router_storage.emplace(*repository, router_options, render_metrics);
   server::Router& router = *router_storage;
 
   server::HttpServerOptions http_options;

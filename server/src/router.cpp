@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "caduceus/fhir/datetime.hpp"
+#include "caduceus/fhir/json_patch.hpp"
 #include "caduceus/fhir/outcome.hpp"
 #include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/search_query.hpp"
@@ -282,7 +283,7 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   rest.set("mode", str("server"));
   json::Value resources = json::Value::array();
   static constexpr std::string_view kTypeInteractions[] = {
-      "read", "vread", "update", "delete", "history-instance", "history-type", "create"};
+      "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"};
   for (const std::string& type : defs.resource_types()) {
     json::Value r = json::Value::object();
     r.set("type", str(type));
@@ -327,10 +328,13 @@ std::string capability_statement(const resources::Definitions& defs, const Route
     r.set("versioning", str("versioned-update"));
     r.set("readHistory", json::Value::boolean(true));
     r.set("updateCreate", json::Value::boolean(true));
-    r.set("conditionalCreate", json::Value::boolean(false));
+    // Conditional writes evaluate their criteria with the search, so they need it.
+    r.set("conditionalCreate", json::Value::boolean(search != nullptr));
     r.set("conditionalRead", str("full-support"));
-    r.set("conditionalUpdate", json::Value::boolean(false));
-    r.set("conditionalDelete", str("not-supported"));
+    r.set("conditionalUpdate", json::Value::boolean(search != nullptr));
+    r.set("conditionalDelete", str(search == nullptr                    ? "not-supported"
+                                   : options.max_conditional_delete > 1 ? "multiple"
+                                                                        : "single"));
     resources.push_back(std::move(r));
   }
   rest.set("resource", std::move(resources));
@@ -999,6 +1003,204 @@ struct Router::Impl {
     return std::nullopt;
   }
 
+  // ---- Conditional create, update, delete and patch; PATCH (JSON Patch) ----
+
+  // The criteria of a conditional operation on `type` (If-None-Exist, or the query of PUT/DELETE/PATCH
+  // [type]?criteria), parsed with the search parameters in force. Unknown parameters are refused (a criterion
+  // left out would widen the match), as are empty criteria: 400 naming the parameter.
+  fhir::Result<std::shared_ptr<const resources::Conditional>> conditional_criteria(std::string_view type,
+                                                                                   const QueryParams& given,
+                                                                                   std::string text) const {
+    auto registry = self.search_parameters();
+    if (registry == nullptr)
+      return fhir::fail(ErrorKind::kNotSupported, "not-supported",
+                        "Conditional operations need the search index (start the server with --search-index true)");
+    QueryParams criteria;
+    for (const auto& [name, value] : given)
+      if (name != "_format" && name != "_pretty") criteria.emplace_back(name, value);
+    if (criteria.empty())
+      return fhir::fail(ErrorKind::kInvalid, "required",
+                        "A conditional " + std::string(req.method == "POST" ? "create" : "operation") +
+                            " needs search criteria (e.g. identifier=system|value); none were given");
+    resources::SearchLimits limits;
+    limits.default_count = self.options_.history_default_count;
+    limits.max_count = self.options_.history_max_count;
+    limits.strict = true;
+    auto query = resources::parse_search(type, criteria, *registry, repo().definitions(), limits);
+    if (!query) return std::unexpected(query.error());
+    if (query->criteria.empty() && query->has.empty())
+      return fhir::fail(ErrorKind::kInvalid, "required",
+                        "The conditional criteria '" + text +
+                            "' hold no search criterion (only result parameters such as _count or _sort)",
+                        criteria.front().first);
+    auto out = std::make_shared<resources::Conditional>();
+    out->query = std::move(*query);
+    out->parameters = registry;
+    out->text = std::move(text);
+    return std::shared_ptr<const resources::Conditional>(std::move(out));
+  }
+
+  static std::string string_at_id(const json::Value& resource) {
+    const json::Value* id = resource.find("id");
+    return id != nullptr && id->is_string() ? id->text() : std::string();
+  }
+
+  // The request's query string as the client wrote it (for messages).
+  std::string raw_query() const {
+    auto q = std::string_view(req.target).find('?');
+    return q == std::string_view::npos ? std::string() : std::string(std::string_view(req.target).substr(q + 1));
+  }
+
+  // POST [type] with If-None-Exist: 201 when created, 200 with the one match, 412 when several match.
+  std::optional<Response> conditional_create(std::string_view type) const {
+    auto body = read_body(req);
+    if (!body) return with_interaction(error_response(body.error()), "create");
+    std::string_view header = trim(req.header("if-none-exist"));
+    // The value is a query ("identifier=x|y"); tolerate "?..." and "Patient?..." as well.
+    if (auto q = header.find('?'); q != std::string_view::npos) header = header.substr(q + 1);
+    auto given = parse_query(header);
+    if (!given)
+      return with_interaction(
+          error_response(ErrorKind::kInvalid, "invalid", "If-None-Exist has a malformed %-escape", "If-None-Exist"),
+          "create");
+    auto criteria = conditional_criteria(type, *given, std::string(header));
+    if (!criteria) return with_interaction(error_response(criteria.error()), "create");
+    if (auto refused = check_search_parameter(type, *body, {})) return with_interaction(std::move(*refused), "create");
+    repo().conditional_create_async(kDefaultTenant, type, std::move(*body), std::move(*criteria),
+                                    [reply = reply(), done = *done, reindexer = custom_parameters(type),
+                                     jobs = base() + "/$reindex/"](fhir::Result<resources::WriteOutcome> out) {
+                                      if (!out) return done(with_interaction(error_response(out.error()), "create"));
+                                      Response r = reply.written(out->created ? 201 : 200, out->record, true);
+                                      if (out->created && reindexer != nullptr)
+                                        if (auto job = reindexer->parameter_written(out->record))
+                                          r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
+                                      done(with_interaction(std::move(r), "create"));
+                                    });
+    return std::nullopt;
+  }
+
+  // PUT [type]?criteria: one match is updated (200), none creates (201), several are 412.
+  std::optional<Response> conditional_update(std::string_view type) const {
+    auto body = read_body(req);
+    if (!body) return with_interaction(error_response(body.error()), "update");
+    auto criteria = conditional_criteria(type, params, raw_query());
+    if (!criteria) return with_interaction(error_response(criteria.error()), "update");
+    std::string body_id;
+    if (const json::Value* id = body->find("id"); id != nullptr && id->is_string()) body_id = id->text();
+    if (auto refused = check_search_parameter(type, *body, body_id))
+      return with_interaction(std::move(*refused), "update");
+    repo().conditional_update_async(kDefaultTenant, type, std::move(*body), std::move(*criteria),
+                                    [reply = reply(), done = *done, reindexer = custom_parameters(type),
+                                     jobs = base() + "/$reindex/"](fhir::Result<resources::WriteOutcome> out) {
+                                      if (!out) return done(with_interaction(error_response(out.error()), "update"));
+                                      Response r = reply.written(out->created ? 201 : 200, out->record, out->created);
+                                      if (reindexer != nullptr)
+                                        if (auto job = reindexer->parameter_written(out->record))
+                                          r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
+                                      done(with_interaction(std::move(r), "update"));
+                                    });
+    return std::nullopt;
+  }
+
+  // DELETE [type]?criteria: deletes the match (or up to --max-conditional-delete matches); more are 412.
+  std::optional<Response> conditional_delete(std::string_view type) const {
+    auto criteria = conditional_criteria(type, params, raw_query());
+    if (!criteria) return with_interaction(error_response(criteria.error()), "delete");
+    std::string text = (*criteria)->text;
+    repo().conditional_delete_async(
+        kDefaultTenant, type, std::move(*criteria), self.options_.max_conditional_delete,
+        [format = format, type = std::string(type), text = std::move(text), done = *done,
+         reindexer = custom_parameters(type)](fhir::Result<std::vector<VersionRecord>> out) {
+          if (!out) return done(with_interaction(error_response(out.error()), "delete"));
+          Response r;
+          if (out->empty()) {
+            r = json_response(
+                200, fhir::information_outcome_json("Nothing to delete: no " + type + " matches '" + text + "'"),
+                format);
+          } else {
+            std::string list;
+            for (const VersionRecord& v : *out) {
+              list += (list.empty() ? "" : ", ") + v.type + "/" + v.id + " (version " + std::to_string(v.version) + ")";
+              if (reindexer != nullptr) reindexer->parameter_deleted(v.id);
+            }
+            r = json_response(
+                200,
+                fhir::information_outcome_json("Deleted " + std::to_string(out->size()) + " " + type +
+                                               (out->size() == 1 ? "" : "s") + " matching '" + text + "': " + list),
+                format);
+            if (out->size() == 1) {
+              r.headers.emplace_back("ETag", etag(out->front().version));
+              r.headers.emplace_back("Last-Modified", fhir::format_http_date(out->front().last_updated_ms));
+            }
+          }
+          r.headers.emplace_back("X-Deleted-Count", std::to_string(out->size()));
+          done(with_interaction(std::move(r), "delete"));
+        });
+    return std::nullopt;
+  }
+
+  // PATCH [type]/[id] with a JSON Patch (application/json-patch+json). The read, the patch and the write of the
+  // result are retried together if another write comes between them (Repository::patch), so no update is lost.
+  // With criteria (conditional patch), `id` is empty: the match is found inside the write (Repository).
+  std::optional<Response> patch(std::string_view type, std::string_view id,
+                                std::shared_ptr<const resources::Conditional> criteria = nullptr) const {
+    if (!criteria && !resources::is_valid_id(id))
+      return with_interaction(
+          error_response(ErrorKind::kNotFound, "not-found",
+                         "'" + std::string(id) + "' is not a valid resource id, so no resource has it"),
+          "patch");
+    std::string media = media_type_of(req.header("content-type"));
+    if (media == "application/fhir+json" || media == "application/json+fhir")
+      return with_interaction(
+          error_response(ErrorKind::kNotSupported, "not-supported",
+                         "FHIRPath Patch (a Parameters body) is not supported yet: send a JSON Patch (RFC 6902) as "
+                         "application/json-patch+json"),
+          "patch");
+    if (media != "application/json-patch+json")
+      return with_interaction(error_response(ErrorKind::kUnsupportedMediaType, "not-supported",
+                                             "PATCH takes a JSON Patch (RFC 6902) as application/json-patch+json, "
+                                             "not '" +
+                                                 std::string(req.header("content-type")) + "'"),
+                              "patch");
+    if (req.body.empty())
+      return with_interaction(
+          error_response(ErrorKind::kInvalid, "required", "The request has no body; a JSON Patch is expected"),
+          "patch");
+    auto document = json::parse(req.body);
+    if (!document) return with_interaction(error_response(document.error()), "patch");
+    if (!document->is_array())
+      return with_interaction(error_response(ErrorKind::kInvalid, "structure",
+                                             "A JSON Patch document is an array of operations (RFC 6902)"),
+                              "patch");
+    auto im = if_match();
+    if (!im) return with_interaction(error_response(im.error()), "patch");
+    resources::Repository::PatchFn apply = [&](json::Value& resource) -> fhir::Result<void> {
+      if (auto applied = json::apply_patch(resource, *document); !applied) return applied;
+      if (type == "SearchParameter" && self.reindexer_ != nullptr)
+        if (auto ok = self.reindexer_->check(resource, string_at_id(resource)); !ok) {
+          fhir::Error e = std::move(ok.error());
+          e.kind = ErrorKind::kUnprocessable;  // the patch would make an unusable SearchParameter
+          return std::unexpected(std::move(e));
+        }
+      return {};
+    };
+    auto out = criteria ? repo().conditional_patch(kDefaultTenant, type, criteria, apply)
+                        : repo().patch(kDefaultTenant, type, id, apply, *im);
+    if (!out) return with_interaction(error_response(out.error()), "patch");
+    Response r = reply().written(200, out->record, false);
+    if (resources::Reindexer* reindexer = custom_parameters(type))
+      if (auto job = reindexer->parameter_written(out->record))
+        r.headers.emplace_back("X-Reindex-Job", base() + "/$reindex/" + std::to_string(*job));
+    return with_interaction(std::move(r), "patch");
+  }
+
+  // PATCH [type]?criteria: the patch of the one match (404 when none, 412 when several).
+  std::optional<Response> conditional_patch(std::string_view type) const {
+    auto criteria = conditional_criteria(type, params, raw_query());
+    if (!criteria) return with_interaction(error_response(criteria.error()), "patch");
+    return patch(type, {}, std::move(*criteria));
+  }
+
   std::optional<Response> fhir(std::string_view path) {
     auto segments = split_path(path);
     const std::string& m = req.method;
@@ -1041,9 +1243,13 @@ struct Router::Impl {
                             "'" + std::string(first) + "' is not a resource type of FHIR R4");
     std::string_view type = first;
     if (segments.size() == 1) {
+      if (m == "POST" && !req.header("if-none-exist").empty()) return conditional_create(type);
       if (m == "POST") return create(type);
       if (get) return with_interaction(search(type), "search-type");
-      return method_not_allowed(m, "/fhir/" + std::string(type), "GET, POST");
+      if (m == "PUT") return conditional_update(type);
+      if (m == "DELETE") return conditional_delete(type);
+      if (m == "PATCH") return conditional_patch(type);
+      return method_not_allowed(m, "/fhir/" + std::string(type), "GET, POST, PUT, DELETE, PATCH");
     }
     std::string_view second = segments[1];
     if (segments.size() == 2 && second == "_history") {
@@ -1062,7 +1268,8 @@ struct Router::Impl {
       if (get) return with_interaction(read(type, second), "read");
       if (m == "PUT") return update(type, second);
       if (m == "DELETE") return remove(type, second);
-      return method_not_allowed(m, req.target, "GET, HEAD, PUT, DELETE");
+      if (m == "PATCH") return patch(type, second);
+      return method_not_allowed(m, req.target, "GET, HEAD, PUT, DELETE, PATCH");
     }
     if (segments.size() == 3 && segments[2] == "_history") {
       if (!get) return method_not_allowed(m, req.target, "GET");

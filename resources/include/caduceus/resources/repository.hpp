@@ -10,6 +10,7 @@
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/resources/definitions.hpp"
 #include "caduceus/resources/search_index.hpp"
+#include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/store.hpp"
 #include "caduceus/resources/structure_checker.hpp"
 
@@ -25,6 +26,14 @@ struct WriteOutcome {
 // The FHIR semantics of writes, over any Store: the server owns id (on create), meta.versionId and
 // meta.lastUpdated; every body passes the structural check; version checks and writes are atomic. Thread-safe.
 // The REST layer and the HL7 v2 adapters both write through it.
+// The search criteria of a conditional operation (If-None-Exist, PUT/DELETE/PATCH [type]?criteria), parsed
+// against a snapshot of the search parameters, which `parameters` keeps alive as long as the query points into it.
+struct Conditional {
+  SearchQuery query;
+  std::shared_ptr<const void> parameters;
+  std::string text;  // the criteria as the client wrote them, for messages
+};
+
 class Repository {
  public:
   template <class T>
@@ -69,6 +78,35 @@ class Repository {
   void remove_async(TenantId tenant, std::string_view type, std::string_view id, std::optional<std::int64_t> if_match,
                     Callback<std::optional<VersionRecord>> done);
 
+  // Conditional writes: the criteria are evaluated inside the write's own transaction (Transaction::search_ids),
+  // so no other write can come between the check and the write. kPreconditionFailed when several resources match.
+  //
+  // Conditional create (If-None-Exist): no match creates (created = true); one match writes nothing and answers
+  // that resource's current version (created = false).
+  void conditional_create_async(TenantId tenant, std::string_view type, fhir::json::Value resource,
+                                std::shared_ptr<const Conditional> criteria, Callback<WriteOutcome> done);
+  // Conditional update (PUT [type]?criteria): one match is updated (a body id that differs from it: kInvalid); no
+  // match creates, with the body's id when it has one (update as create), else a new id.
+  void conditional_update_async(TenantId tenant, std::string_view type, fhir::json::Value resource,
+                                std::shared_ptr<const Conditional> criteria, Callback<WriteOutcome> done);
+  // Conditional delete (DELETE [type]?criteria): deletes every match when there are at most max_matches (at least
+  // one), else kPreconditionFailed and nothing is deleted. Answers the deletion versions written (none: no match).
+  void conditional_delete_async(TenantId tenant, std::string_view type, std::shared_ptr<const Conditional> criteria,
+                                std::size_t max_matches, Callback<std::vector<VersionRecord>> done);
+  // Patch: reads the current version, applies `patch` to its body and writes the result as the next version, if
+  // that version is still the current one; else reads and applies again (so concurrent patches are never lost).
+  // The patched body must keep type and id and passes the same check as any update; a patch that fails or makes
+  // the resource invalid is kUnprocessable and writes nothing. if_match: kPreconditionFailed when not current.
+  // Errors: kNotFound, kGone (deleted), the patch's own errors, kConflict when it keeps losing the race.
+  using PatchFn = std::function<fhir::Result<void>(fhir::json::Value&)>;
+  fhir::Result<WriteOutcome> patch(TenantId tenant, std::string_view type, std::string_view id, const PatchFn& patch,
+                                   std::optional<std::int64_t> if_match);
+  // Conditional patch (PATCH [type]?criteria): the patch of the one match, written only if, inside the write's
+  // transaction, the criteria still match that resource alone and its version is the one patched (else all again).
+  // kNotFound when nothing matches, kPreconditionFailed when several do.
+  fhir::Result<WriteOutcome> conditional_patch(TenantId tenant, std::string_view type,
+                                               std::shared_ptr<const Conditional> criteria, const PatchFn& patch);
+
   Store& store() noexcept { return store_; }
   const Definitions& definitions() const noexcept { return definitions_; }
 
@@ -82,6 +120,11 @@ class Repository {
   // The index values of a resource about to be written (without _lastUpdated, added once it is known). `guard`
   // receives what must live until the write is durable (see ActiveSearchParameters::extract).
   std::optional<IndexValues> index_of(const fhir::json::Value& resource, std::shared_ptr<const void>& guard) const;
+  // One round of a patch: nullopt when another write came first (or, with criteria, the criteria no longer match
+  // that resource alone), and nothing was written.
+  fhir::Result<std::optional<WriteOutcome>> patch_round(TenantId tenant, const std::string& type, const std::string& id,
+                                                        const PatchFn& patch, std::optional<std::int64_t> if_match,
+                                                        const std::shared_ptr<const Conditional>& criteria);
 };
 
 // A new resource id: a random (version 4) UUID in lower case.
