@@ -104,10 +104,12 @@ int serve(const std::vector<std::string>& args) {
   server::RequestLog log(config.log_requests);
   auto render_metrics = [&metrics] { return metrics.render(); };
   std::optional<server::Router> router_storage;
+  server::RouterOptions router_options;
+  router_options.max_bundle_entries = config.max_bundle_entries;
   if (active)
-    router_storage.emplace(*repository, server::RouterOptions{}, render_metrics, *active, *reindexer);
+    router_storage.emplace(*repository, router_options, render_metrics, *active, *reindexer);
   else
-    router_storage.emplace(*repository, server::RouterOptions{}, render_metrics);
+    router_storage.emplace(*repository, router_options, render_metrics);
   server::Router& router = *router_storage;
 
   server::HttpServerOptions http_options;

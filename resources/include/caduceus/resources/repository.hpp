@@ -69,6 +69,13 @@ class Repository {
   void remove_async(TenantId tenant, std::string_view type, std::string_view id, std::optional<std::int64_t> if_match,
                     Callback<std::optional<VersionRecord>> done);
 
+  // The search index values that a write of `resource` would store (nullopt when the repository does not index;
+  // _lastUpdated left out). `guard`: keep it until the write is durable. For writes made outside the repository
+  // (transaction Bundles), in a Store::write job of their own.
+  std::optional<IndexValues> index_values(const fhir::json::Value& resource, std::shared_ptr<const void>& guard) const {
+    return index_of(resource, guard);
+  }
+
   Store& store() noexcept { return store_; }
   const Definitions& definitions() const noexcept { return definitions_; }
 

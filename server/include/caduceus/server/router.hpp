@@ -18,6 +18,7 @@ struct RouterOptions {
   std::size_t history_default_count = 50;
   std::size_t history_max_count = 1000;
   std::string software_version = "0.1.0";
+  std::size_t max_bundle_entries = 10'000;  // entries of a batch or transaction Bundle (beyond: 413)
 };
 
 // The FHIR REST API and the operational endpoints, as a plain function of a request value. Thread-safe.
