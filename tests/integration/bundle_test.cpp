@@ -273,6 +273,41 @@ TEST_F(BundleTest, DeletePutAndGetEntries) {
   EXPECT_TRUE(active->is_bool() && !active->as_bool());
 }
 
+TEST_F(BundleTest, AbsoluteFullUrlsAndRelativeReferences) {
+  // R4: a relative reference in an entry whose fullUrl is absolute resolves against that fullUrl's base; when
+  // that is another entry's fullUrl, it is that entry. Absolute references to a fullUrl are rewritten too.
+  Value b = post_bundle(R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"fullUrl":"http://example.org/fhir/Patient/temp1","resource":{"resourceType":"Patient","id":"temp1"},
+     "request":{"method":"POST","url":"Patient"}},
+    {"fullUrl":"http://example.org/fhir/Observation/temp2",
+     "resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},
+                 "subject":{"reference":"Patient/temp1"},
+                 "performer":[{"reference":"http://example.org/fhir/Patient/temp1"},{"reference":"Patient/other"}]},
+     "request":{"method":"POST","url":"Observation"}}]})",
+                        200);
+  const std::string patient = id_of_location(string_at(b, "entry[0].response.location"));
+  EXPECT_NE(patient, "temp1") << "POST assigns a new id";
+  EXPECT_EQ(string_at(b, "entry[0].resource.id"), patient);
+  auto obs = read("Observation/" + id_of_location(string_at(b, "entry[1].response.location")));
+  ASSERT_TRUE(obs);
+  EXPECT_EQ(string_at(*obs, "subject.reference"), "Patient/" + patient);
+  EXPECT_EQ(string_at(*obs, "performer[0].reference"), "Patient/" + patient);
+  EXPECT_EQ(string_at(*obs, "performer[1].reference"), "Patient/other");
+}
+
+TEST_F(BundleTest, GetEntriesHonourIfNoneMatch) {
+  ASSERT_TRUE(client().put(path("Patient/txn-304"), R"({"resourceType":"Patient","id":"txn-304"})").status == 201);
+  Value b = post_bundle(R"({"resourceType":"Bundle","type":"batch","entry":[
+    {"request":{"method":"GET","url":"Patient/txn-304","ifNoneMatch":"W/\"1\""}},
+    {"request":{"method":"GET","url":"Patient/txn-304","ifNoneMatch":"W/\"7\""}}]})",
+                        200);
+  EXPECT_EQ(string_at(b, "entry[0].response.status"), "304 Not Modified");
+  EXPECT_EQ(string_at(b, "entry[0].response.etag"), "W/\"1\"");
+  EXPECT_EQ(find_path(b, "entry[0].resource"), nullptr);
+  EXPECT_EQ(string_at(b, "entry[1].response.status"), "200 OK");
+  EXPECT_EQ(string_at(b, "entry[1].resource.id"), "txn-304");
+}
+
 TEST_F(BundleTest, BatchEntriesAreIndependent) {
   const std::string existing = patient_with_identifier(unique("mrn"));
   const std::int64_t before = versions();
