@@ -2,6 +2,7 @@
 // ids and reference rewriting, conditional references, ifNoneExist, all-or-nothing, batch independence, the
 // response Bundle, bad input, the entry limit, and a real Synthea transaction Bundle.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -468,6 +469,64 @@ TEST_F(SyntheaBundleTest, LoadsAndCountsByType) {
   ASSERT_FALSE(patient.empty());
   EXPECT_EQ(count("Observation?subject=Patient/" + patient), expected["Observation"]);
   EXPECT_EQ(count("Encounter?subject=Patient/" + patient), expected["Encounter"]);
+}
+
+}  // namespace
+}  // namespace caduceus::test
+
+namespace caduceus::test {
+namespace {
+
+// `caduceus import`: NDJSON and Bundle files into a database, then served by a server on that database.
+TEST(ImportTest, LoadsNdjsonAndBundlesAndReportsBadLines) {
+  TempDir dir("caduceus-import");
+  const std::string db = "sqlite:" + (dir.path() / "import.db").string();
+  const auto ndjson = dir.path() / "resources.ndjson";
+  {
+    std::ofstream out(ndjson);
+    out << R"({"resourceType":"Patient","id":"imp-1","name":[{"family":"One"}]})"
+        << "\n"
+        << "\n"
+        << R"({"resourceType":"Patient","birthDate":"yesterday"})"
+        << "\n"
+        << "not json\n"
+        << R"({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/imp-1"}})"
+        << "\n";
+  }
+  const auto output = dir.path() / "output.txt";
+  const std::string command = "'" + ServerOptions::default_binary() + "' import --db '" + db + "' '" + ndjson.string() +
+                              "' '" + std::string(CADUCEUS_BENCH_DATA) + "/synthea-bundle.json' > '" + output.string() +
+                              "' 2>&1";
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << "errors make the exit status 1";
+  std::ifstream in(output);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string report = text.str();
+  // 1 + 1 from the NDJSON file, 66 from the Synthea Bundle (1 Patient, 33 Observations).
+  EXPECT_NE(report.find("Imported 68 resource version(s)"), std::string::npos) << report;
+  EXPECT_NE(report.find("Observation 34"), std::string::npos) << report;
+  EXPECT_NE(report.find("Patient 2"), std::string::npos) << report;
+  EXPECT_NE(report.find(ndjson.string() + ":3: "), std::string::npos) << report;
+  EXPECT_NE(report.find(ndjson.string() + ":4: "), std::string::npos) << report;
+  EXPECT_EQ(report.find(ndjson.string() + ":5: "), std::string::npos) << report;
+
+  ServerOptions options;
+  options.db = db;
+  TestServer server(options);
+  HttpClient client(server.host(), server.port());
+  Response p = client.get(server.base_path() + "/Patient/imp-1");
+  EXPECT_EQ(p.status, 200) << p.summary();
+  Response obs = client.get(server.base_path() + "/Observation?subject=Patient/imp-1&_summary=count");
+  ASSERT_EQ(obs.status, 200) << obs.summary();
+  auto v = obs.json();
+  ASSERT_TRUE(v);
+  EXPECT_EQ(string_at(*v, "total"), "1");
+  Response all = client.get(server.base_path() + "/Observation?_summary=count");
+  auto w = all.json();
+  ASSERT_TRUE(w);
+  EXPECT_EQ(string_at(*w, "total"), "34");
 }
 
 }  // namespace
