@@ -382,8 +382,15 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
             return std::optional<std::string>{};
           });
       if (!rewritten) return std::unexpected(rewritten.error());
-      for (fhir::Issue& issue :
-           repo_.check(e.type, e.resource, e.method == "PUT" ? std::optional(e.id) : std::nullopt)) {
+      std::vector<fhir::Issue> issues =
+          repo_.check(e.type, e.resource, e.method == "PUT" ? std::optional(e.id) : std::nullopt);
+      if (issues.empty() && options_.check) {
+        // What the server checks beyond the structure (a custom SearchParameter that must be usable).
+        if (auto ok = options_.check(e.type, e.resource, e.method == "PUT" ? e.id : std::string()); !ok)
+          issues = std::move(ok.error().issues);
+        if (!issues.empty()) structure_kind = ErrorKind::kInvalid;
+      }
+      for (fhir::Issue& issue : issues) {
         std::string expr = issue.expression;
         if (expr.starts_with(e.type))
           expr = e.path + ".resource" + expr.substr(e.type.size());

@@ -31,6 +31,9 @@ struct BundleOptions {
   std::size_t max_entries = 10'000;  // beyond: 413
   bool return_resources = true;      // the resources written in the response entries (Prefer: return=minimal: no)
   resources::TenantId tenant = resources::kDefaultTenant;
+  // An extra check of each resource written (type, resource, id of a PUT or empty), after the structural one;
+  // its issues are reported as the structural ones (400 naming the entry). Optional.
+  std::function<fhir::Result<void>(std::string_view, const fhir::json::Value&, const std::string&)> check;
 };
 
 struct BundleOutcome {

@@ -1015,6 +1015,12 @@ struct Router::Impl {
     options.base_url = base();
     options.max_entries = self.options_.max_bundle_entries;
     options.return_resources = prefer_of(req) == Prefer::kRepresentation;
+    if (self.reindexer_ != nullptr)
+      options.check = [reindexer = self.reindexer_](std::string_view type, const json::Value& resource,
+                                                    const std::string& id) -> fhir::Result<void> {
+        if (type != "SearchParameter") return {};
+        return reindexer->check(resource, id);
+      };
     BundleProcessor processor(repo(), self.search_parameters(), std::move(options),
                               [this](const Request& sub) { return self.handle(sub); });
     BundleOutcome out = processor.process(*body);

@@ -409,6 +409,19 @@ TEST_F(BundleTest, BadInputIsRefusedAndNothingStored) {
   EXPECT_EQ(versions(), before);
 }
 
+TEST_F(BundleTest, CustomSearchParameterIsCheckedAsOnItsOwn) {
+  const std::int64_t before = versions();
+  post_bundle(R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"resource":{"resourceType":"SearchParameter","url":"http://example.org/sp/broken","name":"broken",
+                 "status":"active","description":"d","code":"broken","base":["Patient"],"type":"token",
+                 "expression":"Patient.where("},
+     "request":{"method":"POST","url":"SearchParameter"}}]})",
+              400);
+  EXPECT_TRUE(IsOperationOutcome(last_, 400));
+  EXPECT_TRUE(NamesElement(last_, {"Bundle.entry[0].resource.expression"})) << last_.body;
+  EXPECT_EQ(versions(), before);
+}
+
 TEST_F(BundleTest, CapabilityStatementListsTransactionAndBatch) {
   auto cs = client().get(path("metadata")).json();
   ASSERT_TRUE(cs);
