@@ -53,6 +53,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("blocking-threads", po::value(&c.blocking_threads)->default_value(c.blocking_threads),
        "threads for requests that wait on a commit")
     ("body-limit", po::value(&c.body_limit)->default_value(c.body_limit), "largest request body in bytes")
+    ("max-bundle-entries", po::value(&c.max_bundle_entries)->default_value(c.max_bundle_entries),
+       "entries of a batch or transaction Bundle at most (beyond: 413)")
     ("db-readers", po::value(&c.readers)->default_value(c.readers), "pooled database read connections (0: threads + 2)")
     ("read-timeout", po::value(&c.read_timeout_s)->default_value(c.read_timeout_s), "seconds to receive a whole request")
     ("idle-timeout", po::value(&c.idle_timeout_s)->default_value(c.idle_timeout_s), "seconds a keep-alive connection may idle")
@@ -103,6 +105,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     return fhir::fail(fhir::ErrorKind::kInvalid, "not-supported",
                       "--tls-cert/--tls-key: HTTPS is not part of this build yet (it comes with the security issue); "
                       "put a TLS-terminating proxy in front meanwhile");
+  if (c.max_bundle_entries == 0)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--max-bundle-entries must be positive");
   if (c.body_limit == 0) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--body-limit must be positive");
   return out;
 }

@@ -1,13 +1,18 @@
 // caduceus: everything is constructed here and passed down; nothing below main keeps global state.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bundle.hpp"
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/resources/custom_search.hpp"
 #include "caduceus/resources/definitions.hpp"
@@ -33,9 +38,22 @@ constexpr const char* kUsage =
     "\n"
     "Commands:\n"
     "  serve      run the FHIR server (caduceus serve --help lists its options)\n"
+    "  import     load transaction/batch Bundle files and NDJSON files into the store (caduceus import --help)\n"
     "  version    print the version\n"
     "\n"
-    "Coming with later issues: admin (clients, users, keys), import, migrate.\n";
+    "Coming with later issues: admin (clients, users, keys), migrate.\n";
+
+constexpr const char* kImportUsage =
+    "Usage: caduceus import [--db URL] [--search-index BOOL] [--sync-full BOOL] [--chunk N] PATH...\n"
+    "\n"
+    "Loads each PATH into the store named by --db (default sqlite:var/caduceus.db), through the same code as\n"
+    "POST [base] with a Bundle:\n"
+    "  *.ndjson   one resource per line; a resource with an id is written with that id (PUT), one without gets a\n"
+    "             new id (POST); lines go in transactions of --chunk lines (default 500), and a chunk that fails is\n"
+    "             written again entry by entry (batch), so that only the bad lines are left out\n"
+    "  otherwise  a JSON Bundle of type transaction or batch\n"
+    "Prints the resources written by type and every error (file and line, or file and Bundle entry); exits 1 when\n"
+    "there was any error. Custom SearchParameters are not indexed by import (run $reindex after).\n";
 
 void print_error(const fhir::Error& e) {
   for (const auto& issue : e.issues) std::cerr << "caduceus: " << issue.diagnostics << "\n";
@@ -107,6 +125,7 @@ int serve(const std::vector<std::string>& args) {
   std::optional<server::Router> router_storage;
   server::RouterOptions router_options;
   router_options.max_conditional_delete = std::max<std::size_t>(1, config.max_conditional_delete);
+  router_options.max_bundle_entries = config.max_bundle_entries;
   if (active)
     router_storage.emplace(*repository, router_options, render_metrics, *active, *reindexer);
   else
@@ -152,6 +171,194 @@ int serve(const std::vector<std::string>& args) {
   return 0;
 }
 
+bool parse_bool(const std::string& text, bool& out) {
+  if (text == "true" || text == "1" || text == "yes") return (out = true), true;
+  if (text == "false" || text == "0" || text == "no") return (out = false), true;
+  return false;
+}
+
+int import_files(const std::vector<std::string>& args) {
+  std::string db = server::ServeConfig{}.db;
+  bool search_index = true, sync_full = true;
+  std::size_t chunk = 500;
+  std::vector<std::string> paths;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << kImportUsage;
+      return 0;
+    }
+    auto value = [&](std::string& out) {
+      if (i + 1 >= args.size()) return false;
+      out = args[++i];
+      return true;
+    };
+    std::string v;
+    if (a == "--db") {
+      if (!value(db)) return std::cerr << "caduceus import: --db needs a value\n", 2;
+    } else if (a == "--search-index" || a == "--sync-full") {
+      if (!value(v) || !parse_bool(v, a == "--search-index" ? search_index : sync_full))
+        return std::cerr << "caduceus import: " << a << " takes true or false\n", 2;
+    } else if (a == "--chunk") {
+      if (!value(v) || std::atoll(v.c_str()) <= 0)
+        return std::cerr << "caduceus import: --chunk takes a positive number\n", 2;
+      chunk = static_cast<std::size_t>(std::atoll(v.c_str()));
+    } else if (a.starts_with("--")) {
+      std::cerr << "caduceus import: unknown option '" << a << "'\n\n" << kImportUsage;
+      return 2;
+    } else {
+      paths.push_back(a);
+    }
+  }
+  if (paths.empty()) {
+    std::cerr << kImportUsage;
+    return 2;
+  }
+  auto definitions = resources::Definitions::load(conformance::r4_model_json());
+  if (!definitions) return print_error(definitions.error()), 1;
+  resources::StructureChecker checker(**definitions);
+  std::unique_ptr<resources::ActiveSearchParameters> active;
+  if (search_index) {
+    auto registry = resources::SearchParameterRegistry::load(conformance::r4_search_parameters_json(),
+                                                             conformance::r4_compartments_json());
+    if (!registry) return print_error(registry.error()), 1;
+    auto created = resources::ActiveSearchParameters::create(**definitions, *registry);
+    if (!created) return print_error(created.error()), 1;
+    active = std::move(*created);
+  }
+  resources::StoreOptions store_options;
+  store_options.readers = 2;
+  store_options.synchronous_full = sync_full;
+  auto store = resources::open_store(db, store_options);
+  if (!store) return print_error(store.error()), 1;
+  std::optional<resources::Repository> repository;
+  if (active)
+    repository.emplace(**store, **definitions, checker, *active);
+  else
+    repository.emplace(**store, **definitions, checker);
+  server::BundleOptions options;
+  options.base_url = "http://127.0.0.1:8080/fhir";
+  options.max_entries = std::max<std::size_t>(chunk, 10'000);
+  options.return_resources = false;
+  server::BundleProcessor processor(*repository, active ? active->search() : nullptr, options);
+
+  std::map<std::string, std::int64_t> written;
+  std::vector<std::string> errors;
+  auto count = [&](const server::BundleOutcome& out) {
+    for (const resources::VersionRecord& v : out.written)
+      if (!v.deleted) ++written[v.type];
+  };
+  auto describe = [](const fhir::Error& e) {
+    std::string text;
+    for (const fhir::Issue& issue : e.issues) text += (text.empty() ? "" : "; ") + issue.diagnostics;
+    return text;
+  };
+  auto outcome_text = [](const std::string& body) {
+    std::string text;
+    auto parsed = fhir::json::parse(body);
+    if (const fhir::json::Value* issues = parsed ? parsed->find("issue") : nullptr; issues && issues->is_array())
+      for (const fhir::json::Value& issue : issues->items())
+        if (const fhir::json::Value* d = issue.find("diagnostics"); d && d->is_string())
+          text += (text.empty() ? "" : "; ") + d->text();
+    return text.empty() ? body : text;
+  };
+  for (const std::string& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      errors.push_back(path + ": cannot be read");
+      continue;
+    }
+    if (path.ends_with(".ndjson")) {
+      // Chunks of lines: a transaction each; a failing chunk again as a batch, for the line of each error.
+      std::vector<std::pair<std::size_t, fhir::json::Value>> lines;  // (line number, resource)
+      std::vector<std::pair<std::size_t, std::string>> line_errors;
+      auto flush = [&] {
+        if (lines.empty()) return;
+        auto bundle_of = [&](const char* type) {
+          fhir::json::Value b = fhir::json::Value::object();
+          b.set("resourceType", fhir::json::Value::string("Bundle"));
+          b.set("type", fhir::json::Value::string(type));
+          fhir::json::Value entries = fhir::json::Value::array();
+          for (const auto& [line, resource] : lines) {
+            const fhir::json::Value* rt = resource.find("resourceType");
+            const fhir::json::Value* id = resource.find("id");
+            std::string t = rt && rt->is_string() ? rt->text() : std::string("Resource");
+            bool put = id && id->is_string();
+            fhir::json::Value request = fhir::json::Value::object();
+            request.set("method", fhir::json::Value::string(put ? "PUT" : "POST"));
+            request.set("url", fhir::json::Value::string(put ? t + "/" + id->text() : t));
+            fhir::json::Value e = fhir::json::Value::object();
+            e.set("resource", resource);
+            e.set("request", std::move(request));
+            entries.push_back(std::move(e));
+          }
+          b.set("entry", std::move(entries));
+          return b;
+        };
+        server::BundleOutcome out = processor.process(bundle_of("transaction"));
+        if (out.status < 400) {
+          count(out);
+        } else {
+          out = processor.process(bundle_of("batch"));
+          count(out);
+          for (const auto& [index, error] : out.failed) {
+            // (The entry's place in the chunk means nothing to the reader: the line says where.)
+            std::string d = describe(error);
+            if (d.starts_with("Bundle.entry[")) {
+              auto colon = d.find(": ");
+              if (colon != std::string::npos) d = d.substr(colon + 2);
+            }
+            line_errors.emplace_back(lines[index].first, d);
+          }
+        }
+        lines.clear();
+      };
+      std::string text;
+      for (std::size_t number = 1; std::getline(in, text); ++number) {
+        if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+        auto parsed = fhir::json::parse(text);
+        if (!parsed || !parsed->is_object()) {
+          line_errors.emplace_back(number, parsed ? std::string("not a JSON object") : describe(parsed.error()));
+          continue;
+        }
+        lines.emplace_back(number, std::move(*parsed));
+        if (lines.size() >= chunk) flush();
+      }
+      flush();
+      std::sort(line_errors.begin(), line_errors.end());
+      for (const auto& [number, message] : line_errors)
+        errors.push_back(path + ":" + std::to_string(number) + ": " + message);
+      continue;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = fhir::json::parse(text.str());
+    if (!parsed) {
+      errors.push_back(path + ": " + describe(parsed.error()));
+      continue;
+    }
+    server::BundleOutcome out = processor.process(*parsed);
+    if (out.status >= 400) {
+      errors.push_back(path + ": " + outcome_text(out.body));
+      continue;
+    }
+    count(out);
+    for (const auto& [index, error] : out.failed) errors.push_back(path + ": " + describe(error));
+  }
+  std::int64_t total = 0;
+  for (const auto& [type, n] : written) total += n;
+  std::cout << "Imported " << total << " resource version(s)";
+  std::string sep = ": ";
+  for (const auto& [type, n] : written) {
+    std::cout << sep << type << " " << n;
+    sep = ", ";
+  }
+  std::cout << "\n";
+  for (const std::string& e : errors) std::cerr << "caduceus import: " << e << "\n";
+  if (!errors.empty()) std::cerr << errors.size() << " error(s)\n";
+  return errors.empty() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,6 +372,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (args[0] == "serve") return serve({args.begin() + 1, args.end()});
+  if (args[0] == "import") return import_files({args.begin() + 1, args.end()});
   std::cerr << "caduceus: unknown command '" << args[0] << "'\n\n" << kUsage;
   return 2;
 }

@@ -11,6 +11,7 @@
 #include <span>
 #include <variant>
 
+#include "bundle.hpp"
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/json_patch.hpp"
 #include "caduceus/fhir/outcome.hpp"
@@ -339,6 +340,11 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   }
   rest.set("resource", std::move(resources));
   json::Value sys = json::Value::array();
+  for (std::string_view code : {"transaction", "batch"}) {
+    json::Value i = json::Value::object();
+    i.set("code", str(std::string(code)));
+    sys.push_back(std::move(i));
+  }
   json::Value hs = json::Value::object();
   hs.set("code", str("history-system"));
   sys.push_back(std::move(hs));
@@ -1201,6 +1207,36 @@ struct Router::Impl {
     return patch(type, {}, std::move(*criteria));
   }
 
+  // POST [base]: a batch or transaction Bundle (bundle.hpp).
+  Response bundle_post() const {
+    auto body = read_body(req);
+    if (!body) return with_interaction(error_response(body.error()), "transaction");
+    const json::Value* type = body->find("type");
+    std::string interaction = type != nullptr && type->is_string() && type->text() == "batch" ? "batch" : "transaction";
+    BundleOptions options;
+    options.base_url = base();
+    options.max_entries = self.options_.max_bundle_entries;
+    options.return_resources = prefer_of(req) == Prefer::kRepresentation;
+    if (self.reindexer_ != nullptr)
+      options.check = [reindexer = self.reindexer_](std::string_view type, const json::Value& resource,
+                                                    const std::string& id) -> fhir::Result<void> {
+        if (type != "SearchParameter") return {};
+        return reindexer->check(resource, id);
+      };
+    BundleProcessor processor(repo(), self.search_parameters(), std::move(options),
+                              [this](const Request& sub) { return self.handle(sub); });
+    BundleOutcome out = processor.process(*body);
+    if (self.reindexer_ != nullptr)
+      for (const VersionRecord& v : out.written) {
+        if (v.type != "SearchParameter") continue;
+        if (v.deleted)
+          self.reindexer_->parameter_deleted(v.id);
+        else
+          self.reindexer_->parameter_written(v);
+      }
+    return with_interaction(json_response(out.status, std::move(out.body), format), std::move(interaction));
+  }
+
   std::optional<Response> fhir(std::string_view path) {
     auto segments = split_path(path);
     const std::string& m = req.method;
@@ -1208,10 +1244,7 @@ struct Router::Impl {
     auto& defs = repo().definitions();
 
     if (segments.empty()) {
-      if (m == "POST")
-        return with_interaction(error_response(ErrorKind::kNotSupported, "not-supported",
-                                               "Batch and transaction Bundles are not supported yet"),
-                                "transaction");
+      if (m == "POST") return bundle_post();
       if (get) return with_interaction(system_search(), "search-system");
       return method_not_allowed(m, req.target, "GET, POST");
     }

@@ -106,6 +106,12 @@ class Repository {
   // kNotFound when nothing matches, kPreconditionFailed when several do.
   fhir::Result<WriteOutcome> conditional_patch(TenantId tenant, std::string_view type,
                                                std::shared_ptr<const Conditional> criteria, const PatchFn& patch);
+  // The search index values that a write of `resource` would store (nullopt when the repository does not index;
+  // _lastUpdated left out). `guard`: keep it until the write is durable. For writes made outside the repository
+  // (transaction Bundles), in a Store::write job of their own.
+  std::optional<IndexValues> index_values(const fhir::json::Value& resource, std::shared_ptr<const void>& guard) const {
+    return index_of(resource, guard);
+  }
 
   Store& store() noexcept { return store_; }
   const Definitions& definitions() const noexcept { return definitions_; }

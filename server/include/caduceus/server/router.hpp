@@ -19,6 +19,7 @@ struct RouterOptions {
   std::size_t history_max_count = 1000;
   std::string software_version = "0.1.0";
   std::size_t max_conditional_delete = 1;  // 1: conditionalDelete "single"; more: "multiple" up to this many
+  std::size_t max_bundle_entries = 10'000;  // entries of a batch or transaction Bundle (beyond: 413)
 };
 
 // The FHIR REST API and the operational endpoints, as a plain function of a request value. Thread-safe.

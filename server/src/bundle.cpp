@@ -1,0 +1,765 @@
+#include "bundle.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "caduceus/fhir/datetime.hpp"
+#include "caduceus/fhir/outcome.hpp"
+#include "caduceus/resources/search_query.hpp"
+#include "caduceus/server/errors.hpp"
+#include "url.hpp"
+
+namespace caduceus::server {
+
+using fhir::ErrorKind;
+using fhir::Result;
+namespace json = fhir::json;
+using resources::VersionRecord;
+
+namespace {
+
+std::string status_text(int status) {
+  switch (status) {
+    case 200: return "200 OK";
+    case 201: return "201 Created";
+    case 204: return "204 No Content";
+    case 304: return "304 Not Modified";
+    case 400: return "400 Bad Request";
+    case 404: return "404 Not Found";
+    case 405: return "405 Method Not Allowed";
+    case 409: return "409 Conflict";
+    case 410: return "410 Gone";
+    case 412: return "412 Precondition Failed";
+    case 413: return "413 Payload Too Large";
+    case 422: return "422 Unprocessable Entity";
+    case 501: return "501 Not Implemented";
+    case 503: return "503 Service Unavailable";
+    default: return std::to_string(status);
+  }
+}
+
+std::optional<std::int64_t> version_of_etag(std::string_view tag) {
+  while (!tag.empty() && tag.front() == ' ') tag.remove_prefix(1);
+  while (!tag.empty() && tag.back() == ' ') tag.remove_suffix(1);
+  if (tag.starts_with("W/")) tag.remove_prefix(2);
+  if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"') tag = tag.substr(1, tag.size() - 2);
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(tag.data(), tag.data() + tag.size(), v);
+  if (ec != std::errc() || ptr != tag.data() + tag.size() || v < 1) return std::nullopt;
+  return v;
+}
+
+std::string etag(std::int64_t version) {
+  return "W/\"" + std::to_string(version) + "\"";
+}
+
+const std::string* string_member(const json::Value& v, std::string_view key) {
+  const json::Value* m = v.is_object() ? v.find(key) : nullptr;
+  return m != nullptr && m->is_string() ? &m->text() : nullptr;
+}
+
+// Sets meta.versionId and meta.lastUpdated (as the repository does), and places meta after id.
+void stamp_meta(json::Value& resource, std::int64_t version, std::int64_t last_updated_ms) {
+  json::Value meta = json::Value::object();
+  if (json::Value* existing = resource.find("meta"); existing != nullptr && existing->is_object()) {
+    meta = std::move(*existing);
+    resource.erase("meta");
+  }
+  meta.erase("versionId");
+  meta.erase("lastUpdated");
+  auto& m = meta.members();
+  m.insert(m.begin(), {"lastUpdated", json::Value::string(fhir::format_instant(last_updated_ms))});
+  m.insert(m.begin(), {"versionId", json::Value::string(std::to_string(version))});
+  auto& members = resource.members();
+  auto pos = members.begin();
+  while (pos != members.end() && (pos->first == "resourceType" || pos->first == "id")) ++pos;
+  members.insert(pos, {"meta", std::move(meta)});
+}
+
+void set_id(json::Value& resource, const std::string& id) {
+  if (json::Value* existing = resource.find("id")) {
+    *existing = json::Value::string(id);
+    return;
+  }
+  auto& members = resource.members();
+  auto pos = members.begin();
+  if (pos != members.end() && pos->first == "resourceType") ++pos;
+  members.insert(pos, {"id", json::Value::string(id)});
+}
+
+// Calls f(text) for every `reference` string at any depth (extensions and contained resources included); when f
+// returns a value, the reference becomes it. Stops at the first error f returns.
+template <class F>
+Result<void> rewrite_references(json::Value& v, F&& f) {
+  if (v.is_array()) {
+    for (json::Value& item : v.items())
+      if (auto ok = rewrite_references(item, f); !ok) return ok;
+  } else if (v.is_object()) {
+    for (auto& [key, value] : v.members()) {
+      if (key == "reference" && value.is_string()) {
+        auto replaced = f(value.text());
+        if (!replaced) return std::unexpected(std::move(replaced.error()));
+        if (*replaced) value = json::Value::string(std::move(**replaced));
+        continue;
+      }
+      if (auto ok = rewrite_references(value, f); !ok) return ok;
+    }
+  }
+  return {};
+}
+
+bool is_absolute(std::string_view url) {
+  return url.starts_with("http://") || url.starts_with("https://");
+}
+bool is_urn(std::string_view url) {
+  return url.starts_with("urn:uuid:") || url.starts_with("urn:oid:");
+}
+
+// The base of an absolute URL that ends in Type/id (what is before them), or empty.
+std::string base_of(std::string_view full_url) {
+  if (!is_absolute(full_url)) return {};
+  auto last = full_url.rfind('/');
+  if (last == std::string_view::npos || last == 0) return {};
+  auto second = full_url.rfind('/', last - 1);
+  if (second == std::string_view::npos) return {};
+  return std::string(full_url.substr(0, second));
+}
+
+// One entry of the Bundle, as read and checked before any write.
+struct Entry {
+  std::size_t index = 0;
+  std::string path;  // "Bundle.entry[3]"
+  std::string full_url;
+  std::string method;  // GET, HEAD, POST, PUT, DELETE
+  std::string url;     // request.url relative to the base ("Patient/1", "Patient?name=x")
+  std::string type, id;
+  std::string if_none_exist;  // POST: the query
+  std::optional<std::int64_t> if_match;
+  std::string if_none_match, if_modified_since;
+  json::Value resource;  // POST, PUT: with its id, references rewritten (but the dynamic ones)
+  bool dynamic = false;  // holds references resolved only inside the write job
+  std::optional<resources::IndexValues> index_values;  // extracted before the job (unless dynamic)
+  std::shared_ptr<const void> guard;
+  std::optional<resources::SearchQuery> if_none_exist_query;
+};
+
+// What one run of the write job leaves for an entry (overwritten by every run).
+struct EntryResult {
+  int status = 0;
+  std::optional<VersionRecord> record;  // written, or (ifNoneExist match) the existing current version
+  std::string location;                 // Type/id/_history/v
+  std::string outcome;                  // OperationOutcome JSON (batch failures, GET errors)
+  std::optional<json::Value> resource;  // GET answers
+  std::string etag, last_modified;
+};
+
+struct Plan {
+  std::vector<Entry> entries;
+  std::shared_ptr<const resources::SearchParameterRegistry> registry;  // the queries point into it
+  std::map<std::string, resources::SearchQuery> conditional;           // conditional references
+  std::map<std::string, std::string> resolved;                         // per run: dynamic key -> Type/id
+  std::vector<EntryResult> results;
+  std::vector<std::shared_ptr<const void>> guards;  // per run: of the indexes extracted in the job
+};
+
+fhir::Error entry_error(const Entry& e, fhir::Error error) {
+  std::string where = e.path + (e.full_url.empty() ? "" : " (fullUrl " + e.full_url + ")") + ": ";
+  for (fhir::Issue& issue : error.issues) {
+    issue.diagnostics = where + issue.diagnostics;
+    if (issue.expression.empty()) issue.expression = e.path;
+  }
+  return error;
+}
+
+std::unexpected<fhir::Error> entry_fail(const Entry& e, ErrorKind kind, std::string code, std::string diagnostics,
+                                        std::string expression = {}) {
+  return std::unexpected(
+      entry_error(e, fhir::Error::make(kind, std::move(code), std::move(diagnostics), std::move(expression))));
+}
+
+}  // namespace
+
+BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
+  BundleOutcome out;
+  auto fail_all = [&](const fhir::Error& e) {
+    out.status = http_status(e.kind);
+    out.body = fhir::operation_outcome_json(e.issues);
+    out.written.clear();
+    return out;
+  };
+  const std::string* rt = string_member(bundle, "resourceType");
+  if (rt == nullptr || *rt != "Bundle")
+    return fail_all(fhir::Error::make(ErrorKind::kInvalid, "invalid",
+                                      "POST [base] takes a Bundle of type batch or transaction",
+                                      "Bundle.resourceType"));
+  const std::string* type = string_member(bundle, "type");
+  if (type == nullptr || (*type != "batch" && *type != "transaction"))
+    return fail_all(fhir::Error::make(
+        ErrorKind::kInvalid, "invalid",
+        "Bundle.type must be batch or transaction, not '" + (type ? *type : std::string()) + "'", "Bundle.type"));
+  const bool batch = *type == "batch";
+  static const json::Value kNoEntries = json::Value::array();
+  const json::Value* entries = bundle.find("entry");
+  if (entries == nullptr) entries = &kNoEntries;
+  if (!entries->is_array())
+    return fail_all(
+        fhir::Error::make(ErrorKind::kInvalid, "structure", "Bundle.entry must be an array", "Bundle.entry"));
+  if (entries->items().size() > options_.max_entries)
+    return fail_all(fhir::Error::make(ErrorKind::kTooLarge, "too-costly",
+                                      "The Bundle has " + std::to_string(entries->items().size()) +
+                                          " entries; this server takes at most " + std::to_string(options_.max_entries),
+                                      "Bundle.entry"));
+  const auto& defs = repo_.definitions();
+  const std::string& base = options_.base_url;
+
+  // Reads one entry's request (no writes, no references yet).
+  auto read_entry = [&](std::size_t i) -> Result<Entry> {
+    Entry e;
+    e.index = i;
+    e.path = "Bundle.entry[" + std::to_string(i) + "]";
+    const json::Value& raw = entries->items()[i];
+    if (!raw.is_object()) return entry_fail(e, ErrorKind::kInvalid, "structure", "An entry must be an object");
+    if (const std::string* fu = string_member(raw, "fullUrl")) e.full_url = *fu;
+    const json::Value* request = raw.find("request");
+    if (request == nullptr || !request->is_object())
+      return entry_fail(e, ErrorKind::kInvalid, "required", "The entry has no request", e.path + ".request");
+    const std::string* method = string_member(*request, "method");
+    if (method == nullptr)
+      return entry_fail(e, ErrorKind::kInvalid, "required", "request.method is missing", e.path + ".request.method");
+    e.method = *method;
+    if (e.method == "PATCH")
+      return entry_fail(e, ErrorKind::kNotSupported, "not-supported", "PATCH in a Bundle is not supported yet",
+                        e.path + ".request.method");
+    if (e.method != "GET" && e.method != "HEAD" && e.method != "POST" && e.method != "PUT" && e.method != "DELETE")
+      return entry_fail(e, ErrorKind::kInvalid, "code-invalid", "request.method '" + e.method + "' is not an HTTP verb",
+                        e.path + ".request.method");
+    const std::string* url = string_member(*request, "url");
+    if (url == nullptr || url->empty())
+      return entry_fail(e, ErrorKind::kInvalid, "required", "request.url is missing", e.path + ".request.url");
+    std::string_view u = *url;
+    if (u.starts_with(base + "/")) u.remove_prefix(base.size() + 1);
+    if (is_absolute(u))
+      return entry_fail(e, ErrorKind::kInvalid, "invalid",
+                        "request.url '" + *url + "' is not on this server (" + base + ")", e.path + ".request.url");
+    while (u.starts_with("/")) u.remove_prefix(1);
+    e.url = std::string(u);
+    if (const std::string* s = string_member(*request, "ifMatch")) {
+      e.if_match = version_of_etag(*s);
+      if (!e.if_match)
+        return entry_fail(e, ErrorKind::kInvalid, "invalid", "request.ifMatch '" + *s + "' is not an ETag (W/\"n\")",
+                          e.path + ".request.ifMatch");
+    }
+    if (const std::string* s = string_member(*request, "ifNoneMatch")) e.if_none_match = *s;
+    if (const std::string* s = string_member(*request, "ifModifiedSince")) e.if_modified_since = *s;
+    if (e.method == "GET" || e.method == "HEAD") return e;
+
+    auto q = e.url.find('?');
+    std::string path = e.url.substr(0, q);
+    auto slash = path.find('/');
+    e.type = path.substr(0, slash);
+    if (slash != std::string::npos) e.id = path.substr(slash + 1);
+    if (!defs.is_resource_type(e.type))
+      return entry_fail(e, ErrorKind::kInvalid, "not-supported",
+                        "request.url '" + e.url + "': '" + e.type + "' is not a resource type of FHIR R4",
+                        e.path + ".request.url");
+    if (q != std::string::npos && e.method != "POST")
+      return entry_fail(
+          e, ErrorKind::kNotSupported, "not-supported",
+          "Conditional " + std::string(e.method == "PUT" ? "update" : "delete") + " in a Bundle is not supported yet",
+          e.path + ".request.url");
+    bool wants_id = e.method != "POST";
+    if (wants_id ? (!resources::is_valid_id(e.id) || e.id.find('/') != std::string::npos)
+                 : (slash != std::string::npos || q != std::string::npos))
+      return entry_fail(
+          e, ErrorKind::kInvalid, "invalid",
+          "request.url '" + e.url + "' must be " + (wants_id ? "[type]/[id]" : "[type]") + " for " + e.method,
+          e.path + ".request.url");
+    if (e.method == "DELETE") return e;
+    const json::Value* resource = raw.find("resource");
+    if (resource == nullptr || !resource->is_object())
+      return entry_fail(e, ErrorKind::kInvalid, "required", e.method + " needs a resource", e.path + ".resource");
+    const std::string* rtype = string_member(*resource, "resourceType");
+    if (rtype == nullptr || *rtype != e.type)
+      return entry_fail(e, ErrorKind::kInvalid, "invalid",
+                        "The resource's resourceType '" + (rtype ? *rtype : std::string()) +
+                            "' does not match request.url '" + e.url + "'",
+                        e.path + ".resource.resourceType");
+    e.resource = *resource;
+    if (const std::string* s = string_member(*request, "ifNoneExist"); s != nullptr && e.method == "POST") {
+      std::string_view cond = *s;
+      if (cond.starts_with(e.type + "?")) cond.remove_prefix(e.type.size() + 1);
+      if (cond.starts_with("?")) cond.remove_prefix(1);
+      e.if_none_exist = std::string(cond);
+    }
+    return e;
+  };
+
+  auto parse_condition = [&](const Entry& e, std::string_view type, std::string_view query,
+                             const std::string& expression) -> Result<resources::SearchQuery> {
+    if (registry_ == nullptr)
+      return entry_fail(e, ErrorKind::kNotSupported, "not-supported",
+                        "Conditional references and ifNoneExist need search (--search-index true)", expression);
+    auto params = parse_query(query);
+    if (!params || params->empty())
+      return entry_fail(e, ErrorKind::kInvalid, "invalid", "'" + std::string(query) + "' is not a search query",
+                        expression);
+    resources::SearchLimits limits;
+    limits.strict = true;  // an unknown parameter would match everything
+    auto parsed = resources::parse_search(type, *params, *registry_, defs, limits);
+    if (!parsed) {
+      fhir::Error err = parsed.error();
+      for (auto& issue : err.issues) issue.expression = expression;
+      return std::unexpected(entry_error(e, std::move(err)));
+    }
+    return parsed;
+  };
+
+  // Builds the plan of the write entries: ids, references, checks, index values. For a batch `entries_in` holds
+  // one entry.
+  auto make_plan = [&](std::vector<Entry> list) -> Result<std::shared_ptr<Plan>> {
+    auto plan = std::make_shared<Plan>();
+    plan->registry = registry_;
+    // fullUrl -> Type/id (static) or "" (dynamic: ifNoneExist decides inside the job)
+    std::map<std::string, std::string> targets;
+    std::set<std::string> touched;  // Type/id of PUT and DELETE entries
+    for (Entry& e : list) {
+      if (e.method == "GET" || e.method == "HEAD") continue;
+      if (e.method == "POST") e.id = resources::new_resource_id();
+      std::string key = e.type + "/" + e.id;
+      if (e.method != "POST" && !touched.insert(key).second)
+        return entry_fail(e, ErrorKind::kInvalid, "business-rule",
+                          key + " is the target of another entry too: a transaction writes a resource once",
+                          e.path + ".request.url");
+      if (!e.full_url.empty()) {
+        if (!batch) targets[e.full_url] = e.method == "POST" && !e.if_none_exist.empty() ? "" : key;
+      }
+      if (e.method == "POST" && !e.if_none_exist.empty()) {
+        auto q = parse_condition(e, e.type, e.if_none_exist, e.path + ".request.ifNoneExist");
+        if (!q) return std::unexpected(q.error());
+        e.if_none_exist_query = std::move(*q);
+      }
+    }
+    std::vector<fhir::Issue> structure_issues;
+    ErrorKind structure_kind = ErrorKind::kInvalid;
+    for (Entry& e : list) {
+      if (e.method != "POST" && e.method != "PUT") continue;
+      if (e.method == "POST") set_id(e.resource, e.id);
+      const std::string ref_base = is_absolute(e.full_url) ? base_of(e.full_url) : base;
+      auto rewritten =
+          rewrite_references(e.resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
+            if (ref.starts_with("#")) return std::optional<std::string>{};
+            std::string key = is_urn(ref) || is_absolute(ref) ? ref : ref_base + "/" + ref;
+            if (auto it = targets.find(key); it != targets.end()) {
+              if (it->second.empty()) {
+                e.dynamic = true;
+                return std::optional<std::string>{};
+              }
+              return std::optional<std::string>{it->second};
+            }
+            if (is_urn(ref))
+              return entry_fail(e, ErrorKind::kInvalid, "not-found",
+                                batch ? "Reference '" + ref + "': entries of a batch may not refer to each other"
+                                      : "Reference '" + ref + "' is to no fullUrl of the Bundle",
+                                e.path + ".resource");
+            auto q = ref.find('?');
+            if (q != std::string::npos && !is_absolute(ref)) {
+              std::string rtype = ref.substr(0, q);
+              if (!defs.is_resource_type(rtype))
+                return entry_fail(e, ErrorKind::kInvalid, "invalid",
+                                  "Conditional reference '" + ref + "': '" + rtype + "' is not a resource type",
+                                  e.path + ".resource");
+              if (!plan->conditional.contains(ref)) {
+                auto parsed = parse_condition(e, rtype, std::string_view(ref).substr(q + 1), e.path + ".resource");
+                if (!parsed) return std::unexpected(parsed.error());
+                plan->conditional.emplace(ref, std::move(*parsed));
+              }
+              e.dynamic = true;
+            }
+            return std::optional<std::string>{};
+          });
+      if (!rewritten) return std::unexpected(rewritten.error());
+      std::vector<fhir::Issue> issues =
+          repo_.check(e.type, e.resource, e.method == "PUT" ? std::optional(e.id) : std::nullopt);
+      if (issues.empty() && options_.check) {
+        // What the server checks beyond the structure (a custom SearchParameter that must be usable).
+        if (auto ok = options_.check(e.type, e.resource, e.method == "PUT" ? e.id : std::string()); !ok)
+          issues = std::move(ok.error().issues);
+        if (!issues.empty()) structure_kind = ErrorKind::kInvalid;
+      }
+      for (fhir::Issue& issue : issues) {
+        std::string expr = issue.expression;
+        if (expr.starts_with(e.type))
+          expr = e.path + ".resource" + expr.substr(e.type.size());
+        else if (expr.empty())
+          expr = e.path + ".resource";
+        else
+          expr = e.path + ".resource." + expr;
+        issue.expression = std::move(expr);
+        issue.diagnostics =
+            e.path + (e.full_url.empty() ? "" : " (fullUrl " + e.full_url + ")") + ": " + issue.diagnostics;
+        if (issue.severity == fhir::Severity::kError || issue.severity == fhir::Severity::kFatal)
+          structure_issues.push_back(std::move(issue));
+      }
+      if (!e.dynamic) e.index_values = repo_.index_values(e.resource, e.guard);
+    }
+    if (!structure_issues.empty()) return std::unexpected(fhir::Error{structure_kind, std::move(structure_issues)});
+    plan->entries = std::move(list);
+    plan->results.resize(plan->entries.size());
+    return plan;
+  };
+
+  const resources::TenantId tenant = options_.tenant;
+  // The write job: every write entry of the plan, in the spec's order. Runs again from scratch after a rollback.
+  auto work = [this, tenant](std::shared_ptr<Plan> plan) {
+    return [this, tenant, plan](resources::Transaction& txn) -> Result<void> {
+      for (EntryResult& r : plan->results) r = EntryResult{};
+      plan->resolved.clear();
+      plan->guards.clear();
+      auto& entries = plan->entries;
+      auto location = [](const VersionRecord& v) {
+        return v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
+      };
+      auto check_version = [&](const Entry& e, std::int64_t current) -> Result<void> {
+        if (e.if_match && *e.if_match != current)
+          return entry_fail(e, ErrorKind::kPreconditionFailed, "conflict",
+                            "Version " + std::to_string(*e.if_match) + " of " + e.type + "/" + e.id +
+                                " is not the current one (" + std::to_string(current) + ")",
+                            e.path + ".request.ifMatch");
+        return {};
+      };
+      // DELETE
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const Entry& e = entries[i];
+        if (e.method != "DELETE") continue;
+        auto cur = txn.current(tenant, e.type, e.id);
+        if (!cur) return std::unexpected(entry_error(e, cur.error()));
+        std::int64_t version = *cur ? (*cur)->version : 0;
+        if (auto ok = check_version(e, version); !ok) return ok;
+        EntryResult& r = plan->results[i];
+        r.status = 204;
+        if (!*cur || (*cur)->deleted) continue;
+        VersionRecord rec;
+        rec.type = e.type;
+        rec.id = e.id;
+        rec.version = version + 1;
+        rec.last_updated_ms = txn.now_ms();
+        rec.deleted = true;
+        rec.method = resources::Method::kDelete;
+        auto seq = txn.append(tenant, rec);
+        if (!seq) return std::unexpected(entry_error(e, seq.error()));
+        rec.seq = *seq;
+        r.status = 200;
+        r.location = location(rec);
+        r.record = std::move(rec);
+      }
+      // Conditional references, once each.
+      for (const auto& [ref, query] : plan->conditional) {
+        auto ids = txn.search_ids(tenant, query, 2);
+        if (ids && ids->size() == 1) {
+          plan->resolved[ref] = (*ids)[0].first + "/" + (*ids)[0].second;
+          continue;
+        }
+        // The first entry that uses it, to name in the error.
+        const Entry* user = &entries.front();
+        for (const Entry& e : entries) {
+          bool uses = false;
+          json::Value copy = e.resource;
+          (void)rewrite_references(copy, [&](const std::string& r) -> Result<std::optional<std::string>> {
+            if (r == ref) uses = true;
+            return std::optional<std::string>{};
+          });
+          if (uses) {
+            user = &e;
+            break;
+          }
+        }
+        const Entry& named = *user;
+        if (!ids) return std::unexpected(entry_error(named, ids.error()));
+        if (ids->size() != 1)
+          return entry_fail(named, ErrorKind::kPreconditionFailed, ids->empty() ? "not-found" : "multiple-matches",
+                            "Conditional reference '" + ref + "' matches " +
+                                (ids->empty() ? std::string("no resource") : std::string("several resources")),
+                            named.path + ".resource");
+        plan->resolved[ref] = (*ids)[0].first + "/" + (*ids)[0].second;
+      }
+      // ifNoneExist, before any POST is written (their fullUrls may be referred to by the others).
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const Entry& e = entries[i];
+        if (e.method != "POST") continue;
+        if (!e.if_none_exist_query) {
+          if (!e.full_url.empty()) plan->resolved[e.full_url] = e.type + "/" + e.id;
+          continue;
+        }
+        auto ids = txn.search_ids(tenant, *e.if_none_exist_query, 2);
+        if (!ids) return std::unexpected(entry_error(e, ids.error()));
+        if (ids->size() > 1)
+          return entry_fail(e, ErrorKind::kPreconditionFailed, "multiple-matches",
+                            "ifNoneExist '" + e.if_none_exist + "' matches several resources",
+                            e.path + ".request.ifNoneExist");
+        if (ids->empty()) {
+          if (!e.full_url.empty()) plan->resolved[e.full_url] = e.type + "/" + e.id;
+          continue;
+        }
+        const auto& [type, id] = (*ids)[0];
+        auto cur = txn.current(tenant, type, id);
+        if (!cur) return std::unexpected(entry_error(e, cur.error()));
+        EntryResult& r = plan->results[i];
+        r.status = 200;
+        VersionRecord rec;
+        rec.type = type;
+        rec.id = id;
+        rec.version = *cur ? (*cur)->version : 1;
+        rec.last_updated_ms = *cur ? (*cur)->last_updated_ms : 0;
+        r.location = location(rec);
+        r.record = std::move(rec);
+        if (!e.full_url.empty()) plan->resolved[e.full_url] = type + "/" + id;
+      }
+      auto write = [&](std::size_t i, std::int64_t version, resources::Method method, bool created) -> Result<void> {
+        const Entry& e = entries[i];
+        json::Value resource = e.resource;
+        std::optional<resources::IndexValues> index;
+        if (e.dynamic) {
+          (void)rewrite_references(resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
+            if (auto it = plan->resolved.find(ref); it != plan->resolved.end())
+              return std::optional<std::string>{it->second};
+            return std::optional<std::string>{};
+          });
+          std::shared_ptr<const void> guard;
+          index = repo_.index_values(resource, guard);
+          plan->guards.push_back(std::move(guard));
+        } else {
+          index = e.index_values;
+        }
+        VersionRecord rec;
+        rec.type = e.type;
+        rec.id = e.id;
+        rec.version = version;
+        rec.last_updated_ms = txn.now_ms();
+        rec.method = method;
+        stamp_meta(resource, rec.version, rec.last_updated_ms);
+        rec.body = json::write(resource);
+        if (index) {
+          std::erase_if(index->dates, [](const resources::DateIndex& d) { return d.param == "_lastUpdated"; });
+          index->dates.push_back(resources::DateIndex{"_lastUpdated", rec.last_updated_ms, rec.last_updated_ms + 1});
+        }
+        auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
+        if (!seq) return std::unexpected(entry_error(e, seq.error()));
+        rec.seq = *seq;
+        EntryResult& r = plan->results[i];
+        r.status = created ? 201 : 200;
+        r.location = location(rec);
+        r.record = std::move(rec);
+        return {};
+      };
+      // POST
+      for (std::size_t i = 0; i < entries.size(); ++i)
+        if (entries[i].method == "POST" && plan->results[i].status == 0)
+          if (auto ok = write(i, 1, resources::Method::kCreate, true); !ok) return ok;
+      // PUT
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const Entry& e = entries[i];
+        if (e.method != "PUT") continue;
+        auto cur = txn.current(tenant, e.type, e.id);
+        if (!cur) return std::unexpected(entry_error(e, cur.error()));
+        std::int64_t version = *cur ? (*cur)->version : 0;
+        if (auto ok = check_version(e, version); !ok) return ok;
+        if (e.if_none_match == "*" && *cur && !(*cur)->deleted)
+          return entry_fail(e, ErrorKind::kPreconditionFailed, "duplicate",
+                            e.type + "/" + e.id + " exists (ifNoneMatch *)", e.path + ".request.ifNoneMatch");
+        if (auto ok = write(i, version + 1, resources::Method::kUpdate, !*cur || (*cur)->deleted); !ok) return ok;
+      }
+      return {};
+    };
+  };
+
+  // A GET entry, through the router.
+  auto get_entry = [&](const Entry& e, EntryResult& r) {
+    if (!get_) {
+      r.status = 501;
+      r.outcome =
+          fhir::operation_outcome_json(entry_error(e, fhir::Error::make(ErrorKind::kNotSupported, "not-supported",
+                                                                        "GET entries are not served here"))
+                                           .issues);
+      return;
+    }
+    Request sub;
+    sub.method = e.method;
+    sub.target = "/fhir/" + e.url;
+    sub.headers.emplace_back("accept", "application/fhir+json");
+    if (!e.if_none_match.empty()) sub.headers.emplace_back("if-none-match", e.if_none_match);
+    if (!e.if_modified_since.empty()) {
+      // request.ifModifiedSince is an instant; the router reads an HTTP date.
+      auto range = fhir::datetime_range(e.if_modified_since);
+      sub.headers.emplace_back("if-modified-since", range ? fhir::format_http_date(range->first) : e.if_modified_since);
+    }
+    Response resp = get_(sub);
+    r.status = resp.status;
+    for (const auto& [name, value] : resp.headers) {
+      if (name == "ETag") r.etag = value;
+      if (name == "Last-Modified")
+        if (auto ms = fhir::parse_http_date(value)) r.last_modified = fhir::format_instant(*ms);
+    }
+    if (resp.body.empty() || e.method == "HEAD") return;
+    if (resp.status >= 400) {
+      r.outcome = std::move(resp.body);
+    } else if (auto parsed = json::parse(resp.body)) {
+      r.resource = std::move(*parsed);
+    }
+  };
+
+  // The response entry for one request entry.
+  auto response_entry = [&](std::string& b, const EntryResult& r, bool is_get) {
+    b += "{";
+    bool written = r.record && !r.record->deleted && !is_get;
+    if (written) {
+      b += "\"fullUrl\":";
+      json::append_quoted(b, base + "/" + r.record->type + "/" + r.record->id);
+      if (options_.return_resources && !r.record->body.empty()) {
+        b += ",\"resource\":";
+        b += r.record->body;
+      }
+      b += ",";
+    } else if (r.resource) {
+      b += "\"resource\":";
+      json::write_to(b, *r.resource);
+      b += ",";
+    }
+    b += "\"response\":{\"status\":";
+    json::append_quoted(b, status_text(r.status));
+    if (!r.location.empty()) {
+      b += ",\"location\":";
+      json::append_quoted(b, r.location);
+    }
+    if (r.record) {
+      b += ",\"etag\":";
+      json::append_quoted(b, etag(r.record->version));
+      if (r.record->last_updated_ms != 0) {
+        b += ",\"lastModified\":";
+        json::append_quoted(b, fhir::format_instant(r.record->last_updated_ms));
+      }
+    } else {
+      if (!r.etag.empty()) {
+        b += ",\"etag\":";
+        json::append_quoted(b, r.etag);
+      }
+      if (!r.last_modified.empty()) {
+        b += ",\"lastModified\":";
+        json::append_quoted(b, r.last_modified);
+      }
+    }
+    if (!r.outcome.empty()) {
+      b += ",\"outcome\":";
+      b += r.outcome;
+    }
+    b += "}}";
+  };
+
+  auto bundle_text = [&](const std::vector<EntryResult>& results, const std::vector<bool>& gets) {
+    std::string b = "{\"resourceType\":\"Bundle\",\"id\":";
+    json::append_quoted(b, resources::new_resource_id());
+    b += ",\"type\":";
+    json::append_quoted(b, batch ? "batch-response" : "transaction-response");
+    b += ",\"link\":[{\"relation\":\"self\",\"url\":";
+    json::append_quoted(b, base);
+    b += "}]";
+    if (!results.empty()) {
+      b += ",\"entry\":[";
+      for (std::size_t i = 0; i < results.size(); ++i) {
+        if (i != 0) b += ",";
+        response_entry(b, results[i], gets[i]);
+      }
+      b += "]";
+    }
+    b += "}";
+    return b;
+  };
+
+  const std::size_t n = entries->items().size();
+  std::vector<EntryResult> results(n);
+  std::vector<bool> gets(n, false);
+
+  if (!batch) {
+    std::vector<Entry> list;
+    list.reserve(n);
+    std::set<std::string> full_urls;
+    for (std::size_t i = 0; i < n; ++i) {
+      auto e = read_entry(i);
+      if (!e) return fail_all(e.error());
+      if (!e->full_url.empty() && !full_urls.insert(e->full_url).second)
+        return fail_all(entry_error(
+            *e, fhir::Error::make(ErrorKind::kInvalid, "duplicate",
+                                  "fullUrl '" + e->full_url + "' is used by another entry", e->path + ".fullUrl")));
+      gets[i] = e->method == "GET" || e->method == "HEAD";
+      list.push_back(std::move(*e));
+    }
+    std::vector<Entry> reads;
+    for (const Entry& e : list)
+      if (e.method == "GET" || e.method == "HEAD") reads.push_back(e);
+    auto plan = make_plan(std::move(list));
+    if (!plan) return fail_all(plan.error());
+    bool any_write = std::any_of((*plan)->entries.begin(), (*plan)->entries.end(),
+                                 [](const Entry& e) { return e.method != "GET" && e.method != "HEAD"; });
+    if (any_write) {
+      auto committed = repo_.store().write(work(*plan));
+      if (!committed) return fail_all(committed.error());
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      results[i] = std::move((*plan)->results[i]);
+      if (results[i].record && (*plan)->entries[i].method != "POST") out.written.push_back(*results[i].record);
+      if (results[i].record && (*plan)->entries[i].method == "POST" && results[i].status == 201)
+        out.written.push_back(*results[i].record);
+    }
+    for (const Entry& e : reads) get_entry(e, results[e.index]);
+    out.body = bundle_text(results, gets);
+    return out;
+  }
+
+  // batch: each entry on its own, in order.
+  std::set<std::string> full_urls;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto failed = [&](const fhir::Error& err) {
+      results[i].status = http_status(err.kind);
+      results[i].outcome = fhir::operation_outcome_json(err.issues);
+      out.failed.emplace_back(i, err);
+    };
+    auto e = read_entry(i);
+    if (!e) {
+      failed(e.error());
+      continue;
+    }
+    if (!e->full_url.empty() && !full_urls.insert(e->full_url).second) {
+      failed(entry_error(
+          *e, fhir::Error::make(ErrorKind::kInvalid, "duplicate",
+                                "fullUrl '" + e->full_url + "' is used by another entry", e->path + ".fullUrl")));
+      continue;
+    }
+    if (e->method == "GET" || e->method == "HEAD") {
+      gets[i] = true;
+      get_entry(*e, results[i]);
+      continue;
+    }
+    std::vector<Entry> one;
+    one.push_back(std::move(*e));
+    auto plan = make_plan(std::move(one));
+    if (!plan) {
+      failed(plan.error());
+      continue;
+    }
+    auto committed = repo_.store().write(work(*plan));
+    if (!committed) {
+      failed(committed.error());
+      continue;
+    }
+    results[i] = std::move((*plan)->results[0]);
+    if (results[i].record && !((*plan)->entries[0].method == "POST" && results[i].status == 200))
+      out.written.push_back(*results[i].record);
+  }
+  out.body = bundle_text(results, gets);
+  return out;
+}
+
+}  // namespace caduceus::server
