@@ -16,26 +16,6 @@ using fhir::json::Value;
 
 const HeaderList kJson{{"Content-Type", "application/fhir+json"}};
 
-std::set<std::string> entry_refs(const Response& r) {
-  std::set<std::string> refs;
-  auto v = r.json();
-  if (!v) return refs;
-  if (const auto* entries = v->find("entry"))
-    for (const auto& e : entries->items()) {
-      const Value* res = e.find("resource");
-      refs.insert(res->find("resourceType")->text() + "/" + res->find("id")->text());
-    }
-  return refs;
-}
-
-std::string next_link(const Response& r) {
-  auto v = r.json();
-  if (!v) return {};
-  for (const auto& l : v->find("link")->items())
-    if (l.find("relation")->text() == "next") return l.find("url")->text();
-  return {};
-}
-
 // The parts of a Parameters parameter (or part) with that name.
 std::vector<const Value*> parts_named(const Value& holder, std::string_view key, std::string_view name) {
   std::vector<const Value*> out;

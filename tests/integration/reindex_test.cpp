@@ -28,15 +28,6 @@ std::string patient(std::string_view id, std::string_view colour) {
   return R"({"resourceType":"Patient","id":")" + std::string(id) + "\"" + extension + "}";
 }
 
-std::set<std::string> entry_ids(const Response& r) {
-  std::set<std::string> ids;
-  auto v = r.json();
-  if (!v) return ids;
-  if (const auto* entries = v->find("entry"))
-    for (const auto& e : entries->items()) ids.insert(e.find("resource")->find("id")->text());
-  return ids;
-}
-
 // The value of the Parameters part `name` (its value[x] as text), or "".
 std::string part(const Response& r, std::string_view name) {
   auto v = r.json();

@@ -17,42 +17,6 @@ namespace {
 
 const HeaderList kJson{{"Content-Type", "application/fhir+json"}};
 
-std::set<std::string> entry_ids(const Response& r) {
-  std::set<std::string> ids;
-  auto v = r.json();
-  if (!v) return ids;
-  if (const auto* entries = v->find("entry"))
-    for (const auto& e : entries->items()) ids.insert(e.find("resource")->find("id")->text());
-  return ids;
-}
-
-std::string next_link(const Response& r) {
-  auto v = r.json();
-  if (!v) return {};
-  for (const auto& l : v->find("link")->items())
-    if (l.find("relation")->text() == "next") return l.find("url")->text();
-  return {};
-}
-
-// The ids of the matches, in the Bundle's order.
-std::vector<std::string> entry_order(const Response& r) {
-  std::vector<std::string> ids;
-  auto v = r.json();
-  if (!v) return ids;
-  if (const auto* entries = v->find("entry"))
-    for (const auto& e : entries->items())
-      if (e.find("search")->find("mode")->text() == "match") ids.push_back(e.find("resource")->find("id")->text());
-  return ids;
-}
-
-std::string self_link(const Response& r) {
-  auto v = r.json();
-  if (!v) return {};
-  for (const auto& l : v->find("link")->items())
-    if (l.find("relation")->text() == "self") return l.find("url")->text();
-  return {};
-}
-
 using Order = std::vector<std::string>;
 
 class SearchTest : public ::testing::Test {

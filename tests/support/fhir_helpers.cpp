@@ -327,4 +327,49 @@ std::optional<Value> ServerTest::read(std::string_view type_and_id) {
   return v;
 }
 
+std::set<std::string> entry_ids(const Response& r) {
+  std::set<std::string> ids;
+  auto v = r.json();
+  if (!v) return ids;
+  if (const Value* entries = v->find("entry"); entries != nullptr && entries->is_array())
+    for (const auto& e : entries->items())
+      if (const Value* res = e.find("resource"); res != nullptr && res->find("id") != nullptr)
+        ids.insert(res->find("id")->text());
+  return ids;
+}
+
+std::set<std::string> entry_refs(const Response& r) {
+  std::set<std::string> refs;
+  auto v = r.json();
+  if (!v) return refs;
+  if (const Value* entries = v->find("entry"); entries != nullptr && entries->is_array())
+    for (const auto& e : entries->items())
+      if (const Value* res = e.find("resource"); res != nullptr && res->find("id") != nullptr)
+        refs.insert(res->find("resourceType")->text() + "/" + res->find("id")->text());
+  return refs;
+}
+
+std::vector<std::string> entry_order(const Response& r) {
+  std::vector<std::string> ids;
+  auto v = r.json();
+  if (!v) return ids;
+  if (const Value* entries = v->find("entry"); entries != nullptr && entries->is_array())
+    for (const auto& e : entries->items()) {
+      const Value* search = e.find("search");
+      const Value* mode = search != nullptr ? search->find("mode") : nullptr;
+      if (mode != nullptr && mode->text() == "match") ids.push_back(e.find("resource")->find("id")->text());
+    }
+  return ids;
+}
+
+std::string bundle_link(const Response& r, std::string_view relation) {
+  auto v = r.json();
+  if (!v) return {};
+  if (const Value* links = v->find("link"); links != nullptr && links->is_array())
+    for (const auto& l : links->items())
+      if (const Value* rel = l.find("relation"); rel != nullptr && rel->text() == relation)
+        return l.find("url")->text();
+  return {};
+}
+
 }  // namespace caduceus::test

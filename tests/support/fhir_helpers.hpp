@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,5 +89,18 @@ class ServerTest : public ::testing::Test {
   static inline std::unique_ptr<TestServer> server_;
   std::unique_ptr<HttpClient> client_;
 };
+
+// Searchset Bundles: the ids of every entry's resource; its "Type/id"s; the ids of the matches in the Bundle's
+// order; the url of its link with that relation ("self", "next"), or empty.
+std::set<std::string> entry_ids(const Response& r);
+std::set<std::string> entry_refs(const Response& r);
+std::vector<std::string> entry_order(const Response& r);
+std::string bundle_link(const Response& r, std::string_view relation);
+inline std::string next_link(const Response& r) {
+  return bundle_link(r, "next");
+}
+inline std::string self_link(const Response& r) {
+  return bundle_link(r, "self");
+}
 
 }  // namespace caduceus::test
