@@ -45,9 +45,6 @@ bool is_valid_id(std::string_view text) noexcept {
   return true;
 }
 
-namespace {
-
-// Sets meta.versionId and meta.lastUpdated, keeping the rest of meta, and places meta after id.
 void stamp_meta(json::Value& resource, std::int64_t version, std::int64_t last_updated_ms) {
   json::Value meta = json::Value::object();
   if (json::Value* existing = resource.find("meta"); existing != nullptr && existing->is_object()) {
@@ -75,6 +72,8 @@ void set_id(json::Value& resource, const std::string& id) {
   if (pos != members.end() && pos->first == "resourceType") ++pos;
   members.insert(pos, {"id", json::Value::string(id)});
 }
+
+namespace {
 
 Result<void> issues_to_error(std::vector<fhir::Issue> issues) {
   if (issues.empty()) return {};

@@ -18,6 +18,8 @@ namespace caduceus::server {
 using fhir::ErrorKind;
 using fhir::Result;
 namespace json = fhir::json;
+using resources::set_id;
+using resources::stamp_meta;
 using resources::VersionRecord;
 
 namespace {
@@ -60,35 +62,6 @@ std::string etag(std::int64_t version) {
 const std::string* string_member(const json::Value& v, std::string_view key) {
   const json::Value* m = v.is_object() ? v.find(key) : nullptr;
   return m != nullptr && m->is_string() ? &m->text() : nullptr;
-}
-
-// Sets meta.versionId and meta.lastUpdated (as the repository does), and places meta after id.
-void stamp_meta(json::Value& resource, std::int64_t version, std::int64_t last_updated_ms) {
-  json::Value meta = json::Value::object();
-  if (json::Value* existing = resource.find("meta"); existing != nullptr && existing->is_object()) {
-    meta = std::move(*existing);
-    resource.erase("meta");
-  }
-  meta.erase("versionId");
-  meta.erase("lastUpdated");
-  auto& m = meta.members();
-  m.insert(m.begin(), {"lastUpdated", json::Value::string(fhir::format_instant(last_updated_ms))});
-  m.insert(m.begin(), {"versionId", json::Value::string(std::to_string(version))});
-  auto& members = resource.members();
-  auto pos = members.begin();
-  while (pos != members.end() && (pos->first == "resourceType" || pos->first == "id")) ++pos;
-  members.insert(pos, {"meta", std::move(meta)});
-}
-
-void set_id(json::Value& resource, const std::string& id) {
-  if (json::Value* existing = resource.find("id")) {
-    *existing = json::Value::string(id);
-    return;
-  }
-  auto& members = resource.members();
-  auto pos = members.begin();
-  if (pos != members.end() && pos->first == "resourceType") ++pos;
-  members.insert(pos, {"id", json::Value::string(id)});
 }
 
 // Calls f(text) for every `reference` string at any depth (extensions and contained resources included); when f

@@ -34,6 +34,12 @@ struct Conditional {
   std::string text;  // the criteria as the client wrote them, for messages
 };
 
+// Sets meta.versionId and meta.lastUpdated of a resource about to be written, keeping the rest of its meta, and
+// places meta right after id (as every write does).
+void stamp_meta(fhir::json::Value& resource, std::int64_t version, std::int64_t last_updated_ms);
+// Sets the resource's id (inserted after resourceType when it has none).
+void set_id(fhir::json::Value& resource, const std::string& id);
+
 class Repository {
  public:
   template <class T>
