@@ -119,6 +119,15 @@ struct Builder {
           return std::string("x.exact = ?");
         }
         std::string norm = sv::normalize_for_search(value);
+        if (c.modifier != Modifier::kContains && !norm.empty() && static_cast<unsigned char>(norm.back()) < 0xFF) {
+          // Starts with: the range [norm, norm with its last byte raised) seeks the value index (a LIKE would not:
+          // it folds case, and the column has the binary collation). Both sides are normalized already.
+          std::string upper = norm;
+          upper.back() = static_cast<char>(static_cast<unsigned char>(upper.back()) + 1);
+          bind(norm);
+          bind(upper);
+          return std::string("(x.normalized >= ? AND x.normalized < ?)");
+        }
         bind(c.modifier == Modifier::kContains ? "%" + like_escape(norm) + "%" : like_escape(norm) + "%");
         return std::string("x.normalized LIKE ? ESCAPE '\\'");
       }
