@@ -232,6 +232,32 @@ TEST_F(SearchSql, PagesByCursorAndCountsOnRequest) {
   EXPECT_TRUE(count->entries.empty());
 }
 
+// A count from the index rows alone (one plain criterion) equals the number of matches: a resource with several
+// matching values counts once.
+TEST_F(SearchSql, CountsFromTheIndexAloneMatchTheMatches) {
+  const std::vector<std::pair<std::string, Params>> searches = {
+      {"Patient", {{"gender", "male"}}},      {"Patient", {{"name", "m"}}},
+      {"Patient", {{"birthdate", "ge1900"}}}, {"Observation", {{"subject", "Patient/p1"}}},
+      {"Observation", {{"status", "final"}}}, {"Patient", {{"_id", "p1,p3,nobody"}}},
+      {"Patient", {{"name:contains", "l"}}},  {"Observation", {{"value-quantity", "gt0"}}},
+  };
+  for (const auto& [type, params] : searches) {
+    Params count_params = params, all = params;
+    count_params.emplace_back("_summary", "count");
+    all.emplace_back("_count", "1000");
+    auto count = search(type, count_params);
+    auto page = search(type, all);
+    ASSERT_TRUE(count.has_value() && page.has_value()) << type;
+    ASSERT_TRUE(count->total.has_value());
+    EXPECT_EQ(*count->total, static_cast<std::int64_t>(page->entries.size())) << type << "?" << params[0].first;
+  }
+  auto q = parse_search("Observation", {{"status", "final"}}, *registry_, *defs_);
+  ASSERT_TRUE(q.has_value());
+  auto sql = build_search_sql(0, *q, std::nullopt, 0, true);
+  ASSERT_TRUE(sql.has_value());
+  EXPECT_TRUE(sql->sql.starts_with("SELECT COUNT(*) FROM (SELECT DISTINCT x.rid FROM idx_token x")) << sql->sql;
+}
+
 using Order = std::vector<std::string>;
 
 // Patients: p1 Müller Anna, female, 1980-05-17; p2 Mueller Bob, male, 1980-05 (the whole month); p3 Smith Carol,

@@ -583,6 +583,33 @@ fhir::Result<std::string> sort_key_sql(const SortKey& k, const std::string& alia
 
 }  // namespace
 
+namespace {
+
+// The count of a search with one plain criterion, from its index rows alone: `SELECT COUNT(*) FROM (SELECT DISTINCT
+// x.rid FROM idx_... x WHERE ...)`. Sound because index rows exist only for the current version of resources that
+// are not deleted (a delete removes them), and carry the tenant and type; it saves a lookup in `resource` per match
+// (180,000 of them for a common code in a million resources). nullopt when the search has more to it.
+std::optional<SqlQuery> index_only_count(TenantId tenant, const SearchQuery& query) {
+  if (query.criteria.size() != 1 || !query.has.empty() || query.compartment) return std::nullopt;
+  const Criterion& c = query.criteria.front();
+  if (drive_rank(c) < 0 || c.chained || is_full_text(*c.parameter) ||
+      c.parameter->type == SearchParamType::kComposite || c.parameter->expression.empty())
+    return std::nullopt;
+  SqlQuery q;
+  Builder b{q};
+  b.tenant = tenant;
+  std::string where;
+  const Types types = query.type.empty() ? query.types : Types{query.type};
+  if (!b.criterion(c, types, where, "r")) return std::nullopt;
+  static constexpr std::string_view kHead = " AND r.rid IN (SELECT x.rid FROM ";
+  if (!where.starts_with(kHead) || !where.ends_with(")")) return std::nullopt;
+  q.sql = "SELECT COUNT(*) FROM (SELECT DISTINCT x.rid FROM " +
+          where.substr(kHead.size(), where.size() - kHead.size() - 1) + ")";
+  return q;
+}
+
+}  // namespace
+
 fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only) {
   if (!query.sort.empty() && !count_only) {
@@ -590,6 +617,8 @@ fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& quer
       return fhir::fail(ErrorKind::kInvalid, "invalid", "a sorted search pages by a sort cursor", "_cursor");
     return build_sorted_search_sql(tenant, query, nullptr, limit);
   }
+  if (count_only)
+    if (auto direct = index_only_count(tenant, query)) return std::move(*direct);
   SqlQuery q;
   auto where = search_where(tenant, query, q);
   if (!where) return std::unexpected(where.error());
@@ -900,6 +929,11 @@ SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::s
 SqlQuery bounded_match_count_sql(const SqlQuery& count_sql, std::size_t bound) {
   static constexpr std::string_view kHead = "SELECT COUNT(*) FROM resource r";
   SqlQuery q = count_sql;
+  if (!count_sql.sql.starts_with(kHead)) {  // a count over the index rows alone: `SELECT COUNT(*) FROM (...)`
+    q.sql = count_sql.sql.substr(0, count_sql.sql.size() - 1) + " LIMIT ?)";
+    q.binds.push_back(static_cast<std::int64_t>(bound));
+    return q;
+  }
   q.sql = "SELECT COUNT(*) FROM (SELECT 1 FROM resource r" + count_sql.sql.substr(kHead.size()) + " LIMIT ?)";
   q.binds.push_back(static_cast<std::int64_t>(bound));
   return q;
