@@ -4,11 +4,14 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <future>
 #include <limits>
 #include <map>
 #include <span>
+#include <thread>
 #include <variant>
 
 #include "bundle.hpp"
@@ -22,6 +25,54 @@
 #include "url.hpp"
 
 namespace caduceus::server {
+
+// A fixed set of threads running posted tasks in order of arrival; on destruction it runs what is queued, then
+// joins.
+class Router::WorkerPool {
+ public:
+  explicit WorkerPool(std::size_t threads) {
+    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void post(std::function<void()> task) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        task = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// Bundles in flight at once (each waits for its commit; together they share commits).
+constexpr std::size_t kBundleWorkers = 16;
 
 using fhir::ErrorKind;
 namespace json = fhir::json;
@@ -1207,8 +1258,9 @@ struct Router::Impl {
     return patch(type, {}, std::move(*criteria));
   }
 
-  // POST [base]: a batch or transaction Bundle (bundle.hpp).
-  Response bundle_post() const {
+  // POST [base]: a batch or transaction Bundle (bundle.hpp). It waits for its commits, so on the asynchronous path
+  // it runs on the router's worker threads, never on an I/O thread: concurrent transactions then commit together.
+  std::optional<Response> bundle_post() const {
     auto body = read_body(req);
     if (!body) return with_interaction(error_response(body.error()), "transaction");
     const json::Value* type = body->find("type");
@@ -1223,18 +1275,24 @@ struct Router::Impl {
         if (type != "SearchParameter") return {};
         return reindexer->check(resource, id);
       };
-    BundleProcessor processor(repo(), self.search_parameters(), std::move(options),
-                              [this](const Request& sub) { return self.handle(sub); });
-    BundleOutcome out = processor.process(*body);
-    if (self.reindexer_ != nullptr)
-      for (const VersionRecord& v : out.written) {
-        if (v.type != "SearchParameter") continue;
-        if (v.deleted)
-          self.reindexer_->parameter_deleted(v.id);
-        else
-          self.reindexer_->parameter_written(v);
-      }
-    return with_interaction(json_response(out.status, std::move(out.body), format), std::move(interaction));
+    auto run = [router = &self, body = std::make_shared<json::Value>(std::move(*body)), options = std::move(options),
+                format = format, interaction = std::move(interaction)]() mutable {
+      BundleProcessor processor(router->repository_, router->search_parameters(), std::move(options),
+                                [router](const Request& sub) { return router->handle(sub); });
+      BundleOutcome out = processor.process(*body);
+      if (router->reindexer_ != nullptr)
+        for (const VersionRecord& v : out.written) {
+          if (v.type != "SearchParameter") continue;
+          if (v.deleted)
+            router->reindexer_->parameter_deleted(v.id);
+          else
+            router->reindexer_->parameter_written(v);
+        }
+      return with_interaction(json_response(out.status, std::move(out.body), format), std::move(interaction));
+    };
+    if (done == nullptr) return run();
+    self.workers_->post([run = std::move(run), done = *done]() mutable { done(run()); });
+    return std::nullopt;
   }
 
   std::optional<Response> fhir(std::string_view path) {
@@ -1330,7 +1388,10 @@ Router::Router(resources::Repository& repository, RouterOptions options, std::fu
     : repository_(repository),
       options_(std::move(options)),
       render_metrics_(std::move(render_metrics)),
-      search_parameters_(search_parameters) {}
+      search_parameters_(search_parameters),
+      workers_(std::make_unique<WorkerPool>(kBundleWorkers)) {}
+
+Router::~Router() = default;
 
 Router::Router(resources::Repository& repository, RouterOptions options, std::function<std::string()> render_metrics,
                const resources::ActiveSearchParameters& active, resources::Reindexer& reindexer)
@@ -1339,7 +1400,8 @@ Router::Router(resources::Repository& repository, RouterOptions options, std::fu
       render_metrics_(std::move(render_metrics)),
       search_parameters_(nullptr),
       active_(&active),
-      reindexer_(&reindexer) {}
+      reindexer_(&reindexer),
+      workers_(std::make_unique<WorkerPool>(kBundleWorkers)) {}
 
 void Router::set_base_url(std::string base_url) {
   options_.base_url = std::move(base_url);

@@ -18,7 +18,7 @@ struct RouterOptions {
   std::size_t history_default_count = 50;
   std::size_t history_max_count = 1000;
   std::string software_version = "0.1.0";
-  std::size_t max_conditional_delete = 1;  // 1: conditionalDelete "single"; more: "multiple" up to this many
+  std::size_t max_conditional_delete = 1;   // 1: conditionalDelete "single"; more: "multiple" up to this many
   std::size_t max_bundle_entries = 10'000;  // entries of a batch or transaction Bundle (beyond: 413)
 };
 
@@ -38,6 +38,10 @@ class Router {
 
   // Answers a request. Writes answer once durable: `done` may then run later, on a thread of the store's (it
   // must be cheap and thread-safe); everything else answers before handle_async returns.
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
   void handle_async(const Request& request, Completion done) const;
   // The same, waiting for the answer.
   Response handle(const Request& request) const;
@@ -67,6 +71,10 @@ class Router {
   mutable std::mutex capability_mutex_;  // guards the two below
   mutable std::string capability_json_;
   mutable std::shared_ptr<const resources::SearchParameterRegistry> capability_for_;
+  // Threads for requests that wait on the store synchronously (Bundles), off the I/O threads. Declared last:
+  // destroyed first, after running what was queued.
+  class WorkerPool;
+  std::unique_ptr<WorkerPool> workers_;
 };
 
 }  // namespace caduceus::server
