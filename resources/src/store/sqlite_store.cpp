@@ -76,7 +76,7 @@ void configure_connection(soci::session& s, bool synchronous_full) {
   s << "PRAGMA foreign_keys=ON";
   // Reads map the database file instead of copying pages through read(2); each connection keeps a larger page
   // cache. (Both only spend address space and page cache the OS can reclaim.)
-  s << "PRAGMA mmap_size=1073741824";
+  s << "PRAGMA mmap_size=2147418112";  // (the most Debian's SQLite maps: MAX_MMAP_SIZE=0x7fff0000)
   s << "PRAGMA cache_size=-8192";
   // Statement journals (one per savepoint) and sorter spills stay in memory: on disk, every page a write job
   // touched was copied to a temporary file first, which cost more than the write itself.
