@@ -329,16 +329,54 @@ struct IndexWriter {
   }
 };
 
+// Prepared search statements of one connection, by their SQL text: a search of the same shape (the values are
+// bound) skips SQLite's parser and planner. At most kMax; when full it starts again empty.
+class StatementCache {
+ public:
+  static constexpr std::size_t kMax = 128;
+  explicit StatementCache(sqlite_api::sqlite3* db) : db_(db) {}
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+  ~StatementCache() { clear(); }
+
+  // The statement for `sql`, reset and with no bindings; nullptr (and the error in the connection) if it does
+  // not prepare.
+  sqlite_api::sqlite3_stmt* get(const std::string& sql) {
+    if (auto it = statements_.find(sql); it != statements_.end()) {
+      sqlite_api::sqlite3_reset(it->second);
+      sqlite_api::sqlite3_clear_bindings(it->second);
+      return it->second;
+    }
+    if (statements_.size() >= kMax) clear();
+    sqlite_api::sqlite3_stmt* st = nullptr;
+    if (sqlite_api::sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &st, nullptr) != SQLITE_OK)
+      return nullptr;
+    statements_.emplace(sql, st);
+    return st;
+  }
+
+ private:
+  void clear() {
+    for (auto& [sql, st] : statements_) sqlite_api::sqlite3_finalize(st);
+    statements_.clear();
+  }
+
+  sqlite_api::sqlite3* db_;
+  std::unordered_map<std::string, sqlite_api::sqlite3_stmt*> statements_;
+};
+
 // One reader connection and its prepared reads.
 struct Reader {
   soci::session sql;
   VersionRow row;
   std::optional<HotStatement> read_current;
   std::optional<HotStatement> read_version;
+  std::optional<StatementCache> searches;  // (destroyed before the connection)
 
   explicit Reader(const std::string& path, bool synchronous_full) : sql(soci::sqlite3, connect_string(path)) {
     configure_connection(sql, synchronous_full);
     auto* db = static_cast<soci::sqlite3_session_backend*>(sql.get_backend())->conn_;
+    searches.emplace(db);
     read_current.emplace(db,
                          "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
                          "FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
@@ -350,6 +388,7 @@ struct Reader {
   }
 
   ~Reader() {
+    searches.reset();
     read_current.reset();
     read_version.reset();
   }
@@ -408,15 +447,29 @@ void bind_all(sqlite_api::sqlite3_stmt* st, const SqlQuery& q) {
 }
 
 // Runs a built query on a connection, calling on_row for each row. Throws on a database error.
+// With `cache`, the statement comes from (and stays in) the connection's cache, reset after use.
 template <class F>
-void run_query(sqlite_api::sqlite3* db, const SqlQuery& q, F&& on_row) {
+void run_query(sqlite_api::sqlite3* db, const SqlQuery& q, F&& on_row, StatementCache* cache = nullptr) {
   sqlite_api::sqlite3_stmt* st = nullptr;
-  if (sqlite_api::sqlite3_prepare_v2(db, q.sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
+  if (cache != nullptr) {
+    st = cache->get(q.sql);
+    if (st == nullptr) throw std::runtime_error(std::string("search query: ") + sqlite_api::sqlite3_errmsg(db));
+  } else if (sqlite_api::sqlite3_prepare_v2(db, q.sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
     throw std::runtime_error(std::string("search query: ") + sqlite_api::sqlite3_errmsg(db));
+  }
+  struct Done {  // finalizes a statement of its own, resets a cached one: also when on_row throws
+    sqlite_api::sqlite3_stmt* st;
+    bool cached;
+    ~Done() {
+      if (cached)
+        sqlite_api::sqlite3_reset(st);
+      else
+        sqlite_api::sqlite3_finalize(st);
+    }
+  } done{st, cache != nullptr};
   bind_all(st, q);
   int rc;
   while ((rc = sqlite_api::sqlite3_step(st)) == SQLITE_ROW) on_row(st);
-  sqlite_api::sqlite3_finalize(st);
   if (rc != SQLITE_DONE) throw std::runtime_error(std::string("search query: ") + sqlite_api::sqlite3_errmsg(db));
 }
 
@@ -711,23 +764,27 @@ class SqliteStore final : public Store {
       SearchPage page;
       std::vector<Hit> hits;
       std::vector<SortPosition> positions;  // of each hit, when sorted
-      run_query(db, *page_sql, [&](sqlite_api::sqlite3_stmt* st) {
-        hits.push_back(Hit{sqlite_api::sqlite3_column_int64(st, 0), column_text(st, 1), column_text(st, 2)});
-        if (query.sort.empty()) return;
-        SortPosition& p = positions.emplace_back();
-        p.rid = hits.back().rid;
-        for (int i = 0; i < static_cast<int>(query.sort.size()); ++i) {
-          const int col = 3 + i;  // after rid, id, type
-          switch (sqlite_api::sqlite3_column_type(st, col)) {
-            case SQLITE_NULL: p.keys.emplace_back(std::nullopt); break;
-            case SQLITE_INTEGER: p.keys.emplace_back(sqlite_api::sqlite3_column_int64(st, col)); break;
-            case SQLITE_FLOAT: p.keys.emplace_back(sqlite_api::sqlite3_column_double(st, col)); break;
-            default:
-              p.keys.emplace_back(std::string(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, col)),
-                                              static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, col))));
-          }
-        }
-      });
+      run_query(
+          db, *page_sql,
+          [&](sqlite_api::sqlite3_stmt* st) {
+            hits.push_back(Hit{sqlite_api::sqlite3_column_int64(st, 0), column_text(st, 1), column_text(st, 2)});
+            if (query.sort.empty()) return;
+            SortPosition& p = positions.emplace_back();
+            p.rid = hits.back().rid;
+            for (int i = 0; i < static_cast<int>(query.sort.size()); ++i) {
+              const int col = 3 + i;  // after rid, id, type
+              switch (sqlite_api::sqlite3_column_type(st, col)) {
+                case SQLITE_NULL: p.keys.emplace_back(std::nullopt); break;
+                case SQLITE_INTEGER: p.keys.emplace_back(sqlite_api::sqlite3_column_int64(st, col)); break;
+                case SQLITE_FLOAT: p.keys.emplace_back(sqlite_api::sqlite3_column_double(st, col)); break;
+                default:
+                  p.keys.emplace_back(
+                      std::string(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, col)),
+                                  static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, col))));
+              }
+            }
+          },
+          &*r.searches);
       if (limit == 0) {
         hits.clear();  // _count=0 and _summary=count: no entries, nothing to page
       } else if (hits.size() > limit) {
@@ -745,8 +802,9 @@ class SqliteStore final : public Store {
       }
       if (!query.includes.empty()) include_into(r, db, tenant, query, page);
       if (count_sql)
-        run_query(db, *count_sql,
-                  [&](sqlite_api::sqlite3_stmt* st) { page.total = sqlite_api::sqlite3_column_int64(st, 0); });
+        run_query(
+            db, *count_sql, [&](sqlite_api::sqlite3_stmt* st) { page.total = sqlite_api::sqlite3_column_int64(st, 0); },
+            &*r.searches);
       return page;
     });
   }
