@@ -793,10 +793,16 @@ class SqliteStore final : public Store {
             query.sort.empty() ? std::to_string(hits.back().rid) : encode_sort_cursor(query, positions[limit - 1]);
       }
       for (const auto& [rid, id, type] : hits) {
-        if (!r.read_current->fetch(tenant, type, id, std::nullopt, r.row)) continue;
-        auto rec = r.record(type, id);
-        if (!rec) return std::unexpected(rec.error());
-        // Deleted between the match and this read (a separate read transaction): it has no body to show.
+        // The current version, from the cache of current versions when it is there (as a read by id), else
+        // from the database. Either may be newer than the match (a separate read): what a read would answer.
+        std::optional<VersionRecord> rec = cache_.get(tenant, type, id);
+        if (!rec) {
+          if (!r.read_current->fetch(tenant, type, id, std::nullopt, r.row)) continue;
+          auto fetched = r.record(type, id);
+          if (!fetched) return std::unexpected(fetched.error());
+          rec = std::move(*fetched);
+        }
+        // Deleted between the match and this read: it has no body to show.
         if (rec->deleted) continue;
         page.entries.push_back(std::move(*rec));
       }
