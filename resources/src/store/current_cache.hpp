@@ -33,8 +33,20 @@ class CurrentCache {
     return *it->second;
   }
 
-  // Offers a record as the current version of its resource.
-  void put(TenantId tenant, const VersionRecord& record) {
+  // The eviction count of the shard that holds this resource: take it before reading a version from the
+  // database, and pass it to put(), so that a version read before an eviction cannot come back after it.
+  std::uint64_t evictions(TenantId tenant, std::string_view type, std::string_view id) const {
+    std::string k = key(tenant, type, id);
+    const Shard& s = shard(k);
+    std::lock_guard lock(s.mutex);
+    return s.evictions;
+  }
+
+  // Offers a record as the current version of its resource. A writer offers what it has just committed; a
+  // reader offers what it read, with the eviction count taken before the read: if the shard has been emptied
+  // since, a newer version may have come and gone, and the record is not kept. (Without the emptying, a newer
+  // version still in the cache wins by its number.)
+  void put(TenantId tenant, const VersionRecord& record, std::optional<std::uint64_t> evictions_before = {}) {
     if (shard_budget_ == 0) return;
     std::string k = key(tenant, record.type, record.id);
     std::size_t size = k.size() + record.body.size() + sizeof(VersionRecord);
@@ -42,6 +54,7 @@ class CurrentCache {
     auto value = std::make_shared<const VersionRecord>(record);
     Shard& s = shard(k);
     std::lock_guard lock(s.mutex);
+    if (evictions_before && *evictions_before != s.evictions) return;
     auto it = s.map.find(k);
     if (it != s.map.end()) {
       if (it->second->version >= record.version) return;
@@ -53,6 +66,7 @@ class CurrentCache {
     if (s.bytes + size > shard_budget_) {
       s.map.clear();
       s.bytes = 0;
+      ++s.evictions;
     }
     s.map.emplace(std::move(k), std::move(value));
     s.bytes += size;
@@ -64,6 +78,7 @@ class CurrentCache {
     mutable std::mutex mutex;
     std::unordered_map<std::string, std::shared_ptr<const VersionRecord>> map;
     std::size_t bytes = 0;
+    std::uint64_t evictions = 0;  // times the shard was emptied
   };
 
   static std::string key(TenantId tenant, std::string_view type, std::string_view id) {

@@ -597,13 +597,14 @@ class SqliteStore final : public Store {
 
   Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) override {
     if (auto cached = cache_.get(tenant, type, id)) return std::move(*cached);
+    const std::uint64_t evictions = cache_.evictions(tenant, type, id);
     auto fetched = with_reader([&](Reader& r) -> Result<VersionRecord> {
       if (!r.read_current->fetch(tenant, type, id, std::nullopt, r.row))
         return fhir::fail(ErrorKind::kNotFound, "not-found",
                           "Resource " + std::string(type) + "/" + std::string(id) + " is not known");
       return r.record(type, id);
     });
-    if (fetched) cache_.put(tenant, *fetched);
+    if (fetched) cache_.put(tenant, *fetched, evictions);
     return fetched;
   }
 
