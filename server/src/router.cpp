@@ -650,6 +650,29 @@ struct Router::Impl {
     return std::optional<std::int64_t>{*v};
   }
 
+  // What answers a create or update once it is durable: the written version with 201 when it created the resource
+  // (always, for a plain create) or 200, its Location (always, or when created), and X-Reindex-Job when it wrote an
+  // active SearchParameter (for a conditional create, only when it did write).
+  struct WriteAnswer {
+    bool always_201 = false;
+    bool always_location = false;
+    bool reindex_only_if_created = false;
+  };
+  std::function<void(fhir::Result<resources::WriteOutcome>)> answer_write(std::string_view type,
+                                                                          std::string interaction,
+                                                                          WriteAnswer how) const {
+    return [reply = reply(), done = *done, reindexer = custom_parameters(type), jobs = base() + "/$reindex/",
+            interaction = std::move(interaction), how](fhir::Result<resources::WriteOutcome> out) {
+      if (!out) return done(with_interaction(error_response(out.error()), interaction));
+      Response r =
+          reply.written(how.always_201 || out->created ? 201 : 200, out->record, how.always_location || out->created);
+      if (reindexer != nullptr && (out->created || !how.reindex_only_if_created))
+        if (auto job = reindexer->parameter_written(out->record))
+          r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
+      done(with_interaction(std::move(r), interaction));
+    };
+  }
+
   // The three writes answer through `done` once durable; they return a response only when they refuse the
   // request before writing.
   std::optional<Response> create(std::string_view type) const {
@@ -657,15 +680,7 @@ struct Router::Impl {
     if (!body) return error_response(body.error());
     if (auto refused = check_search_parameter(type, *body, {})) return refused;
     repo().create_async(kDefaultTenant, type, std::move(*body),
-                        [reply = reply(), done = *done, reindexer = custom_parameters(type),
-                         jobs = base() + "/$reindex/"](fhir::Result<resources::WriteOutcome> out) {
-                          if (!out) return done(with_interaction(error_response(out.error()), "create"));
-                          Response r = reply.written(201, out->record, true);
-                          if (reindexer != nullptr)
-                            if (auto job = reindexer->parameter_written(out->record))
-                              r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
-                          done(with_interaction(std::move(r), "create"));
-                        });
+                        answer_write(type, "create", {.always_201 = true, .always_location = true}));
     return std::nullopt;
   }
 
@@ -679,16 +694,7 @@ struct Router::Impl {
     auto im = if_match();
     if (!im) return error_response(im.error());
     if (auto refused = check_search_parameter(type, *body, id)) return refused;
-    repo().update_async(kDefaultTenant, type, id, std::move(*body), *im, true,
-                        [reply = reply(), done = *done, reindexer = custom_parameters(type),
-                         jobs = base() + "/$reindex/"](fhir::Result<resources::WriteOutcome> out) {
-                          if (!out) return done(with_interaction(error_response(out.error()), "update"));
-                          Response r = reply.written(out->created ? 201 : 200, out->record, out->created);
-                          if (reindexer != nullptr)
-                            if (auto job = reindexer->parameter_written(out->record))
-                              r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
-                          done(with_interaction(std::move(r), "update"));
-                        });
+    repo().update_async(kDefaultTenant, type, id, std::move(*body), *im, true, answer_write(type, "update", {}));
     return std::nullopt;
   }
 
@@ -1123,16 +1129,9 @@ struct Router::Impl {
     auto criteria = conditional_criteria(type, *given, std::string(header));
     if (!criteria) return with_interaction(error_response(criteria.error()), "create");
     if (auto refused = check_search_parameter(type, *body, {})) return with_interaction(std::move(*refused), "create");
-    repo().conditional_create_async(kDefaultTenant, type, std::move(*body), std::move(*criteria),
-                                    [reply = reply(), done = *done, reindexer = custom_parameters(type),
-                                     jobs = base() + "/$reindex/"](fhir::Result<resources::WriteOutcome> out) {
-                                      if (!out) return done(with_interaction(error_response(out.error()), "create"));
-                                      Response r = reply.written(out->created ? 201 : 200, out->record, true);
-                                      if (out->created && reindexer != nullptr)
-                                        if (auto job = reindexer->parameter_written(out->record))
-                                          r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
-                                      done(with_interaction(std::move(r), "create"));
-                                    });
+    repo().conditional_create_async(
+        kDefaultTenant, type, std::move(*body), std::move(*criteria),
+        answer_write(type, "create", {.always_location = true, .reindex_only_if_created = true}));
     return std::nullopt;
   }
 
@@ -1147,15 +1146,7 @@ struct Router::Impl {
     if (auto refused = check_search_parameter(type, *body, body_id))
       return with_interaction(std::move(*refused), "update");
     repo().conditional_update_async(kDefaultTenant, type, std::move(*body), std::move(*criteria),
-                                    [reply = reply(), done = *done, reindexer = custom_parameters(type),
-                                     jobs = base() + "/$reindex/"](fhir::Result<resources::WriteOutcome> out) {
-                                      if (!out) return done(with_interaction(error_response(out.error()), "update"));
-                                      Response r = reply.written(out->created ? 201 : 200, out->record, out->created);
-                                      if (reindexer != nullptr)
-                                        if (auto job = reindexer->parameter_written(out->record))
-                                          r.headers.emplace_back("X-Reindex-Job", jobs + std::to_string(*job));
-                                      done(with_interaction(std::move(r), "update"));
-                                    });
+                                    answer_write(type, "update", {}));
     return std::nullopt;
   }
 
