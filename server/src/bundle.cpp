@@ -118,6 +118,10 @@ struct Entry {
   std::optional<resources::IndexValues> index_values;  // extracted before the job (unless dynamic)
   std::shared_ptr<const void> guard;
   std::optional<resources::SearchQuery> if_none_exist_query;
+  // Conditional update or delete (request.url "Type?query"): the query, parsed; the id is decided in the job.
+  std::string condition;
+  std::optional<resources::SearchQuery> condition_query;
+  bool body_has_id = false;  // conditional PUT: the body carries an id (else e.id is a fresh one)
 };
 
 // What one run of the write job leaves for an entry (overwritten by every run).
@@ -128,6 +132,7 @@ struct EntryResult {
   std::string outcome;                  // OperationOutcome JSON (batch failures, GET errors)
   std::optional<json::Value> resource;  // GET answers
   std::string etag, last_modified;
+  std::string id;  // conditional PUT or DELETE: the id this run decided on (empty otherwise)
 };
 
 struct Plan {
@@ -239,14 +244,18 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       return entry_fail(e, ErrorKind::kInvalid, "not-supported",
                         "request.url '" + e.url + "': '" + e.type + "' is not a resource type of FHIR R4",
                         e.path + ".request.url");
-    if (q != std::string::npos && e.method != "POST")
-      return entry_fail(
-          e, ErrorKind::kNotSupported, "not-supported",
-          "Conditional " + std::string(e.method == "PUT" ? "update" : "delete") + " in a Bundle is not supported yet",
-          e.path + ".request.url");
-    bool wants_id = e.method != "POST";
+    if (q != std::string::npos && e.method != "POST") {
+      // Conditional update or delete: "Type?query", no id.
+      e.condition = e.url.substr(q + 1);
+      if (slash != std::string::npos || e.condition.empty())
+        return entry_fail(e, ErrorKind::kInvalid, "invalid",
+                          "request.url '" + e.url + "' must be [type]?[search] for a conditional " +
+                              (e.method == "PUT" ? "update" : "delete"),
+                          e.path + ".request.url");
+    }
+    bool wants_id = e.method != "POST" && e.condition.empty();
     if (wants_id ? (!resources::is_valid_id(e.id) || e.id.find('/') != std::string::npos)
-                 : (slash != std::string::npos || q != std::string::npos))
+                 : (slash != std::string::npos || (q != std::string::npos && e.condition.empty())))
       return entry_fail(
           e, ErrorKind::kInvalid, "invalid",
           "request.url '" + e.url + "' must be " + (wants_id ? "[type]/[id]" : "[type]") + " for " + e.method,
@@ -302,6 +311,23 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
     for (Entry& e : list) {
       if (e.method == "GET" || e.method == "HEAD") continue;
       if (e.method == "POST") e.id = resources::new_resource_id();
+      if (!e.condition.empty()) {
+        auto q = parse_condition(e, e.type, e.condition, e.path + ".request.url");
+        if (!q) return std::unexpected(q.error());
+        e.condition_query = std::move(*q);
+        if (e.method == "PUT") {
+          // The id if nothing matches: the body's, else a fresh one (fixed here, so every run of the job agrees).
+          const std::string* body_id = string_member(e.resource, "id");
+          e.body_has_id = body_id != nullptr;
+          e.id = body_id != nullptr ? *body_id : resources::new_resource_id();
+          if (!resources::is_valid_id(e.id))
+            return entry_fail(e, ErrorKind::kInvalid, "invalid", "The resource's id '" + e.id + "' is not a FHIR id",
+                              e.path + ".resource.id");
+          e.dynamic = true;  // the id, hence the index values, are known only inside the job
+          if (!e.full_url.empty() && !batch) targets[e.full_url] = "";
+        }
+        continue;
+      }
       std::string key = e.type + "/" + e.id;
       if (e.method != "POST" && !touched.insert(key).second)
         return entry_fail(e, ErrorKind::kInvalid, "business-rule",
@@ -320,7 +346,7 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
     ErrorKind structure_kind = ErrorKind::kInvalid;
     for (Entry& e : list) {
       if (e.method != "POST" && e.method != "PUT") continue;
-      if (e.method == "POST") set_id(e.resource, e.id);
+      if (e.method == "POST" || (!e.condition.empty() && !e.body_has_id)) set_id(e.resource, e.id);
       const std::string ref_base = is_absolute(e.full_url) ? base_of(e.full_url) : base;
       auto rewritten =
           rewrite_references(e.resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
@@ -355,8 +381,8 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
             return std::optional<std::string>{};
           });
       if (!rewritten) return std::unexpected(rewritten.error());
-      std::vector<fhir::Issue> issues =
-          repo_.check(e.type, e.resource, e.method == "PUT" ? std::optional(e.id) : std::nullopt);
+      std::vector<fhir::Issue> issues = repo_.check(
+          e.type, e.resource, e.method == "PUT" && e.condition.empty() ? std::optional(e.id) : std::nullopt);
       if (issues.empty() && options_.check) {
         // What the server checks beyond the structure (a custom SearchParameter that must be usable).
         if (auto ok = options_.check(e.type, e.resource, e.method == "PUT" ? e.id : std::string()); !ok)
@@ -396,10 +422,20 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       auto location = [](const VersionRecord& v) {
         return v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
       };
-      auto check_version = [&](const Entry& e, std::int64_t current) -> Result<void> {
+      // The resources the PUT and DELETE entries write (a transaction writes a resource once); conditional entries
+      // claim theirs when the job finds it.
+      std::set<std::string> claimed;
+      for (const Entry& e : entries)
+        if ((e.method == "PUT" || e.method == "DELETE") && e.condition.empty()) claimed.insert(e.type + "/" + e.id);
+      auto claim = [&](const Entry& e, const std::string& id) { return claimed.insert(e.type + "/" + id).second; };
+      auto taken = [](const Entry& e, const std::string& id) {
+        return "Conditional " + std::string(e.method == "PUT" ? "update" : "delete") + " '" + e.url + "' picks " +
+               e.type + "/" + id + ", the target of another entry too: a transaction writes a resource once";
+      };
+      auto check_version = [&](const Entry& e, const std::string& id, std::int64_t current) -> Result<void> {
         if (e.if_match && *e.if_match != current)
           return entry_fail(e, ErrorKind::kPreconditionFailed, "conflict",
-                            "Version " + std::to_string(*e.if_match) + " of " + e.type + "/" + e.id +
+                            "Version " + std::to_string(*e.if_match) + " of " + e.type + "/" + id +
                                 " is not the current one (" + std::to_string(current) + ")",
                             e.path + ".request.ifMatch");
         return {};
@@ -408,16 +444,32 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const Entry& e = entries[i];
         if (e.method != "DELETE") continue;
-        auto cur = txn.current(tenant, e.type, e.id);
+        EntryResult& r = plan->results[i];
+        std::string id = e.id;
+        if (e.condition_query) {
+          auto ids = txn.search_ids(tenant, *e.condition_query, 2);
+          if (!ids) return std::unexpected(entry_error(e, ids.error()));
+          if (ids->size() > 1)
+            return entry_fail(e, ErrorKind::kPreconditionFailed, "multiple-matches",
+                              "Conditional delete '" + e.url + "' matches several resources", e.path + ".request.url");
+          if (ids->empty()) {
+            r.status = 204;
+            continue;
+          }
+          id = (*ids)[0].second;
+          if (!claim(e, id))
+            return entry_fail(e, ErrorKind::kInvalid, "business-rule", taken(e, id), e.path + ".request.url");
+          r.id = id;
+        }
+        auto cur = txn.current(tenant, e.type, id);
         if (!cur) return std::unexpected(entry_error(e, cur.error()));
         std::int64_t version = *cur ? (*cur)->version : 0;
-        if (auto ok = check_version(e, version); !ok) return ok;
-        EntryResult& r = plan->results[i];
+        if (auto ok = check_version(e, id, version); !ok) return ok;
         r.status = 204;
         if (!*cur || (*cur)->deleted) continue;
         VersionRecord rec;
         rec.type = e.type;
-        rec.id = e.id;
+        rec.id = id;
         rec.version = version + 1;
         rec.last_updated_ms = txn.now_ms();
         rec.deleted = true;
@@ -459,6 +511,37 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
                             named.path + ".resource");
         plan->resolved[ref] = (*ids)[0].first + "/" + (*ids)[0].second;
       }
+      // Conditional updates find their target before any POST is written (their fullUrls may be referred to).
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        const Entry& e = entries[i];
+        if (e.method != "PUT" || !e.condition_query) continue;
+        auto ids = txn.search_ids(tenant, *e.condition_query, 2);
+        if (!ids) return std::unexpected(entry_error(e, ids.error()));
+        if (ids->size() > 1)
+          return entry_fail(e, ErrorKind::kPreconditionFailed, "multiple-matches",
+                            "Conditional update '" + e.url + "' matches several resources", e.path + ".request.url");
+        std::string id = e.id;
+        if (ids->size() == 1) {
+          id = (*ids)[0].second;
+          if (e.body_has_id && id != e.id)
+            return entry_fail(
+                e, ErrorKind::kInvalid, "invalid",
+                "The resource's id '" + e.id + "' is not that of the match of '" + e.url + "' (" + id + ")",
+                e.path + ".resource.id");
+        } else if (e.body_has_id) {
+          // No match, but the body names an id: it must not be a live resource the criteria do not select.
+          auto cur = txn.current(tenant, e.type, id);
+          if (!cur) return std::unexpected(entry_error(e, cur.error()));
+          if (*cur && !(*cur)->deleted)
+            return entry_fail(e, ErrorKind::kConflict, "conflict",
+                              e.type + "/" + id + " exists but does not match '" + e.url + "'",
+                              e.path + ".resource.id");
+        }
+        if (!claim(e, id))
+          return entry_fail(e, ErrorKind::kInvalid, "business-rule", taken(e, id), e.path + ".request.url");
+        plan->results[i].id = id;
+        if (!e.full_url.empty()) plan->resolved[e.full_url] = e.type + "/" + id;
+      }
       // ifNoneExist, before any POST is written (their fullUrls may be referred to by the others).
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const Entry& e = entries[i];
@@ -493,7 +576,9 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       }
       auto write = [&](std::size_t i, std::int64_t version, resources::Method method, bool created) -> Result<void> {
         const Entry& e = entries[i];
+        const std::string& id = plan->results[i].id.empty() ? e.id : plan->results[i].id;
         json::Value resource = e.resource;
+        if (!e.condition.empty()) set_id(resource, id);
         std::optional<resources::IndexValues> index;
         if (e.dynamic) {
           (void)rewrite_references(resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
@@ -509,7 +594,7 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
         }
         VersionRecord rec;
         rec.type = e.type;
-        rec.id = e.id;
+        rec.id = id;
         rec.version = version;
         rec.last_updated_ms = txn.now_ms();
         rec.method = method;
@@ -536,13 +621,14 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const Entry& e = entries[i];
         if (e.method != "PUT") continue;
-        auto cur = txn.current(tenant, e.type, e.id);
+        const std::string id = plan->results[i].id.empty() ? e.id : plan->results[i].id;
+        auto cur = txn.current(tenant, e.type, id);
         if (!cur) return std::unexpected(entry_error(e, cur.error()));
         std::int64_t version = *cur ? (*cur)->version : 0;
-        if (auto ok = check_version(e, version); !ok) return ok;
+        if (auto ok = check_version(e, id, version); !ok) return ok;
         if (e.if_none_match == "*" && *cur && !(*cur)->deleted)
           return entry_fail(e, ErrorKind::kPreconditionFailed, "duplicate",
-                            e.type + "/" + e.id + " exists (ifNoneMatch *)", e.path + ".request.ifNoneMatch");
+                            e.type + "/" + id + " exists (ifNoneMatch *)", e.path + ".request.ifNoneMatch");
         if (auto ok = write(i, version + 1, resources::Method::kUpdate, !*cur || (*cur)->deleted); !ok) return ok;
       }
       return {};

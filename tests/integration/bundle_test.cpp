@@ -181,6 +181,99 @@ TEST_F(BundleTest, IfNoneExistReusesTheMatchAndItsFullUrl) {
   EXPECT_EQ(count("Patient?identifier=http://example.org/mrn|" + fresh), 1);
 }
 
+TEST_F(BundleTest, ConditionalUpdateCreatesThenUpdatesAndRefusesSeveralMatches) {
+  const std::string mrn = unique("mrn");
+  auto bundle = [&](const std::string& value, const std::string& family) {
+    return R"({"resourceType":"Bundle","type":"transaction","entry":[
+      {"fullUrl":"urn:uuid:c0c0c0c0-0000-4000-8000-000000000001",
+       "resource":{"resourceType":"Patient","identifier":[{"system":"http://example.org/mrn","value":")" +
+           value + R"("}],"name":[{"family":")" + family + R"("}]},
+       "request":{"method":"PUT","url":"Patient?identifier=http://example.org/mrn|)" +
+           value + R"("}},
+      {"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},
+                   "subject":{"reference":"urn:uuid:c0c0c0c0-0000-4000-8000-000000000001"}},
+       "request":{"method":"POST","url":"Observation"}}]})";
+  };
+  // No match: created with a new id; the Observation refers to it.
+  Value a = post_bundle(bundle(mrn, "First"), 200);
+  EXPECT_EQ(string_at(a, "entry[0].response.status"), "201 Created");
+  const std::string location = string_at(a, "entry[0].response.location");
+  const std::string id = id_of_location(location);
+  EXPECT_TRUE(std::regex_match(id, kUuid)) << location;
+  EXPECT_EQ(location, "Patient/" + id + "/_history/1");
+  auto obs = read("Observation/" + id_of_location(string_at(a, "entry[1].response.location")));
+  ASSERT_TRUE(obs);
+  EXPECT_EQ(string_at(*obs, "subject.reference"), "Patient/" + id);
+
+  // One match: that resource is updated (version 2, same id).
+  Value b = post_bundle(bundle(mrn, "Second"), 200);
+  EXPECT_EQ(string_at(b, "entry[0].response.status"), "200 OK");
+  EXPECT_EQ(string_at(b, "entry[0].response.location"), "Patient/" + id + "/_history/2");
+  EXPECT_EQ(string_at(b, "entry[0].response.etag"), "W/\"2\"");
+  auto p = read("Patient/" + id);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(string_at(*p, "name[0].family"), "Second");
+  EXPECT_EQ(string_at(*p, "meta.versionId"), "2");
+  auto obs2 = read("Observation/" + id_of_location(string_at(b, "entry[1].response.location")));
+  ASSERT_TRUE(obs2);
+  EXPECT_EQ(string_at(*obs2, "subject.reference"), "Patient/" + id);
+  EXPECT_EQ(count("Patient?identifier=http://example.org/mrn|" + mrn), 1);
+
+  // A body id other than the match's: 400, nothing stored.
+  std::int64_t before = versions();
+  post_bundle(R"({"resourceType":"Bundle","type":"transaction","entry":[
+      {"resource":{"resourceType":"Patient","id":"not-the-match"},
+       "request":{"method":"PUT","url":"Patient?identifier=http://example.org/mrn|)" +
+                  mrn + R"("}}]})",
+              400);
+  EXPECT_EQ(versions(), before);
+
+  // Two matches: 412 and nothing of the transaction is stored (not even the POST before it).
+  const std::string twice = unique("mrn");
+  ASSERT_FALSE(patient_with_identifier(twice).empty());
+  ASSERT_FALSE(patient_with_identifier(twice).empty());
+  before = versions();
+  Value c = post_bundle(R"({"resourceType":"Bundle","type":"transaction","entry":[
+      {"resource":{"resourceType":"Patient","name":[{"family":"Posted"}]},"request":{"method":"POST","url":"Patient"}},
+      {"resource":{"resourceType":"Patient","name":[{"family":"Ambiguous"}]},
+       "request":{"method":"PUT","url":"Patient?identifier=http://example.org/mrn|)" +
+                            twice + R"("}}]})",
+                        412);
+  EXPECT_EQ(string_at(c, "resourceType"), "OperationOutcome");
+  EXPECT_EQ(string_at(c, "issue[0].expression[0]"), "Bundle.entry[1].request.url");
+  EXPECT_EQ(versions(), before);
+  EXPECT_EQ(count("Patient?family=Ambiguous"), 0);
+}
+
+TEST_F(BundleTest, ConditionalDeleteInABatch) {
+  const std::string one = unique("mrn"), two = unique("mrn"), none = unique("mrn");
+  const std::string target = patient_with_identifier(one);
+  ASSERT_FALSE(target.empty());
+  ASSERT_FALSE(patient_with_identifier(two).empty());
+  ASSERT_FALSE(patient_with_identifier(two).empty());
+  const std::int64_t before = versions();
+  Value b = post_bundle(R"({"resourceType":"Bundle","type":"batch","entry":[
+      {"request":{"method":"DELETE","url":"Patient?identifier=http://example.org/mrn|)" +
+                            one + R"("}},
+      {"request":{"method":"DELETE","url":"Patient?identifier=http://example.org/mrn|)" +
+                            two + R"("}},
+      {"request":{"method":"DELETE","url":"Patient?identifier=http://example.org/mrn|)" +
+                            none + R"("}},
+      {"request":{"method":"DELETE","url":"Patient?notAParameter=1"}}]})",
+                        200);
+  EXPECT_EQ(string_at(b, "type"), "batch-response");
+  ASSERT_EQ(size_at(b, "entry"), 4u);
+  EXPECT_EQ(string_at(b, "entry[0].response.status"), "200 OK");
+  EXPECT_EQ(string_at(b, "entry[0].response.location"), "Patient/" + target + "/_history/2");
+  EXPECT_EQ(string_at(b, "entry[1].response.status"), "412 Precondition Failed");
+  EXPECT_EQ(string_at(b, "entry[1].response.outcome.issue[0].expression[0]"), "Bundle.entry[1].request.url");
+  EXPECT_EQ(string_at(b, "entry[2].response.status"), "204 No Content");
+  EXPECT_EQ(string_at(b, "entry[3].response.status"), "400 Bad Request");
+  EXPECT_EQ(versions(), before + 1) << "only the one match is deleted";
+  EXPECT_EQ(client().get(path("Patient/" + target)).status, 410);
+  EXPECT_EQ(count("Patient?identifier=http://example.org/mrn|" + two), 2);
+}
+
 TEST_F(BundleTest, FailedTransactionStoresNothing) {
   const std::int64_t before = versions();
   // The last entry fails the structural check: 400 naming it, nothing stored.
