@@ -248,13 +248,11 @@ struct IndexWriter {
         text_row(db, "INSERT INTO idx_text (rowid, narrative, content) VALUES (?1, ?2, ?3)"),
         text_delete(db, "DELETE FROM idx_text WHERE rowid = ?1") {
     for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
-                              "idx_uri", "idx_composite", "idx_identifier_type"})
-      deletes.push_back(
-          std::make_unique<RawStatement>(db, (std::string("DELETE FROM ") + table + " WHERE rid = ?1").c_str()));
-    for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
-                              "idx_uri", "idx_composite", "idx_identifier_type"})
-      param_deletes.push_back(std::make_unique<RawStatement>(
-          db, (std::string("DELETE FROM ") + table + " WHERE rid = ?1 AND param = ?2").c_str()));
+                              "idx_uri", "idx_composite", "idx_identifier_type"}) {
+      const std::string del = std::string("DELETE FROM ") + table + " WHERE rid = ?1";
+      deletes.push_back(std::make_unique<RawStatement>(db, del.c_str()));
+      param_deletes.push_back(std::make_unique<RawStatement>(db, (del + " AND param = ?2").c_str()));
+    }
   }
 
   void remove_param(std::int64_t rid, std::string_view param) {

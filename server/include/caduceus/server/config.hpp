@@ -26,8 +26,8 @@ struct ServeConfig {
   int idle_timeout_s = 60;
   bool log_requests = true;
   bool sync_full = true;
-  bool search_index = true;                // write search index rows with every version and serve search over them
-  std::size_t max_conditional_delete = 1;  // matches a conditional delete may delete (more: 412)
+  bool search_index = true;                 // write search index rows with every version and serve search over them
+  std::size_t max_conditional_delete = 1;   // matches a conditional delete may delete (more: 412)
   std::size_t max_bundle_entries = 10'000;  // entries of a batch or transaction Bundle
 
   std::string host() const;
