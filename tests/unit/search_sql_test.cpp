@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <iterator>
 #include <limits>
 #include <set>
 #include <variant>
@@ -546,7 +548,7 @@ std::string plan_of(std::string_view type, const std::vector<std::pair<std::stri
 
 // The query plan starts from the value indexes, not from a scan of every resource of the type.
 TEST(SearchSqlPlan, LookupsStartFromTheValueIndexes) {
-  std::string plan = plan_of("Observation", {{"patient", "p1"}, {"code", "http://loinc.org|8310-5"}});
+  std::string plan = plan_of("Observation", {{"subject", "Patient/p1"}, {"code", "http://loinc.org|8310-5"}});
   RecordProperty("plan", plan);
   EXPECT_NE(plan.find("idx_reference_target"), std::string::npos) << plan;
   EXPECT_EQ(plan.find("SCAN r"), std::string::npos) << plan;
@@ -559,6 +561,30 @@ TEST(SearchSqlPlan, LookupsStartFromTheValueIndexes) {
   ASSERT_NE(token, std::string::npos) << plan;
   std::string probe = plan.substr(token, plan.find('\n', token) - token);
   EXPECT_NE(probe.find("rid=?"), std::string::npos) << probe;
+}
+
+// A patient and a code: one seek in idx_patient_token over every column of its key, and nothing else to check
+// but the resource rows of its matches.
+TEST(SearchSqlPlan, PatientAndCodeAreOneSeek) {
+  std::string plan = plan_of("Observation", {{"patient", "p1"}, {"code", "http://loinc.org|8310-5"}});
+  RecordProperty("plan", plan);
+  EXPECT_NE(plan.find("SEARCH x USING PRIMARY KEY (tenant=? AND target_id=? AND target_type=? AND type=? AND "
+                      "param=? AND code=? AND system=?)"),
+            std::string::npos)
+      << plan;
+  EXPECT_EQ(plan.find("idx_reference"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("idx_token"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+  // A third criterion probes the matches by rid.
+  plan = plan_of("Observation", {{"patient", "Patient/p1"}, {"category", "vital-signs"}, {"status", "final"}});
+  EXPECT_NE(plan.find("target_type=? AND type=? AND param=? AND code=?)"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("SEARCH x USING PRIMARY KEY (rid=? AND param=?"), std::string::npos) << plan;
+  // Not for a modifier, a code-less value or the common parameters: the general plan.
+  for (const Params& params : std::vector<Params>{{{"patient", "p1"}, {"code:not", "1"}},
+                                                  {{"patient", "p1"}, {"code", "http://loinc.org|"}},
+                                                  {{"patient", "p1"}, {"_tag", "a|b"}},
+                                                  {{"patient", "p1"}, {"identifier", "a|b"}}})
+    EXPECT_EQ(plan_of("Observation", params).find("idx_patient_token"), std::string::npos) << params[1].first;
 }
 
 // A sorted search still starts from the value index, and each sort key reads the matches' own index rows through
@@ -615,6 +641,97 @@ TEST(SearchSqlPlan, ExplainCarriesTheStatisticsOnceAnalyzed) {
     EXPECT_TRUE(token_stat) << "statistics of idx_token_value";
   }
   std::filesystem::remove_all(dir);
+}
+
+// idx_patient_token follows every write: the fast plan of `patient` with a code finds what the two criteria
+// find apart (intersected), through creates, updates that move a resource to another patient or code, and deletes.
+TEST(SearchSqlPatientCodes, AgreeWithEachCriterionApartThroughWrites) {
+  auto defs = *Definitions::load(conformance::r4_model_json());
+  auto registry = *SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  auto indexer = *SearchIndexer::create(*defs, *registry);
+  StructureChecker checker(*defs);
+  auto store = std::move(*open_store("sqlite::memory:"));
+  Repository repo(*store, *defs, checker, indexer.get());
+  auto put = [&](const std::string& text) {
+    auto v = *json::parse(text);
+    auto out = repo.update(kDefaultTenant, v.find("resourceType")->text(), v.find("id")->text(), v, {});
+    ASSERT_TRUE(out.has_value()) << out.error().issues[0].diagnostics;
+  };
+  auto obs = [](const std::string& id, const std::string& subject, const std::string& codings,
+                const std::string& status) {
+    return R"({"resourceType":"Observation","id":")" + id + R"(","status":")" + status + "\"" +
+           (subject.empty() ? std::string() : R"(,"subject":{"reference":")" + subject + "\"}") +
+           R"(,"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category",)"
+           R"("code":"vital-signs"}]}],"code":{"coding":[)" +
+           codings + "]}}";
+  };
+  const std::string loinc1 = R"({"system":"http://loinc.org","code":"1"})";
+  const std::string loinc2 = R"({"system":"http://loinc.org","code":"2"})";
+  const std::string snomed9 = R"({"system":"http://snomed.info/sct","code":"9"})";
+  for (const char* id : {"a", "b"}) put(std::string(R"({"resourceType":"Patient","id":")") + id + "\"}");
+  put(R"({"resourceType":"Group","id":"a","type":"person","actual":true})");
+  put(obs("x1", "Patient/a", loinc1 + "," + snomed9, "final"));
+  put(obs("x2", "Patient/a", loinc2, "preliminary"));
+  put(obs("x3", "Patient/b", loinc1, "final"));
+  put(obs("x4", "", loinc1, "final"));
+  put(obs("x5", "Group/a", loinc1, "final"));  // `patient` is subject.where(resolve() is Patient): not a patient
+
+  auto ids = [&](const Params& params) {
+    Ids out;
+    auto q = parse_search("Observation", params, *registry, *defs);
+    EXPECT_TRUE(q.has_value()) << (q ? "" : q.error().issues[0].diagnostics);
+    if (!q) return out;
+    auto page = store->search(kDefaultTenant, *q);
+    EXPECT_TRUE(page.has_value()) << (page ? "" : page.error().issues[0].diagnostics);
+    if (page)
+      for (const auto& e : page->entries) out.insert(e.id);
+    return out;
+  };
+  auto apart = [&](const Params& params) {  // each criterion alone (no fast plan), intersected
+    Ids out = ids({params[0]});
+    for (std::size_t i = 1; i < params.size(); ++i) {
+      Ids next = ids({params[i]}), both;
+      std::set_intersection(out.begin(), out.end(), next.begin(), next.end(), std::inserter(both, both.end()));
+      out = both;
+    }
+    return out;
+  };
+  struct Case {
+    Params params;
+    Ids expected;
+  };
+  auto check = [&](const std::vector<Case>& cases, const char* when) {
+    for (const auto& [params, expected] : cases) {
+      std::string what = when;
+      for (const auto& [k, v] : params) what += " " + k + "=" + v;
+      EXPECT_EQ(ids(params), expected) << what;
+      EXPECT_EQ(apart(params), expected) << what << " (apart)";
+    }
+  };
+  check({{{{"patient", "a"}, {"code", "http://loinc.org|1"}}, {"x1"}},
+         {{{"patient", "a"}, {"code", "1"}}, {"x1"}},
+         {{{"patient", "Patient/a"}, {"code", "http://snomed.info/sct|9"}}, {"x1"}},
+         {{{"patient", "a"}, {"code", "1,http://loinc.org|2"}}, {"x1", "x2"}},
+         {{{"patient:Patient", "a"}, {"code", "1"}}, {"x1"}},
+         {{{"patient", "b"}, {"code", "1"}}, {"x3"}},
+         {{{"patient", "Group/a"}, {"code", "1"}}, {}},
+         {{{"patient", "a"}, {"code", "1"}, {"status", "final"}}, {"x1"}},
+         {{{"patient", "a"}, {"code", "1"}, {"status", "preliminary"}}, {}},
+         {{{"patient", "a"}, {"category", "vital-signs"}}, {"x1", "x2"}},
+         {{{"patient", "a"}, {"code", "|1"}}, {}},
+         {{{"patient", "nobody"}, {"code", "1"}}, {}}},
+        "after the creates:");
+
+  put(obs("x1", "Patient/b", loinc2, "final"));  // another patient and another code
+  ASSERT_TRUE(repo.remove(kDefaultTenant, "Observation", "x2", std::nullopt));
+  put(obs("x4", "Patient/a", loinc1, "final"));  // now of a patient
+  check({{{{"patient", "a"}, {"code", "1"}}, {"x4"}},
+         {{{"patient", "a"}, {"code", "2"}}, {}},
+         {{{"patient", "b"}, {"code", "2"}}, {"x1"}},
+         {{{"patient", "b"}, {"code", "1,2"}}, {"x1", "x3"}},
+         {{{"patient", "b"}, {"code", "http://snomed.info/sct|9"}}, {}},
+         {{{"patient", "a"}, {"category", "vital-signs"}}, {"x4"}}},
+        "after the updates and the delete:");
 }
 
 }  // namespace

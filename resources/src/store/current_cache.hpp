@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,11 +43,23 @@ class CurrentCache {
     return s.evictions;
   }
 
+  // The number of times any shard was emptied. A reader whose database snapshot began before other reads (a
+  // search reads its page and then the versions of its matches in one read transaction) takes it before that
+  // snapshot begins and passes it to put_read(): a version read in that snapshot is kept only if no shard has been
+  // emptied since.
+  std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+
+  // Offers a record read in a snapshot that began after epoch() returned `epoch_before`.
+  void put_read(TenantId tenant, const VersionRecord& record, std::uint64_t epoch_before) {
+    put(tenant, record, std::nullopt, epoch_before);
+  }
+
   // Offers a record as the current version of its resource. A writer offers what it has just committed; a
   // reader offers what it read, with the eviction count taken before the read: if the shard has been emptied
   // since, a newer version may have come and gone, and the record is not kept. (Without the emptying, a newer
   // version still in the cache wins by its number.)
-  void put(TenantId tenant, const VersionRecord& record, std::optional<std::uint64_t> evictions_before = {}) {
+  void put(TenantId tenant, const VersionRecord& record, std::optional<std::uint64_t> evictions_before = {},
+           std::optional<std::uint64_t> epoch_before = {}) {
     if (shard_budget_ == 0) return;
     std::string k = key(tenant, record.type, record.id);
     std::size_t size = k.size() + record.body.size() + sizeof(VersionRecord);
@@ -55,6 +68,8 @@ class CurrentCache {
     Shard& s = shard(k);
     std::lock_guard lock(s.mutex);
     if (evictions_before && *evictions_before != s.evictions) return;
+    // (An emptying of this shard increments epoch_ under this shard's lock, which is held here.)
+    if (epoch_before && *epoch_before != epoch_.load(std::memory_order_acquire)) return;
     auto it = s.map.find(k);
     if (it != s.map.end()) {
       if (it->second->version >= record.version) return;
@@ -67,6 +82,7 @@ class CurrentCache {
       s.map.clear();
       s.bytes = 0;
       ++s.evictions;
+      epoch_.fetch_add(1, std::memory_order_acq_rel);
     }
     s.map.emplace(std::move(k), std::move(value));
     s.bytes += size;
@@ -94,6 +110,7 @@ class CurrentCache {
 
   std::size_t shard_budget_;
   std::array<Shard, kShards> shards_;
+  std::atomic<std::uint64_t> epoch_{0};
 };
 
 }  // namespace caduceus::resources

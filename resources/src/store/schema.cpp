@@ -126,6 +126,23 @@ const std::vector<Migration>& migrations() {
            " PRIMARY KEY (rid, param, type_system, type_code, value)) WITHOUT ROWID",
            "CREATE INDEX idx_identifier_type_value ON idx_identifier_type (tenant, type, param, value, type_code)",
        }},
+      {5,
+       "codes by patient",
+       {
+           // The token rows of a resource again, under the patient its `patient` parameter refers to, so that the
+           // chart's searches (`Observation?patient=X&code=...`) find their matches with one seek instead of
+           // checking the code of every resource of the patient. Kept from idx_reference and idx_token by the
+           // writer (the `patient` rows are the truth); the common parameters (`_id`, `_tag`, ...) and
+           // `identifier` are left out, as are codeless rows.
+           "CREATE TABLE idx_patient_token (tenant INTEGER NOT NULL, target_id TEXT NOT NULL,"
+           " target_type TEXT NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL,"
+           " system TEXT NOT NULL, rid INTEGER NOT NULL,"
+           " PRIMARY KEY (tenant, target_id, target_type, type, param, code, system, rid)) WITHOUT ROWID",
+           "INSERT OR IGNORE INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, t.type, t.param,"
+           " t.code, t.system, t.rid FROM idx_reference r JOIN idx_token t ON t.rid = r.rid"
+           " WHERE r.param = 'patient' AND r.target_id <> '' AND t.code <> '' AND t.param <> 'identifier'"
+           " AND substr(t.param, 1, 1) <> '_'",
+       }},
   };
   return list;
 }

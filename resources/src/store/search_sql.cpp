@@ -193,6 +193,16 @@ struct Builder {
           if (!type.empty()) {
             cond += " AND x.target_type = ?";
             bind(type);
+          } else if (!p.target.empty() && p.target.size() <= 4) {
+            // A bare id names a resource of one of the parameter's target types (search.html#reference); saying
+            // which lets the value index (tenant, target_id, target_type, type, param) be used to its end, one
+            // seek per type, instead of walking every reference to that id.
+            cond += " AND x.target_type IN (";
+            for (std::size_t i = 0; i < p.target.size(); ++i) {
+              cond += i ? ",?" : "?";
+              bind(p.target[i]);
+            }
+            cond += ")";
           }
         }
         return cond;
@@ -298,14 +308,17 @@ struct Builder {
   fhir::Result<void> criterion(const Criterion& c, const Types& types, std::string& where, const std::string& r,
                                bool probe = false) {
     auto open = [&](const char* table, bool negate) {
+      // A probe's rid already fixes tenant and type: `+` keeps SQLite from reaching for the value index (whose
+      // first columns are tenant and type, text compared at every level) instead of the clustered key, whose
+      // first column is the rid.
       if (probe)
         where += std::string(" AND ") + (negate ? "NOT " : "") + "EXISTS (SELECT 1 FROM " + table +
-                 " x WHERE x.rid = " + r + ".rid AND x.tenant = ?";
+                 " x WHERE x.rid = " + r + ".rid AND +x.tenant = ?";
       else
         where += " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT x.rid FROM " + table +
                  " x WHERE x.tenant = ?";
       bind(tenant);
-      where += type_in("x.type", types) + " AND x.param = ?";
+      where += type_in(probe ? "+x.type" : "x.type", types) + " AND x.param = ?";
       bind(c.parameter->code);
     };
     if (c.chained) {
@@ -371,12 +384,12 @@ struct Builder {
     bool negate = missing && c.values.front() == "true";
     if (probe)
       where += std::string(" AND ") + (negate ? "NOT " : "") +
-               "EXISTS (SELECT 1 FROM idx_composite c WHERE c.rid = " + r + ".rid AND c.tenant = ?";
+               "EXISTS (SELECT 1 FROM idx_composite c WHERE c.rid = " + r + ".rid AND +c.tenant = ?";
     else
       where +=
           " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT c.rid FROM idx_composite c WHERE c.tenant = ?";
     bind(tenant);
-    where += type_in("c.type", types) + " AND c.param = ? AND c.component = 0";
+    where += type_in(probe ? "+c.type" : "c.type", types) + " AND c.param = ? AND c.component = 0";
     bind(c.parameter->code);
     if (missing) {
       where += ")";
@@ -454,6 +467,31 @@ struct Builder {
     where += "))";
   }
 
+  // " AND r.rid IN (the resources of `type` whose `patient` is the one of `patient` and that have a code of
+  // `token`)", from idx_patient_token: one seek for what would be every resource of the patient, each checked
+  // for the code. Only for the criteria patient_token_pair() chose.
+  fhir::Result<void> patient_token(const Criterion& patient, const Criterion& token, const std::string& type,
+                                   std::string& where) {
+    auto r = sv::parse_reference(patient.values.front());
+    if (!r) return std::unexpected(r.error());
+    where += " AND r.rid IN (SELECT x.rid FROM idx_patient_token x WHERE x.tenant = ? AND x.target_id = ?";
+    bind(tenant);
+    bind(r->id);
+    const Types targets = r->type                               ? Types{*r->type}
+                          : patient.modifier == Modifier::kType ? Types{patient.target_type}
+                                                                : Types(patient.parameter->target);
+    where += type_in("x.target_type", targets) + " AND x.type = ? AND x.param = ? AND (";
+    bind(type);
+    bind(token.parameter->code);
+    for (std::size_t i = 0; i < token.values.size(); ++i) {
+      auto cond = value_condition(token, token.values[i]);
+      if (!cond) return std::unexpected(cond.error());
+      where += (i ? " OR (" : "(") + *cond + ")";
+    }
+    where += "))";
+    return {};
+  }
+
   std::string next_alias() { return "r" + std::to_string(++aliases); }
 
   std::int64_t tenant = 0;
@@ -487,6 +525,34 @@ int drive_rank(const Criterion& c) {
   }
 }
 
+// The criteria idx_patient_token answers together, if the search has them: `patient` by one resource id (bare, or
+// Patient/ or Group/ typed; no version, no URL) and a token parameter of the type by codes (no modifier; each
+// value with a code). Both are then one driver; the other criteria probe its matches.
+std::optional<std::pair<std::size_t, std::size_t>> patient_token_pair(const SearchQuery& query) {
+  if (query.type.empty() || query.compartment) return std::nullopt;
+  std::optional<std::size_t> patient, token;
+  for (std::size_t i = 0; i < query.criteria.size(); ++i) {
+    const Criterion& c = query.criteria[i];
+    if (c.chained || c.values.empty()) continue;
+    const SearchParameter& p = *c.parameter;
+    if (!patient && p.code == "patient" && p.type == SearchParamType::kReference && c.values.size() == 1 &&
+        (c.modifier == Modifier::kNone || c.modifier == Modifier::kType)) {
+      auto r = sv::parse_reference(c.values.front());
+      if (r && !r->url && !r->version && !r->id.empty()) patient = i;
+      continue;
+    }
+    if (!token && p.type == SearchParamType::kToken && c.modifier == Modifier::kNone && !p.expression.empty() &&
+        p.code != "identifier" && !p.code.starts_with('_') &&
+        std::all_of(c.values.begin(), c.values.end(), [](const std::string& v) {
+          auto t = sv::parse_token(v);
+          return t && t->code && !t->code->empty();
+        }))
+      token = i;
+  }
+  if (!patient || !token) return std::nullopt;
+  return std::pair{*patient, *token};
+}
+
 fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query, SqlQuery& q) {
   Builder b{q};
   b.tenant = tenant;
@@ -503,9 +569,14 @@ fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query
   q.binds.push_back(static_cast<std::int64_t>(tenant));
   where += b.type_in(plus + "r.type", types) + " AND r.deleted = 0";
   if (query.compartment) b.compartment(*query.compartment, where);
-  // One criterion drives (the likeliest to select few: see drive_rank), the others probe its matches.
+  // One criterion drives (the likeliest to select few: see drive_rank), the others probe its matches; or a patient
+  // and a code drive together.
   std::optional<std::size_t> driver;
-  if (!query.compartment) {
+  const auto pair = patient_token_pair(query);
+  if (pair) {
+    if (auto ok = b.patient_token(query.criteria[pair->first], query.criteria[pair->second], query.type, where); !ok)
+      return std::unexpected(ok.error());
+  } else if (!query.compartment) {
     int best = std::numeric_limits<int>::max();
     for (std::size_t i = 0; i < query.criteria.size(); ++i)
       if (int rank = drive_rank(query.criteria[i]); rank >= 0 && rank < best) {
@@ -513,10 +584,12 @@ fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query
         driver = i;
       }
   }
-  const bool probes = driver.has_value() || query.compartment.has_value();
-  for (std::size_t i = 0; i < query.criteria.size(); ++i)
+  const bool probes = driver.has_value() || query.compartment.has_value() || pair.has_value();
+  for (std::size_t i = 0; i < query.criteria.size(); ++i) {
+    if (pair && (i == pair->first || i == pair->second)) continue;
     if (auto ok = b.criterion(query.criteria[i], types, where, "r", probes && driver != i); !ok)
       return std::unexpected(ok.error());
+  }
   for (const HasCriterion& h : query.has)
     if (auto ok = b.has(h, types, where, "r"); !ok) return std::unexpected(ok.error());
   return where;

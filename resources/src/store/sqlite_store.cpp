@@ -155,6 +155,25 @@ class HotStatement {
     sqlite3_bind_text(stmt_, 2, type.data(), static_cast<int>(type.size()), SQLITE_STATIC);
     sqlite3_bind_text(stmt_, 3, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
     if (version) sqlite3_bind_int64(stmt_, 4, *version);
+    return step_into(row);
+  }
+
+  // The same for a statement whose one parameter is the resource's rid.
+  bool fetch_rid(std::int64_t rid, VersionRow& row) {
+    sqlite_api::sqlite3_bind_int64(stmt_, 1, rid);
+    return step_into(row);
+  }
+
+  // Runs a statement with no result rows (BEGIN, COMMIT); throws on a database error.
+  void run() {
+    int rc = sqlite_api::sqlite3_step(stmt_);
+    sqlite_api::sqlite3_reset(stmt_);
+    if (rc != SQLITE_DONE) throw std::runtime_error(std::string("statement failed: ") + sqlite_api::sqlite3_errstr(rc));
+  }
+
+ private:
+  bool step_into(VersionRow& row) {
+    using namespace sqlite_api;
     int rc = sqlite3_step(stmt_);
     bool got = rc == SQLITE_ROW;
     if (got) {
@@ -172,13 +191,12 @@ class HotStatement {
       }
       row.seq = sqlite3_column_int64(stmt_, 5);
     }
-    sqlite3_reset(stmt_);  // ends the read transaction at once
+    sqlite3_reset(stmt_);  // ends the read transaction at once (unless one was begun explicitly)
     sqlite3_clear_bindings(stmt_);
     if (!got && rc != SQLITE_DONE) throw std::runtime_error(std::string("read failed: ") + sqlite3_errstr(rc));
     return got;
   }
 
- private:
   sqlite_api::sqlite3_stmt* stmt_ = nullptr;
 };
 
@@ -232,6 +250,10 @@ struct IndexWriter {
   std::vector<std::unique_ptr<RawStatement>> param_deletes;  // rows of one parameter of one resource
   RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row, composite_row,
       identifier_type_row, text_row, text_delete;
+  // idx_patient_token (migration 5) follows idx_reference and idx_token: its rows of a resource are found through
+  // the resource's `patient` reference rows, so they go before those do, and come back from both tables after
+  // the new rows are in.
+  RawStatement patient_token_delete, patient_token_fill;
 
   explicit IndexWriter(sqlite_api::sqlite3* db)
       : string_row(db, "INSERT OR IGNORE INTO idx_string VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
@@ -246,7 +268,16 @@ struct IndexWriter {
                       "?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
         identifier_type_row(db, "INSERT OR IGNORE INTO idx_identifier_type VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
         text_row(db, "INSERT INTO idx_text (rowid, narrative, content) VALUES (?1, ?2, ?3)"),
-        text_delete(db, "DELETE FROM idx_text WHERE rowid = ?1") {
+        text_delete(db, "DELETE FROM idx_text WHERE rowid = ?1"),
+        patient_token_delete(db,
+                             "DELETE FROM idx_patient_token WHERE (tenant, target_id, target_type, type) IN "
+                             "(SELECT tenant, target_id, target_type, type FROM idx_reference "
+                             "WHERE rid = ?1 AND param = 'patient') AND rid = ?1"),
+        patient_token_fill(db,
+                           "INSERT OR IGNORE INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, "
+                           "t.type, t.param, t.code, t.system, t.rid FROM idx_reference r JOIN idx_token t "
+                           "ON t.rid = r.rid WHERE r.rid = ?1 AND r.param = 'patient' AND r.target_id <> '' "
+                           "AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_'") {
     for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
                               "idx_uri", "idx_composite", "idx_identifier_type"}) {
       const std::string del = std::string("DELETE FROM ") + table + " WHERE rid = ?1";
@@ -255,11 +286,14 @@ struct IndexWriter {
     }
   }
 
+  // (A fill after the insert of the parameter's new rows puts back what the delete took of other parameters.)
   void remove_param(std::int64_t rid, std::string_view param) {
+    patient_token_delete.bind(1, rid).run();
     for (auto& d : param_deletes) d->bind(1, rid).bind(2, param).run();
   }
 
   void remove(std::int64_t rid) {
+    patient_token_delete.bind(1, rid).run();
     for (auto& d : deletes) d->bind(1, rid).run();
     text_delete.bind(1, rid).run();
   }
@@ -324,6 +358,7 @@ struct IndexWriter {
           .run();
     if (!v.narrative.empty() || !v.content.empty())
       text_row.bind(1, rid).bind(2, std::string_view(v.narrative)).bind(3, std::string_view(v.content)).run();
+    patient_token_fill.bind(1, rid).run();
   }
 };
 
@@ -369,6 +404,8 @@ struct Reader {
   VersionRow row;
   std::optional<HotStatement> read_current;
   std::optional<HotStatement> read_version;
+  std::optional<HotStatement> read_rid;  // the current version of the resource with rowid ?1
+  std::optional<HotStatement> begin, commit;
   std::optional<StatementCache> searches;  // (destroyed before the connection)
 
   explicit Reader(const std::string& path, bool synchronous_full) : sql(soci::sqlite3, connect_string(path)) {
@@ -383,12 +420,38 @@ struct Reader {
                          "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
                          "FROM resource r JOIN resource_version v ON v.rid = r.rid "
                          "WHERE r.tenant = ?1 AND r.type = ?2 AND r.id = ?3 AND v.version = ?4");
+    read_rid.emplace(db,
+                     "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                     "FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+                     "WHERE r.rid = ?1");
+    begin.emplace(db, "BEGIN");
+    commit.emplace(db, "COMMIT");
   }
+
+  // Several reads in one snapshot (one read transaction instead of one per statement: fewer locks of the
+  // shared-memory index, and a page whose matches and versions agree). Ends it on leaving the scope.
+  struct Snapshot {
+    Reader& r;
+    explicit Snapshot(Reader& reader) : r(reader) { r.begin->run(); }
+    ~Snapshot() {
+      try {
+        r.commit->run();
+      } catch (const std::exception&) {
+        auto* db = static_cast<soci::sqlite3_session_backend*>(r.sql.get_backend())->conn_;
+        sqlite_api::sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+      }
+    }
+    Snapshot(const Snapshot&) = delete;
+    Snapshot& operator=(const Snapshot&) = delete;
+  };
 
   ~Reader() {
     searches.reset();
     read_current.reset();
     read_version.reset();
+    read_rid.reset();
+    begin.reset();
+    commit.reset();
   }
 
   Result<VersionRecord> record(std::string_view type, std::string_view id) {
@@ -758,8 +821,10 @@ class SqliteStore final : public Store {
       if (!c) return std::unexpected(c.error());
       count_sql = std::move(*c);
     }
+    const std::uint64_t epoch = cache_.epoch();  // before the snapshot begins (see CurrentCache::put_read)
     return with_reader([&](Reader& r) -> Result<SearchPage> {
       auto* db = static_cast<soci::sqlite3_session_backend*>(r.sql.get_backend())->conn_;
+      Reader::Snapshot snapshot(r);
       SearchPage page;
       std::vector<Hit> hits;
       std::vector<SortPosition> positions;  // of each hit, when sorted
@@ -792,20 +857,21 @@ class SqliteStore final : public Store {
             query.sort.empty() ? std::to_string(hits.back().rid) : encode_sort_cursor(query, positions[limit - 1]);
       }
       for (const auto& [rid, id, type] : hits) {
-        // The current version, from the cache of current versions when it is there (as a read by id), else
-        // from the database. Either may be newer than the match (a separate read): what a read would answer.
+        // The current version, from the cache of current versions when it is there (as a read by id; it may be
+        // newer than the match), else from the snapshot of the match, and then kept in the cache.
         std::optional<VersionRecord> rec = cache_.get(tenant, type, id);
         if (!rec) {
-          if (!r.read_current->fetch(tenant, type, id, std::nullopt, r.row)) continue;
+          if (!r.read_rid->fetch_rid(rid, r.row)) continue;
           auto fetched = r.record(type, id);
           if (!fetched) return std::unexpected(fetched.error());
+          cache_.put_read(tenant, *fetched, epoch);
           rec = std::move(*fetched);
         }
-        // Deleted between the match and this read: it has no body to show.
+        // Deleted since the match (a newer version from the cache): it has no body to show.
         if (rec->deleted) continue;
         page.entries.push_back(std::move(*rec));
       }
-      if (!query.includes.empty()) include_into(r, db, tenant, query, page);
+      if (!query.includes.empty()) include_into(r, db, tenant, query, page, epoch);
       if (count_sql)
         run_query(
             db, *count_sql, [&](sqlite_api::sqlite3_stmt* st) { page.total = sqlite_api::sqlite3_column_int64(st, 0); },
@@ -948,7 +1014,9 @@ class SqliteStore final : public Store {
 
   // Adds the _include / _revinclude results of a page (and, for :iterate, of what they add, until nothing new
   // comes or the maximum is reached). Runs on the caller's reader.
-  void include_into(Reader& r, sqlite_api::sqlite3* db, TenantId tenant, const SearchQuery& query, SearchPage& page) {
+  // `epoch`: CurrentCache::epoch() from before the reader's snapshot began.
+  void include_into(Reader& r, sqlite_api::sqlite3* db, TenantId tenant, const SearchQuery& query, SearchPage& page,
+                    std::uint64_t epoch) {
     std::set<std::pair<std::string, std::string>> seen;
     for (const auto& e : page.entries) seen.emplace(e.type, e.id);
     std::vector<const VersionRecord*> frontier;
@@ -976,9 +1044,15 @@ class SqliteStore final : public Store {
               page.include_limit_reached = true;
               break;
             }
-            if (!r.read_current->fetch(tenant, t, id, std::nullopt, r.row)) continue;
-            auto rec = r.record(t, id);
-            if (!rec || rec->deleted) continue;
+            std::optional<VersionRecord> rec = cache_.get(tenant, t, id);
+            if (!rec) {
+              if (!r.read_current->fetch(tenant, t, id, std::nullopt, r.row)) continue;
+              auto fetched = r.record(t, id);
+              if (!fetched) continue;
+              cache_.put_read(tenant, *fetched, epoch);
+              rec = std::move(*fetched);
+            }
+            if (rec->deleted) continue;
             added.push_back(std::move(*rec));
             next.push_back(&added.back());
           }
