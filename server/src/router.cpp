@@ -332,6 +332,10 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   formats.push_back(str("application/fhir+json"));
   formats.push_back(str("json"));
   cs.set("format", std::move(formats));
+  json::Value patch_formats = json::Value::array();  // JSON Patch, and FHIRPath Patch (a Parameters)
+  patch_formats.push_back(str("application/json-patch+json"));
+  patch_formats.push_back(str("application/fhir+json"));
+  cs.set("patchFormat", std::move(patch_formats));
   json::Value rest = json::Value::object();
   rest.set("mode", str("server"));
   json::Value resources = json::Value::array();

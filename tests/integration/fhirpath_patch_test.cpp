@@ -301,6 +301,16 @@ TEST_F(FhirPathPatchTest, HonoursIfMatchAndConditionalPatch) {
   EXPECT_EQ(string_at(*now, "meta.versionId"), "3");
 }
 
+TEST_F(FhirPathPatchTest, CapabilityStatementListsBothPatchFormats) {
+  Response r = client().get(path("metadata"));
+  ASSERT_EQ(r.status, 200) << r.summary();
+  auto cs = r.json();
+  ASSERT_TRUE(cs);
+  EXPECT_EQ(size_at(*cs, "patchFormat"), 2u);
+  EXPECT_EQ(string_at(*cs, "patchFormat[0]"), "application/json-patch+json");
+  EXPECT_EQ(string_at(*cs, "patchFormat[1]"), "application/fhir+json");
+}
+
 // ---- PATCH entries in Bundles -----------------------------------------------------------------------------------
 
 TEST_F(FhirPathPatchTest, TransactionWithPatchEntries) {
