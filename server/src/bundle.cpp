@@ -1,5 +1,7 @@
 #include "bundle.hpp"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <charconv>
 #include <map>
@@ -8,7 +10,9 @@
 #include <utility>
 
 #include "caduceus/fhir/datetime.hpp"
+#include "caduceus/fhir/json_patch.hpp"
 #include "caduceus/fhir/outcome.hpp"
+#include "caduceus/resources/fhirpath_patch.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/server/errors.hpp"
 #include "url.hpp"
@@ -107,7 +111,7 @@ struct Entry {
   std::size_t index = 0;
   std::string path;  // "Bundle.entry[3]"
   std::string full_url;
-  std::string method;  // GET, HEAD, POST, PUT, DELETE
+  std::string method;  // GET, HEAD, POST, PUT, DELETE, PATCH
   std::string url;     // request.url relative to the base ("Patient/1", "Patient?name=x")
   std::string type, id;
   std::string if_none_exist;  // POST: the query
@@ -122,6 +126,10 @@ struct Entry {
   std::string condition;
   std::optional<resources::SearchQuery> condition_query;
   bool body_has_id = false;  // conditional PUT: the body carries an id (else e.id is a fresh one)
+  // PATCH: a JSON Patch (from a Binary's data) or a FHIRPath Patch (a Parameters), applied inside the write job to
+  // the version current there.
+  std::optional<json::Value> json_patch;
+  std::optional<resources::FhirPathPatch> fhirpath_patch;
 };
 
 // What one run of the write job leaves for an entry (overwritten by every run).
@@ -140,6 +148,7 @@ struct Plan {
   std::shared_ptr<const resources::SearchParameterRegistry> registry;  // the queries point into it
   std::map<std::string, resources::SearchQuery> conditional;           // conditional references
   std::map<std::string, std::string> resolved;                         // per run: dynamic key -> Type/id
+  std::map<std::string, std::string> targets;  // fullUrl -> Type/id of the entries known before the job
   std::vector<EntryResult> results;
   std::vector<std::shared_ptr<const void>> guards;  // per run: of the indexes extracted in the job
 };
@@ -157,6 +166,36 @@ std::unexpected<fhir::Error> entry_fail(const Entry& e, ErrorKind kind, std::str
                                         std::string expression = {}) {
   return std::unexpected(
       entry_error(e, fhir::Error::make(kind, std::move(code), std::move(diagnostics), std::move(expression))));
+}
+
+// The bytes of base64 text (RFC 4648, padded; whitespace ignored), or nullopt when it is not base64.
+std::optional<std::string> decode_base64(std::string_view text) {
+  std::string clean;
+  clean.reserve(text.size());
+  for (char c : text)
+    if (c != ' ' && c != '\n' && c != '\r' && c != '\t') clean += c;
+  if (clean.empty() || clean.size() % 4 != 0) return std::nullopt;
+  std::string out(clean.size() / 4 * 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(clean.data()), static_cast<int>(clean.size()));
+  if (n < 0) return std::nullopt;
+  std::size_t padding = clean.ends_with("==") ? 2 : clean.ends_with("=") ? 1 : 0;
+  out.resize(static_cast<std::size_t>(n) - padding);
+  return out;
+}
+
+// A patch of a PATCH entry that does not apply: the issues name the entry's resource (the Parameters' operation,
+// or the Binary's data for a JSON Patch, whose pointer goes to the diagnostics).
+fhir::Error patch_error(const Entry& e, fhir::Error error) {
+  for (fhir::Issue& issue : error.issues) {
+    if (issue.expression.starts_with("Parameters")) {
+      issue.expression = e.path + ".resource" + issue.expression.substr(std::string_view("Parameters").size());
+    } else if (e.json_patch) {
+      if (!issue.expression.empty()) issue.diagnostics += " (JSON Patch " + issue.expression + ")";
+      issue.expression = e.path + ".resource.data";
+    }
+  }
+  return entry_error(e, std::move(error));
 }
 
 }  // namespace
@@ -209,10 +248,8 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
     if (method == nullptr)
       return entry_fail(e, ErrorKind::kInvalid, "required", "request.method is missing", e.path + ".request.method");
     e.method = *method;
-    if (e.method == "PATCH")
-      return entry_fail(e, ErrorKind::kNotSupported, "not-supported", "PATCH in a Bundle is not supported yet",
-                        e.path + ".request.method");
-    if (e.method != "GET" && e.method != "HEAD" && e.method != "POST" && e.method != "PUT" && e.method != "DELETE")
+    if (e.method != "GET" && e.method != "HEAD" && e.method != "POST" && e.method != "PUT" && e.method != "DELETE" &&
+        e.method != "PATCH")
       return entry_fail(e, ErrorKind::kInvalid, "code-invalid", "request.method '" + e.method + "' is not an HTTP verb",
                         e.path + ".request.method");
     const std::string* url = string_member(*request, "url");
@@ -250,7 +287,9 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       if (slash != std::string::npos || e.condition.empty())
         return entry_fail(e, ErrorKind::kInvalid, "invalid",
                           "request.url '" + e.url + "' must be [type]?[search] for a conditional " +
-                              (e.method == "PUT" ? "update" : "delete"),
+                              (e.method == "PUT"     ? "update"
+                               : e.method == "PATCH" ? "patch"
+                                                     : "delete"),
                           e.path + ".request.url");
     }
     bool wants_id = e.method != "POST" && e.condition.empty();
@@ -265,6 +304,43 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
     if (resource == nullptr || !resource->is_object())
       return entry_fail(e, ErrorKind::kInvalid, "required", e.method + " needs a resource", e.path + ".resource");
     const std::string* rtype = string_member(*resource, "resourceType");
+    if (e.method == "PATCH") {
+      // The patch: a Binary holding a JSON Patch, or a Parameters (FHIRPath Patch).
+      if (rtype != nullptr && *rtype == "Parameters") {
+        auto parsed = resources::FhirPathPatch::parse(*resource);
+        if (!parsed) return std::unexpected(patch_error(e, std::move(parsed.error())));
+        e.fhirpath_patch = std::move(*parsed);
+        return e;
+      }
+      if (rtype == nullptr || *rtype != "Binary")
+        return entry_fail(e, ErrorKind::kInvalid, "invalid",
+                          "A PATCH entry's resource is a Parameters (FHIRPath Patch) or a Binary holding a JSON Patch, "
+                          "not '" +
+                              (rtype ? *rtype : std::string()) + "'",
+                          e.path + ".resource.resourceType");
+      const std::string* content_type = string_member(*resource, "contentType");
+      std::string_view media = content_type != nullptr ? std::string_view(*content_type) : std::string_view();
+      media = media.substr(0, media.find(';'));
+      while (media.ends_with(' ')) media.remove_suffix(1);
+      if (media != "application/json-patch+json")
+        return entry_fail(e, ErrorKind::kUnsupportedMediaType, "not-supported",
+                          "A PATCH entry's Binary holds a JSON Patch (contentType application/json-patch+json), not '" +
+                              (content_type ? *content_type : std::string()) + "'",
+                          e.path + ".resource.contentType");
+      const std::string* data = string_member(*resource, "data");
+      auto bytes = data != nullptr ? decode_base64(*data) : std::nullopt;
+      if (!bytes)
+        return entry_fail(e, ErrorKind::kInvalid, "invalid", "The Binary's data must be the base64 of a JSON Patch",
+                          e.path + ".resource.data");
+      auto document = json::parse(*bytes);
+      if (!document || !document->is_array())
+        return entry_fail(e, ErrorKind::kInvalid, "structure",
+                          "The Binary's data is not a JSON Patch (RFC 6902: an array of operations)" +
+                              (document ? std::string() : ": " + document.error().issues.front().diagnostics),
+                          e.path + ".resource.data");
+      e.json_patch = std::move(*document);
+      return e;
+    }
     if (rtype == nullptr || *rtype != e.type)
       return entry_fail(e, ErrorKind::kInvalid, "invalid",
                         "The resource's resourceType '" + (rtype ? *rtype : std::string()) +
@@ -326,6 +402,7 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
           e.dynamic = true;  // the id, hence the index values, are known only inside the job
           if (!e.full_url.empty() && !batch) targets[e.full_url] = "";
         }
+        if (e.method == "PATCH" && !e.full_url.empty() && !batch) targets[e.full_url] = "";
         continue;
       }
       std::string key = e.type + "/" + e.id;
@@ -406,6 +483,8 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       if (!e.dynamic) e.index_values = repo_.index_values(e.resource, e.guard);
     }
     if (!structure_issues.empty()) return std::unexpected(fhir::Error{structure_kind, std::move(structure_issues)});
+    for (const auto& [url, key] : targets)
+      if (!key.empty()) plan->targets.emplace(url, key);
     plan->entries = std::move(list);
     plan->results.resize(plan->entries.size());
     return plan;
@@ -426,11 +505,16 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       // claim theirs when the job finds it.
       std::set<std::string> claimed;
       for (const Entry& e : entries)
-        if ((e.method == "PUT" || e.method == "DELETE") && e.condition.empty()) claimed.insert(e.type + "/" + e.id);
+        if ((e.method == "PUT" || e.method == "DELETE" || e.method == "PATCH") && e.condition.empty())
+          claimed.insert(e.type + "/" + e.id);
       auto claim = [&](const Entry& e, const std::string& id) { return claimed.insert(e.type + "/" + id).second; };
       auto taken = [](const Entry& e, const std::string& id) {
-        return "Conditional " + std::string(e.method == "PUT" ? "update" : "delete") + " '" + e.url + "' picks " +
-               e.type + "/" + id + ", the target of another entry too: a transaction writes a resource once";
+        return "Conditional " +
+               std::string(e.method == "PUT"     ? "update"
+                           : e.method == "PATCH" ? "patch"
+                                                 : "delete") +
+               " '" + e.url + "' picks " + e.type + "/" + id +
+               ", the target of another entry too: a transaction writes a resource once";
       };
       auto check_version = [&](const Entry& e, const std::string& id, std::int64_t current) -> Result<void> {
         if (e.if_match && *e.if_match != current)
@@ -511,15 +595,21 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
                             named.path + ".resource");
         plan->resolved[ref] = (*ids)[0].first + "/" + (*ids)[0].second;
       }
-      // Conditional updates find their target before any POST is written (their fullUrls may be referred to).
+      // Conditional updates and patches find their target before any POST is written (their fullUrls may be
+      // referred to).
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const Entry& e = entries[i];
-        if (e.method != "PUT" || !e.condition_query) continue;
+        if ((e.method != "PUT" && e.method != "PATCH") || !e.condition_query) continue;
         auto ids = txn.search_ids(tenant, *e.condition_query, 2);
         if (!ids) return std::unexpected(entry_error(e, ids.error()));
+        const std::string what = e.method == "PUT" ? "update" : "patch";
         if (ids->size() > 1)
           return entry_fail(e, ErrorKind::kPreconditionFailed, "multiple-matches",
-                            "Conditional update '" + e.url + "' matches several resources", e.path + ".request.url");
+                            "Conditional " + what + " '" + e.url + "' matches several resources",
+                            e.path + ".request.url");
+        if (ids->empty() && e.method == "PATCH")
+          return entry_fail(e, ErrorKind::kNotFound, "not-found",
+                            "Conditional patch '" + e.url + "' matches no resource", e.path + ".request.url");
         std::string id = e.id;
         if (ids->size() == 1) {
           id = (*ids)[0].second;
@@ -574,13 +664,14 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
         r.record = std::move(rec);
         if (!e.full_url.empty()) plan->resolved[e.full_url] = type + "/" + id;
       }
-      auto write = [&](std::size_t i, std::int64_t version, resources::Method method, bool created) -> Result<void> {
+      auto write = [&](std::size_t i, std::int64_t version, resources::Method method, bool created,
+                       const json::Value* patched = nullptr) -> Result<void> {
         const Entry& e = entries[i];
         const std::string& id = plan->results[i].id.empty() ? e.id : plan->results[i].id;
-        json::Value resource = e.resource;
+        json::Value resource = patched != nullptr ? *patched : e.resource;
         if (!e.condition.empty()) set_id(resource, id);
         std::optional<resources::IndexValues> index;
-        if (e.dynamic) {
+        if (e.dynamic || patched != nullptr) {
           (void)rewrite_references(resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
             if (auto it = plan->resolved.find(ref); it != plan->resolved.end())
               return std::optional<std::string>{it->second};
@@ -617,9 +708,69 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
       for (std::size_t i = 0; i < entries.size(); ++i)
         if (entries[i].method == "POST" && plan->results[i].status == 0)
           if (auto ok = write(i, 1, resources::Method::kCreate, true); !ok) return ok;
-      // PUT
+      // A PATCH: the version current in this transaction, patched, checked and written as the next one.
+      auto patch_entry = [&](std::size_t i) -> Result<void> {
+        const Entry& e = entries[i];
+        const std::string id = plan->results[i].id.empty() ? e.id : plan->results[i].id;
+        const std::string where = e.type + "/" + id;
+        auto cur = txn.current_record(tenant, e.type, id);
+        if (!cur) return std::unexpected(entry_error(e, cur.error()));
+        if (!*cur)
+          return entry_fail(e, ErrorKind::kNotFound, "not-found", "Resource " + where + " does not exist",
+                            e.path + ".request.url");
+        if ((*cur)->deleted)
+          return entry_fail(e, ErrorKind::kGone, "deleted",
+                            "Resource " + where + " was deleted (version " + std::to_string((*cur)->version) + ")",
+                            e.path + ".request.url");
+        if (auto ok = check_version(e, id, (*cur)->version); !ok) return ok;
+        auto body = json::parse((*cur)->body);
+        if (!body)
+          return entry_fail(e, ErrorKind::kInternal, "exception", "The stored version of " + where + " is unreadable");
+        auto applied = e.fhirpath_patch ? e.fhirpath_patch->apply(*body, repo_.definitions())
+                                        : json::apply_patch(*body, *e.json_patch);
+        if (!applied) return std::unexpected(patch_error(e, std::move(applied.error())));
+        const std::string* rt = string_member(*body, "resourceType");
+        if (rt == nullptr || *rt != e.type)
+          return entry_fail(e, ErrorKind::kUnprocessable, "processing",
+                            "The patch would change the resourceType of " + where + ", which cannot change",
+                            e.path + ".resource");
+        const std::string* new_id = string_member(*body, "id");
+        if (new_id == nullptr || *new_id != id)
+          return entry_fail(e, ErrorKind::kUnprocessable, "processing",
+                            "The patch would change the id of " + where + ", which cannot change",
+                            e.path + ".resource");
+        // References the patch adds to entries of this Bundle (by fullUrl) become the entries' Type/id.
+        (void)rewrite_references(*body, [&](const std::string& ref) -> Result<std::optional<std::string>> {
+          if (auto it = plan->resolved.find(ref); it != plan->resolved.end())
+            return std::optional<std::string>{it->second};
+          if (auto it = plan->targets.find(ref); it != plan->targets.end())
+            return std::optional<std::string>{it->second};
+          return std::optional<std::string>{};
+        });
+        std::vector<fhir::Issue> issues = repo_.check(e.type, *body, id);
+        if (issues.empty() && options_.check)
+          if (auto ok = options_.check(e.type, *body, id); !ok) issues = std::move(ok.error().issues);
+        std::erase_if(issues, [](const fhir::Issue& issue) {
+          return issue.severity != fhir::Severity::kError && issue.severity != fhir::Severity::kFatal;
+        });
+        if (!issues.empty()) {
+          // What the patched resource breaks: the element goes to the diagnostics, the entry is the expression.
+          for (fhir::Issue& issue : issues) {
+            if (!issue.expression.empty())
+              issue.diagnostics = "the patched " + where + ": " + issue.expression + ": " + issue.diagnostics;
+            issue.expression = e.path;
+          }
+          return std::unexpected(entry_error(e, fhir::Error{ErrorKind::kUnprocessable, std::move(issues)}));
+        }
+        return write(i, (*cur)->version + 1, resources::Method::kUpdate, false, &*body);
+      };
+      // PUT and PATCH
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const Entry& e = entries[i];
+        if (e.method == "PATCH") {
+          if (auto ok = patch_entry(i); !ok) return ok;
+          continue;
+        }
         if (e.method != "PUT") continue;
         const std::string id = plan->results[i].id.empty() ? e.id : plan->results[i].id;
         auto cur = txn.current(tenant, e.type, id);

@@ -17,12 +17,16 @@ namespace caduceus::server {
 // Batch and transaction Bundles (https://hl7.org/fhir/R4/http.html#transaction), as POST [base] answers them.
 //
 // transaction: every write entry goes into ONE Store write job, all or nothing, in the spec's order (DELETE, POST,
-// PUT; GET/HEAD after the commit). POST entries get new ids, and every `reference` to an entry's fullUrl (urn:uuid:,
-// urn:oid: or absolute; relative references resolve against the base of their entry's absolute fullUrl, R4 rule) is
-// rewritten to Type/id in every resource, at any depth. Conditional references ("Patient?identifier=s|1") and
+// PUT and PATCH; GET/HEAD after the commit). POST entries get new ids, and every `reference` to an entry's fullUrl
+// (urn:uuid:, urn:oid: or absolute; relative references resolve against the base of their entry's absolute fullUrl, R4
+// rule) is rewritten to Type/id in every resource, at any depth. Conditional references ("Patient?identifier=s|1") and
 // request.ifNoneExist are resolved inside the write job (Transaction::search_ids), after the DELETEs and before the
 // POSTs: no or several matches of a conditional reference, or several of an ifNoneExist, fail the transaction (412).
 // A failure answers with an OperationOutcome naming the entry (issue.expression Bundle.entry[n]...), nothing stored.
+// PATCH entries (Type/id, or conditional Type?query: one match, else 404/412): the resource is a Binary whose data
+// is the base64 of a JSON Patch (contentType application/json-patch+json) or a Parameters (FHIRPath Patch). The
+// patch applies inside the write job to the version current there; the result passes the structural check (422
+// naming the entry when it does not).
 // batch: each entry on its own (one write job each, in order); a failing entry answers its own status and
 // response.outcome. Batch entries may not refer to each other by urn:uuid / urn:oid (400 for that entry).
 // Not supported yet (501 for the entry): PATCH, conditional update and conditional delete in a Bundle.

@@ -18,6 +18,7 @@
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/json_patch.hpp"
 #include "caduceus/fhir/outcome.hpp"
+#include "caduceus/resources/fhirpath_patch.hpp"
 #include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/subset.hpp"
@@ -331,6 +332,10 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   formats.push_back(str("application/fhir+json"));
   formats.push_back(str("json"));
   cs.set("format", std::move(formats));
+  json::Value patch_formats = json::Value::array();  // JSON Patch, and FHIRPath Patch (a Parameters)
+  patch_formats.push_back(str("application/json-patch+json"));
+  patch_formats.push_back(str("application/fhir+json"));
+  cs.set("patchFormat", std::move(patch_formats));
   json::Value rest = json::Value::object();
   rest.set("mode", str("server"));
   json::Value resources = json::Value::array();
@@ -1187,9 +1192,10 @@ struct Router::Impl {
     return std::nullopt;
   }
 
-  // PATCH [type]/[id] with a JSON Patch (application/json-patch+json). The read, the patch and the write of the
-  // result are retried together if another write comes between them (Repository::patch), so no update is lost.
-  // With criteria (conditional patch), `id` is empty: the match is found inside the write (Repository).
+  // PATCH [type]/[id] with a JSON Patch (application/json-patch+json) or a FHIRPath Patch (a Parameters). The read, the
+  // patch and the write of the result are retried together if another write comes between them (Repository::patch), so
+  // no update is lost. With criteria (conditional patch), `id` is empty: the match is found inside the write
+  // (Repository).
   std::optional<Response> patch(std::string_view type, std::string_view id,
                                 std::shared_ptr<const resources::Conditional> criteria = nullptr) const {
     if (!criteria && !resources::is_valid_id(id))
@@ -1198,32 +1204,42 @@ struct Router::Impl {
                          "'" + std::string(id) + "' is not a valid resource id, so no resource has it"),
           "patch");
     std::string media = media_type_of(req.header("content-type"));
-    if (media == "application/fhir+json" || media == "application/json+fhir")
-      return with_interaction(
-          error_response(ErrorKind::kNotSupported, "not-supported",
-                         "FHIRPath Patch (a Parameters body) is not supported yet: send a JSON Patch (RFC 6902) as "
-                         "application/json-patch+json"),
-          "patch");
-    if (media != "application/json-patch+json")
+    const bool fhir_json = media == "application/fhir+json" || media == "application/json+fhir";
+    if (!fhir_json && media != "application/json-patch+json" && media != "application/json")
       return with_interaction(error_response(ErrorKind::kUnsupportedMediaType, "not-supported",
                                              "PATCH takes a JSON Patch (RFC 6902) as application/json-patch+json, "
+                                             "or a FHIRPath Patch (a Parameters resource) as application/fhir+json, "
                                              "not '" +
                                                  std::string(req.header("content-type")) + "'"),
                               "patch");
     if (req.body.empty())
-      return with_interaction(
-          error_response(ErrorKind::kInvalid, "required", "The request has no body; a JSON Patch is expected"),
-          "patch");
+      return with_interaction(error_response(ErrorKind::kInvalid, "required",
+                                             "The request has no body; a JSON Patch or a FHIRPath Patch is expected"),
+                              "patch");
     auto document = json::parse(req.body);
     if (!document) return with_interaction(error_response(document.error()), "patch");
-    if (!document->is_array())
+    // FHIRPath Patch: a Parameters resource (application/fhir+json, or application/json holding one).
+    std::optional<resources::FhirPathPatch> fhirpath_patch;
+    if (fhir_json || (media == "application/json" && document->is_object())) {
+      auto parsed = resources::FhirPathPatch::parse(*document);
+      if (!parsed) return with_interaction(error_response(parsed.error()), "patch");
+      fhirpath_patch = std::move(*parsed);
+    } else if (media == "application/json") {
+      return with_interaction(error_response(ErrorKind::kUnsupportedMediaType, "not-supported",
+                                             "A JSON Patch (RFC 6902) is sent as application/json-patch+json"),
+                              "patch");
+    } else if (!document->is_array()) {
       return with_interaction(error_response(ErrorKind::kInvalid, "structure",
                                              "A JSON Patch document is an array of operations (RFC 6902)"),
                               "patch");
+    }
     auto im = if_match();
     if (!im) return with_interaction(error_response(im.error()), "patch");
     resources::Repository::PatchFn apply = [&](json::Value& resource) -> fhir::Result<void> {
-      if (auto applied = json::apply_patch(resource, *document); !applied) return applied;
+      if (auto applied = fhirpath_patch ? fhirpath_patch->apply(resource, repo().definitions())
+                                        : json::apply_patch(resource, *document);
+          !applied)
+        return applied;
       if (type == "SearchParameter" && self.reindexer_ != nullptr)
         if (auto ok = self.reindexer_->check(resource, string_at_id(resource)); !ok) {
           fhir::Error e = std::move(ok.error());

@@ -488,6 +488,50 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type"), 0);
 }
 
+// Transaction::current_record (a PATCH entry's read inside the write job): the current version with its body, the
+// job's own earlier writes included; a deleted one without body; nullopt for one that never existed.
+TEST_F(RepositoryTest, CurrentRecordInsideATransactionSeesItsOwnWrites) {
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "a", parse(R"({"resourceType":"Patient","id":"a"})"), {}));
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "d", parse(R"({"resourceType":"Patient","id":"d"})"), {}));
+  ASSERT_TRUE(repo_->remove(kDefaultTenant, "Patient", "d", {}));
+  std::optional<VersionRecord> first, second, deleted, never;
+  auto r = store_->write([&](Transaction& txn) -> fhir::Result<void> {
+    auto got = txn.current_record(kDefaultTenant, "Patient", "a");
+    if (!got) return std::unexpected(got.error());
+    first = *got;
+    VersionRecord rec;
+    rec.type = "Patient";
+    rec.id = "a";
+    rec.version = 2;
+    rec.last_updated_ms = txn.now_ms();
+    rec.method = Method::kUpdate;
+    rec.body = R"({"resourceType":"Patient","id":"a","active":true})";
+    if (auto seq = txn.append(kDefaultTenant, rec); !seq) return std::unexpected(seq.error());
+    for (auto [id, out] : {std::pair{"a", &second}, std::pair{"d", &deleted}, std::pair{"zz", &never}}) {
+      got = txn.current_record(kDefaultTenant, "Patient", id);
+      if (!got) return std::unexpected(got.error());
+      *out = *got;
+    }
+    return {};
+  });
+  ASSERT_TRUE(r.has_value()) << r.error().issues[0].diagnostics;
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->version, 1);
+  EXPECT_FALSE(first->deleted);
+  auto body = json::parse(first->body);
+  ASSERT_TRUE(body);
+  EXPECT_EQ(body->find("id")->text(), "a");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->version, 2);
+  EXPECT_EQ(second->method, Method::kUpdate);
+  EXPECT_EQ(second->body, R"({"resourceType":"Patient","id":"a","active":true})");
+  ASSERT_TRUE(deleted);
+  EXPECT_TRUE(deleted->deleted);
+  EXPECT_EQ(deleted->version, 2);
+  EXPECT_TRUE(deleted->body.empty());
+  EXPECT_FALSE(never);
+}
+
 TEST(StoreUrlTest, UnknownSchemesAreRefused) {
   auto s = open_store("mysql://x");
   ASSERT_FALSE(s.has_value());

@@ -474,6 +474,8 @@ class SqliteTransaction final : public Transaction {
   Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
+  Result<std::optional<VersionRecord>> current_record(TenantId tenant, std::string_view type,
+                                                      std::string_view id) override;
   Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
                                                                       std::size_t limit) override;
   Result<IndexExtent> index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
@@ -1106,6 +1108,46 @@ class SqliteStore final : public Store {
     return static_cast<std::int64_t>(w_seq_);
   }
 
+  // The current version of one resource with its body, read on the writer's connection (so inside the job's
+  // transaction: its earlier writes count).
+  Result<std::optional<VersionRecord>> txn_current_record(TenantId tenant, std::string_view type, std::string_view id) {
+    SqlQuery q;
+    q.sql =
+        "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq FROM resource r "
+        "JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+        "WHERE r.tenant = ? AND r.type = ? AND r.id = ?";
+    q.binds = {std::int64_t{tenant}, std::string(type), std::string(id)};
+    std::optional<VersionRecord> out;
+    try {
+      std::optional<fhir::Error> failed;
+      run_query(writer_db(), q, [&](sqlite_api::sqlite3_stmt* st) {
+        VersionRecord rec;
+        rec.type.assign(type);
+        rec.id.assign(id);
+        rec.version = sqlite_api::sqlite3_column_int64(st, 0);
+        rec.last_updated_ms = sqlite_api::sqlite3_column_int64(st, 1);
+        rec.deleted = sqlite_api::sqlite3_column_int64(st, 2) != 0;
+        rec.method = method_from(static_cast<int>(sqlite_api::sqlite3_column_int64(st, 3)));
+        rec.seq = sqlite_api::sqlite3_column_int64(st, 5);
+        if (!rec.deleted) {
+          const auto* p = static_cast<const char*>(sqlite_api::sqlite3_column_blob(st, 4));
+          auto body = decode_body(
+              std::string(p == nullptr ? "" : p, static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, 4))));
+          if (!body) {
+            failed = body.error();
+            return;
+          }
+          rec.body = std::move(*body);
+        }
+        out = std::move(rec);
+      });
+      if (failed) return std::unexpected(*failed);
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return out;
+  }
+
   // The WHERE of the reindex walks, and its binds.
   static SqlQuery targets_where(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
                                 std::int64_t max_rid) {
@@ -1506,6 +1548,10 @@ Result<std::optional<CurrentInfo>> SqliteTransaction::current(TenantId tenant, s
 }
 Result<std::int64_t> SqliteTransaction::append(TenantId tenant, const VersionRecord& record, const IndexValues* index) {
   return store_.txn_append(tenant, record, index);
+}
+Result<std::optional<VersionRecord>> SqliteTransaction::current_record(TenantId tenant, std::string_view type,
+                                                                       std::string_view id) {
+  return store_.txn_current_record(tenant, type, id);
 }
 std::int64_t SqliteTransaction::now_ms() {
   return store_.txn_now_ms();

@@ -27,6 +27,11 @@ fhir::Result<std::vector<std::pair<std::string, std::string>>> Transaction::sear
                     "This store cannot search inside a transaction (conditional operations)");
 }
 
+fhir::Result<std::optional<VersionRecord>> Transaction::current_record(TenantId, std::string_view, std::string_view) {
+  return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported",
+                    "This store cannot read a resource inside a transaction (PATCH in a Bundle)");
+}
+
 fhir::Result<IndexExtent> Transaction::index_extent(TenantId, const std::vector<std::string>&, std::int64_t,
                                                     std::int64_t) {
   return no_reindex();

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,6 +118,18 @@ class FhirPath {
   std::string text_;
   std::shared_ptr<const Node> root_;
 };
+
+// One step down a JSON tree: member `key` of an object and, when that member is an array, item `index` of it.
+struct PathStep {
+  std::string key;
+  std::optional<std::size_t> index;
+};
+
+// Where a node item of a collection evaluated against `root` is in root's JSON tree: the steps from root to the
+// item's node (for a primitive present only as its `_x` sibling, to that sibling: the last key starts with '_'),
+// empty for root itself. nullopt for a computed item, or a node outside root (a resolve() of another resource).
+// For editing what an expression selects (FHIRPath Patch); the tree must not have changed since the evaluation.
+std::optional<std::vector<PathStep>> locate(const fhir::json::Value& root, const Item& item);
 
 // Whether a collection is the single Boolean true (after FHIRPath's singleton evaluation of collections).
 bool is_true(const Collection& c) noexcept;

@@ -143,6 +143,11 @@ class Transaction {
                                             const IndexValues* index = nullptr) = 0;
   // The store's clock, in ms since the epoch; never runs backwards within one store.
   virtual std::int64_t now_ms() = 0;
+  // The current version with its body (deleted ones included, deleted = true and no body), seen from inside this
+  // transaction (writes made earlier in it count), or nullopt if it never existed. For a read-modify-write inside
+  // the job (a PATCH entry of a Bundle). kNotSupported from a backend without it.
+  virtual fhir::Result<std::optional<VersionRecord>> current_record(TenantId tenant, std::string_view type,
+                                                                    std::string_view id);
 
   // The (type, id) of the current, not deleted resources that match `query` (its criteria, _has, compartment
   // and types; paging, _sort, _include and _summary are ignored), seen from inside this transaction: writes
