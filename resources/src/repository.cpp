@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <future>
 #include <memory>
@@ -17,12 +18,25 @@ using fhir::Result;
 namespace json = fhir::json;
 
 std::string new_resource_id() {
-  std::array<unsigned char, 16> b{};
-  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) {
-    // OpenSSL's generator does not fail once seeded; should it, the OS's generator serves.
-    std::random_device rd;
-    for (auto& byte : b) byte = static_cast<unsigned char>(rd());
+  // OpenSSL's generator, asked for 4 KiB at a time per thread (one call costs as much as a whole search's other
+  // work would); the ids stay as unpredictable as the generator. The process never forks.
+  struct Pool {
+    std::array<unsigned char, 4096> bytes{};
+    std::size_t used = 4096;
+  };
+  thread_local Pool pool;
+  if (pool.used + 16 > pool.bytes.size()) {
+    if (RAND_bytes(pool.bytes.data(), static_cast<int>(pool.bytes.size())) != 1) {
+      // OpenSSL's generator does not fail once seeded; should it, the OS's generator serves.
+      std::random_device rd;
+      for (auto& byte : pool.bytes) byte = static_cast<unsigned char>(rd());
+    }
+    pool.used = 0;
   }
+  std::array<unsigned char, 16> b{};
+  std::copy_n(pool.bytes.begin() + static_cast<std::ptrdiff_t>(pool.used), b.size(), b.begin());
+  std::fill_n(pool.bytes.begin() + static_cast<std::ptrdiff_t>(pool.used), b.size(), 0);  // used once only
+  pool.used += b.size();
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   static constexpr char kHex[] = "0123456789abcdef";
