@@ -333,6 +333,7 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   cs.set("format", std::move(formats));
   json::Value rest = json::Value::object();
   rest.set("mode", str("server"));
+  if (options.rest_security) rest.set("security", options.rest_security(options.base_url));
   json::Value resources = json::Value::array();
   static constexpr std::string_view kTypeInteractions[] = {
       "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"};
@@ -1473,6 +1474,8 @@ std::optional<Response> Router::dispatch(const Request& req, const Completion& d
     return r;
   }
   impl.params = std::move(*params);
+  if (authorizer_ != nullptr)
+    if (auto refused = authorizer_->check(req, path.substr(kFhirBase.size()), impl.params)) return refused;
   auto format = negotiate(req, impl.params);
   if (!format) {
     Response r = error_response(format.error());
