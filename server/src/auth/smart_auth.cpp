@@ -604,7 +604,10 @@ struct SmartAuth::Impl {
         types.assign(members.begin(), members.end());
       else
         types.emplace_back(type);
-      if (types.empty() || (type != "*" && !definitions.is_resource_type(type))) return {};  // the router refuses it
+      if (types.empty() || (type != "*" && !definitions.is_resource_type(type))) {
+        needs.push_back({"*", kAll, std::string(compartment) + "/" + std::string(type)});  // (the router says 404)
+        return {};
+      }
       q = type == "*" ? resources::parse_multi_type_search(types, all, *snapshot, definitions, limits)
                       : resources::parse_search(type, all, *snapshot, definitions, limits);
     } else {
@@ -622,7 +625,8 @@ struct SmartAuth::Impl {
         if (m.first == "reference" && m.second.is_string()) {
           const std::string& ref = m.second.text();
           auto q = ref.find('?');
-          if (q != std::string::npos && q > 0 && ref.find('/') > q) needs.push_back({ref.substr(0, q), kSearch, where});
+          if (q != std::string::npos && q > 0 && ref.find('/') > q)
+            needs.push_back({ref.substr(0, q), kSearch, where + ".resource (" + ref + ")"});
         } else {
           conditional_references(m.second, needs, where);
         }
@@ -660,7 +664,10 @@ struct SmartAuth::Impl {
       needs.push_back({"*", kSearch, "_history"});
       return {};
     }
-    if (!definitions.is_resource_type(first)) return {};  // the router answers 404
+    if (!definitions.is_resource_type(first)) {  // the router answers 404; only a client that may do anything hears it
+      needs.push_back({"*", kAll, std::string(first)});
+      return {};
+    }
     std::string type(first);
     if (seg.size() == 1) {
       if (m == "POST" && !req.header("if-none-exist").empty())
@@ -738,11 +745,11 @@ struct SmartAuth::Impl {
         for (fhir::Issue& issue : err.issues) issue.diagnostics = where + ": " + issue.diagnostics;
         return std::unexpected(std::move(err));
       }
-      if (const json::Value* resource = e.find("resource")) conditional_references(*resource, entry_needs, where);
       for (Need& n : entry_needs) {
         n.where = where + ".request (" + n.where + ")";
         needs.push_back(std::move(n));
       }
+      if (const json::Value* resource = e.find("resource")) conditional_references(*resource, needs, where);
     }
     return {};
   }
