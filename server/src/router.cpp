@@ -1267,10 +1267,17 @@ struct Router::Impl {
         if (type != "SearchParameter") return {};
         return reindexer->check(resource, id);
       };
+    // Entries that the processor hands back to the router (reads, searches) carry the Bundle's credentials.
     auto run = [router = &self, body = std::make_shared<json::Value>(std::move(*body)), options = std::move(options),
-                format = format, interaction = std::move(interaction)]() mutable {
+                format = format, interaction = std::move(interaction),
+                authorization = std::string(req.header("authorization"))]() mutable {
       BundleProcessor processor(router->repository_, router->search_parameters(), std::move(options),
-                                [router](const Request& sub) { return router->handle(sub); });
+                                [router, &authorization](const Request& sub) {
+                                  if (authorization.empty()) return router->handle(sub);
+                                  Request with = sub;
+                                  with.headers.emplace_back("authorization", authorization);
+                                  return router->handle(with);
+                                });
       BundleOutcome out = processor.process(*body);
       if (router->reindexer_ != nullptr)
         for (const VersionRecord& v : out.written) {
