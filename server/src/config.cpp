@@ -63,6 +63,12 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
        "fsync every commit (SQLite synchronous=FULL); false trades durability on power loss for speed")
     ("search-index", po::value(&c.search_index)->default_value(c.search_index),
        "write the search index with every version and serve search over it (false: store only, search answers 501)")
+    ("data-dir", po::value(&c.data_dir)->default_value(c.data_dir),
+       "folder for files beside the database: the token signing keys (DATA_DIR/keys)")
+    ("auth", po::value(&c.auth)->default_value(c.auth),
+       "off, or smart: every /fhir request but metadata needs a SMART Bearer token (see README, SMART on FHIR)")
+    ("system-token-lifetime", po::value(&c.system_token_lifetime_s)->default_value(c.system_token_lifetime_s),
+       "seconds a Backend Services access token lives (1 to 300)")
     ("max-conditional-delete", po::value(&c.max_conditional_delete)->default_value(c.max_conditional_delete),
        "resources one conditional delete (DELETE [type]?criteria) may delete; more matches answer 412");
   // clang-format on
@@ -105,6 +111,10 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     return fhir::fail(fhir::ErrorKind::kInvalid, "not-supported",
                       "--tls-cert/--tls-key: HTTPS is not part of this build yet (it comes with the security issue); "
                       "put a TLS-terminating proxy in front meanwhile");
+  if (c.auth != "off" && c.auth != "smart")
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--auth takes off or smart, not '" + c.auth + "'");
+  if (c.system_token_lifetime_s < 1 || c.system_token_lifetime_s > 300)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--system-token-lifetime must be 1 to 300 seconds");
   if (c.max_bundle_entries == 0)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--max-bundle-entries must be positive");
   if (c.body_limit == 0) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--body-limit must be positive");

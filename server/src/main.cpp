@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -21,6 +22,8 @@
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/store/store.hpp"
 #include "caduceus/resources/structure_checker.hpp"
+#include "caduceus/server/auth/admin.hpp"
+#include "caduceus/server/auth/smart_auth.hpp"
 #include "caduceus/server/config.hpp"
 #include "caduceus/server/http_server.hpp"
 #include "caduceus/server/metrics.hpp"
@@ -39,9 +42,10 @@ constexpr const char* kUsage =
     "Commands:\n"
     "  serve      run the FHIR server (caduceus serve --help lists its options)\n"
     "  import     load transaction/batch Bundle files and NDJSON files into the store (caduceus import --help)\n"
+    "  admin      SMART clients and token signing keys (caduceus admin --help)\n"
     "  version    print the version\n"
     "\n"
-    "Coming with later issues: admin (clients, users, keys), migrate.\n";
+    "Coming with later issues: admin users, migrate.\n";
 
 constexpr const char* kImportUsage =
     "Usage: caduceus import [--db URL] [--search-index BOOL] [--sync-full BOOL] [--chunk N] PATH...\n"
@@ -122,8 +126,32 @@ int serve(const std::vector<std::string>& args) {
   server::Metrics metrics;
   server::RequestLog log(config.log_requests);
   auto render_metrics = [&metrics] { return metrics.render(); };
+  // SMART on FHIR (--auth smart): the authorization server's endpoints, and the router's Authorizer.
+  std::unique_ptr<server::auth::SmartAuth> smart;
+  if (config.auth == "smart") {
+    auto keys = server::auth::KeyRing::open(config.data_dir);
+    if (!keys) {
+      print_error(keys.error());
+      return 1;
+    }
+    server::auth::SmartOptions smart_options;
+    smart_options.system_token_lifetime_s = config.system_token_lifetime_s;
+    auto created = server::auth::SmartAuth::create(
+        **store, std::move(*keys), **definitions,
+        [&active]() -> std::shared_ptr<const resources::SearchParameterRegistry> {
+          return active ? active->search() : nullptr;
+        },
+        smart_options);
+    if (!created) {
+      print_error(created.error());
+      return 1;
+    }
+    smart = std::move(*created);
+  }
   std::optional<server::Router> router_storage;
   server::RouterOptions router_options;
+  if (smart)
+    router_options.rest_security = [s = smart.get()](const std::string& base) { return s->rest_security(base); };
   router_options.max_conditional_delete = std::max<std::size_t>(1, config.max_conditional_delete);
   router_options.max_bundle_entries = config.max_bundle_entries;
   if (active)
@@ -131,6 +159,11 @@ int serve(const std::vector<std::string>& args) {
   else
     router_storage.emplace(*repository, router_options, render_metrics);
   server::Router& router = *router_storage;
+  router.set_authorizer(smart.get());
+  auto for_smart = [&smart](const server::Request& request) {
+    return smart &&
+           server::auth::SmartAuth::serves(std::string_view(request.target).substr(0, request.target.find('?')));
+  };
 
   server::HttpServerOptions http_options;
   http_options.host = config.host();
@@ -142,9 +175,17 @@ int serve(const std::vector<std::string>& args) {
   http_options.idle_timeout = std::chrono::seconds(config.idle_timeout_s);
 
   server::HttpServer http(
-      http_options, [&router](const server::Request& request) { return router.handle(request); },
+      http_options,
+      [&](const server::Request& request) {
+        if (!for_smart(request)) return router.handle(request);
+        std::promise<server::Response> answer;
+        auto future = answer.get_future();
+        smart->handle_async(request, [&answer](server::Response r) { answer.set_value(std::move(r)); });
+        return future.get();
+      },
       &server::Router::is_blocking);
-  http.set_async_handler([&router](const server::Request& request, std::function<void(server::Response)> done) {
+  http.set_async_handler([&](const server::Request& request, std::function<void(server::Response)> done) {
+    if (for_smart(request)) return smart->handle_async(request, std::move(done));
     router.handle_async(request, std::move(done));
   });
   http.set_observer(
@@ -164,8 +205,14 @@ int serve(const std::vector<std::string>& args) {
   std::string base =
       config.base_url.empty() ? "http://" + host + ":" + std::to_string(*port) + "/fhir" : config.base_url;
   router.set_base_url(base);
+  if (smart) smart->set_base_url(base);
   http.stop_on_signals();
   std::printf("Caduceus listening on %s (database %s)\n", base.c_str(), config.db.c_str());
+  if (!smart)
+    std::fprintf(stderr,
+                 "caduceus: WARNING: --auth off: the FHIR API is open to anyone who can reach %s (start with --auth "
+                 "smart to require SMART tokens)\n",
+                 base.c_str());
   std::fflush(stdout);
   http.run();
   return 0;
@@ -373,6 +420,7 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "serve") return serve({args.begin() + 1, args.end()});
   if (args[0] == "import") return import_files({args.begin() + 1, args.end()});
+  if (args[0] == "admin") return server::auth::admin_command({args.begin() + 1, args.end()});
   std::cerr << "caduceus: unknown command '" << args[0] << "'\n\n" << kUsage;
   return 2;
 }

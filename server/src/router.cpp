@@ -338,6 +338,7 @@ std::string capability_statement(const resources::Definitions& defs, const Route
   cs.set("patchFormat", std::move(patch_formats));
   json::Value rest = json::Value::object();
   rest.set("mode", str("server"));
+  if (options.rest_security) rest.set("security", options.rest_security(options.base_url));
   json::Value resources = json::Value::array();
   static constexpr std::string_view kTypeInteractions[] = {
       "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"};
@@ -1282,10 +1283,17 @@ struct Router::Impl {
         if (type != "SearchParameter") return {};
         return reindexer->check(resource, id);
       };
+    // Entries that the processor hands back to the router (reads, searches) carry the Bundle's credentials.
     auto run = [router = &self, body = std::make_shared<json::Value>(std::move(*body)), options = std::move(options),
-                format = format, interaction = std::move(interaction)]() mutable {
+                format = format, interaction = std::move(interaction),
+                authorization = std::string(req.header("authorization"))]() mutable {
       BundleProcessor processor(router->repository_, router->search_parameters(), std::move(options),
-                                [router](const Request& sub) { return router->handle(sub); });
+                                [router, &authorization](const Request& sub) {
+                                  if (authorization.empty()) return router->handle(sub);
+                                  Request with = sub;
+                                  with.headers.emplace_back("authorization", authorization);
+                                  return router->handle(with);
+                                });
       BundleOutcome out = processor.process(*body);
       if (router->reindexer_ != nullptr)
         for (const VersionRecord& v : out.written) {
@@ -1489,6 +1497,8 @@ std::optional<Response> Router::dispatch(const Request& req, const Completion& d
     return r;
   }
   impl.params = std::move(*params);
+  if (authorizer_ != nullptr)
+    if (auto refused = authorizer_->check(req, path.substr(kFhirBase.size()), impl.params)) return refused;
   auto format = negotiate(req, impl.params);
   if (!format) {
     Response r = error_response(format.error());

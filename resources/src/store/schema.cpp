@@ -143,6 +143,23 @@ const std::vector<Migration>& migrations() {
            " WHERE r.param = 'patient' AND r.target_id <> '' AND t.code <> '' AND t.param <> 'identifier'"
            " AND substr(t.param, 1, 1) <> '_'",
        }},
+      {6,
+       "OAuth clients, used client-assertion ids, revoked tokens",
+       {
+           // Registered SMART clients. `kind`: public, confidential-symmetric (secret_hash: a salted hash, never
+           // the secret), confidential-asymmetric (jwks by value, or jwks_url). Lists are space-separated.
+           "CREATE TABLE oauth_client (tenant INTEGER NOT NULL, client_id TEXT NOT NULL, name TEXT NOT NULL,"
+           " kind TEXT NOT NULL, secret_hash TEXT NOT NULL, jwks TEXT NOT NULL, jwks_url TEXT NOT NULL,"
+           " redirect_uris TEXT NOT NULL, scopes TEXT NOT NULL, created INTEGER NOT NULL,"
+           " PRIMARY KEY (tenant, client_id))",
+           // The `jti` of every client assertion accepted, until it expires: a replay is refused.
+           "CREATE TABLE oauth_used_jti (tenant INTEGER NOT NULL, client_id TEXT NOT NULL, jti TEXT NOT NULL,"
+           " expires INTEGER NOT NULL, PRIMARY KEY (tenant, client_id, jti))",
+           "CREATE INDEX oauth_used_jti_expires ON oauth_used_jti (tenant, expires)",
+           // Access tokens revoked before their expiry (RFC 7009), until they would have expired.
+           "CREATE TABLE oauth_revoked_token (tenant INTEGER NOT NULL, jti TEXT NOT NULL, expires INTEGER NOT NULL,"
+           " PRIMARY KEY (tenant, jti))",
+       }},
   };
   return list;
 }

@@ -27,6 +27,7 @@
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "current_cache.hpp"
+#include "oauth_sql.hpp"
 #include "schema.hpp"
 #include "search_sql.hpp"
 
@@ -487,6 +488,7 @@ class SqliteTransaction final : public Transaction {
                              const std::vector<std::string>& params, const IndexValues& values) override;
   Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job) override;
   Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant) override;
+  OAuthTables* oauth_tables() override;
 
  private:
   SqliteStore& store_;
@@ -1274,6 +1276,11 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  OAuthTables* txn_oauth_tables() {
+    if (!oauth_tables_) oauth_tables_ = make_sql_oauth_tables(writer_sql_);  // (on the writer thread only)
+    return oauth_tables_.get();
+  }
+
   Result<void> txn_save_reindex_job(TenantId tenant, const ReindexJobRecord& job) {
     SqlQuery q;
     q.sql = "INSERT OR REPLACE INTO reindex_job VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -1524,6 +1531,7 @@ class SqliteStore final : public Store {
   std::optional<soci::statement> cur_stmt_, upsert_stmt_, insert_stmt_;
   std::optional<soci::statement> savepoint_stmt_, release_stmt_, rollback_to_stmt_;
   std::unique_ptr<IndexWriter> index_writer_;
+  std::unique_ptr<OAuthTables> oauth_tables_;
   long long w_tenant_ = 0, w_version_ = 0, w_last_updated_ = 0, w_rid_ = 0, w_seq_ = 0;
   int w_deleted_ = 0, w_method_ = 0;
   std::string w_type_, w_id_, w_body_;
@@ -1581,6 +1589,9 @@ Result<void> SqliteTransaction::save_reindex_job(TenantId tenant, const ReindexJ
 }
 Result<std::vector<ReindexJobRecord>> SqliteTransaction::reindex_jobs(TenantId tenant) {
   return store_.txn_reindex_jobs(tenant);
+}
+OAuthTables* SqliteTransaction::oauth_tables() {
+  return store_.txn_oauth_tables();
 }
 
 }  // namespace

@@ -51,6 +51,10 @@ fhir::Result<std::vector<ReindexJobRecord>> Transaction::reindex_jobs(TenantId) 
   return no_reindex();
 }
 
+OAuthTables* Transaction::oauth_tables() {
+  return nullptr;
+}
+
 fhir::Result<void> Store::write(Work work) {
   std::promise<fhir::Result<void>> promise;
   auto future = promise.get_future();

@@ -29,6 +29,9 @@ struct ServeConfig {
   bool search_index = true;                 // write search index rows with every version and serve search over them
   std::size_t max_conditional_delete = 1;   // matches a conditional delete may delete (more: 412)
   std::size_t max_bundle_entries = 10'000;  // entries of a batch or transaction Bundle
+  std::string data_dir = "var";             // files beside the database: the token signing keys (keys/)
+  std::string auth = "off";                 // off, or smart: a SMART Bearer token on every /fhir request
+  int system_token_lifetime_s = 300;        // access tokens of Backend Services, seconds (at most 300)
 
   std::string host() const;
   std::uint16_t port() const;

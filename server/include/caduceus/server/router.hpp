@@ -9,6 +9,7 @@
 #include "caduceus/resources/custom_search.hpp"
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/search_parameters.hpp"
+#include "caduceus/server/authorizer.hpp"
 #include "caduceus/server/http_types.hpp"
 
 namespace caduceus::server {
@@ -20,6 +21,8 @@ struct RouterOptions {
   std::string software_version = "0.1.0";
   std::size_t max_conditional_delete = 1;   // 1: conditionalDelete "single"; more: "multiple" up to this many
   std::size_t max_bundle_entries = 10'000;  // entries of a batch or transaction Bundle (beyond: 413)
+  // When set: the CapabilityStatement's rest.security, made from the base URL (SMART oauth-uris).
+  std::function<fhir::json::Value(const std::string& base_url)> rest_security;
 };
 
 // The FHIR REST API and the operational endpoints, as a plain function of a request value. Thread-safe.
@@ -51,6 +54,8 @@ class Router {
 
   // The public base URL (known once the listener is bound); call before serving.
   void set_base_url(std::string base_url);
+  // Every request under /fhir is first put to `authorizer` (kept by the caller; nullptr: none). Call before serving.
+  void set_authorizer(const Authorizer* authorizer) { authorizer_ = authorizer; }
 
  private:
   struct Impl;
@@ -68,6 +73,7 @@ class Router {
   const resources::SearchParameterRegistry* search_parameters_;
   const resources::ActiveSearchParameters* active_ = nullptr;
   resources::Reindexer* reindexer_ = nullptr;
+  const Authorizer* authorizer_ = nullptr;
   mutable std::mutex capability_mutex_;  // guards the two below
   mutable std::string capability_json_;
   mutable std::shared_ptr<const resources::SearchParameterRegistry> capability_for_;

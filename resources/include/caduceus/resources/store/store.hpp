@@ -14,6 +14,7 @@
 namespace caduceus::resources {
 
 struct IndexValues;  // caduceus/resources/search_index.hpp
+class OAuthTables;   // caduceus/resources/store/oauth_tables.hpp
 struct SearchQuery;  // caduceus/resources/search_query.hpp
 
 // Every stored row carries a tenant (partition) key, and every query filters on it. One tenant for now.
@@ -174,6 +175,10 @@ class Transaction {
   virtual fhir::Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job);
   // Every reindex job, by id.
   virtual fhir::Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant);
+
+  // The authorization server's tables (clients, used assertion ids, revoked tokens) within this transaction;
+  // nullptr from a backend without them. Valid until the work returns.
+  virtual OAuthTables* oauth_tables();
 };
 
 struct StoreOptions {

@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "caduceus/fhir/json.hpp"
+#include "caduceus/resources/definitions.hpp"
+#include "caduceus/resources/search_parameters.hpp"
+#include "caduceus/resources/store/store.hpp"
+#include "caduceus/server/auth/keys.hpp"
+#include "caduceus/server/auth/scopes.hpp"
+#include "caduceus/server/authorizer.hpp"
+
+namespace caduceus::server::auth {
+
+struct SmartOptions {
+  int system_token_lifetime_s = 300;  // access tokens of Backend Services (at most 300)
+  resources::TenantId tenant = resources::kDefaultTenant;
+};
+
+// The SMART on FHIR authorization server and the enforcement of its tokens.
+//
+// Endpoints (ORIGIN is the FHIR base without its trailing /fhir):
+//   GET  /fhir/.well-known/smart-configuration, /.well-known/openid-configuration   discovery
+//   GET  /auth/jwks        the public signing keys (JWKS)
+//   POST /auth/token       client_credentials: private_key_jwt (Backend Services) or client_secret_basic
+//   POST /auth/introspect  RFC 7662 (the caller authenticates with a Bearer token or client_secret_basic)
+//   POST /auth/revoke      RFC 7009 (Bearer of the same client, or its client_secret_basic)
+// As the router's Authorizer, it requires a valid Bearer token on every /fhir request but metadata, and the token's
+// system/ scopes to cover every interaction the request makes, every entry of a Bundle and every type a search
+// reaches (_include, _revinclude, chains, _has, _type, compartments): else 403, never a partial answer.
+class SmartAuth final : public Authorizer {
+ public:
+  using RegistrySource = std::function<std::shared_ptr<const resources::SearchParameterRegistry>()>;
+
+  // `registry`: the search parameters in force (nullptr when search is off). Loads the revoked tokens.
+  // Errors: kUnavailable from the store.
+  static fhir::Result<std::unique_ptr<SmartAuth>> create(resources::Store& store, KeyRing keys,
+                                                         const resources::Definitions& definitions,
+                                                         RegistrySource registry, SmartOptions options);
+  ~SmartAuth() override;
+
+  // The public FHIR base ("http://host:port/fhir"), once known; call before serving.
+  void set_base_url(const std::string& fhir_base);
+
+  // Whether `path` is one of the endpoints above (answered by handle_async, not the router).
+  static bool serves(std::string_view path) noexcept;
+  // Answers a request to one of the endpoints; `done` may run later, on a thread of this object's.
+  void handle_async(const Request& request, std::function<void(Response)> done) const;
+
+  std::optional<Response> check(const Request& request, std::string_view path,
+                                const std::vector<std::pair<std::string, std::string>>& params) const override;
+
+  // rest.security of the CapabilityStatement for a FHIR base: the SMART oauth-uris extension and the service.
+  fhir::json::Value rest_security(const std::string& fhir_base) const;
+
+  struct Impl;
+
+ private:
+  explicit SmartAuth(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace caduceus::server::auth
