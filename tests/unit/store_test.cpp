@@ -488,6 +488,86 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type"), 0);
 }
 
+// The full-text rows wait for the end of their job group: a rolled-back job leaves none, a later version replaces
+// an earlier one of the same group, and a search inside the transaction sees the text of the jobs before it.
+TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
+  auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  ASSERT_TRUE(registry.has_value());
+  auto count = [&](const std::string& sql) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir_ / "test.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    long long n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  };
+  auto write = [](Transaction& txn, const std::string& id, std::int64_t version,
+                  const std::string& words) -> fhir::Result<void> {
+    VersionRecord rec;
+    rec.type = "Basic";
+    rec.id = id;
+    rec.version = version;
+    rec.last_updated_ms = txn.now_ms();
+    rec.body = R"({"resourceType":"Basic"})";
+    IndexValues index;
+    index.narrative = words;
+    if (auto s = txn.append(kDefaultTenant, rec, &index); !s) return std::unexpected(s.error());
+    return {};
+  };
+  auto group = [&](std::vector<Store::Work> works) {
+    std::promise<void> queued;
+    std::shared_future<void> all_queued = queued.get_future().share();
+    std::promise<void> first_done;
+    store_->write_async(
+        [all_queued](Transaction&) -> fhir::Result<void> {
+          all_queued.wait();  // the others form the next group
+          return {};
+        },
+        [&](fhir::Result<void>) { first_done.set_value(); });
+    std::vector<std::promise<bool>> done(works.size());
+    for (std::size_t i = 0; i < works.size(); ++i)
+      store_->write_async(std::move(works[i]), [&, i](fhir::Result<void> r) { done[i].set_value(r.has_value()); });
+    queued.set_value();
+    first_done.get_future().get();
+    std::vector<bool> ok;
+    for (auto& d : done) ok.push_back(d.get_future().get());
+    return ok;
+  };
+  auto ok = group({
+      [&](Transaction& t) { return write(t, "t0", 1, "alpha0"); },
+      [&](Transaction& t) { return write(t, "t1", 1, "alpha1"); },
+      [&](Transaction& t) -> fhir::Result<void> {
+        if (auto w = write(t, "t3", 1, "alpha3"); !w) return w;
+        return fhir::fail(fhir::ErrorKind::kConflict, "conflict", "fails after writing");
+      },
+      [&](Transaction& t) { return write(t, "t0", 2, "beta0"); },
+  });
+  EXPECT_EQ(ok, (std::vector<bool>{true, true, false, true}));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'alpha3'"), 0) << "rolled back";
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'alpha0'"), 0) << "replaced";
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'beta0'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'alpha1'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text"), 2);
+
+  auto query = parse_search("Basic", {{"_text", "gamma"}}, **registry, *defs_);
+  ASSERT_TRUE(query.has_value());
+  std::vector<std::pair<std::string, std::string>> seen;
+  ok = group({
+      [&](Transaction& t) { return write(t, "t4", 1, "gamma"); },
+      [&](Transaction& t) -> fhir::Result<void> {
+        auto ids = t.search_ids(kDefaultTenant, *query, 10);
+        if (!ids) return std::unexpected(ids.error());
+        seen = *ids;
+        return {};
+      },
+  });
+  EXPECT_EQ(ok, (std::vector<bool>{true, true}));
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{{"Basic", "t4"}}));
+}
+
 // Transaction::current_record (a PATCH entry's read inside the write job): the current version with its body, the
 // job's own earlier writes included; a deleted one without body; nullopt for one that never existed.
 TEST_F(RepositoryTest, CurrentRecordInsideATransactionSeesItsOwnWrites) {

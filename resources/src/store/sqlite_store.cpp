@@ -296,8 +296,30 @@ struct IndexWriter {
   void remove(std::int64_t rid) {
     patient_token_delete.bind(1, rid).run();
     for (auto& d : deletes) d->bind(1, rid).run();
-    text_delete.bind(1, rid).run();
+    pending_text.push_back(TextOp{rid, false, {}, {}});
   }
+
+  // The full-text rows wait for the end of the job group (flush_text() before COMMIT, or before a read in the
+  // transaction): FTS5 writes its pending rows out as a new segment at every statement savepoint, so rows
+  // written between other statements would each become a segment of their own, to be merged later; written
+  // together they become one. drop_text() forgets them when their job is rolled back.
+  void flush_text() {
+    for (const TextOp& op : pending_text) {
+      if (op.insert)
+        text_row.bind(1, op.rid).bind(2, std::string_view(op.narrative)).bind(3, std::string_view(op.content)).run();
+      else
+        text_delete.bind(1, op.rid).run();
+    }
+    pending_text.clear();
+  }
+  void drop_text() { pending_text.clear(); }
+
+  struct TextOp {
+    std::int64_t rid = 0;
+    bool insert = false;
+    std::string narrative, content;
+  };
+  std::vector<TextOp> pending_text;
 
   void insert(std::int64_t rid, std::int64_t tenant, std::string_view type, const IndexValues& v) {
     auto head = [&](RawStatement& st, const std::string& param) -> RawStatement& {
@@ -357,8 +379,7 @@ struct IndexWriter {
           .bind(6, std::string_view(r.type_code))
           .bind(7, std::string_view(r.value))
           .run();
-    if (!v.narrative.empty() || !v.content.empty())
-      text_row.bind(1, rid).bind(2, std::string_view(v.narrative)).bind(3, std::string_view(v.content)).run();
+    if (!v.narrative.empty() || !v.content.empty()) pending_text.push_back(TextOp{rid, true, v.narrative, v.content});
     patient_token_fill.bind(1, rid).run();
   }
 };
@@ -1178,6 +1199,7 @@ class SqliteStore final : public Store {
     plain.includes.clear();
     plain.cursor.reset();
     auto sql = build_search_sql(tenant, plain, std::nullopt, limit, false);
+    if (index_writer_) index_writer_->flush_text();  // (_text and _content see this transaction's writes)
     if (!sql) return std::unexpected(sql.error());
     std::vector<std::pair<std::string, std::string>> out;
     try {
@@ -1477,6 +1499,7 @@ class SqliteStore final : public Store {
         }
         if (!r) {
           appended_.clear();
+          if (index_writer_) index_writer_->drop_text();
           try {
             writer_sql_ << "ROLLBACK";
           } catch (const std::exception&) {
@@ -1490,6 +1513,7 @@ class SqliteStore final : public Store {
       try {
         savepoint_stmt_->execute(true);
         r = job.work(txn);
+        if (r && index_writer_) index_writer_->flush_text();  // inside the job's savepoint
         if (!r) rollback_to_stmt_->execute(true);
         release_stmt_->execute(true);
       } catch (const std::exception& e) {
@@ -1500,16 +1524,19 @@ class SqliteStore final : public Store {
         } catch (const std::exception&) {
         }
       }
-      if (!r) appended_.resize(appended_before);  // rolled back: not current after all
+      if (index_writer_) index_writer_->drop_text();  // (flushed, or rolled back with the job)
+      if (!r) appended_.resize(appended_before);      // rolled back: not current after all
       results.push_back(std::move(r));
     }
     try {
+      if (index_writer_) index_writer_->flush_text();
       writer_sql_ << "COMMIT";
       // Durable now: these versions are current (before any caller hears of them).
       for (const auto& [tenant, record] : appended_) cache_.put(tenant, record);
       appended_.clear();
     } catch (const std::exception& e) {
       appended_.clear();
+      if (index_writer_) index_writer_->drop_text();
       try {
         writer_sql_ << "ROLLBACK";
       } catch (const std::exception&) {
