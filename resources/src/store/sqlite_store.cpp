@@ -29,6 +29,7 @@
 #include "current_cache.hpp"
 #include "schema.hpp"
 #include "search_sql.hpp"
+#include "user_rows.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -422,9 +423,11 @@ class SqliteTransaction final : public Transaction {
                              const std::vector<std::string>& params, const IndexValues& values) override;
   Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job) override;
   Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant) override;
+  Result<UserRows*> users() override;
 
  private:
   SqliteStore& store_;
+  std::unique_ptr<UserRows> users_;
 };
 
 void bind_all(sqlite_api::sqlite3_stmt* st, const SqlQuery& q) {
@@ -1207,6 +1210,8 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  soci::session& writer_session() { return writer_sql_; }
+
   std::int64_t txn_now_ms() {
     auto now =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -1461,6 +1466,10 @@ Result<void> SqliteTransaction::save_reindex_job(TenantId tenant, const ReindexJ
 }
 Result<std::vector<ReindexJobRecord>> SqliteTransaction::reindex_jobs(TenantId tenant) {
   return store_.txn_reindex_jobs(tenant);
+}
+Result<UserRows*> SqliteTransaction::users() {
+  if (!users_) users_ = make_user_rows(store_.writer_session());
+  return users_.get();
 }
 
 }  // namespace

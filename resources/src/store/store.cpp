@@ -46,6 +46,10 @@ fhir::Result<std::vector<ReindexJobRecord>> Transaction::reindex_jobs(TenantId) 
   return no_reindex();
 }
 
+fhir::Result<UserRows*> Transaction::users() {
+  return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "this store keeps no users");
+}
+
 fhir::Result<void> Store::write(Work work) {
   std::promise<fhir::Result<void>> promise;
   auto future = promise.get_future();

@@ -29,6 +29,11 @@ struct ServeConfig {
   bool search_index = true;                 // write search index rows with every version and serve search over them
   std::size_t max_conditional_delete = 1;   // matches a conditional delete may delete (more: 412)
   std::size_t max_bundle_entries = 10'000;  // entries of a batch or transaction Bundle
+  // Users (server/auth): roles that need a second factor, and the slow-down and lock after failed sign-ins.
+  std::string mfa_roles = "physician,nurse,technician,admin";
+  std::int64_t signin_slow_after = 3;
+  std::int64_t signin_lock_after = 10;
+  std::int64_t signin_lock_seconds = 900;
 
   std::string host() const;
   std::uint16_t port() const;

@@ -15,6 +15,7 @@ namespace caduceus::resources {
 
 struct IndexValues;  // caduceus/resources/search_index.hpp
 struct SearchQuery;  // caduceus/resources/search_query.hpp
+class UserRows;      // caduceus/resources/store/users.hpp
 
 // Every stored row carries a tenant (partition) key, and every query filters on it. One tenant for now.
 using TenantId = std::int64_t;
@@ -169,6 +170,10 @@ class Transaction {
   virtual fhir::Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job);
   // Every reindex job, by id.
   virtual fhir::Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant);
+
+  // The user table (caduceus/resources/store/users.hpp), valid for this transaction only. kNotSupported from a
+  // backend without it.
+  virtual fhir::Result<UserRows*> users();
 };
 
 struct StoreOptions {
