@@ -9,6 +9,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <atomic>
@@ -168,6 +169,13 @@ fhir::Result<std::unique_ptr<asio::ssl::context>> make_tls_context(const std::st
   };
   if (ec) return bad("--tls-cert: '" + cert_file + "' is not a PEM certificate (chain): " + reason());
   context->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+  // (Asio takes the error off OpenSSL's queue into ec: a key that is fine but not the certificate's shows there.)
+  if (const auto code = static_cast<unsigned long>(ec.value());
+      ec && ec.category() == asio::error::get_ssl_category() && ERR_GET_LIB(code) == ERR_LIB_X509 &&
+      ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH) {
+    ERR_clear_error();
+    return bad("--tls-key: the key in '" + key_file + "' does not match the certificate in '" + cert_file + "'");
+  }
   if (ec) return bad("--tls-key: '" + key_file + "' is not an unencrypted PEM private key: " + reason());
   if (SSL_CTX_check_private_key(native) != 1)
     return bad("--tls-key: the key in '" + key_file + "' does not match the certificate in '" + cert_file + "'");

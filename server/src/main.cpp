@@ -114,25 +114,7 @@ int serve(const std::vector<std::string>& args) {
   user_options.slow_after = config.signin_slow_after;
   user_options.lock_after = config.signin_lock_after;
   user_options.lock_duration = std::chrono::seconds(config.signin_lock_seconds);
-  server::auth::UserDirectory users(**store, user_options);
-  {
-    const char* given = std::getenv("CADUCEUS_ADMIN_PASSWORD");
-    auto created = users.ensure_admin(given != nullptr ? given : "", std::chrono::system_clock::now());
-    if (!created) {
-      print_error(created.error());
-      return 1;
-    }
-    if (*created && given != nullptr && *given != '\0')
-      std::printf(
-          "Caduceus: first start: created the user 'admin' (role admin) with the password from "
-          "CADUCEUS_ADMIN_PASSWORD; it must be changed at the first sign-in.\n");
-    else if (*created)
-      std::printf(
-          "Caduceus: first start: created the user 'admin' (role admin) with the one-time password %s "
-          "(shown only this once; it must be changed at the first sign-in).\n",
-          (*created)->c_str());
-  }
-
+  server::auth::UserDirectory users(**store, user_options);  // the first administrator: once listening
   std::optional<resources::Repository> repository;
   std::unique_ptr<resources::Reindexer> reindexer;
   if (active) {
@@ -188,6 +170,25 @@ int serve(const std::vector<std::string>& args) {
   if (!port) {
     print_error(port.error());
     return 1;
+  }
+  // Only now that the start cannot fail any more (a bad TLS file, a port in use), so that the one-time password is
+  // printed by a server that runs.
+  {
+    const char* given = std::getenv("CADUCEUS_ADMIN_PASSWORD");
+    auto created = users.ensure_admin(given != nullptr ? given : "", std::chrono::system_clock::now());
+    if (!created) {
+      print_error(created.error());
+      return 1;
+    }
+    if (*created && given != nullptr && *given != '\0')
+      std::printf(
+          "Caduceus: first start: created the user 'admin' (role admin) with the password from "
+          "CADUCEUS_ADMIN_PASSWORD; it must be changed at the first sign-in.\n");
+    else if (*created)
+      std::printf(
+          "Caduceus: first start: created the user 'admin' (role admin) with the one-time password %s "
+          "(shown only this once; it must be changed at the first sign-in).\n",
+          (*created)->c_str());
   }
   std::string host =
       http_options.host.find(':') != std::string::npos ? "[" + http_options.host + "]" : http_options.host;

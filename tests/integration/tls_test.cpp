@@ -69,6 +69,8 @@ void expect_start_failure(const ServerOptions& options, const std::string& messa
     ADD_FAILURE() << "the server started; expected: " << message;
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("first start"), std::string::npos)
+        << "a start that fails creates no administrator (and prints no password): " << e.what();
   }
 }
 

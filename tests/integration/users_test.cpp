@@ -17,7 +17,7 @@ namespace {
 
 using server::auth::SignInStatus;
 
-struct Run {
+struct CliRun {
   int exit = -1;
   std::string out, err;
 };
@@ -31,7 +31,7 @@ std::string read_all(const std::filesystem::path& path) {
 
 // Runs the caduceus binary with `args` (each single-quoted for the shell; none of ours holds a quote), `input` on
 // its standard input.
-Run caduceus(const TempDir& dir, const std::vector<std::string>& args, const std::string& input = "") {
+CliRun caduceus(const TempDir& dir, const std::vector<std::string>& args, const std::string& input = "") {
   const auto in = dir.path() / "stdin.txt", out = dir.path() / "stdout.txt", err = dir.path() / "stderr.txt";
   {
     std::ofstream f(in);
@@ -41,7 +41,7 @@ Run caduceus(const TempDir& dir, const std::vector<std::string>& args, const std
   for (const auto& a : args) command += " '" + a + "'";
   command += " < '" + in.string() + "' > '" + out.string() + "' 2> '" + err.string() + "'";
   const int status = std::system(command.c_str());
-  Run r;
+  CliRun r;
   r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = read_all(out);
   r.err = read_all(err);
@@ -71,11 +71,11 @@ TEST(AdminUserCliTest, AddListDisableOnATemporaryDatabase) {
            << R"({"resourceType":"Patient","id":"p1","name":[{"family":"Doe"}]})"
            << "\n";
   }
-  Run imported = caduceus(dir, {"import", "--db", db, (dir.path() / "people.ndjson").string()});
+  CliRun imported = caduceus(dir, {"import", "--db", db, (dir.path() / "people.ndjson").string()});
   ASSERT_EQ(imported.exit, 0) << imported.out << imported.err;
 
   const std::string doctor_password = "Vicodin-and-lupus-2026";
-  Run add = caduceus(
+  CliRun add = caduceus(
       dir, {"admin", "user", "add", "House", "--role", "physician", "--fhir-user", "Practitioner/house", "--db", db},
       doctor_password + "\n");
   ASSERT_EQ(add.exit, 0) << add.out << add.err;
@@ -90,12 +90,13 @@ TEST(AdminUserCliTest, AddListDisableOnATemporaryDatabase) {
     std::ofstream f(password_file);
     f << "a patient's long password\n";
   }
-  Run patient = caduceus(dir, {"admin", "user", "add", "jdoe", "--role", "patient", "--fhir-user", "Patient/p1",
-                               "--password-file", password_file.string(), "--db", db});
+  CliRun patient = caduceus(dir, {"admin", "user", "add", "jdoe", "--role", "patient", "--fhir-user", "Patient/p1",
+                                  "--password-file", password_file.string(), "--db", db});
   ASSERT_EQ(patient.exit, 0) << patient.out << patient.err;
   EXPECT_EQ(patient.out, "User 'jdoe' added (role patient, fhirUser Patient/p1).\n");
 
-  Run generated = caduceus(dir, {"admin", "user", "add", "ops", "--role", "admin", "--generate-password", "--db", db});
+  CliRun generated =
+      caduceus(dir, {"admin", "user", "add", "ops", "--role", "admin", "--generate-password", "--db", db});
   ASSERT_EQ(generated.exit, 0) << generated.out << generated.err;
   const std::string marker = "One-time password (shown once; to be changed at first sign-in): ";
   auto at = generated.out.find(marker);
@@ -103,30 +104,39 @@ TEST(AdminUserCliTest, AddListDisableOnATemporaryDatabase) {
   const std::string ops_password = generated.out.substr(at + marker.size(), 24);
 
   // Refusals: unknown role (usage, 2), a missing Patient, a taken name, a short password (1).
-  Run bad_role = caduceus(dir, {"admin", "user", "add", "x", "--role", "surgeon", "--db", db}, "long enough pw\n");
+  CliRun bad_role = caduceus(dir, {"admin", "user", "add", "x", "--role", "surgeon", "--db", db}, "long enough pw\n");
   EXPECT_EQ(bad_role.exit, 2) << bad_role.err;
-  Run missing =
+  CliRun missing =
       caduceus(dir, {"admin", "user", "add", "x", "--role", "patient", "--fhir-user", "Patient/p2", "--db", db},
                "long enough pw\n");
   EXPECT_EQ(missing.exit, 1);
   EXPECT_EQ(missing.err, "caduceus admin user add: Patient/p2 does not exist in the store\n");
-  Run taken =
+  CliRun taken =
       caduceus(dir, {"admin", "user", "add", "jdoe", "--role", "patient", "--fhir-user", "Patient/p1", "--db", db},
                "long enough pw\n");
   EXPECT_EQ(taken.exit, 1);
   EXPECT_EQ(taken.err, "caduceus admin user add: the user 'jdoe' exists already\n");
-  Run short_password = caduceus(
+  CliRun short_password = caduceus(
       dir, {"admin", "user", "add", "y", "--role", "patient", "--fhir-user", "Patient/p1", "--db", db}, "short\n");
   EXPECT_EQ(short_password.exit, 1);
   EXPECT_EQ(short_password.err, "caduceus admin user add: the password must have at least 12 characters\n");
 
-  Run disable = caduceus(dir, {"admin", "user", "disable", "jdoe", "--db", db});
+  CliRun disable = caduceus(dir, {"admin", "user", "disable", "jdoe", "--db", db});
   ASSERT_EQ(disable.exit, 0) << disable.err;
   EXPECT_EQ(disable.out, "User 'jdoe' disabled.\n");
-  Run disable_missing = caduceus(dir, {"admin", "user", "disable", "nobody", "--db", db});
+  CliRun disable_missing = caduceus(dir, {"admin", "user", "disable", "nobody", "--db", db});
   EXPECT_EQ(disable_missing.exit, 1);
 
-  Run list = caduceus(dir, {"admin", "user", "list", "--db", db});
+  // Enrolment prints the URI to scan and waits for a code from it; a wrong one leaves the enrolment pending.
+  CliRun totp = caduceus(dir, {"admin", "user", "totp", "house", "--db", db}, "abcdef\n");
+  EXPECT_EQ(totp.exit, 1);
+  EXPECT_TRUE(
+      totp.out.starts_with("Scan this URI (as a QR code) with an authenticator app, or type the secret in by "
+                           "hand:\n  otpauth://totp/Caduceus:house?secret="))
+      << totp.out;
+  EXPECT_EQ(totp.err, "caduceus admin user totp: the code does not match the secret being enrolled\n");
+
+  CliRun list = caduceus(dir, {"admin", "user", "list", "--db", db});
   ASSERT_EQ(list.exit, 0) << list.err;
   EXPECT_EQ(list.out,
             "USERNAME              ROLE        FHIR USER                     STATUS    SECOND FACTOR\n"
@@ -143,7 +153,7 @@ TEST(AdminUserCliTest, AddListDisableOnATemporaryDatabase) {
   EXPECT_EQ(ops.status, SignInStatus::kOk);
   EXPECT_TRUE(ops.must_change_password);
 
-  Run enable = caduceus(dir, {"admin", "user", "enable", "jdoe", "--db", db});
+  CliRun enable = caduceus(dir, {"admin", "user", "enable", "jdoe", "--db", db});
   ASSERT_EQ(enable.exit, 0) << enable.err;
   EXPECT_EQ(sign_in(db, "jdoe", "a patient's long password").status, SignInStatus::kOk);
 }
@@ -151,7 +161,7 @@ TEST(AdminUserCliTest, AddListDisableOnATemporaryDatabase) {
 TEST(AdminUserCliTest, RefusesWhileTheServerHoldsTheDatabase) {
   TestServer server;
   TempDir dir("caduceus-users");
-  Run list = caduceus(dir, {"admin", "user", "list", "--db", server.db_url()});
+  CliRun list = caduceus(dir, {"admin", "user", "list", "--db", server.db_url()});
   EXPECT_EQ(list.exit, 1);
   EXPECT_NE(list.err.find("is in use by another Caduceus process"), std::string::npos) << list.err;
 }
