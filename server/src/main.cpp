@@ -44,7 +44,7 @@ constexpr const char* kUsage =
     "  version    print the version\n"
     "  admin user add|list|disable|enable|totp   manage the accounts that sign in (caduceus admin user --help)\n"
     "\n"
-    "Coming with later issues: admin (clients, users, keys), migrate.\n";
+    "Coming with later issues: admin client and admin keys (the authorization server), migrate.\n";
 
 constexpr const char* kImportUsage =
     "Usage: caduceus import [--db URL] [--search-index BOOL] [--sync-full BOOL] [--chunk N] PATH...\n"
