@@ -63,6 +63,27 @@ TEST(TlsTest, RefusesTls11AndPlainHttp) {
   EXPECT_EQ(tls_get(server.host(), server.port(), "/fhir/metadata", good).response.status, 200);
 }
 
+TEST(TlsTest, KeepAliveAndPipeliningOverTls) {
+  TempDir dir("caduceus-tls");
+  const CertFiles files = make_self_signed_cert(dir.path());
+  TestServer server(tls_options(files));
+  TlsClientOptions client;
+  client.trust = files.cert;
+  // Three requests written at once on one connection: answered in order, the last closes it (with close_notify).
+  TlsRaw raw = tls_raw(server.host(), server.port(),
+                       "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /fhir/Patient/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /fhir/metadata?_summary=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                       client);
+  EXPECT_TRUE(raw.error.empty()) << raw.error;
+  std::vector<std::string> statuses;
+  for (std::size_t at = raw.received.find("HTTP/1.1 "); at != std::string::npos;
+       at = raw.received.find("HTTP/1.1 ", at + 1))
+    statuses.push_back(raw.received.substr(at + 9, 3));
+  EXPECT_EQ(statuses, (std::vector<std::string>{"200", "404", "200"})) << raw.received.substr(0, 2000);
+  EXPECT_NE(raw.received.find("CapabilityStatement"), std::string::npos);
+}
+
 void expect_start_failure(const ServerOptions& options, const std::string& message) {
   try {
     TestServer server(options);

@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -153,6 +154,50 @@ TlsExchange tls_get(const std::string& host, std::uint16_t port, const std::stri
   // The server ends with close_notify; ours in return (its failure changes nothing for the test).
   stream.async_shutdown([&](beast::error_code) {});
   run();
+  return out;
+}
+
+TlsRaw tls_raw(const std::string& host, std::uint16_t port, const std::string& bytes, const TlsClientOptions& options) {
+  TlsRaw out;
+  asio::io_context ioc;
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  beast::error_code ec;
+  if (!options.trust.empty()) {
+    ctx.load_verify_file(options.trust.string(), ec);
+    ctx.set_verify_mode(asio::ssl::verify_peer);
+  }
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+  if (!options.verify_ip.empty())
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(stream.native_handle()), options.verify_ip.c_str());
+  auto& lowest = beast::get_lowest_layer(stream);
+  auto run = [&] {
+    ioc.restart();
+    ioc.run();
+  };
+  lowest.expires_after(options.timeout);
+  lowest.async_connect(tcp::endpoint(asio::ip::make_address(host), port), [&](beast::error_code e) { ec = e; });
+  run();
+  if (!ec) stream.async_handshake(asio::ssl::stream_base::client, [&](beast::error_code e) { ec = e; });
+  run();
+  if (!ec) asio::async_write(stream, asio::buffer(bytes), [&](beast::error_code e, std::size_t) { ec = e; });
+  run();
+  if (ec) {
+    out.error = ec.message();
+    return out;
+  }
+  char chunk[16384];
+  for (;;) {
+    std::size_t got = 0;
+    stream.async_read_some(asio::buffer(chunk), [&](beast::error_code e, std::size_t n) {
+      ec = e;
+      got = n;
+    });
+    run();
+    out.received.append(chunk, got);
+    if (ec) break;
+  }
+  // The server's close_notify ends the stream (eof); anything else is an error.
+  if (ec != asio::error::eof && ec != asio::ssl::error::stream_truncated) out.error = ec.message();
   return out;
 }
 

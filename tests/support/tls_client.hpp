@@ -42,4 +42,12 @@ struct TlsExchange {
 TlsExchange tls_get(const std::string& host, std::uint16_t port, const std::string& target,
                     const TlsClientOptions& options);
 
+// Connects and shakes hands like tls_get, writes `bytes` as they are (e.g. pipelined requests), then reads until
+// the server closes (or the timeout). Returns everything read; `error` set on a failure before the end.
+struct TlsRaw {
+  std::string received;
+  std::string error;
+};
+TlsRaw tls_raw(const std::string& host, std::uint16_t port, const std::string& bytes, const TlsClientOptions& options);
+
 }  // namespace caduceus::test
