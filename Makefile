@@ -11,7 +11,7 @@ SEARCH_DB ?= $(BUILD)/bench/search-$(RESOURCES).db
 # Debian 12 packages the build, the tests and the benchmarks need (README: "Dependencies" says why each).
 DEB_PACKAGES := g++ cmake ninja-build make libboost1.81-dev libboost-program-options1.81-dev rapidjson-dev \
   libsoci-dev libsoci-sqlite3-4.0 libsqlite3-dev libpq-dev libssl-dev libicu-dev libgtest-dev libgmock-dev \
-  libbenchmark-dev wrk curl ca-certificates libjwt-dev
+  libbenchmark-dev wrk curl ca-certificates libjwt-dev libargon2-dev liboath-dev
 
 .PHONY: all deps configure build run test bench bench-search format clean
 
@@ -44,7 +44,10 @@ run: build
 	@mkdir -p var
 	@echo "Caduceus: the FHIR R4 API will be at http://$(LISTEN)/fhir (data in $(DB))."
 	@echo "  Try: curl http://$(LISTEN)/fhir/metadata   or, in another terminal: bash examples/tour.sh"
-	@echo "  No sign-in yet: the API is open on this address until SMART on FHIR lands. Ctrl-C stops the server."
+	@echo "  Sign-in: the first start creates the user 'admin' and prints its one-time password below (once; or set"
+	@echo "  CADUCEUS_ADMIN_PASSWORD); it must be changed at the first sign-in. Other users: build/bin/caduceus admin user"
+	@echo "  add|list|disable (server stopped; --help). The FHIR API itself stays open on this address until the SMART"
+	@echo "  authorization server lands. Ctrl-C stops the server."
 	$(BUILD)/bin/caduceus serve --listen $(LISTEN) --db $(DB)
 
 test: build

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "caduceus/server/auth/users.hpp"
+
 namespace caduceus::server {
 
 namespace po = boost::program_options;
@@ -47,7 +49,15 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("db", po::value(&c.db)->default_value(c.db), "database: sqlite:PATH or sqlite::memory:")
     ("mllp", po::value(&c.mllp), "HL7 v2 MLLP listener HOST:PORT (off by default)")
     ("tls-cert", po::value(&c.tls_cert), "serve HTTPS with this certificate (PEM)")
-    ("tls-key", po::value(&c.tls_key), "the private key of --tls-cert (PEM)")
+    ("tls-key", po::value(&c.tls_key), "the private key of --tls-cert (PEM, unencrypted)")
+    ("mfa-roles", po::value(&c.mfa_roles)->default_value(c.mfa_roles),
+       "roles whose users sign in with a TOTP code too (comma-separated; empty: none)")
+    ("signin-slow-after", po::value(&c.signin_slow_after)->default_value(c.signin_slow_after),
+       "failed sign-ins in a row after which each next attempt must wait (1 s, doubling, 30 s at most)")
+    ("signin-lock-after", po::value(&c.signin_lock_after)->default_value(c.signin_lock_after),
+       "failed sign-ins in a row that lock the account")
+    ("signin-lock-seconds", po::value(&c.signin_lock_seconds)->default_value(c.signin_lock_seconds),
+       "how long a locked account stays locked")
     ("base-url", po::value(&c.base_url), "public FHIR base URL (default http://LISTEN/fhir)")
     ("threads", po::value(&c.threads)->default_value(c.threads), "I/O threads (0: one per core)")
     ("blocking-threads", po::value(&c.blocking_threads)->default_value(c.blocking_threads),
@@ -107,14 +117,18 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
   if (!c.mllp.empty())
     return fhir::fail(fhir::ErrorKind::kInvalid, "not-supported",
                       "--mllp: the HL7 v2 listener is not part of this build yet (see the HL7 v2 issue)");
-  if (!c.tls_cert.empty() || !c.tls_key.empty())
-    return fhir::fail(fhir::ErrorKind::kInvalid, "not-supported",
-                      "--tls-cert/--tls-key: HTTPS is not part of this build yet (it comes with the security issue); "
-                      "put a TLS-terminating proxy in front meanwhile");
+  if (c.tls_cert.empty() != c.tls_key.empty())
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-cert and --tls-key go together");
   if (c.auth != "off" && c.auth != "smart")
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--auth takes off or smart, not '" + c.auth + "'");
   if (c.system_token_lifetime_s < 1 || c.system_token_lifetime_s > 300)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--system-token-lifetime must be 1 to 300 seconds");
+  if (auto roles = auth::parse_roles(c.mfa_roles); !roles)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mfa-roles: " + roles.error().issues[0].diagnostics);
+  if (c.signin_lock_after <= 0 || c.signin_slow_after < 0 || c.signin_lock_seconds <= 0)
+    return fhir::fail(
+        fhir::ErrorKind::kInvalid, "invalid",
+        "--signin-lock-after and --signin-lock-seconds must be positive, --signin-slow-after not negative");
   if (c.max_bundle_entries == 0)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--max-bundle-entries must be positive");
   if (c.body_limit == 0) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--body-limit must be positive");

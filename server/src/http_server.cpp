@@ -1,9 +1,15 @@
 // The HTTP/1.1 transport: the only translation unit of the server that includes Boost.Beast and Boost.Asio.
 // Modeled on Beast's example/advanced/server: a listener on its own strand, a session per connection on its own
 // strand that only does I/O, and a plain function (the Handler) that turns a request value into a response value.
-// No exceptions on the I/O path: every operation takes an error_code.
+// No exceptions on the I/O path: every operation takes an error_code. The session is a template over its stream:
+// beast::tcp_stream for HTTP, beast::ssl_stream over it for HTTPS (OpenSSL, TLS 1.2 and 1.3 only); the plain
+// path compiles to what it was before TLS existed.
 
 #include "caduceus/server/http_server.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +19,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -21,11 +28,13 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -105,7 +114,74 @@ std::string describe(const tcp::endpoint& endpoint) {
   return host + ":" + std::to_string(endpoint.port());
 }
 
-class Session;
+// What the listener and the drain know of a connection, whatever its stream.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual void drain() = 0;
+  virtual asio::any_io_executor executor() = 0;
+};
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// The OpenSSL error queue as one line (then cleared), for start-up messages.
+std::string openssl_errors() {
+  std::string text;
+  while (unsigned long code = ERR_get_error()) {
+    char buffer[256];
+    ERR_error_string_n(code, buffer, sizeof buffer);
+    text += (text.empty() ? "" : "; ") + std::string(buffer);
+  }
+  return text;
+}
+
+// The server's TLS context: TLS 1.2 and 1.3 only; for 1.2 only forward-secret AEAD suites (ECDHE with AES-GCM or
+// ChaCha20-Poly1305: Mozilla's "intermediate" list without DHE), the server's order; no compression, no
+// renegotiation. Errors: kInvalid naming the option and the file.
+fhir::Result<std::unique_ptr<asio::ssl::context>> make_tls_context(const std::string& cert_file,
+                                                                   const std::string& key_file) {
+  auto bad = [](std::string what) { return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", std::move(what)); };
+  for (const auto& [option, file] : {std::pair{"--tls-cert", cert_file}, std::pair{"--tls-key", key_file}}) {
+    std::ifstream probe(file);
+    if (!probe) return bad(std::string(option) + ": cannot read '" + file + "'");
+  }
+  ERR_clear_error();
+  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  SSL_CTX* native = context->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                       asio::ssl::context::no_compression | asio::ssl::context::single_dh_use);
+  SSL_CTX_set_options(native, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_set_cipher_list(native,
+                              "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                              "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                              "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1)
+    return bad("TLS: the cipher list was refused: " + openssl_errors());
+  // An encrypted key would make OpenSSL prompt on the terminal: refuse it instead.
+  context->set_password_callback([](std::size_t, asio::ssl::context::password_purpose) { return std::string(); });
+  error_code ec;
+  context->use_certificate_chain_file(cert_file, ec);
+  auto reason = [&ec] {
+    std::string queued = openssl_errors();
+    return queued.empty() ? ec.message() : queued;
+  };
+  if (ec) return bad("--tls-cert: '" + cert_file + "' is not a PEM certificate (chain): " + reason());
+  context->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+  // (Asio takes the error off OpenSSL's queue into ec: a key that is fine but not the certificate's shows there.)
+  if (const auto code = static_cast<unsigned long>(ec.value());
+      ec && ec.category() == asio::error::get_ssl_category() && ERR_GET_LIB(code) == ERR_LIB_X509 &&
+      ERR_GET_REASON(code) == X509_R_KEY_VALUES_MISMATCH) {
+    ERR_clear_error();
+    return bad("--tls-key: the key in '" + key_file + "' does not match the certificate in '" + cert_file + "'");
+  }
+  if (ec) return bad("--tls-key: '" + key_file + "' is not an unencrypted PEM private key: " + reason());
+  if (SSL_CTX_check_private_key(native) != 1)
+    return bad("--tls-key: the key in '" + key_file + "' does not match the certificate in '" + cert_file + "'");
+  ERR_clear_error();
+  return context;
+}
 
 }  // namespace
 
@@ -230,7 +306,8 @@ struct HttpServer::Impl {
   std::condition_variable changed;
   bool running = false;
   bool acceptor_closed = false;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> sessions;
+  std::unique_ptr<asio::ssl::context> tls;  // set by listen(): HTTPS; outlives the sessions (destroyed with ioc)
 
   // Declared after everything a Session touches in its destructor: the io_context destroys pending handlers,
   // and with them the sessions, when it goes.
@@ -245,12 +322,18 @@ struct HttpServer::Impl {
 namespace {
 
 // One connection. Lives as long as an operation or a posted handler holds it; every member function runs on the
-// connection's strand (the executor of stream_).
-class Session : public std::enable_shared_from_this<Session> {
+// connection's strand (the executor of stream_). Stream: PlainStream or TlsStream.
+template <class Stream>
+class Session final : public Connection, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  Session(HttpServer::Impl& server, tcp::socket&& socket) : server_(server), stream_(std::move(socket)) {
+  // `tls`: the context (with TlsStream only).
+  template <class... Tls>
+  Session(HttpServer::Impl& server, tcp::socket&& socket, Tls&... tls)
+      : server_(server), stream_(std::move(socket), tls...) {
     error_code ec;
-    auto endpoint = stream_.socket().remote_endpoint(ec);
+    auto endpoint = tcp().socket().remote_endpoint(ec);
     if (!ec) {
       auto address = endpoint.address();
       if (address.is_v6() && address.to_v6().is_v4_mapped())
@@ -260,7 +343,7 @@ class Session : public std::enable_shared_from_this<Session> {
     server_.open.fetch_add(1, std::memory_order_relaxed);
   }
 
-  ~Session() {
+  ~Session() override {
     server_.open.fetch_sub(1, std::memory_order_relaxed);
     std::lock_guard lock(server_.mutex);
     server_.sessions.erase(this);
@@ -270,17 +353,18 @@ class Session : public std::enable_shared_from_this<Session> {
   void start() {
     {
       std::lock_guard lock(server_.mutex);
-      server_.sessions.emplace(this, weak_from_this());
+      server_.sessions.emplace(this, this->weak_from_this());
     }
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
       if (self->server_.draining.load()) return self->drain();
+      if constexpr (kTls) return self->handshake();
       self->maybe_read();
     });
   }
 
   // The server is stopping: answer what was received, then close. An idle connection closes at once: there is no
   // response to protect from a reset by lingering.
-  void drain() {
+  void drain() override {
     draining_ = true;
     if (!closed_ && slots_.empty() && !writing_ && !processing_ && read_phase_ != ReadPhase::kRequest &&
         buffer_.size() == 0)
@@ -288,9 +372,25 @@ class Session : public std::enable_shared_from_this<Session> {
     after_io();
   }
 
-  asio::any_io_executor executor() { return stream_.get_executor(); }
+  asio::any_io_executor executor() override { return stream_.get_executor(); }
 
  private:
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+
+  // HTTPS: the TLS handshake first, within the read timeout. (It counts as waiting for a request.)
+  void handshake() {
+    read_phase_ = ReadPhase::kIdle;
+    tcp().expires_after(options().read_timeout);
+    stream_.async_handshake(asio::ssl::stream_base::server,
+                            [self = this->shared_from_this()](error_code ec) { self->on_handshake(ec); });
+  }
+
+  void on_handshake(error_code ec) {
+    read_phase_ = ReadPhase::kNone;
+    if (ec || closed_ || draining_) return close_now();  // a refused protocol version, a port scan, a stop
+    maybe_read();
+  }
+
   enum class ReadPhase {
     kNone,
     kIdle,     // waiting for the first byte of a request
@@ -320,9 +420,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (buffer_.size() > 0) return start_request();        // pipelined bytes already here
     if (draining_) return;                                 // nothing of a next request arrived: do not wait for one
     read_phase_ = ReadPhase::kIdle;
-    stream_.expires_after(first_request_ ? options().read_timeout : options().idle_timeout);
-    stream_.async_read_some(buffer_.prepare(kReadSize),
-                            [self = shared_from_this()](error_code ec, std::size_t n) { self->on_first_bytes(ec, n); });
+    tcp().expires_after(first_request_ ? options().read_timeout : options().idle_timeout);
+    stream_.async_read_some(
+        buffer_.prepare(kReadSize),
+        [self = this->shared_from_this()](error_code ec, std::size_t n) { self->on_first_bytes(ec, n); });
   }
 
   void on_first_bytes(error_code ec, std::size_t n) {
@@ -342,9 +443,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options().header_limit, UINT32_MAX)));
     parser_->body_limit(boost::none);  // checked against Content-Length by hand once the header is in
     // One deadline for the header and the body together.
-    stream_.expires_after(options().read_timeout);
+    tcp().expires_after(options().read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
+                            [self = this->shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   void on_header(error_code ec) {
@@ -358,7 +459,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(options().body_limit);  // for a chunked body
     if (parser_->is_done()) return on_request_read();
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](error_code ec2, std::size_t) { self->on_body(ec2); });
+                     [self = this->shared_from_this()](error_code ec2, std::size_t) { self->on_body(ec2); });
     const auto& header = parser_->get();
     if (header.version() >= 11 && beast::iequals(header[http::field::expect], "100-continue"))
       send_continue(header.version());
@@ -456,7 +557,7 @@ class Session : public std::enable_shared_from_this<Session> {
         auto request = std::make_shared<const Request>(std::move(slot.request));
         server_.invoke_async(
             std::move(request), slot.start,
-            [self = shared_from_this(), seq = slot.seq, strand = stream_.get_executor(),
+            [self = this->shared_from_this(), seq = slot.seq, strand = stream_.get_executor(),
              // keeps run() going until the answer is in (copyable, unlike a work guard)
              work = asio::prefer(server_.ioc.get_executor(), asio::execution::outstanding_work.tracked)](
                 Response response) mutable {
@@ -468,14 +569,14 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       if (blocking) {
         processing_ = true;
-        asio::post(server_.pool,
-                   [self = shared_from_this(), seq = slot.seq, request = std::move(slot.request), start = slot.start,
-                    strand = stream_.get_executor(), work = asio::make_work_guard(server_.ioc)]() mutable {
-                     Response response = self->server_.invoke(request, start);
-                     asio::post(strand, [self, seq, response = std::move(response)]() mutable {
-                       self->on_processed(seq, std::move(response));
-                     });
-                   });
+        asio::post(server_.pool, [self = this->shared_from_this(), seq = slot.seq, request = std::move(slot.request),
+                                  start = slot.start, strand = stream_.get_executor(),
+                                  work = asio::make_work_guard(server_.ioc)]() mutable {
+          Response response = self->server_.invoke(request, start);
+          asio::post(strand, [self, seq, response = std::move(response)]() mutable {
+            self->on_processed(seq, std::move(response));
+          });
+        });
         break;
       }
       complete(slot, server_.invoke(slot.request, slot.start));
@@ -509,6 +610,11 @@ class Session : public std::enable_shared_from_this<Session> {
       message->insert(name, value);
     }
     if (!has_date) message->set(http::field::date, http_date());
+    if constexpr (kTls) {
+      // HTTPS only from now on, for a year (RFC 6797).
+      if (message->find(http::field::strict_transport_security) == message->end())
+        message->set(http::field::strict_transport_security, "max-age=31536000");
+    }
     if (status != 204 && status != 304) {
       message->content_length(response.body.size());
       if (!slot.head) message->body() = std::move(response.body);  // HEAD: the length of the GET body, no body
@@ -533,9 +639,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     slot.response->keep_alive(!slot.close_after);
     writing_ = true;
-    stream_.expires_after(options().write_timeout);
+    tcp().expires_after(options().write_timeout);
     http::async_write(stream_, *slot.response,
-                      [self = shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
+                      [self = this->shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(error_code ec) {
@@ -554,8 +660,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (writing_ || !slots_.empty()) return;
     writing_ = true;
     auto interim = std::make_shared<http::response<http::empty_body>>(http::status::continue_, version);
-    stream_.expires_after(options().write_timeout);  // the body read is pending: this sets the write deadline only
-    http::async_write(stream_, *interim, [self = shared_from_this(), interim](error_code ec, std::size_t) {
+    tcp().expires_after(options().write_timeout);  // the body read is pending: this sets the write deadline only
+    http::async_write(stream_, *interim, [self = this->shared_from_this(), interim](error_code ec, std::size_t) {
       self->writing_ = false;
       if (ec) return self->close_now();
       self->maybe_write();
@@ -576,36 +682,49 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     closed_ = true;
     error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    // HTTPS: close_notify is sent by the linger (a TLS shutdown), not a TCP half-close.
+    if constexpr (!kTls) tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (read_phase_ != ReadPhase::kNone) {
-      stream_.socket().cancel(ec);  // no write is pending here; the read's completion starts the linger
+      tcp().socket().cancel(ec);  // no write is pending here; the read's completion starts the linger
       return;
     }
     start_linger();
   }
 
   void start_linger() {
-    if (read_phase_ != ReadPhase::kNone || !stream_.socket().is_open()) return;
+    if (read_phase_ != ReadPhase::kNone || !tcp().socket().is_open()) return;
+    if constexpr (kTls) {
+      // Our close_notify, then the peer's (or its close, or the timeout): the TLS way to end without a reset.
+      if (lingering_) return;
+      lingering_ = true;
+      tcp().expires_after(kLingerTimeout);
+      read_phase_ = ReadPhase::kLinger;
+      stream_.async_shutdown([self = this->shared_from_this()](error_code) {
+        self->read_phase_ = ReadPhase::kNone;
+        self->tcp().close();
+      });
+      return;
+    }
     if (!lingering_) {
       lingering_ = true;
-      stream_.expires_after(kLingerTimeout);
+      tcp().expires_after(kLingerTimeout);
     }
     read_phase_ = ReadPhase::kLinger;
     buffer_.consume(buffer_.size());
-    stream_.async_read_some(buffer_.prepare(kReadSize), [self = shared_from_this()](error_code ec, std::size_t) {
+    stream_.async_read_some(buffer_.prepare(kReadSize), [self = this->shared_from_this()](error_code ec, std::size_t) {
       self->read_phase_ = ReadPhase::kNone;
-      if (ec) return self->stream_.close();  // end of stream, timeout, reset: done
+      if (ec) return self->tcp().close();  // end of stream, timeout, reset: done
       self->start_linger();
     });
   }
 
   void close_now() {
     closed_ = true;
-    stream_.close();
+    tcp().close();
   }
 
   HttpServer::Impl& server_;
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::deque<Slot> slots_;
@@ -647,7 +766,10 @@ void HttpServer::Impl::on_accept(error_code ec, tcp::socket socket) {
   }
   error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
-  std::make_shared<Session>(*this, std::move(socket))->start();
+  if (tls)
+    std::make_shared<Session<TlsStream>>(*this, std::move(socket), *tls)->start();
+  else
+    std::make_shared<Session<PlainStream>>(*this, std::move(socket))->start();
   do_accept();
 }
 
@@ -661,7 +783,7 @@ void HttpServer::Impl::begin_drain() {
     signals->cancel(ec);
     signals->clear(ec);  // restores the default disposition: a second signal ends the process
   }
-  std::vector<std::shared_ptr<Session>> live;
+  std::vector<std::shared_ptr<Connection>> live;
   {
     std::lock_guard lock(mutex);
     acceptor_closed = true;
@@ -690,6 +812,13 @@ void HttpServer::set_observer(ExchangeObserver observer) {
 
 fhir::Result<std::uint16_t> HttpServer::listen() {
   Impl& s = *impl_;
+  if (!s.options.tls_cert_file.empty() || !s.options.tls_key_file.empty()) {
+    if (s.options.tls_cert_file.empty() || s.options.tls_key_file.empty())
+      return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-cert and --tls-key go together");
+    auto context = make_tls_context(s.options.tls_cert_file, s.options.tls_key_file);
+    if (!context) return std::unexpected(context.error());
+    s.tls = std::move(*context);
+  }
   error_code ec;
   tcp::endpoint endpoint;
   auto address = asio::ip::make_address(s.options.host, ec);

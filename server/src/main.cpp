@@ -24,6 +24,8 @@
 #include "caduceus/resources/structure_checker.hpp"
 #include "caduceus/server/auth/admin.hpp"
 #include "caduceus/server/auth/smart_auth.hpp"
+#include "caduceus/server/auth/admin_cli.hpp"
+#include "caduceus/server/auth/users.hpp"
 #include "caduceus/server/config.hpp"
 #include "caduceus/server/http_server.hpp"
 #include "caduceus/server/metrics.hpp"
@@ -44,8 +46,9 @@ constexpr const char* kUsage =
     "  import     load transaction/batch Bundle files and NDJSON files into the store (caduceus import --help)\n"
     "  admin      SMART clients and token signing keys (caduceus admin --help)\n"
     "  version    print the version\n"
+    "  admin user add|list|disable|enable|totp   manage the accounts that sign in (caduceus admin user --help)\n"
     "\n"
-    "Coming with later issues: admin users, migrate.\n";
+    "Coming with later issues: migrate.\n";
 
 constexpr const char* kImportUsage =
     "Usage: caduceus import [--db URL] [--search-index BOOL] [--sync-full BOOL] [--chunk N] PATH...\n"
@@ -109,6 +112,13 @@ int serve(const std::vector<std::string>& args) {
     print_error(store.error());
     return 1;
   }
+  // The accounts that sign in; the first start creates the administrator.
+  server::auth::UserDirectoryOptions user_options;
+  user_options.mfa_roles = *server::auth::parse_roles(config.mfa_roles);  // checked by parse_serve_args
+  user_options.slow_after = config.signin_slow_after;
+  user_options.lock_after = config.signin_lock_after;
+  user_options.lock_duration = std::chrono::seconds(config.signin_lock_seconds);
+  server::auth::UserDirectory users(**store, user_options);  // the first administrator: once listening
   std::optional<resources::Repository> repository;
   std::unique_ptr<resources::Reindexer> reindexer;
   if (active) {
@@ -173,6 +183,8 @@ int serve(const std::vector<std::string>& args) {
   http_options.body_limit = config.body_limit;
   http_options.read_timeout = std::chrono::seconds(config.read_timeout_s);
   http_options.idle_timeout = std::chrono::seconds(config.idle_timeout_s);
+  http_options.tls_cert_file = config.tls_cert;
+  http_options.tls_key_file = config.tls_key;
 
   server::HttpServer http(
       http_options,
@@ -200,10 +212,30 @@ int serve(const std::vector<std::string>& args) {
     print_error(port.error());
     return 1;
   }
+  // Only now that the start cannot fail any more (a bad TLS file, a port in use), so that the one-time password is
+  // printed by a server that runs.
+  {
+    const char* given = std::getenv("CADUCEUS_ADMIN_PASSWORD");
+    auto created = users.ensure_admin(given != nullptr ? given : "", std::chrono::system_clock::now());
+    if (!created) {
+      print_error(created.error());
+      return 1;
+    }
+    if (*created && given != nullptr && *given != '\0')
+      std::printf(
+          "Caduceus: first start: created the user 'admin' (role admin) with the password from "
+          "CADUCEUS_ADMIN_PASSWORD; it must be changed at the first sign-in.\n");
+    else if (*created)
+      std::printf(
+          "Caduceus: first start: created the user 'admin' (role admin) with the one-time password %s "
+          "(shown only this once; it must be changed at the first sign-in).\n",
+          (*created)->c_str());
+  }
   std::string host =
       http_options.host.find(':') != std::string::npos ? "[" + http_options.host + "]" : http_options.host;
-  std::string base =
-      config.base_url.empty() ? "http://" + host + ":" + std::to_string(*port) + "/fhir" : config.base_url;
+  std::string base = config.base_url.empty() ? (config.tls_cert.empty() ? "http://" : "https://") + host + ":" +
+                                                   std::to_string(*port) + "/fhir"
+                                             : config.base_url;
   router.set_base_url(base);
   if (smart) smart->set_base_url(base);
   http.stop_on_signals();
@@ -420,6 +452,8 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "serve") return serve({args.begin() + 1, args.end()});
   if (args[0] == "import") return import_files({args.begin() + 1, args.end()});
+  if (args[0] == "admin" && args.size() >= 2 && args[1] == "user")
+    return server::auth::run_admin_user({args.begin() + 2, args.end()}, std::cin, std::cout, std::cerr);
   if (args[0] == "admin") return server::auth::admin_command({args.begin() + 1, args.end()});
   std::cerr << "caduceus: unknown command '" << args[0] << "'\n\n" << kUsage;
   return 2;

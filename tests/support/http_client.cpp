@@ -283,12 +283,13 @@ std::vector<Response> send_raw(const std::string& host, std::uint16_t port, std:
 // ---- URLs ----------------------------------------------------------------------------------------------------
 
 std::optional<ParsedUrl> parse_url(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (!url.starts_with(kScheme)) return std::nullopt;
-  url.remove_prefix(kScheme.size());
+  const bool https = url.starts_with("https://");
+  if (!url.starts_with("http://") && !https) return std::nullopt;
+  url.remove_prefix(https ? 8 : 7);
   const auto slash = url.find('/');
   std::string_view authority = url.substr(0, slash);
   ParsedUrl out;
+  if (https) out.port = 443;
   out.path = slash == std::string_view::npos ? std::string() : std::string(url.substr(slash));
   const auto colon = authority.rfind(':');
   if (colon == std::string_view::npos) {

@@ -90,7 +90,7 @@ class HttpClient {
 std::vector<Response> send_raw(const std::string& host, std::uint16_t port, std::string_view bytes,
                                std::size_t responses, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
-// Splits "http://host:port/path" into its parts; nullopt when it is not such a URL.
+// Splits "http://host:port/path" (or https://) into its parts; nullopt when it is not such a URL.
 struct ParsedUrl {
   std::string host;
   std::uint16_t port = 80;

@@ -192,6 +192,7 @@ void TestServer::start() {
       std::string line = buffer.substr(0, nl);
       buffer.erase(0, nl + 1);
       auto at = line.find("http://");
+      if (at == std::string::npos) at = line.find("https://");
       if (at == std::string::npos) {
         early_lines.push_back(line);
         continue;

@@ -160,6 +160,19 @@ const std::vector<Migration>& migrations() {
            "CREATE TABLE oauth_revoked_token (tenant INTEGER NOT NULL, jti TEXT NOT NULL, expires INTEGER NOT NULL,"
            " PRIMARY KEY (tenant, jti))",
        }},
+      {7,
+       "users",
+       {
+           // The accounts that sign in (server/auth UserDirectory). password_hash: Argon2id, encoded with its
+           // parameters. totp_*: the second factor, a secret with a format prefix ("plain:"; room for encryption
+           // at rest) and the time step of the last accepted code. Times in ms since the epoch, 0 = never.
+           "CREATE TABLE users (tenant INTEGER NOT NULL, username TEXT NOT NULL, role TEXT NOT NULL,"
+           " fhir_user TEXT NOT NULL, password_hash TEXT NOT NULL, must_change_password INTEGER NOT NULL,"
+           " disabled INTEGER NOT NULL, totp_secret TEXT NOT NULL, totp_pending TEXT NOT NULL,"
+           " totp_last_step BIGINT NOT NULL, failed_count BIGINT NOT NULL, next_attempt BIGINT NOT NULL,"
+           " locked_until BIGINT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL,"
+           " last_sign_in BIGINT NOT NULL, PRIMARY KEY (tenant, username))",
+       }},
   };
   return list;
 }

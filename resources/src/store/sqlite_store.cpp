@@ -30,6 +30,7 @@
 #include "oauth_sql.hpp"
 #include "schema.hpp"
 #include "search_sql.hpp"
+#include "user_rows.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -510,9 +511,11 @@ class SqliteTransaction final : public Transaction {
   Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job) override;
   Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant) override;
   OAuthTables* oauth_tables() override;
+  Result<UserRows*> users() override;
 
  private:
   SqliteStore& store_;
+  std::unique_ptr<UserRows> users_;
 };
 
 void bind_all(sqlite_api::sqlite3_stmt* st, const SqlQuery& q) {
@@ -1352,6 +1355,8 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  soci::session& writer_session() { return writer_sql_; }
+
   std::int64_t txn_now_ms() {
     auto now =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -1619,6 +1624,10 @@ Result<std::vector<ReindexJobRecord>> SqliteTransaction::reindex_jobs(TenantId t
 }
 OAuthTables* SqliteTransaction::oauth_tables() {
   return store_.txn_oauth_tables();
+}
+Result<UserRows*> SqliteTransaction::users() {
+  if (!users_) users_ = make_user_rows(store_.writer_session());
+  return users_.get();
 }
 
 }  // namespace

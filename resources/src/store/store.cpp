@@ -55,6 +55,10 @@ OAuthTables* Transaction::oauth_tables() {
   return nullptr;
 }
 
+fhir::Result<UserRows*> Transaction::users() {
+  return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "this store keeps no users");
+}
+
 fhir::Result<void> Store::write(Work work) {
   std::promise<fhir::Result<void>> promise;
   auto future = promise.get_future();

@@ -23,6 +23,9 @@ struct HttpServerOptions {
   std::chrono::seconds idle_timeout{60};      // a keep-alive connection waiting for its next request
   std::chrono::seconds write_timeout{60};     // writing one response
   std::size_t max_pipelined = 16;             // requests read ahead per connection, answered or not yet written
+  // Both set: HTTPS (TLS 1.2 and 1.3 only) with this PEM certificate chain and its unencrypted PEM key; every
+  // response then carries Strict-Transport-Security. Read by listen(), which refuses unreadable or mismatched files.
+  std::string tls_cert_file, tls_key_file;
 };
 
 // Called once per exchange, when the response is ready and before it is written, on the thread that produced it
@@ -60,8 +63,9 @@ class HttpServer {
   // drops the callback unanswered, gets a 500 sent for it.
   void set_async_handler(AsyncHandler handler);
 
-  // Binds and listens. Returns the bound port (the one picked when options.port is 0). Errors: kUnavailable when
-  // the address is in use or cannot be bound, kInvalid when the host cannot be resolved.
+  // Loads the TLS certificate and key when set, binds and listens. Returns the bound port (the one picked when
+  // options.port is 0). Errors: kUnavailable when the address is in use or cannot be bound, kInvalid when the host
+  // cannot be resolved or a TLS file cannot be read, is not PEM, or the key does not match the certificate.
   fhir::Result<std::uint16_t> listen();
 
   // Makes SIGINT and SIGTERM call stop(). Call before run(). After the first signal the default disposition is

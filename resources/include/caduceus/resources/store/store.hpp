@@ -16,6 +16,7 @@ namespace caduceus::resources {
 struct IndexValues;  // caduceus/resources/search_index.hpp
 class OAuthTables;   // caduceus/resources/store/oauth_tables.hpp
 struct SearchQuery;  // caduceus/resources/search_query.hpp
+class UserRows;      // caduceus/resources/store/users.hpp
 
 // Every stored row carries a tenant (partition) key, and every query filters on it. One tenant for now.
 using TenantId = std::int64_t;
@@ -179,6 +180,9 @@ class Transaction {
   // The authorization server's tables (clients, used assertion ids, revoked tokens) within this transaction;
   // nullptr from a backend without them. Valid until the work returns.
   virtual OAuthTables* oauth_tables();
+  // The user table (caduceus/resources/store/users.hpp), valid for this transaction only. kNotSupported from a
+  // backend without it.
+  virtual fhir::Result<UserRows*> users();
 };
 
 struct StoreOptions {
