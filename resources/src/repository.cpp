@@ -393,6 +393,48 @@ void Repository::conditional_update_async(TenantId tenant, std::string_view type
       });
 }
 
+Result<WriteOutcome> Repository::conditional_update_in(Transaction& txn, TenantId tenant, std::string_view type,
+                                                       json::Value resource, const Conditional& criteria) {
+  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return std::unexpected(ok.error());
+  std::string body_id;
+  if (const json::Value* id = resource.find("id"); id != nullptr && id->is_string()) body_id = id->text();
+  auto matches = txn.search_ids(tenant, criteria.query, 2);
+  if (!matches) return std::unexpected(matches.error());
+  if (matches->size() > 1) return std::unexpected(too_many(type, criteria, "the update is not made"));
+  std::string id;
+  bool server_id = false;
+  if (matches->size() == 1) {
+    id = matches->front().second;
+    if (!body_id.empty() && body_id != id)
+      return fhir::fail(ErrorKind::kInvalid, "invalid",
+                        "The resource's id '" + body_id + "' differs from the id of the resource matching '" +
+                            criteria.text + "' (" + id + ")",
+                        std::string(type) + ".id");
+  } else if (!body_id.empty()) {
+    if (!is_valid_id(body_id))
+      return fhir::fail(ErrorKind::kInvalid, "invalid",
+                        "'" + body_id + "' is not a valid resource id ([A-Za-z0-9-.]{1,64})",
+                        std::string(type) + ".id");
+    id = body_id;
+  } else {
+    id = new_resource_id();
+    server_id = true;
+  }
+  set_id(resource, id);
+  std::shared_ptr<const void> guard;
+  std::optional<IndexValues> index = index_of(resource, guard);
+  auto current = txn.current(tenant, type, id);
+  if (!current) return std::unexpected(current.error());
+  std::int64_t current_version = *current ? (*current)->version : 0;
+  auto rec = append_resource(txn, tenant, resource, std::string(type), id, current_version + 1,
+                             server_id ? Method::kCreate : Method::kUpdate, index);
+  if (!rec) return std::unexpected(rec.error());
+  WriteOutcome out;
+  out.created = !*current || (*current)->deleted;
+  out.record = std::move(*rec);
+  return out;
+}
+
 void Repository::conditional_delete_async(TenantId tenant, std::string_view type,
                                           std::shared_ptr<const Conditional> criteria, std::size_t max_matches,
                                           Callback<std::vector<VersionRecord>> done) {

@@ -47,7 +47,11 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("config", po::value(&config_file), "read options from FILE (lines `name = value`)")
     ("listen", po::value(&c.listen)->default_value(c.listen), "HTTP address HOST:PORT (port 0 picks a free port)")
     ("db", po::value(&c.db)->default_value(c.db), "database: sqlite:PATH or sqlite::memory:")
-    ("mllp", po::value(&c.mllp), "HL7 v2 MLLP listener HOST:PORT (off by default)")
+    ("mllp", po::value(&c.mllp), "HL7 v2 MLLP listener HOST:PORT (off by default; port 0 picks a free port)")
+    ("mllp-max-frame", po::value(&c.mllp_max_frame)->default_value(c.mllp_max_frame),
+       "largest HL7 v2 message over MLLP in bytes (larger: answered AR)")
+    ("mllp-idle-timeout", po::value(&c.mllp_idle_timeout_s)->default_value(c.mllp_idle_timeout_s),
+       "seconds an MLLP connection may idle before it is closed")
     ("tls-cert", po::value(&c.tls_cert), "serve HTTPS with this certificate (PEM)")
     ("tls-key", po::value(&c.tls_key), "the private key of --tls-cert (PEM, unencrypted)")
     ("mfa-roles", po::value(&c.mfa_roles)->default_value(c.mfa_roles),
@@ -114,9 +118,13 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
   }
   if (out.help) return out;
   if (auto hp = split_host_port(c.listen); !hp) return std::unexpected(hp.error());
-  if (!c.mllp.empty())
-    return fhir::fail(fhir::ErrorKind::kInvalid, "not-supported",
-                      "--mllp: the HL7 v2 listener is not part of this build yet (see the HL7 v2 issue)");
+  if (!c.mllp.empty()) {
+    if (auto hp = split_host_port(c.mllp); !hp)
+      return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mllp: '" + c.mllp + "' is not HOST:PORT");
+  }
+  if (c.mllp_max_frame < 64) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mllp-max-frame must be >= 64");
+  if (c.mllp_idle_timeout_s <= 0)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mllp-idle-timeout must be positive");
   if (c.tls_cert.empty() != c.tls_key.empty())
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-cert and --tls-key go together");
   if (c.auth != "off" && c.auth != "smart")

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "bundle.hpp"
+#include "caduceus/adapters/hl7v2/inbound.hpp"
+#include "caduceus/adapters/mllp.hpp"
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/resources/custom_search.hpp"
 #include "caduceus/resources/definitions.hpp"
@@ -238,8 +240,33 @@ int serve(const std::vector<std::string>& args) {
                                              : config.base_url;
   router.set_base_url(base);
   if (smart) smart->set_base_url(base);
+  // HL7 v2 over MLLP (--mllp): its own listener and thread, writing through the same repository.
+  std::optional<adapters::hl7v2::InboundProcessor> hl7;
+  std::unique_ptr<adapters::MllpServer> mllp;
+  std::string mllp_text;
+  if (!config.mllp.empty()) {
+    auto hp = server::split_host_port(config.mllp);
+    hl7.emplace(*repository, active.get());
+    adapters::MllpOptions mllp_options;
+    mllp_options.host = hp->first;
+    mllp_options.port = hp->second;
+    mllp_options.max_frame = config.mllp_max_frame;
+    mllp_options.idle_timeout = std::chrono::seconds(config.mllp_idle_timeout_s);
+    mllp = std::make_unique<adapters::MllpServer>(
+        mllp_options,
+        [&hl7](std::string message, bool oversize, std::function<void(std::string)> send, std::function<void()> done) {
+          hl7->handle(std::move(message), std::move(send), std::move(done), oversize);
+        });
+    auto mllp_port = mllp->start();
+    if (!mllp_port) {
+      print_error(mllp_port.error());
+      return 1;
+    }
+    std::string mllp_host = hp->first.find(':') != std::string::npos ? "[" + hp->first + "]" : hp->first;
+    mllp_text = ", HL7 v2 MLLP on " + mllp_host + ":" + std::to_string(*mllp_port);
+  }
   http.stop_on_signals();
-  std::printf("Caduceus listening on %s (database %s)\n", base.c_str(), config.db.c_str());
+  std::printf("Caduceus listening on %s (database %s)%s\n", base.c_str(), config.db.c_str(), mllp_text.c_str());
   if (!smart)
     std::fprintf(stderr,
                  "caduceus: WARNING: --auth off: the FHIR API is open to anyone who can reach %s (start with --auth "
@@ -247,6 +274,7 @@ int serve(const std::vector<std::string>& args) {
                  base.c_str());
   std::fflush(stdout);
   http.run();
+  if (mllp) mllp->stop();
   return 0;
 }
 

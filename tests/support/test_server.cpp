@@ -199,6 +199,7 @@ void TestServer::start() {
       }
       auto end = line.find_first_of(" \t\r\"'", at);
       url = line.substr(at, end == std::string::npos ? std::string::npos : end - at);
+      start_line_ = line;
       while (!url.empty() && (url.back() == '.' || url.back() == ',')) url.pop_back();
     }
   }

@@ -69,6 +69,8 @@ class TestServer {
   bool running() const noexcept { return pid_ > 0; }
   const std::filesystem::path& dir() const noexcept { return dir_.path(); }
   const std::string& db_url() const noexcept { return db_; }
+  // The whole line the server printed its URL on (it also names other listeners, e.g. "HL7 v2 MLLP on H:P").
+  const std::string& start_line() const noexcept { return start_line_; }
 
   // SIGTERM, then waits for the exit. Returns the exit code, or 128 + signal number when it died from a
   // signal; -1 if it had to be SIGKILLed after stop_timeout (a test failure is recorded then).
@@ -96,7 +98,7 @@ class TestServer {
   ServerOptions options_;
   TempDir dir_;
   std::string db_;
-  std::string base_url_, base_path_, host_;
+  std::string base_url_, base_path_, host_, start_line_;
   std::uint16_t port_ = 0;
   std::atomic<pid_t> pid_{-1};
   int pidfd_ = -1;

@@ -173,6 +173,22 @@ const std::vector<Migration>& migrations() {
            " locked_until BIGINT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL,"
            " last_sign_in BIGINT NOT NULL, PRIMARY KEY (tenant, username))",
        }},
+      {8,
+       "inbound HL7 v2 messages",
+       {
+           // Every HL7 v2 message received (adapters), stored before it is acknowledged: the raw bytes, the
+           // acknowledgement sent and what it produced. A sender's control id (MSH-10) is unique per sending
+           // application and facility (MSH-3, MSH-4): a message sent again is answered from here. `raw` and `ack`
+           // are opaque blobs whose first byte says their format ('r' = the bytes as they are), leaving room for
+           // encryption. `resources`: space-separated Type/id/_history/version.
+           "CREATE TABLE hl7_inbound (id INTEGER PRIMARY KEY, tenant INTEGER NOT NULL,"
+           " sending_application TEXT NOT NULL, sending_facility TEXT NOT NULL, control_id TEXT NOT NULL,"
+           " message_type TEXT NOT NULL, received INTEGER NOT NULL, raw BLOB NOT NULL, status TEXT NOT NULL,"
+           " ack BLOB NOT NULL, resources TEXT NOT NULL, error TEXT NOT NULL, updated INTEGER NOT NULL)",
+           "CREATE UNIQUE INDEX hl7_inbound_control ON hl7_inbound"
+           " (tenant, sending_application, sending_facility, control_id) WHERE control_id <> ''",
+           "CREATE INDEX hl7_inbound_received ON hl7_inbound (tenant, received)",
+       }},
   };
   return list;
 }

@@ -512,6 +512,12 @@ class SqliteTransaction final : public Transaction {
   Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant) override;
   OAuthTables* oauth_tables() override;
   Result<UserRows*> users() override;
+  Result<std::optional<InboundMessageRecord>> find_inbound_message(TenantId tenant, std::string_view app,
+                                                                   std::string_view facility,
+                                                                   std::string_view control_id) override;
+  Result<std::int64_t> insert_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
+  Result<void> update_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
+  Result<std::optional<InboundMessageRecord>> inbound_message(TenantId tenant, std::int64_t id) override;
 
  private:
   SqliteStore& store_;
@@ -1321,6 +1327,126 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  // ---- inbound HL7 v2 messages ----
+
+  static constexpr char kRawFormat = 'r';  // first byte of hl7_inbound.raw and .ack: the bytes as they are
+
+  static std::string join_resources(const std::vector<std::string>& list) {
+    std::string out;
+    for (const auto& r : list) out += (out.empty() ? "" : " ") + r;
+    return out;
+  }
+
+  Result<std::vector<InboundMessageRecord>> inbound_rows(const SqlQuery& q) {
+    std::vector<InboundMessageRecord> out;
+    auto bytes = [](sqlite_api::sqlite3_stmt* st, int i) {
+      const void* p = sqlite_api::sqlite3_column_blob(st, i);
+      int n = sqlite_api::sqlite3_column_bytes(st, i);
+      return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), static_cast<std::size_t>(n));
+    };
+    auto blob = [&](sqlite_api::sqlite3_stmt* st, int i) {
+      std::string b = bytes(st, i);
+      if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
+      return b;
+    };
+    try {
+      run_query(writer_db(), q, [&](sqlite_api::sqlite3_stmt* st) {
+        InboundMessageRecord r;
+        r.id = sqlite_api::sqlite3_column_int64(st, 0);
+        r.sending_application = bytes(st, 1);
+        r.sending_facility = bytes(st, 2);
+        r.control_id = bytes(st, 3);
+        r.message_type = bytes(st, 4);
+        r.received_ms = sqlite_api::sqlite3_column_int64(st, 5);
+        r.raw = blob(st, 6);
+        r.status = bytes(st, 7);
+        r.ack = blob(st, 8);
+        r.resources = split_words(bytes(st, 9));
+        r.error = bytes(st, 10);
+        r.updated_ms = sqlite_api::sqlite3_column_int64(st, 11);
+        out.push_back(std::move(r));
+      });
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return out;
+  }
+
+  static constexpr const char* kInboundColumns =
+      "SELECT id, sending_application, sending_facility, control_id, message_type, received, raw, status, ack, "
+      "resources, error, updated FROM hl7_inbound WHERE tenant = ?";
+
+  Result<std::optional<InboundMessageRecord>> txn_find_inbound_message(TenantId tenant, std::string_view app,
+                                                                       std::string_view facility,
+                                                                       std::string_view control_id) {
+    SqlQuery q;
+    q.sql = std::string(kInboundColumns) +
+            " AND sending_application = ? AND sending_facility = ? AND control_id = ? AND control_id <> ''";
+    q.binds = {std::int64_t{tenant}, std::string(app), std::string(facility), std::string(control_id)};
+    auto rows = inbound_rows(q);
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty()) return std::optional<InboundMessageRecord>{};
+    return std::optional<InboundMessageRecord>{std::move(rows->front())};
+  }
+
+  Result<std::optional<InboundMessageRecord>> txn_inbound_message(TenantId tenant, std::int64_t id) {
+    SqlQuery q;
+    q.sql = std::string(kInboundColumns) + " AND id = ?";
+    q.binds = {std::int64_t{tenant}, id};
+    auto rows = inbound_rows(q);
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty()) return std::optional<InboundMessageRecord>{};
+    return std::optional<InboundMessageRecord>{std::move(rows->front())};
+  }
+
+  Result<std::int64_t> txn_insert_inbound_message(TenantId tenant, const InboundMessageRecord& r) {
+    if (!r.control_id.empty()) {
+      auto existing = txn_find_inbound_message(tenant, r.sending_application, r.sending_facility, r.control_id);
+      if (!existing) return std::unexpected(existing.error());
+      if (*existing)
+        return fhir::fail(ErrorKind::kConflict, "duplicate",
+                          "message " + r.control_id + " from " + r.sending_application + " is stored already");
+    }
+    SqlQuery q;
+    q.sql =
+        "INSERT INTO hl7_inbound (tenant, sending_application, sending_facility, control_id, message_type, received, "
+        "raw, status, ack, resources, error, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    q.binds = {std::int64_t{tenant},
+               r.sending_application,
+               r.sending_facility,
+               r.control_id,
+               r.message_type,
+               r.received_ms,
+               kRawFormat + r.raw,
+               r.status,
+               kRawFormat + r.ack,
+               join_resources(r.resources),
+               r.error,
+               r.updated_ms};
+    try {
+      run_query(writer_db(), q, [](sqlite_api::sqlite3_stmt*) {});
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return static_cast<std::int64_t>(sqlite_api::sqlite3_last_insert_rowid(writer_db()));
+  }
+
+  Result<void> txn_update_inbound_message(TenantId tenant, const InboundMessageRecord& r) {
+    SqlQuery q;
+    q.sql =
+        "UPDATE hl7_inbound SET status = ?, ack = ?, resources = ?, error = ?, updated = ? WHERE tenant = ? AND id = ?";
+    q.binds = {r.status, kRawFormat + r.ack, join_resources(r.resources), r.error, r.updated_ms, std::int64_t{tenant},
+               r.id};
+    try {
+      run_query(writer_db(), q, [](sqlite_api::sqlite3_stmt*) {});
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    if (sqlite_api::sqlite3_changes(writer_db()) == 0)
+      return fhir::fail(ErrorKind::kNotFound, "not-found", "no inbound message " + std::to_string(r.id));
+    return {};
+  }
+
   Result<std::vector<ReindexJobRecord>> txn_reindex_jobs(TenantId tenant) {
     SqlQuery q;
     q.sql =
@@ -1628,6 +1754,21 @@ OAuthTables* SqliteTransaction::oauth_tables() {
 Result<UserRows*> SqliteTransaction::users() {
   if (!users_) users_ = make_user_rows(store_.writer_session());
   return users_.get();
+}
+Result<std::optional<InboundMessageRecord>> SqliteTransaction::find_inbound_message(TenantId tenant,
+                                                                                    std::string_view app,
+                                                                                    std::string_view facility,
+                                                                                    std::string_view control_id) {
+  return store_.txn_find_inbound_message(tenant, app, facility, control_id);
+}
+Result<std::int64_t> SqliteTransaction::insert_inbound_message(TenantId tenant, const InboundMessageRecord& record) {
+  return store_.txn_insert_inbound_message(tenant, record);
+}
+Result<void> SqliteTransaction::update_inbound_message(TenantId tenant, const InboundMessageRecord& record) {
+  return store_.txn_update_inbound_message(tenant, record);
+}
+Result<std::optional<InboundMessageRecord>> SqliteTransaction::inbound_message(TenantId tenant, std::int64_t id) {
+  return store_.txn_inbound_message(tenant, id);
 }
 
 }  // namespace

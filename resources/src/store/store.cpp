@@ -59,6 +59,27 @@ fhir::Result<UserRows*> Transaction::users() {
   return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "this store keeps no users");
 }
 
+namespace {
+std::unexpected<fhir::Error> no_inbound() {
+  return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "this store does not keep HL7 v2 messages");
+}
+}  // namespace
+
+fhir::Result<std::optional<InboundMessageRecord>> Transaction::find_inbound_message(TenantId, std::string_view,
+                                                                                    std::string_view,
+                                                                                    std::string_view) {
+  return no_inbound();
+}
+fhir::Result<std::int64_t> Transaction::insert_inbound_message(TenantId, const InboundMessageRecord&) {
+  return no_inbound();
+}
+fhir::Result<void> Transaction::update_inbound_message(TenantId, const InboundMessageRecord&) {
+  return no_inbound();
+}
+fhir::Result<std::optional<InboundMessageRecord>> Transaction::inbound_message(TenantId, std::int64_t) {
+  return no_inbound();
+}
+
 fhir::Result<void> Store::write(Work work) {
   std::promise<fhir::Result<void>> promise;
   auto future = promise.get_future();

@@ -95,6 +95,12 @@ class Repository {
   // match creates, with the body's id when it has one (update as create), else a new id.
   void conditional_update_async(TenantId tenant, std::string_view type, fhir::json::Value resource,
                                 std::shared_ptr<const Conditional> criteria, Callback<WriteOutcome> done);
+  // The same conditional update, made inside a write job of the caller's (Store::write_async), so that it
+  // commits together with the caller's other writes (the HL7 v2 adapters store the message and its resources in
+  // one transaction). The body passes check() first. Errors as conditional_update_async; the caller's job should
+  // return them (nothing of it is then kept).
+  fhir::Result<WriteOutcome> conditional_update_in(Transaction& txn, TenantId tenant, std::string_view type,
+                                                   fhir::json::Value resource, const Conditional& criteria);
   // Conditional delete (DELETE [type]?criteria): deletes every match when there are at most max_matches (at least
   // one), else kPreconditionFailed and nothing is deleted. Answers the deletion versions written (none: no match).
   void conditional_delete_async(TenantId tenant, std::string_view type, std::shared_ptr<const Conditional> criteria,

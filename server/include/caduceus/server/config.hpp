@@ -15,7 +15,9 @@ namespace caduceus::server {
 struct ServeConfig {
   std::string listen = "127.0.0.1:8080";
   std::string db = "sqlite:var/caduceus.db";
-  std::string mllp;  // empty: off
+  std::string mllp;                      // empty: off
+  std::size_t mllp_max_frame = 1 << 20;  // bytes of one MLLP frame at most (larger: AR)
+  int mllp_idle_timeout_s = 300;         // an MLLP connection idle this long is closed
   std::string tls_cert, tls_key;
   std::string base_url;     // empty: http://LISTEN/fhir with the bound port
   std::size_t threads = 0;  // I/O threads; 0 = one per core

@@ -130,6 +130,21 @@ struct ReindexJobRecord {
   std::int64_t created_ms = 0, updated_ms = 0;
 };
 
+// An inbound HL7 v2 message as kept (the adapters' message log): stored before it is acknowledged.
+struct InboundMessageRecord {
+  std::int64_t id = 0;                                // assigned by the store
+  std::string sending_application, sending_facility;  // MSH-3 and MSH-4 as received
+  std::string control_id;                             // MSH-10 ("" when the message had none)
+  std::string message_type;                           // MSH-9 as received, e.g. "ADT^A01^ADT_A01"
+  std::int64_t received_ms = 0;
+  std::string raw;                     // the bytes as received
+  std::string status;                  // received, processed, error, rejected
+  std::string ack;                     // the last acknowledgement sent (the application one once there is one)
+  std::vector<std::string> resources;  // "Patient/123/_history/2" of each version it produced
+  std::string error;                   // why it failed (status error or rejected)
+  std::int64_t updated_ms = 0;
+};
+
 // One unit of writes, atomic and durable together. Implemented by each backend.
 class Transaction {
  public:
@@ -183,6 +198,19 @@ class Transaction {
   // The user table (caduceus/resources/store/users.hpp), valid for this transaction only. kNotSupported from a
   // backend without it.
   virtual fhir::Result<UserRows*> users();
+  // Inbound HL7 v2 messages (a backend without them answers kNotSupported). The message with that sender and
+  // control id (MSH-3, MSH-4, MSH-10), or nullopt.
+  virtual fhir::Result<std::optional<InboundMessageRecord>> find_inbound_message(TenantId tenant,
+                                                                                 std::string_view sending_application,
+                                                                                 std::string_view sending_facility,
+                                                                                 std::string_view control_id);
+  // Inserts a message (record.id ignored) and returns its id. kConflict when one with the same sender and
+  // (non-empty) control id exists.
+  virtual fhir::Result<std::int64_t> insert_inbound_message(TenantId tenant, const InboundMessageRecord& record);
+  // Sets status, ack, resources, error and updated of message record.id. kNotFound when there is none.
+  virtual fhir::Result<void> update_inbound_message(TenantId tenant, const InboundMessageRecord& record);
+  // One message by id, or nullopt.
+  virtual fhir::Result<std::optional<InboundMessageRecord>> inbound_message(TenantId tenant, std::int64_t id);
 };
 
 struct StoreOptions {

@@ -1,0 +1,386 @@
+#include "caduceus/adapters/hl7v2/inbound.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <optional>
+#include <vector>
+
+#include "caduceus/adapters/hl7v2/ack.hpp"
+#include "caduceus/adapters/hl7v2/mapping.hpp"
+#include "caduceus/adapters/hl7v2/message.hpp"
+#include "caduceus/resources/custom_search.hpp"
+#include "caduceus/resources/search_query.hpp"
+
+namespace caduceus::adapters::hl7v2 {
+
+using fhir::ErrorKind;
+using fhir::Result;
+using resources::InboundMessageRecord;
+using resources::Transaction;
+
+struct InboundProcessor::Context {
+  std::string raw;
+  Send send;
+  Done done;
+  std::optional<Message> message;
+  AckTarget target;
+  bool enhanced = false;
+  std::string accept_ack = "AL", application_ack = "AL";  // MSH-15, MSH-16 in enhanced mode
+  InboundMessageRecord record;                            // the key fields and raw; status and ack set below
+  std::string code;                                       // the application's answer: AA, AE, AR
+  std::vector<Problem> problems;
+  std::vector<Problem> warnings;  // sent as ERR segments of severity W with an AA
+  Mapping mapping;
+  std::vector<std::shared_ptr<const resources::Conditional>> criteria;
+
+  // Filled by the write jobs (each run starts afresh).
+  std::optional<InboundMessageRecord> duplicate;
+  std::int64_t id = 0;
+};
+
+namespace {
+
+// Whether an acknowledgement condition (table 0155: AL, NE, ER, SU) asks for an answer with this code.
+bool wanted(std::string_view condition, std::string_view code) {
+  bool success = code == "AA" || code == "CA";
+  if (condition == "NE") return false;
+  if (condition == "ER") return !success;
+  if (condition == "SU") return success;
+  return true;  // AL, and anything else: never silence
+}
+
+Problem problem_of(const fhir::Error& e) {
+  std::string text;
+  for (const fhir::Issue& i : e.issues)
+    text += (text.empty() ? "" : "; ") + i.diagnostics + (i.expression.empty() ? "" : " (" + i.expression + ")");
+  return Problem{ErrorCode::kApplicationInternal, Location{}, text, false};
+}
+
+std::string problems_text(const std::vector<Problem>& problems) {
+  std::string text;
+  for (const Problem& p : problems) {
+    if (p.warning) continue;
+    std::string where = p.where.text();
+    text += (text.empty() ? "" : "; ") + (where.empty() ? "" : where + ": ") + p.message;
+  }
+  return text;
+}
+
+}  // namespace
+
+InboundProcessor::InboundProcessor(resources::Repository& repository, const resources::ActiveSearchParameters* search,
+                                   InboundOptions options)
+    : repository_(repository), search_(search), options_(options) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "C%llX", static_cast<unsigned long long>(ms.count()));
+  prefix_ = buf;
+}
+
+std::string InboundProcessor::next_control_id() {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, ".%llX", static_cast<unsigned long long>(++counter_));
+  return prefix_ + buf;
+}
+
+std::string InboundProcessor::timestamp() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d%H%M%S+0000", &tm);
+  return buf;
+}
+
+void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversize) {
+  auto ctx = std::make_shared<Context>();
+  ctx->send = std::move(send);
+  ctx->done = std::move(done);
+  ctx->raw = std::move(raw);
+  ctx->record.raw = ctx->raw;
+  ctx->record.status = "received";
+
+  auto reject = [&](Problem p) {
+    ctx->code = "AR";
+    ctx->problems.push_back(std::move(p));
+    store_answer(ctx);
+  };
+  if (oversize) {
+    ctx->target = AckTarget::of_raw(ctx->raw);
+    Location l;
+    reject(Problem{ErrorCode::kApplicationInternal, l,
+                   "the message is larger than the frame size cap (only its first " + std::to_string(ctx->raw.size()) +
+                       " bytes are kept)",
+                   false});
+    return;
+  }
+  auto parsed = parse(ctx->raw);
+  if (!parsed) {
+    ctx->target = AckTarget::of_raw(ctx->raw);
+    reject(parsed.error());
+    return;
+  }
+  ctx->message = std::move(*parsed);
+  const Message& m = *ctx->message;
+  ctx->target = AckTarget::of(m);
+  ctx->record.sending_application = m.sending_application;
+  ctx->record.sending_facility = m.sending_facility;
+  ctx->record.control_id = m.control_id;
+  ctx->record.message_type = std::string(m.msh().raw(9));
+  ctx->enhanced = !m.accept_ack.empty() || !m.application_ack.empty();
+  if (ctx->enhanced) {
+    if (!m.accept_ack.empty()) ctx->accept_ack = m.accept_ack;
+    if (!m.application_ack.empty()) ctx->application_ack = m.application_ack;
+  }
+
+  // Acceptance: what the header says must be something we take.
+  const Segment& h = m.msh();
+  if (m.type.empty())
+    return reject(Problem{ErrorCode::kRequiredFieldMissing, h.at(9), "MSH-9 (message type) is empty", false});
+  if (m.control_id.empty())
+    return reject(Problem{ErrorCode::kRequiredFieldMissing, h.at(10), "MSH-10 (message control id) is empty", false});
+  if (m.processing_id != "P" && m.processing_id != "T" && m.processing_id != "D")
+    return reject(Problem{ErrorCode::kUnsupportedProcessingId, h.at(11),
+                          "processing id '" + m.processing_id + "' is not supported (P, T or D)", false});
+  if (!m.version.starts_with("2."))
+    return reject(Problem{ErrorCode::kUnsupportedVersionId, h.at(12),
+                          "version '" + m.version + "' is not supported (2.x)", false});
+  MessageMapper mapper = find_mapper(m.type, m.trigger);
+  if (mapper == nullptr) {
+    if (type_supported(m.type))
+      return reject(Problem{
+          ErrorCode::kUnsupportedEventCode, h.at(9, 0, 2),
+          "event " + m.type + "^" + m.trigger + " is not supported yet (ADT^A01, A04, A08 and A31 are processed)",
+          false});
+    return reject(Problem{ErrorCode::kUnsupportedMessageType, h.at(9, 0, 1),
+                          "message type " + m.type + (m.trigger.empty() ? "" : "^" + m.trigger) +
+                              " is not supported yet (ADT^A01, A04, A08 and A31 are processed)",
+                          false});
+  }
+
+  // Content: the structure (segments out of place), then the mapping. Warnings go with the answer.
+  for (const Problem& p : m.problems) (p.warning ? ctx->warnings : ctx->problems).push_back(p);
+  if (ctx->problems.empty()) {
+    ctx->mapping = mapper(m);
+    for (const Problem& p : ctx->mapping.problems) (p.warning ? ctx->warnings : ctx->problems).push_back(p);
+  }
+  if (ctx->problems.empty() && !ctx->mapping.resources.empty()) {
+    auto registry = search_ != nullptr ? search_->search() : nullptr;
+    if (registry == nullptr) {
+      ctx->problems.push_back(Problem{ErrorCode::kApplicationInternal, Location{},
+                                      "the server runs without the search index (--search-index false): "
+                                      "resources cannot be matched by identifier",
+                                      false});
+    } else {
+      resources::SearchLimits limits;
+      limits.strict = true;
+      for (const MappedResource& r : ctx->mapping.resources) {
+        auto query = resources::parse_search(r.type, r.criteria, *registry, repository_.definitions(), limits);
+        if (!query) {
+          ctx->problems.push_back(problem_of(query.error()));
+          break;
+        }
+        auto c = std::make_shared<resources::Conditional>();
+        c->query = std::move(*query);
+        c->parameters = registry;
+        for (const auto& [k, v] : r.criteria) c->text += (c->text.empty() ? "" : "&") + k + "=" + v;
+        ctx->criteria.push_back(std::move(c));
+      }
+    }
+  }
+  if (!ctx->problems.empty()) {
+    ctx->code = "AE";
+    store_answer(ctx);
+    return;
+  }
+  process(ctx);
+}
+
+// Stores the message with its final status and acknowledgement (one transaction), then sends what it owes; a
+// duplicate is answered with its stored acknowledgement.
+void InboundProcessor::store_answer(std::shared_ptr<Context> ctx) {
+  bool rejected = ctx->code == "AR";
+  ctx->record.status = rejected ? "rejected" : ctx->code == "AE" ? "error" : "processed";
+  ctx->record.error = problems_text(ctx->problems);
+  // What goes out, in order: enhanced mode answers a rejection with CR alone, anything else with CA and then
+  // the application acknowledgement.
+  std::vector<std::string> acks;
+  std::string last;
+  if (ctx->enhanced) {
+    if (rejected) {
+      last = build_ack(ctx->target, "CR", next_control_id(), timestamp(), ctx->problems);
+      if (wanted(ctx->accept_ack, "CR")) acks.push_back(last);
+    } else {
+      std::string ca = build_ack(ctx->target, "CA", next_control_id(), timestamp(), {});
+      if (wanted(ctx->accept_ack, "CA")) acks.push_back(ca);
+      last = build_ack(ctx->target, ctx->code, next_control_id(), timestamp(), ctx->problems);
+      if (wanted(ctx->application_ack, ctx->code)) acks.push_back(last);
+    }
+  } else {
+    last = build_ack(ctx->target, ctx->code, next_control_id(), timestamp(), ctx->problems);
+    acks.push_back(last);
+  }
+  ctx->record.ack = last;
+  auto tenant = options_.tenant;
+  repository_.store().write_async(
+      [ctx, tenant](Transaction& txn) -> Result<void> {
+        ctx->duplicate.reset();
+        InboundMessageRecord rec = ctx->record;
+        if (!rec.control_id.empty()) {
+          auto dup = txn.find_inbound_message(tenant, rec.sending_application, rec.sending_facility, rec.control_id);
+          if (!dup) return std::unexpected(dup.error());
+          if (*dup) {
+            ctx->duplicate = std::move(*dup);
+            return {};
+          }
+        }
+        rec.received_ms = rec.updated_ms = txn.now_ms();
+        auto id = txn.insert_inbound_message(tenant, rec);
+        if (!id) return std::unexpected(id.error());
+        ctx->id = *id;
+        return {};
+      },
+      [this, ctx, acks = std::move(acks)](Result<void> r) {
+        if (!r) {
+          // Not stored: a negative answer that asks for the message again.
+          std::vector<Problem> p{problem_of(r.error())};
+          p.front().message = "the message could not be stored; send it again (" + p.front().message + ")";
+          ctx->send(build_ack(ctx->target, ctx->enhanced ? "CE" : "AE", next_control_id(), timestamp(), p));
+        } else if (ctx->duplicate) {
+          if (!ctx->duplicate->ack.empty()) ctx->send(ctx->duplicate->ack);
+        } else {
+          for (const std::string& a : acks) ctx->send(a);
+        }
+        ctx->done();
+      });
+}
+
+void InboundProcessor::process(std::shared_ptr<Context> ctx) {
+  auto tenant = options_.tenant;
+  // The resources of the message, written in the caller's transaction; their version references.
+  auto write_resources = [this, ctx, tenant](Transaction& txn) -> Result<std::vector<std::string>> {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < ctx->mapping.resources.size(); ++i) {
+      const MappedResource& r = ctx->mapping.resources[i];
+      auto w = repository_.conditional_update_in(txn, tenant, r.type, r.resource, *ctx->criteria[i]);
+      if (!w) return std::unexpected(w.error());
+      out.push_back(w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version));
+    }
+    return out;
+  };
+  // A processing failure (after the message could be read): stored with status error and answered AE.
+  auto failed = [this, ctx, tenant](const fhir::Error& e, bool stored) {
+    ctx->problems = {problem_of(e)};
+    ctx->code = "AE";
+    if (!stored) return store_answer(ctx);
+    // (enhanced mode: the message is stored already, its CA sent; only the application answer is left)
+    std::string ack = build_ack(ctx->target, "AE", next_control_id(), timestamp(), ctx->problems);
+    repository_.store().write_async(
+        [ctx, tenant, ack](Transaction& txn) -> Result<void> {
+          InboundMessageRecord rec = ctx->record;
+          rec.id = ctx->id;
+          rec.status = "error";
+          rec.ack = ack;
+          rec.error = problems_text(ctx->problems);
+          rec.updated_ms = txn.now_ms();
+          return txn.update_inbound_message(tenant, rec);
+        },
+        [ctx, ack](Result<void>) {
+          if (wanted(ctx->application_ack, "AE")) ctx->send(ack);
+          ctx->done();
+        });
+  };
+
+  if (!ctx->enhanced) {
+    std::string ack = build_ack(ctx->target, "AA", next_control_id(), timestamp(), ctx->warnings);
+    repository_.store().write_async(
+        [ctx, tenant, ack, write_resources](Transaction& txn) -> Result<void> {
+          ctx->duplicate.reset();
+          InboundMessageRecord rec = ctx->record;
+          auto dup = txn.find_inbound_message(tenant, rec.sending_application, rec.sending_facility, rec.control_id);
+          if (!dup) return std::unexpected(dup.error());
+          if (*dup) {
+            ctx->duplicate = std::move(*dup);
+            return {};
+          }
+          rec.received_ms = rec.updated_ms = txn.now_ms();
+          auto id = txn.insert_inbound_message(tenant, rec);
+          if (!id) return std::unexpected(id.error());
+          auto written = write_resources(txn);
+          if (!written) return std::unexpected(written.error());
+          rec.id = *id;
+          rec.status = "processed";
+          rec.ack = ack;
+          rec.resources = std::move(*written);
+          return txn.update_inbound_message(tenant, rec);
+        },
+        [this, ctx, ack, failed](Result<void> r) {
+          if (!r) {
+            if (r.error().kind == ErrorKind::kUnavailable) {
+              std::vector<Problem> p{problem_of(r.error())};
+              p.front().message = "the message could not be stored; send it again (" + p.front().message + ")";
+              ctx->send(build_ack(ctx->target, "AE", next_control_id(), timestamp(), p));
+              return ctx->done();
+            }
+            return failed(r.error(), false);
+          }
+          ctx->send(ctx->duplicate ? ctx->duplicate->ack : ack);
+          ctx->done();
+        });
+    return;
+  }
+
+  // Enhanced mode: stored first (CA), then processed.
+  std::string ca = build_ack(ctx->target, "CA", next_control_id(), timestamp(), {});
+  repository_.store().write_async(
+      [ctx, tenant, ca](Transaction& txn) -> Result<void> {
+        ctx->duplicate.reset();
+        InboundMessageRecord rec = ctx->record;
+        auto dup = txn.find_inbound_message(tenant, rec.sending_application, rec.sending_facility, rec.control_id);
+        if (!dup) return std::unexpected(dup.error());
+        if (*dup) {
+          ctx->duplicate = std::move(*dup);
+          return {};
+        }
+        rec.received_ms = rec.updated_ms = txn.now_ms();
+        rec.ack = ca;
+        auto id = txn.insert_inbound_message(tenant, rec);
+        if (!id) return std::unexpected(id.error());
+        ctx->id = *id;
+        return {};
+      },
+      [this, ctx, ca, tenant, write_resources, failed](Result<void> r) {
+        if (!r) {
+          std::vector<Problem> p{problem_of(r.error())};
+          p.front().message = "the message could not be stored; send it again (" + p.front().message + ")";
+          if (wanted(ctx->accept_ack, "CE")) ctx->send(build_ack(ctx->target, "CE", next_control_id(), timestamp(), p));
+          return ctx->done();
+        }
+        if (ctx->duplicate) {
+          if (!ctx->duplicate->ack.empty()) ctx->send(ctx->duplicate->ack);
+          return ctx->done();
+        }
+        if (wanted(ctx->accept_ack, "CA")) ctx->send(ca);
+        std::string aa = build_ack(ctx->target, "AA", next_control_id(), timestamp(), ctx->warnings);
+        repository_.store().write_async(
+            [ctx, tenant, aa, write_resources](Transaction& txn) -> Result<void> {
+              auto written = write_resources(txn);
+              if (!written) return std::unexpected(written.error());
+              InboundMessageRecord rec = ctx->record;
+              rec.id = ctx->id;
+              rec.status = "processed";
+              rec.ack = aa;
+              rec.resources = std::move(*written);
+              rec.updated_ms = txn.now_ms();
+              return txn.update_inbound_message(tenant, rec);
+            },
+            [ctx, aa, failed](Result<void> r2) {
+              if (!r2) return failed(r2.error(), true);
+              if (wanted(ctx->application_ack, "AA")) ctx->send(aa);
+              ctx->done();
+            });
+      });
+}
+
+}  // namespace caduceus::adapters::hl7v2

@@ -1,0 +1,297 @@
+// HL7 v2 over MLLP against the real server (--mllp 127.0.0.1:0): framing across and within reads, AA once the
+// Patient is committed (then found over HTTP), duplicates, AR, AE with ERR positions, enhanced mode, the cap.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "caduceus/adapters/hl7v2/message.hpp"
+#include "caduceus/adapters/mllp.hpp"
+#include "fhir_helpers.hpp"
+#include "http_client.hpp"
+#include "test_server.hpp"
+
+namespace caduceus::test {
+namespace {
+
+using adapters::MllpFramer;
+using fhir::json::Value;
+
+// A blocking MLLP client: writes raw bytes, reads whole frames.
+class MllpClient {
+ public:
+  explicit MllpClient(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd_ < 0) throw std::runtime_error("socket");
+    timeval tv{30, 0};  // a safety net against a hang, not a synchronization
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
+  }
+  ~MllpClient() { ::close(fd_); }
+
+  void write(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("send failed");
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+  // The next `count` frames (fewer if the connection ends or the safety timeout passes).
+  std::vector<std::string> read(std::size_t count) {
+    while (frames_.size() < count) {
+      char buf[8192];
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      std::vector<MllpFramer::Frame> got;
+      framer_.feed(std::string_view(buf, static_cast<std::size_t>(n)), got);
+      for (auto& f : got) frames_.push_back(std::move(f.bytes));
+    }
+    std::vector<std::string> out;
+    while (!frames_.empty() && out.size() < count) {
+      out.push_back(std::move(frames_.front()));
+      frames_.erase(frames_.begin());
+    }
+    return out;
+  }
+  std::string exchange(std::string_view message) {
+    write(MllpFramer::wrap(message));
+    auto r = read(1);
+    return r.empty() ? std::string() : r.front();
+  }
+
+ private:
+  int fd_ = -1;
+  MllpFramer framer_{1 << 24};
+  std::vector<std::string> frames_;
+};
+
+// A field of an acknowledgement ("" when absent, "<unparsable>" when it does not parse).
+std::string ack_field(const std::string& ack, std::string_view segment, std::size_t n, std::size_t c = 1) {
+  auto m = adapters::hl7v2::parse(ack);
+  if (!m) return "<unparsable>";
+  const adapters::hl7v2::Segment* s = m->first(segment);
+  return s ? s->get(n, c) : std::string();
+}
+
+std::string adt(const std::string& event, const std::string& control, const std::string& pid_rest,
+                const std::string& msh_tail = "") {
+  return "MSH|^~\\&|LegacyADT|WARD7|CADUCEUS|HOSP|20240301101500||ADT^" + event + "|" + control + "|P|2.5.1" +
+         msh_tail + "\rEVN|" + event + "|20240301101500\rPID|1||" + pid_rest + "\rPV1|1|I\r";
+}
+
+class Hl7v2MllpTest : public ServerTest {
+ protected:
+  static void SetUpTestSuite() {
+    ServerOptions options;
+    options.extra_args = {"--mllp", "127.0.0.1:0", "--mllp-max-frame", "65536", "--log-requests", "false"};
+    start_server(options);
+  }
+
+  static std::uint16_t mllp_port() {
+    const std::string& line = server().start_line();
+    auto at = line.find("MLLP on 127.0.0.1:");
+    if (at == std::string::npos) throw std::runtime_error("no MLLP port in: " + line);
+    return static_cast<std::uint16_t>(std::stoi(line.substr(at + 18)));
+  }
+
+  // The Patients an identifier search finds.
+  std::vector<Value> patients(const std::string& identifier) {
+    Response r = client().get(path("Patient?identifier=" + url_encode(identifier)));
+    EXPECT_EQ(r.status, 200) << r.summary();
+    std::vector<Value> out;
+    auto v = r.json();
+    if (v)
+      if (const Value* entries = v->find("entry"))
+        for (const Value& e : entries->items())
+          if (const Value* res = e.find("resource")) out.push_back(*res);
+    return out;
+  }
+};
+
+TEST_F(Hl7v2MllpTest, AdtInSplitFramesIsAcknowledgedAndTheMappedPatientIsSearchable) {
+  MllpClient mllp(mllp_port());
+  std::string msg = adt("A01", "INT-A01-1",
+                        "P-1001^^^CityHosp&1.2.840.999.1&ISO^MR||Lovelace^Ada^Augusta^^Lady^^L||197512|F|||"
+                        "12 St James Sq^^London^^SW1Y 4JH^GBR^H||^PRN^PH^^44^20^79460000");
+  std::string wire = MllpFramer::wrap(msg);
+  // Three reads' worth: the start byte alone, the middle, and the end block split between 0x1C and 0x0D.
+  mllp.write(wire.substr(0, 1));
+  mllp.write(wire.substr(1, 40));
+  mllp.write(wire.substr(41, wire.size() - 42));
+  mllp.write(wire.substr(wire.size() - 1));
+  auto acks = mllp.read(1);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(ack_field(acks[0], "MSA", 1), "AA") << acks[0];
+  EXPECT_EQ(ack_field(acks[0], "MSA", 2), "INT-A01-1");
+  EXPECT_EQ(ack_field(acks[0], "MSH", 5), "LegacyADT");
+  EXPECT_EQ(ack_field(acks[0], "MSH", 9, 1), "ACK");
+  EXPECT_EQ(ack_field(acks[0], "MSH", 9, 2), "A01");
+
+  // Acknowledged means committed: the Patient is there, mapped by hand-worked rules.
+  auto found = patients("urn:oid:1.2.840.999.1|P-1001");
+  ASSERT_EQ(found.size(), 1u);
+  const Value& p = found[0];
+  EXPECT_EQ(string_at(p, "identifier[0].system"), "urn:oid:1.2.840.999.1");
+  EXPECT_EQ(string_at(p, "identifier[0].value"), "P-1001");
+  EXPECT_EQ(string_at(p, "identifier[0].type.coding[0].code"), "MR");
+  EXPECT_EQ(string_at(p, "name[0].use"), "official");
+  EXPECT_EQ(string_at(p, "name[0].family"), "Lovelace");
+  EXPECT_EQ(string_at(p, "name[0].given[0]"), "Ada");
+  EXPECT_EQ(string_at(p, "name[0].given[1]"), "Augusta");
+  EXPECT_EQ(string_at(p, "name[0].prefix[0]"), "Lady");
+  EXPECT_EQ(string_at(p, "birthDate"), "1975-12");  // partial precision kept
+  EXPECT_EQ(string_at(p, "gender"), "female");
+  EXPECT_EQ(string_at(p, "address[0].line[0]"), "12 St James Sq");
+  EXPECT_EQ(string_at(p, "address[0].city"), "London");
+  EXPECT_EQ(string_at(p, "address[0].postalCode"), "SW1Y 4JH");
+  EXPECT_EQ(string_at(p, "address[0].use"), "home");
+  EXPECT_EQ(string_at(p, "telecom[0].value"), "+44 (20) 79460000");
+  EXPECT_EQ(string_at(p, "telecom[0].use"), "home");
+  EXPECT_EQ(string_at(p, "meta.versionId"), "1");
+}
+
+TEST_F(Hl7v2MllpTest, SeveralFramesInOneWriteAreAnsweredInOrderAndDuplicatesNotProcessedTwice) {
+  MllpClient mllp(mllp_port());
+  std::string first = adt("A04", "INT-DUP-1", "P-2002^^^CityHosp&1.2.840.999.1&ISO^MR||Hopper^Grace||19061209|F");
+  std::string ack1 = mllp.exchange(first);
+  ASSERT_EQ(ack_field(ack1, "MSA", 1), "AA") << ack1;
+  std::string oru =
+      "MSH|^~\\&|LegacyLab|LAB|CADUCEUS|HOSP|20240301||ORU^R01|INT-ORU-1|P|2.5.1\rPID|1||P-2002\r"
+      "OBR|1\rOBX|1|NM|1234-5||7\r";
+  std::string a08 =
+      adt("A08", "INT-DUP-2", "P-2002^^^CityHosp&1.2.840.999.1&ISO^MR||Hopper^Grace^Brewster||19061209|F");
+  // The duplicate, an unsupported type and an update, in one write.
+  mllp.write(MllpFramer::wrap(first) + MllpFramer::wrap(oru) + MllpFramer::wrap(a08));
+  auto acks = mllp.read(3);
+  ASSERT_EQ(acks.size(), 3u);
+  EXPECT_EQ(acks[0], ack1);  // the stored ACK, sent again
+  EXPECT_EQ(ack_field(acks[1], "MSA", 1), "AR");
+  EXPECT_EQ(ack_field(acks[1], "MSA", 2), "INT-ORU-1");
+  EXPECT_EQ(ack_field(acks[1], "ERR", 3), "200");
+  EXPECT_NE(ack_field(acks[1], "ERR", 8).find("not supported yet"), std::string::npos);
+  EXPECT_EQ(ack_field(acks[2], "MSA", 1), "AA");
+  EXPECT_EQ(ack_field(acks[2], "MSA", 2), "INT-DUP-2");
+  // One Patient: version 1 from the A04, version 2 from the A08; the duplicate added nothing.
+  auto found = patients("urn:oid:1.2.840.999.1|P-2002");
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(string_at(found[0], "meta.versionId"), "2");
+  EXPECT_EQ(string_at(found[0], "name[0].given[1]"), "Brewster");
+  // Our control ids are unique.
+  EXPECT_NE(ack_field(ack1, "MSH", 10), ack_field(acks[1], "MSH", 10));
+  EXPECT_NE(ack_field(acks[1], "MSH", 10), ack_field(acks[2], "MSH", 10));
+}
+
+TEST_F(Hl7v2MllpTest, MalformedMessagesGetErrorsWithTheirPositionAndTheConnectionStaysUsable) {
+  MllpClient mllp(mllp_port());
+  std::string bad_date =
+      mllp.exchange(adt("A01", "INT-BAD-1", "P-3003^^^CityHosp&1.2.840.999.1&ISO^MR||Doe^J||31.12.1990"));
+  EXPECT_EQ(ack_field(bad_date, "MSA", 1), "AE") << bad_date;
+  EXPECT_EQ(ack_field(bad_date, "MSA", 2), "INT-BAD-1");
+  EXPECT_EQ(ack_field(bad_date, "ERR", 2, 1), "PID");
+  EXPECT_EQ(ack_field(bad_date, "ERR", 2, 3), "7");
+  EXPECT_EQ(ack_field(bad_date, "ERR", 3), "102");
+  EXPECT_TRUE(patients("urn:oid:1.2.840.999.1|P-3003").empty());
+
+  std::string no_msh = mllp.exchange("PID|1||P-3004\rPV1|1\r");
+  EXPECT_EQ(ack_field(no_msh, "MSA", 1), "AR") << no_msh;
+  EXPECT_EQ(ack_field(no_msh, "ERR", 2), "MSH");
+
+  std::string bad_encoding = mllp.exchange("MSH|^~|X|Y\r");
+  EXPECT_EQ(ack_field(bad_encoding, "MSA", 1), "AR");
+  EXPECT_EQ(ack_field(bad_encoding, "ERR", 2, 3), "2");  // MSH-2
+
+  // Bytes that are not MLLP are dropped; a frame over the cap (64 KiB here) is answered AR.
+  mllp.write("GET / HTTP/1.1\r\n\r\n");
+  std::string big = adt("A01", "INT-BIG-1", "P-3005^^^CityHosp&1.2.840.999.1&ISO^MR||" + std::string(70000, 'x'));
+  std::string over = mllp.exchange(big);
+  EXPECT_EQ(ack_field(over, "MSA", 1), "AR") << over.substr(0, 300);
+  EXPECT_EQ(ack_field(over, "MSA", 2), "INT-BIG-1");
+
+  // Still usable.
+  std::string ok = mllp.exchange(adt("A01", "INT-BAD-2", "P-3006^^^CityHosp&1.2.840.999.1&ISO^MR||Doe^J||1990"));
+  EXPECT_EQ(ack_field(ok, "MSA", 1), "AA") << ok;
+  EXPECT_EQ(patients("urn:oid:1.2.840.999.1|P-3006").size(), 1u);
+}
+
+TEST_F(Hl7v2MllpTest, EnhancedModeSendsCommitThenApplicationAck) {
+  MllpClient mllp(mllp_port());
+  mllp.write(MllpFramer::wrap(
+      adt("A31", "INT-ENH-1", "P-4004^^^CityHosp&1.2.840.999.1&ISO^MR||Curie^Marie||18671107|F", "|||AL|AL")));
+  auto acks = mllp.read(2);
+  ASSERT_EQ(acks.size(), 2u);
+  EXPECT_EQ(ack_field(acks[0], "MSA", 1), "CA");
+  EXPECT_EQ(ack_field(acks[0], "MSA", 2), "INT-ENH-1");
+  EXPECT_EQ(ack_field(acks[1], "MSA", 1), "AA");
+  EXPECT_EQ(ack_field(acks[1], "MSA", 2), "INT-ENH-1");
+  EXPECT_EQ(patients("urn:oid:1.2.840.999.1|P-4004").size(), 1u);
+}
+
+TEST_F(Hl7v2MllpTest, EverySampleMessageIsAnsweredOverOneConnection) {
+  namespace fs = std::filesystem;
+  MllpClient mllp(mllp_port());
+  std::size_t aa = 0, ar = 0, files = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(CADUCEUS_TEST_DATA) / "hl7v2")) {
+    if (entry.path().extension() != ".hl7") continue;
+    ++files;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string raw = text.str();
+    auto m = adapters::hl7v2::parse(raw);
+    ASSERT_TRUE(m.has_value()) << entry.path();
+    // Each its own control id (several samples share one), and original mode, for exactly one answer each.
+    std::string stem = "SAMPLE-" + entry.path().stem().string();
+    raw.replace(raw.find("|" + m->control_id + "|"), m->control_id.size() + 2, "|" + stem + "|");
+    if (!m->accept_ack.empty() || !m->application_ack.empty()) {  // MSH-15 and MSH-16 emptied
+      std::size_t msh_end = raw.find_first_of("\r\n");
+      std::vector<std::string> fields;
+      std::stringstream line(raw.substr(0, msh_end));
+      for (std::string f; std::getline(line, f, '|');) fields.push_back(f);
+      for (std::size_t i : {std::size_t{14}, std::size_t{15}})
+        if (i < fields.size()) fields[i].clear();
+      std::string joined;
+      for (std::size_t i = 0; i < fields.size(); ++i) joined += (i ? "|" : "") + fields[i];
+      raw.replace(0, msh_end, joined);
+    }
+    std::string ack = mllp.exchange(raw);
+    std::string code = ack_field(ack, "MSA", 1);
+    EXPECT_EQ(ack_field(ack, "MSA", 2), stem);
+    EXPECT_TRUE(code == "AA" || code == "AR") << entry.path() << "\n" << ack;
+    ++(code == "AA" ? aa : ar);
+  }
+  EXPECT_EQ(files, 139u);
+  EXPECT_EQ(aa, 14u);
+  EXPECT_EQ(ar, 125u);
+}
+
+TEST_F(Hl7v2MllpTest, ManyConnectionsAtOnce) {
+  std::vector<std::unique_ptr<MllpClient>> clients;
+  for (int i = 0; i < 8; ++i) clients.push_back(std::make_unique<MllpClient>(mllp_port()));
+  for (int i = 0; i < 8; ++i)
+    clients[i]->write(MllpFramer::wrap(
+        adt("A01", "INT-MANY-" + std::to_string(i),
+            "M-" + std::to_string(i) + "^^^CityHosp&1.2.840.999.1&ISO^MR||Many^" + std::to_string(i))));
+  for (int i = 0; i < 8; ++i) {
+    auto acks = clients[i]->read(1);
+    ASSERT_EQ(acks.size(), 1u);
+    EXPECT_EQ(ack_field(acks[0], "MSA", 1), "AA");
+    EXPECT_EQ(ack_field(acks[0], "MSA", 2), "INT-MANY-" + std::to_string(i));
+  }
+  EXPECT_EQ(patients("urn:oid:1.2.840.999.1|M-5").size(), 1u);
+}
+
+}  // namespace
+}  // namespace caduceus::test
