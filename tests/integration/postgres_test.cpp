@@ -1,0 +1,115 @@
+// Caduceus on PostgreSQL, as a user runs it: `caduceus serve --db postgresql://...`, several servers on one
+// database. (The REST interactions themselves run on both backends: rest_test.cpp, see tests/CMakeLists.txt.)
+#include <gtest/gtest.h>
+
+#include <latch>
+#include <thread>
+
+#include "fhir_helpers.hpp"
+#include "http_client.hpp"
+#include "pg_cluster.hpp"
+#include "test_server.hpp"
+
+namespace caduceus::test {
+namespace {
+
+std::string patient(std::string_view id, std::string_view family) {
+  return R"({"resourceType":"Patient","id":")" + std::string(id) + R"(","name":[{"family":")" + std::string(family) +
+         R"("}]})";
+}
+
+class PostgresServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+    auto db = PgDatabase::create();
+    ASSERT_TRUE(db.has_value()) << db.error();
+    db_ = std::move(*db);
+  }
+  void TearDown() override {
+    servers_.clear();
+    db_.reset();
+  }
+  TestServer& start() {
+    ServerOptions o;
+    o.db = db_->url();
+    servers_.push_back(std::make_unique<TestServer>(o));
+    return *servers_.back();
+  }
+
+  std::unique_ptr<PgDatabase> db_;
+  std::vector<std::unique_ptr<TestServer>> servers_;
+};
+
+// Two server processes on one database, two updates with the same If-Match at once, one to each: one 200 and
+// one 412, round after round; both servers then read the winner's version.
+TEST_F(PostgresServerTest, TwoServersSameIfMatchOneWinsOneGets412) {
+  TestServer& a = start();
+  TestServer& b = start();
+  HttpClient ca(a.host(), a.port()), cb(b.host(), b.port());
+  ASSERT_EQ(ca.put("/fhir/Patient/race", patient("race", "Start")).status, 201);
+  for (int round = 1; round <= 10; ++round) {
+    std::latch go(2);
+    int status[2] = {0, 0};
+    const HeaderList if_match = {{"If-Match", "W/\"" + std::to_string(round) + "\""}};
+    std::thread ta([&] {
+      go.arrive_and_wait();
+      status[0] = ca.put("/fhir/Patient/race", patient("race", "A" + std::to_string(round)), if_match).status;
+    });
+    std::thread tb([&] {
+      go.arrive_and_wait();
+      status[1] = cb.put("/fhir/Patient/race", patient("race", "B" + std::to_string(round)), if_match).status;
+    });
+    ta.join();
+    tb.join();
+    ASSERT_TRUE((status[0] == 200 && status[1] == 412) || (status[0] == 412 && status[1] == 200))
+        << "round " << round << ": " << status[0] << " and " << status[1];
+    const std::string winner = (status[0] == 200 ? "A" : "B") + std::to_string(round);
+    for (HttpClient* c : {&ca, &cb}) {
+      Response r = c->get("/fhir/Patient/race");
+      ASSERT_EQ(r.status, 200);
+      auto body = r.json();
+      ASSERT_TRUE(body.has_value());
+      EXPECT_EQ(string_at(*body, "meta.versionId"), std::to_string(round + 1));
+      EXPECT_EQ(string_at(*body, "name[0].family"), winner);
+    }
+  }
+}
+
+// What is written through one server is read, versioned and listed in history through the other; search says
+// clearly that it is not there yet on PostgreSQL (501), and /readyz is ready.
+TEST_F(PostgresServerTest, WritesThroughOneServerAreSeenByTheOther) {
+  TestServer& a = start();
+  TestServer& b = start();
+  HttpClient ca(a.host(), a.port()), cb(b.host(), b.port());
+  ASSERT_EQ(ca.put("/fhir/Patient/p1", patient("p1", "One")).status, 201);
+  ASSERT_EQ(cb.put("/fhir/Patient/p1", patient("p1", "Two")).status, 200);
+  ASSERT_EQ(ca.del("/fhir/Patient/p1").status, 200);
+  EXPECT_EQ(cb.get("/fhir/Patient/p1").status, 410);
+  Response v2 = ca.get("/fhir/Patient/p1/_history/2");
+  ASSERT_EQ(v2.status, 200);
+  EXPECT_EQ(string_at(*v2.json(), "name[0].family"), "Two");
+  History h = read_history(cb, "/fhir/Patient/p1/_history");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  ASSERT_EQ(h.entries.size(), 3u);
+  Response search = cb.get("/fhir/Patient?name=Two");
+  EXPECT_EQ(search.status, 501) << search.summary();
+  EXPECT_NE(search.body.find("PostgreSQL"), std::string::npos) << search.body;
+  EXPECT_EQ(ca.get("/readyz").status, 200);
+}
+
+// A database that cannot be reached: the server does not start, and says why.
+TEST(PostgresServerStartTest, AnUnreachableDatabaseStopsTheStartWithItsReason) {
+  ServerOptions o;
+  o.db = "postgresql://postgres@/nowhere?host=/nonexistent-caduceus-dir&port=1";
+  o.start_timeout = std::chrono::seconds(20);
+  try {
+    TestServer server(o);
+    ADD_FAILURE() << "the server started without its database";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot open the PostgreSQL database"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace caduceus::test
