@@ -98,6 +98,44 @@ TEST_F(PostgresServerTest, WritesThroughOneServerAreSeenByTheOther) {
   EXPECT_EQ(ca.get("/readyz").status, 200);
 }
 
+// The database restarts under a running server: meanwhile reads and writes get 503 with Retry-After (an
+// OperationOutcome, no hang) and /readyz is not ready; when it is back the server carries on by itself.
+TEST(PostgresRestartServerTest, WhileTheDatabaseIsAwayRequestsGet503AndTheServerRecovers) {
+  if (postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+  auto cluster = PgCluster::start();  // its own: the shared one must stay up for the other tests
+  ASSERT_TRUE(cluster.has_value()) << cluster.error();
+  ServerOptions o;
+  o.db = (*cluster)->url();
+  TestServer server(o);
+  HttpClient c(server.host(), server.port());
+  ASSERT_EQ(c.put("/fhir/Patient/r", patient("r", "Before")).status, 201);
+  ASSERT_EQ(c.get("/readyz").status, 200);
+
+  auto stopped = (*cluster)->stop_server();
+  ASSERT_TRUE(stopped.has_value()) << stopped.error();
+  EXPECT_EQ(c.get("/readyz").status, 503);
+  for (int i = 0; i < 3; ++i) {
+    Response read = c.get("/fhir/Patient/r");
+    EXPECT_EQ(read.status, 503) << read.summary();
+    EXPECT_FALSE(read.header("Retry-After").empty()) << read.summary();
+  }
+  Response write = c.put("/fhir/Patient/r", patient("r", "During"));
+  EXPECT_EQ(write.status, 503) << write.summary();
+  EXPECT_EQ(string_at(*write.json(), "resourceType"), "OperationOutcome");
+  EXPECT_FALSE(write.header("Retry-After").empty());
+
+  auto started = (*cluster)->start_server();
+  ASSERT_TRUE(started.has_value()) << started.error();
+  Response after = c.put("/fhir/Patient/r", patient("r", "After"), {{"Prefer", "return=representation"}});
+  ASSERT_EQ(after.status, 200) << after.summary();
+  EXPECT_EQ(string_at(*after.json(), "meta.versionId"), "2");
+  EXPECT_EQ(c.get("/readyz").status, 200);
+  Response read = c.get("/fhir/Patient/r");
+  ASSERT_EQ(read.status, 200);
+  EXPECT_EQ(string_at(*read.json(), "name[0].family"), "After");
+  EXPECT_FALSE(server.died().has_value());
+}
+
 // A database that cannot be reached: the server does not start, and says why.
 TEST(PostgresServerStartTest, AnUnreachableDatabaseStopsTheStartWithItsReason) {
   ServerOptions o;

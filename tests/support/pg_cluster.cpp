@@ -169,15 +169,7 @@ std::expected<std::unique_ptr<PgCluster>, std::string> PgCluster::start() {
            "--no-sync"},
           log) != 0)
     return std::unexpected("initdb failed:\n" + slurp(log));
-  // A throwaway cluster for tests: no fsync (durability is PostgreSQL's own business, tested by its authors),
-  // unix socket only, in the folder.
-  const std::string options = "-p " + std::string(kPort) + " -k " + dir.string() +
-                              " -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
-                              " -c full_page_writes=off -c max_connections=200";
-  if (run({(bin / "pg_ctl").string(), "-D", data.string(), "-l", (dir / "server.log").string(), "-o", options, "-w",
-           "-t", "60", "start"},
-          log) != 0)
-    return std::unexpected("pg_ctl start failed:\n" + slurp(log) + "\n" + slurp(dir / "server.log"));
+  if (auto started = cluster->start_server(); !started) return std::unexpected(started.error());
   // pg_ctl -w waited for the server to accept connections; check it does (bounded: a few tries).
   std::string last_error;
   for (int attempt = 0; attempt < 50; ++attempt) {
@@ -187,6 +179,27 @@ std::expected<std::unique_ptr<PgCluster>, std::string> PgCluster::start() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling a readiness check, bounded
   }
   return std::unexpected("the test cluster does not answer: " + last_error + "\n" + slurp(dir / "server.log"));
+}
+
+std::expected<void, std::string> PgCluster::start_server() {
+  // A throwaway cluster for tests: no fsync (durability is PostgreSQL's own business, tested by its authors),
+  // unix socket only, in the folder.
+  const std::string options = "-p " + std::string(kPort) + " -k " + dir_.string() +
+                              " -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
+                              " -c full_page_writes=off -c max_connections=200";
+  const fs::path log = dir_ / "tools.log";
+  if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-l", (dir_ / "server.log").string(), "-o",
+           options, "-w", "-t", "60", "start"},
+          log) != 0)
+    return std::unexpected("pg_ctl start failed:\n" + slurp(log) + "\n" + slurp(dir_ / "server.log"));
+  return {};
+}
+
+std::expected<void, std::string> PgCluster::stop_server() {
+  const fs::path log = dir_ / "tools.log";
+  if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-m", "fast", "-w", "stop"}, log) != 0)
+    return std::unexpected("pg_ctl stop failed:\n" + slurp(log));
+  return {};
 }
 
 std::unique_ptr<PgCluster> PgCluster::adopt(fs::path dir, bool owned) {

@@ -36,6 +36,10 @@ class PgCluster {
 
   // Stops the server (immediate mode) and removes the folder.
   void stop();
+  // Stops the server (fast mode: clients are disconnected) and keeps the data; start_server() starts it again.
+  // For tests of a database that goes away. Errors: the tool's output.
+  std::expected<void, std::string> stop_server();
+  std::expected<void, std::string> start_server();
   const std::filesystem::path& dir() const { return dir_; }
   // libpq URI of a database of the cluster (user postgres, the unix socket in dir()).
   std::string url(const std::string& database = "postgres") const;

@@ -188,6 +188,49 @@ TEST_F(PostgresStoreTest, ConnectionsKilledByTheServerAreReopened) {
   EXPECT_EQ(store->read(kDefaultTenant, "Patient", "k")->version, again->record.version);
 }
 
+// The database goes away (a restart): reads, writes and ping answer kUnavailable at once (no hang), and the
+// store recovers by itself when the database is back: the first read and the first write after it succeed.
+// (A cluster of its own: the shared one must stay up for the other tests.)
+TEST(PostgresRestartTest, ADatabaseThatGoesAwayIsUnavailableThenRecovers) {
+  if (test::postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+  auto cluster = test::PgCluster::start();
+  ASSERT_TRUE(cluster.has_value()) << cluster.error();
+  auto defs = Definitions::load(conformance::r4_model_json());
+  ASSERT_TRUE(defs.has_value());
+  StructureChecker checker(**defs);
+  auto store = open_store((*cluster)->url(), StoreOptions{.readers = 2});
+  ASSERT_TRUE(store.has_value()) << store.error().issues[0].diagnostics;
+  Repository repo(**store, **defs, checker);
+  ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", "r", parse(R"({"resourceType":"Patient","id":"r"})"), {}));
+  ASSERT_TRUE((*store)->read(kDefaultTenant, "Patient", "r").has_value());
+
+  auto stopped = (*cluster)->stop_server();
+  ASSERT_TRUE(stopped.has_value()) << stopped.error();
+  for (int i = 0; i < 3; ++i) {  // every pooled connection, whichever the pool hands out
+    auto read = (*store)->read(kDefaultTenant, "Patient", "r");
+    ASSERT_FALSE(read.has_value());
+    EXPECT_EQ(read.error().kind, fhir::ErrorKind::kUnavailable) << read.error().issues[0].diagnostics;
+  }
+  auto ping = (*store)->ping();
+  ASSERT_FALSE(ping.has_value());
+  EXPECT_EQ(ping.error().kind, fhir::ErrorKind::kUnavailable);
+  auto write = repo.update(kDefaultTenant, "Patient", "r", parse(R"({"resourceType":"Patient","id":"r"})"), {});
+  ASSERT_FALSE(write.has_value());
+  EXPECT_EQ(write.error().kind, fhir::ErrorKind::kUnavailable) << write.error().issues[0].diagnostics;
+
+  auto started = (*cluster)->start_server();
+  ASSERT_TRUE(started.has_value()) << started.error();
+  auto again = repo.update(kDefaultTenant, "Patient", "r", parse(R"({"resourceType":"Patient","id":"r"})"), {});
+  ASSERT_TRUE(again.has_value()) << again.error().issues[0].diagnostics;
+  EXPECT_EQ(again->record.version, 2) << "the write refused while the database was away left nothing";
+  for (int i = 0; i < 3; ++i) {
+    auto read = (*store)->read(kDefaultTenant, "Patient", "r");
+    ASSERT_TRUE(read.has_value()) << read.error().issues[0].diagnostics;
+    EXPECT_EQ(read->version, 2);
+  }
+  EXPECT_TRUE((*store)->ping().has_value());
+}
+
 TEST(PostgresStoreUrlTest, AnUnreachableDatabaseIsUnavailable) {
   auto s = open_store("postgresql://postgres@/nowhere?host=/nonexistent-caduceus-dir&port=1");
   ASSERT_FALSE(s.has_value());

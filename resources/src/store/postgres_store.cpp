@@ -561,7 +561,11 @@ class PostgresStore final : public Store {
     if (!c->ok() && !c->reset())
       return fhir::fail(ErrorKind::kUnavailable, "transient",
                         std::string("the database cannot be reached: ") + PQerrorMessage(c->raw()));
-    return f(*c);
+    auto result = f(*c);
+    // A connection that died while idle (the database restarted, or dropped it) is only found out on use: reads
+    // are idempotent, so reconnect and try once more.
+    if (!result && !c->ok() && c->reset()) return f(*c);
+    return result;
   }
 
   void writer_loop() {
@@ -605,7 +609,11 @@ class PostgresStore final : public Store {
       return fail_all(
           fhir::Error::make(ErrorKind::kUnavailable, "transient",
                             std::string("the database cannot be reached: ") + PQerrorMessage(writer_->raw())));
-    if (auto b = writer_->exec("BEGIN"); !b) return fail_all(pg::to_error(b.error(), "write"));
+    if (auto b = writer_->exec("BEGIN"); !b) {
+      // The connection died while idle (found out only now): reconnect once, nothing has run yet.
+      if (writer_->ok() || !writer_->reset()) return fail_all(pg::to_error(b.error(), "write"));
+      if (auto again = writer_->exec("BEGIN"); !again) return fail_all(pg::to_error(again.error(), "write"));
+    }
     // Waits for the writers of other processes, then reads the store's clock.
     auto clock = writer_->run("lock_clock", "SELECT last_ms FROM store_clock WHERE id = 1 FOR UPDATE", {});
     if (!clock || clock->rows() != 1) {
