@@ -2,7 +2,9 @@
 // database. (The REST interactions themselves run on both backends: rest_test.cpp, see tests/CMakeLists.txt.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <latch>
+#include <set>
 #include <thread>
 
 #include "fhir_helpers.hpp"
@@ -76,26 +78,64 @@ TEST_F(PostgresServerTest, TwoServersSameIfMatchOneWinsOneGets412) {
   }
 }
 
-// What is written through one server is read, versioned and listed in history through the other; search says
-// clearly that it is not there yet on PostgreSQL (501), and /readyz is ready.
+// What is written through one server is read, versioned, searched and listed in history through the other;
+// what search cannot do on PostgreSQL yet says so (501), and /readyz is ready.
 TEST_F(PostgresServerTest, WritesThroughOneServerAreSeenByTheOther) {
   TestServer& a = start();
   TestServer& b = start();
   HttpClient ca(a.host(), a.port()), cb(b.host(), b.port());
   ASSERT_EQ(ca.put("/fhir/Patient/p1", patient("p1", "One")).status, 201);
   ASSERT_EQ(cb.put("/fhir/Patient/p1", patient("p1", "Two")).status, 200);
+  ASSERT_EQ(cb.put("/fhir/Patient/p2", patient("p2", "Twofold")).status, 201);
+  Response found = ca.get("/fhir/Patient?name=two&_total=accurate");
+  ASSERT_EQ(found.status, 200) << found.summary();
+  EXPECT_EQ(entry_ids(found), (std::set<std::string>{"p1", "p2"}));
+  EXPECT_EQ(string_at(*found.json(), "total"), "2");
+  Response one = ca.get("/fhir/Patient?name:exact=Two");
+  EXPECT_EQ(entry_ids(one), (std::set<std::string>{"p1"}));
   ASSERT_EQ(ca.del("/fhir/Patient/p1").status, 200);
   EXPECT_EQ(cb.get("/fhir/Patient/p1").status, 410);
+  EXPECT_EQ(entry_ids(cb.get("/fhir/Patient?name=two")), (std::set<std::string>{"p2"}));
   Response v2 = ca.get("/fhir/Patient/p1/_history/2");
   ASSERT_EQ(v2.status, 200);
   EXPECT_EQ(string_at(*v2.json(), "name[0].family"), "Two");
   History h = read_history(cb, "/fhir/Patient/p1/_history");
   ASSERT_TRUE(h.error.empty()) << h.error;
   ASSERT_EQ(h.entries.size(), 3u);
-  Response search = cb.get("/fhir/Patient?name=Two");
-  EXPECT_EQ(search.status, 501) << search.summary();
-  EXPECT_NE(search.body.find("PostgreSQL"), std::string::npos) << search.body;
+  Response sorted = cb.get("/fhir/Patient?_sort=name");
+  EXPECT_EQ(sorted.status, 501) << sorted.summary();
+  EXPECT_NE(sorted.body.find("PostgreSQL"), std::string::npos) << sorted.body;
   EXPECT_EQ(ca.get("/readyz").status, 200);
+}
+
+// Conditional creates of one identifier through two servers at once create one resource (the writers of every
+// server are serialized on the database, and the match is searched inside the write transaction).
+TEST_F(PostgresServerTest, ConcurrentConditionalCreatesThroughTwoServersCreateOne) {
+  TestServer& a = start();
+  TestServer& b = start();
+  for (int round = 0; round < 5; ++round) {
+    const std::string mrn = "mrn-" + std::to_string(round);
+    const std::string body =
+        R"({"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":")" + mrn + R"("}]})";
+    constexpr int kClients = 6;
+    std::latch go(kClients);
+    std::vector<int> status(kClients);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kClients; ++i)
+      threads.emplace_back([&, i] {
+        TestServer& s = i % 2 ? b : a;
+        HttpClient c(s.host(), s.port());
+        go.arrive_and_wait();
+        status[i] = c.post("/fhir/Patient", body, {{"If-None-Exist", "identifier=urn:mrn|" + mrn}}).status;
+      });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(std::count(status.begin(), status.end(), 201), 1) << ::testing::PrintToString(status);
+    EXPECT_EQ(std::count(status.begin(), status.end(), 200), kClients - 1) << ::testing::PrintToString(status);
+    HttpClient c(a.host(), a.port());
+    Response found = c.get("/fhir/Patient?identifier=urn:mrn|" + mrn + "&_total=accurate");
+    ASSERT_EQ(found.status, 200) << found.summary();
+    EXPECT_EQ(string_at(*found.json(), "total"), "1");
+  }
 }
 
 // The database restarts under a running server: meanwhile reads and writes get 503 with Retry-After (an

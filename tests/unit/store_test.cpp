@@ -392,7 +392,6 @@ TEST_F(RepositoryTest, ReadsFollowEveryCommittedVersion) {
 // The search index rows of a resource follow its current version, in the same transaction.
 // A search inside the writer's transaction sees what the same transaction wrote, and only current resources.
 TEST_F(RepositoryTest, SearchInsideATransactionSeesItsOwnWrites) {
-  if (postgres()) GTEST_SKIP() << "search (and so search_ids) is not ported to PostgreSQL yet";
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   ASSERT_TRUE(registry.has_value());
   auto indexer = SearchIndexer::create(*defs_, **registry);

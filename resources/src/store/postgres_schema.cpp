@@ -29,7 +29,7 @@ const std::vector<Migration>& migrations() {
            " id TEXT NOT NULL,"
            " version BIGINT NOT NULL,"
            " last_updated BIGINT NOT NULL,"
-           " deleted BOOLEAN NOT NULL,"
+           " deleted SMALLINT NOT NULL,"
            " UNIQUE (tenant, type, id))",
            // Every version ever written, immutable. `seq` orders the whole store (the change feed that system
            // history reads): it is taken while the writer holds the store_clock row, so seq order is commit
@@ -42,7 +42,7 @@ const std::vector<Migration>& migrations() {
            " id TEXT NOT NULL,"
            " version BIGINT NOT NULL,"
            " last_updated BIGINT NOT NULL,"
-           " deleted BOOLEAN NOT NULL,"
+           " deleted SMALLINT NOT NULL,"
            " method SMALLINT NOT NULL,"
            " body BYTEA,"
            " UNIQUE (rid, version))",

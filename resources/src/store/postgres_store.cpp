@@ -6,6 +6,7 @@
 // another process may write any resource at any time.
 #include "postgres_store.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include "caduceus/resources/search_query.hpp"
 #include "pg_connection.hpp"
 #include "postgres_schema.hpp"
+#include "search_sql.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -211,6 +213,48 @@ std::string array_of(const std::vector<std::string>& items) {
   return out + "}";
 }
 
+// A search built by search_sql.cpp (SQLite's dialect, which is mostly PostgreSQL's too) for PostgreSQL: `?` becomes
+// `$n`, the binds text parameters, and a subquery in FROM gets the alias PostgreSQL 15 requires. What is SQLite's
+// own is refused (FTS5, for _text and _content) or dropped (a unary + before a column). (_sort, whose NULL order and
+// collation differ, is refused by search() before.)
+Result<std::pair<std::string, std::vector<Param>>> to_postgres(const SqlQuery& q) {
+  if (q.sql.find("idx_text") != std::string::npos)
+    return fhir::fail(ErrorKind::kNotSupported, "not-supported",
+                      "_text and _content are not available on the PostgreSQL store yet");
+  std::string sql;
+  sql.reserve(q.sql.size() + 16);
+  int n = 0;
+  bool quoted = false;
+  for (std::size_t i = 0; i < q.sql.size(); ++i) {
+    const char c = q.sql[i];
+    if (c == '\'') quoted = !quoted;
+    if (!quoted && c == '?') {
+      sql += "$" + std::to_string(++n);
+      continue;
+    }
+    // SQLite's unary + before a column ("+r.type") keeps its planner off an index; PostgreSQL has no unary +
+    // for text (and plans by statistics): dropped.
+    if (!quoted && c == '+' && i + 1 < q.sql.size() && std::isalpha(static_cast<unsigned char>(q.sql[i + 1])) &&
+        (i == 0 || q.sql[i - 1] == ' ' || q.sql[i - 1] == '(' || q.sql[i - 1] == ','))
+      continue;
+    sql += c;
+  }
+  if (sql.starts_with("SELECT COUNT(*) FROM (") && sql.ends_with(")")) sql += " AS matches";
+  std::vector<Param> params;
+  params.reserve(q.binds.size());
+  for (const auto& b : q.binds)
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, double>)
+            params.emplace_back(number_text(v));
+          else
+            params.emplace_back(v);
+        },
+        b);
+  return std::pair{std::move(sql), std::move(params)};
+}
+
 struct WriteJob {
   Store::Work work;
   Store::Done done;
@@ -224,6 +268,8 @@ class PostgresTransaction final : public Transaction {
   Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
+  Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
+                                                                      std::size_t limit) override;
   Result<IndexExtent> index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
                                    std::int64_t max_rid) override;
   Result<std::vector<IndexTarget>> index_targets(TenantId tenant, const std::vector<std::string>& types,
@@ -237,6 +283,11 @@ class PostgresTransaction final : public Transaction {
  private:
   PostgresStore& store_;
 };
+
+constexpr const char* kReadCurrent =
+    "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+    "FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+    "WHERE r.tenant = $1 AND r.type = $2 AND r.id = $3";
 
 class PostgresStore final : public Store {
  public:
@@ -268,11 +319,7 @@ class PostgresStore final : public Store {
 
   Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) override {
     return with_conn([&](pg::Connection& c) -> Result<VersionRecord> {
-      auto r = c.run("read_current",
-                     "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
-                     "FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
-                     "WHERE r.tenant = $1 AND r.type = $2 AND r.id = $3",
-                     {Param(tenant), Param(type), Param(id)});
+      auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(type), Param(id)});
       if (!r) return std::unexpected(pg::to_error(r.error(), "read"));
       if (r->rows() == 0)
         return fhir::fail(ErrorKind::kNotFound, "not-found",
@@ -351,10 +398,60 @@ class PostgresStore final : public Store {
     queue_cv_.notify_one();
   }
 
-  Result<SearchPage> search(TenantId, const SearchQuery&) override {
-    return fhir::fail(ErrorKind::kNotSupported, "not-supported",
-                      "Search is not available on the PostgreSQL store yet (reads, versions and history are); "
-                      "use a sqlite: database to search");
+  // Search: the SQL of search_sql.cpp, for the criteria, paging (cursor: the last rid) and _total. Not yet on
+  // PostgreSQL: _sort, _include/_revinclude, _text/_content (501).
+  Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
+    if (!query.sort.empty())
+      return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_sort is not available on the PostgreSQL store yet",
+                        "_sort");
+    if (!query.includes.empty())
+      return fhir::fail(ErrorKind::kNotSupported, "not-supported",
+                        "_include and _revinclude are not available on the PostgreSQL store yet", "_include");
+    std::optional<std::int64_t> after;
+    if (query.cursor) {
+      std::int64_t rid = 0;
+      auto [ptr, ec] = std::from_chars(query.cursor->data(), query.cursor->data() + query.cursor->size(), rid);
+      if (ec != std::errc() || ptr != query.cursor->data() + query.cursor->size() || rid < 0)
+        return fhir::fail(ErrorKind::kInvalid, "invalid", "'" + *query.cursor + "' is not a paging cursor", "_cursor");
+      after = rid;
+    }
+    const bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
+    const std::size_t limit = query.summary == Summary::kCount ? 0 : query.count;
+    auto built = build_search_sql(tenant, query, after, limit + 1, false);
+    if (!built) return std::unexpected(built.error());
+    auto page_sql = to_postgres(*built);
+    if (!page_sql) return std::unexpected(page_sql.error());
+    std::optional<std::pair<std::string, std::vector<Param>>> count_sql;
+    if (want_total) {
+      auto c = build_search_sql(tenant, query, std::nullopt, 0, true);
+      if (!c) return std::unexpected(c.error());
+      auto pc = to_postgres(*c);
+      if (!pc) return std::unexpected(pc.error());
+      count_sql = std::move(*pc);
+    }
+    return with_conn([&](pg::Connection& c) -> Result<SearchPage> {
+      SearchPage page;
+      auto hits = c.exec(page_sql->first, page_sql->second);  // rid, id, type
+      if (!hits) return std::unexpected(pg::to_error(hits.error(), "search"));
+      const int n = limit == 0 ? 0 : std::min(hits->rows(), static_cast<int>(limit));
+      if (limit > 0 && hits->rows() > static_cast<int>(limit)) page.next_cursor = std::to_string(hits->i64(n - 1, 0));
+      for (int i = 0; i < n; ++i) {
+        // The current version (it may be newer than the match: what a read would answer).
+        auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(hits->view(i, 2)), Param(hits->view(i, 1))});
+        if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
+        if (r->rows() == 0) continue;
+        auto rec = record_of(*r, 0, 0, hits->text(i, 2), hits->text(i, 1));
+        if (!rec) return std::unexpected(rec.error());
+        if (rec->deleted) continue;  // deleted between the match and this read
+        page.entries.push_back(std::move(*rec));
+      }
+      if (count_sql) {
+        auto total = c.exec(count_sql->first, count_sql->second);
+        if (!total) return std::unexpected(pg::to_error(total.error(), "search"));
+        page.total = total->i64(0, 0);
+      }
+      return page;
+    });
   }
 
   Result<void> ping() override {
@@ -384,7 +481,7 @@ class PostgresStore final : public Store {
                            "version = excluded.version, last_updated = excluded.last_updated, "
                            "deleted = excluded.deleted RETURNING rid",
                            {Param(tenant), Param(rec.type), Param(rec.id), Param(rec.version),
-                            Param(rec.last_updated_ms), Param(rec.deleted)});
+                            Param(rec.last_updated_ms), Param(rec.deleted ? 1 : 0)});
     if (!up) return std::unexpected(pg::to_error(up.error(), "write"));
     const std::int64_t rid = up->i64(0, 0);
     Param body = rec.deleted ? Param::null() : Param::bytes(kBodyFormatJson + rec.body);
@@ -393,7 +490,7 @@ class PostgresStore final : public Store {
         "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, deleted, "
         "method, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
         {Param(rid), Param(tenant), Param(rec.type), Param(rec.id), Param(rec.version), Param(rec.last_updated_ms),
-         Param(rec.deleted), Param(static_cast<std::int64_t>(rec.method)), std::move(body)});
+         Param(rec.deleted ? 1 : 0), Param(static_cast<std::int64_t>(rec.method)), std::move(body)});
     if (!ins) return std::unexpected(pg::to_error(ins.error(), "write"));
     const std::int64_t seq = ins->i64(0, 0);
     // The index describes the current version only: the previous version's rows go, the new ones come.
@@ -405,6 +502,23 @@ class PostgresStore final : public Store {
     if (index != nullptr && !rec.deleted)
       if (auto i = insert_index(rid, tenant, rec.type, *index); !i) return std::unexpected(i.error());
     return seq;
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> txn_search_ids(TenantId tenant, const SearchQuery& query,
+                                                                          std::size_t limit) {
+    SearchQuery plain = query;
+    plain.sort.clear();
+    plain.includes.clear();
+    plain.cursor.reset();
+    auto built = build_search_sql(tenant, plain, std::nullopt, limit, false);
+    if (!built) return std::unexpected(built.error());
+    auto sql = to_postgres(*built);
+    if (!sql) return std::unexpected(sql.error());
+    auto r = writer_->exec(sql->first, sql->second);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
+    std::vector<std::pair<std::string, std::string>> out;
+    for (int i = 0; i < r->rows(); ++i) out.emplace_back(r->text(i, 2), r->text(i, 1));  // rid, id, type
+    return out;
   }
 
   Result<void> insert_index(std::int64_t rid, TenantId tenant, std::string_view type, const IndexValues& values) {
@@ -422,7 +536,7 @@ class PostgresStore final : public Store {
   static std::string targets_where(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
                                    std::int64_t max_rid, std::vector<Param>& params) {
     params = {Param(tenant), Param(after_rid), Param(max_rid)};
-    std::string sql = " WHERE r.tenant = $1 AND NOT r.deleted AND r.rid > $2 AND r.rid <= $3";
+    std::string sql = " WHERE r.tenant = $1 AND r.deleted = 0 AND r.rid > $2 AND r.rid <= $3";
     if (!types.empty()) {
       params.emplace_back(array_of(types));
       sql += " AND r.type = ANY($4::text[])";
@@ -705,6 +819,11 @@ Result<std::int64_t> PostgresTransaction::append(TenantId tenant, const VersionR
 }
 std::int64_t PostgresTransaction::now_ms() {
   return store_.txn_now_ms();
+}
+Result<std::vector<std::pair<std::string, std::string>>> PostgresTransaction::search_ids(TenantId tenant,
+                                                                                         const SearchQuery& query,
+                                                                                         std::size_t limit) {
+  return store_.txn_search_ids(tenant, query, limit);
 }
 Result<IndexExtent> PostgresTransaction::index_extent(TenantId tenant, const std::vector<std::string>& types,
                                                       std::int64_t after_rid, std::int64_t max_rid) {
