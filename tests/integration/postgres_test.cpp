@@ -79,7 +79,7 @@ TEST_F(PostgresServerTest, TwoServersSameIfMatchOneWinsOneGets412) {
 }
 
 // What is written through one server is read, versioned, searched and listed in history through the other;
-// what search cannot do on PostgreSQL yet says so (501), and /readyz is ready.
+// what search cannot do on PostgreSQL yet (_text, _content) says so (501), and /readyz is ready.
 TEST_F(PostgresServerTest, WritesThroughOneServerAreSeenByTheOther) {
   TestServer& a = start();
   TestServer& b = start();
@@ -102,9 +102,20 @@ TEST_F(PostgresServerTest, WritesThroughOneServerAreSeenByTheOther) {
   History h = read_history(cb, "/fhir/Patient/p1/_history");
   ASSERT_TRUE(h.error.empty()) << h.error;
   ASSERT_EQ(h.entries.size(), 3u);
-  Response sorted = cb.get("/fhir/Patient?_sort=name");
-  EXPECT_EQ(sorted.status, 501) << sorted.summary();
-  EXPECT_NE(sorted.body.find("PostgreSQL"), std::string::npos) << sorted.body;
+  // _include and _revinclude: an Observation written through one server, its patient through the other.
+  ASSERT_EQ(ca.put("/fhir/Observation/o1", R"({"resourceType":"Observation","id":"o1","status":"final",)"
+                                           R"("code":{"text":"x"},"subject":{"reference":"Patient/p2"}})")
+                .status,
+            201);
+  Response inc = cb.get("/fhir/Observation?_id=o1&_include=Observation:subject");
+  ASSERT_EQ(inc.status, 200) << inc.summary();
+  EXPECT_EQ(entry_ids(inc), (std::set<std::string>{"o1", "p2"}));
+  Response rev = ca.get("/fhir/Patient?_id=p2&_revinclude=Observation:subject");
+  ASSERT_EQ(rev.status, 200) << rev.summary();
+  EXPECT_EQ(entry_ids(rev), (std::set<std::string>{"o1", "p2"}));
+  Response text = cb.get("/fhir/Patient?_text=two");
+  EXPECT_EQ(text.status, 501) << text.summary();
+  EXPECT_NE(text.body.find("PostgreSQL"), std::string::npos) << text.body;
   EXPECT_EQ(ca.get("/readyz").status, 200);
 }
 

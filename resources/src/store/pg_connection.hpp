@@ -42,6 +42,8 @@ class Result {
   explicit Result(PGresult* r) : r_(r, &PQclear) {}
   int rows() const { return PQntuples(r_.get()); }
   bool null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
+  // The column's type OID (20 int8, 23 int4, 21 int2, 701 float8, 25 text, ...).
+  unsigned type(int col) const { return PQftype(r_.get(), col); }
   // An integer column of any width (int2, int4, int8) or a bool.
   std::int64_t i64(int row, int col) const;
   double f64(int row, int col) const;

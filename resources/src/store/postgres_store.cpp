@@ -12,7 +12,9 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "caduceus/resources/search_index.hpp"
@@ -215,8 +217,7 @@ std::string array_of(const std::vector<std::string>& items) {
 
 // A search built by search_sql.cpp (SQLite's dialect, which is mostly PostgreSQL's too) for PostgreSQL: `?` becomes
 // `$n`, the binds text parameters, and a subquery in FROM gets the alias PostgreSQL 15 requires. What is SQLite's
-// own is refused (FTS5, for _text and _content) or dropped (a unary + before a column). (_sort, whose NULL order and
-// collation differ, is refused by search() before.)
+// own is refused (FTS5, for _text and _content), dropped (a unary + before a column) or renamed (char() is chr()).
 Result<std::pair<std::string, std::vector<Param>>> to_postgres(const SqlQuery& q) {
   if (q.sql.find("idx_text") != std::string::npos)
     return fhir::fail(ErrorKind::kNotSupported, "not-supported",
@@ -240,6 +241,8 @@ Result<std::pair<std::string, std::vector<Param>>> to_postgres(const SqlQuery& q
     sql += c;
   }
   if (sql.starts_with("SELECT COUNT(*) FROM (") && sql.ends_with(")")) sql += " AS matches";
+  for (std::size_t at = sql.find("char(1)"); at != std::string::npos; at = sql.find("char(1)", at))
+    sql.replace(at, 7, "chr(1)");  // (the separator of a token sort key)
   std::vector<Param> params;
   params.reserve(q.binds.size());
   for (const auto& b : q.binds)
@@ -399,16 +402,16 @@ class PostgresStore final : public Store {
   }
 
   // Search: the SQL of search_sql.cpp, for the criteria, paging (cursor: the last rid) and _total. Not yet on
-  // PostgreSQL: _sort, _include/_revinclude, _text/_content (501).
+  // PostgreSQL: _text/_content (501). Strings sort in the database's collation (SQLite: bytewise): create the
+  // database with LC_COLLATE C for the same order.
   Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
-    if (!query.sort.empty())
-      return fhir::fail(ErrorKind::kNotSupported, "not-supported", "_sort is not available on the PostgreSQL store yet",
-                        "_sort");
-    if (!query.includes.empty())
-      return fhir::fail(ErrorKind::kNotSupported, "not-supported",
-                        "_include and _revinclude are not available on the PostgreSQL store yet", "_include");
     std::optional<std::int64_t> after;
-    if (query.cursor) {
+    std::optional<SortPosition> after_sorted;
+    if (query.cursor && !query.sort.empty()) {
+      auto position = decode_sort_cursor(query, *query.cursor);
+      if (!position) return std::unexpected(position.error());
+      after_sorted = std::move(*position);
+    } else if (query.cursor) {
       std::int64_t rid = 0;
       auto [ptr, ec] = std::from_chars(query.cursor->data(), query.cursor->data() + query.cursor->size(), rid);
       if (ec != std::errc() || ptr != query.cursor->data() + query.cursor->size() || rid < 0)
@@ -417,7 +420,9 @@ class PostgresStore final : public Store {
     }
     const bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
     const std::size_t limit = query.summary == Summary::kCount ? 0 : query.count;
-    auto built = build_search_sql(tenant, query, after, limit + 1, false);
+    auto built = query.sort.empty()
+                     ? build_search_sql(tenant, query, after, limit + 1, false)
+                     : build_sorted_search_sql(tenant, query, after_sorted ? &*after_sorted : nullptr, limit + 1);
     if (!built) return std::unexpected(built.error());
     auto page_sql = to_postgres(*built);
     if (!page_sql) return std::unexpected(page_sql.error());
@@ -434,7 +439,26 @@ class PostgresStore final : public Store {
       auto hits = c.exec(page_sql->first, page_sql->second);  // rid, id, type
       if (!hits) return std::unexpected(pg::to_error(hits.error(), "search"));
       const int n = limit == 0 ? 0 : std::min(hits->rows(), static_cast<int>(limit));
-      if (limit > 0 && hits->rows() > static_cast<int>(limit)) page.next_cursor = std::to_string(hits->i64(n - 1, 0));
+      if (limit > 0 && hits->rows() > static_cast<int>(limit)) {
+        if (query.sort.empty()) {
+          page.next_cursor = std::to_string(hits->i64(n - 1, 0));
+        } else {  // the sort keys of the page's last row follow rid, id, type
+          SortPosition p;
+          p.rid = hits->i64(n - 1, 0);
+          for (int k = 0; k < static_cast<int>(query.sort.size()); ++k) {
+            const int col = 3 + k;
+            if (hits->null(n - 1, col))
+              p.keys.emplace_back(std::nullopt);
+            else if (const unsigned t = hits->type(col); t == 20 || t == 21 || t == 23)
+              p.keys.emplace_back(SqlQuery::Bind(hits->i64(n - 1, col)));
+            else if (t == 701)
+              p.keys.emplace_back(SqlQuery::Bind(hits->f64(n - 1, col)));
+            else
+              p.keys.emplace_back(SqlQuery::Bind(hits->text(n - 1, col)));
+          }
+          page.next_cursor = encode_sort_cursor(query, p);
+        }
+      }
       for (int i = 0; i < n; ++i) {
         // The current version (it may be newer than the match: what a read would answer).
         auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(hits->view(i, 2)), Param(hits->view(i, 1))});
@@ -445,6 +469,8 @@ class PostgresStore final : public Store {
         if (rec->deleted) continue;  // deleted between the match and this read
         page.entries.push_back(std::move(*rec));
       }
+      if (!query.includes.empty())
+        if (auto included = include_into(c, tenant, query, page); !included) return std::unexpected(included.error());
       if (count_sql) {
         auto total = c.exec(count_sql->first, count_sql->second);
         if (!total) return std::unexpected(pg::to_error(total.error(), "search"));
@@ -452,6 +478,50 @@ class PostgresStore final : public Store {
       }
       return page;
     });
+  }
+
+  // _include and _revinclude (with :iterate, 8 rounds at most), as SqliteStore::include_into: each resource
+  // once, none of the matches, at most options.max_included.
+  Result<void> include_into(pg::Connection& c, TenantId tenant, const SearchQuery& query, SearchPage& page) {
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& e : page.entries) seen.emplace(e.type, e.id);
+    std::vector<const VersionRecord*> frontier;
+    for (const auto& e : page.entries) frontier.push_back(&e);
+    std::deque<VersionRecord> added;  // stable addresses while iterating
+    for (int round = 0; !frontier.empty() && round < 8; ++round) {
+      std::vector<const VersionRecord*> next;
+      for (const Include& inc : query.includes) {
+        if (round > 0 && !inc.iterate) continue;
+        std::map<std::string, std::vector<std::string>> by_type;
+        for (const VersionRecord* v : frontier)
+          if (inc.reverse || inc.source_type.empty() || v->type == inc.source_type) by_type[v->type].push_back(v->id);
+        for (const auto& [type, ids] : by_type) {
+          if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
+          auto sql = to_postgres(build_include_sql(tenant, inc, type, ids));
+          if (!sql) return std::unexpected(sql.error());
+          auto targets = c.exec(sql->first, sql->second);  // type, id
+          if (!targets) return std::unexpected(pg::to_error(targets.error(), "search"));
+          for (int i = 0; i < targets->rows(); ++i) {
+            std::string t = targets->text(i, 0), id = targets->text(i, 1);
+            if (!seen.emplace(t, id).second) continue;
+            if (added.size() >= options_.max_included) {
+              page.include_limit_reached = true;
+              break;
+            }
+            auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(t), Param(id)});
+            if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
+            if (r->rows() == 0) continue;
+            auto rec = record_of(*r, 0, 0, t, id);
+            if (!rec || rec->deleted) continue;
+            added.push_back(std::move(*rec));
+            next.push_back(&added.back());
+          }
+        }
+      }
+      frontier = std::move(next);
+    }
+    for (auto& v : added) page.included.push_back(std::move(v));
+    return {};
   }
 
   Result<void> ping() override {
