@@ -24,7 +24,6 @@ struct Param {
   Param() = default;
   Param(std::int64_t v) : value(std::to_string(v)) {}
   Param(int v) : value(std::to_string(v)) {}
-  Param(bool v) : value(v ? "t" : "f") {}
   Param(std::string v) : value(std::move(v)) {}
   Param(std::string_view v) : value(std::string(v)) {}
   Param(const char* v) : value(std::string(v)) {}
