@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     std::getline(in, dir);
     if (!dir.empty()) PgCluster::adopt(dir, /*owned=*/true)->stop();
   }
-  auto cluster = PgCluster::start();
+  auto cluster = PgCluster::start(/*watchdog=*/false);
   if (!cluster) {
     std::cerr << "cannot start the PostgreSQL test cluster: " << cluster.error() << "\n";
     return 1;

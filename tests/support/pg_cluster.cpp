@@ -144,7 +144,7 @@ bool postgres_skipped() {
   return env("CADUCEUS_SKIP_POSTGRES") == "1";
 }
 
-std::expected<std::unique_ptr<PgCluster>, std::string> PgCluster::start() {
+std::expected<std::unique_ptr<PgCluster>, std::string> PgCluster::start(bool watchdog) {
   const fs::path bin = bin_dir();
   for (const char* tool : {"initdb", "pg_ctl"})
     if (!fs::exists(bin / tool))
@@ -169,6 +169,7 @@ std::expected<std::unique_ptr<PgCluster>, std::string> PgCluster::start() {
            "--no-sync"},
           log) != 0)
     return std::unexpected("initdb failed:\n" + slurp(log));
+  if (watchdog) cluster->start_watchdog();
   if (auto started = cluster->start_server(); !started) return std::unexpected(started.error());
   // pg_ctl -w waited for the server to accept connections; check it does (bounded: a few tries).
   std::string last_error;
@@ -195,6 +196,35 @@ std::expected<void, std::string> PgCluster::start_server() {
   return {};
 }
 
+void PgCluster::start_watchdog() {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return;
+  const std::string pg_ctl = (bin_dir() / "pg_ctl").string(), data = (dir_ / "data").string();
+  std::string script = "read _; ";
+  script += (geteuid() == 0 ? "runuser -u postgres -- " : "") + pg_ctl + " -D '" + data +
+            "' -m immediate -w stop >/dev/null 2>&1; rm -rf '" + dir_.string() + "'";
+  pid_t pid = fork();
+  if (pid == 0) {
+    // The child: its stdin is the read end; only the parent holds the write end (close-on-exec everywhere else).
+    dup2(fds[0], 0);
+    int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    setsid();  // not in the test's process group: a ^C or a kill of the group leaves it to clean up
+    execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ::close(fds[0]);
+  if (pid < 0) {
+    ::close(fds[1]);
+    return;
+  }
+  watchdog_fd_ = fds[1];
+  // (the watchdog is reaped by init once it outlives us; while we run, a zombie at most)
+}
+
 std::expected<void, std::string> PgCluster::stop_server() {
   const fs::path log = dir_ / "tools.log";
   if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-m", "fast", "-w", "stop"}, log) != 0)
@@ -218,6 +248,8 @@ void PgCluster::stop() {
   std::error_code ec;
   fs::remove_all(dir_, ec);
   dir_.clear();
+  if (watchdog_fd_ >= 0) ::close(watchdog_fd_);  // the watchdog finds nothing left to do, and ends
+  watchdog_fd_ = -1;
 }
 
 std::string PgCluster::url(const std::string& database) const {

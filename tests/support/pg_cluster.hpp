@@ -26,8 +26,10 @@ bool postgres_backend();
 class PgCluster {
  public:
   // initdb + pg_ctl start in a fresh folder under $TMPDIR (as the postgres user when run as root). Waits until
-  // the server accepts connections. Errors: what failed, with the tool's output.
-  static std::expected<std::unique_ptr<PgCluster>, std::string> start();
+  // the server accepts connections. With `watchdog`, the cluster is stopped and removed when this process ends
+  // even without a clean exit (killed); the ctest fixture, whose cluster outlives it, starts it without.
+  // Errors: what failed, with the tool's output.
+  static std::expected<std::unique_ptr<PgCluster>, std::string> start(bool watchdog = true);
   // A cluster started by another process (the ctest fixture): not stopped by this object.
   static std::unique_ptr<PgCluster> adopt(std::filesystem::path dir, bool owned);
   ~PgCluster();
@@ -46,8 +48,12 @@ class PgCluster {
 
  private:
   PgCluster(std::filesystem::path dir, bool owned) : dir_(std::move(dir)), owned_(owned) {}
+  // A watchdog process that stops and removes the cluster when this process ends without doing so itself (killed,
+  // or a broken pipe): it waits for the end of a pipe whose other end only this process holds.
+  void start_watchdog();
   std::filesystem::path dir_;
   bool owned_;
+  int watchdog_fd_ = -1;
 };
 
 // A fresh, empty database in the test cluster (the fixture's, or this process's own), dropped when destroyed
