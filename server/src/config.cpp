@@ -46,7 +46,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("help,h", "show this help")
     ("config", po::value(&config_file), "read options from FILE (lines `name = value`)")
     ("listen", po::value(&c.listen)->default_value(c.listen), "HTTP address HOST:PORT (port 0 picks a free port)")
-    ("db", po::value(&c.db)->default_value(c.db), "database: sqlite:PATH or sqlite::memory:")
+    ("db", po::value(&c.db)->default_value(c.db),
+       "database: sqlite:PATH, sqlite::memory: or postgresql://USER@HOST:PORT/DB (any libpq URI)")
     ("mllp", po::value(&c.mllp), "HL7 v2 MLLP listener HOST:PORT (off by default; port 0 picks a free port)")
     ("mllp-max-frame", po::value(&c.mllp_max_frame)->default_value(c.mllp_max_frame),
        "largest HL7 v2 message over MLLP in bytes (larger: answered AR)")
@@ -69,7 +70,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("body-limit", po::value(&c.body_limit)->default_value(c.body_limit), "largest request body in bytes")
     ("max-bundle-entries", po::value(&c.max_bundle_entries)->default_value(c.max_bundle_entries),
        "entries of a batch or transaction Bundle at most (beyond: 413)")
-    ("db-readers", po::value(&c.readers)->default_value(c.readers), "pooled database read connections (0: threads + 2)")
+    ("db-readers", po::value(&c.readers)->default_value(c.readers),
+       "pooled database read connections, the PostgreSQL connection pool (0: threads + 2)")
     ("read-timeout", po::value(&c.read_timeout_s)->default_value(c.read_timeout_s), "seconds to receive a whole request")
     ("idle-timeout", po::value(&c.idle_timeout_s)->default_value(c.idle_timeout_s), "seconds a keep-alive connection may idle")
     ("log-requests", po::value(&c.log_requests)->default_value(c.log_requests), "one JSON line per request on stdout")

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "fhir_helpers.hpp"
@@ -46,6 +47,14 @@ class ReindexTest : public ::testing::Test {
   std::unique_ptr<TestServer> start(bool search_index) {
     ServerOptions options;
     options.db = "sqlite:" + (dir_.path() / "caduceus.db").string();
+    if (postgres_backend()) {  // (run on both backends: see tests/CMakeLists.txt)
+      if (!pg_) {
+        auto db = PgDatabase::create();
+        if (!db) throw std::runtime_error("PostgreSQL test database: " + db.error());
+        pg_ = std::move(*db);
+      }
+      options.db = pg_->url();
+    }
     options.extra_args = {"--search-index", search_index ? "true" : "false"};
     return std::make_unique<TestServer>(options);
   }
@@ -72,6 +81,11 @@ class ReindexTest : public ::testing::Test {
   }
 
   TempDir dir_{"caduceus-reindex"};
+  std::unique_ptr<PgDatabase> pg_;  // with CADUCEUS_TEST_BACKEND=postgresql: the test's database
+
+  void SetUp() override {
+    if (postgres_backend() && postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+  }
 };
 
 TEST_F(ReindexTest, CustomParameterIsSearchableAfterItsReindexWithoutRestart) {
@@ -108,7 +122,10 @@ TEST_F(ReindexTest, CustomParameterIsSearchableAfterItsReindexWithoutRestart) {
   EXPECT_EQ(entry_ids(c.get(base + "/Patient?eyecolour=brown,green")), std::set<std::string>{"p2"});
   EXPECT_EQ(entry_ids(c.get(base + "/Patient?eyecolour:missing=true")), std::set<std::string>{"p4"});
   // The reindex of one parameter left the full text of each Patient as it was (its strings include the colour).
-  EXPECT_EQ(entry_ids(c.get(base + "/Patient?_content=blue", kStrict)), (std::set<std::string>{"p1", "p3"}));
+  if (postgres_backend())  // (no full-text search on PostgreSQL yet)
+    EXPECT_EQ(c.get(base + "/Patient?_content=blue", kStrict).status, 501);
+  else
+    EXPECT_EQ(entry_ids(c.get(base + "/Patient?_content=blue", kStrict)), (std::set<std::string>{"p1", "p3"}));
 
   // Writes after the reindex index the parameter themselves.
   ASSERT_EQ(c.put(base + "/Patient/p5", patient("p5", "blue"), kJson).status, 201);

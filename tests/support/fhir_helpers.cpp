@@ -266,6 +266,17 @@ std::string describe_outcome(const Response& r) {
 
 void ServerTest::start_server(ServerOptions options) {
   server_.reset();
+  pg_database_.reset();
+  if (options.db.empty() && postgres_backend()) {
+    if (postgres_skipped()) return;  // every test then skips in SetUp
+    auto db = PgDatabase::create();
+    if (!db) {
+      ADD_FAILURE() << "PostgreSQL test database: " << db.error();
+      return;
+    }
+    pg_database_ = std::move(*db);
+    options.db = pg_database_->url();
+  }
   try {
     server_ = std::make_unique<TestServer>(std::move(options));
   } catch (const std::exception& e) {
@@ -283,6 +294,8 @@ std::string ServerTest::path(std::string_view rel) {
 }
 
 void ServerTest::SetUp() {
+  if (!server_ && postgres_backend() && postgres_skipped())
+    GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1 (the PostgreSQL backend is not tested)";
   ASSERT_TRUE(server_) << "the caduceus server did not start (see the failure in SetUpTestSuite)";
   ASSERT_TRUE(server_->running()) << "the caduceus server is not running";
   client_ = std::make_unique<HttpClient>(server_->host(), server_->port());

@@ -12,6 +12,7 @@
 
 #include "caduceus/fhir/json.hpp"
 #include "http_client.hpp"
+#include "pg_cluster.hpp"
 #include "test_server.hpp"
 
 namespace caduceus::test {
@@ -70,7 +71,10 @@ class ServerTest : public ::testing::Test {
  protected:
   // Starts the suite's server; on failure records it and leaves no server (every test then fails in SetUp).
   static void start_server(ServerOptions options = {});
-  static void stop_server() { server_.reset(); }
+  static void stop_server() {
+    server_.reset();
+    pg_database_.reset();
+  }
   static TestServer& server() { return *server_; }
   // The base path joined with rel: path("Patient/1") is "/fhir/Patient/1"; path() is "/fhir".
   static std::string path(std::string_view rel = {});
@@ -87,6 +91,8 @@ class ServerTest : public ::testing::Test {
   std::optional<fhir::json::Value> read(std::string_view type_and_id);
 
   static inline std::unique_ptr<TestServer> server_;
+  // With CADUCEUS_TEST_BACKEND=postgresql: the suite's fresh database (the server's --db) when options.db is empty.
+  static inline std::unique_ptr<PgDatabase> pg_database_;
   std::unique_ptr<HttpClient> client_;
 };
 

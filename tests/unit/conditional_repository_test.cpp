@@ -14,6 +14,7 @@
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "pg_cluster.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -40,14 +41,23 @@ class ConditionalRepositoryTest : public ::testing::Test {
     ASSERT_TRUE(indexer.has_value());
     indexer_ = std::move(*indexer);
     dir_ = std::filesystem::temp_directory_path() / ("caduceus-conditional-test-" + new_resource_id());
-    auto s = open_store("sqlite:" + (dir_ / "test.db").string());
-    ASSERT_TRUE(s.has_value());
+    std::string url = "sqlite:" + (dir_ / "test.db").string();
+    if (test::postgres_backend()) {  // (run on both backends: see tests/CMakeLists.txt)
+      if (test::postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+      auto db = test::PgDatabase::create();
+      ASSERT_TRUE(db.has_value()) << db.error();
+      pg_ = std::move(*db);
+      url = pg_->url();
+    }
+    auto s = open_store(url);
+    ASSERT_TRUE(s.has_value()) << s.error().issues[0].diagnostics;
     store_ = std::move(*s);
     repo_ = std::make_unique<Repository>(*store_, *defs_, *checker_, indexer_.get());
   }
   void TearDown() override {
     repo_.reset();
     store_.reset();
+    pg_.reset();
     std::filesystem::remove_all(dir_);
   }
 
@@ -67,6 +77,7 @@ class ConditionalRepositoryTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Repository> repo_;
+  std::unique_ptr<test::PgDatabase> pg_;
 };
 
 const char* kPatient = R"({"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"7"}]})";

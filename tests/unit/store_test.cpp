@@ -14,6 +14,7 @@
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "pg_cluster.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -26,6 +27,7 @@ json::Value parse(std::string_view text) {
   return v ? *v : json::Value();
 }
 
+// Runs on SQLite, and on PostgreSQL with CADUCEUS_TEST_BACKEND=postgresql (a fresh database per test).
 class RepositoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -34,21 +36,52 @@ class RepositoryTest : public ::testing::Test {
     defs_ = *defs;
     checker_ = std::make_unique<StructureChecker>(*defs_);
     dir_ = std::filesystem::temp_directory_path() / ("caduceus-store-test-" + new_resource_id());
+    if (test::postgres_backend()) {
+      if (test::postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+      auto db = test::PgDatabase::create();
+      ASSERT_TRUE(db.has_value()) << db.error();
+      pg_ = std::move(*db);
+      url_ = pg_->url();
+    } else {
+      url_ = "sqlite:" + (dir_ / "test.db").string();
+    }
     open();
   }
   void TearDown() override {
     repo_.reset();
     store_.reset();
+    pg_.reset();
     std::filesystem::remove_all(dir_);
   }
   void open() {
     repo_.reset();
     store_.reset();
-    auto s = open_store("sqlite:" + (dir_ / "test.db").string());
+    auto s = open_store(url_);
     ASSERT_TRUE(s.has_value()) << s.error().issues[0].diagnostics;
     store_ = std::move(*s);
     repo_ = std::make_unique<Repository>(*store_, *defs_, *checker_);
   }
+  bool postgres() const { return pg_ != nullptr; }
+  // The first column of the first row of a query on the test's database (-1 on an error, recorded).
+  long long count(const std::string& sql) {
+    if (pg_) {
+      auto v = pg_->query(sql);
+      EXPECT_TRUE(v.has_value()) << v.error();
+      return v ? std::stoll(*v) : -1;
+    }
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir_ / "test.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    long long n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  }
+
+  std::string url_;
+  std::unique_ptr<test::PgDatabase> pg_;
 
   std::shared_ptr<const Definitions> defs_;
   std::unique_ptr<StructureChecker> checker_;
@@ -324,6 +357,17 @@ TEST_F(RepositoryTest, AGroupWithAFailingWriteRunsAgainAndKeepsTheOthers) {
 }
 
 TEST_F(RepositoryTest, ASecondProcessOrStoreCannotOpenTheSameFile) {
+  if (postgres()) {
+    // PostgreSQL is made for several servers on one database: a second store opens it and sees the same data.
+    auto out = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient"})"));
+    ASSERT_TRUE(out.has_value());
+    auto second = open_store(url_);
+    ASSERT_TRUE(second.has_value()) << second.error().issues[0].diagnostics;
+    auto read = (*second)->read(kDefaultTenant, "Patient", out->record.id);
+    ASSERT_TRUE(read.has_value());
+    EXPECT_EQ(read->body, out->record.body);
+    return;
+  }
   auto second = open_store("sqlite:" + (dir_ / "test.db").string());
   ASSERT_FALSE(second.has_value());
   EXPECT_EQ(second.error().kind, fhir::ErrorKind::kUnavailable);
@@ -399,17 +443,6 @@ TEST_F(RepositoryTest, IndexRowsFollowTheCurrentVersion) {
   auto indexer = SearchIndexer::create(*defs_, **registry);
   ASSERT_TRUE(indexer.has_value());
   Repository indexed(*store_, *defs_, *checker_, indexer->get());
-  auto count = [&](const std::string& sql) {
-    sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open_v2((dir_ / "test.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    long long n = -1;
-    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-  };
   auto obs = [](std::string code) {
     return parse(
         R"({"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":")" +
@@ -448,17 +481,6 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
   auto indexer = SearchIndexer::create(*defs_, **registry);
   ASSERT_TRUE(indexer.has_value());
   Repository indexed(*store_, *defs_, *checker_, indexer->get());
-  auto count = [&](const std::string& sql) {
-    sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open_v2((dir_ / "test.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    long long n = -1;
-    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-  };
   auto patient = [](std::string family, std::string type_code) {
     return parse(R"({"resourceType":"Patient","id":"ft","text":{"status":"generated",
         "div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Hélène <b>)" +
@@ -467,6 +489,25 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
                  type_code + R"("}]},"value":"12345"}],"name":[{"family":")" + family + R"("}]})");
   };
   ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "ft", patient("Dupont", "MR"), {}));
+  if (postgres()) {
+    // The text rows are kept (full-text search over them comes with the search port).
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE strpos(narrative, 'Dupont') > 0 AND "
+                    "strpos(narrative, 'Hélène') > 0 AND strpos(content, 'Dupont') > 0 AND "
+                    "strpos(content, 'Hélène') = 0"),
+              1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE param = 'identifier' AND type_code = 'MR' AND "
+                    "type_system = 'http://terminology.hl7.org/CodeSystem/v2-0203' AND value = '12345'"),
+              1);
+    ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "ft", patient("Durand", "SS"), {}));
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE strpos(narrative, 'Dupont') > 0"), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE strpos(narrative, 'Durand') > 0"), 1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE type_code = 'MR'"), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE type_code = 'SS'"), 1);
+    ASSERT_TRUE(indexed.remove(kDefaultTenant, "Patient", "ft", std::nullopt));
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text"), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type"), 0);
+    return;
+  }
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'helene'"), 1);
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE narrative MATCH 'dupont'"), 1);
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE content MATCH 'dupont'"), 1);

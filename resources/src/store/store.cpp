@@ -2,6 +2,7 @@
 
 #include <future>
 
+#include "postgres_store.hpp"
 #include "sqlite_store.hpp"
 
 namespace caduceus::resources {
@@ -98,11 +99,10 @@ fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const Stor
     if (path.empty()) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "sqlite: needs a path");
     return open_sqlite_store(path, options);
   }
-  if (url.starts_with("postgresql://") || url.starts_with("postgres://"))
-    return fhir::fail(fhir::ErrorKind::kInvalid, "not-supported",
-                      "PostgreSQL is not supported by this build yet (see the PostgreSQL issue); use sqlite:PATH");
+  if (url.starts_with("postgresql://") || url.starts_with("postgres://")) return open_postgres_store(url, options);
   return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
-                    "unknown database URL '" + std::string(url) + "': expected sqlite:PATH or sqlite::memory:");
+                    "unknown database URL '" + std::string(url) +
+                        "': expected sqlite:PATH, sqlite::memory: or postgresql://USER@HOST:PORT/DB");
 }
 
 }  // namespace caduceus::resources

@@ -258,7 +258,8 @@ class Store {
   virtual fhir::Result<void> ping() = 0;
 };
 
-// Opens the store named by a URL: `sqlite:PATH`, `sqlite::memory:` (a throwaway store). Applies migrations.
+// Opens the store named by a URL: `sqlite:PATH`, `sqlite::memory:` (a throwaway store), `postgresql://...` (any
+// libpq URI; options.readers is then the size of its connection pool). Applies migrations.
 // Errors: kInvalid for an unknown scheme, kUnavailable when the database cannot be opened.
 fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options = {});
 

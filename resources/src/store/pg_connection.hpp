@@ -1,0 +1,98 @@
+#pragma once
+
+// A thin RAII layer over libpq for the PostgreSQL store: one connection, statements with parameters sent as
+// text (bytea as binary), results in binary format, and errors turned into fhir::Error with the SQLSTATE kept.
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "caduceus/fhir/error.hpp"
+
+namespace caduceus::resources::pg {
+
+// One parameter of a statement: NULL, text, or binary (bytea).
+struct Param {
+  std::optional<std::string> value;
+  bool binary = false;
+
+  Param() = default;
+  Param(std::int64_t v) : value(std::to_string(v)) {}
+  Param(int v) : value(std::to_string(v)) {}
+  Param(std::string v) : value(std::move(v)) {}
+  Param(std::string_view v) : value(std::string(v)) {}
+  Param(const char* v) : value(std::string(v)) {}
+  static Param bytes(std::string v) {
+    Param p(std::move(v));
+    p.binary = true;
+    return p;
+  }
+  static Param null() { return Param(); }
+};
+
+// A result (binary format): typed getters by row and column.
+class Result {
+ public:
+  explicit Result(PGresult* r) : r_(r, &PQclear) {}
+  int rows() const { return PQntuples(r_.get()); }
+  bool null(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
+  // The column's type OID (20 int8, 23 int4, 21 int2, 701 float8, 25 text, ...).
+  unsigned type(int col) const { return PQftype(r_.get(), col); }
+  // An integer column of any width (int2, int4, int8) or a bool.
+  std::int64_t i64(int row, int col) const;
+  double f64(int row, int col) const;
+  // text, varchar or bytea: the bytes as they are.
+  std::string text(int row, int col) const;
+  std::string_view view(int row, int col) const;
+
+ private:
+  std::unique_ptr<PGresult, decltype(&PQclear)> r_;
+};
+
+// A statement failed: the server's SQLSTATE (or "08006" for a lost connection) and message.
+struct Failure {
+  std::string sqlstate;
+  std::string message;
+  bool connection_lost = false;
+  // Serialization failure, deadlock: running the transaction again may succeed.
+  bool retryable() const { return sqlstate == "40001" || sqlstate == "40P01"; }
+};
+
+class Connection {
+ public:
+  // Connects (libpq URI or key=value string). connect_timeout defaults to 5 seconds unless the URL sets it.
+  static std::expected<std::unique_ptr<Connection>, Failure> open(const std::string& url);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  bool ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+  // Reconnects a broken connection (prepared statements are prepared again on use). Returns whether it is up.
+  bool reset();
+  PGconn* raw() { return conn_; }
+
+  // Runs a statement (no parameters: the simple protocol, several statements allowed; results as text, so use
+  // it for statements whose rows are not read).
+  std::expected<Result, Failure> exec(const std::string& sql);
+  std::expected<Result, Failure> exec(const std::string& sql, const std::vector<Param>& params);
+  // Runs a named statement, preparing it with `sql` on first use on this connection.
+  std::expected<Result, Failure> run(const char* name, const char* sql, const std::vector<Param>& params);
+
+ private:
+  explicit Connection(PGconn* c) : conn_(c) {}
+  std::expected<Result, Failure> finish(PGresult* r);
+
+  PGconn* conn_;
+  std::vector<std::string> prepared_;
+};
+
+// An error as the store reports it: kUnavailable for a lost connection or an unreachable server, else
+// kUnavailable with code "transient" too (the caller cannot fix a database error), message included.
+fhir::Error to_error(const Failure& f, std::string_view what);
+
+}  // namespace caduceus::resources::pg

@@ -1,0 +1,184 @@
+// The PostgreSQL schema: the same tables as SQLite's (schema.cpp), in PostgreSQL's dialect. Append only: a
+// migration, once released, is never edited. Every row carries a tenant key.
+#include "postgres_schema.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace caduceus::resources {
+namespace {
+
+struct Migration {
+  int version;
+  const char* name;
+  std::vector<const char*> statements;
+};
+
+const std::vector<Migration>& migrations() {
+  static const std::vector<Migration> list = {
+      {1,
+       "resources and their versions",
+       {
+           // One row per logical resource: which version is current. `rid` is the key that the search index
+           // tables (and later audit and consent tables) refer to.
+           "CREATE TABLE resource ("
+           " rid BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+           " tenant BIGINT NOT NULL,"
+           " type TEXT NOT NULL,"
+           " id TEXT NOT NULL,"
+           " version BIGINT NOT NULL,"
+           " last_updated BIGINT NOT NULL,"
+           " deleted SMALLINT NOT NULL,"
+           " UNIQUE (tenant, type, id))",
+           // Every version ever written, immutable. `seq` orders the whole store (the change feed that system
+           // history reads): it is taken while the writer holds the store_clock row, so seq order is commit
+           // order across every server process. `body`: first byte says its format ('j' = JSON).
+           "CREATE TABLE resource_version ("
+           " seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+           " rid BIGINT NOT NULL REFERENCES resource(rid),"
+           " tenant BIGINT NOT NULL,"
+           " type TEXT NOT NULL,"
+           " id TEXT NOT NULL,"
+           " version BIGINT NOT NULL,"
+           " last_updated BIGINT NOT NULL,"
+           " deleted SMALLINT NOT NULL,"
+           " method SMALLINT NOT NULL,"
+           " body BYTEA,"
+           " UNIQUE (rid, version))",
+           "CREATE INDEX resource_version_type ON resource_version (tenant, type, seq)",
+           "CREATE INDEX resource_version_instance ON resource_version (tenant, type, id, seq)",
+           "CREATE INDEX resource_version_updated ON resource_version (tenant, last_updated)",
+           // One row: the store's clock (the highest lastUpdated given so far). Writers lock it (SELECT ... FOR
+           // UPDATE) for the length of their transaction: writes of all server processes are serialized through
+           // it, which keeps seq in commit order and lastUpdated from running backwards.
+           "CREATE TABLE store_clock (id INTEGER PRIMARY KEY CHECK (id = 1), last_ms BIGINT NOT NULL)",
+           "INSERT INTO store_clock VALUES (1, 0)",
+       }},
+      {2,
+       "search index tables",
+       {
+           // As in SQLite (schema.cpp migration 2): one table per parameter type, keyed by (rid, param, value...).
+           "CREATE TABLE idx_string (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, normalized TEXT NOT NULL, exact TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, normalized, exact))",
+           "CREATE INDEX idx_string_value ON idx_string (tenant, type, param, normalized text_pattern_ops)",
+           "CREATE TABLE idx_token (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, system, code, text))",
+           "CREATE INDEX idx_token_value ON idx_token (tenant, type, param, code, system)",
+           "CREATE TABLE idx_reference (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, target_type TEXT NOT NULL, target_id TEXT NOT NULL, target_version TEXT NOT NULL,"
+           " url TEXT NOT NULL, identifier_system TEXT NOT NULL, identifier_value TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, target_type, target_id, target_version, url, identifier_system,"
+           " identifier_value))",
+           "CREATE INDEX idx_reference_target ON idx_reference (tenant, target_id, target_type, type, param)",
+           "CREATE TABLE idx_date (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, low BIGINT NOT NULL, high BIGINT NOT NULL,"
+           " PRIMARY KEY (rid, param, low, high))",
+           "CREATE INDEX idx_date_value ON idx_date (tenant, type, param, low, high)",
+           "CREATE TABLE idx_number (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, low DOUBLE PRECISION NOT NULL, high DOUBLE PRECISION NOT NULL, value TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, low, high, value))",
+           "CREATE INDEX idx_number_value ON idx_number (tenant, type, param, low)",
+           "CREATE TABLE idx_quantity (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, low DOUBLE PRECISION NOT NULL, high DOUBLE PRECISION NOT NULL,"
+           " value TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, low, high, value, system, code, unit))",
+           "CREATE INDEX idx_quantity_value ON idx_quantity (tenant, type, param, code, low)",
+           "CREATE TABLE idx_uri (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, uri TEXT NOT NULL, PRIMARY KEY (rid, param, uri))",
+           "CREATE INDEX idx_uri_value ON idx_uri (tenant, type, param, uri)",
+           "CREATE TABLE idx_composite (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, item BIGINT NOT NULL, component BIGINT NOT NULL,"
+           " system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL, normalized TEXT NOT NULL,"
+           " exact TEXT NOT NULL, low DOUBLE PRECISION NOT NULL, high DOUBLE PRECISION NOT NULL, unit TEXT NOT NULL,"
+           " value TEXT NOT NULL, target_type TEXT NOT NULL, target_id TEXT NOT NULL, url TEXT NOT NULL,"
+           " uri TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, item, component, system, code, text, normalized, exact, low, high, unit,"
+           " target_type, target_id, url, uri))",
+           "CREATE INDEX idx_composite_value ON idx_composite (tenant, type, param, component, code, low)",
+           // :of-type on Identifier tokens.
+           "CREATE TABLE idx_identifier_type (rid BIGINT NOT NULL, tenant BIGINT NOT NULL, type TEXT NOT NULL,"
+           " param TEXT NOT NULL, type_system TEXT NOT NULL, type_code TEXT NOT NULL, value TEXT NOT NULL,"
+           " PRIMARY KEY (rid, param, type_system, type_code, value))",
+           "CREATE INDEX idx_identifier_type_value ON idx_identifier_type (tenant, type, param, value, type_code)",
+           // _text and _content: the text of the current version, one row per resource. (The full-text search
+           // over it, with a GIN index, comes with the search port.)
+           "CREATE TABLE idx_text (rid BIGINT PRIMARY KEY, tenant BIGINT NOT NULL, narrative TEXT NOT NULL,"
+           " content TEXT NOT NULL)",
+       }},
+      {3,
+       "reindex jobs",
+       {
+           "CREATE TABLE reindex_job (tenant BIGINT NOT NULL, id BIGINT NOT NULL, types TEXT NOT NULL,"
+           " params TEXT NOT NULL, search_parameter TEXT NOT NULL, state TEXT NOT NULL,"
+           " processed BIGINT NOT NULL, total BIGINT NOT NULL, last_rid BIGINT NOT NULL,"
+           " max_rid BIGINT NOT NULL, message TEXT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL,"
+           " PRIMARY KEY (tenant, id))",
+       }},
+      {4,
+       "codes by patient",
+       {
+           // As SQLite's migration 5 (see schema.cpp): the token rows again under the patient that the resource's
+           // `patient` parameter refers to, for `patient=X&code=...` in one seek. Deleted by rid (its own index
+           // here), filled back from idx_reference and idx_token after each write of index rows.
+           "CREATE TABLE idx_patient_token (tenant BIGINT NOT NULL, target_id TEXT NOT NULL,"
+           " target_type TEXT NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL,"
+           " system TEXT NOT NULL, rid BIGINT NOT NULL,"
+           " PRIMARY KEY (tenant, target_id, target_type, type, param, code, system, rid))",
+           "CREATE INDEX idx_patient_token_rid ON idx_patient_token (rid)",
+           "INSERT INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, t.type, t.param, t.code,"
+           " t.system, t.rid FROM idx_reference r JOIN idx_token t ON t.rid = r.rid WHERE r.param = 'patient'"
+           " AND r.target_id <> '' AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_'"
+           " ON CONFLICT DO NOTHING",
+       }},
+  };
+  return list;
+}
+
+}  // namespace
+
+fhir::Result<void> apply_postgres_migrations(pg::Connection& conn) {
+  const std::vector<pg::Param> key{pg::Param(kMigrationLockKey)};
+  if (auto locked = conn.exec("SELECT pg_advisory_lock($1::bigint)", key); !locked)
+    return std::unexpected(pg::to_error(locked.error(), "schema migrations: cannot take the advisory lock"));
+  auto result = [&]() -> fhir::Result<void> {
+    auto step = [&](const std::string& sql, const Migration* m) -> fhir::Result<void> {
+      if (auto r = conn.exec(sql); !r) {
+        (void)conn.exec("ROLLBACK");
+        return std::unexpected(pg::to_error(
+            r.error(),
+            "schema migration " + (m != nullptr ? std::to_string(m->version) : std::string("setup")) + " failed"));
+      }
+      return {};
+    };
+    if (auto r = step("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT "
+                      "NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                      nullptr);
+        !r)
+      return r;
+    auto applied = conn.exec("SELECT version FROM schema_migrations", {});  // (binary results)
+    if (!applied) return std::unexpected(pg::to_error(applied.error(), "schema migrations"));
+    std::vector<std::int64_t> seen;
+    for (int i = 0; i < applied->rows(); ++i) seen.push_back(applied->i64(i, 0));
+    for (const Migration& m : migrations()) {
+      if (std::find(seen.begin(), seen.end(), m.version) != seen.end()) continue;
+      if (auto r = step("BEGIN", &m); !r) return r;
+      for (const char* stmt : m.statements)
+        if (auto r = step(stmt, &m); !r) return r;
+      if (auto r = conn.exec("INSERT INTO schema_migrations(version, name) VALUES ($1, $2)",
+                             {pg::Param(m.version), pg::Param(m.name)});
+          !r) {
+        (void)conn.exec("ROLLBACK");
+        return std::unexpected(pg::to_error(r.error(), "schema migration " + std::to_string(m.version)));
+      }
+      if (auto r = step("COMMIT", &m); !r) return r;
+    }
+    return {};
+  }();
+  (void)conn.exec("SELECT pg_advisory_unlock($1::bigint)", key);
+  return result;
+}
+
+}  // namespace caduceus::resources

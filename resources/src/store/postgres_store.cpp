@@ -1,0 +1,946 @@
+// The PostgreSQL store: libpq directly (see README "PostgreSQL"). A pool of connections serves reads; one writer
+// thread per process commits queued writes together (group commit, as the SQLite store does). Every write
+// transaction first locks the one row of store_clock: the writers of all server processes on one database are
+// serialized through it, so that a resource's version check and its new version are atomic across processes,
+// seq (the change feed) is in commit order, and lastUpdated never runs backwards. No cache of current versions:
+// another process may write any resource at any time.
+#include "postgres_store.hpp"
+
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "caduceus/resources/search_index.hpp"
+#include "caduceus/resources/search_query.hpp"
+#include "pg_connection.hpp"
+#include "postgres_schema.hpp"
+#include "search_sql.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+using fhir::ErrorKind;
+using fhir::Result;
+using pg::Param;
+
+constexpr char kBodyFormatJson = 'j';  // body header: 'j' = plain UTF-8 JSON follows (as in SQLite)
+
+Result<std::string> decode_body(std::string_view stored) {
+  if (stored.empty()) return std::string();
+  if (stored.front() != kBodyFormatJson)
+    return fhir::fail(ErrorKind::kInternal, "exception", "stored body has an unknown format");
+  return std::string(stored.substr(1));
+}
+
+Method method_from(std::int64_t c) {
+  switch (c) {
+    case 1: return Method::kUpdate;
+    case 2: return Method::kDelete;
+    default: return Method::kCreate;
+  }
+}
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The columns "version, last_updated, deleted, method, body, seq" from column `at` on, as a record.
+Result<VersionRecord> record_of(const pg::Result& r, int row, int at, std::string type, std::string id) {
+  VersionRecord rec;
+  rec.type = std::move(type);
+  rec.id = std::move(id);
+  rec.version = r.i64(row, at);
+  rec.last_updated_ms = r.i64(row, at + 1);
+  rec.deleted = r.i64(row, at + 2) != 0;
+  rec.method = method_from(r.i64(row, at + 3));
+  if (!r.null(row, at + 4)) {
+    auto body = decode_body(r.view(row, at + 4));
+    if (!body) return std::unexpected(body.error());
+    rec.body = std::move(*body);
+  }
+  rec.seq = r.i64(row, at + 5);
+  return rec;
+}
+
+// ---- index rows: one multi-row INSERT per resource (unnest of one array per column) ---------------------------
+
+// A PostgreSQL array literal element, quoted.
+void append_element(std::string& out, std::string_view v) {
+  out += out.size() == 1 ? "\"" : ",\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
+std::string number_text(double d) {
+  if (std::isnan(d)) return "NaN";
+  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  return std::string(buf, end);
+}
+
+// The rows of one index table, column by column.
+class TableRows {
+ public:
+  TableRows(const char* table, std::vector<const char*> types) : table_(table), types_(std::move(types)) {
+    columns_.assign(types_.size(), "{");
+  }
+  template <class... V>
+  void add(const V&... values) {
+    std::size_t i = 0;
+    (append_element(columns_[i++], to_text(values)), ...);
+    ++rows_;
+  }
+  bool empty() const { return rows_ == 0; }
+  // Appends "name AS (INSERT ...)" to sql, its arrays to params.
+  void statement(std::string& sql, std::vector<Param>& params) {
+    sql += sql.empty() ? "WITH " : ", ";
+    sql += std::string("i_") + table_ + " AS (INSERT INTO " + table_ + " SELECT * FROM unnest(";
+    for (std::size_t i = 0; i < types_.size(); ++i) {
+      columns_[i] += '}';
+      params.emplace_back(std::move(columns_[i]));
+      sql += (i ? ", $" : "$") + std::to_string(params.size()) + "::" + types_[i] + "[]";
+    }
+    sql += ") ON CONFLICT DO NOTHING)";
+  }
+
+ private:
+  static std::string to_text(std::string_view v) { return std::string(v); }
+  static std::string to_text(const std::string& v) { return v; }
+  static std::string to_text(std::int64_t v) { return std::to_string(v); }
+  static std::string to_text(int v) { return std::to_string(v); }
+  static std::string to_text(double v) { return number_text(v); }
+
+  const char* table_;
+  std::vector<const char*> types_;
+  std::vector<std::string> columns_;
+  std::size_t rows_ = 0;
+};
+
+constexpr const char* kIndexTables[] = {"idx_string", "idx_token",     "idx_reference",
+                                        "idx_date",   "idx_number",    "idx_quantity",
+                                        "idx_uri",    "idx_composite", "idx_identifier_type"};
+
+// One statement that deletes the index rows of resource $1 (of parameters = ANY($2), when with_params).
+std::string delete_index_sql(bool with_params) {
+  std::string sql;
+  for (const char* t : kIndexTables) {
+    sql += sql.empty() ? "WITH " : ", ";
+    sql += std::string("d_") + t + " AS (DELETE FROM " + t + " WHERE rid = $1" +
+           (with_params ? " AND param = ANY($2::text[])" : "") + ")";
+  }
+  // All of them: kPatientTokenFill puts back what other parameters keep.
+  sql += ", d_idx_patient_token AS (DELETE FROM idx_patient_token WHERE rid = $1)";
+  sql += with_params ? " SELECT 1" : " DELETE FROM idx_text WHERE rid = $1";
+  return sql;
+}
+
+// idx_patient_token's rows of resource $1, from its `patient` reference rows and its token rows (after those are
+// written: a statement of its own, as the CTEs of one statement do not see each other's rows).
+constexpr const char* kPatientTokenFill =
+    "INSERT INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, t.type, t.param, t.code, t.system, "
+    "t.rid FROM idx_reference r JOIN idx_token t ON t.rid = r.rid WHERE r.rid = $1 AND r.param = 'patient' "
+    "AND r.target_id <> '' AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_' "
+    "ON CONFLICT DO NOTHING";
+
+// The statement that inserts the index rows of `v` (empty sql when there are none).
+std::pair<std::string, std::vector<Param>> insert_index_sql(std::int64_t rid, std::int64_t tenant,
+                                                            std::string_view type, const IndexValues& v) {
+  const char* B = "bigint";
+  const char* T = "text";
+  const char* F = "float8";
+  TableRows strings("idx_string", {B, B, T, T, T, T}), tokens("idx_token", {B, B, T, T, T, T, T}),
+      references("idx_reference", {B, B, T, T, T, T, T, T, T, T}), dates("idx_date", {B, B, T, T, B, B}),
+      numbers("idx_number", {B, B, T, T, F, F, T}), quantities("idx_quantity", {B, B, T, T, F, F, T, T, T, T}),
+      uris("idx_uri", {B, B, T, T, T}),
+      composites("idx_composite", {B, B, T, T, B, B, T, T, T, T, T, F, F, T, T, T, T, T, T}),
+      identifier_types("idx_identifier_type", {B, B, T, T, T, T, T});
+  for (const auto& r : v.strings) strings.add(rid, tenant, type, r.param, r.normalized, r.exact);
+  for (const auto& r : v.tokens)
+    tokens.add(rid, tenant, type, r.param, r.system ? std::string_view(*r.system) : std::string_view(), r.code, r.text);
+  for (const auto& r : v.references)
+    references.add(rid, tenant, type, r.param, r.type, r.id, r.version, r.url, r.identifier_system, r.identifier_value);
+  for (const auto& r : v.dates) dates.add(rid, tenant, type, r.param, r.low_ms, r.high_ms);
+  for (const auto& r : v.numbers) numbers.add(rid, tenant, type, r.param, r.low, r.high, r.value);
+  for (const auto& r : v.quantities)
+    quantities.add(rid, tenant, type, r.param, r.low, r.high, r.value, r.system, r.code, r.unit);
+  for (const auto& r : v.uris) uris.add(rid, tenant, type, r.param, r.uri);
+  for (const auto& r : v.composites)
+    composites.add(rid, tenant, type, r.param, static_cast<std::int64_t>(r.item),
+                   static_cast<std::int64_t>(r.component), r.system, r.code, r.text, r.normalized, r.exact, r.low,
+                   r.high, r.unit, r.value, r.target_type, r.target_id, r.url, r.uri);
+  for (const auto& r : v.identifier_types)
+    identifier_types.add(rid, tenant, type, r.param, r.type_system, r.type_code, r.value);
+  std::string sql;
+  std::vector<Param> params;
+  for (TableRows* t :
+       {&strings, &tokens, &references, &dates, &numbers, &quantities, &uris, &composites, &identifier_types})
+    if (!t->empty()) t->statement(sql, params);
+  if (!v.narrative.empty() || !v.content.empty()) {
+    sql += sql.empty() ? "WITH " : ", ";
+    const auto n = params.size();
+    sql += "i_text AS (INSERT INTO idx_text VALUES ($" + std::to_string(n + 1) + "::bigint, $" + std::to_string(n + 2) +
+           "::bigint, $" + std::to_string(n + 3) + ", $" + std::to_string(n + 4) + "))";
+    params.emplace_back(rid);
+    params.emplace_back(tenant);
+    params.emplace_back(v.narrative);
+    params.emplace_back(v.content);
+  }
+  if (!sql.empty()) sql += " SELECT 1";
+  return {std::move(sql), std::move(params)};
+}
+
+std::string join_words(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+std::vector<std::string> split_words(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find(' ', start);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > start) out.emplace_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string array_of(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (const std::string& s : items) append_element(out, s);
+  return out + "}";
+}
+
+// A search built by search_sql.cpp (SQLite's dialect, which is mostly PostgreSQL's too) for PostgreSQL: `?` becomes
+// `$n`, the binds text parameters, and a subquery in FROM gets the alias PostgreSQL 15 requires. What is SQLite's
+// own is refused (FTS5, for _text and _content), dropped (a unary + before a column) or renamed (char() is chr()).
+Result<std::pair<std::string, std::vector<Param>>> to_postgres(const SqlQuery& q) {
+  if (q.sql.find("idx_text") != std::string::npos)
+    return fhir::fail(ErrorKind::kNotSupported, "not-supported",
+                      "_text and _content are not available on the PostgreSQL store yet");
+  std::string sql;
+  sql.reserve(q.sql.size() + 16);
+  int n = 0;
+  bool quoted = false;
+  for (std::size_t i = 0; i < q.sql.size(); ++i) {
+    const char c = q.sql[i];
+    if (c == '\'') quoted = !quoted;
+    if (!quoted && c == '?') {
+      sql += "$" + std::to_string(++n);
+      continue;
+    }
+    // SQLite's unary + before a column ("+r.type") keeps its planner off an index; PostgreSQL has no unary +
+    // for text (and plans by statistics): dropped.
+    if (!quoted && c == '+' && i + 1 < q.sql.size() && std::isalpha(static_cast<unsigned char>(q.sql[i + 1])) &&
+        (i == 0 || q.sql[i - 1] == ' ' || q.sql[i - 1] == '(' || q.sql[i - 1] == ','))
+      continue;
+    sql += c;
+  }
+  if (sql.starts_with("SELECT COUNT(*) FROM (") && sql.ends_with(")")) sql += " AS matches";
+  for (std::size_t at = sql.find("char(1)"); at != std::string::npos; at = sql.find("char(1)", at))
+    sql.replace(at, 7, "chr(1)");  // (the separator of a token sort key)
+  std::vector<Param> params;
+  params.reserve(q.binds.size());
+  for (const auto& b : q.binds)
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, double>)
+            params.emplace_back(number_text(v));
+          else
+            params.emplace_back(v);
+        },
+        b);
+  return std::pair{std::move(sql), std::move(params)};
+}
+
+struct WriteJob {
+  Store::Work work;
+  Store::Done done;
+};
+
+class PostgresStore;
+
+class PostgresTransaction final : public Transaction {
+ public:
+  explicit PostgresTransaction(PostgresStore& store) : store_(store) {}
+  Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
+  Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
+  std::int64_t now_ms() override;
+  Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
+                                                                      std::size_t limit) override;
+  Result<IndexExtent> index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
+                                   std::int64_t max_rid) override;
+  Result<std::vector<IndexTarget>> index_targets(TenantId tenant, const std::vector<std::string>& types,
+                                                 std::int64_t after_rid, std::int64_t max_rid,
+                                                 std::size_t limit) override;
+  Result<void> replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
+                             const std::vector<std::string>& params, const IndexValues& values) override;
+  Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job) override;
+  Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant) override;
+
+ private:
+  PostgresStore& store_;
+};
+
+constexpr const char* kReadCurrent =
+    "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+    "FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+    "WHERE r.tenant = $1 AND r.type = $2 AND r.id = $3";
+
+class PostgresStore final : public Store {
+ public:
+  PostgresStore(std::string url, const StoreOptions& options) : url_(std::move(url)), options_(options) {}
+
+  ~PostgresStore() override {
+    {
+      std::lock_guard lock(queue_mutex_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    if (writer_thread_.joinable()) writer_thread_.join();
+  }
+
+  Result<void> open() {
+    auto writer = pg::Connection::open(url_);
+    if (!writer) return std::unexpected(pg::to_error(writer.error(), "cannot open the PostgreSQL database"));
+    writer_ = std::move(*writer);
+    if (auto migrated = apply_postgres_migrations(*writer_); !migrated) return migrated;
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.readers); ++i) {
+      auto c = pg::Connection::open(url_);
+      if (!c) return std::unexpected(pg::to_error(c.error(), "cannot open the PostgreSQL database"));
+      free_.push_back(c->get());
+      pool_.push_back(std::move(*c));
+    }
+    writer_thread_ = std::thread([this] { writer_loop(); });
+    return {};
+  }
+
+  Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) override {
+    return with_conn([&](pg::Connection& c) -> Result<VersionRecord> {
+      auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(type), Param(id)});
+      if (!r) return std::unexpected(pg::to_error(r.error(), "read"));
+      if (r->rows() == 0)
+        return fhir::fail(ErrorKind::kNotFound, "not-found",
+                          "Resource " + std::string(type) + "/" + std::string(id) + " is not known");
+      return record_of(*r, 0, 0, std::string(type), std::string(id));
+    });
+  }
+
+  Result<VersionRecord> vread(TenantId tenant, std::string_view type, std::string_view id,
+                              std::int64_t version) override {
+    return with_conn([&](pg::Connection& c) -> Result<VersionRecord> {
+      auto r = c.run("read_version",
+                     "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                     "FROM resource r JOIN resource_version v ON v.rid = r.rid "
+                     "WHERE r.tenant = $1 AND r.type = $2 AND r.id = $3 AND v.version = $4",
+                     {Param(tenant), Param(type), Param(id), Param(version)});
+      if (!r) return std::unexpected(pg::to_error(r.error(), "vread"));
+      if (r->rows() == 0)
+        return fhir::fail(ErrorKind::kNotFound, "not-found",
+                          "Version " + std::to_string(version) + " of " + std::string(type) + "/" + std::string(id) +
+                              " is not known");
+      return record_of(*r, 0, 0, std::string(type), std::string(id));
+    });
+  }
+
+  Result<HistoryPage> history(TenantId tenant, const HistoryQuery& q) override {
+    if (q.count == 0) return HistoryPage{};  // _count=0: the total only, no entries
+    std::vector<Param> params;
+    std::string sql =
+        "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq FROM resource_version v "
+        "WHERE " +
+        history_where(tenant, q, params);
+    params.emplace_back(static_cast<std::int64_t>(q.count) + 1);
+    sql += " ORDER BY v.seq DESC LIMIT $" + std::to_string(params.size());
+    return with_conn([&](pg::Connection& c) -> Result<HistoryPage> {
+      auto r = c.exec(sql, params);
+      if (!r) return std::unexpected(pg::to_error(r.error(), "history"));
+      HistoryPage page;
+      for (int i = 0; i < r->rows(); ++i) {
+        if (page.entries.size() == q.count) {
+          page.next_before_seq = page.entries.back().seq;
+          break;
+        }
+        auto rec = record_of(*r, i, 2, r->text(i, 0), r->text(i, 1));
+        if (!rec) return std::unexpected(rec.error());
+        page.entries.push_back(std::move(*rec));
+      }
+      return page;
+    });
+  }
+
+  Result<std::int64_t> history_total(TenantId tenant, const HistoryQuery& q) override {
+    HistoryQuery all = q;
+    all.before_seq.reset();
+    std::vector<Param> params;
+    std::string sql = "SELECT COUNT(*) FROM resource_version v WHERE " + history_where(tenant, all, params);
+    return with_conn([&](pg::Connection& c) -> Result<std::int64_t> {
+      auto r = c.exec(sql, params);
+      if (!r) return std::unexpected(pg::to_error(r.error(), "history"));
+      return r->i64(0, 0);
+    });
+  }
+
+  void write_async(Work work, Done done) override {
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (!stopping_) {
+        queue_.push_back(WriteJob{std::move(work), std::move(done)});
+        work = nullptr;
+      }
+    }
+    if (work) {  // not queued: the store is closing
+      done(fhir::fail(ErrorKind::kUnavailable, "transient", "the store is shutting down"));
+      return;
+    }
+    queue_cv_.notify_one();
+  }
+
+  // Search: the SQL of search_sql.cpp, for the criteria, paging (cursor: the last rid) and _total. Not yet on
+  // PostgreSQL: _text/_content (501). Strings sort in the database's collation (SQLite: bytewise): create the
+  // database with LC_COLLATE C for the same order.
+  Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
+    std::optional<std::int64_t> after;
+    std::optional<SortPosition> after_sorted;
+    if (query.cursor && !query.sort.empty()) {
+      auto position = decode_sort_cursor(query, *query.cursor);
+      if (!position) return std::unexpected(position.error());
+      after_sorted = std::move(*position);
+    } else if (query.cursor) {
+      std::int64_t rid = 0;
+      auto [ptr, ec] = std::from_chars(query.cursor->data(), query.cursor->data() + query.cursor->size(), rid);
+      if (ec != std::errc() || ptr != query.cursor->data() + query.cursor->size() || rid < 0)
+        return fhir::fail(ErrorKind::kInvalid, "invalid", "'" + *query.cursor + "' is not a paging cursor", "_cursor");
+      after = rid;
+    }
+    const bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
+    const std::size_t limit = query.summary == Summary::kCount ? 0 : query.count;
+    auto built = query.sort.empty()
+                     ? build_search_sql(tenant, query, after, limit + 1, false)
+                     : build_sorted_search_sql(tenant, query, after_sorted ? &*after_sorted : nullptr, limit + 1);
+    if (!built) return std::unexpected(built.error());
+    auto page_sql = to_postgres(*built);
+    if (!page_sql) return std::unexpected(page_sql.error());
+    std::optional<std::pair<std::string, std::vector<Param>>> count_sql;
+    if (want_total) {
+      auto c = build_search_sql(tenant, query, std::nullopt, 0, true);
+      if (!c) return std::unexpected(c.error());
+      auto pc = to_postgres(*c);
+      if (!pc) return std::unexpected(pc.error());
+      count_sql = std::move(*pc);
+    }
+    return with_conn([&](pg::Connection& c) -> Result<SearchPage> {
+      SearchPage page;
+      auto hits = c.exec(page_sql->first, page_sql->second);  // rid, id, type
+      if (!hits) return std::unexpected(pg::to_error(hits.error(), "search"));
+      const int n = limit == 0 ? 0 : std::min(hits->rows(), static_cast<int>(limit));
+      if (limit > 0 && hits->rows() > static_cast<int>(limit)) {
+        if (query.sort.empty()) {
+          page.next_cursor = std::to_string(hits->i64(n - 1, 0));
+        } else {  // the sort keys of the page's last row follow rid, id, type
+          SortPosition p;
+          p.rid = hits->i64(n - 1, 0);
+          for (int k = 0; k < static_cast<int>(query.sort.size()); ++k) {
+            const int col = 3 + k;
+            if (hits->null(n - 1, col))
+              p.keys.emplace_back(std::nullopt);
+            else if (const unsigned t = hits->type(col); t == 20 || t == 21 || t == 23)
+              p.keys.emplace_back(SqlQuery::Bind(hits->i64(n - 1, col)));
+            else if (t == 701)
+              p.keys.emplace_back(SqlQuery::Bind(hits->f64(n - 1, col)));
+            else
+              p.keys.emplace_back(SqlQuery::Bind(hits->text(n - 1, col)));
+          }
+          page.next_cursor = encode_sort_cursor(query, p);
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        // The current version (it may be newer than the match: what a read would answer).
+        auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(hits->view(i, 2)), Param(hits->view(i, 1))});
+        if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
+        if (r->rows() == 0) continue;
+        auto rec = record_of(*r, 0, 0, hits->text(i, 2), hits->text(i, 1));
+        if (!rec) return std::unexpected(rec.error());
+        if (rec->deleted) continue;  // deleted between the match and this read
+        page.entries.push_back(std::move(*rec));
+      }
+      if (!query.includes.empty())
+        if (auto included = include_into(c, tenant, query, page); !included) return std::unexpected(included.error());
+      if (count_sql) {
+        auto total = c.exec(count_sql->first, count_sql->second);
+        if (!total) return std::unexpected(pg::to_error(total.error(), "search"));
+        page.total = total->i64(0, 0);
+      }
+      return page;
+    });
+  }
+
+  // _include and _revinclude (with :iterate, 8 rounds at most), as SqliteStore::include_into: each resource
+  // once, none of the matches, at most options.max_included.
+  Result<void> include_into(pg::Connection& c, TenantId tenant, const SearchQuery& query, SearchPage& page) {
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& e : page.entries) seen.emplace(e.type, e.id);
+    std::vector<const VersionRecord*> frontier;
+    for (const auto& e : page.entries) frontier.push_back(&e);
+    std::deque<VersionRecord> added;  // stable addresses while iterating
+    for (int round = 0; !frontier.empty() && round < 8; ++round) {
+      std::vector<const VersionRecord*> next;
+      for (const Include& inc : query.includes) {
+        if (round > 0 && !inc.iterate) continue;
+        std::map<std::string, std::vector<std::string>> by_type;
+        for (const VersionRecord* v : frontier)
+          if (inc.reverse || inc.source_type.empty() || v->type == inc.source_type) by_type[v->type].push_back(v->id);
+        for (const auto& [type, ids] : by_type) {
+          if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
+          auto sql = to_postgres(build_include_sql(tenant, inc, type, ids));
+          if (!sql) return std::unexpected(sql.error());
+          auto targets = c.exec(sql->first, sql->second);  // type, id
+          if (!targets) return std::unexpected(pg::to_error(targets.error(), "search"));
+          for (int i = 0; i < targets->rows(); ++i) {
+            std::string t = targets->text(i, 0), id = targets->text(i, 1);
+            if (!seen.emplace(t, id).second) continue;
+            if (added.size() >= options_.max_included) {
+              page.include_limit_reached = true;
+              break;
+            }
+            auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(t), Param(id)});
+            if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
+            if (r->rows() == 0) continue;
+            auto rec = record_of(*r, 0, 0, t, id);
+            if (!rec || rec->deleted) continue;
+            added.push_back(std::move(*rec));
+            next.push_back(&added.back());
+          }
+        }
+      }
+      frontier = std::move(next);
+    }
+    for (auto& v : added) page.included.push_back(std::move(v));
+    return {};
+  }
+
+  Result<void> ping() override {
+    return with_conn([&](pg::Connection& c) -> Result<void> {
+      auto r = c.exec("SELECT 1");
+      if (!r) return std::unexpected(pg::to_error(r.error(), "ping"));
+      return {};
+    });
+  }
+
+  // ---- writer side (writer thread only) --------------------------------------------------------------------
+
+  Result<std::optional<CurrentInfo>> txn_current(TenantId tenant, std::string_view type, std::string_view id) {
+    auto r = writer_->run("current",
+                          "SELECT version, last_updated, deleted FROM resource "
+                          "WHERE tenant = $1 AND type = $2 AND id = $3",
+                          {Param(tenant), Param(type), Param(id)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "write"));
+    if (r->rows() == 0) return std::optional<CurrentInfo>{};
+    return std::optional<CurrentInfo>{CurrentInfo{r->i64(0, 0), r->i64(0, 1), r->i64(0, 2) != 0}};
+  }
+
+  Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec, const IndexValues* index) {
+    auto up = writer_->run("upsert",
+                           "INSERT INTO resource(tenant, type, id, version, last_updated, deleted) "
+                           "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, type, id) DO UPDATE SET "
+                           "version = excluded.version, last_updated = excluded.last_updated, "
+                           "deleted = excluded.deleted RETURNING rid",
+                           {Param(tenant), Param(rec.type), Param(rec.id), Param(rec.version),
+                            Param(rec.last_updated_ms), Param(rec.deleted ? 1 : 0)});
+    if (!up) return std::unexpected(pg::to_error(up.error(), "write"));
+    const std::int64_t rid = up->i64(0, 0);
+    Param body = rec.deleted ? Param::null() : Param::bytes(kBodyFormatJson + rec.body);
+    auto ins = writer_->run(
+        "insert_version",
+        "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, deleted, "
+        "method, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+        {Param(rid), Param(tenant), Param(rec.type), Param(rec.id), Param(rec.version), Param(rec.last_updated_ms),
+         Param(rec.deleted ? 1 : 0), Param(static_cast<std::int64_t>(rec.method)), std::move(body)});
+    if (!ins) return std::unexpected(pg::to_error(ins.error(), "write"));
+    const std::int64_t seq = ins->i64(0, 0);
+    // The index describes the current version only: the previous version's rows go, the new ones come.
+    if (rec.version > 1) {
+      static const std::string del = delete_index_sql(false);
+      if (auto d = writer_->run("delete_index", del.c_str(), {Param(rid)}); !d)
+        return std::unexpected(pg::to_error(d.error(), "write"));
+    }
+    if (index != nullptr && !rec.deleted)
+      if (auto i = insert_index(rid, tenant, rec.type, *index, /*all_params=*/true); !i)
+        return std::unexpected(i.error());
+    return seq;
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> txn_search_ids(TenantId tenant, const SearchQuery& query,
+                                                                          std::size_t limit) {
+    SearchQuery plain = query;
+    plain.sort.clear();
+    plain.includes.clear();
+    plain.cursor.reset();
+    auto built = build_search_sql(tenant, plain, std::nullopt, limit, false);
+    if (!built) return std::unexpected(built.error());
+    auto sql = to_postgres(*built);
+    if (!sql) return std::unexpected(sql.error());
+    auto r = writer_->exec(sql->first, sql->second);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
+    std::vector<std::pair<std::string, std::string>> out;
+    for (int i = 0; i < r->rows(); ++i) out.emplace_back(r->text(i, 2), r->text(i, 1));  // rid, id, type
+    return out;
+  }
+
+  // `all_params`: `values` are every parameter's (a new version), not some parameters' (a reindex).
+  Result<void> insert_index(std::int64_t rid, TenantId tenant, std::string_view type, const IndexValues& values,
+                            bool all_params) {
+    auto [sql, params] = insert_index_sql(rid, tenant, type, values);
+    if (!sql.empty())
+      if (auto r = writer_->exec(sql, params); !r) return std::unexpected(pg::to_error(r.error(), "write index"));
+    // With every parameter's values at hand, a resource without a `patient` reference has no such rows to fill.
+    const bool has_patient = std::any_of(values.references.begin(), values.references.end(),
+                                         [](const auto& r) { return r.param == "patient"; });
+    if (has_patient || !all_params)
+      if (auto r = writer_->run("fill_patient_token", kPatientTokenFill, {Param(rid)}); !r)
+        return std::unexpected(pg::to_error(r.error(), "write index"));
+    return {};
+  }
+
+  std::int64_t txn_now_ms() {
+    clock_ms_ = std::max(clock_ms_, wall_ms());
+    return clock_ms_;
+  }
+
+  static std::string targets_where(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
+                                   std::int64_t max_rid, std::vector<Param>& params) {
+    params = {Param(tenant), Param(after_rid), Param(max_rid)};
+    std::string sql = " WHERE r.tenant = $1 AND r.deleted = 0 AND r.rid > $2 AND r.rid <= $3";
+    if (!types.empty()) {
+      params.emplace_back(array_of(types));
+      sql += " AND r.type = ANY($4::text[])";
+    }
+    return sql;
+  }
+
+  Result<IndexExtent> txn_index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
+                                       std::int64_t max_rid) {
+    std::vector<Param> params;
+    std::string sql = "SELECT COALESCE(MAX(r.rid), 0), COUNT(*) FROM resource r" +
+                      targets_where(tenant, types, after_rid, max_rid, params);
+    auto r = writer_->exec(sql, params);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "reindex"));
+    return IndexExtent{r->i64(0, 0), r->i64(0, 1)};
+  }
+
+  Result<std::vector<IndexTarget>> txn_index_targets(TenantId tenant, const std::vector<std::string>& types,
+                                                     std::int64_t after_rid, std::int64_t max_rid, std::size_t limit) {
+    std::vector<Param> params;
+    std::string sql =
+        "SELECT r.rid, r.type, r.id, v.version, v.last_updated, v.body, v.seq FROM resource r "
+        "JOIN resource_version v ON v.rid = r.rid AND v.version = r.version" +
+        targets_where(tenant, types, after_rid, max_rid, params);
+    params.emplace_back(static_cast<std::int64_t>(limit));
+    sql += " ORDER BY r.rid LIMIT $" + std::to_string(params.size());
+    auto r = writer_->exec(sql, params);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "reindex"));
+    std::vector<IndexTarget> out;
+    for (int i = 0; i < r->rows(); ++i) {
+      IndexTarget t;
+      t.rid = r->i64(i, 0);
+      t.record.type = r->text(i, 1);
+      t.record.id = r->text(i, 2);
+      t.record.version = r->i64(i, 3);
+      t.record.last_updated_ms = r->i64(i, 4);
+      auto body = decode_body(r->view(i, 5));
+      if (!body) return std::unexpected(body.error());
+      t.record.body = std::move(*body);
+      t.record.seq = r->i64(i, 6);
+      out.push_back(std::move(t));
+    }
+    return out;
+  }
+
+  Result<void> txn_replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
+                                 const std::vector<std::string>& params, const IndexValues& values) {
+    static const std::string all = delete_index_sql(false), some = delete_index_sql(true);
+    auto d = params.empty() ? writer_->run("delete_index", all.c_str(), {Param(rid)})
+                            : writer_->run("delete_index_params", some.c_str(), {Param(rid), Param(array_of(params))});
+    if (!d) return std::unexpected(pg::to_error(d.error(), "reindex"));
+    return insert_index(rid, tenant, type, values, params.empty());
+  }
+
+  Result<void> txn_save_reindex_job(TenantId tenant, const ReindexJobRecord& job) {
+    auto r = writer_->exec(
+        "INSERT INTO reindex_job VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+        "ON CONFLICT (tenant, id) DO UPDATE SET types = excluded.types, params = excluded.params, "
+        "search_parameter = excluded.search_parameter, state = excluded.state, processed = excluded.processed, "
+        "total = excluded.total, last_rid = excluded.last_rid, max_rid = excluded.max_rid, "
+        "message = excluded.message, created = excluded.created, updated = excluded.updated",
+        {Param(tenant), Param(job.id), Param(join_words(job.types)), Param(join_words(job.params)),
+         Param(job.search_parameter), Param(job.state), Param(job.processed), Param(job.total), Param(job.last_rid),
+         Param(job.max_rid), Param(job.message), Param(job.created_ms), Param(job.updated_ms)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "reindex"));
+    return {};
+  }
+
+  Result<std::vector<ReindexJobRecord>> txn_reindex_jobs(TenantId tenant) {
+    auto r = writer_->exec(
+        "SELECT id, types, params, search_parameter, state, processed, total, last_rid, max_rid, message, created, "
+        "updated FROM reindex_job WHERE tenant = $1 ORDER BY id",
+        {Param(tenant)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "reindex"));
+    std::vector<ReindexJobRecord> out;
+    for (int i = 0; i < r->rows(); ++i) {
+      ReindexJobRecord j;
+      j.id = r->i64(i, 0);
+      j.types = split_words(r->view(i, 1));
+      j.params = split_words(r->view(i, 2));
+      j.search_parameter = r->text(i, 3);
+      j.state = r->text(i, 4);
+      j.processed = r->i64(i, 5);
+      j.total = r->i64(i, 6);
+      j.last_rid = r->i64(i, 7);
+      j.max_rid = r->i64(i, 8);
+      j.message = r->text(i, 9);
+      j.created_ms = r->i64(i, 10);
+      j.updated_ms = r->i64(i, 11);
+      out.push_back(std::move(j));
+    }
+    return out;
+  }
+
+ private:
+  static std::string history_where(TenantId tenant, const HistoryQuery& q, std::vector<Param>& params) {
+    auto next = [&](Param p) {
+      params.push_back(std::move(p));
+      return "$" + std::to_string(params.size());
+    };
+    std::string w = "v.tenant = " + next(Param(tenant));
+    if (!q.type.empty()) w += " AND v.type = " + next(Param(q.type));
+    if (!q.id.empty()) w += " AND v.id = " + next(Param(q.id));
+    if (q.since_ms) w += " AND v.last_updated >= " + next(Param(*q.since_ms));
+    if (q.at_low_ms && q.at_high_ms) {
+      w += " AND v.last_updated < " + next(Param(*q.at_high_ms));
+      w += " AND NOT EXISTS (SELECT 1 FROM resource_version n WHERE n.rid = v.rid AND n.version = v.version + 1 "
+           "AND n.last_updated <= " +
+           next(Param(*q.at_low_ms)) + ")";
+    }
+    if (q.before_seq) w += " AND v.seq < " + next(Param(*q.before_seq));
+    return w;
+  }
+
+  // Runs f on a pooled connection (reconnecting a broken one first). A lost connection is kUnavailable.
+  template <class F>
+  auto with_conn(F&& f) -> decltype(f(std::declval<pg::Connection&>())) {
+    pg::Connection* c = nullptr;
+    {
+      std::unique_lock lock(pool_mutex_);
+      pool_cv_.wait(lock, [&] { return !free_.empty(); });
+      c = free_.back();
+      free_.pop_back();
+    }
+    struct Release {
+      PostgresStore* self;
+      pg::Connection* c;
+      ~Release() {
+        {
+          std::lock_guard lock(self->pool_mutex_);
+          self->free_.push_back(c);
+        }
+        self->pool_cv_.notify_one();
+      }
+    } release{this, c};
+    if (!c->ok() && !c->reset())
+      return fhir::fail(ErrorKind::kUnavailable, "transient",
+                        std::string("the database cannot be reached: ") + PQerrorMessage(c->raw()));
+    auto result = f(*c);
+    // A connection that died while idle (the database restarted, or dropped it) is only found out on use: reads
+    // are idempotent, so reconnect and try once more.
+    if (!result && !c->ok() && c->reset()) return f(*c);
+    return result;
+  }
+
+  void writer_loop() {
+    std::vector<WriteJob> batch;
+    std::vector<Result<void>> results;
+    for (;;) {
+      {
+        std::unique_lock lock(queue_mutex_);
+        queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty() && stopping_) return;
+        while (!queue_.empty() && batch.size() < options_.max_group) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      if (!run_jobs(batch, results, /*savepoints=*/false) && batch.size() > 1) {
+        results.clear();
+        run_jobs(batch, results, /*savepoints=*/true);
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        try {
+          batch[i].done(std::move(results[i]));
+        } catch (...) {
+          // A caller's completion must not take the writer down; it has had its answer.
+        }
+      }
+      batch.clear();
+      results.clear();
+    }
+  }
+
+  // One attempt at a group in one transaction, as SqliteStore::run_jobs: without savepoints first (returns false
+  // when a job failed and everything was rolled back), then with a savepoint per job.
+  bool run_jobs(std::vector<WriteJob>& batch, std::vector<Result<void>>& results, bool savepoints) {
+    auto fail_all = [&](const fhir::Error& e) {
+      results.clear();
+      for (std::size_t i = 0; i < batch.size(); ++i) results.push_back(std::unexpected(e));
+      return true;
+    };
+    if (!writer_->ok() && !writer_->reset())
+      return fail_all(
+          fhir::Error::make(ErrorKind::kUnavailable, "transient",
+                            std::string("the database cannot be reached: ") + PQerrorMessage(writer_->raw())));
+    if (auto b = writer_->exec("BEGIN"); !b) {
+      // The connection died while idle (found out only now): reconnect once, nothing has run yet.
+      if (writer_->ok() || !writer_->reset()) return fail_all(pg::to_error(b.error(), "write"));
+      if (auto again = writer_->exec("BEGIN"); !again) return fail_all(pg::to_error(again.error(), "write"));
+    }
+    // Waits for the writers of other processes, then reads the store's clock.
+    auto clock = writer_->run("lock_clock", "SELECT last_ms FROM store_clock WHERE id = 1 FOR UPDATE", {});
+    if (!clock || clock->rows() != 1) {
+      fhir::Error e = clock ? fhir::Error::make(ErrorKind::kInternal, "exception", "store_clock has no row")
+                            : pg::to_error(clock.error(), "write");
+      (void)writer_->exec("ROLLBACK");
+      return fail_all(e);
+    }
+    const std::int64_t stored_clock = clock->i64(0, 0);
+    clock_ms_ = std::max(committed_ms_, stored_clock);
+    PostgresTransaction txn(*this);
+    for (WriteJob& job : batch) {
+      Result<void> r;
+      if (!savepoints) {
+        try {
+          r = job.work(txn);
+        } catch (const std::exception& e) {
+          r = fhir::fail(ErrorKind::kInternal, "exception", e.what());
+        }
+        if (!r) {
+          (void)writer_->exec("ROLLBACK");
+          results.push_back(std::move(r));
+          return false;
+        }
+        results.push_back(std::move(r));
+        continue;
+      }
+      if (auto s = writer_->exec("SAVEPOINT job"); !s) {
+        results.push_back(std::unexpected(pg::to_error(s.error(), "write")));
+        continue;
+      }
+      try {
+        r = job.work(txn);
+      } catch (const std::exception& e) {
+        r = fhir::fail(ErrorKind::kInternal, "exception", e.what());
+      }
+      if (!r) (void)writer_->exec("ROLLBACK TO SAVEPOINT job");
+      if (auto s = writer_->exec("RELEASE SAVEPOINT job"); !s && r)
+        r = std::unexpected(pg::to_error(s.error(), "write"));
+      results.push_back(std::move(r));
+    }
+    std::optional<pg::Failure> failed;
+    if (clock_ms_ > stored_clock) {
+      if (auto u = writer_->run("set_clock", "UPDATE store_clock SET last_ms = $1 WHERE id = 1", {Param(clock_ms_)});
+          !u)
+        failed = u.error();
+    }
+    if (!failed) {
+      if (auto c = writer_->exec("COMMIT"); !c) failed = c.error();
+    }
+    if (failed) {
+      (void)writer_->exec("ROLLBACK");
+      for (auto& r : results)
+        if (r) r = std::unexpected(pg::to_error(*failed, "commit"));
+      return true;
+    }
+    committed_ms_ = clock_ms_;
+    return true;
+  }
+
+  std::string url_;
+  StoreOptions options_;
+
+  std::unique_ptr<pg::Connection> writer_;
+  std::int64_t clock_ms_ = 0;      // the clock within the writer's transaction
+  std::int64_t committed_ms_ = 0;  // the clock as of this process's last commit
+
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<WriteJob> queue_;
+  bool stopping_ = false;
+  std::thread writer_thread_;
+
+  std::mutex pool_mutex_;
+  std::condition_variable pool_cv_;
+  std::vector<std::unique_ptr<pg::Connection>> pool_;
+  std::vector<pg::Connection*> free_;
+
+  friend class PostgresTransaction;
+};
+
+Result<std::optional<CurrentInfo>> PostgresTransaction::current(TenantId tenant, std::string_view type,
+                                                                std::string_view id) {
+  return store_.txn_current(tenant, type, id);
+}
+Result<std::int64_t> PostgresTransaction::append(TenantId tenant, const VersionRecord& record,
+                                                 const IndexValues* index) {
+  return store_.txn_append(tenant, record, index);
+}
+std::int64_t PostgresTransaction::now_ms() {
+  return store_.txn_now_ms();
+}
+Result<std::vector<std::pair<std::string, std::string>>> PostgresTransaction::search_ids(TenantId tenant,
+                                                                                         const SearchQuery& query,
+                                                                                         std::size_t limit) {
+  return store_.txn_search_ids(tenant, query, limit);
+}
+Result<IndexExtent> PostgresTransaction::index_extent(TenantId tenant, const std::vector<std::string>& types,
+                                                      std::int64_t after_rid, std::int64_t max_rid) {
+  return store_.txn_index_extent(tenant, types, after_rid, max_rid);
+}
+Result<std::vector<IndexTarget>> PostgresTransaction::index_targets(TenantId tenant,
+                                                                    const std::vector<std::string>& types,
+                                                                    std::int64_t after_rid, std::int64_t max_rid,
+                                                                    std::size_t limit) {
+  return store_.txn_index_targets(tenant, types, after_rid, max_rid, limit);
+}
+Result<void> PostgresTransaction::replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
+                                                const std::vector<std::string>& params, const IndexValues& values) {
+  return store_.txn_replace_index(tenant, rid, type, params, values);
+}
+Result<void> PostgresTransaction::save_reindex_job(TenantId tenant, const ReindexJobRecord& job) {
+  return store_.txn_save_reindex_job(tenant, job);
+}
+Result<std::vector<ReindexJobRecord>> PostgresTransaction::reindex_jobs(TenantId tenant) {
+  return store_.txn_reindex_jobs(tenant);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_postgres_store(std::string_view url, const StoreOptions& options) {
+  auto store = std::make_unique<PostgresStore>(std::string(url), options);
+  if (auto opened = store->open(); !opened) return std::unexpected(opened.error());
+  return store;
+}
+
+}  // namespace caduceus::resources

@@ -1,0 +1,243 @@
+// The PostgreSQL store where it differs from SQLite: several stores (server processes) on one database. The
+// behaviour both backends share is tested by store_test.cpp, run on each (see tests/CMakeLists.txt).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <latch>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "caduceus/conformance/embedded.hpp"
+#include "caduceus/fhir/json.hpp"
+#include "caduceus/resources/repository.hpp"
+#include "caduceus/resources/store/store.hpp"
+#include "pg_cluster.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+namespace json = fhir::json;
+
+json::Value parse(std::string_view text) {
+  auto v = json::parse(text);
+  EXPECT_TRUE(v.has_value());
+  return v ? *v : json::Value();
+}
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (test::postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+    auto db = test::PgDatabase::create();
+    ASSERT_TRUE(db.has_value()) << db.error();
+    db_ = std::move(*db);
+    auto defs = Definitions::load(conformance::r4_model_json());
+    ASSERT_TRUE(defs.has_value());
+    defs_ = *defs;
+    checker_ = std::make_unique<StructureChecker>(*defs_);
+  }
+
+  std::unique_ptr<Store> open() {
+    auto s = open_store(db_->url(), StoreOptions{.readers = 2});
+    EXPECT_TRUE(s.has_value()) << s.error().issues[0].diagnostics;
+    return s ? std::move(*s) : nullptr;
+  }
+
+  std::unique_ptr<test::PgDatabase> db_;
+  std::shared_ptr<const Definitions> defs_;
+  std::unique_ptr<StructureChecker> checker_;
+};
+
+// Servers started together on an empty database: the migrations run once (under the advisory lock), and every
+// server opens the migrated store.
+TEST_F(PostgresStoreTest, StoresOpeningTogetherMigrateOnce) {
+  constexpr int kStores = 4;
+  std::latch start(kStores);
+  std::vector<fhir::Result<std::unique_ptr<Store>>> opened;
+  for (int i = 0; i < kStores; ++i) opened.emplace_back(std::unexpected(fhir::Error{}));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStores; ++i)
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();
+      opened[i] = open_store(db_->url(), StoreOptions{.readers = 1});
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kStores; ++i) ASSERT_TRUE(opened[i].has_value()) << opened[i].error().issues[0].diagnostics;
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM schema_migrations").value_or("?"), "3");
+  EXPECT_EQ(db_->query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations").value_or("?"),
+            "1,2,3");
+  // Each one works on the same data.
+  Repository first(**opened[0], *defs_, *checker_);
+  ASSERT_TRUE(first.update(kDefaultTenant, "Patient", "shared", parse(R"({"resourceType":"Patient","id":"shared"})"),
+                           std::nullopt));
+  for (int i = 1; i < kStores; ++i) {
+    auto read = (*opened[i])->read(kDefaultTenant, "Patient", "shared");
+    ASSERT_TRUE(read.has_value()) << i;
+    EXPECT_EQ(read->version, 1);
+  }
+}
+
+// Two stores (two server processes) on one database: two updates with the same If-Match, at once, one through
+// each: exactly one wins, the other is refused (412), round after round.
+TEST_F(PostgresStoreTest, TwoStoresSameIfMatchExactlyOneWins) {
+  auto a = open(), b = open();
+  ASSERT_TRUE(a && b);
+  Repository ra(*a, *defs_, *checker_), rb(*b, *defs_, *checker_);
+  ASSERT_TRUE(ra.update(kDefaultTenant, "Patient", "race", parse(R"({"resourceType":"Patient","id":"race"})"), {}));
+  constexpr int kRounds = 20;
+  for (int round = 1; round <= kRounds; ++round) {
+    std::latch start(2);
+    fhir::Result<WriteOutcome> outcomes[2] = {std::unexpected(fhir::Error{}), std::unexpected(fhir::Error{})};
+    std::thread ta([&] {
+      start.arrive_and_wait();
+      outcomes[0] =
+          ra.update(kDefaultTenant, "Patient", "race", parse(R"({"resourceType":"Patient","id":"race"})"), round);
+    });
+    std::thread tb([&] {
+      start.arrive_and_wait();
+      outcomes[1] = rb.update(kDefaultTenant, "Patient", "race",
+                              parse(R"({"resourceType":"Patient","id":"race","active":true})"), round);
+    });
+    ta.join();
+    tb.join();
+    int won = 0, refused = 0;
+    for (auto& o : outcomes) {
+      if (o)
+        ++won;
+      else if (o.error().kind == fhir::ErrorKind::kPreconditionFailed)
+        ++refused;
+    }
+    ASSERT_EQ(won, 1) << "round " << round;
+    ASSERT_EQ(refused, 1) << "round " << round;
+    EXPECT_EQ(a->read(kDefaultTenant, "Patient", "race")->version, round + 1);
+    EXPECT_EQ(b->read(kDefaultTenant, "Patient", "race")->version, round + 1);
+  }
+}
+
+// Writes through two stores at once: system history, read through either, lists every version once, newest
+// first by seq, with lastUpdated never decreasing along seq (one clock for the database), and each resource's
+// versions gapless.
+TEST_F(PostgresStoreTest, HistoryOfTwoStoresIsOneOrderedFeed) {
+  auto a = open(), b = open();
+  ASSERT_TRUE(a && b);
+  Repository ra(*a, *defs_, *checker_), rb(*b, *defs_, *checker_);
+  constexpr int kThreads = 4, kWrites = 15;
+  std::latch start(kThreads);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      Repository& repo = t % 2 ? rb : ra;
+      start.arrive_and_wait();
+      for (int i = 0; i < kWrites; ++i) {
+        const std::string id = "p" + std::to_string(i % 5);  // the threads update the same five resources
+        if (!repo.update(kDefaultTenant, "Patient", id, parse(R"({"resourceType":"Patient","id":")" + id + R"("})"),
+                         std::nullopt))
+          ++failures;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (Store* s : {a.get(), b.get()}) {
+    HistoryQuery q;
+    q.count = 7;
+    std::vector<VersionRecord> all;
+    for (;;) {
+      auto page = s->history(kDefaultTenant, q);
+      ASSERT_TRUE(page.has_value());
+      for (auto& e : page->entries) all.push_back(e);
+      if (!page->next_before_seq) break;
+      q.before_seq = page->next_before_seq;
+    }
+    ASSERT_EQ(all.size(), static_cast<std::size_t>(kThreads * kWrites));
+    std::map<std::string, std::vector<std::int64_t>> versions;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      if (i > 0) {
+        EXPECT_LT(all[i].seq, all[i - 1].seq);
+        EXPECT_LE(all[i].last_updated_ms, all[i - 1].last_updated_ms);
+      }
+      versions[all[i].id].push_back(all[i].version);
+    }
+    ASSERT_EQ(versions.size(), 5u);
+    for (auto& [id, v] : versions) {
+      // newest first, every version from the last one down to 1
+      for (std::size_t i = 0; i < v.size(); ++i) EXPECT_EQ(v[i], static_cast<std::int64_t>(v.size() - i)) << id;
+    }
+    EXPECT_EQ(*s->history_total(kDefaultTenant, HistoryQuery{}), kThreads * kWrites);
+  }
+}
+
+// The pool survives a server-side disconnect of its connections: the next request reconnects.
+TEST_F(PostgresStoreTest, ConnectionsKilledByTheServerAreReopened) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  Repository repo(*store, *defs_, *checker_);
+  ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", "k", parse(R"({"resourceType":"Patient","id":"k"})"), {}));
+  auto killed = db_->query("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '" +
+                           db_->name() + "' AND pid <> pg_backend_pid()");
+  ASSERT_TRUE(killed.has_value()) << killed.error();
+  EXPECT_EQ(*killed, "3");  // the writer and two readers
+  // The first use of each dead connection may fail (503), then it is reopened.
+  for (int i = 0; i < 3; ++i) (void)store->read(kDefaultTenant, "Patient", "k");
+  auto read = store->read(kDefaultTenant, "Patient", "k");
+  ASSERT_TRUE(read.has_value()) << read.error().issues[0].diagnostics;
+  (void)repo.update(kDefaultTenant, "Patient", "k", parse(R"({"resourceType":"Patient","id":"k"})"), {});
+  auto again = repo.update(kDefaultTenant, "Patient", "k", parse(R"({"resourceType":"Patient","id":"k"})"), {});
+  ASSERT_TRUE(again.has_value()) << again.error().issues[0].diagnostics;
+  EXPECT_EQ(store->read(kDefaultTenant, "Patient", "k")->version, again->record.version);
+}
+
+// The database goes away (a restart): reads, writes and ping answer kUnavailable at once (no hang), and the
+// store recovers by itself when the database is back: the first read and the first write after it succeed.
+// (A cluster of its own: the shared one must stay up for the other tests.)
+TEST(PostgresRestartTest, ADatabaseThatGoesAwayIsUnavailableThenRecovers) {
+  if (test::postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+  auto cluster = test::PgCluster::start();
+  ASSERT_TRUE(cluster.has_value()) << cluster.error();
+  auto defs = Definitions::load(conformance::r4_model_json());
+  ASSERT_TRUE(defs.has_value());
+  StructureChecker checker(**defs);
+  auto store = open_store((*cluster)->url(), StoreOptions{.readers = 2});
+  ASSERT_TRUE(store.has_value()) << store.error().issues[0].diagnostics;
+  Repository repo(**store, **defs, checker);
+  ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", "r", parse(R"({"resourceType":"Patient","id":"r"})"), {}));
+  ASSERT_TRUE((*store)->read(kDefaultTenant, "Patient", "r").has_value());
+
+  auto stopped = (*cluster)->stop_server();
+  ASSERT_TRUE(stopped.has_value()) << stopped.error();
+  for (int i = 0; i < 3; ++i) {  // every pooled connection, whichever the pool hands out
+    auto read = (*store)->read(kDefaultTenant, "Patient", "r");
+    ASSERT_FALSE(read.has_value());
+    EXPECT_EQ(read.error().kind, fhir::ErrorKind::kUnavailable) << read.error().issues[0].diagnostics;
+  }
+  auto ping = (*store)->ping();
+  ASSERT_FALSE(ping.has_value());
+  EXPECT_EQ(ping.error().kind, fhir::ErrorKind::kUnavailable);
+  auto write = repo.update(kDefaultTenant, "Patient", "r", parse(R"({"resourceType":"Patient","id":"r"})"), {});
+  ASSERT_FALSE(write.has_value());
+  EXPECT_EQ(write.error().kind, fhir::ErrorKind::kUnavailable) << write.error().issues[0].diagnostics;
+
+  auto started = (*cluster)->start_server();
+  ASSERT_TRUE(started.has_value()) << started.error();
+  auto again = repo.update(kDefaultTenant, "Patient", "r", parse(R"({"resourceType":"Patient","id":"r"})"), {});
+  ASSERT_TRUE(again.has_value()) << again.error().issues[0].diagnostics;
+  EXPECT_EQ(again->record.version, 2) << "the write refused while the database was away left nothing";
+  for (int i = 0; i < 3; ++i) {
+    auto read = (*store)->read(kDefaultTenant, "Patient", "r");
+    ASSERT_TRUE(read.has_value()) << read.error().issues[0].diagnostics;
+    EXPECT_EQ(read->version, 2);
+  }
+  EXPECT_TRUE((*store)->ping().has_value());
+}
+
+TEST(PostgresStoreUrlTest, AnUnreachableDatabaseIsUnavailable) {
+  auto s = open_store("postgresql://postgres@/nowhere?host=/nonexistent-caduceus-dir&port=1");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().kind, fhir::ErrorKind::kUnavailable);
+  EXPECT_NE(s.error().issues[0].diagnostics.find("cannot open the PostgreSQL database"), std::string::npos)
+      << s.error().issues[0].diagnostics;
+}
+
+}  // namespace
+}  // namespace caduceus::resources
