@@ -25,8 +25,8 @@
 #include "caduceus/resources/store/store.hpp"
 #include "caduceus/resources/structure_checker.hpp"
 #include "caduceus/server/auth/admin.hpp"
-#include "caduceus/server/auth/smart_auth.hpp"
 #include "caduceus/server/auth/admin_cli.hpp"
+#include "caduceus/server/auth/smart_auth.hpp"
 #include "caduceus/server/auth/users.hpp"
 #include "caduceus/server/config.hpp"
 #include "caduceus/server/http_server.hpp"
@@ -219,6 +219,12 @@ int serve(const std::vector<std::string>& args) {
   {
     const char* given = std::getenv("CADUCEUS_ADMIN_PASSWORD");
     auto created = users.ensure_admin(given != nullptr ? given : "", std::chrono::system_clock::now());
+    if (!created && created.error().kind == fhir::ErrorKind::kNotSupported) {
+      // A store without the users table (PostgreSQL, until it has one): nobody can sign in, the API still serves.
+      std::fprintf(stderr, "caduceus: WARNING: %s: no administrator is created and nobody can sign in\n",
+                   created.error().issues.empty() ? "no users" : created.error().issues[0].diagnostics.c_str());
+      created = std::optional<std::string>{};
+    }
     if (!created) {
       print_error(created.error());
       return 1;

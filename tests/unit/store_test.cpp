@@ -532,6 +532,7 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
 // The full-text rows wait for the end of their job group: a rolled-back job leaves none, a later version replaces
 // an earlier one of the same group, and a search inside the transaction sees the text of the jobs before it.
 TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
+  if (test::postgres_backend()) GTEST_SKIP() << "SQLite's FTS5 table (full text is not on PostgreSQL yet)";
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   ASSERT_TRUE(registry.has_value());
   auto count = [&](const std::string& sql) {

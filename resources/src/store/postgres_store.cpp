@@ -279,6 +279,8 @@ class PostgresTransaction final : public Transaction {
  public:
   explicit PostgresTransaction(PostgresStore& store) : store_(store) {}
   Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
+  Result<std::optional<VersionRecord>> current_record(TenantId tenant, std::string_view type,
+                                                      std::string_view id) override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
   Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
@@ -543,6 +545,16 @@ class PostgresStore final : public Store {
   }
 
   // ---- writer side (writer thread only) --------------------------------------------------------------------
+
+  // The current version with its body, on the writer's connection (inside the job's transaction).
+  Result<std::optional<VersionRecord>> txn_current_record(TenantId tenant, std::string_view type, std::string_view id) {
+    auto r = writer_->run("current_record", kReadCurrent, {Param(tenant), Param(type), Param(id)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "write"));
+    if (r->rows() == 0) return std::optional<VersionRecord>{};
+    auto rec = record_of(*r, 0, 0, std::string(type), std::string(id));
+    if (!rec) return std::unexpected(rec.error());
+    return std::optional<VersionRecord>{std::move(*rec)};
+  }
 
   Result<std::optional<CurrentInfo>> txn_current(TenantId tenant, std::string_view type, std::string_view id) {
     auto r = writer_->run("current",
@@ -898,6 +910,10 @@ class PostgresStore final : public Store {
   friend class PostgresTransaction;
 };
 
+Result<std::optional<VersionRecord>> PostgresTransaction::current_record(TenantId tenant, std::string_view type,
+                                                                         std::string_view id) {
+  return store_.txn_current_record(tenant, type, id);
+}
 Result<std::optional<CurrentInfo>> PostgresTransaction::current(TenantId tenant, std::string_view type,
                                                                 std::string_view id) {
   return store_.txn_current(tenant, type, id);
