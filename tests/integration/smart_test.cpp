@@ -547,14 +547,34 @@ TEST_F(SmartTest, TheJwksVerifiesTheAccessToken) {
 TEST(SmartKeyRotation, OldKeysStayPublishedAndNewTokensUseTheNewKey) {
   TempDir dir("smart-rotate");
   std::string data = (dir.path() / "data").string();
+  std::string db = "sqlite:" + (dir.path() / "rotate.db").string();
+  auto added = run_caduceus({"admin", "client", "add", "--db", db, "--id", "lab", "--type", "confidential-symmetric",
+                             "--secret", kSecret, "--scope", "system/Observation.rs"});
+  ASSERT_EQ(added.first, 0) << added.second;
   ServerOptions options;
+  options.db = db;
   options.extra_args = {"--auth", "smart", "--data-dir", data};
   TestServer server(options);
   HttpClient client(server.base_url());
+  // The kid in the header of a token the server issues now (client_secret_basic).
+  auto issued_kid = [&]() {
+    std::string basic = b64url(std::string("lab:") + kSecret);
+    for (char& c : basic) c = c == '-' ? '+' : c == '_' ? '/' : c;
+    while (basic.size() % 4 != 0) basic += '=';
+    auto r = client.post("/auth/token", "grant_type=client_credentials&scope=" + url_encode("system/Observation.rs"),
+                         {{"Content-Type", "application/x-www-form-urlencoded"}, {"Authorization", "Basic " + basic}});
+    EXPECT_EQ(r.status, 200) << r.summary();
+    auto body = r.json();
+    std::string token = body ? string_at(*body, "access_token") : std::string();
+    auto header = parse_json(unb64url(token.substr(0, token.find('.'))));
+    return header ? std::pair{string_at(*header, "kid"), string_at(*header, "alg")}
+                  : std::pair<std::string, std::string>{};
+  };
   auto before = client.get("/auth/jwks");
   ASSERT_EQ(before.status, 200);
   ASSERT_EQ(size_at(*before.json(), "keys"), 1u);
   std::string old_kid = string_at(*before.json(), "keys[0].kid");
+  EXPECT_EQ(issued_kid(), (std::pair<std::string, std::string>{old_kid, "ES256"}));
   server.stop();
   auto rotated = run_caduceus({"admin", "key", "rotate", "--alg", "RS256", "--data-dir", data});
   ASSERT_EQ(rotated.first, 0) << rotated.second;
@@ -568,6 +588,11 @@ TEST(SmartKeyRotation, OldKeysStayPublishedAndNewTokensUseTheNewKey) {
   std::set<std::string> kinds{string_at(*after.json(), "keys[0].kty"), string_at(*after.json(), "keys[1].kty")};
   EXPECT_EQ(kinds, (std::set<std::string>{"EC", "RSA"}));
   EXPECT_NE(after.body.find(old_kid), std::string::npos);
+  // Tokens are now signed by the new RS256 key, whose kid is the other one published.
+  std::string new_kid = string_at(*after.json(), "keys[0].kid") == old_kid ? string_at(*after.json(), "keys[1].kid")
+                                                                           : string_at(*after.json(), "keys[0].kid");
+  EXPECT_NE(new_kid, old_kid);
+  EXPECT_EQ(issued_kid(), (std::pair<std::string, std::string>{new_kid, "RS256"}));
   EXPECT_NE(run_caduceus({"admin", "key", "remove", "--data-dir", data, "nope"}).first, 0);
 }
 
