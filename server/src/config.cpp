@@ -131,6 +131,14 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-cert and --tls-key go together");
   if (c.auth != "off" && c.auth != "smart")
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--auth takes off or smart, not '" + c.auth + "'");
+  if (auto hp = split_host_port(c.listen); hp && c.auth == "off") {
+    const std::string& host = hp->first;
+    if (host != "localhost" && host != "::1" && !host.starts_with("127."))
+      return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
+                        "--auth off opens the FHIR API to anyone who can reach it: it is for development on a "
+                        "loopback address only (--listen 127.0.0.1:PORT); to listen on " +
+                            c.listen + ", start with --auth smart");
+  }
   if (c.system_token_lifetime_s < 1 || c.system_token_lifetime_s > 300)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--system-token-lifetime must be 1 to 300 seconds");
   if (auto roles = auth::parse_roles(c.mfa_roles); !roles)

@@ -596,5 +596,18 @@ TEST(SmartKeyRotation, OldKeysStayPublishedAndNewTokensUseTheNewKey) {
   EXPECT_NE(run_caduceus({"admin", "key", "remove", "--data-dir", data, "nope"}).first, 0);
 }
 
+// --auth off is for development: only on a loopback address.
+TEST(SmartAuthOff, RefusesANonLoopbackAddress) {
+  for (const char* listen : {"0.0.0.0:0", "[::]:0", "192.0.2.1:0"}) {
+    auto refused = run_caduceus({"serve", "--listen", listen, "--db", "sqlite::memory:", "--auth", "off"});
+    EXPECT_NE(refused.first, 0) << listen;
+    EXPECT_NE(refused.second.find("--auth off opens the FHIR API to anyone"), std::string::npos)
+        << listen << ": " << refused.second;
+    EXPECT_NE(refused.second.find(std::string("to listen on ") + listen + ", start with --auth smart"),
+              std::string::npos)
+        << refused.second;
+  }
+}
+
 }  // namespace
 }  // namespace caduceus::test
