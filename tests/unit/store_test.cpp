@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <latch>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "caduceus/resources/store/users.hpp"
 #include "pg_cluster.hpp"
 
 namespace caduceus::resources {
@@ -608,6 +610,89 @@ TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
   });
   EXPECT_EQ(ok, (std::vector<bool>{true, true}));
   EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{{"Basic", "t4"}}));
+}
+
+// The users table through Transaction::users(), on both backends: insert (a second one of the same name is a
+// conflict), find, update (an unknown one is not found), list in name order, count, each per tenant.
+TEST_F(RepositoryTest, UserRowsKeepAccountsPerTenant) {
+  auto run = [&](std::function<fhir::Result<void>(UserRows&)> f) {
+    std::promise<fhir::Result<void>> done;
+    store_->write_async(
+        [&](Transaction& txn) -> fhir::Result<void> {
+          auto rows = txn.users();
+          if (!rows) return std::unexpected(rows.error());
+          return f(**rows);
+        },
+        [&](fhir::Result<void> r) { done.set_value(std::move(r)); });
+    return done.get_future().get();
+  };
+  UserRecord house;
+  house.username = "house";
+  house.role = "physician";
+  house.fhir_user = "Practitioner/1";
+  house.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+  house.must_change_password = true;
+  house.totp_secret = "plain:JBSWY3DPEHPK3PXP";
+  house.totp_last_step = 58'000'000'000;
+  house.created_ms = house.updated_ms = 1'764'000'000'000;
+  UserRecord amy = house;
+  amy.username = "amy";
+  amy.role = "nurse";
+  amy.must_change_password = false;
+  ASSERT_TRUE(run([&](UserRows& u) { return u.insert(kDefaultTenant, house); }));
+  ASSERT_TRUE(run([&](UserRows& u) { return u.insert(kDefaultTenant, amy); }));
+  ASSERT_TRUE(run([&](UserRows& u) { return u.insert(7, house); }));  // another tenant: another account
+  auto again = run([&](UserRows& u) { return u.insert(kDefaultTenant, house); });
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().kind, fhir::ErrorKind::kConflict);
+
+  house.disabled = true;
+  house.failed_count = 3;
+  house.locked_until_ms = 1'764'000'900'000;
+  house.last_sign_in_ms = 1'764'000'000'500;
+  ASSERT_TRUE(run([&](UserRows& u) { return u.update(kDefaultTenant, house); }));
+  UserRecord nobody = house;
+  nobody.username = "nobody";
+  auto missing = run([&](UserRows& u) { return u.update(kDefaultTenant, nobody); });
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().kind, fhir::ErrorKind::kNotFound);
+
+  std::optional<UserRecord> found, absent;
+  std::vector<UserRecord> listed;
+  std::int64_t count = -1, other_count = -1;
+  ASSERT_TRUE(run([&](UserRows& u) -> fhir::Result<void> {
+    auto f = u.find(kDefaultTenant, "house");
+    auto a = u.find(kDefaultTenant, "nobody");
+    auto l = u.list(kDefaultTenant);
+    auto c = u.count(kDefaultTenant);
+    auto o = u.count(7);
+    if (!f || !a || !l || !c || !o) return fhir::fail(fhir::ErrorKind::kUnavailable, "exception", "a read failed");
+    found = *f;
+    absent = *a;
+    listed = *l;
+    count = *c;
+    other_count = *o;
+    return {};
+  }));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_FALSE(absent.has_value());
+  EXPECT_EQ(found->role, "physician");
+  EXPECT_EQ(found->fhir_user, "Practitioner/1");
+  EXPECT_EQ(found->password_hash, house.password_hash);
+  EXPECT_TRUE(found->must_change_password);
+  EXPECT_TRUE(found->disabled);
+  EXPECT_EQ(found->totp_secret, "plain:JBSWY3DPEHPK3PXP");
+  EXPECT_EQ(found->totp_last_step, 58'000'000'000);
+  EXPECT_EQ(found->failed_count, 3);
+  EXPECT_EQ(found->locked_until_ms, 1'764'000'900'000);
+  EXPECT_EQ(found->last_sign_in_ms, 1'764'000'000'500);
+  EXPECT_EQ(found->created_ms, 1'764'000'000'000);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].username, "amy");
+  EXPECT_EQ(listed[1].username, "house");
+  EXPECT_FALSE(listed[0].disabled);
+  EXPECT_EQ(count, 2);
+  EXPECT_EQ(other_count, 1);
 }
 
 // Transaction::current_record (a PATCH entry's read inside the write job): the current version with its body, the

@@ -133,6 +133,17 @@ const std::vector<Migration>& migrations() {
            " AND r.target_id <> '' AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_'"
            " ON CONFLICT DO NOTHING",
        }},
+      {5,
+       "users",
+       {
+           // As SQLite's migration 7 (see schema.cpp): the accounts that sign in.
+           "CREATE TABLE users (tenant BIGINT NOT NULL, username TEXT NOT NULL, role TEXT NOT NULL,"
+           " fhir_user TEXT NOT NULL, password_hash TEXT NOT NULL, must_change_password BIGINT NOT NULL,"
+           " disabled BIGINT NOT NULL, totp_secret TEXT NOT NULL, totp_pending TEXT NOT NULL,"
+           " totp_last_step BIGINT NOT NULL, failed_count BIGINT NOT NULL, next_attempt BIGINT NOT NULL,"
+           " locked_until BIGINT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL,"
+           " last_sign_in BIGINT NOT NULL, PRIMARY KEY (tenant, username))",
+       }},
   };
   return list;
 }

@@ -19,6 +19,7 @@
 
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "caduceus/resources/store/users.hpp"
 #include "pg_connection.hpp"
 #include "postgres_schema.hpp"
 #include "search_sql.hpp"
@@ -275,12 +276,113 @@ struct WriteJob {
 
 class PostgresStore;
 
+// The users table (caduceus/resources/store/users.hpp) on the writer's connection, inside the job's transaction.
+class PgUserRows final : public UserRows {
+ public:
+  explicit PgUserRows(pg::Connection& conn) : conn_(conn) {}
+
+  Result<std::optional<UserRecord>> find(TenantId tenant, std::string_view username) override {
+    auto r = conn_.exec(std::string("SELECT ") + kColumns + " FROM users WHERE tenant = $1 AND username = $2",
+                        {Param(tenant), Param(username)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "users"));
+    if (r->rows() == 0) return std::optional<UserRecord>{};
+    return std::optional<UserRecord>{from_row(*r, 0)};
+  }
+
+  Result<void> insert(TenantId tenant, const UserRecord& u) override {
+    auto params = values(tenant, u);
+    auto r = conn_.exec(std::string("INSERT INTO users (tenant, ") + kColumns +
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
+                            "ON CONFLICT (tenant, username) DO NOTHING RETURNING 1",
+                        params);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "users"));
+    if (r->rows() == 0)
+      return fhir::fail(ErrorKind::kConflict, "duplicate", "the user '" + u.username + "' exists already");
+    return {};
+  }
+
+  Result<void> update(TenantId tenant, const UserRecord& u) override {
+    auto r = conn_.exec(
+        "UPDATE users SET role = $3, fhir_user = $4, password_hash = $5, must_change_password = $6, disabled = $7, "
+        "totp_secret = $8, totp_pending = $9, totp_last_step = $10, failed_count = $11, next_attempt = $12, "
+        "locked_until = $13, created = $14, updated = $15, last_sign_in = $16 "
+        "WHERE tenant = $1 AND username = $2 RETURNING 1",
+        values(tenant, u));
+    if (!r) return std::unexpected(pg::to_error(r.error(), "users"));
+    if (r->rows() == 0) return fhir::fail(ErrorKind::kNotFound, "not-found", "no user '" + u.username + "'");
+    return {};
+  }
+
+  Result<std::vector<UserRecord>> list(TenantId tenant) override {
+    auto r = conn_.exec(std::string("SELECT ") + kColumns + " FROM users WHERE tenant = $1 ORDER BY username",
+                        {Param(tenant)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "users"));
+    std::vector<UserRecord> out;
+    for (int i = 0; i < r->rows(); ++i) out.push_back(from_row(*r, i));
+    return out;
+  }
+
+  Result<std::int64_t> count(TenantId tenant) override {
+    auto r = conn_.exec("SELECT COUNT(*) FROM users WHERE tenant = $1", {Param(tenant)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "users"));
+    return r->i64(0, 0);
+  }
+
+ private:
+  static constexpr const char* kColumns =
+      "username, role, fhir_user, password_hash, must_change_password, disabled, totp_secret, totp_pending, "
+      "totp_last_step, failed_count, next_attempt, locked_until, created, updated, last_sign_in";
+
+  // $1 tenant, then the columns of kColumns in order ($2 .. $16).
+  static std::vector<Param> values(TenantId tenant, const UserRecord& u) {
+    return {Param(tenant),
+            Param(u.username),
+            Param(u.role),
+            Param(u.fhir_user),
+            Param(u.password_hash),
+            Param(std::int64_t{u.must_change_password ? 1 : 0}),
+            Param(std::int64_t{u.disabled ? 1 : 0}),
+            Param(u.totp_secret),
+            Param(u.totp_pending),
+            Param(u.totp_last_step),
+            Param(u.failed_count),
+            Param(u.next_attempt_ms),
+            Param(u.locked_until_ms),
+            Param(u.created_ms),
+            Param(u.updated_ms),
+            Param(u.last_sign_in_ms)};
+  }
+
+  static UserRecord from_row(const pg::Result& r, int row) {
+    UserRecord u;
+    u.username = r.text(row, 0);
+    u.role = r.text(row, 1);
+    u.fhir_user = r.text(row, 2);
+    u.password_hash = r.text(row, 3);
+    u.must_change_password = r.i64(row, 4) != 0;
+    u.disabled = r.i64(row, 5) != 0;
+    u.totp_secret = r.text(row, 6);
+    u.totp_pending = r.text(row, 7);
+    u.totp_last_step = r.i64(row, 8);
+    u.failed_count = r.i64(row, 9);
+    u.next_attempt_ms = r.i64(row, 10);
+    u.locked_until_ms = r.i64(row, 11);
+    u.created_ms = r.i64(row, 12);
+    u.updated_ms = r.i64(row, 13);
+    u.last_sign_in_ms = r.i64(row, 14);
+    return u;
+  }
+
+  pg::Connection& conn_;
+};
+
 class PostgresTransaction final : public Transaction {
  public:
   explicit PostgresTransaction(PostgresStore& store) : store_(store) {}
   Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
   Result<std::optional<VersionRecord>> current_record(TenantId tenant, std::string_view type,
                                                       std::string_view id) override;
+  Result<UserRows*> users() override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
   Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
@@ -545,6 +647,11 @@ class PostgresStore final : public Store {
   }
 
   // ---- writer side (writer thread only) --------------------------------------------------------------------
+
+  UserRows* txn_users() {
+    if (!users_) users_ = std::make_unique<PgUserRows>(*writer_);  // (on the writer thread only)
+    return users_.get();
+  }
 
   // The current version with its body, on the writer's connection (inside the job's transaction).
   Result<std::optional<VersionRecord>> txn_current_record(TenantId tenant, std::string_view type, std::string_view id) {
@@ -893,8 +1000,9 @@ class PostgresStore final : public Store {
   StoreOptions options_;
 
   std::unique_ptr<pg::Connection> writer_;
-  std::int64_t clock_ms_ = 0;      // the clock within the writer's transaction
-  std::int64_t committed_ms_ = 0;  // the clock as of this process's last commit
+  std::unique_ptr<PgUserRows> users_;  // on writer_
+  std::int64_t clock_ms_ = 0;          // the clock within the writer's transaction
+  std::int64_t committed_ms_ = 0;      // the clock as of this process's last commit
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
@@ -910,6 +1018,9 @@ class PostgresStore final : public Store {
   friend class PostgresTransaction;
 };
 
+Result<UserRows*> PostgresTransaction::users() {
+  return store_.txn_users();
+}
 Result<std::optional<VersionRecord>> PostgresTransaction::current_record(TenantId tenant, std::string_view type,
                                                                          std::string_view id) {
   return store_.txn_current_record(tenant, type, id);
