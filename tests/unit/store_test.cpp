@@ -8,6 +8,7 @@
 #include <future>
 #include <latch>
 #include <thread>
+#include <tuple>
 
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/fhir/json.hpp"
@@ -15,6 +16,7 @@
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/resources/store/users.hpp"
 #include "pg_cluster.hpp"
 
@@ -693,6 +695,88 @@ TEST_F(RepositoryTest, UserRowsKeepAccountsPerTenant) {
   EXPECT_FALSE(listed[0].disabled);
   EXPECT_EQ(count, 2);
   EXPECT_EQ(other_count, 1);
+}
+
+// The authorization server's tables through Transaction::oauth_tables(), on both backends: clients (a second one
+// of the same id is a conflict), client-assertion ids never accepted twice until they expire, revoked tokens.
+TEST_F(RepositoryTest, OAuthTablesKeepClientsJtisAndRevocations) {
+  auto run = [&](std::function<fhir::Result<void>(OAuthTables&)> f) {
+    std::promise<fhir::Result<void>> done;
+    store_->write_async(
+        [&](Transaction& txn) -> fhir::Result<void> {
+          OAuthTables* t = txn.oauth_tables();
+          if (t == nullptr) return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "no OAuth tables");
+          return f(*t);
+        },
+        [&](fhir::Result<void> r) { done.set_value(std::move(r)); });
+    return done.get_future().get();
+  };
+  ClientRecord lab;
+  lab.client_id = "lab";
+  lab.name = "The lab";
+  lab.kind = "confidential-asymmetric";
+  lab.jwks = R"({"keys":[]})";
+  lab.redirect_uris = {"https://lab.example/cb", "https://lab.example/cb2"};
+  lab.scopes = {"system/Observation.rs", "system/Patient.rs"};
+  lab.created_ms = 1'764'000'000'000;
+  ClientRecord app = lab;
+  app.client_id = "app";
+  app.kind = "public";
+  app.scopes = {};
+  ASSERT_TRUE(run([&](OAuthTables& t) { return t.add_client(kDefaultTenant, lab); }));
+  ASSERT_TRUE(run([&](OAuthTables& t) { return t.add_client(kDefaultTenant, app); }));
+  auto again = run([&](OAuthTables& t) { return t.add_client(kDefaultTenant, lab); });
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().kind, fhir::ErrorKind::kConflict);
+
+  std::optional<ClientRecord> found;
+  std::vector<ClientRecord> all;
+  std::vector<bool> used;
+  std::vector<std::string> revoked;
+  bool removed = false, removed_again = true;
+  ASSERT_TRUE(run([&](OAuthTables& t) -> fhir::Result<void> {
+    auto f = t.client(kDefaultTenant, "lab");
+    auto a = t.clients(kDefaultTenant);
+    if (!f || !a) return fhir::fail(fhir::ErrorKind::kUnavailable, "exception", "a read failed");
+    found = *f;
+    all = *a;
+    // A jti is accepted once; another client's same jti is its own; an expired one may come again.
+    for (auto [client, jti, expires, now] :
+         std::vector<std::tuple<std::string, std::string, std::int64_t, std::int64_t>>{{"lab", "j1", 2'000, 1'000},
+                                                                                       {"lab", "j1", 2'000, 1'500},
+                                                                                       {"app", "j1", 2'000, 1'500},
+                                                                                       {"lab", "j1", 4'000, 2'500}}) {
+      auto u = t.use_jti(kDefaultTenant, client, jti, expires, now);
+      if (!u) return std::unexpected(u.error());
+      used.push_back(*u);
+    }
+    if (auto r = t.revoke_token(kDefaultTenant, "t1", 5'000); !r) return r;
+    if (auto r = t.revoke_token(kDefaultTenant, "t1", 5'000); !r) return r;  // twice is fine
+    if (auto r = t.revoke_token(kDefaultTenant, "t0", 1'000); !r) return r;
+    auto rv = t.revoked_tokens(kDefaultTenant, 2'000);  // t0 has expired
+    if (!rv) return std::unexpected(rv.error());
+    revoked = *rv;
+    auto rm = t.remove_client(kDefaultTenant, "app");
+    auto rm2 = t.remove_client(kDefaultTenant, "app");
+    if (!rm || !rm2) return fhir::fail(fhir::ErrorKind::kUnavailable, "exception", "a removal failed");
+    removed = *rm;
+    removed_again = *rm2;
+    return {};
+  }));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->name, "The lab");
+  EXPECT_EQ(found->kind, "confidential-asymmetric");
+  EXPECT_EQ(found->jwks, R"({"keys":[]})");
+  EXPECT_EQ(found->redirect_uris, lab.redirect_uris);
+  EXPECT_EQ(found->scopes, lab.scopes);
+  EXPECT_EQ(found->created_ms, 1'764'000'000'000);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].client_id, "app");
+  EXPECT_TRUE(all[0].scopes.empty());
+  EXPECT_EQ(used, (std::vector<bool>{true, false, true, true}));
+  EXPECT_EQ(revoked, std::vector<std::string>{"t1"});
+  EXPECT_TRUE(removed);
+  EXPECT_FALSE(removed_again);
 }
 
 // Transaction::current_record (a PATCH entry's read inside the write job): the current version with its body, the

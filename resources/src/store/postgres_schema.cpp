@@ -144,6 +144,20 @@ const std::vector<Migration>& migrations() {
            " locked_until BIGINT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL,"
            " last_sign_in BIGINT NOT NULL, PRIMARY KEY (tenant, username))",
        }},
+      {6,
+       "OAuth clients, used client-assertion ids, revoked tokens",
+       {
+           // As SQLite's migration 6 (see schema.cpp).
+           "CREATE TABLE oauth_client (tenant BIGINT NOT NULL, client_id TEXT NOT NULL, name TEXT NOT NULL,"
+           " kind TEXT NOT NULL, secret_hash TEXT NOT NULL, jwks TEXT NOT NULL, jwks_url TEXT NOT NULL,"
+           " redirect_uris TEXT NOT NULL, scopes TEXT NOT NULL, created BIGINT NOT NULL,"
+           " PRIMARY KEY (tenant, client_id))",
+           "CREATE TABLE oauth_used_jti (tenant BIGINT NOT NULL, client_id TEXT NOT NULL, jti TEXT NOT NULL,"
+           " expires BIGINT NOT NULL, PRIMARY KEY (tenant, client_id, jti))",
+           "CREATE INDEX oauth_used_jti_expires ON oauth_used_jti (tenant, expires)",
+           "CREATE TABLE oauth_revoked_token (tenant BIGINT NOT NULL, jti TEXT NOT NULL, expires BIGINT NOT NULL,"
+           " PRIMARY KEY (tenant, jti))",
+       }},
   };
   return list;
 }

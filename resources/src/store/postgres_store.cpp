@@ -19,6 +19,7 @@
 
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/resources/store/users.hpp"
 #include "pg_connection.hpp"
 #include "postgres_schema.hpp"
@@ -276,6 +277,125 @@ struct WriteJob {
 
 class PostgresStore;
 
+// The authorization server's tables (caduceus/resources/store/oauth_tables.hpp) on the writer's connection, inside
+// the job's transaction. Lists are stored space-separated, as on SQLite.
+class PgOAuthTables final : public OAuthTables {
+ public:
+  explicit PgOAuthTables(pg::Connection& conn) : conn_(conn) {}
+
+  fhir::Result<void> add_client(TenantId tenant, const ClientRecord& c) override {
+    auto r = conn_.exec(
+        std::string("INSERT INTO oauth_client (tenant, ") + kClientColumns +
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+            "ON CONFLICT (tenant, client_id) DO NOTHING RETURNING 1",
+        {Param(tenant), Param(c.client_id), Param(c.name), Param(c.kind), Param(c.secret_hash), Param(c.jwks),
+         Param(c.jwks_url), Param(join_list(c.redirect_uris)), Param(join_list(c.scopes)), Param(c.created_ms)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    if (r->rows() == 0)
+      return fhir::fail(ErrorKind::kConflict, "duplicate", "a client '" + c.client_id + "' is already registered");
+    return {};
+  }
+
+  fhir::Result<bool> remove_client(TenantId tenant, const std::string& client_id) override {
+    auto r = conn_.exec("DELETE FROM oauth_client WHERE tenant = $1 AND client_id = $2 RETURNING 1",
+                        {Param(tenant), Param(client_id)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    return r->rows() > 0;
+  }
+
+  fhir::Result<std::optional<ClientRecord>> client(TenantId tenant, const std::string& client_id) override {
+    auto all = select(tenant, &client_id);
+    if (!all) return std::unexpected(all.error());
+    if (all->empty()) return std::optional<ClientRecord>();
+    return std::optional<ClientRecord>(std::move(all->front()));
+  }
+
+  fhir::Result<std::vector<ClientRecord>> clients(TenantId tenant) override { return select(tenant, nullptr); }
+
+  fhir::Result<bool> use_jti(TenantId tenant, const std::string& client_id, const std::string& jti,
+                             std::int64_t expires_ms, std::int64_t now_ms) override {
+    if (auto d =
+            conn_.exec("DELETE FROM oauth_used_jti WHERE tenant = $1 AND expires < $2", {Param(tenant), Param(now_ms)});
+        !d)
+      return std::unexpected(pg::to_error(d.error(), "oauth"));
+    auto r = conn_.exec(
+        "INSERT INTO oauth_used_jti (tenant, client_id, jti, expires) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (tenant, client_id, jti) DO NOTHING RETURNING 1",
+        {Param(tenant), Param(client_id), Param(jti), Param(expires_ms)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    return r->rows() > 0;  // none inserted: seen before
+  }
+
+  fhir::Result<void> revoke_token(TenantId tenant, const std::string& jti, std::int64_t expires_ms) override {
+    auto r = conn_.exec(
+        "INSERT INTO oauth_revoked_token (tenant, jti, expires) VALUES ($1, $2, $3) "
+        "ON CONFLICT (tenant, jti) DO NOTHING",
+        {Param(tenant), Param(jti), Param(expires_ms)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    return {};
+  }
+
+  fhir::Result<std::vector<std::string>> revoked_tokens(TenantId tenant, std::int64_t now_ms) override {
+    if (auto d = conn_.exec("DELETE FROM oauth_revoked_token WHERE tenant = $1 AND expires < $2",
+                            {Param(tenant), Param(now_ms)});
+        !d)
+      return std::unexpected(pg::to_error(d.error(), "oauth"));
+    auto r = conn_.exec("SELECT jti FROM oauth_revoked_token WHERE tenant = $1", {Param(tenant)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    std::vector<std::string> out;
+    for (int i = 0; i < r->rows(); ++i) out.push_back(r->text(i, 0));
+    return out;
+  }
+
+ private:
+  static constexpr const char* kClientColumns =
+      "client_id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, scopes, created";
+
+  static std::string join_list(const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& s : items) out += (out.empty() ? "" : " ") + s;
+    return out;
+  }
+  static std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> out;
+    for (std::size_t start = 0; start < text.size();) {
+      std::size_t space = text.find(' ', start);
+      if (space == std::string::npos) space = text.size();
+      if (space > start) out.push_back(text.substr(start, space - start));
+      start = space + 1;
+    }
+    return out;
+  }
+
+  fhir::Result<std::vector<ClientRecord>> select(TenantId tenant, const std::string* client_id) {
+    std::string sql = std::string("SELECT ") + kClientColumns + " FROM oauth_client WHERE tenant = $1";
+    std::vector<Param> params{Param(tenant)};
+    if (client_id != nullptr) {
+      sql += " AND client_id = $2";
+      params.emplace_back(*client_id);
+    }
+    auto r = conn_.exec(sql + " ORDER BY client_id", params);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    std::vector<ClientRecord> out;
+    for (int i = 0; i < r->rows(); ++i) {
+      ClientRecord c;
+      c.client_id = r->text(i, 0);
+      c.name = r->text(i, 1);
+      c.kind = r->text(i, 2);
+      c.secret_hash = r->text(i, 3);
+      c.jwks = r->text(i, 4);
+      c.jwks_url = r->text(i, 5);
+      c.redirect_uris = split_list(r->text(i, 6));
+      c.scopes = split_list(r->text(i, 7));
+      c.created_ms = r->i64(i, 8);
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  pg::Connection& conn_;
+};
+
 // The users table (caduceus/resources/store/users.hpp) on the writer's connection, inside the job's transaction.
 class PgUserRows final : public UserRows {
  public:
@@ -383,6 +503,7 @@ class PostgresTransaction final : public Transaction {
   Result<std::optional<VersionRecord>> current_record(TenantId tenant, std::string_view type,
                                                       std::string_view id) override;
   Result<UserRows*> users() override;
+  OAuthTables* oauth_tables() override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
   Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
@@ -647,6 +768,11 @@ class PostgresStore final : public Store {
   }
 
   // ---- writer side (writer thread only) --------------------------------------------------------------------
+
+  OAuthTables* txn_oauth_tables() {
+    if (!oauth_) oauth_ = std::make_unique<PgOAuthTables>(*writer_);  // (on the writer thread only)
+    return oauth_.get();
+  }
 
   UserRows* txn_users() {
     if (!users_) users_ = std::make_unique<PgUserRows>(*writer_);  // (on the writer thread only)
@@ -1000,9 +1126,10 @@ class PostgresStore final : public Store {
   StoreOptions options_;
 
   std::unique_ptr<pg::Connection> writer_;
-  std::unique_ptr<PgUserRows> users_;  // on writer_
-  std::int64_t clock_ms_ = 0;          // the clock within the writer's transaction
-  std::int64_t committed_ms_ = 0;      // the clock as of this process's last commit
+  std::unique_ptr<PgUserRows> users_;     // on writer_
+  std::unique_ptr<PgOAuthTables> oauth_;  // on writer_
+  std::int64_t clock_ms_ = 0;             // the clock within the writer's transaction
+  std::int64_t committed_ms_ = 0;         // the clock as of this process's last commit
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
@@ -1018,6 +1145,9 @@ class PostgresStore final : public Store {
   friend class PostgresTransaction;
 };
 
+OAuthTables* PostgresTransaction::oauth_tables() {
+  return store_.txn_oauth_tables();
+}
 Result<UserRows*> PostgresTransaction::users() {
   return store_.txn_users();
 }
