@@ -779,6 +779,84 @@ TEST_F(RepositoryTest, OAuthTablesKeepClientsJtisAndRevocations) {
   EXPECT_FALSE(removed_again);
 }
 
+// Inbound HL7 v2 messages through the Transaction, on both backends: stored with their raw bytes (binary kept),
+// found again by sender and control id (the key of duplicates), updated, and a second one with the same key is a
+// conflict while messages without a control id never are.
+TEST_F(RepositoryTest, InboundMessagesAreKeptOncePerSenderAndControlId) {
+  auto run = [&](std::function<fhir::Result<void>(Transaction&)> f) {
+    std::promise<fhir::Result<void>> done;
+    store_->write_async([&](Transaction& txn) { return f(txn); },
+                        [&](fhir::Result<void> r) { done.set_value(std::move(r)); });
+    return done.get_future().get();
+  };
+  InboundMessageRecord m;
+  m.sending_application = "LAB";
+  m.sending_facility = "NORTH";
+  m.control_id = "MSG0001";
+  m.message_type = "ADT^A01^ADT_A01";
+  m.received_ms = 1'764'000'000'000;
+  m.raw = std::string("MSH|^~\\&|LAB|NORTH\r\x0b\x00\xe9", 22);
+  m.status = "received";
+  m.updated_ms = m.received_ms;
+  std::int64_t id = 0;
+  ASSERT_TRUE(run([&](Transaction& t) -> fhir::Result<void> {
+    auto inserted = t.insert_inbound_message(kDefaultTenant, m);
+    if (!inserted) return std::unexpected(inserted.error());
+    id = *inserted;
+    return {};
+  }));
+  auto duplicate = run([&](Transaction& t) -> fhir::Result<void> {
+    auto again = t.insert_inbound_message(kDefaultTenant, m);
+    if (!again) return std::unexpected(again.error());
+    return {};
+  });
+  ASSERT_FALSE(duplicate.has_value());
+  EXPECT_EQ(duplicate.error().kind, fhir::ErrorKind::kConflict);
+  InboundMessageRecord anonymous = m;
+  anonymous.control_id = "";
+  ASSERT_TRUE(run([&](Transaction& t) -> fhir::Result<void> {
+    for (int i = 0; i < 2; ++i)
+      if (auto r = t.insert_inbound_message(kDefaultTenant, anonymous); !r) return std::unexpected(r.error());
+    return {};
+  }));
+
+  m.id = id;
+  m.status = "processed";
+  m.ack = "MSH|^~\\&|CADUCEUS\rMSA|AA|MSG0001";
+  m.resources = {"Patient/p1/_history/1", "Provenance/v1/_history/1"};
+  m.updated_ms = m.received_ms + 5;
+  ASSERT_TRUE(run([&](Transaction& t) { return t.update_inbound_message(kDefaultTenant, m); }));
+  InboundMessageRecord ghost = m;
+  ghost.id = id + 1000;
+  auto missing = run([&](Transaction& t) { return t.update_inbound_message(kDefaultTenant, ghost); });
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().kind, fhir::ErrorKind::kNotFound);
+
+  std::optional<InboundMessageRecord> by_key, by_id, other_tenant;
+  ASSERT_TRUE(run([&](Transaction& t) -> fhir::Result<void> {
+    auto k = t.find_inbound_message(kDefaultTenant, "LAB", "NORTH", "MSG0001");
+    auto i = t.inbound_message(kDefaultTenant, id);
+    auto o = t.find_inbound_message(7, "LAB", "NORTH", "MSG0001");
+    if (!k || !i || !o) return fhir::fail(fhir::ErrorKind::kUnavailable, "exception", "a read failed");
+    by_key = *k;
+    by_id = *i;
+    other_tenant = *o;
+    return {};
+  }));
+  ASSERT_TRUE(by_key.has_value());
+  ASSERT_TRUE(by_id.has_value());
+  EXPECT_FALSE(other_tenant.has_value());
+  EXPECT_EQ(by_key->id, id);
+  EXPECT_EQ(by_id->raw, m.raw);
+  EXPECT_EQ(by_id->raw.size(), 22u);
+  EXPECT_EQ(by_id->message_type, "ADT^A01^ADT_A01");
+  EXPECT_EQ(by_id->status, "processed");
+  EXPECT_EQ(by_id->ack, m.ack);
+  EXPECT_EQ(by_id->resources, m.resources);
+  EXPECT_EQ(by_id->received_ms, 1'764'000'000'000);
+  EXPECT_EQ(by_id->updated_ms, 1'764'000'000'005);
+}
+
 // Transaction::current_record (a PATCH entry's read inside the write job): the current version with its body, the
 // job's own earlier writes included; a deleted one without body; nullopt for one that never existed.
 TEST_F(RepositoryTest, CurrentRecordInsideATransactionSeesItsOwnWrites) {

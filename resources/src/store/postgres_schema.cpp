@@ -158,6 +158,18 @@ const std::vector<Migration>& migrations() {
            "CREATE TABLE oauth_revoked_token (tenant BIGINT NOT NULL, jti TEXT NOT NULL, expires BIGINT NOT NULL,"
            " PRIMARY KEY (tenant, jti))",
        }},
+      {7,
+       "inbound HL7 v2 messages",
+       {
+           // As SQLite's migration 8 (see schema.cpp): `raw` and `ack` start with a format byte ('r').
+           "CREATE TABLE hl7_inbound (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant BIGINT NOT NULL,"
+           " sending_application TEXT NOT NULL, sending_facility TEXT NOT NULL, control_id TEXT NOT NULL,"
+           " message_type TEXT NOT NULL, received BIGINT NOT NULL, raw BYTEA NOT NULL, status TEXT NOT NULL,"
+           " ack BYTEA NOT NULL, resources TEXT NOT NULL, error TEXT NOT NULL, updated BIGINT NOT NULL)",
+           "CREATE UNIQUE INDEX hl7_inbound_control ON hl7_inbound"
+           " (tenant, sending_application, sending_facility, control_id) WHERE control_id <> ''",
+           "CREATE INDEX hl7_inbound_received ON hl7_inbound (tenant, received)",
+       }},
   };
   return list;
 }

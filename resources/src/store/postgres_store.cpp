@@ -504,6 +504,12 @@ class PostgresTransaction final : public Transaction {
                                                       std::string_view id) override;
   Result<UserRows*> users() override;
   OAuthTables* oauth_tables() override;
+  Result<std::optional<InboundMessageRecord>> find_inbound_message(TenantId tenant, std::string_view app,
+                                                                   std::string_view facility,
+                                                                   std::string_view control_id) override;
+  Result<std::int64_t> insert_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
+  Result<void> update_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
+  Result<std::optional<InboundMessageRecord>> inbound_message(TenantId tenant, std::int64_t id) override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
   Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
@@ -768,6 +774,78 @@ class PostgresStore final : public Store {
   }
 
   // ---- writer side (writer thread only) --------------------------------------------------------------------
+
+  // ---- inbound HL7 v2 messages (hl7_inbound; as on SQLite, raw and ack behind a format byte) ----------------
+  static constexpr char kRawFormat = 'r';
+  static constexpr const char* kInboundSelect =
+      "SELECT id, sending_application, sending_facility, control_id, message_type, received, raw, status, ack, "
+      "resources, error, updated FROM hl7_inbound WHERE tenant = $1";
+
+  Result<std::optional<InboundMessageRecord>> inbound_row(const std::string& sql, const std::vector<Param>& params) {
+    auto r = writer_->exec(sql, params);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 inbound"));
+    if (r->rows() == 0) return std::optional<InboundMessageRecord>{};
+    auto blob = [&](int col) {
+      std::string b(r->view(0, col));
+      if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
+      return b;
+    };
+    InboundMessageRecord m;
+    m.id = r->i64(0, 0);
+    m.sending_application = r->text(0, 1);
+    m.sending_facility = r->text(0, 2);
+    m.control_id = r->text(0, 3);
+    m.message_type = r->text(0, 4);
+    m.received_ms = r->i64(0, 5);
+    m.raw = blob(6);
+    m.status = r->text(0, 7);
+    m.ack = blob(8);
+    m.resources = split_words(r->text(0, 9));
+    m.error = r->text(0, 10);
+    m.updated_ms = r->i64(0, 11);
+    return std::optional<InboundMessageRecord>{std::move(m)};
+  }
+
+  Result<std::optional<InboundMessageRecord>> txn_find_inbound_message(TenantId tenant, std::string_view app,
+                                                                       std::string_view facility,
+                                                                       std::string_view control_id) {
+    return inbound_row(std::string(kInboundSelect) +
+                           " AND sending_application = $2 AND sending_facility = $3 AND control_id = $4 "
+                           "AND control_id <> ''",
+                       {Param(tenant), Param(app), Param(facility), Param(control_id)});
+  }
+
+  Result<std::optional<InboundMessageRecord>> txn_inbound_message(TenantId tenant, std::int64_t id) {
+    return inbound_row(std::string(kInboundSelect) + " AND id = $2", {Param(tenant), Param(id)});
+  }
+
+  Result<std::int64_t> txn_insert_inbound_message(TenantId tenant, const InboundMessageRecord& m) {
+    auto r = writer_->exec(
+        "INSERT INTO hl7_inbound (tenant, sending_application, sending_facility, control_id, message_type, received, "
+        "raw, status, ack, resources, error, updated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+        "ON CONFLICT (tenant, sending_application, sending_facility, control_id) WHERE control_id <> '' "
+        "DO NOTHING RETURNING id",
+        {Param(tenant), Param(m.sending_application), Param(m.sending_facility), Param(m.control_id),
+         Param(m.message_type), Param(m.received_ms), Param::bytes(kRawFormat + m.raw), Param(m.status),
+         Param::bytes(kRawFormat + m.ack), Param(join_words(m.resources)), Param(m.error), Param(m.updated_ms)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 inbound"));
+    if (r->rows() == 0)
+      return fhir::fail(ErrorKind::kConflict, "duplicate",
+                        "message " + m.control_id + " from " + m.sending_application + " is stored already");
+    return r->i64(0, 0);
+  }
+
+  Result<void> txn_update_inbound_message(TenantId tenant, const InboundMessageRecord& m) {
+    auto r = writer_->exec(
+        "UPDATE hl7_inbound SET status = $1, ack = $2, resources = $3, error = $4, updated = $5 "
+        "WHERE tenant = $6 AND id = $7 RETURNING 1",
+        {Param(m.status), Param::bytes(kRawFormat + m.ack), Param(join_words(m.resources)), Param(m.error),
+         Param(m.updated_ms), Param(tenant), Param(m.id)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 inbound"));
+    if (r->rows() == 0)
+      return fhir::fail(ErrorKind::kNotFound, "not-found", "no inbound message " + std::to_string(m.id));
+    return {};
+  }
 
   OAuthTables* txn_oauth_tables() {
     if (!oauth_) oauth_ = std::make_unique<PgOAuthTables>(*writer_);  // (on the writer thread only)
@@ -1145,6 +1223,21 @@ class PostgresStore final : public Store {
   friend class PostgresTransaction;
 };
 
+Result<std::optional<InboundMessageRecord>> PostgresTransaction::find_inbound_message(TenantId tenant,
+                                                                                      std::string_view app,
+                                                                                      std::string_view facility,
+                                                                                      std::string_view control_id) {
+  return store_.txn_find_inbound_message(tenant, app, facility, control_id);
+}
+Result<std::int64_t> PostgresTransaction::insert_inbound_message(TenantId tenant, const InboundMessageRecord& record) {
+  return store_.txn_insert_inbound_message(tenant, record);
+}
+Result<void> PostgresTransaction::update_inbound_message(TenantId tenant, const InboundMessageRecord& record) {
+  return store_.txn_update_inbound_message(tenant, record);
+}
+Result<std::optional<InboundMessageRecord>> PostgresTransaction::inbound_message(TenantId tenant, std::int64_t id) {
+  return store_.txn_inbound_message(tenant, id);
+}
 OAuthTables* PostgresTransaction::oauth_tables() {
   return store_.txn_oauth_tables();
 }
