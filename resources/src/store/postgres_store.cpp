@@ -289,7 +289,7 @@ class PgOAuthTables final : public OAuthTables {
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
             "ON CONFLICT (tenant, client_id) DO NOTHING RETURNING 1",
         {Param(tenant), Param(c.client_id), Param(c.name), Param(c.kind), Param(c.secret_hash), Param(c.jwks),
-         Param(c.jwks_url), Param(join_list(c.redirect_uris)), Param(join_list(c.scopes)), Param(c.created_ms)});
+         Param(c.jwks_url), Param(join_words(c.redirect_uris)), Param(join_words(c.scopes)), Param(c.created_ms)});
     if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
     if (r->rows() == 0)
       return fhir::fail(ErrorKind::kConflict, "duplicate", "a client '" + c.client_id + "' is already registered");
@@ -351,22 +351,6 @@ class PgOAuthTables final : public OAuthTables {
   static constexpr const char* kClientColumns =
       "client_id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, scopes, created";
 
-  static std::string join_list(const std::vector<std::string>& items) {
-    std::string out;
-    for (const std::string& s : items) out += (out.empty() ? "" : " ") + s;
-    return out;
-  }
-  static std::vector<std::string> split_list(const std::string& text) {
-    std::vector<std::string> out;
-    for (std::size_t start = 0; start < text.size();) {
-      std::size_t space = text.find(' ', start);
-      if (space == std::string::npos) space = text.size();
-      if (space > start) out.push_back(text.substr(start, space - start));
-      start = space + 1;
-    }
-    return out;
-  }
-
   fhir::Result<std::vector<ClientRecord>> select(TenantId tenant, const std::string* client_id) {
     std::string sql = std::string("SELECT ") + kClientColumns + " FROM oauth_client WHERE tenant = $1";
     std::vector<Param> params{Param(tenant)};
@@ -385,8 +369,8 @@ class PgOAuthTables final : public OAuthTables {
       c.secret_hash = r->text(i, 3);
       c.jwks = r->text(i, 4);
       c.jwks_url = r->text(i, 5);
-      c.redirect_uris = split_list(r->text(i, 6));
-      c.scopes = split_list(r->text(i, 7));
+      c.redirect_uris = split_words(r->text(i, 6));
+      c.scopes = split_words(r->text(i, 7));
       c.created_ms = r->i64(i, 8);
       out.push_back(std::move(c));
     }
