@@ -705,48 +705,28 @@ class PostgresStore final : public Store {
     });
   }
 
-  // _include and _revinclude (with :iterate, 8 rounds at most), as SqliteStore::include_into: each resource
-  // once, none of the matches, at most options.max_included.
+  // _include and _revinclude (collect_includes), each on the search's connection.
   Result<void> include_into(pg::Connection& c, TenantId tenant, const SearchQuery& query, SearchPage& page) {
-    std::set<std::pair<std::string, std::string>> seen;
-    for (const auto& e : page.entries) seen.emplace(e.type, e.id);
-    std::vector<const VersionRecord*> frontier;
-    for (const auto& e : page.entries) frontier.push_back(&e);
-    std::deque<VersionRecord> added;  // stable addresses while iterating
-    for (int round = 0; !frontier.empty() && round < 8; ++round) {
-      std::vector<const VersionRecord*> next;
-      for (const Include& inc : query.includes) {
-        if (round > 0 && !inc.iterate) continue;
-        std::map<std::string, std::vector<std::string>> by_type;
-        for (const VersionRecord* v : frontier)
-          if (inc.reverse || inc.source_type.empty() || v->type == inc.source_type) by_type[v->type].push_back(v->id);
-        for (const auto& [type, ids] : by_type) {
-          if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
+    return collect_includes(
+        query, options_.max_included, page,
+        [&](const Include& inc, const std::string& type,
+            const std::vector<std::string>& ids) -> Result<std::vector<std::pair<std::string, std::string>>> {
           auto sql = to_postgres(build_include_sql(tenant, inc, type, ids));
           if (!sql) return std::unexpected(sql.error());
-          auto targets = c.exec(sql->first, sql->second);  // type, id
-          if (!targets) return std::unexpected(pg::to_error(targets.error(), "search"));
-          for (int i = 0; i < targets->rows(); ++i) {
-            std::string t = targets->text(i, 0), id = targets->text(i, 1);
-            if (!seen.emplace(t, id).second) continue;
-            if (added.size() >= options_.max_included) {
-              page.include_limit_reached = true;
-              break;
-            }
-            auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(t), Param(id)});
-            if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
-            if (r->rows() == 0) continue;
-            auto rec = record_of(*r, 0, 0, t, id);
-            if (!rec || rec->deleted) continue;
-            added.push_back(std::move(*rec));
-            next.push_back(&added.back());
-          }
-        }
-      }
-      frontier = std::move(next);
-    }
-    for (auto& v : added) page.included.push_back(std::move(v));
-    return {};
+          auto rows = c.exec(sql->first, sql->second);  // type, id
+          if (!rows) return std::unexpected(pg::to_error(rows.error(), "search"));
+          std::vector<std::pair<std::string, std::string>> out;
+          for (int i = 0; i < rows->rows(); ++i) out.emplace_back(rows->text(i, 0), rows->text(i, 1));
+          return out;
+        },
+        [&](const std::string& t, const std::string& id) -> Result<std::optional<VersionRecord>> {
+          auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(t), Param(id)});
+          if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
+          if (r->rows() == 0) return std::optional<VersionRecord>{};
+          auto rec = record_of(*r, 0, 0, t, id);
+          if (!rec) return std::optional<VersionRecord>{};  // (a body that does not decode is left out)
+          return std::optional<VersionRecord>{std::move(*rec)};
+        });
   }
 
   Result<void> ping() override {

@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <limits>
+#include <map>
+#include <set>
 #include <type_traits>
 
 #include "caduceus/fhir/search_text.hpp"
@@ -1010,6 +1013,46 @@ SqlQuery bounded_match_count_sql(const SqlQuery& count_sql, std::size_t bound) {
   q.sql = "SELECT COUNT(*) FROM (SELECT 1 FROM resource r" + count_sql.sql.substr(kHead.size()) + " LIMIT ?)";
   q.binds.push_back(static_cast<std::int64_t>(bound));
   return q;
+}
+
+fhir::Result<void> collect_includes(const SearchQuery& query, std::size_t max_included, SearchPage& page,
+                                    const IncludeTargets& targets, const IncludeLoad& load) {
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const auto& e : page.entries) seen.emplace(e.type, e.id);
+  std::vector<const VersionRecord*> frontier;
+  for (const auto& e : page.entries) frontier.push_back(&e);
+  std::deque<VersionRecord> added;  // stable addresses while iterating
+  for (int round = 0; !frontier.empty() && round < 8; ++round) {
+    std::vector<const VersionRecord*> next;
+    for (const Include& inc : query.includes) {
+      if (round > 0 && !inc.iterate) continue;
+      // Group the frontier by type: an _include starts from resources of its source type; a _revinclude from
+      // any type it can refer to.
+      std::map<std::string, std::vector<std::string>> by_type;
+      for (const VersionRecord* v : frontier)
+        if (inc.reverse || inc.source_type.empty() || v->type == inc.source_type) by_type[v->type].push_back(v->id);
+      for (const auto& [type, ids] : by_type) {
+        if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
+        auto found = targets(inc, type, ids);
+        if (!found) return std::unexpected(found.error());
+        for (const auto& [t, id] : *found) {
+          if (!seen.emplace(t, id).second) continue;
+          if (added.size() >= max_included) {
+            page.include_limit_reached = true;
+            break;
+          }
+          auto rec = load(t, id);
+          if (!rec) return std::unexpected(rec.error());
+          if (!*rec || (*rec)->deleted) continue;
+          added.push_back(std::move(**rec));
+          next.push_back(&added.back());
+        }
+      }
+    }
+    frontier = std::move(next);
+  }
+  for (auto& v : added) page.included.push_back(std::move(v));
+  return {};
 }
 
 }  // namespace caduceus::resources

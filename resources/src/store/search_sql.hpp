@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,5 +56,17 @@ SqlQuery bounded_match_count_sql(const SqlQuery& count_sql, std::size_t bound);
 // referenced type(s) for _revinclude: `ids_type` says which.
 SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::string& ids_type,
                            const std::vector<std::string>& ids);
+
+// Adds to page.included what the query's _include and _revinclude reach from page.entries (and, for :iterate, from
+// what they add, 8 rounds at most): each resource once, none of the matches, at most `max_included` (then
+// page.include_limit_reached). The backend runs the SQL and reads the versions: `targets` answers the (type, id)
+// of build_include_sql's rows for (include, ids_type, ids); `load` the current version of one (nullopt: gone, or
+// not to be shown). A deleted version is left out.
+using IncludeTargets = std::function<fhir::Result<std::vector<std::pair<std::string, std::string>>>(
+    const Include& include, const std::string& ids_type, const std::vector<std::string>& ids)>;
+using IncludeLoad =
+    std::function<fhir::Result<std::optional<VersionRecord>>(const std::string& type, const std::string& id)>;
+fhir::Result<void> collect_includes(const SearchQuery& query, std::size_t max_included, SearchPage& page,
+                                    const IncludeTargets& targets, const IncludeLoad& load);
 
 }  // namespace caduceus::resources

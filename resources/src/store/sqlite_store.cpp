@@ -905,7 +905,9 @@ class SqliteStore final : public Store {
         if (rec->deleted) continue;
         page.entries.push_back(std::move(*rec));
       }
-      if (!query.includes.empty()) include_into(r, db, tenant, query, page, epoch);
+      if (!query.includes.empty())
+        if (auto included = include_into(r, db, tenant, query, page, epoch); !included)
+          return std::unexpected(included.error());
       if (count_sql)
         run_query(
             db, *count_sql, [&](sqlite_api::sqlite3_stmt* st) { page.total = sqlite_api::sqlite3_column_int64(st, 0); },
@@ -1049,52 +1051,27 @@ class SqliteStore final : public Store {
   // Adds the _include / _revinclude results of a page (and, for :iterate, of what they add, until nothing new
   // comes or the maximum is reached). Runs on the caller's reader.
   // `epoch`: CurrentCache::epoch() from before the reader's snapshot began.
-  void include_into(Reader& r, sqlite_api::sqlite3* db, TenantId tenant, const SearchQuery& query, SearchPage& page,
-                    std::uint64_t epoch) {
-    std::set<std::pair<std::string, std::string>> seen;
-    for (const auto& e : page.entries) seen.emplace(e.type, e.id);
-    std::vector<const VersionRecord*> frontier;
-    for (const auto& e : page.entries) frontier.push_back(&e);
-    std::deque<VersionRecord> added;  // stable addresses while iterating
-    for (int round = 0; !frontier.empty() && round < 8; ++round) {
-      std::vector<const VersionRecord*> next;
-      for (const Include& inc : query.includes) {
-        if (round > 0 && !inc.iterate) continue;
-        // Group the frontier by type: an _include starts from resources of its source type; a _revinclude from
-        // any type it can refer to.
-        std::map<std::string, std::vector<std::string>> by_type;
-        for (const VersionRecord* v : frontier)
-          if (inc.reverse || inc.source_type.empty() || v->type == inc.source_type) by_type[v->type].push_back(v->id);
-        for (const auto& [type, ids] : by_type) {
-          if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
+  Result<void> include_into(Reader& r, sqlite_api::sqlite3* db, TenantId tenant, const SearchQuery& query,
+                            SearchPage& page, std::uint64_t epoch) {
+    return collect_includes(
+        query, options_.max_included, page,
+        [&](const Include& inc, const std::string& type,
+            const std::vector<std::string>& ids) -> Result<std::vector<std::pair<std::string, std::string>>> {
           std::vector<std::pair<std::string, std::string>> targets;
           run_query(db, build_include_sql(tenant, inc, type, ids), [&](sqlite_api::sqlite3_stmt* st) {
-            targets.emplace_back(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 0)),
-                                 reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, 1)));
+            targets.emplace_back(column_text(st, 0), column_text(st, 1));
           });
-          for (auto& [t, id] : targets) {
-            if (!seen.emplace(t, id).second) continue;
-            if (added.size() >= options_.max_included) {
-              page.include_limit_reached = true;
-              break;
-            }
-            std::optional<VersionRecord> rec = cache_.get(tenant, t, id);
-            if (!rec) {
-              if (!r.read_current->fetch(tenant, t, id, std::nullopt, r.row)) continue;
-              auto fetched = r.record(t, id);
-              if (!fetched) continue;
-              cache_.put_read(tenant, *fetched, epoch);
-              rec = std::move(*fetched);
-            }
-            if (rec->deleted) continue;
-            added.push_back(std::move(*rec));
-            next.push_back(&added.back());
-          }
-        }
-      }
-      frontier = std::move(next);
-    }
-    for (auto& v : added) page.included.push_back(std::move(v));
+          return targets;
+        },
+        // From the cache of current versions when it is there, else from the snapshot, then kept in the cache.
+        [&](const std::string& t, const std::string& id) -> Result<std::optional<VersionRecord>> {
+          if (auto cached = cache_.get(tenant, t, id)) return cached;
+          if (!r.read_current->fetch(tenant, t, id, std::nullopt, r.row)) return std::optional<VersionRecord>{};
+          auto fetched = r.record(t, id);
+          if (!fetched) return std::optional<VersionRecord>{};  // (a body that does not decode is left out)
+          cache_.put_read(tenant, *fetched, epoch);
+          return std::optional<VersionRecord>{std::move(*fetched)};
+        });
   }
 
   Result<void> ping() override {
