@@ -539,17 +539,6 @@ TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
   if (test::postgres_backend()) GTEST_SKIP() << "SQLite's FTS5 table (full text is not on PostgreSQL yet)";
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   ASSERT_TRUE(registry.has_value());
-  auto count = [&](const std::string& sql) {
-    sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open_v2((dir_ / "test.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    long long n = -1;
-    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-  };
   auto write = [](Transaction& txn, const std::string& id, std::int64_t version,
                   const std::string& words) -> fhir::Result<void> {
     VersionRecord rec;
@@ -618,15 +607,11 @@ TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
 // conflict), find, update (an unknown one is not found), list in name order, count, each per tenant.
 TEST_F(RepositoryTest, UserRowsKeepAccountsPerTenant) {
   auto run = [&](std::function<fhir::Result<void>(UserRows&)> f) {
-    std::promise<fhir::Result<void>> done;
-    store_->write_async(
-        [&](Transaction& txn) -> fhir::Result<void> {
-          auto rows = txn.users();
-          if (!rows) return std::unexpected(rows.error());
-          return f(**rows);
-        },
-        [&](fhir::Result<void> r) { done.set_value(std::move(r)); });
-    return done.get_future().get();
+    return store_->write([&](Transaction& txn) -> fhir::Result<void> {
+      auto rows = txn.users();
+      if (!rows) return std::unexpected(rows.error());
+      return f(**rows);
+    });
   };
   UserRecord house;
   house.username = "house";
@@ -701,15 +686,11 @@ TEST_F(RepositoryTest, UserRowsKeepAccountsPerTenant) {
 // of the same id is a conflict), client-assertion ids never accepted twice until they expire, revoked tokens.
 TEST_F(RepositoryTest, OAuthTablesKeepClientsJtisAndRevocations) {
   auto run = [&](std::function<fhir::Result<void>(OAuthTables&)> f) {
-    std::promise<fhir::Result<void>> done;
-    store_->write_async(
-        [&](Transaction& txn) -> fhir::Result<void> {
-          OAuthTables* t = txn.oauth_tables();
-          if (t == nullptr) return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "no OAuth tables");
-          return f(*t);
-        },
-        [&](fhir::Result<void> r) { done.set_value(std::move(r)); });
-    return done.get_future().get();
+    return store_->write([&](Transaction& txn) -> fhir::Result<void> {
+      OAuthTables* t = txn.oauth_tables();
+      if (t == nullptr) return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "no OAuth tables");
+      return f(*t);
+    });
   };
   ClientRecord lab;
   lab.client_id = "lab";
@@ -783,12 +764,6 @@ TEST_F(RepositoryTest, OAuthTablesKeepClientsJtisAndRevocations) {
 // found again by sender and control id (the key of duplicates), updated, and a second one with the same key is a
 // conflict while messages without a control id never are.
 TEST_F(RepositoryTest, InboundMessagesAreKeptOncePerSenderAndControlId) {
-  auto run = [&](std::function<fhir::Result<void>(Transaction&)> f) {
-    std::promise<fhir::Result<void>> done;
-    store_->write_async([&](Transaction& txn) { return f(txn); },
-                        [&](fhir::Result<void> r) { done.set_value(std::move(r)); });
-    return done.get_future().get();
-  };
   InboundMessageRecord m;
   m.sending_application = "LAB";
   m.sending_facility = "NORTH";
@@ -799,13 +774,13 @@ TEST_F(RepositoryTest, InboundMessagesAreKeptOncePerSenderAndControlId) {
   m.status = "received";
   m.updated_ms = m.received_ms;
   std::int64_t id = 0;
-  ASSERT_TRUE(run([&](Transaction& t) -> fhir::Result<void> {
+  ASSERT_TRUE(store_->write([&](Transaction& t) -> fhir::Result<void> {
     auto inserted = t.insert_inbound_message(kDefaultTenant, m);
     if (!inserted) return std::unexpected(inserted.error());
     id = *inserted;
     return {};
   }));
-  auto duplicate = run([&](Transaction& t) -> fhir::Result<void> {
+  auto duplicate = store_->write([&](Transaction& t) -> fhir::Result<void> {
     auto again = t.insert_inbound_message(kDefaultTenant, m);
     if (!again) return std::unexpected(again.error());
     return {};
@@ -814,7 +789,7 @@ TEST_F(RepositoryTest, InboundMessagesAreKeptOncePerSenderAndControlId) {
   EXPECT_EQ(duplicate.error().kind, fhir::ErrorKind::kConflict);
   InboundMessageRecord anonymous = m;
   anonymous.control_id = "";
-  ASSERT_TRUE(run([&](Transaction& t) -> fhir::Result<void> {
+  ASSERT_TRUE(store_->write([&](Transaction& t) -> fhir::Result<void> {
     for (int i = 0; i < 2; ++i)
       if (auto r = t.insert_inbound_message(kDefaultTenant, anonymous); !r) return std::unexpected(r.error());
     return {};
@@ -825,15 +800,15 @@ TEST_F(RepositoryTest, InboundMessagesAreKeptOncePerSenderAndControlId) {
   m.ack = "MSH|^~\\&|CADUCEUS\rMSA|AA|MSG0001";
   m.resources = {"Patient/p1/_history/1", "Provenance/v1/_history/1"};
   m.updated_ms = m.received_ms + 5;
-  ASSERT_TRUE(run([&](Transaction& t) { return t.update_inbound_message(kDefaultTenant, m); }));
+  ASSERT_TRUE(store_->write([&](Transaction& t) { return t.update_inbound_message(kDefaultTenant, m); }));
   InboundMessageRecord ghost = m;
   ghost.id = id + 1000;
-  auto missing = run([&](Transaction& t) { return t.update_inbound_message(kDefaultTenant, ghost); });
+  auto missing = store_->write([&](Transaction& t) { return t.update_inbound_message(kDefaultTenant, ghost); });
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().kind, fhir::ErrorKind::kNotFound);
 
   std::optional<InboundMessageRecord> by_key, by_id, other_tenant;
-  ASSERT_TRUE(run([&](Transaction& t) -> fhir::Result<void> {
+  ASSERT_TRUE(store_->write([&](Transaction& t) -> fhir::Result<void> {
     auto k = t.find_inbound_message(kDefaultTenant, "LAB", "NORTH", "MSG0001");
     auto i = t.inbound_message(kDefaultTenant, id);
     auto o = t.find_inbound_message(7, "LAB", "NORTH", "MSG0001");
