@@ -830,24 +830,7 @@ struct Router::Impl {
     return run_search(base(),
                       [&](const QueryParams& all, const resources::SearchLimits& l,
                           const resources::SearchParameterRegistry& registry) -> fhir::Result<resources::SearchQuery> {
-                        std::vector<std::string> types;
-                        QueryParams rest;
-                        for (const auto& [name, value] : all) {
-                          if (name != "_type") {
-                            rest.emplace_back(name, value);
-                            continue;
-                          }
-                          for (std::size_t start = 0; start <= value.size();) {
-                            std::size_t comma = std::min(value.find(',', start), value.size());
-                            std::string t = value.substr(start, comma - start);
-                            start = comma + 1;
-                            if (!repo().definitions().is_resource_type(t))
-                              return fhir::fail(ErrorKind::kInvalid, "invalid",
-                                                "_type: '" + t + "' is not a resource type", "_type");
-                            if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(std::move(t));
-                          }
-                        }
-                        return resources::parse_multi_type_search(types, rest, registry, repo().definitions(), l);
+                        return resources::parse_system_search(all, registry, repo().definitions(), l);
                       });
   }
 

@@ -547,4 +547,26 @@ fhir::Result<SearchQuery> parse_multi_type_search(const std::vector<std::string>
   return std::move(*first);
 }
 
+fhir::Result<SearchQuery> parse_system_search(const std::vector<std::pair<std::string, std::string>>& params,
+                                              const SearchParameterRegistry& registry, const Definitions& definitions,
+                                              const SearchLimits& limits) {
+  std::vector<std::string> types;
+  std::vector<std::pair<std::string, std::string>> rest;
+  for (const auto& [name, value] : params) {
+    if (name != "_type") {
+      rest.emplace_back(name, value);
+      continue;
+    }
+    for (std::size_t start = 0; start <= value.size();) {
+      std::size_t comma = std::min(value.find(',', start), value.size());
+      std::string t = value.substr(start, comma - start);
+      start = comma + 1;
+      if (!definitions.is_resource_type(t))
+        return fhir::fail(ErrorKind::kInvalid, "invalid", "_type: '" + t + "' is not a resource type", "_type");
+      if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(std::move(t));
+    }
+  }
+  return parse_multi_type_search(types, rest, registry, definitions, limits);
+}
+
 }  // namespace caduceus::resources

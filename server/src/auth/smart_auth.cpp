@@ -580,23 +580,7 @@ struct SmartAuth::Impl {
     limits.strict = req.header("prefer").find("handling=strict") != std::string_view::npos;
     fhir::Result<resources::SearchQuery> q;
     if (system) {
-      std::vector<std::string> types;
-      QueryParams rest;
-      for (const auto& [name, value] : all) {
-        if (name != "_type") {
-          rest.emplace_back(name, value);
-          continue;
-        }
-        for (std::size_t start = 0; start <= value.size();) {
-          std::size_t comma = std::min(value.find(',', start), value.size());
-          std::string t = value.substr(start, comma - start);
-          start = comma + 1;
-          if (!definitions.is_resource_type(t))
-            return fhir::fail(ErrorKind::kInvalid, "invalid", "_type: '" + t + "' is not a resource type", "_type");
-          if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(std::move(t));
-        }
-      }
-      q = resources::parse_multi_type_search(types, rest, *snapshot, definitions, limits);
+      q = resources::parse_system_search(all, *snapshot, definitions, limits);
     } else if (!compartment.empty()) {
       std::vector<std::string> types;
       auto members = snapshot->compartment_types(compartment);

@@ -125,6 +125,12 @@ fhir::Result<SearchQuery> parse_multi_type_search(const std::vector<std::string>
                                                   const SearchParameterRegistry& registry,
                                                   const Definitions& definitions, const SearchLimits& limits = {});
 
+// A system search (`GET [base]?_type=A,B&...`): takes `_type` (comma-separated, may repeat; each a resource type,
+// else kInvalid naming `_type`) out of `params` and parses the rest with parse_multi_type_search.
+fhir::Result<SearchQuery> parse_system_search(const std::vector<std::pair<std::string, std::string>>& params,
+                                              const SearchParameterRegistry& registry, const Definitions& definitions,
+                                              const SearchLimits& limits = {});
+
 std::string_view to_string(Modifier m) noexcept;
 
 }  // namespace caduceus::resources
