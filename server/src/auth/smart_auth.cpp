@@ -484,7 +484,8 @@ struct SmartAuth::Impl {
     return ok;
   }
 
-  json::Value smart_configuration() const {
+  // What both discovery documents say: the issuer, the endpoints, the grants and client authentication.
+  json::Value discovery_common() const {
     json::Value c = json::Value::object();
     c.set("issuer", str(origin));
     c.set("jwks_uri", str(origin + "/auth/jwks"));
@@ -495,6 +496,11 @@ struct SmartAuth::Impl {
     c.set("token_endpoint_auth_methods_supported", strings({"private_key_jwt", "client_secret_basic"}));
     c.set("token_endpoint_auth_signing_alg_values_supported",
           strings({"RS384", "ES384", "RS256", "ES256", "RS512", "ES512"}));
+    return c;
+  }
+
+  json::Value smart_configuration() const {
+    json::Value c = discovery_common();
     c.set("scopes_supported", strings({"system/*.read", "system/*.write", "system/*.*", "system/*.cruds", "system/*.rs",
                                        "system/Patient.rs", "system/Observation.rs"}));
     c.set("response_types_supported", json::Value::array());
@@ -505,16 +511,7 @@ struct SmartAuth::Impl {
   }
 
   json::Value openid_configuration() const {
-    json::Value c = json::Value::object();
-    c.set("issuer", str(origin));
-    c.set("jwks_uri", str(origin + "/auth/jwks"));
-    c.set("token_endpoint", str(token_url()));
-    c.set("introspection_endpoint", str(origin + "/auth/introspect"));
-    c.set("revocation_endpoint", str(origin + "/auth/revoke"));
-    c.set("grant_types_supported", strings({"client_credentials"}));
-    c.set("token_endpoint_auth_methods_supported", strings({"private_key_jwt", "client_secret_basic"}));
-    c.set("token_endpoint_auth_signing_alg_values_supported",
-          strings({"RS384", "ES384", "RS256", "ES256", "RS512", "ES512"}));
+    json::Value c = discovery_common();
     c.set("response_types_supported", json::Value::array());
     c.set("subject_types_supported", strings({"public"}));
     c.set("id_token_signing_alg_values_supported", strings({"ES256", "RS256"}));
