@@ -207,13 +207,19 @@ Result<std::optional<VersionRecord>> Repository::remove(TenantId tenant, std::st
       [&](Callback<std::optional<VersionRecord>> done) { remove_async(tenant, type, id, if_match, std::move(done)); });
 }
 
-void Repository::create_async(TenantId tenant, std::string_view type, json::Value resource,
-                              Callback<WriteOutcome> done) {
-  // The server owns the id: a client's id is replaced before checking (so it cannot fail the check).
+Result<std::string> Repository::new_checked_id(std::string_view type, json::Value& resource) const {
   std::string id = new_resource_id();
   if (resource.is_object() && resource.find("id") != nullptr) set_id(resource, id);
-  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return done(std::unexpected(ok.error()));
+  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return std::unexpected(ok.error());
   set_id(resource, id);
+  return id;
+}
+
+void Repository::create_async(TenantId tenant, std::string_view type, json::Value resource,
+                              Callback<WriteOutcome> done) {
+  auto checked = new_checked_id(type, resource);
+  if (!checked) return done(std::unexpected(checked.error()));
+  std::string id = std::move(*checked);
   auto pending = std::make_shared<Pending<WriteOutcome>>();
   pending->index = index_of(resource, pending->index_guard);
   pending->resource = std::move(resource);
@@ -303,10 +309,9 @@ fhir::Error too_many(std::string_view type, const Conditional& criteria, std::st
 
 void Repository::conditional_create_async(TenantId tenant, std::string_view type, json::Value resource,
                                           std::shared_ptr<const Conditional> criteria, Callback<WriteOutcome> done) {
-  std::string id = new_resource_id();
-  if (resource.is_object() && resource.find("id") != nullptr) set_id(resource, id);
-  if (auto ok = issues_to_error(check(type, resource, std::nullopt)); !ok) return done(std::unexpected(ok.error()));
-  set_id(resource, id);
+  auto checked = new_checked_id(type, resource);
+  if (!checked) return done(std::unexpected(checked.error()));
+  std::string id = std::move(*checked);
   auto pending = std::make_shared<Pending<WriteOutcome>>();
   pending->index = index_of(resource, pending->index_guard);
   pending->resource = std::move(resource);

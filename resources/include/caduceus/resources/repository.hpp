@@ -138,6 +138,9 @@ class Repository {
   // The index values of a resource about to be written (without _lastUpdated, added once it is known). `guard`
   // receives what must live until the write is durable (see ActiveSearchParameters::extract).
   std::optional<IndexValues> index_of(const fhir::json::Value& resource, std::shared_ptr<const void>& guard) const;
+  // A create's new id, set in `resource` once the resource passes the structural check (the server owns the id: a
+  // client's is replaced first, so that it cannot fail the check). Errors: the check's.
+  fhir::Result<std::string> new_checked_id(std::string_view type, fhir::json::Value& resource) const;
   // One round of a patch: nullopt when another write came first (or, with criteria, the criteria no longer match
   // that resource alone), and nothing was written.
   fhir::Result<std::optional<WriteOutcome>> patch_round(TenantId tenant, const std::string& type, const std::string& id,
