@@ -41,6 +41,28 @@ struct InboundProcessor::Context {
 
 namespace {
 
+// Inside a write job: stores `rec` stamped with the transaction's time and returns it with its id; nullopt when a
+// message with the same sender and control id (MSH-3, MSH-4, MSH-10) is stored already: it is then `duplicate`,
+// whose stored acknowledgement answers. (`duplicate` is reset first: a job may run twice.)
+Result<std::optional<InboundMessageRecord>> insert_unless_duplicate(Transaction& txn, resources::TenantId tenant,
+                                                                    InboundMessageRecord rec,
+                                                                    std::optional<InboundMessageRecord>& duplicate) {
+  duplicate.reset();
+  if (!rec.control_id.empty()) {
+    auto dup = txn.find_inbound_message(tenant, rec.sending_application, rec.sending_facility, rec.control_id);
+    if (!dup) return std::unexpected(dup.error());
+    if (*dup) {
+      duplicate = std::move(*dup);
+      return std::optional<InboundMessageRecord>{};
+    }
+  }
+  rec.received_ms = rec.updated_ms = txn.now_ms();
+  auto id = txn.insert_inbound_message(tenant, rec);
+  if (!id) return std::unexpected(id.error());
+  rec.id = *id;
+  return std::optional<InboundMessageRecord>{std::move(rec)};
+}
+
 // Whether an acknowledgement condition (table 0155: AL, NE, ER, SU) asks for an answer with this code.
 bool wanted(std::string_view condition, std::string_view code) {
   bool success = code == "AA" || code == "CA";
@@ -225,20 +247,9 @@ void InboundProcessor::store_answer(std::shared_ptr<Context> ctx) {
   auto tenant = options_.tenant;
   repository_.store().write_async(
       [ctx, tenant](Transaction& txn) -> Result<void> {
-        ctx->duplicate.reset();
-        InboundMessageRecord rec = ctx->record;
-        if (!rec.control_id.empty()) {
-          auto dup = txn.find_inbound_message(tenant, rec.sending_application, rec.sending_facility, rec.control_id);
-          if (!dup) return std::unexpected(dup.error());
-          if (*dup) {
-            ctx->duplicate = std::move(*dup);
-            return {};
-          }
-        }
-        rec.received_ms = rec.updated_ms = txn.now_ms();
-        auto id = txn.insert_inbound_message(tenant, rec);
-        if (!id) return std::unexpected(id.error());
-        ctx->id = *id;
+        auto stored = insert_unless_duplicate(txn, tenant, ctx->record, ctx->duplicate);
+        if (!stored) return std::unexpected(stored.error());
+        if (*stored) ctx->id = (*stored)->id;
         return {};
       },
       [this, ctx, acks = std::move(acks)](Result<void> r) {
@@ -296,20 +307,12 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
     std::string ack = build_ack(ctx->target, "AA", next_control_id(), timestamp(), ctx->warnings);
     repository_.store().write_async(
         [ctx, tenant, ack, write_resources](Transaction& txn) -> Result<void> {
-          ctx->duplicate.reset();
-          InboundMessageRecord rec = ctx->record;
-          auto dup = txn.find_inbound_message(tenant, rec.sending_application, rec.sending_facility, rec.control_id);
-          if (!dup) return std::unexpected(dup.error());
-          if (*dup) {
-            ctx->duplicate = std::move(*dup);
-            return {};
-          }
-          rec.received_ms = rec.updated_ms = txn.now_ms();
-          auto id = txn.insert_inbound_message(tenant, rec);
-          if (!id) return std::unexpected(id.error());
+          auto stored = insert_unless_duplicate(txn, tenant, ctx->record, ctx->duplicate);
+          if (!stored) return std::unexpected(stored.error());
+          if (!*stored) return {};
           auto written = write_resources(txn);
           if (!written) return std::unexpected(written.error());
-          rec.id = *id;
+          InboundMessageRecord& rec = **stored;
           rec.status = "processed";
           rec.ack = ack;
           rec.resources = std::move(*written);
@@ -335,19 +338,11 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
   std::string ca = build_ack(ctx->target, "CA", next_control_id(), timestamp(), {});
   repository_.store().write_async(
       [ctx, tenant, ca](Transaction& txn) -> Result<void> {
-        ctx->duplicate.reset();
         InboundMessageRecord rec = ctx->record;
-        auto dup = txn.find_inbound_message(tenant, rec.sending_application, rec.sending_facility, rec.control_id);
-        if (!dup) return std::unexpected(dup.error());
-        if (*dup) {
-          ctx->duplicate = std::move(*dup);
-          return {};
-        }
-        rec.received_ms = rec.updated_ms = txn.now_ms();
         rec.ack = ca;
-        auto id = txn.insert_inbound_message(tenant, rec);
-        if (!id) return std::unexpected(id.error());
-        ctx->id = *id;
+        auto stored = insert_unless_duplicate(txn, tenant, std::move(rec), ctx->duplicate);
+        if (!stored) return std::unexpected(stored.error());
+        if (*stored) ctx->id = (*stored)->id;
         return {};
       },
       [this, ctx, ca, tenant, write_resources, failed](Result<void> r) {
