@@ -1,5 +1,9 @@
 // caduceus: everything is constructed here and passed down; nothing below main keeps global state.
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -7,6 +11,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -53,7 +58,7 @@ constexpr const char* kUsage =
     "Coming with later issues: migrate.\n";
 
 constexpr const char* kImportUsage =
-    "Usage: caduceus import [--db URL] [--search-index BOOL] [--sync-full BOOL] [--chunk N] PATH...\n"
+    "Usage: caduceus import [--db URL] [--search-index BOOL] [--sync-full BOOL] [--chunk N] [--jobs N] PATH...\n"
     "\n"
     "Loads each PATH into the store named by --db (default sqlite:var/caduceus.db), through the same code as\n"
     "POST [base] with a Bundle:\n"
@@ -62,7 +67,46 @@ constexpr const char* kImportUsage =
     "             written again entry by entry (batch), so that only the bad lines are left out\n"
     "  otherwise  a JSON Bundle of type transaction or batch\n"
     "Prints the resources written by type and every error (file and line, or file and Bundle entry); exits 1 when\n"
-    "there was any error. Custom SearchParameters are not indexed by import (run $reindex after).\n";
+    "there was any error. Custom SearchParameters are not indexed by import (run $reindex after).\n"
+    "--jobs N files are read and written N at a time (default: the number of cores, at least 2); a file that fails\n"
+    "as a whole is tried once more, alone, after the others (it may refer to what a later file creates). On a\n"
+    "terminal a progress line shows files, resources and resources per second.\n";
+
+// The progress line of `caduceus import` on a terminal (stderr): files done, resources written, their rate.
+// Silent when stderr is not a terminal. Called from several workers.
+class Progress {
+ public:
+  explicit Progress(std::size_t files) : files_(files), tty_(isatty(2) != 0) {}
+
+  void file_done(std::int64_t resources) {
+    std::lock_guard lock(mutex_);
+    ++done_;
+    resources_ += resources;
+    if (tty_) draw();
+  }
+
+  void finish() {
+    std::lock_guard lock(mutex_);
+    if (tty_ && done_ > 0) std::cerr << "\n";
+  }
+
+ private:
+  void draw() {
+    constexpr std::size_t kWidth = 30;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::size_t filled = files_ == 0 ? kWidth : done_ * kWidth / files_;
+    std::cerr << "\r[" << std::string(filled, '#') << std::string(kWidth - filled, ' ') << "] " << done_ << "/"
+              << files_ << " files, " << resources_ << " resources, "
+              << static_cast<std::int64_t>(seconds > 0 ? static_cast<double>(resources_) / seconds : 0.0)
+              << " resources/s " << std::flush;
+  }
+
+  std::mutex mutex_;
+  std::size_t files_, done_ = 0;
+  std::int64_t resources_ = 0;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
 
 void print_error(const fhir::Error& e) {
   for (const auto& issue : e.issues) std::cerr << "caduceus: " << issue.diagnostics << "\n";
@@ -294,6 +338,7 @@ int import_files(const std::vector<std::string>& args) {
   std::string db = server::ServeConfig{}.db;
   bool search_index = true, sync_full = true;
   std::size_t chunk = 500;
+  std::size_t jobs = std::max(2u, std::thread::hardware_concurrency());
   std::vector<std::string> paths;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -312,6 +357,10 @@ int import_files(const std::vector<std::string>& args) {
     } else if (a == "--search-index" || a == "--sync-full") {
       if (!value(v) || !parse_bool(v, a == "--search-index" ? search_index : sync_full))
         return std::cerr << "caduceus import: " << a << " takes true or false\n", 2;
+    } else if (a == "--jobs") {
+      if (!value(v) || std::atoll(v.c_str()) <= 0)
+        return std::cerr << "caduceus import: --jobs takes a positive number\n", 2;
+      jobs = static_cast<std::size_t>(std::atoll(v.c_str()));
     } else if (a == "--chunk") {
       if (!value(v) || std::atoll(v.c_str()) <= 0)
         return std::cerr << "caduceus import: --chunk takes a positive number\n", 2;
@@ -355,108 +404,149 @@ int import_files(const std::vector<std::string>& args) {
   options.return_resources = false;
   server::BundleProcessor processor(*repository, active ? active->search() : nullptr, options);
 
-  std::map<std::string, std::int64_t> written;
-  std::vector<std::string> errors;
-  auto count = [&](const server::BundleOutcome& out) {
-    for (const resources::VersionRecord& v : out.written)
-      if (!v.deleted) ++written[v.type];
+  // One file: what it wrote by type and its errors. `whole` is set when the file failed as a whole (a
+  // transaction refused: nothing of it is stored), so that it can be tried again after the others.
+  struct FileResult {
+    std::map<std::string, std::int64_t> written;
+    std::vector<std::string> errors;
+    bool whole = false;
   };
   auto describe = [](const fhir::Error& e) {
     std::string text;
     for (const fhir::Issue& issue : e.issues) text += (text.empty() ? "" : "; ") + issue.diagnostics;
     return text;
   };
-  auto outcome_text = [](const std::string& body) {
-    std::string text;
-    auto parsed = fhir::json::parse(body);
-    if (const fhir::json::Value* issues = parsed ? parsed->find("issue") : nullptr; issues && issues->is_array())
-      for (const fhir::json::Value& issue : issues->items())
-        if (const fhir::json::Value* d = issue.find("diagnostics"); d && d->is_string())
-          text += (text.empty() ? "" : "; ") + d->text();
-    return text.empty() ? body : text;
-  };
-  for (const std::string& path : paths) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      errors.push_back(path + ": cannot be read");
-      continue;
-    }
-    if (path.ends_with(".ndjson")) {
-      // Chunks of lines: a transaction each; a failing chunk again as a batch, for the line of each error.
-      std::vector<std::pair<std::size_t, fhir::json::Value>> lines;  // (line number, resource)
-      std::vector<std::pair<std::size_t, std::string>> line_errors;
-      auto flush = [&] {
-        if (lines.empty()) return;
-        auto bundle_of = [&](const char* type) {
-          fhir::json::Value b = fhir::json::Value::object();
-          b.set("resourceType", fhir::json::Value::string("Bundle"));
-          b.set("type", fhir::json::Value::string(type));
-          fhir::json::Value entries = fhir::json::Value::array();
-          for (const auto& [line, resource] : lines) {
-            const fhir::json::Value* rt = resource.find("resourceType");
-            const fhir::json::Value* id = resource.find("id");
-            std::string t = rt && rt->is_string() ? rt->text() : std::string("Resource");
-            bool put = id && id->is_string();
-            fhir::json::Value request = fhir::json::Value::object();
-            request.set("method", fhir::json::Value::string(put ? "PUT" : "POST"));
-            request.set("url", fhir::json::Value::string(put ? t + "/" + id->text() : t));
-            fhir::json::Value e = fhir::json::Value::object();
-            e.set("resource", resource);
-            e.set("request", std::move(request));
-            entries.push_back(std::move(e));
-          }
-          b.set("entry", std::move(entries));
-          return b;
-        };
-        server::BundleOutcome out = processor.process(bundle_of("transaction"));
-        if (out.status < 400) {
-          count(out);
-        } else {
-          out = processor.process(bundle_of("batch"));
-          count(out);
-          for (const auto& [index, error] : out.failed) {
-            // (The entry's place in the chunk means nothing to the reader: the line says where.)
-            std::string d = describe(error);
-            if (d.starts_with("Bundle.entry[")) {
-              auto colon = d.find(": ");
-              if (colon != std::string::npos) d = d.substr(colon + 2);
-            }
-            line_errors.emplace_back(lines[index].first, d);
-          }
-        }
-        lines.clear();
-      };
+  auto import_one = [&](const std::string& path) {
+    FileResult result;
+    std::map<std::string, std::int64_t>& written = result.written;
+    std::vector<std::string>& errors = result.errors;
+    auto count = [&](const server::BundleOutcome& out) {
+      for (const resources::VersionRecord& v : out.written)
+        if (!v.deleted) ++written[v.type];
+    };
+    auto outcome_text = [](const std::string& body) {
       std::string text;
-      for (std::size_t number = 1; std::getline(in, text); ++number) {
-        if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-        auto parsed = fhir::json::parse(text);
-        if (!parsed || !parsed->is_object()) {
-          line_errors.emplace_back(number, parsed ? std::string("not a JSON object") : describe(parsed.error()));
-          continue;
-        }
-        lines.emplace_back(number, std::move(*parsed));
-        if (lines.size() >= chunk) flush();
+      auto parsed = fhir::json::parse(body);
+      if (const fhir::json::Value* issues = parsed ? parsed->find("issue") : nullptr; issues && issues->is_array())
+        for (const fhir::json::Value& issue : issues->items())
+          if (const fhir::json::Value* d = issue.find("diagnostics"); d && d->is_string())
+            text += (text.empty() ? "" : "; ") + d->text();
+      return text.empty() ? body : text;
+    };
+    {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) {
+        errors.push_back(path + ": cannot be read");
+        return result;
       }
-      flush();
-      std::sort(line_errors.begin(), line_errors.end());
-      for (const auto& [number, message] : line_errors)
-        errors.push_back(path + ":" + std::to_string(number) + ": " + message);
-      continue;
+      if (path.ends_with(".ndjson")) {
+        // Chunks of lines: a transaction each; a failing chunk again as a batch, for the line of each error.
+        std::vector<std::pair<std::size_t, fhir::json::Value>> lines;  // (line number, resource)
+        std::vector<std::pair<std::size_t, std::string>> line_errors;
+        auto flush = [&] {
+          if (lines.empty()) return;
+          auto bundle_of = [&](const char* type) {
+            fhir::json::Value b = fhir::json::Value::object();
+            b.set("resourceType", fhir::json::Value::string("Bundle"));
+            b.set("type", fhir::json::Value::string(type));
+            fhir::json::Value entries = fhir::json::Value::array();
+            for (const auto& [line, resource] : lines) {
+              const fhir::json::Value* rt = resource.find("resourceType");
+              const fhir::json::Value* id = resource.find("id");
+              std::string t = rt && rt->is_string() ? rt->text() : std::string("Resource");
+              bool put = id && id->is_string();
+              fhir::json::Value request = fhir::json::Value::object();
+              request.set("method", fhir::json::Value::string(put ? "PUT" : "POST"));
+              request.set("url", fhir::json::Value::string(put ? t + "/" + id->text() : t));
+              fhir::json::Value e = fhir::json::Value::object();
+              e.set("resource", resource);
+              e.set("request", std::move(request));
+              entries.push_back(std::move(e));
+            }
+            b.set("entry", std::move(entries));
+            return b;
+          };
+          server::BundleOutcome out = processor.process(bundle_of("transaction"));
+          if (out.status < 400) {
+            count(out);
+          } else {
+            out = processor.process(bundle_of("batch"));
+            count(out);
+            for (const auto& [index, error] : out.failed) {
+              // (The entry's place in the chunk means nothing to the reader: the line says where.)
+              std::string d = describe(error);
+              if (d.starts_with("Bundle.entry[")) {
+                auto colon = d.find(": ");
+                if (colon != std::string::npos) d = d.substr(colon + 2);
+              }
+              line_errors.emplace_back(lines[index].first, d);
+            }
+          }
+          lines.clear();
+        };
+        std::string text;
+        for (std::size_t number = 1; std::getline(in, text); ++number) {
+          if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+          auto parsed = fhir::json::parse(text);
+          if (!parsed || !parsed->is_object()) {
+            line_errors.emplace_back(number, parsed ? std::string("not a JSON object") : describe(parsed.error()));
+            continue;
+          }
+          lines.emplace_back(number, std::move(*parsed));
+          if (lines.size() >= chunk) flush();
+        }
+        flush();
+        std::sort(line_errors.begin(), line_errors.end());
+        for (const auto& [number, message] : line_errors)
+          errors.push_back(path + ":" + std::to_string(number) + ": " + message);
+        return result;
+      }
+      std::stringstream text;
+      text << in.rdbuf();
+      auto parsed = fhir::json::parse(text.str());
+      if (!parsed) {
+        errors.push_back(path + ": " + describe(parsed.error()));
+        return result;
+      }
+      server::BundleOutcome out = processor.process(*parsed);
+      if (out.status >= 400) {
+        errors.push_back(path + ": " + outcome_text(out.body));
+        result.whole = true;
+        return result;
+      }
+      count(out);
+      for (const auto& [index, error] : out.failed) errors.push_back(path + ": " + describe(error));
     }
-    std::stringstream text;
-    text << in.rdbuf();
-    auto parsed = fhir::json::parse(text.str());
-    if (!parsed) {
-      errors.push_back(path + ": " + describe(parsed.error()));
-      continue;
+    return result;
+  };
+
+  // Files go to `jobs` workers at once: their transactions meet in the store's commit groups, and one file's
+  // parsing and checks run while another's rows are written. A file refused as a whole (for instance a
+  // conditional reference to what another file, still to come, creates) is tried once more after all the
+  // others, alone; only then do its errors count.
+  Progress progress(paths.size());
+  std::vector<FileResult> results(paths.size());
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < paths.size(); i = next++) {
+      results[i] = import_one(paths[i]);
+      std::int64_t n = 0;
+      for (const auto& [type, k] : results[i].written) n += k;
+      progress.file_done(n);
     }
-    server::BundleOutcome out = processor.process(*parsed);
-    if (out.status >= 400) {
-      errors.push_back(path + ": " + outcome_text(out.body));
-      continue;
-    }
-    count(out);
-    for (const auto& [index, error] : out.failed) errors.push_back(path + ": " + describe(error));
+  };
+  std::vector<std::thread> workers;
+  for (std::size_t j = 1; j < std::min(jobs, paths.size()); ++j) workers.emplace_back(work);
+  work();
+  for (std::thread& t : workers) t.join();
+  for (std::size_t i = 0; i < paths.size(); ++i)
+    if (results[i].whole) results[i] = import_one(paths[i]);
+  progress.finish();
+  std::map<std::string, std::int64_t> written;
+  std::vector<std::string> errors;
+  for (FileResult& r : results) {
+    for (const auto& [type, n] : r.written) written[type] += n;
+    errors.insert(errors.end(), r.errors.begin(), r.errors.end());
   }
   std::int64_t total = 0;
   for (const auto& [type, n] : written) total += n;

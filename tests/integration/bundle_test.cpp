@@ -635,5 +635,50 @@ TEST(ImportTest, LoadsNdjsonAndBundlesAndReportsBadLines) {
   EXPECT_EQ(string_at(*w, "total"), "34");
 }
 
+// A file whose transaction refers (by a conditional reference) to what a later file creates is refused in its
+// turn, then tried again after the others and stored; a file that cannot be stored is reported once.
+TEST(ImportTest, RetriesAFileThatNeedsALaterOneAndReportsAFailureOnce) {
+  TempDir dir("caduceus-import-order");
+  const std::string db = "sqlite:" + (dir.path() / "import.db").string();
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir.path() / name) << text;
+    return (dir.path() / name).string();
+  };
+  const std::string needs = write("a-needs.json", R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"resource":{"resourceType":"Observation","status":"final","code":{"text":"hb"},
+                 "subject":{"reference":"Patient?identifier=urn:mrn|77"}},
+     "request":{"method":"POST","url":"Observation"}}]})");
+  const std::string gives = write("b-gives.json", R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"resource":{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"77"}]},
+     "request":{"method":"POST","url":"Patient"}}]})");
+  const std::string broken = write("c-broken.json", R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"resource":{"resourceType":"Patient","birthDate":"never"},"request":{"method":"POST","url":"Patient"}}]})");
+  const auto output = dir.path() / "output.txt";
+  const std::string command = "'" + ServerOptions::default_binary() + "' import --jobs 1 --db '" + db + "' '" + needs +
+                              "' '" + gives + "' '" + broken + "' > '" + output.string() + "' 2>&1";
+  const int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::stringstream text;
+  text << std::ifstream(output).rdbuf();
+  const std::string report = text.str();
+  EXPECT_NE(report.find("Imported 2 resource version(s): Observation 1, Patient 1"), std::string::npos) << report;
+  EXPECT_EQ(report.find(needs), std::string::npos) << report;
+  auto first = report.find(broken + ": ");
+  ASSERT_NE(first, std::string::npos) << report;
+  EXPECT_EQ(report.find(broken + ": ", first + 1), std::string::npos) << "reported once: " << report;
+  EXPECT_NE(report.find("1 error(s)"), std::string::npos) << report;
+
+  ServerOptions options;
+  options.db = db;
+  TestServer server(options);
+  HttpClient client(server.host(), server.port());
+  Response obs = client.get(server.base_path() + "/Observation?subject:Patient.identifier=urn:mrn|77&_summary=count");
+  ASSERT_EQ(obs.status, 200) << obs.summary();
+  auto v = obs.json();
+  ASSERT_TRUE(v);
+  EXPECT_EQ(string_at(*v, "total"), "1");
+}
+
 }  // namespace
 }  // namespace caduceus::test
