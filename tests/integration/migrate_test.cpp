@@ -20,6 +20,7 @@ namespace caduceus::test {
 namespace {
 
 using resources::kDefaultTenant;
+constexpr resources::TenantId kOtherTenant = 7;
 const HeaderList kJson{{"Content-Type", "application/fhir+json"}};
 const HeaderList kStrict{{"Prefer", "handling=strict"}};
 
@@ -53,12 +54,12 @@ std::unique_ptr<resources::Store> open(const std::string& url) {
   return std::move(*store);
 }
 
-// Every version of the store, newest first (system history order), each with all that is stored of it.
-std::vector<std::string> versions(const std::string& url) {
+// Every version of a tenant of the store, newest first (system history order), each with all that is stored of it.
+std::vector<std::string> versions(const std::string& url, resources::TenantId tenant = kDefaultTenant) {
   auto store = open(url);
   resources::HistoryQuery q;
   q.count = 100000;
-  auto page = store->history(kDefaultTenant, q);
+  auto page = store->history(tenant, q);
   EXPECT_TRUE(page.has_value());
   std::vector<std::string> out;
   if (!page) return out;
@@ -154,7 +155,8 @@ class PostgresMigrateTest : public ::testing::Test {
   std::string sqlite_url(const std::string& name) const { return "sqlite:" + (dir_.path() / name).string(); }
 
   // A SQLite store with several types, updates, a delete, a custom SearchParameter made searchable by its reindex,
-  // a user, an OAuth client, a revoked token and an HL7 v2 message. Returns the id the server gave Observation 1.
+  // a user, an OAuth client, a revoked token, an HL7 v2 message and a version of another tenant. Returns the id the
+  // server gave Observation 1.
   std::string build_source(const std::string& url) {
     ServerOptions options;
     options.db = url;
@@ -218,6 +220,14 @@ class PostgresMigrateTest : public ::testing::Test {
       m.ack = "MSH|^~\\&|||LAB|HOSP|20240101||ACK|1|P|2.5\rMSA|AA|MSG0001\r";
       auto id = txn.insert_inbound_message(kDefaultTenant, m);
       if (!id) return std::unexpected(id.error());
+      // A version of another tenant's.
+      resources::VersionRecord other;
+      other.type = "Patient";
+      other.id = "p1";
+      other.version = 1;
+      other.last_updated_ms = txn.now_ms();
+      other.body = R"({"resourceType":"Patient","id":"p1","meta":{"versionId":"1"}})";
+      if (auto seq = txn.append(kOtherTenant, other); !seq) return std::unexpected(seq.error());
       return {};
     });
     EXPECT_TRUE(written.has_value()) << written.error().issues[0].diagnostics;
@@ -256,6 +266,9 @@ TEST_F(PostgresMigrateTest, SqliteToPostgresAndBackKeepsEveryVersionAndSearch) {
   const std::string o1 = build_source(source);
   const auto source_versions = versions(source);
   const auto source_rows = other_rows(source);
+  const auto source_other_tenant = versions(source, kOtherTenant);
+  ASSERT_EQ(source_other_tenant.size(), 1u);
+  EXPECT_TRUE(source_other_tenant[0].starts_with("Patient/p1/_history/1 seq 10 ")) << source_other_tenant[0];
   // 9 versions: p1 twice, p2 and its delete, p3, the Observation, d1, the SearchParameter, p4.
   ASSERT_EQ(source_versions.size(), 9u);
   ASSERT_TRUE(source_versions.back().starts_with("Patient/p1/_history/1 ")) << source_versions.back();
@@ -288,17 +301,19 @@ TEST_F(PostgresMigrateTest, SqliteToPostgresAndBackKeepsEveryVersionAndSearch) {
 
   CliRun to_pg = caduceus(dir_, {"migrate", "--from", source, "--to", pg_->url(), "--batch", "2"});
   ASSERT_EQ(to_pg.exit, 0) << to_pg.out << to_pg.err;
-  EXPECT_NE(to_pg.out.find("migrated 7 resources (9 versions), 2 users, 1 OAuth clients, 1 HL7 v2 messages"),
+  EXPECT_NE(to_pg.out.find("migrated 8 resources (10 versions), 2 users, 1 OAuth clients, 1 HL7 v2 messages"),
             std::string::npos)
       << to_pg.out;
-  EXPECT_NE(to_pg.err.find("resource_version: 9 rows"), std::string::npos) << to_pg.err;
+  EXPECT_NE(to_pg.err.find("resource_version: 10 rows"), std::string::npos) << to_pg.err;
   EXPECT_EQ(versions(pg_->url()), source_versions);
+  EXPECT_EQ(versions(pg_->url(), kOtherTenant), source_other_tenant);
   EXPECT_EQ(other_rows(pg_->url()), source_rows);
   EXPECT_EQ(searches(pg_->url()), expected_searches);
 
   CliRun to_sqlite = caduceus(dir_, {"migrate", "--from", pg_->url(), "--to", back});
   ASSERT_EQ(to_sqlite.exit, 0) << to_sqlite.out << to_sqlite.err;
   EXPECT_EQ(versions(back), source_versions);
+  EXPECT_EQ(versions(back, kOtherTenant), source_other_tenant);
   EXPECT_EQ(other_rows(back), source_rows);
   EXPECT_EQ(searches(back), expected_searches);
 
@@ -318,8 +333,8 @@ TEST_F(PostgresMigrateTest, SqliteToPostgresAndBackKeepsEveryVersionAndSearch) {
   EXPECT_EQ(order[1], "p3");
   auto after = versions(pg_->url());
   ASSERT_EQ(after.size(), 11u);
-  EXPECT_TRUE(after[1].starts_with("Patient/p1/_history/3 seq 10 ")) << after[1];
-  EXPECT_NE(after[0].find(" seq 11 "), std::string::npos) << after[0];
+  EXPECT_TRUE(after[1].starts_with("Patient/p1/_history/3 seq 11 ")) << after[1];
+  EXPECT_NE(after[0].find(" seq 12 "), std::string::npos) << after[0];
 }
 
 TEST_F(PostgresMigrateTest, ATargetThatIsNotEmptyIsRefusedUnlessForced) {
