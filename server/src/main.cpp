@@ -36,6 +36,7 @@
 #include "caduceus/server/config.hpp"
 #include "caduceus/server/http_server.hpp"
 #include "caduceus/server/metrics.hpp"
+#include "caduceus/server/migrate.hpp"
 #include "caduceus/server/request_log.hpp"
 #include "caduceus/server/router.hpp"
 
@@ -52,10 +53,9 @@ constexpr const char* kUsage =
     "  serve      run the FHIR server (caduceus serve --help lists its options)\n"
     "  import     load transaction/batch Bundle files and NDJSON files into the store (caduceus import --help)\n"
     "  admin      SMART clients and token signing keys (caduceus admin --help)\n"
+    "  migrate    copy a whole store to another database, SQLite <-> PostgreSQL (caduceus migrate --help)\n"
     "  version    print the version\n"
-    "  admin user add|list|disable|enable|totp   manage the accounts that sign in (caduceus admin user --help)\n"
-    "\n"
-    "Coming with later issues: migrate.\n";
+    "  admin user add|list|disable|enable|totp   manage the accounts that sign in (caduceus admin user --help)\n";
 
 constexpr const char* kImportUsage =
     "Usage: caduceus import [--db URL] [--search-index BOOL] [--sync-full BOOL] [--chunk N] [--jobs N] PATH...\n"
@@ -576,6 +576,7 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "serve") return serve({args.begin() + 1, args.end()});
   if (args[0] == "import") return import_files({args.begin() + 1, args.end()});
+  if (args[0] == "migrate") return server::run_migrate({args.begin() + 1, args.end()}, std::cout, std::cerr);
   if (args[0] == "admin" && args.size() >= 2 && args[1] == "user")
     return server::auth::run_admin_user({args.begin() + 2, args.end()}, std::cin, std::cout, std::cerr);
   if (args[0] == "admin") return server::auth::admin_command({args.begin() + 1, args.end()});

@@ -79,7 +79,7 @@ TEST_F(PostgresServerTest, TwoServersSameIfMatchOneWinsOneGets412) {
 }
 
 // What is written through one server is read, versioned, searched and listed in history through the other;
-// what search cannot do on PostgreSQL yet (_text, _content) says so (501), and /readyz is ready.
+// full text included, and /readyz is ready.
 TEST_F(PostgresServerTest, WritesThroughOneServerAreSeenByTheOther) {
   TestServer& a = start();
   TestServer& b = start();
@@ -113,9 +113,12 @@ TEST_F(PostgresServerTest, WritesThroughOneServerAreSeenByTheOther) {
   Response rev = ca.get("/fhir/Patient?_id=p2&_revinclude=Observation:subject");
   ASSERT_EQ(rev.status, 200) << rev.summary();
   EXPECT_EQ(entry_ids(rev), (std::set<std::string>{"o1", "p2"}));
-  Response text = cb.get("/fhir/Patient?_text=two");
-  EXPECT_EQ(text.status, 501) << text.summary();
-  EXPECT_NE(text.body.find("PostgreSQL"), std::string::npos) << text.body;
+  // Full text: p2's words (p1, which was "Two" too, is deleted); no narrative, so no _text match.
+  Response text = cb.get("/fhir/Patient?_content=twofold");
+  ASSERT_EQ(text.status, 200) << text.summary();
+  EXPECT_EQ(entry_ids(text), (std::set<std::string>{"p2"}));
+  EXPECT_EQ(entry_ids(ca.get("/fhir/Patient?_content=two")), (std::set<std::string>{}));
+  EXPECT_EQ(entry_ids(ca.get("/fhir/Patient?_text=twofold")), (std::set<std::string>{}));
   EXPECT_EQ(ca.get("/readyz").status, 200);
 }
 

@@ -307,12 +307,20 @@ TEST_F(SearchTest, CapabilityStatementListsTheSearchParameters) {
     EXPECT_TRUE(params.contains(name)) << name;
 }
 
-// _text and _content (full text, FTS5) and identifier :of-type, over a small store of their own.
+// _text and _content (full text: FTS5 on SQLite, tsvector on PostgreSQL) and identifier :of-type, over a small
+// store of their own.
 class FullTextSearchTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ServerOptions options;
     options.extra_args = {"--search-index", "true"};
+    if (postgres_backend()) {  // (run on both backends: see tests/CMakeLists.txt)
+      if (postgres_skipped()) return;
+      auto db = PgDatabase::create();
+      ASSERT_TRUE(db.has_value()) << db.error();
+      pg_database_ = std::move(*db);
+      options.db = pg_database_->url();
+    }
     server_ = std::make_unique<TestServer>(options);
     HttpClient c(server_->host(), server_->port());
     const std::pair<const char*, const char*> resources[] = {
@@ -337,7 +345,15 @@ class FullTextSearchTest : public ::testing::Test {
     for (const auto& [path, body] : resources)
       ASSERT_EQ(c.put(server_->base_path() + "/" + path, body, kJson).status, 201);
   }
-  static void TearDownTestSuite() { server_.reset(); }
+  static void TearDownTestSuite() {
+    server_.reset();
+    pg_database_.reset();
+  }
+  void SetUp() override {
+    if (!server_ && postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+    ASSERT_TRUE(server_) << "the server did not start";
+  }
+  static inline std::unique_ptr<PgDatabase> pg_database_;
 
   // GET type?name=value, the value percent-encoded.
   Response search(const std::string& type, const std::string& name, const std::string& value) {

@@ -170,6 +170,21 @@ const std::vector<Migration>& migrations() {
            " (tenant, sending_application, sending_facility, control_id) WHERE control_id <> ''",
            "CREATE INDEX hl7_inbound_received ON hl7_inbound (tenant, received)",
        }},
+      {8,
+       "full text",
+       {
+           // _text and _content: idx_text holds the text folded by the writer (case and accents, as string search
+           // folds them: pg_full_text.hpp), and its tsvectors (the 'simple' configuration: words as they are, no
+           // stemming, no stop words, so that it serves every language), each with a GIN index. _text searches the
+           // narrative, _content the narrative and every other string. (Rows written before this migration hold
+           // unfolded text: lower case still matches, accents need a $reindex.)
+           "ALTER TABLE idx_text"
+           " ADD COLUMN narrative_tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', narrative)) STORED,"
+           " ADD COLUMN content_tsv tsvector"
+           " GENERATED ALWAYS AS (to_tsvector('simple', narrative || ' ' || content)) STORED",
+           "CREATE INDEX idx_text_narrative ON idx_text USING gin (narrative_tsv)",
+           "CREATE INDEX idx_text_content ON idx_text USING gin (content_tsv)",
+       }},
   };
   return list;
 }

@@ -22,6 +22,7 @@
 #include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/resources/store/users.hpp"
 #include "pg_connection.hpp"
+#include "pg_full_text.hpp"
 #include "postgres_schema.hpp"
 #include "search_sql.hpp"
 
@@ -196,8 +197,8 @@ std::pair<std::string, std::vector<Param>> insert_index_sql(std::int64_t rid, st
            "::bigint, $" + std::to_string(n + 3) + ", $" + std::to_string(n + 4) + "))";
     params.emplace_back(rid);
     params.emplace_back(tenant);
-    params.emplace_back(v.narrative);
-    params.emplace_back(v.content);
+    params.emplace_back(pg::full_text_document(v.narrative));
+    params.emplace_back(pg::full_text_document(v.content));
   }
   if (!sql.empty()) sql += " SELECT 1";
   return {std::move(sql), std::move(params)};
@@ -229,44 +230,67 @@ std::string array_of(const std::vector<std::string>& items) {
 
 // A search built by search_sql.cpp (SQLite's dialect, which is mostly PostgreSQL's too) for PostgreSQL: `?` becomes
 // `$n`, the binds text parameters, and a subquery in FROM gets the alias PostgreSQL 15 requires. What is SQLite's
-// own is refused (FTS5, for _text and _content), dropped (a unary + before a column) or renamed (char() is chr()).
+// own is translated (FTS5's MATCH on idx_text: a tsquery on its tsvector columns, see pg_full_text.hpp), dropped (a
+// unary + before a column) or renamed (char() is chr()).
 Result<std::pair<std::string, std::vector<Param>>> to_postgres(const SqlQuery& q) {
-  if (q.sql.find("idx_text") != std::string::npos)
+  std::string source = q.sql;
+  // _text and _content: the FTS5 expression bound to the `?` becomes a tsquery over bound terms.
+  static constexpr std::pair<std::string_view, std::string_view> kFullText[] = {
+      {"(SELECT rowid FROM idx_text WHERE narrative MATCH ?)", "(SELECT rid FROM idx_text WHERE narrative_tsv @@ ?)"},
+      {"(SELECT rowid FROM idx_text WHERE idx_text MATCH ?)", "(SELECT rid FROM idx_text WHERE content_tsv @@ ?)"},
+  };
+  for (const auto& [from, to] : kFullText)
+    for (std::size_t at = source.find(from); at != std::string::npos; at = source.find(from, at + to.size()))
+      source.replace(at, from.size(), to);
+  if (source.find(" MATCH ") != std::string::npos)
     return fhir::fail(ErrorKind::kNotSupported, "not-supported",
-                      "_text and _content are not available on the PostgreSQL store yet");
+                      "this full-text search is not available on the PostgreSQL store yet");
+  auto param_of = [](const SqlQuery::Bind& b) {
+    return std::visit(
+        [](const auto& v) -> Param {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, double>)
+            return Param(number_text(v));
+          else
+            return Param(v);
+        },
+        b);
+  };
   std::string sql;
-  sql.reserve(q.sql.size() + 16);
-  int n = 0;
+  sql.reserve(source.size() + 16);
+  std::vector<Param> params;
+  params.reserve(q.binds.size());
+  std::size_t bind = 0;
   bool quoted = false;
-  for (std::size_t i = 0; i < q.sql.size(); ++i) {
-    const char c = q.sql[i];
+  for (std::size_t i = 0; i < source.size(); ++i) {
+    const char c = source[i];
     if (c == '\'') quoted = !quoted;
     if (!quoted && c == '?') {
-      sql += "$" + std::to_string(++n);
+      if (bind >= q.binds.size())
+        return fhir::fail(ErrorKind::kInternal, "exception", "search SQL has more parameters than values");
+      const SqlQuery::Bind& b = q.binds[bind++];
+      if (sql.ends_with("_tsv @@ ") && std::holds_alternative<std::string>(b)) {
+        std::vector<std::string> terms;
+        auto tsquery = pg::tsquery_sql(std::get<std::string>(b), static_cast<int>(params.size()) + 1, terms);
+        if (!tsquery) return std::unexpected(tsquery.error());
+        sql += *tsquery;
+        for (std::string& t : terms) params.emplace_back(std::move(t));
+        continue;
+      }
+      params.push_back(param_of(b));
+      sql += "$" + std::to_string(params.size());
       continue;
     }
     // SQLite's unary + before a column ("+r.type") keeps its planner off an index; PostgreSQL has no unary +
     // for text (and plans by statistics): dropped.
-    if (!quoted && c == '+' && i + 1 < q.sql.size() && std::isalpha(static_cast<unsigned char>(q.sql[i + 1])) &&
-        (i == 0 || q.sql[i - 1] == ' ' || q.sql[i - 1] == '(' || q.sql[i - 1] == ','))
+    if (!quoted && c == '+' && i + 1 < source.size() && std::isalpha(static_cast<unsigned char>(source[i + 1])) &&
+        (i == 0 || source[i - 1] == ' ' || source[i - 1] == '(' || source[i - 1] == ','))
       continue;
     sql += c;
   }
   if (sql.starts_with("SELECT COUNT(*) FROM (") && sql.ends_with(")")) sql += " AS matches";
   for (std::size_t at = sql.find("char(1)"); at != std::string::npos; at = sql.find("char(1)", at))
     sql.replace(at, 7, "chr(1)");  // (the separator of a token sort key)
-  std::vector<Param> params;
-  params.reserve(q.binds.size());
-  for (const auto& b : q.binds)
-    std::visit(
-        [&](const auto& v) {
-          using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, double>)
-            params.emplace_back(number_text(v));
-          else
-            params.emplace_back(v);
-        },
-        b);
   return std::pair{std::move(sql), std::move(params)};
 }
 
@@ -626,9 +650,8 @@ class PostgresStore final : public Store {
     queue_cv_.notify_one();
   }
 
-  // Search: the SQL of search_sql.cpp, for the criteria, paging (cursor: the last rid) and _total. Not yet on
-  // PostgreSQL: _text/_content (501). Strings sort in the database's collation (SQLite: bytewise): create the
-  // database with LC_COLLATE C for the same order.
+  // Search: the SQL of search_sql.cpp, for the criteria, paging (cursor: the last rid) and _total. Strings sort in the
+  // database's collation (SQLite: bytewise): create the database with LC_COLLATE C for the same order.
   Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
     std::optional<std::int64_t> after;
     std::optional<SortPosition> after_sorted;
