@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -272,11 +273,15 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
   // The resources of the message, written in the caller's transaction; their version references.
   auto write_resources = [this, ctx, tenant](Transaction& txn) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;
+    std::map<std::string, std::string> written;  // local_ref -> Type/id
     for (std::size_t i = 0; i < ctx->mapping.resources.size(); ++i) {
       const MappedResource& r = ctx->mapping.resources[i];
-      auto w = repository_.conditional_update_in(txn, tenant, r.type, r.resource, *ctx->criteria[i]);
+      fhir::json::Value body = r.resource;
+      if (!written.empty()) resolve_local_references(body, written);
+      auto w = repository_.conditional_update_in(txn, tenant, r.type, std::move(body), *ctx->criteria[i]);
       if (!w) return std::unexpected(w.error());
       out.push_back(w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version));
+      if (!r.local_ref.empty()) written[r.local_ref] = w->record.type + "/" + w->record.id;
     }
     return out;
   };
