@@ -172,13 +172,15 @@ void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversi
   MessageMapper mapper = find_mapper(m.type, m.trigger);
   if (mapper == nullptr) {
     if (type_supported(m.type))
-      return reject(Problem{
-          ErrorCode::kUnsupportedEventCode, h.at(9, 0, 2),
-          "event " + m.type + "^" + m.trigger + " is not supported yet (ADT^A01, A04, A08 and A31 are processed)",
-          false});
+      return reject(Problem{ErrorCode::kUnsupportedEventCode, h.at(9, 0, 2),
+                            "event " + m.type + "^" + m.trigger +
+                                " is not supported yet (processed: ADT^A01, A04, A08, A31, ORU^R01, ORM^O01, OML^O21, "
+                                "RDE^O11, SIU^S12, S13, S14, S15, S26)",
+                            false});
     return reject(Problem{ErrorCode::kUnsupportedMessageType, h.at(9, 0, 1),
                           "message type " + m.type + (m.trigger.empty() ? "" : "^" + m.trigger) +
-                              " is not supported yet (ADT^A01, A04, A08 and A31 are processed)",
+                              " is not supported yet (processed: ADT^A01, A04, A08, A31, ORU^R01, ORM^O01, OML^O21, "
+                              "RDE^O11, SIU^S12, S13, S14, S15, S26)",
                           false});
   }
 

@@ -113,7 +113,7 @@ Mapping map_siu(const Message& m) {
   // SCH-9 duration in SCH-10 units (minutes when empty).
   if (std::string d = txt(*sch, 9); !d.empty()) {
     auto n = v2_decimal(d);
-    if (!n || n->find('.') != std::string::npos || n->front() == '-') {
+    if (!n || n->find('.') != std::string::npos || n->front() == '-' || n->size() > 9) {
       out.problems.push_back(bad_value(*sch, 9, "'" + d + "' is not a whole duration"));
       return out;
     }
