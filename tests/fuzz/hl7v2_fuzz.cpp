@@ -1,12 +1,14 @@
 // Fuzz target: bytes go through the MLLP framer (split in two reads at a point the input chooses), each frame and
-// the whole input through the HL7 v2 parser, every accessor and the Patient mapping, and an ACK is built for each:
-// everything must be answered, never crash. See tests/fuzz/README.md for coverage-guided runs.
+// the whole input through the HL7 v2 parser, every accessor and the mappings (Patient; orders, results,
+// prescriptions, appointments), and an ACK is built for each: everything must be answered, never crash. See
+// tests/fuzz/README.md for coverage-guided runs.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
 #include "caduceus/adapters/hl7v2/ack.hpp"
+#include "caduceus/adapters/hl7v2/clinical_mapping.hpp"
 #include "caduceus/adapters/hl7v2/mapping.hpp"
 #include "caduceus/adapters/hl7v2/message.hpp"
 #include "caduceus/adapters/mllp.hpp"
@@ -26,6 +28,11 @@ void exercise(std::string_view bytes) {
         for (std::size_t c = 1; c <= s.components(f, r) && c <= 8; ++c) (void)s.get(f, c, 2, r);
   Mapping mapped = map_adt_patient(*m);
   (void)build_ack(AckTarget::of(*m), "AE", "X", "20240101000000+0000", mapped.problems);
+  // The order, result and schedule mappers, whatever the message's type.
+  for (MessageMapper mapper : {&map_oru_r01, &map_orm_o01, &map_rde_o11, &map_siu}) {
+    Mapping other = mapper(*m);
+    (void)build_ack(AckTarget::of(*m), "AE", "X", "20240101000000+0000", other.problems);
+  }
 }
 
 }  // namespace

@@ -168,18 +168,17 @@ TEST_F(Hl7v2MllpTest, SeveralFramesInOneWriteAreAnsweredInOrderAndDuplicatesNotP
   std::string first = adt("A04", "INT-DUP-1", "P-2002^^^CityHosp&1.2.840.999.1&ISO^MR||Hopper^Grace||19061209|F");
   std::string ack1 = mllp.exchange(first);
   ASSERT_EQ(ack_field(ack1, "MSA", 1), "AA") << ack1;
-  std::string oru =
-      "MSH|^~\\&|LegacyLab|LAB|CADUCEUS|HOSP|20240301||ORU^R01|INT-ORU-1|P|2.5.1\rPID|1||P-2002\r"
-      "OBR|1\rOBX|1|NM|1234-5||7\r";
+  std::string mfn =  // (a type we do not take: master files)
+      "MSH|^~\\&|LegacyLab|LAB|CADUCEUS|HOSP|20240301||MFN^M02|INT-MFN-1|P|2.5.1\rMFI|PRA\r";
   std::string a08 =
       adt("A08", "INT-DUP-2", "P-2002^^^CityHosp&1.2.840.999.1&ISO^MR||Hopper^Grace^Brewster||19061209|F");
   // The duplicate, an unsupported type and an update, in one write.
-  mllp.write(MllpFramer::wrap(first) + MllpFramer::wrap(oru) + MllpFramer::wrap(a08));
+  mllp.write(MllpFramer::wrap(first) + MllpFramer::wrap(mfn) + MllpFramer::wrap(a08));
   auto acks = mllp.read(3);
   ASSERT_EQ(acks.size(), 3u);
   EXPECT_EQ(acks[0], ack1);  // the stored ACK, sent again
   EXPECT_EQ(ack_field(acks[1], "MSA", 1), "AR");
-  EXPECT_EQ(ack_field(acks[1], "MSA", 2), "INT-ORU-1");
+  EXPECT_EQ(ack_field(acks[1], "MSA", 2), "INT-MFN-1");
   EXPECT_EQ(ack_field(acks[1], "ERR", 3), "200");
   EXPECT_NE(ack_field(acks[1], "ERR", 8).find("not supported yet"), std::string::npos);
   EXPECT_EQ(ack_field(acks[2], "MSA", 1), "AA");
@@ -273,8 +272,8 @@ TEST_F(Hl7v2MllpTest, EverySampleMessageIsAnsweredOverOneConnection) {
     ++(code == "AA" ? aa : ar);
   }
   EXPECT_EQ(files, 139u);
-  EXPECT_EQ(aa, 14u);
-  EXPECT_EQ(ar, 125u);
+  EXPECT_EQ(aa, 14u + 30u);  // ADT (14); ORU, ORM, OML, RDE^O11, SIU S12-S15/S26 (30)
+  EXPECT_EQ(ar, 95u);
 }
 
 TEST_F(Hl7v2MllpTest, ManyConnectionsAtOnce) {
@@ -291,6 +290,139 @@ TEST_F(Hl7v2MllpTest, ManyConnectionsAtOnce) {
     EXPECT_EQ(ack_field(acks[0], "MSA", 2), "INT-MANY-" + std::to_string(i));
   }
   EXPECT_EQ(patients("urn:oid:1.2.840.999.1|M-5").size(), 1u);
+}
+
+// Orders, results, prescriptions and appointments over MLLP: each message answered AA once its resources are
+// committed, found over HTTP by their identifiers, references resolved to the stored resources, later messages
+// about the same order or appointment updating instead of adding.
+class Hl7v2ClinicalMllpTest : public Hl7v2MllpTest {
+ protected:
+  // A vendored sample with its own control id.
+  static std::string sample(const std::string& name, const std::string& control) {
+    std::ifstream in(std::filesystem::path(CADUCEUS_TEST_DATA) / "hl7v2" / name, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string raw = text.str();
+    auto m = adapters::hl7v2::parse(raw);
+    if (!m) throw std::runtime_error("unparsable sample " + name);
+    raw.replace(raw.find("|" + m->control_id + "|"), m->control_id.size() + 2, "|" + control + "|");
+    return raw;
+  }
+  std::vector<Value> search(const std::string& type, const std::string& query) {
+    Response r = client().get(path(type + "?" + query));
+    EXPECT_EQ(r.status, 200) << r.summary();
+    std::vector<Value> out;
+    if (auto v = r.json())
+      if (const Value* entries = v->find("entry"))
+        for (const Value& e : entries->items())
+          if (const Value* res = e.find("resource")) out.push_back(*res);
+    return out;
+  }
+};
+
+TEST_F(Hl7v2ClinicalMllpTest, OrderThenResultsAreStoredLinkedAndSearchable) {
+  MllpClient mllp(mllp_port());
+  std::string ack = mllp.exchange(sample("LAB-ORM-1.hl7", "INT-ORM-1"));
+  ASSERT_EQ(ack_field(ack, "MSA", 1), "AA") << ack;
+  auto patients_found = search("Patient", "identifier=10006579");
+  ASSERT_EQ(patients_found.size(), 1u);
+  std::string patient = "Patient/" + string_at(patients_found[0], "id");
+  auto orders = search("ServiceRequest", "identifier=88502218");
+  ASSERT_EQ(orders.size(), 1u);
+  EXPECT_EQ(string_at(orders[0], "status"), "active");
+  EXPECT_EQ(string_at(orders[0], "subject.reference"), patient);
+  EXPECT_EQ(string_at(orders[0], "code.coding[0].code"), "24317-0");
+  EXPECT_EQ(string_at(orders[0], "occurrenceDateTime"), "2014-10-06T06:44:00Z");  // no offset: UTC
+  std::string order = "ServiceRequest/" + string_at(orders[0], "id");
+
+  // The results of that order (and of another), in one message: one transaction.
+  ack = mllp.exchange(sample("LAB-ORU-1.hl7", "INT-ORU-1"));
+  ASSERT_EQ(ack_field(ack, "MSA", 1), "AA") << ack;
+  EXPECT_EQ(search("Patient", "identifier=10006579").size(), 1u);
+  orders = search("ServiceRequest", "identifier=88502218");
+  ASSERT_EQ(orders.size(), 1u);  // the same order, updated by the result
+  EXPECT_EQ("ServiceRequest/" + string_at(orders[0], "id"), order);
+  EXPECT_EQ(string_at(orders[0], "meta.versionId"), "2");
+  EXPECT_EQ(string_at(orders[0], "status"), "completed");  // OBR-25 F
+  auto reports = search("DiagnosticReport", "identifier=82503246");
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(string_at(reports[0], "status"), "final");
+  EXPECT_EQ(string_at(reports[0], "basedOn[0].reference"), order);
+  EXPECT_EQ(string_at(reports[0], "subject.reference"), patient);
+  EXPECT_EQ(size_at(reports[0], "result"), 5u);
+  auto rbc = search("Observation", "code=" + url_encode("http://loinc.org|11273-0"));
+  ASSERT_EQ(rbc.size(), 1u);
+  EXPECT_EQ(string_at(rbc[0], "valueQuantity.value"), "4.06");
+  EXPECT_EQ(string_at(rbc[0], "valueQuantity.unit"), "tera.l-1");
+  EXPECT_EQ(string_at(rbc[0], "status"), "preliminary");
+  EXPECT_EQ(string_at(rbc[0], "effectiveDateTime"), "2014-10-06T06:27:00+07:00");
+  EXPECT_EQ(string_at(rbc[0], "basedOn[0].reference"), order);
+  auto specimens = search("Specimen", "identifier=SpecimenID");
+  ASSERT_EQ(specimens.size(), 1u);
+  EXPECT_EQ(string_at(rbc[0], "specimen.reference"), "Specimen/" + string_at(specimens[0], "id"));
+  // The report lists the observation, by its stored id.
+  bool listed = false;
+  for (std::size_t i = 0; i < 5; ++i)
+    listed = listed || string_at(reports[0], "result[" + std::to_string(i) + "].reference") ==
+                           "Observation/" + string_at(rbc[0], "id");
+  EXPECT_TRUE(listed);
+  EXPECT_EQ(search("Observation", "subject=" + url_encode(patient) + "&_count=100").size(), 10u);
+  // A result for a field that does not fit: AE naming it, nothing stored.
+  ack = mllp.exchange(
+      "MSH|^~\\&|Lab|L|C|D|20240301||ORU^R01|INT-ORU-BAD|P|2.5.1\rPID|1||MRN-X\rOBR|1||F-X|1^X^L\r"
+      "OBX|1|NM|2^Y^L||12,5||||||F\r");
+  EXPECT_EQ(ack_field(ack, "MSA", 1), "AE") << ack;
+  EXPECT_EQ(ack_field(ack, "ERR", 2, 1), "OBX");
+  EXPECT_EQ(ack_field(ack, "ERR", 2, 3), "5");
+  EXPECT_EQ(ack_field(ack, "ERR", 3), "102");
+  EXPECT_TRUE(search("Patient", "identifier=MRN-X").empty());
+}
+
+TEST_F(Hl7v2ClinicalMllpTest, PrescriptionAndAppointmentLifecycle) {
+  MllpClient mllp(mllp_port());
+  std::string ack = mllp.exchange(sample("RDE-O11-01.hl7", "INT-RDE-1"));
+  ASSERT_EQ(ack_field(ack, "MSA", 1), "AA") << ack;
+  auto prescriptions = search("MedicationRequest", "identifier=1163422591");
+  ASSERT_EQ(prescriptions.size(), 1u);
+  const Value& rx = prescriptions[0];
+  EXPECT_EQ(string_at(rx, "status"), "active");
+  EXPECT_EQ(string_at(rx, "medicationCodeableConcept.coding[0].system"), "http://hl7.org/fhir/sid/ndc");
+  EXPECT_EQ(string_at(rx, "medicationCodeableConcept.coding[0].code"), "0143963401");
+  EXPECT_EQ(string_at(rx, "dosageInstruction[0].route.coding[0].code"), "IV");
+  EXPECT_EQ(string_at(rx, "dosageInstruction[0].doseAndRate[0].doseQuantity.value"), "5");
+  EXPECT_EQ(string_at(rx, "dispenseRequest.quantity.value"), "3");
+  EXPECT_EQ(string_at(rx, "dispenseRequest.numberOfRepeatsAllowed"), "12");
+  auto patients_found = search("Patient", "identifier=PATID1234");
+  ASSERT_EQ(patients_found.size(), 1u);
+  EXPECT_EQ(string_at(rx, "subject.reference"), "Patient/" + string_at(patients_found[0], "id"));
+
+  // Booked, rescheduled (a new start), cancelled: one Appointment, three versions.
+  ack = mllp.exchange(sample("SIU-S12-01.hl7", "INT-SIU-12"));
+  ASSERT_EQ(ack_field(ack, "MSA", 1), "AA") << ack;
+  auto appointments = search("Appointment", "identifier=36996");
+  ASSERT_EQ(appointments.size(), 1u);
+  EXPECT_EQ(string_at(appointments[0], "status"), "booked");
+  EXPECT_EQ(string_at(appointments[0], "start"), "2021-09-24T09:30:00+02:15");
+  EXPECT_EQ(string_at(appointments[0], "participant[0].actor.reference"),
+            "Patient/" + string_at(patients_found[0], "id"));
+  EXPECT_EQ(string_at(appointments[0], "participant[3].actor.display"), "Robert C GE");
+  std::string s13 = sample("SIU-S13-01.hl7", "INT-SIU-13");
+  std::string old_start = "TQ1|||||||20210924093000+0215|20210924102000+0215";
+  ASSERT_NE(s13.find(old_start), std::string::npos);
+  s13.replace(s13.find(old_start), old_start.size(), "TQ1|||||||20210925140000+0215|20210925145000+0215");
+  ack = mllp.exchange(s13);
+  ASSERT_EQ(ack_field(ack, "MSA", 1), "AA") << ack;
+  appointments = search("Appointment", "identifier=36996");
+  ASSERT_EQ(appointments.size(), 1u);
+  EXPECT_EQ(string_at(appointments[0], "start"), "2021-09-25T14:00:00+02:15");
+  EXPECT_EQ(string_at(appointments[0], "meta.versionId"), "2");
+  ack = mllp.exchange(sample("SIU-S15-01.hl7", "INT-SIU-15"));
+  ASSERT_EQ(ack_field(ack, "MSA", 1), "AA") << ack;
+  appointments = search("Appointment", "identifier=36996");
+  ASSERT_EQ(appointments.size(), 1u);
+  EXPECT_EQ(string_at(appointments[0], "status"), "cancelled");
+  EXPECT_EQ(string_at(appointments[0], "meta.versionId"), "3");
+  EXPECT_EQ(search("Appointment", "status=cancelled").size(), 1u);
 }
 
 }  // namespace

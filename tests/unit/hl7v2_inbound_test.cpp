@@ -239,7 +239,7 @@ TEST_F(InboundTest, AdtIsStoredMappedAndAcknowledgedOnce) {
 }
 
 TEST_F(InboundTest, RejectionsAndErrors) {
-  auto oru = send("MSH|^~\\&|SendApp|SendFac|R|F|2024||ORU^R01|U1|P|2.5.1\rPID|1||7\rOBR|1\r");
+  auto oru = send("MSH|^~\\&|SendApp|SendFac|R|F|2024||MFN^M02|U1|P|2.5.1\rMFI|PRA\r");  // a type we do not take
   ASSERT_EQ(oru.size(), 1u);
   EXPECT_EQ(field(oru[0], "MSA", 1), "AR");
   EXPECT_EQ(field(oru[0], "MSA", 2), "U1");
@@ -345,9 +345,11 @@ TEST_F(InboundTest, EverySampleIsAnsweredAaOrAr) {
     ++(rec->status == "processed" ? aa : ar);
   }
   // ADT-A01-01/02, ADT01-23/28, ADT-A04-01/02, ADT04-23/251/28, ADT-A08-01/02, ADT-A31-01/02, and MDM_01 (which
-  // is an ADT^A01 despite its name).
-  EXPECT_EQ(aa, 14u);
-  EXPECT_EQ(ar, 139u - 14u);
+  // is an ADT^A01 despite its name): 14. Orders and results: LAB-ORU-1/2, LRI_2.0-NG_CBC, ORU-R01-01, -RMGEAD (5),
+  // LAB-ORM-1, ORM-O01-01..06, OML-O21-02 (an ORM^O01) (8), OML-O21-01/03, MDHHS-OML-O21-1/2 (4), RDE-O11-01/02
+  // (2), SIU-S12-01/02, S12_1, S13, S14, S15, S26 -01/02 (11): 30.
+  EXPECT_EQ(aa, 14u + 30u);
+  EXPECT_EQ(ar, 139u - 14u - 30u);
 }
 
 }  // namespace

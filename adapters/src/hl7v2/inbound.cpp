@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -171,13 +172,15 @@ void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversi
   MessageMapper mapper = find_mapper(m.type, m.trigger);
   if (mapper == nullptr) {
     if (type_supported(m.type))
-      return reject(Problem{
-          ErrorCode::kUnsupportedEventCode, h.at(9, 0, 2),
-          "event " + m.type + "^" + m.trigger + " is not supported yet (ADT^A01, A04, A08 and A31 are processed)",
-          false});
+      return reject(Problem{ErrorCode::kUnsupportedEventCode, h.at(9, 0, 2),
+                            "event " + m.type + "^" + m.trigger +
+                                " is not supported yet (processed: ADT^A01, A04, A08, A31, ORU^R01, ORM^O01, OML^O21, "
+                                "RDE^O11, SIU^S12, S13, S14, S15, S26)",
+                            false});
     return reject(Problem{ErrorCode::kUnsupportedMessageType, h.at(9, 0, 1),
                           "message type " + m.type + (m.trigger.empty() ? "" : "^" + m.trigger) +
-                              " is not supported yet (ADT^A01, A04, A08 and A31 are processed)",
+                              " is not supported yet (processed: ADT^A01, A04, A08, A31, ORU^R01, ORM^O01, OML^O21, "
+                              "RDE^O11, SIU^S12, S13, S14, S15, S26)",
                           false});
   }
 
@@ -272,11 +275,15 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
   // The resources of the message, written in the caller's transaction; their version references.
   auto write_resources = [this, ctx, tenant](Transaction& txn) -> Result<std::vector<std::string>> {
     std::vector<std::string> out;
+    std::map<std::string, std::string> written;  // local_ref -> Type/id
     for (std::size_t i = 0; i < ctx->mapping.resources.size(); ++i) {
       const MappedResource& r = ctx->mapping.resources[i];
-      auto w = repository_.conditional_update_in(txn, tenant, r.type, r.resource, *ctx->criteria[i]);
+      fhir::json::Value body = r.resource;
+      if (!written.empty()) resolve_local_references(body, written);
+      auto w = repository_.conditional_update_in(txn, tenant, r.type, std::move(body), *ctx->criteria[i]);
       if (!w) return std::unexpected(w.error());
       out.push_back(w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version));
+      if (!r.local_ref.empty()) written[r.local_ref] = w->record.type + "/" + w->record.id;
     }
     return out;
   };

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <utility>
 
+#include "caduceus/adapters/hl7v2/clinical_mapping.hpp"
+
 namespace caduceus::adapters::hl7v2 {
 namespace {
 
@@ -317,6 +319,16 @@ MessageMapper find_mapper(std::string_view type, std::string_view trigger) {
       {"ADT", "A04", &map_adt_patient},
       {"ADT", "A08", &map_adt_patient},
       {"ADT", "A31", &map_adt_patient},
+      // orders, results, prescriptions, appointments (clinical_mapping.hpp)
+      {"ORU", "R01", &map_oru_r01},
+      {"ORM", "O01", &map_orm_o01},
+      {"OML", "O21", &map_orm_o01},
+      {"RDE", "O11", &map_rde_o11},
+      {"SIU", "S12", &map_siu},
+      {"SIU", "S13", &map_siu},
+      {"SIU", "S14", &map_siu},
+      {"SIU", "S15", &map_siu},
+      {"SIU", "S26", &map_siu},
   };
   for (const Entry& e : kMappers)
     if (type == e.type && trigger == e.trigger) return e.mapper;
@@ -324,7 +336,7 @@ MessageMapper find_mapper(std::string_view type, std::string_view trigger) {
 }
 
 bool type_supported(std::string_view type) {
-  return type == "ADT";
+  return type == "ADT" || type == "ORU" || type == "ORM" || type == "OML" || type == "RDE" || type == "SIU";
 }
 
 }  // namespace caduceus::adapters::hl7v2

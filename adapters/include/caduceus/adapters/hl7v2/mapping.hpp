@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,11 +14,19 @@ namespace caduceus::adapters::hl7v2 {
 // One resource a message yields, written as a conditional update (`criteria`, a FHIR search such as
 // identifier=urn:oid:1.2|123, as (name, value) pairs, values with FHIR search escapes) so that the same message or a
 // later one updates it instead of adding another.
+//
+// `local_ref`, when not empty, is a placeholder (such as "urn:hl7v2:1") that resources later in the same Mapping
+// use as a Reference.reference to this one: once this resource is written, those references become its
+// "Type/id" (resolve_local_references). A message's resources are written in their order.
 struct MappedResource {
   std::string type;
   fhir::json::Value resource;
   std::vector<std::pair<std::string, std::string>> criteria;
+  std::string local_ref;
 };
+
+// Replaces every Reference.reference in `resource` that is a key of `written` (a placeholder) by its value.
+void resolve_local_references(fhir::json::Value& resource, const std::map<std::string, std::string>& written);
 
 // What a message maps to. `problems` that are not warnings mean the message is not processed (AE).
 struct Mapping {
