@@ -729,6 +729,15 @@ class PostgresStore final : public Store {
         });
   }
 
+  Result<std::optional<bool>> token_revoked(TenantId tenant, const std::string& jti) override {
+    return with_conn([&](pg::Connection& c) -> Result<std::optional<bool>> {
+      auto r = c.run("token_revoked", "SELECT 1 FROM oauth_revoked_token WHERE tenant = $1 AND jti = $2",
+                     {Param(tenant), Param(jti)});
+      if (!r) return std::unexpected(pg::to_error(r.error(), "revocation"));
+      return std::optional<bool>(r->rows() > 0);
+    });
+  }
+
   Result<void> ping() override {
     return with_conn([&](pg::Connection& c) -> Result<void> {
       auto r = c.exec("SELECT 1");
