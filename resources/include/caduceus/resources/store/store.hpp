@@ -93,6 +93,8 @@ struct StatementPlan {
   std::optional<std::int64_t> rows;
   bool rows_bounded = false;
   std::string rows_method;
+  // The database's own estimate of the matches (PostgreSQL's EXPLAIN; SQLite has none).
+  std::optional<std::int64_t> estimated_rows;
   // sqlite_stat1 rows (index, stat) of the indexes used, when ANALYZE has been run on the database; else empty.
   std::vector<std::pair<std::string, std::string>> statistics;
 };
