@@ -2,7 +2,8 @@
 // target_session_attrs=read-write), under a steady write load; the primary is killed (SIGKILL on its postmaster)
 // and the standby promoted. Meanwhile requests get 503 with Retry-After (never a hang, never a 500) and /readyz is
 // not ready; afterwards the server carries on against the new primary by itself, and every create it acknowledged
-// (201) is there. The clusters are this test's own (tests/support/pg_replicated.hpp), not the ctest fixture's.
+// (201) is there, read through it and through a second server. The clusters are this test's own
+// (tests/support/pg_replicated.hpp), not the ctest fixture's.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -116,8 +117,10 @@ TEST(PostgresFailoverTest, PrimaryKilledStandbyPromotedEveryAcknowledgedCreateSu
   o.db = pg.url();
   o.start_timeout = 30s;
   TestServer server(o);
-  HttpClient c(server.host(), server.port(), 20s);
+  TestServer other(o);  // a second server on the same pair, without load of its own
+  HttpClient c(server.host(), server.port(), 20s), c2(other.host(), other.port(), 20s);
   ASSERT_EQ(c.get("/readyz").status, 200);
+  ASSERT_EQ(c2.get("/readyz").status, 200);
 
   WriteLoad load(server.host(), server.port());
   ASSERT_TRUE(load.wait_acknowledged(20, 60s)) << "acknowledged: " << load.acknowledged_count() << "\n"
@@ -137,11 +140,13 @@ TEST(PostgresFailoverTest, PrimaryKilledStandbyPromotedEveryAcknowledgedCreateSu
   EXPECT_EQ(read.status, 503) << read.summary();
   EXPECT_FALSE(read.header("Retry-After").empty()) << read.summary();
   EXPECT_EQ(c.get("/readyz").status, 503);
+  EXPECT_EQ(c2.get("/readyz").status, 503);
 
   // The standby takes over; the server finds it by itself (no restart, no new URL).
   auto promoted = pg.promote_standby();
   ASSERT_TRUE(promoted.has_value()) << promoted.error();
   ASSERT_TRUE(eventually([&] { return c.get("/readyz").status == 200; }, 60s)) << pg.logs();
+  ASSERT_TRUE(eventually([&] { return c2.get("/readyz").status == 200; }, 60s)) << pg.logs();
   const std::size_t at_promotion = load.acknowledged_count();
   ASSERT_TRUE(load.wait_acknowledged(at_promotion + 20, 60s))
       << "acknowledged after the promotion: " << load.acknowledged_count() - at_promotion << "\n"
@@ -153,8 +158,9 @@ TEST(PostgresFailoverTest, PrimaryKilledStandbyPromotedEveryAcknowledgedCreateSu
   EXPECT_GE(before_kill, 20u);
   // Every create acknowledged, before the kill and after it, is on the new primary, as it was acknowledged.
   const auto acknowledged = load.acknowledged();
-  for (const auto& [id, family] : acknowledged) {
-    Response r = c.get("/fhir/Patient/" + id);
+  for (std::size_t i = 0; i < acknowledged.size(); ++i) {
+    const auto& [id, family] = acknowledged[i];
+    Response r = (i % 2 ? c2 : c).get("/fhir/Patient/" + id);  // through both servers
     ASSERT_EQ(r.status, 200) << "acknowledged Patient/" << id << " (" << family << ") is lost: " << r.summary();
     EXPECT_EQ(string_at(*r.json(), "name[0].family"), family);
   }
@@ -164,6 +170,7 @@ TEST(PostgresFailoverTest, PrimaryKilledStandbyPromotedEveryAcknowledgedCreateSu
   ASSERT_TRUE(stored.has_value()) << stored.error();
   EXPECT_GE(std::stoll(*stored), static_cast<long long>(acknowledged.size()));
   EXPECT_FALSE(server.died().has_value());
+  EXPECT_FALSE(other.died().has_value());
 }
 
 }  // namespace
