@@ -290,6 +290,9 @@ int serve(const std::vector<std::string>& args) {
                                              : config.base_url;
   router.set_base_url(base);
   if (smart) smart->set_base_url(base);
+  if (!config.base_url.empty())  // (behind a load balancer: where this process itself listens)
+    std::fprintf(stderr, "Caduceus: this server listens on %s://%s:%u\n", config.tls_cert.empty() ? "http" : "https",
+                 host.c_str(), static_cast<unsigned>(*port));
   // HL7 v2 over MLLP (--mllp): its own listener and thread, writing through the same repository.
   std::optional<adapters::hl7v2::InboundProcessor> hl7;
   std::unique_ptr<adapters::MllpServer> mllp;

@@ -509,6 +509,7 @@ std::string plan_parameters(const resources::SearchPlan& plan, const std::string
       rows.push_back(int_param("count", *st.rows));
       rows.push_back(param("atLeast", "valueBoolean", json::Value::boolean(st.rows_bounded)));
       rows.push_back(param("method", "valueString", str(st.rows_method)));
+      if (st.estimated_rows) rows.push_back(int_param("estimate", *st.estimated_rows));
       parts.push_back(group("rows", std::move(rows)));
     }
     for (const auto& [index, stat] : st.statistics) {

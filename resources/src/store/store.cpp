@@ -93,6 +93,10 @@ fhir::Result<SearchPlan> Store::explain(TenantId, const SearchQuery&) {
                     "_explain");
 }
 
+fhir::Result<std::optional<bool>> Store::token_revoked(TenantId, const std::string&) {
+  return std::optional<bool>();
+}
+
 fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options) {
   if (url.starts_with("sqlite:")) {
     std::string_view path = url.substr(7);

@@ -24,6 +24,10 @@ namespace {
 
 constexpr std::string_view kAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 constexpr std::size_t kTokenCacheSize = 10'000;
+// On a store shared by several servers (PostgreSQL), how long a token found not revoked in the database is taken
+// as such before the database is asked again: a revocation made through another server takes effect here within
+// this time (one made through this server, at once).
+constexpr std::int64_t kRevocationRecheckMs = 1000;
 constexpr std::int64_t kMaxAssertionLifetime = 300;  // seconds: SMART Backend Services
 
 std::int64_t now_s() {
@@ -139,6 +143,8 @@ struct SmartAuth::Impl {
 
   mutable std::shared_mutex revoked_mutex;
   mutable std::unordered_set<std::string> revoked;  // jti of revoked access tokens (also in the table)
+  mutable std::mutex not_revoked_mutex;
+  mutable std::unordered_map<std::string, std::int64_t> not_revoked_at;  // jti -> when the database last said so
   mutable std::shared_mutex cache_mutex;
   mutable std::unordered_map<std::string, std::shared_ptr<const TokenInfo>> cache;
 
@@ -220,6 +226,33 @@ struct SmartAuth::Impl {
     return revoked.contains(jti);
   }
 
+  // Whether the token is revoked: this process's own list, then (on a shared store, at most once per
+  // kRevocationRecheckMs for a token) the database, for revocations made through another server.
+  // kUnavailable when the database does not answer (the token is not taken as good then).
+  fhir::Result<bool> revoked_now(const std::string& jti) const {
+    if (is_revoked(jti)) return true;
+    const std::int64_t now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    {
+      std::lock_guard lock(not_revoked_mutex);
+      if (auto it = not_revoked_at.find(jti); it != not_revoked_at.end() && now - it->second < kRevocationRecheckMs)
+        return false;
+    }
+    auto shared = store.token_revoked(options.tenant, jti);
+    if (!shared) return std::unexpected(shared.error());
+    if (!shared->has_value()) return false;  // a store of this process alone: its list is complete
+    if (**shared) {
+      std::unique_lock lock(revoked_mutex);
+      revoked.insert(jti);
+      return true;
+    }
+    std::lock_guard lock(not_revoked_mutex);
+    if (not_revoked_at.size() >= kTokenCacheSize) not_revoked_at.clear();
+    not_revoked_at[jti] = now;
+    return false;
+  }
+
   // The verified token, or why not (for WWW-Authenticate's error_description).
   fhir::Result<std::shared_ptr<const TokenInfo>> verify_token(const std::string& token) const {
     std::shared_ptr<const TokenInfo> info;
@@ -254,7 +287,9 @@ struct SmartAuth::Impl {
       cache.emplace(token, info);
     }
     if (info->exp <= now_s()) return fhir::fail(ErrorKind::kInvalid, "invalid", "the token has expired");
-    if (is_revoked(info->jti)) return fhir::fail(ErrorKind::kInvalid, "invalid", "the token has been revoked");
+    auto revoked_token = revoked_now(info->jti);
+    if (!revoked_token) return std::unexpected(revoked_token.error());
+    if (*revoked_token) return fhir::fail(ErrorKind::kInvalid, "invalid", "the token has been revoked");
     return info;
   }
 
@@ -750,6 +785,7 @@ struct SmartAuth::Impl {
     std::string_view h = req.header("authorization");
     if (h.size() < 8 || lower(h.substr(0, 7)) != "bearer ") return unauthorized("no Bearer token");
     auto info = verify_token(std::string(h.substr(7)));
+    if (!info && info.error().kind == ErrorKind::kUnavailable) return error_response(info.error());  // 503
     if (!info) return unauthorized(info.error().issues.front().diagnostics);
     std::vector<Need> needs;
     if (auto r = needs_of(req, path, params, needs, 0); !r) {

@@ -93,6 +93,8 @@ struct StatementPlan {
   std::optional<std::int64_t> rows;
   bool rows_bounded = false;
   std::string rows_method;
+  // The database's own estimate of the matches (PostgreSQL's EXPLAIN; SQLite has none).
+  std::optional<std::int64_t> estimated_rows;
   // sqlite_stat1 rows (index, stat) of the indexes used, when ANALYZE has been run on the database; else empty.
   std::vector<std::pair<std::string, std::string>> statistics;
 };
@@ -256,6 +258,10 @@ class Store {
   virtual fhir::Result<SearchPlan> explain(TenantId tenant, const SearchQuery& query);
   // Whether the database answers (for /readyz).
   virtual fhir::Result<void> ping() = 0;
+  // Whether the access token `jti` is revoked (OAuthTables::revoke_token), as the database says now: for a store
+  // that several server processes share, so that a revocation made through one is seen by the others. nullopt
+  // (the default) for a store only this process writes: what this process revoked is all there is.
+  virtual fhir::Result<std::optional<bool>> token_revoked(TenantId tenant, const std::string& jti);
 };
 
 // Opens the store named by a URL: `sqlite:PATH`, `sqlite::memory:` (a throwaway store), `postgresql://...` (any
