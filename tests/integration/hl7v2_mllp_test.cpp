@@ -273,8 +273,8 @@ TEST_F(Hl7v2MllpTest, EverySampleMessageIsAnsweredOverOneConnection) {
     ++(code == "AA" ? aa : ar);
   }
   EXPECT_EQ(files, 139u);
-  EXPECT_EQ(aa, 14u);
-  EXPECT_EQ(ar, 125u);
+  EXPECT_EQ(aa, 26u);
+  EXPECT_EQ(ar, 113u);
 }
 
 TEST_F(Hl7v2MllpTest, ManyConnectionsAtOnce) {
