@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "caduceus/adapters/hl7v2/time_zone.hpp"
 #include "caduceus/server/auth/users.hpp"
 
 namespace caduceus::server {
@@ -53,6 +54,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
        "largest HL7 v2 message over MLLP in bytes (larger: answered AR)")
     ("mllp-idle-timeout", po::value(&c.mllp_idle_timeout_s)->default_value(c.mllp_idle_timeout_s),
        "seconds an MLLP connection may idle before it is closed")
+    ("hl7-timezone", po::value(&c.hl7_timezone)->default_value(c.hl7_timezone),
+       "time zone of HL7 v2 times without an offset: an IANA name (Europe/Paris) or a UTC offset (+hh:mm)")
     ("tls-cert", po::value(&c.tls_cert), "serve HTTPS with this certificate (PEM)")
     ("tls-key", po::value(&c.tls_key), "the private key of --tls-cert (PEM, unencrypted)")
     ("mfa-roles", po::value(&c.mfa_roles)->default_value(c.mfa_roles),
@@ -127,6 +130,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
   if (c.mllp_max_frame < 64) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mllp-max-frame must be >= 64");
   if (c.mllp_idle_timeout_s <= 0)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mllp-idle-timeout must be positive");
+  if (auto tz = adapters::hl7v2::TimeZone::parse(c.hl7_timezone); !tz)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--hl7-timezone: " + tz.error().issues.front().diagnostics);
   if (c.tls_cert.empty() != c.tls_key.empty())
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-cert and --tls-key go together");
   if (c.auth != "off" && c.auth != "smart")

@@ -299,7 +299,9 @@ int serve(const std::vector<std::string>& args) {
   std::string mllp_text;
   if (!config.mllp.empty()) {
     auto hp = server::split_host_port(config.mllp);
-    hl7.emplace(*repository, active.get());
+    adapters::hl7v2::InboundOptions hl7_options;
+    hl7_options.time_zone = *adapters::hl7v2::TimeZone::parse(config.hl7_timezone);  // checked with the options
+    hl7.emplace(*repository, active.get(), hl7_options);
     adapters::MllpOptions mllp_options;
     mllp_options.host = hp->first;
     mllp_options.port = hp->second;

@@ -44,7 +44,7 @@ TEST(Hl7v2Mapping, PidToPatient) {
             R"({"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},)"
             R"("system":"urn:oid:1.2.3","value":"123","assigner":{"display":"Hosp"}},)"
             R"({"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"SS"}]},)"
-            R"("value":"456","assigner":{"display":"SSA"}}],)"
+            R"("value":"456","assigner":{"display":"SSA"}}],"active":true,)"
             R"("name":[{"use":"official","family":"Doe","given":["John","Q"],"prefix":["Dr"],"suffix":["Jr"]}],)"
             R"("telecom":[{"system":"phone","value":"+1 (217) 5551234","use":"home"},)"
             R"({"system":"email","value":"john@example.org","use":"home"},)"
@@ -217,7 +217,9 @@ TEST_F(InboundTest, AdtIsStoredMappedAndAcknowledgedOnce) {
   EXPECT_EQ(rec->status, "processed");
   EXPECT_EQ(rec->raw, kAdt);
   EXPECT_EQ(rec->ack, acks[0]);
-  EXPECT_EQ(rec->resources, (std::vector<std::string>{"Patient/" + found[0].id + "/_history/1"}));
+  // The patient, then the message's Provenance (PV1 has no visit number: no Encounter).
+  EXPECT_EQ(rec->resources, (std::vector<std::string>{"Patient/" + found[0].id + "/_history/1",
+                                                      "Provenance/hl7v2-" + std::to_string(rec->id) + "/_history/1"}));
 
   // The same message again: the same acknowledgement, nothing written.
   auto again = send(kAdt);
@@ -247,7 +249,7 @@ TEST_F(InboundTest, RejectionsAndErrors) {
   EXPECT_EQ(field(oru[0], "ERR", 2), "MSH");
   EXPECT_EQ(stored("U1")->status, "rejected");
 
-  auto a02 = send("MSH|^~\\&|SendApp|SendFac|R|F|2024||ADT^A02|U2|P|2.5.1\rEVN|A02\rPID|1||7\rPV1|1\r");
+  auto a02 = send("MSH|^~\\&|SendApp|SendFac|R|F|2024||ADT^A17|U2|P|2.5.1\rEVN|A17\rPID|1||7\rPV1|1\r");
   EXPECT_EQ(field(a02[0], "MSA", 1), "AR");
   EXPECT_EQ(field(a02[0], "ERR", 3), "201");
 
@@ -344,12 +346,13 @@ TEST_F(InboundTest, EverySampleIsAnsweredAaOrAr) {
     EXPECT_EQ(rec->status, supported ? "processed" : "rejected") << entry.path().filename() << ": " << rec->error;
     ++(rec->status == "processed" ? aa : ar);
   }
-  // ADT-A01-01/02, ADT01-23/28, ADT-A04-01/02, ADT04-23/251/28, ADT-A08-01/02, ADT-A31-01/02, and MDM_01 (which
-  // is an ADT^A01 despite its name): 14. Orders and results: LAB-ORU-1/2, LRI_2.0-NG_CBC, ORU-R01-01, -RMGEAD (5),
-  // LAB-ORM-1, ORM-O01-01..06, OML-O21-02 (an ORM^O01) (8), OML-O21-01/03, MDHHS-OML-O21-1/2 (4), RDE-O11-01/02
-  // (2), SIU-S12-01/02, S12_1, S13, S14, S15, S26 -01/02 (11): 30.
-  EXPECT_EQ(aa, 14u + 30u);
-  EXPECT_EQ(ar, 139u - 14u - 30u);
+  // ADT-A01-01/02, ADT01-23/28, ADT-A02-01/02, ADT-A03-01/02, ADT-A04-01/02, ADT04-23/251/28, ADT-A05-01/02,
+  // ADT-A08-01/02, ADT-A11-01/02, ADT-A13-01/02, ADT-A31-01/02, ADT-A40-01/02, and MDM_01 (which is an ADT^A01
+  // despite its name): 26. Orders and results: LAB-ORU-1/2, LRI_2.0-NG_CBC, ORU-R01-01, -RMGEAD (5), LAB-ORM-1,
+  // ORM-O01-01..06, OML-O21-02 (an ORM^O01) (8), OML-O21-01/03, MDHHS-OML-O21-1/2 (4), RDE-O11-01/02 (2),
+  // SIU-S12-01/02, S12_1, S13, S14, S15, S26 -01/02 (11): 30.
+  EXPECT_EQ(aa, 26u + 30u);
+  EXPECT_EQ(ar, 139u - 26u - 30u);
 }
 
 }  // namespace

@@ -59,17 +59,17 @@ constexpr const char* kFill =
     R"({"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"FILL"}]},)";
 
 TEST(Hl7v2DataTypes, DateTimesKeepTheirPrecisionAndOffset) {
-  EXPECT_EQ(v2_datetime_to_fhir("2002"), "2002");
-  EXPECT_EQ(v2_datetime_to_fhir("200202"), "2002-02");
-  EXPECT_EQ(v2_datetime_to_fhir("20020215"), "2002-02-15");
-  EXPECT_EQ(v2_datetime_to_fhir("20020215+0600"), "2002-02-15");  // a date has no zone in FHIR
-  EXPECT_EQ(v2_datetime_to_fhir("2002021507"), "2002-02-15T07:00:00Z");
-  EXPECT_EQ(v2_datetime_to_fhir("200202150730+0600"), "2002-02-15T07:30:00+06:00");
-  EXPECT_EQ(v2_datetime_to_fhir("20020215073012-0500"), "2002-02-15T07:30:12-05:00");
-  EXPECT_EQ(v2_datetime_to_fhir("20020215073012.25"), "2002-02-15T07:30:12.25Z");  // no offset: UTC
-  EXPECT_FALSE(v2_datetime_to_fhir("2002-02-15").has_value());
-  EXPECT_FALSE(v2_datetime_to_fhir("200202150760").has_value());
-  EXPECT_FALSE(v2_datetime_to_fhir("200202150730+1600").has_value());
+  EXPECT_EQ(v2_datetime_to_fhir("2002", TimeZone{}), "2002");
+  EXPECT_EQ(v2_datetime_to_fhir("200202", TimeZone{}), "2002-02");
+  EXPECT_EQ(v2_datetime_to_fhir("20020215", TimeZone{}), "2002-02-15");
+  EXPECT_EQ(v2_datetime_to_fhir("20020215+0600", TimeZone{}), "2002-02-15");  // a date has no zone in FHIR
+  EXPECT_EQ(v2_datetime_to_fhir("2002021507", TimeZone{}), "2002-02-15T07:00:00+00:00");
+  EXPECT_EQ(v2_datetime_to_fhir("200202150730+0600", TimeZone{}), "2002-02-15T07:30:00+06:00");
+  EXPECT_EQ(v2_datetime_to_fhir("20020215073012-0500", TimeZone{}), "2002-02-15T07:30:12-05:00");
+  EXPECT_EQ(v2_datetime_to_fhir("20020215073012.25", TimeZone{}), "2002-02-15T07:30:12.25+00:00");  // no offset: the interface's zone, here UTC
+  EXPECT_FALSE(v2_datetime_to_fhir("2002-02-15", TimeZone{}).has_value());
+  EXPECT_FALSE(v2_datetime_to_fhir("200202150760", TimeZone{}).has_value());
+  EXPECT_FALSE(v2_datetime_to_fhir("200202150730+1600", TimeZone{}).has_value());
 }
 
 TEST(Hl7v2DataTypes, NumbersCodesIdentifiersAndPeople) {

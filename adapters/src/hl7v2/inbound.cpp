@@ -12,6 +12,7 @@
 #include "caduceus/adapters/hl7v2/message.hpp"
 #include "caduceus/resources/custom_search.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "writer.hpp"
 
 namespace caduceus::adapters::hl7v2 {
 
@@ -33,7 +34,7 @@ struct InboundProcessor::Context {
   std::vector<Problem> problems;
   std::vector<Problem> warnings;  // sent as ERR segments of severity W with an AA
   Mapping mapping;
-  std::vector<std::shared_ptr<const resources::Conditional>> criteria;
+  std::shared_ptr<const resources::SearchParameterRegistry> registry;  // for the conditional writes
 
   // Filled by the write jobs (each run starts afresh).
   std::optional<InboundMessageRecord> duplicate;
@@ -41,6 +42,10 @@ struct InboundProcessor::Context {
 };
 
 namespace {
+
+constexpr std::string_view kProcessed =
+    "ADT^A01, A02, A03, A04, A05, A08, A11, A13, A31, A40, ORU^R01, ORM^O01, OML^O21, RDE^O11, SIU^S12, S13, S14, "
+    "S15, S26";
 
 // Inside a write job: stores `rec` stamped with the transaction's time and returns it with its id; nullopt when a
 // message with the same sender and control id (MSH-3, MSH-4, MSH-10) is stored already: it is then `duplicate`,
@@ -145,6 +150,7 @@ void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversi
     return;
   }
   ctx->message = std::move(*parsed);
+  ctx->message->time_zone = options_.time_zone;
   const Message& m = *ctx->message;
   ctx->target = AckTarget::of(m);
   ctx->record.sending_application = m.sending_application;
@@ -174,13 +180,11 @@ void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversi
     if (type_supported(m.type))
       return reject(Problem{ErrorCode::kUnsupportedEventCode, h.at(9, 0, 2),
                             "event " + m.type + "^" + m.trigger +
-                                " is not supported yet (processed: ADT^A01, A04, A08, A31, ORU^R01, ORM^O01, OML^O21, "
-                                "RDE^O11, SIU^S12, S13, S14, S15, S26)",
+                                " is not supported yet (processed: " + std::string(kProcessed) + ")",
                             false});
     return reject(Problem{ErrorCode::kUnsupportedMessageType, h.at(9, 0, 1),
                           "message type " + m.type + (m.trigger.empty() ? "" : "^" + m.trigger) +
-                              " is not supported yet (processed: ADT^A01, A04, A08, A31, ORU^R01, ORM^O01, OML^O21, "
-                              "RDE^O11, SIU^S12, S13, S14, S15, S26)",
+                              " is not supported yet (processed: " + std::string(kProcessed) + ")",
                           false});
   }
 
@@ -191,28 +195,12 @@ void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversi
     for (const Problem& p : ctx->mapping.problems) (p.warning ? ctx->warnings : ctx->problems).push_back(p);
   }
   if (ctx->problems.empty() && !ctx->mapping.resources.empty()) {
-    auto registry = search_ != nullptr ? search_->search() : nullptr;
-    if (registry == nullptr) {
+    ctx->registry = search_ != nullptr ? search_->search() : nullptr;
+    if (ctx->registry == nullptr)
       ctx->problems.push_back(Problem{ErrorCode::kApplicationInternal, Location{},
                                       "the server runs without the search index (--search-index false): "
                                       "resources cannot be matched by identifier",
                                       false});
-    } else {
-      resources::SearchLimits limits;
-      limits.strict = true;
-      for (const MappedResource& r : ctx->mapping.resources) {
-        auto query = resources::parse_search(r.type, r.criteria, *registry, repository_.definitions(), limits);
-        if (!query) {
-          ctx->problems.push_back(problem_of(query.error()));
-          break;
-        }
-        auto c = std::make_shared<resources::Conditional>();
-        c->query = std::move(*query);
-        c->parameters = registry;
-        for (const auto& [k, v] : r.criteria) c->text += (c->text.empty() ? "" : "&") + k + "=" + v;
-        ctx->criteria.push_back(std::move(c));
-      }
-    }
   }
   if (!ctx->problems.empty()) {
     ctx->code = "AE";
@@ -273,19 +261,12 @@ void InboundProcessor::store_answer(std::shared_ptr<Context> ctx) {
 void InboundProcessor::process(std::shared_ptr<Context> ctx) {
   auto tenant = options_.tenant;
   // The resources of the message, written in the caller's transaction; their version references.
-  auto write_resources = [this, ctx, tenant](Transaction& txn) -> Result<std::vector<std::string>> {
-    std::vector<std::string> out;
-    std::map<std::string, std::string> written;  // local_ref -> Type/id
-    for (std::size_t i = 0; i < ctx->mapping.resources.size(); ++i) {
-      const MappedResource& r = ctx->mapping.resources[i];
-      fhir::json::Value body = r.resource;
-      if (!written.empty()) resolve_local_references(body, written);
-      auto w = repository_.conditional_update_in(txn, tenant, r.type, std::move(body), *ctx->criteria[i]);
-      if (!w) return std::unexpected(w.error());
-      out.push_back(w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version));
-      if (!r.local_ref.empty()) written[r.local_ref] = w->record.type + "/" + w->record.id;
-    }
-    return out;
+  // The resources of the message and their Provenance, written in the caller's transaction; their version
+  // references. `stored`: the message's row (its id is the Provenance's entity).
+  auto write_resources = [this, ctx, tenant](Transaction& txn,
+                                             const InboundMessageRecord& stored) -> Result<std::vector<std::string>> {
+    if (ctx->mapping.resources.empty()) return std::vector<std::string>{};
+    return write_mapping(repository_, txn, tenant, ctx->mapping, ctx->registry, stored);
   };
   // A processing failure (after the message could be read): stored with status error and answered AE.
   auto failed = [this, ctx, tenant](const fhir::Error& e, bool stored) {
@@ -317,7 +298,7 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
           auto stored = insert_unless_duplicate(txn, tenant, ctx->record, ctx->duplicate);
           if (!stored) return std::unexpected(stored.error());
           if (!*stored) return {};
-          auto written = write_resources(txn);
+          auto written = write_resources(txn, **stored);
           if (!written) return std::unexpected(written.error());
           InboundMessageRecord& rec = **stored;
           rec.status = "processed";
@@ -367,10 +348,10 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
         std::string aa = build_ack(ctx->target, "AA", next_control_id(), timestamp(), ctx->warnings);
         repository_.store().write_async(
             [ctx, tenant, aa, write_resources](Transaction& txn) -> Result<void> {
-              auto written = write_resources(txn);
-              if (!written) return std::unexpected(written.error());
               InboundMessageRecord rec = ctx->record;
               rec.id = ctx->id;
+              auto written = write_resources(txn, rec);
+              if (!written) return std::unexpected(written.error());
               rec.status = "processed";
               rec.ack = aa;
               rec.resources = std::move(*written);

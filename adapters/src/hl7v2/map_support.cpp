@@ -35,40 +35,6 @@ std::string search_escape(std::string_view v) {
 
 }  // namespace
 
-void resolve_local_references(Value& v, const std::map<std::string, std::string>& written) {
-  if (v.is_array()) {
-    for (Value& item : v.items()) resolve_local_references(item, written);
-  } else if (v.is_object()) {
-    for (auto& [key, member] : v.members()) {
-      if (key == "reference" && member.is_string()) {
-        if (auto it = written.find(member.text()); it != written.end()) member = Value::string(it->second);
-      } else if (member.is_array() || member.is_object()) {
-        resolve_local_references(member, written);
-      }
-    }
-  }
-}
-
-std::optional<std::string> v2_datetime_to_fhir(std::string_view t) {
-  auto date = v2_date_to_fhir_date(t);  // checks the whole text: date, time, fraction, offset
-  if (!date) return std::nullopt;
-  std::size_t n = 0;
-  while (n < t.size() && std::isdigit(static_cast<unsigned char>(t[n]))) ++n;
-  if (n <= 8) return date;  // a date: FHIR gives it no time zone
-  std::string out = *date + "T" + std::string(t.substr(8, 2)) + ":" + (n >= 12 ? std::string(t.substr(10, 2)) : "00") +
-                    ":" + (n >= 14 ? std::string(t.substr(12, 2)) : "00");
-  std::string_view rest = t.substr(n);
-  if (!rest.empty() && rest.front() == '.') {
-    std::size_t k = 1;
-    while (k < rest.size() && std::isdigit(static_cast<unsigned char>(rest[k]))) ++k;
-    out += std::string(rest.substr(0, k));
-    rest.remove_prefix(k);
-  }
-  if (rest.empty()) return out + "Z";
-  int hours = std::stoi(std::string(rest.substr(1, 2))), minutes = std::stoi(std::string(rest.substr(3, 2)));
-  if (hours > 14 || minutes > 59) return std::nullopt;
-  return out + std::string(1, rest.front()) + std::string(rest.substr(1, 2)) + ":" + std::string(rest.substr(3, 2));
-}
 
 std::optional<std::string> v2_decimal(std::string_view raw) {
   std::string t = trimmed(raw);
@@ -257,12 +223,13 @@ std::string add(Mapping& out, std::string type, Value resource,
   r.type = std::move(type);
   r.resource = std::move(resource);
   r.criteria = std::move(criteria);
-  r.local_ref = "urn:hl7v2:resource:" + std::to_string(out.resources.size() + 1);
+  r.local = "urn:hl7v2:resource:" + std::to_string(out.resources.size() + 1);
   out.resources.push_back(std::move(r));
-  return out.resources.back().local_ref;
+  return out.resources.back().local;
 }
 
 std::string add_patient(const Message& m, Mapping& out, bool required_pid) {
+  out.time_zone = m.time_zone;
   if (m.first("PID") == nullptr) {
     if (required_pid) {
       Location l;
@@ -292,7 +259,7 @@ bool set_datetime(Value& obj, std::string_view key, const Segment& s, std::size_
                   Mapping& out, bool instant) {
   std::string raw = txt(s, field, 1, component);
   if (raw.empty()) return true;
-  std::optional<std::string> dt = v2_datetime_to_fhir(raw);
+  std::optional<std::string> dt = v2_datetime_to_fhir(raw, out.time_zone);
   bool fits = dt.has_value() && (!instant || dt->find('T') != std::string::npos);  // an instant needs a time
   if (!fits) {
     out.problems.push_back(bad_value(

@@ -36,7 +36,7 @@ Problem bad_value(const Segment& s, std::size_t field, const std::string& what, 
 Problem unknown_code(const Segment& s, std::size_t field, const std::string& what);
 Problem warning(const Segment& s, std::size_t field, const std::string& what);
 
-// The message's resources as they are added: each gets a placeholder (its local_ref), returned, that later
+// The message's resources as they are added: each gets a placeholder (its local name), returned, that later
 // resources reference it by.
 std::string add(Mapping& out, std::string type, Value resource,
                 std::vector<std::pair<std::string, std::string>> criteria);

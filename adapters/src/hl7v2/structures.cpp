@@ -20,6 +20,12 @@ const std::pair<const char*, const char*> kDefinitions[] = {
     {"ADT_A05",
      "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [{AL1}] "
      "[{DG1}] [DRG] [{PROCEDURE: PR1 [{ROL}]}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [UB1] [UB2]"},
+    {"ADT_A02", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{OBX}] [PDA]"},
+    {"ADT_A03",
+     "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] [{ROL}] [{NK1}] PV1 [PV2] [{ARV}] [{ROL}] [{DB1}] [{AL1}] [{DG1}] "
+     "[DRG] [{PROCEDURE: PR1 [{ROL}]}] [{OBX}] [{GT1}] [{INSURANCE: IN1 [IN2] [{IN3}] [{ROL}]}] [ACC] [PDA]"},
+    // (A11, cancel admit, since v2.5)
+    {"ADT_A09", "MSH [{SFT}] [UAC] EVN PID [PD1] [{ARV}] PV1 [PV2] [{DB1}] [{OBX}] [{DG1}]"},
     {"ADT_A39", "MSH [{SFT}] [UAC] EVN {PATIENT: PID [PD1] [{ARV}] MRG [PV1]}"},
     {"ORU_R01",
      "MSH [{SFT}] [UAC] {PATIENT_RESULT: [PATIENT: PID [PD1] [{PRT}] [{NTE}] [{NK1}] [{ARV}] [{OBX}] "
@@ -52,6 +58,9 @@ const std::pair<const char*, const char*> kDefinitions[] = {
 const std::pair<const char*, const char*> kEvents[] = {
     {"ADT_A01", "ADT A01 A04 A08 A13"},
     {"ADT_A05", "ADT A05 A14 A28 A31"},
+    {"ADT_A02", "ADT A02"},
+    {"ADT_A03", "ADT A03"},
+    {"ADT_A09", "ADT A09 A10 A11"},
     {"ADT_A39", "ADT A39 A40 A41 A42"},
     {"ORU_R01", "ORU R01"},
     {"ORM_O01", "ORM O01"},

@@ -18,6 +18,7 @@ struct ServeConfig {
   std::string mllp;                      // empty: off
   std::size_t mllp_max_frame = 1 << 20;  // bytes of one MLLP frame at most (larger: AR)
   int mllp_idle_timeout_s = 300;         // an MLLP connection idle this long is closed
+  std::string hl7_timezone = "UTC";      // what an HL7 v2 time without an offset is read in (IANA name or +hh:mm)
   std::string tls_cert, tls_key;
   std::string base_url;     // empty: http://LISTEN/fhir with the bound port
   std::size_t threads = 0;  // I/O threads; 0 = one per core

@@ -16,11 +16,6 @@
 
 namespace caduceus::adapters::hl7v2 {
 
-// A v2 date/time (DT, DTM, TS.1) as a FHIR dateTime with its precision kept: YYYY, YYYY-MM, YYYY-MM-DD for a date;
-// with a time, YYYY-MM-DDThh:mm:ss[.f]+zz:zz (missing minutes or seconds are 00). A time without an offset is
-// taken as UTC (Z): the interfaces have no configured time zone yet. nullopt when the text is not such a date.
-std::optional<std::string> v2_datetime_to_fhir(std::string_view text);
-
 // A v2 number (NM: [+|-]digits[.digits]) as a FHIR decimal literal ("+007.50" -> "7.50", ".5" -> "0.5");
 // nullopt when it is not a number.
 std::optional<std::string> v2_decimal(std::string_view text);

@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 
+#include "caduceus/adapters/hl7v2/time_zone.hpp"
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/store/store.hpp"
 
@@ -16,6 +17,8 @@ namespace caduceus::adapters::hl7v2 {
 
 struct InboundOptions {
   resources::TenantId tenant = resources::kDefaultTenant;
+  // What a time without an offset is read in (--hl7-timezone).
+  TimeZone time_zone;
 };
 
 // Receives HL7 v2 messages (from any transport): stores each one durably, turns it into resources in the same

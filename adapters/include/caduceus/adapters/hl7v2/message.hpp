@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "caduceus/adapters/hl7v2/time_zone.hpp"
+
 namespace caduceus::adapters::hl7v2 {
 
 // The delimiters of a message, from MSH-1 and MSH-2.
@@ -115,6 +117,9 @@ struct Message {
   // missing required segment. Real senders do both (the shared samples do): the mappers refuse a message without
   // what they need.
   std::vector<Problem> problems;
+  // What a time without an offset is read in: the receiving interface's zone (--hl7-timezone), set by the receiver
+  // before mapping; UTC by default.
+  TimeZone time_zone;
 
   const Segment& msh() const { return segments.front(); }
   // The first segment named `name` directly in `group` (root when null), or nullptr.

@@ -1,0 +1,169 @@
+#include "writer.hpp"
+
+#include <map>
+#include <utility>
+
+#include "caduceus/fhir/datetime.hpp"
+#include "caduceus/resources/search_query.hpp"
+#include "mapping_util.hpp"
+
+namespace caduceus::adapters::hl7v2 {
+namespace {
+
+using fhir::ErrorKind;
+using fhir::Result;
+using fhir::json::Value;
+using util::codeable;
+using util::push;
+using util::reference;
+
+// Replaces every {"reference": local} in v by the Type/id the local name stands for.
+void resolve_references(Value& v, const std::map<std::string, std::string>& locals) {
+  if (v.is_array()) {
+    for (Value& item : v.items()) resolve_references(item, locals);
+  } else if (v.is_object()) {
+    for (auto& [key, member] : v.members()) {
+      if (key == "reference" && member.is_string()) {
+        if (auto it = locals.find(member.text()); it != locals.end()) member = Value::string(it->second);
+      } else {
+        resolve_references(member, locals);
+      }
+    }
+  }
+}
+
+// `patch`'s members merged into `body`: array items that body lacks are added, anything else replaced.
+void amend(Value& body, const Value& patch) {
+  for (const auto& [key, value] : patch.members()) {
+    if (key == "resourceType" || key == "id") continue;
+    Value* current = body.find(key);
+    if (value.is_array() && current != nullptr && current->is_array()) {
+      for (const Value& item : value.items()) {
+        bool present = false;
+        for (const Value& have : current->items()) present = present || have == item;
+        if (!present) current->push_back(item);
+      }
+    } else {
+      body.set(key, value);
+    }
+  }
+}
+
+Result<resources::Conditional> by_id(const std::string& type, const std::string& id,
+                                     const std::shared_ptr<const resources::SearchParameterRegistry>& registry,
+                                     const resources::Definitions& definitions) {
+  std::vector<std::pair<std::string, std::string>> params{{"_id", id}};
+  auto query = resources::parse_search(type, params, *registry, definitions);
+  if (!query) return std::unexpected(query.error());
+  resources::Conditional c;
+  c.query = std::move(*query);
+  c.parameters = registry;
+  c.text = "_id=" + id;
+  return c;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> write_mapping(
+    resources::Repository& repository, resources::Transaction& txn, resources::TenantId tenant, const Mapping& mapping,
+    const std::shared_ptr<const resources::SearchParameterRegistry>& registry,
+    const resources::InboundMessageRecord& message) {
+  const resources::Definitions& definitions = repository.definitions();
+  resources::SearchLimits limits;
+  limits.strict = true;
+  // 1. Which resource each one is.
+  std::map<std::string, std::string> locals;  // local name -> Type/id
+  std::vector<std::string> ids;
+  std::vector<bool> exists;
+  for (const MappedResource& r : mapping.resources) {
+    std::vector<std::pair<std::string, std::string>> criteria = r.criteria;
+    std::string text;
+    for (auto& [name, value] : criteria) {
+      if (auto it = locals.find(value); it != locals.end()) value = it->second;
+      text += (text.empty() ? "" : "&") + name + "=" + value;
+    }
+    auto query = resources::parse_search(r.type, criteria, *registry, definitions, limits);
+    if (!query) return std::unexpected(query.error());
+    auto matches = txn.search_ids(tenant, *query, 8);
+    if (!matches) return std::unexpected(matches.error());
+    std::vector<std::string> found;
+    for (const auto& [type, id] : *matches) {
+      bool taken = false;  // matched by an earlier resource of this message (A40: the survivor has both ids)
+      for (std::size_t i = 0; i < ids.size(); ++i) taken = taken || (mapping.resources[i].type == type && ids[i] == id);
+      if (!taken) found.push_back(id);
+    }
+    if (found.size() > 1)
+      return fhir::fail(ErrorKind::kPreconditionFailed, "multiple-matches",
+                        std::to_string(found.size()) + " " + r.type + " resources match '" + text +
+                            "': the message cannot tell which one it is about",
+                        r.type);
+    exists.push_back(!found.empty());
+    ids.push_back(found.empty() ? resources::new_resource_id() : found.front());
+    if (!r.local.empty()) locals[r.local] = r.type + "/" + ids.back();
+  }
+
+  // 2.-3. The writes.
+  std::vector<std::string> written;
+  Value targets = Value::array();
+  for (std::size_t i = 0; i < mapping.resources.size(); ++i) {
+    const MappedResource& r = mapping.resources[i];
+    Value body = r.resource;
+    resolve_references(body, locals);  // (before an amend compares it with what is stored)
+    if (r.write == MappedResource::Write::kAmend && exists[i]) {
+      auto current = txn.current_record(tenant, r.type, ids[i]);
+      if (!current) return std::unexpected(current.error());
+      if (*current && !(*current)->deleted) {
+        auto parsed = fhir::json::parse((*current)->body);
+        if (!parsed) return std::unexpected(parsed.error());
+        parsed->erase("meta");
+        amend(*parsed, body);
+        body = std::move(*parsed);
+      }
+    }
+    resources::set_id(body, ids[i]);
+    auto criteria = by_id(r.type, ids[i], registry, definitions);
+    if (!criteria) return std::unexpected(criteria.error());
+    auto w = repository.conditional_update_in(txn, tenant, r.type, std::move(body), *criteria);
+    if (!w) return std::unexpected(w.error());
+    std::string ref = w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version);
+    targets.push_back(reference(ref));
+    written.push_back(std::move(ref));
+  }
+
+  // 4. The Provenance of the message.
+  std::string message_id = std::to_string(message.id);
+  Value p = Value::object();
+  p.set("resourceType", Value::string("Provenance"));
+  p.set("target", std::move(targets));
+  if (!mapping.occurred.empty()) p.set("occurredDateTime", Value::string(mapping.occurred));
+  p.set("recorded", Value::string(fhir::format_instant(txn.now_ms())));
+  p.set("activity", codeable("http://terminology.hl7.org/CodeSystem/v3-DataOperation", "UPDATE", "revise"));
+  Value agent = Value::object();
+  agent.set("type", codeable("http://terminology.hl7.org/CodeSystem/provenance-participant-type", "author", "Author"));
+  Value who = Value::object();
+  std::string sender = message.sending_application;
+  if (!message.sending_facility.empty()) sender += (sender.empty() ? "" : " at ") + message.sending_facility;
+  who.set("display", Value::string(sender.empty() ? "unknown HL7 v2 sender" : sender));
+  agent.set("who", std::move(who));
+  push(p, "agent", std::move(agent));
+  Value entity = Value::object();
+  entity.set("role", Value::string("source"));
+  Value what = Value::object();
+  Value identifier = Value::object();
+  identifier.set("system", Value::string("urn:caduceus:hl7v2:message"));
+  identifier.set("value", Value::string(message_id));
+  what.set("identifier", std::move(identifier));
+  what.set("display", Value::string("HL7 v2 " + message.message_type + " " + message.control_id));
+  entity.set("what", std::move(what));
+  push(p, "entity", std::move(entity));
+  std::string provenance_id = "hl7v2-" + message_id;
+  resources::set_id(p, provenance_id);
+  auto criteria = by_id("Provenance", provenance_id, registry, definitions);
+  if (!criteria) return std::unexpected(criteria.error());
+  auto w = repository.conditional_update_in(txn, tenant, "Provenance", std::move(p), *criteria);
+  if (!w) return std::unexpected(w.error());
+  written.push_back(w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version));
+  return written;
+}
+
+}  // namespace caduceus::adapters::hl7v2
