@@ -332,7 +332,8 @@ TEST_F(Hl7v2ClinicalMllpTest, OrderThenResultsAreStoredLinkedAndSearchable) {
   EXPECT_EQ(string_at(orders[0], "status"), "active");
   EXPECT_EQ(string_at(orders[0], "subject.reference"), patient);
   EXPECT_EQ(string_at(orders[0], "code.coding[0].code"), "24317-0");
-  EXPECT_EQ(string_at(orders[0], "occurrenceDateTime"), "2014-10-06T06:44:00Z");  // no offset: UTC
+  EXPECT_EQ(string_at(orders[0], "occurrenceDateTime"),
+            "2014-10-06T06:44:00+00:00");  // no offset: the interface zone, UTC by default
   std::string order = "ServiceRequest/" + string_at(orders[0], "id");
 
   // The results of that order (and of another), in one message: one transaction.

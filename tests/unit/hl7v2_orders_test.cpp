@@ -66,7 +66,8 @@ TEST(Hl7v2DataTypes, DateTimesKeepTheirPrecisionAndOffset) {
   EXPECT_EQ(v2_datetime_to_fhir("2002021507", TimeZone{}), "2002-02-15T07:00:00+00:00");
   EXPECT_EQ(v2_datetime_to_fhir("200202150730+0600", TimeZone{}), "2002-02-15T07:30:00+06:00");
   EXPECT_EQ(v2_datetime_to_fhir("20020215073012-0500", TimeZone{}), "2002-02-15T07:30:12-05:00");
-  EXPECT_EQ(v2_datetime_to_fhir("20020215073012.25", TimeZone{}), "2002-02-15T07:30:12.25+00:00");  // no offset: the interface's zone, here UTC
+  EXPECT_EQ(v2_datetime_to_fhir("20020215073012.25", TimeZone{}),
+            "2002-02-15T07:30:12.25+00:00");  // no offset: the interface's zone, here UTC
   EXPECT_FALSE(v2_datetime_to_fhir("2002-02-15", TimeZone{}).has_value());
   EXPECT_FALSE(v2_datetime_to_fhir("200202150760", TimeZone{}).has_value());
   EXPECT_FALSE(v2_datetime_to_fhir("200202150730+1600", TimeZone{}).has_value());
@@ -91,11 +92,11 @@ TEST(Hl7v2DataTypes, NumbersCodesIdentifiersAndPeople) {
       "OBX|1|CWE|718-7^Hemoglobin^LN^HGB^Hgb^L^2.68^^Hemoglobin [Mass/volume]|"
       "ORD1^^1.2.3^ISO|^only text|10093^Deluca^Naddy^B^^^^^NIST&1.2.9&ISO\r");
   const Segment& obx = *m.first("OBX");
-  EXPECT_EQ(fhir::json::write(*map_cwe(obx, 3)),
+  EXPECT_EQ(fhir::json::write(*map_cwe_triplets(obx, 3)),
             R"({"coding":[{"system":"http://loinc.org","version":"2.68","code":"718-7","display":"Hemoglobin"},)"
             R"({"code":"HGB","display":"Hgb"}],"text":"Hemoglobin [Mass/volume]"})");
-  EXPECT_EQ(fhir::json::write(*map_cwe(obx, 5)), R"({"text":"only text"})");
-  EXPECT_FALSE(map_cwe(obx, 7).has_value());
+  EXPECT_EQ(fhir::json::write(*map_cwe_triplets(obx, 5)), R"({"text":"only text"})");
+  EXPECT_FALSE(map_cwe_triplets(obx, 7).has_value());
   EXPECT_EQ(fhir::json::write(*map_ei(obx, 4, 1, 0, "PLAC")),
             std::string(kPlac) + R"("system":"urn:oid:1.2.3","value":"ORD1"})");
   EXPECT_EQ(fhir::json::write(*map_xcn_reference(obx, 6, 1, "Practitioner")),
@@ -111,7 +112,7 @@ TEST(Hl7v2Results, OruSampleMapsToPatientOrderObservationAndReport) {
   ASSERT_EQ(out.resources.size(), 4u);
   EXPECT_EQ(out.resources[0].type, "Patient");
   EXPECT_EQ(out.resources[0].criteria, (Criteria{{"identifier", "555-44-4444"}}));
-  EXPECT_EQ(out.resources[0].local_ref, "urn:hl7v2:resource:1");
+  EXPECT_EQ(out.resources[0].local, "urn:hl7v2:resource:1");
 
   EXPECT_EQ(out.resources[1].type, "ServiceRequest");
   EXPECT_EQ(out.resources[1].criteria, (Criteria{{"identifier", "845439"}}));
@@ -282,8 +283,8 @@ TEST(Hl7v2Orders, OrmSampleMapsToAServiceRequest) {
                 kFill +
                 R"("value":"82503246"}],"status":"active","intent":"order","code":{"coding":[{"system":)"
                 R"("http://loinc.org","code":"24317-0","display":"Hemogram and platelet count, automated"}]},)"
-                R"("subject":{"reference":"urn:hl7v2:resource:1"},"occurrenceDateTime":"2014-10-06T06:44:00Z",)"
-                R"("authoredOn":"2014-10-06T09:29:00Z","requester":{"type":"Practitioner","display":"URO"}})");
+                R"("subject":{"reference":"urn:hl7v2:resource:1"},"occurrenceDateTime":"2014-10-06T06:44:00+00:00",)"
+                R"("authoredOn":"2014-10-06T09:29:00+00:00","requester":{"type":"Practitioner","display":"URO"}})");
 }
 
 // OML-O21-03: orders without placer or filler numbers are matched by their placer group number and code; a

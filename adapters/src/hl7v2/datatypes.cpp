@@ -227,6 +227,7 @@ std::optional<std::string> v2_datetime_to_fhir(std::string_view t, const TimeZon
   int offset = 0;
   if (!rest.empty()) {
     int hh = std::stoi(std::string(rest.substr(1, 2))), mm = std::stoi(std::string(rest.substr(3, 2)));
+    if (mm > 59 || hh * 60 + mm > 14 * 60) return std::nullopt;  // (FHIR's offsets go to 14:00)
     offset = (hh * 60 + mm) * (rest.front() == '-' ? -1 : 1);
   } else {
     offset = zone.offset_minutes(std::stoi(std::string(d.substr(0, 4))), static_cast<unsigned>(num(4)),

@@ -95,7 +95,7 @@ Mapping map_rde_o11(const Message& m) {
     if (status.empty()) status = "unknown";
     mr.set("status", Value::string(status));
     mr.set("intent", Value::string("order"));
-    auto medication = map_cwe(rxe, 2);
+    auto medication = map_cwe_triplets(rxe, 2);
     if (!medication) {
       out.problems.push_back(required(rxe, 2, "RXE-2 (give code) is empty"));
       return out;
@@ -144,9 +144,9 @@ Mapping map_rde_o11(const Message& m) {
     }
     if (!timing.members().empty()) dosage.set("timing", std::move(timing));
     if (!o.rxr.empty()) {
-      if (auto site = map_cwe(*o.rxr.front(), 2)) dosage.set("site", std::move(*site));
-      if (auto route = map_cwe(*o.rxr.front(), 1)) dosage.set("route", std::move(*route));
-      if (auto method = map_cwe(*o.rxr.front(), 4)) dosage.set("method", std::move(*method));
+      if (auto site = map_cwe_triplets(*o.rxr.front(), 2)) dosage.set("site", std::move(*site));
+      if (auto route = map_cwe_triplets(*o.rxr.front(), 1)) dosage.set("route", std::move(*route));
+      if (auto method = map_cwe_triplets(*o.rxr.front(), 4)) dosage.set("method", std::move(*method));
     }
     auto low = number(rxe, 3, 1, out, ok);
     auto high = number(rxe, 4, 1, out, ok);

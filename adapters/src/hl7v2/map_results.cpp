@@ -68,7 +68,7 @@ bool set_value(Value& obs, const Segment& obx, Mapping& out) {
     }
     if (!text.empty()) obs.set("valueString", Value::string(text));
   } else if (type == "CWE" || type == "CE" || type == "CNE" || type == "CF") {
-    if (auto cc = map_cwe(obx, 5)) obs.set("valueCodeableConcept", std::move(*cc));
+    if (auto cc = map_cwe_triplets(obx, 5)) obs.set("valueCodeableConcept", std::move(*cc));
   } else if (type == "SN") {
     // SN: comparator ^ number ^ separator/suffix ^ number.
     std::string comparator = txt(obx, 5, 1, 1), separator = txt(obx, 5, 1, 3);
@@ -159,7 +159,7 @@ Mapping map_oru_r01(const Message& m) {
     std::string key_text = key.find("value")->text();
     if (const Value* sys = key.find("system")) key_text = sys->text() + "/" + key_text;
 
-    auto code = map_cwe(obr, 4);
+    auto code = map_cwe_triplets(obr, 4);
     if (!code) {
       out.problems.push_back(required(obr, 4, "OBR-4 (universal service identifier) is empty"));
       return out;
@@ -207,7 +207,7 @@ Mapping map_oru_r01(const Message& m) {
           ids.push_back(std::move(*id));
         }
       if (!ids.items().empty()) spec.set("identifier", std::move(ids));
-      if (auto type = map_cwe(spm, 4)) spec.set("type", std::move(*type));
+      if (auto type = map_cwe_triplets(spm, 4)) spec.set("type", std::move(*type));
       Value collection = Value::object();
       if (!txt(spm, 17, 1, 2).empty()) {
         Value period = Value::object();
@@ -240,7 +240,7 @@ Mapping map_oru_r01(const Message& m) {
     std::vector<std::string> results;
     std::set<std::string> keys;
     auto add_observation = [&](const Segment& obx, const std::string& specimen) -> bool {
-      auto obs_code = map_cwe(obx, 3);
+      auto obs_code = map_cwe_triplets(obx, 3);
       if (!obs_code) {
         out.problems.push_back(required(obx, 3, "OBX-3 (observation identifier) is empty"));
         return false;
@@ -286,7 +286,7 @@ Mapping map_oru_r01(const Message& m) {
         for (const char* k : kInterpretations) known = known || c == k;
         Value interp = known ? concept_of(coding("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
                                                  c, txt(obx, 8, r, 2)))
-                             : map_cwe(obx, 8, r).value_or(concept_of(coding("", c)));
+                             : map_cwe_triplets(obx, 8, r).value_or(concept_of(coding("", c)));
         push(obs, "interpretation", std::move(interp));
       }
       if (std::string range = txt(obx, 7); !range.empty()) {

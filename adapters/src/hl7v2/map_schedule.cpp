@@ -92,10 +92,10 @@ Mapping map_siu(const Message& m) {
     if (status.empty()) status = "booked";
   }
   ap.set("status", Value::string(status));
-  if (auto reason = map_cwe(*sch, 7)) ap.set("reasonCode", one(std::move(*reason)));
+  if (auto reason = map_cwe_triplets(*sch, 7)) ap.set("reasonCode", one(std::move(*reason)));
   for (const Segment& s : m.segments)
     if (s.name == "AIS")
-      if (auto service = map_cwe(s, 3)) push(ap, "serviceType", std::move(*service));
+      if (auto service = map_cwe_triplets(s, 3)) push(ap, "serviceType", std::move(*service));
 
   // Start and end: TQ1-7/8, else SCH-11.4/11.5 (TQ), else the first AIS-4 (start).
   const Segment* tq1 = m.first("TQ1");
@@ -143,7 +143,7 @@ Mapping map_siu(const Message& m) {
     if (s.name == "AIP") {
       for (std::size_t r = 1, n = s.repetitions(3); r <= n; ++r)
         if (auto actor = map_xcn_reference(s, 3, r, "Practitioner"))
-          push(ap, "participant", participant(std::move(*actor), map_cwe(s, 4), txt(s, 12)));
+          push(ap, "participant", participant(std::move(*actor), map_cwe_triplets(s, 4), txt(s, 12)));
     } else if (s.name == "AIL") {
       std::string display;
       for (std::size_t c : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{4}})
@@ -152,7 +152,7 @@ Mapping map_siu(const Message& m) {
       Value actor = Value::object();
       actor.set("type", Value::string("Location"));
       actor.set("display", Value::string(display));
-      push(ap, "participant", participant(std::move(actor), map_cwe(s, 4), txt(s, 12)));
+      push(ap, "participant", participant(std::move(actor), map_cwe_triplets(s, 4), txt(s, 12)));
     } else if (s.name == "AIG") {
       std::string id = txt(s, 3, 1, 1), name = txt(s, 3, 1, 2);
       if (id.empty() && name.empty()) continue;
@@ -164,7 +164,7 @@ Mapping map_siu(const Message& m) {
         actor.set("identifier", std::move(identifier));
       }
       set_str(actor, "display", name);
-      push(ap, "participant", participant(std::move(actor), map_cwe(s, 4), txt(s, 14)));
+      push(ap, "participant", participant(std::move(actor), map_cwe_triplets(s, 4), txt(s, 14)));
     }
   }
   if (ap.find("participant") == nullptr) {

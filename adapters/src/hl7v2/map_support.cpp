@@ -35,7 +35,6 @@ std::string search_escape(std::string_view v) {
 
 }  // namespace
 
-
 std::optional<std::string> v2_decimal(std::string_view raw) {
   std::string t = trimmed(raw);
   std::string_view s = t;
@@ -79,7 +78,7 @@ std::string code_system_uri(std::string_view name) {
   return {};
 }
 
-std::optional<Value> map_cwe(const Segment& s, std::size_t field, std::size_t rep) {
+std::optional<Value> map_cwe_triplets(const Segment& s, std::size_t field, std::size_t rep) {
   using support::txt;
   Value cc = Value::object();
   Value codings = Value::array();
@@ -398,7 +397,7 @@ std::string add_service_request(const OrderBlock& o, const std::string& patient,
   if (obr != nullptr && txt(*obr, 11) == "G") intent = "reflex-order";
   sr.set("intent", Value::string(intent));
   if (obr != nullptr) {
-    if (auto code = map_cwe(*obr, 4)) sr.set("code", std::move(*code));
+    if (auto code = map_cwe_triplets(*obr, 4)) sr.set("code", std::move(*code));
   }
   if (!patient.empty()) sr.set("subject", reference(patient));
 

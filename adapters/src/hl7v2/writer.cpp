@@ -75,12 +75,20 @@ Result<std::vector<std::string>> write_mapping(
   std::map<std::string, std::string> locals;  // local name -> Type/id
   std::vector<std::string> ids;
   std::vector<bool> exists;
+  std::map<std::string, std::size_t> by_criteria;  // Type?criteria -> the first resource of the message with them
   for (const MappedResource& r : mapping.resources) {
     std::vector<std::pair<std::string, std::string>> criteria = r.criteria;
     std::string text;
     for (auto& [name, value] : criteria) {
       if (auto it = locals.find(value); it != locals.end()) value = it->second;
       text += (text.empty() ? "" : "&") + name + "=" + value;
+    }
+    // The same criteria twice in one message (one specimen under two orders): the same resource, written again.
+    if (auto [it, first] = by_criteria.emplace(r.type + "?" + text, ids.size()); !first) {
+      exists.push_back(true);
+      ids.push_back(ids[it->second]);
+      if (!r.local.empty()) locals[r.local] = r.type + "/" + ids.back();
+      continue;
     }
     auto query = resources::parse_search(r.type, criteria, *registry, definitions, limits);
     if (!query) return std::unexpected(query.error());

@@ -24,9 +24,10 @@ std::optional<std::string> v2_decimal(std::string_view text);
 // none we know (local codes): the coding then has no system.
 std::string code_system_uri(std::string_view v2_name);
 
-// CWE/CE/CNE (one repetition) -> CodeableConcept: CWE.1-3 the first coding, CWE.4-6 the second, CWE.10-12 the
+// CWE/CE/CNE (one repetition) -> CodeableConcept, for orders and results (datatypes.hpp map_cwe is the ADT one,
+// with a default system per field; to be made one): CWE.1-3 the first coding, CWE.4-6 the second, CWE.10-12 the
 // third, CWE.7/8 their versions, CWE.9 the text. nullopt when empty.
-std::optional<fhir::json::Value> map_cwe(const Segment& s, std::size_t field, std::size_t rep = 1);
+std::optional<fhir::json::Value> map_cwe_triplets(const Segment& s, std::size_t field, std::size_t rep = 1);
 
 // EI (one repetition; its components, or the subcomponents of component `component` when not 0, as in EIP and
 // SPS) -> Identifier: EI.1 value, EI.3 with EI.4 ISO/UUID/URI the system, EI.2 the assigner's display; with a
