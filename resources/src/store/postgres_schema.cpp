@@ -170,6 +170,16 @@ const std::vector<Migration>& migrations() {
            " (tenant, sending_application, sending_facility, control_id) WHERE control_id <> ''",
            "CREATE INDEX hl7_inbound_received ON hl7_inbound (tenant, received)",
        }},
+      {8,
+       "OAuth grants: authorization codes, refresh tokens, launch contexts, sign-ins in progress",
+       {
+           // As SQLite's migration 9 (see schema.cpp).
+           "CREATE TABLE oauth_grant (tenant BIGINT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,"
+           " family TEXT NOT NULL, data TEXT NOT NULL, expires BIGINT NOT NULL, consumed BIGINT NOT NULL,"
+           " PRIMARY KEY (tenant, kind, key))",
+           "CREATE INDEX oauth_grant_family ON oauth_grant (tenant, family)",
+           "CREATE INDEX oauth_grant_expires ON oauth_grant (tenant, expires)",
+       }},
   };
   return list;
 }
