@@ -200,6 +200,11 @@ class SmartLaunchTest : public ::testing::Test {
     for (auto [user, practitioner] : {std::pair{"house", "pr1"}, std::pair{"wilson", "pr2"}, std::pair{"cuddy", "pr3"}})
       run({"admin", "user", "add", user, "--role", "physician", "--fhir-user",
            std::string("Practitioner/") + practitioner, "--password-file", pw, "--db", db_});
+    // bob must choose a new password at his first sign-in; dave is the one who gets locked out.
+    run({"admin", "user", "add", "bob", "--role", "patient", "--fhir-user", "Patient/p2", "--password-file", pw,
+         "--must-change-password", "--db", db_});
+    run({"admin", "user", "add", "dave", "--role", "patient", "--fhir-user", "Patient/p2", "--password-file", pw,
+         "--db", db_});
     const std::vector<std::string> user_scopes = {
         "--scope", "openid fhirUser launch launch/patient launch/encounter offline_access online_access", "--scope",
         "patient/*.rs user/*.rs"};
@@ -220,7 +225,9 @@ class SmartLaunchTest : public ::testing::Test {
 
     ServerOptions options;
     options.db = db_;
-    options.extra_args = {"--auth", "smart", "--data-dir", (dir_->path() / "data").string()};
+    // The third failure in a row locks the account (no slow-down before it, so nothing here depends on time).
+    options.extra_args = {"--auth", "smart", "--data-dir", (dir_->path() / "data").string(), "--signin-lock-after",
+                          "3"};
     server_ = new TestServer(options);
     base_ = server_->base_url();
     origin_ = base_.substr(0, base_.size() - 5);
@@ -769,6 +776,52 @@ TEST_F(SmartLaunchTest, StandaloneLaunchOfAClinicianShowsThePatientPicker) {
   ASSERT_EQ(t.status, 200) << t.summary();
   EXPECT_EQ(str(*t.json(), "patient"), "p2");
   EXPECT_EQ(str(claims_of(str(*t.json(), "access_token")), "patient"), "p2");
+}
+
+TEST_F(SmartLaunchTest, ThirdFailureLocksTheAccount) {
+  Browser b(base_);
+  AuthRequest a;
+  Page page = read_page(b.get(authorize_target(a)));
+  for (int i = 0; i < 2; ++i) {
+    page = read_page(b.submit(page, {{"username", "dave"}, {"password", "wrong password " + std::to_string(i)}}));
+    EXPECT_NE(page.body.find("The user name or the password is wrong."), std::string::npos) << page.body;
+  }
+  page = read_page(b.submit(page, {{"username", "dave"}, {"password", "wrong password 2"}}));
+  EXPECT_EQ(page.status, 400);
+  EXPECT_NE(page.body.find("Too many failed attempts: the account is locked. Try again in 15 minute(s)."),
+            std::string::npos)
+      << page.body;
+  // Even the right password is refused while locked.
+  page = read_page(b.submit(page, {{"username", "dave"}, {"password", kPassword}}));
+  EXPECT_EQ(page.step(), "login");
+  EXPECT_NE(page.body.find("the account is locked"), std::string::npos) << page.body;
+}
+
+TEST_F(SmartLaunchTest, APasswordToChangeIsChangedBeforeConsent) {
+  Browser b(base_);
+  AuthRequest a;
+  Page login = read_page(b.get(authorize_target(a)));
+  Page change = read_page(b.submit(login, {{"username", "bob"}, {"password", kPassword}}));
+  ASSERT_EQ(change.step(), "password") << change.body;
+  EXPECT_NE(change.body.find("autocomplete=\"new-password\""), std::string::npos);
+  Page mismatch = read_page(
+      b.submit(change, {{"current", kPassword}, {"new", "a brand new secret"}, {"confirm", "something else"}}));
+  EXPECT_EQ(mismatch.step(), "password");
+  EXPECT_NE(mismatch.body.find("The two new passwords differ."), std::string::npos);
+  Page same = read_page(b.submit(mismatch, {{"current", kPassword}, {"new", kPassword}, {"confirm", kPassword}}));
+  EXPECT_NE(same.body.find("The new password must differ from the current one."), std::string::npos) << same.body;
+  Page consent = read_page(
+      b.submit(same, {{"current", kPassword}, {"new", "a brand new secret"}, {"confirm", "a brand new secret"}}));
+  ASSERT_EQ(consent.step(), "consent") << consent.body;
+  auto back = query_of(b.submit(consent, {{"decision", "approve"}}).header("Location"));
+  Response t = exchange(back["code"], a);
+  ASSERT_EQ(t.status, 200) << t.summary();
+  EXPECT_EQ(str(*t.json(), "patient"), "p2");
+  // The new password is the one now.
+  Browser again(base_);
+  Page login2 = read_page(again.get(authorize_target(a)));
+  Page next = read_page(again.submit(login2, {{"username", "bob"}, {"password", "a brand new secret"}}));
+  EXPECT_EQ(next.step(), "consent") << next.body;
 }
 
 }  // namespace
