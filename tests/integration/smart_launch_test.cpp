@@ -328,6 +328,12 @@ TEST_F(SmartLaunchTest, DiscoveryAdvertisesTheAuthorizationCodeFlow) {
   auto oidc = http.get("/.well-known/openid-configuration").json();
   ASSERT_TRUE(oidc.has_value());
   EXPECT_EQ(str(*oidc, "authorization_endpoint"), origin_ + "/auth/authorize");
+  // The CapabilityStatement's oauth-uris name it too.
+  auto meta = http.get("/fhir/metadata").json();
+  ASSERT_TRUE(meta.has_value());
+  std::string security = json::write(*meta->find("rest")->items().at(0).find("security"));
+  EXPECT_NE(security.find(R"({"url":"authorize","valueUri":")" + origin_ + R"(/auth/authorize"})"), std::string::npos)
+      << security;
 }
 
 TEST_F(SmartLaunchTest, StandaloneLaunchWithPkceForAPatient) {

@@ -927,8 +927,8 @@ json::Value SmartAuth::rest_security(const std::string& fhir_base) const {
   std::string origin = fhir_base;
   if (origin.ends_with("/fhir")) origin.resize(origin.size() - 5);
   json::Value uris = json::Value::array();
-  for (auto [name, url] : {std::pair{"authorize", "/auth/authorize"}, std::pair{"token", "/auth/token"},
-                           std::pair{"introspect", "/auth/introspect"}, std::pair{"revoke", "/auth/revoke"}}) {
+  for (auto [name, url] : {std::pair{"token", "/auth/token"}, std::pair{"introspect", "/auth/introspect"},
+                           std::pair{"revoke", "/auth/revoke"}, std::pair{"authorize", "/auth/authorize"}}) {
     if (!impl_->launch && std::string_view(name) == "authorize") continue;
     json::Value e = json::Value::object();
     e.set("url", str(name));
