@@ -12,9 +12,9 @@ SEARCH_DB ?= $(BUILD)/bench/search-$(RESOURCES).db
 DEB_PACKAGES := g++ cmake ninja-build make libboost1.81-dev libboost-program-options1.81-dev rapidjson-dev \
   libsoci-dev libsoci-sqlite3-4.0 libsqlite3-dev libpq-dev libssl-dev libicu-dev libgtest-dev libgmock-dev \
   libbenchmark-dev wrk curl ca-certificates libjwt-dev libargon2-dev liboath-dev postgresql-15 \
-  libhowardhinnant-date-dev
+  libhowardhinnant-date-dev nodejs
 
-.PHONY: all deps configure build run test bench bench-search format clean
+.PHONY: all deps js-deps configure build run test bench bench-search format clean
 
 all: build
 
@@ -51,7 +51,14 @@ run: build
 	@echo "  authorization server lands. Ctrl-C stops the server."
 	$(BUILD)/bin/caduceus serve --listen $(LISTEN) --db $(DB)
 
-test: build
+# The SMART JavaScript client that the ctest smart_js.fhirclient drives (npm fhirclient, pinned by
+# tests/smart_js/package-lock.json; npm from Debian when the nodejs package does not bring it).
+js-deps: deps
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends npm; }
+	@[ -d tests/smart_js/node_modules/fhirclient ] || npm ci --prefix tests/smart_js --no-audit --no-fund
+
+test: build js-deps
 	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 600
 
 bench: build

@@ -88,6 +88,10 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
        "off, or smart: every /fhir request but metadata needs a SMART Bearer token (see README, SMART on FHIR)")
     ("system-token-lifetime", po::value(&c.system_token_lifetime_s)->default_value(c.system_token_lifetime_s),
        "seconds a Backend Services access token lives (1 to 300)")
+    ("user-token-lifetime", po::value(&c.user_token_lifetime_s)->default_value(c.user_token_lifetime_s),
+       "seconds an access token of a signed-in user lives (SMART App Launch)")
+    ("refresh-token-lifetime", po::value(&c.refresh_token_lifetime_s)->default_value(c.refresh_token_lifetime_s),
+       "seconds an offline_access refresh token lives (rotated at each use)")
     ("max-conditional-delete", po::value(&c.max_conditional_delete)->default_value(c.max_conditional_delete),
        "resources one conditional delete (DELETE [type]?criteria) may delete; more matches answer 412");
   // clang-format on
@@ -146,6 +150,9 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
   }
   if (c.system_token_lifetime_s < 1 || c.system_token_lifetime_s > 300)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--system-token-lifetime must be 1 to 300 seconds");
+  if (c.user_token_lifetime_s < 1 || c.refresh_token_lifetime_s < 1)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
+                      "--user-token-lifetime and --refresh-token-lifetime must be at least 1 second");
   if (auto roles = auth::parse_roles(c.mfa_roles); !roles)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mfa-roles: " + roles.error().issues[0].diagnostics);
   if (c.signin_lock_after <= 0 || c.signin_slow_after < 0 || c.signin_lock_seconds <= 0)

@@ -192,6 +192,9 @@ int serve(const std::vector<std::string>& args) {
     }
     server::auth::SmartOptions smart_options;
     smart_options.system_token_lifetime_s = config.system_token_lifetime_s;
+    smart_options.users = &users;  // SMART App Launch
+    smart_options.user_token_lifetime_s = config.user_token_lifetime_s;
+    smart_options.offline_token_lifetime_s = config.refresh_token_lifetime_s;
     auto created = server::auth::SmartAuth::create(
         **store, std::move(*keys), **definitions,
         [&active]() -> std::shared_ptr<const resources::SearchParameterRegistry> {

@@ -238,7 +238,8 @@ TEST_F(SmartTest, DiscoveryNamesEveryEndpoint) {
   EXPECT_EQ(string_at(c, "introspection_endpoint"), origin_ + "/auth/introspect");
   EXPECT_EQ(string_at(c, "revocation_endpoint"), origin_ + "/auth/revoke");
   EXPECT_EQ(strings_at(c, "code_challenge_methods_supported"), std::vector<std::string>{"S256"});
-  EXPECT_EQ(strings_at(c, "grant_types_supported"), std::vector<std::string>{"client_credentials"});
+  EXPECT_EQ(strings_at(c, "grant_types_supported"),
+            (std::vector<std::string>{"authorization_code", "refresh_token", "client_credentials"}));
   auto methods = strings_at(c, "token_endpoint_auth_methods_supported");
   EXPECT_NE(std::find(methods.begin(), methods.end(), "private_key_jwt"), methods.end());
   auto algs = strings_at(c, "token_endpoint_auth_signing_alg_values_supported");

@@ -881,6 +881,66 @@ TEST_F(RepositoryTest, CurrentRecordInsideATransactionSeesItsOwnWrites) {
   EXPECT_FALSE(never);
 }
 
+// The grants of the SMART App Launch (codes, refresh tokens, launches, sign-ins) on both backends: replaced by key,
+// consumed once (the second consume returns it marked consumed: a reuse), a family revoked at once, expired ones
+// neither found nor consumed, and each tenant apart.
+TEST_F(RepositoryTest, OAuthGrantsAreConsumedOnceAndRevokedByFamily) {
+  auto run = [&](std::function<fhir::Result<void>(OAuthTables&)> f) {
+    return store_->write([&](Transaction& txn) -> fhir::Result<void> {
+      OAuthTables* t = txn.oauth_tables();
+      if (t == nullptr) return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "no OAuth tables");
+      return f(*t);
+    });
+  };
+  auto grant = [](std::string kind, std::string key, std::string family, std::string data, std::int64_t expires) {
+    GrantRecord g;
+    g.kind = std::move(kind);
+    g.key = std::move(key);
+    g.family = std::move(family);
+    g.data = std::move(data);
+    g.expires_ms = expires;
+    return g;
+  };
+  std::vector<std::string> seen;
+  auto r = run([&](OAuthTables& t) -> fhir::Result<void> {
+    for (const GrantRecord& g :
+         {grant("code", "k1", "f1", R"({"a":1})", 10'000), grant("refresh", "r1", "f1", "{}", 10'000),
+          grant("refresh", "r2", "f2", "{}", 10'000), grant("refresh", "old", "f3", "{}", 1'000),
+          grant("code", "k1", "f1", R"({"a":2})", 10'000)})
+      if (auto p = t.put_grant(kDefaultTenant, g, 500); !p) return p;
+    if (auto p = t.put_grant(7, grant("code", "k1", "f9", R"({"tenant":7})", 10'000), 500); !p) return p;
+    auto describe = [&](const fhir::Result<std::optional<GrantRecord>>& g) {
+      if (!g) return std::string("error");
+      if (!*g) return std::string("none");
+      return (*g)->kind + "/" + (*g)->key + " " + (*g)->family + " " + (*g)->data + " " +
+             std::to_string((*g)->expires_ms) + ((*g)->consumed ? " consumed" : " fresh");
+    };
+    seen.push_back(describe(t.find_grant(kDefaultTenant, "code", "k1", 2'000)));
+    seen.push_back(describe(t.find_grant(kDefaultTenant, "refresh", "k1", 2'000)));   // another kind
+    seen.push_back(describe(t.find_grant(kDefaultTenant, "refresh", "old", 2'000)));  // expired
+    seen.push_back(describe(t.consume_grant(kDefaultTenant, "refresh", "old", 2'000)));
+    seen.push_back(describe(t.consume_grant(kDefaultTenant, "code", "k1", 2'000)));
+    seen.push_back(describe(t.consume_grant(kDefaultTenant, "code", "k1", 2'000)));  // a reuse
+    seen.push_back(describe(t.find_grant(7, "code", "k1", 2'000)));                  // the other tenant's
+    if (auto v = t.revoke_grant_family(kDefaultTenant, "f1"); !v) return v;
+    seen.push_back(describe(t.consume_grant(kDefaultTenant, "refresh", "r1", 2'000)));  // revoked with f1
+    seen.push_back(describe(t.consume_grant(kDefaultTenant, "refresh", "r2", 2'000)));  // f2 untouched
+    return {};
+  });
+  ASSERT_TRUE(r.has_value()) << r.error().issues[0].diagnostics;
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      R"(code/k1 f1 {"a":2} 10000 fresh)",
+                      "none",
+                      "none",
+                      "none",
+                      R"(code/k1 f1 {"a":2} 10000 fresh)",
+                      R"(code/k1 f1 {"a":2} 10000 consumed)",
+                      R"(code/k1 f9 {"tenant":7} 10000 fresh)",
+                      "refresh/r1 f1 {} 10000 consumed",
+                      "refresh/r2 f2 {} 10000 fresh",
+                  }));
+}
+
 TEST(StoreUrlTest, UnknownSchemesAreRefused) {
   auto s = open_store("mysql://x");
   ASSERT_FALSE(s.has_value());

@@ -154,6 +154,69 @@ class SqlOAuthTables final : public OAuthTables {
     }
   }
 
+ public:
+  fhir::Result<void> put_grant(TenantId tenant, const GrantRecord& g, std::int64_t now_ms) override {
+    try {
+      long long t = tenant, now = now_ms, expires = g.expires_ms, consumed = g.consumed ? 1 : 0;
+      sql_ << "DELETE FROM oauth_grant WHERE tenant = :t AND expires < :now", soci::use(t), soci::use(now);
+      sql_ << "INSERT INTO oauth_grant (tenant, kind, key, family, data, expires, consumed) VALUES (:t, :k, :key, "
+              ":f, :d, :e, :c) ON CONFLICT (tenant, kind, key) DO UPDATE SET family = excluded.family, data = "
+              "excluded.data, expires = excluded.expires, consumed = excluded.consumed",
+          soci::use(t), soci::use(g.kind), soci::use(g.key), soci::use(g.family), soci::use(g.data), soci::use(expires),
+          soci::use(consumed);
+      return {};
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+  }
+
+  fhir::Result<std::optional<GrantRecord>> find_grant(TenantId tenant, const std::string& kind, const std::string& key,
+                                                      std::int64_t now_ms) override {
+    try {
+      long long t = tenant, now = now_ms, expires = 0, consumed = 0;
+      GrantRecord g;
+      soci::indicator ind = soci::i_ok;
+      sql_ << "SELECT family, data, expires, consumed FROM oauth_grant WHERE tenant = :t AND kind = :k AND key = :key "
+              "AND expires >= :now",
+          soci::into(g.family, ind), soci::into(g.data), soci::into(expires), soci::into(consumed), soci::use(t),
+          soci::use(kind), soci::use(key), soci::use(now);
+      if (!sql_.got_data()) return std::optional<GrantRecord>();
+      g.kind = kind;
+      g.key = key;
+      g.expires_ms = expires;
+      g.consumed = consumed != 0;
+      return std::optional<GrantRecord>(std::move(g));
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+  }
+
+  fhir::Result<std::optional<GrantRecord>> consume_grant(TenantId tenant, const std::string& kind,
+                                                         const std::string& key, std::int64_t now_ms) override {
+    // (SQLite: one writer at a time, inside the caller's write transaction.)
+    auto found = find_grant(tenant, kind, key, now_ms);
+    if (!found || !*found || (*found)->consumed) return found;
+    try {
+      long long t = tenant;
+      sql_ << "UPDATE oauth_grant SET consumed = 1 WHERE tenant = :t AND kind = :k AND key = :key", soci::use(t),
+          soci::use(kind), soci::use(key);
+      return found;
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+  }
+
+  fhir::Result<void> revoke_grant_family(TenantId tenant, const std::string& family) override {
+    try {
+      long long t = tenant;
+      sql_ << "UPDATE oauth_grant SET consumed = 1 WHERE tenant = :t AND family = :f", soci::use(t), soci::use(family);
+      return {};
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+  }
+
+ private:
   soci::session& sql_;
 };
 

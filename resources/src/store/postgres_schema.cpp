@@ -185,6 +185,16 @@ const std::vector<Migration>& migrations() {
            "CREATE INDEX idx_text_narrative ON idx_text USING gin (narrative_tsv)",
            "CREATE INDEX idx_text_content ON idx_text USING gin (content_tsv)",
        }},
+      {9,
+       "OAuth grants: authorization codes, refresh tokens, launch contexts, sign-ins in progress",
+       {
+           // As SQLite's migration 9 (see schema.cpp).
+           "CREATE TABLE oauth_grant (tenant BIGINT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,"
+           " family TEXT NOT NULL, data TEXT NOT NULL, expires BIGINT NOT NULL, consumed BIGINT NOT NULL,"
+           " PRIMARY KEY (tenant, kind, key))",
+           "CREATE INDEX oauth_grant_family ON oauth_grant (tenant, family)",
+           "CREATE INDEX oauth_grant_expires ON oauth_grant (tenant, expires)",
+       }},
   };
   return list;
 }

@@ -372,9 +372,66 @@ class PgOAuthTables final : public OAuthTables {
     return out;
   }
 
+  fhir::Result<void> put_grant(TenantId tenant, const GrantRecord& g, std::int64_t now_ms) override {
+    if (auto d =
+            conn_.exec("DELETE FROM oauth_grant WHERE tenant = $1 AND expires < $2", {Param(tenant), Param(now_ms)});
+        !d)
+      return std::unexpected(pg::to_error(d.error(), "oauth"));
+    auto r = conn_.exec(
+        "INSERT INTO oauth_grant (tenant, kind, key, family, data, expires, consumed) VALUES ($1, $2, $3, $4, $5, $6, "
+        "$7) ON CONFLICT (tenant, kind, key) DO UPDATE SET family = excluded.family, data = excluded.data, "
+        "expires = excluded.expires, consumed = excluded.consumed",
+        {Param(tenant), Param(g.kind), Param(g.key), Param(g.family), Param(g.data), Param(g.expires_ms),
+         Param(g.consumed ? 1 : 0)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    return {};
+  }
+
+  fhir::Result<std::optional<GrantRecord>> find_grant(TenantId tenant, const std::string& kind, const std::string& key,
+                                                      std::int64_t now_ms) override {
+    return select_grant(tenant, kind, key, now_ms, "");
+  }
+
+  fhir::Result<std::optional<GrantRecord>> consume_grant(TenantId tenant, const std::string& kind,
+                                                         const std::string& key, std::int64_t now_ms) override {
+    // FOR UPDATE: another server consuming the same grant waits for this transaction, then sees it consumed.
+    auto found = select_grant(tenant, kind, key, now_ms, " FOR UPDATE");
+    if (!found || !*found || (*found)->consumed) return found;
+    auto r = conn_.exec("UPDATE oauth_grant SET consumed = 1 WHERE tenant = $1 AND kind = $2 AND key = $3",
+                        {Param(tenant), Param(kind), Param(key)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    return found;
+  }
+
+  fhir::Result<void> revoke_grant_family(TenantId tenant, const std::string& family) override {
+    auto r = conn_.exec("UPDATE oauth_grant SET consumed = 1 WHERE tenant = $1 AND family = $2",
+                        {Param(tenant), Param(family)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    return {};
+  }
+
  private:
   static constexpr const char* kClientColumns =
       "client_id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, scopes, created";
+
+  fhir::Result<std::optional<GrantRecord>> select_grant(TenantId tenant, const std::string& kind,
+                                                        const std::string& key, std::int64_t now_ms,
+                                                        const char* suffix) {
+    auto r = conn_.exec(std::string("SELECT family, data, expires, consumed FROM oauth_grant WHERE tenant = $1 AND "
+                                    "kind = $2 AND key = $3 AND expires >= $4") +
+                            suffix,
+                        {Param(tenant), Param(kind), Param(key), Param(now_ms)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
+    if (r->rows() == 0) return std::optional<GrantRecord>();
+    GrantRecord g;
+    g.kind = kind;
+    g.key = key;
+    g.family = r->text(0, 0);
+    g.data = r->text(0, 1);
+    g.expires_ms = r->i64(0, 2);
+    g.consumed = r->i64(0, 3) != 0;
+    return std::optional<GrantRecord>(std::move(g));
+  }
 
   fhir::Result<std::vector<ClientRecord>> select(TenantId tenant, const std::string* client_id) {
     std::string sql = std::string("SELECT ") + kClientColumns + " FROM oauth_client WHERE tenant = $1";

@@ -189,6 +189,17 @@ const std::vector<Migration>& migrations() {
            " (tenant, sending_application, sending_facility, control_id) WHERE control_id <> ''",
            "CREATE INDEX hl7_inbound_received ON hl7_inbound (tenant, received)",
        }},
+      {9,
+       "OAuth grants: authorization codes, refresh tokens, launch contexts, sign-ins in progress",
+       {
+           // server/auth SmartLaunch. `key`: the base64url SHA-256 of the secret handed out (never the secret);
+           // `family`: a code and the refresh tokens issued from it; `data`: JSON; times in ms since the epoch.
+           "CREATE TABLE oauth_grant (tenant INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,"
+           " family TEXT NOT NULL, data TEXT NOT NULL, expires INTEGER NOT NULL, consumed INTEGER NOT NULL,"
+           " PRIMARY KEY (tenant, kind, key))",
+           "CREATE INDEX oauth_grant_family ON oauth_grant (tenant, family)",
+           "CREATE INDEX oauth_grant_expires ON oauth_grant (tenant, expires)",
+       }},
   };
   return list;
 }

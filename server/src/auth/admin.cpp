@@ -208,7 +208,7 @@ int admin_command(const std::vector<std::string>& args) {
   }
   for (const std::string& text : options["scope"])
     for (const std::string& s : split_scopes(text)) {
-      if (s.find('/') != std::string::npos) {
+      if (s.find('/') != std::string::npos && !s.starts_with("launch/")) {  // launch/patient, launch/encounter
         auto parsed = parse_resource_scope(s);
         if (!parsed) return fail("--scope: " + describe(parsed.error()));
       }

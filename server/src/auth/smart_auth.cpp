@@ -14,6 +14,7 @@
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/server/errors.hpp"
+#include "smart_launch.hpp"
 
 namespace caduceus::server::auth {
 
@@ -154,6 +155,7 @@ struct SmartAuth::Impl {
   std::deque<std::function<void()>> queue;
   bool stopping = false;
   std::vector<std::thread> workers;
+  std::unique_ptr<SmartLaunch> launch;  // SMART App Launch, when options.users is set
 
   Impl(resources::Store& s, KeyRing k, const resources::Definitions& d, RegistrySource r, SmartOptions o)
       : store(s), keys(std::move(k)), definitions(d), registry(std::move(r)), options(o) {
@@ -414,6 +416,8 @@ struct SmartAuth::Impl {
     auto form = parse_query(req.body);
     if (!form) return oauth_error({400, "invalid_request", "the form has a malformed %-escape"}, "token");
     const std::string* grant_type = form_value(*form, "grant_type");
+    if (launch && grant_type != nullptr && (*grant_type == "authorization_code" || *grant_type == "refresh_token"))
+      return user_grant(req, *form);
     if (grant_type == nullptr || *grant_type != "client_credentials")
       return oauth_error({400, "unsupported_grant_type", "this server grants client_credentials only (for now)"},
                          "token");
@@ -453,6 +457,36 @@ struct SmartAuth::Impl {
     Response r = json_reply(200, body);
     r.interaction = "token";
     return r;
+  }
+
+  // authorization_code and refresh_token (SMART App Launch): the client authenticates as registered
+  // (client_secret_basic or client_secret_post, private_key_jwt, or only its client_id for a public client).
+  Response user_grant(const Request& req, const QueryParams& form) const {
+    std::expected<resources::ClientRecord, OAuthError> client = oauth_fail(401, "invalid_client", "");
+    const std::string* id = form_value(form, "client_id");
+    const std::string* secret = form_value(form, "client_secret");
+    if (auto basic = basic_credentials(req)) {
+      client = authenticate_basic(basic->first, basic->second);
+    } else if (form_value(form, "client_assertion") != nullptr) {
+      client = authenticate_assertion(form);
+    } else if (id != nullptr && secret != nullptr) {
+      client = authenticate_basic(*id, *secret);
+    } else if (id != nullptr) {
+      auto found = find_client(*id);
+      if (!found) return oauth_error({503, "temporarily_unavailable", "the database does not answer"}, "token");
+      if (!*found || (*found)->kind != "public")
+        return oauth_error({401, "invalid_client", "client '" + *id + "' must authenticate (it is not public)"},
+                           "token");
+      client = std::move(**found);
+    } else if (*form_value(form, "grant_type") == "refresh_token") {
+      // RFC 6749 6: a public client need not name itself to refresh; SmartLaunch takes the token's client, which
+      // must then be public.
+      return launch->token(form, resources::ClientRecord{});
+    } else {
+      return oauth_error({401, "invalid_client", "client_id is required"}, "token");
+    }
+    if (!client) return oauth_error(client.error(), "token");
+    return launch->token(form, *client);
   }
 
   // Who calls introspection or revocation: the client of a valid Bearer token, or a client_secret_basic client.
@@ -527,8 +561,15 @@ struct SmartAuth::Impl {
     c.set("token_endpoint", str(token_url()));
     c.set("introspection_endpoint", str(origin + "/auth/introspect"));
     c.set("revocation_endpoint", str(origin + "/auth/revoke"));
-    c.set("grant_types_supported", strings({"client_credentials"}));
-    c.set("token_endpoint_auth_methods_supported", strings({"private_key_jwt", "client_secret_basic"}));
+    if (launch) {
+      c.set("authorization_endpoint", str(origin + "/auth/authorize"));
+      c.set("grant_types_supported", strings({"authorization_code", "refresh_token", "client_credentials"}));
+      c.set("token_endpoint_auth_methods_supported",
+            strings({"private_key_jwt", "client_secret_basic", "client_secret_post", "none"}));
+    } else {
+      c.set("grant_types_supported", strings({"client_credentials"}));
+      c.set("token_endpoint_auth_methods_supported", strings({"private_key_jwt", "client_secret_basic"}));
+    }
     c.set("token_endpoint_auth_signing_alg_values_supported",
           strings({"RS384", "ES384", "RS256", "ES256", "RS512", "ES512"}));
     return c;
@@ -536,18 +577,33 @@ struct SmartAuth::Impl {
 
   json::Value smart_configuration() const {
     json::Value c = discovery_common();
-    c.set("scopes_supported", strings({"system/*.read", "system/*.write", "system/*.*", "system/*.cruds", "system/*.rs",
-                                       "system/Patient.rs", "system/Observation.rs"}));
-    c.set("response_types_supported", json::Value::array());
-    c.set("capabilities", strings({"client-confidential-asymmetric", "client-confidential-symmetric", "permission-v1",
-                                   "permission-v2"}));
+    if (launch) {
+      c.set("scopes_supported",
+            strings({"openid", "fhirUser", "launch", "launch/patient", "launch/encounter", "offline_access",
+                     "online_access", "patient/*.rs", "patient/*.read", "user/*.rs", "user/*.read", "user/*.cruds",
+                     "system/*.read", "system/*.write", "system/*.*", "system/*.cruds", "system/*.rs"}));
+      c.set("response_types_supported", strings({"code"}));
+      c.set("capabilities", strings({"launch-ehr", "launch-standalone", "authorize-post", "client-public",
+                                     "client-confidential-symmetric", "client-confidential-asymmetric",
+                                     "context-ehr-patient", "context-ehr-encounter", "context-standalone-patient",
+                                     "context-banner", "permission-offline", "permission-online", "permission-patient",
+                                     "permission-user", "permission-v1", "permission-v2", "sso-openid-connect"}));
+    } else {
+      c.set("scopes_supported", strings({"system/*.read", "system/*.write", "system/*.*", "system/*.cruds",
+                                         "system/*.rs", "system/Patient.rs", "system/Observation.rs"}));
+      c.set("response_types_supported", json::Value::array());
+      c.set("capabilities", strings({"client-confidential-asymmetric", "client-confidential-symmetric", "permission-v1",
+                                     "permission-v2"}));
+    }
     c.set("code_challenge_methods_supported", strings({"S256"}));
     return c;
   }
 
   json::Value openid_configuration() const {
     json::Value c = discovery_common();
-    c.set("response_types_supported", json::Value::array());
+    c.set("response_types_supported", launch ? strings({"code"}) : json::Value::array());
+    if (launch)
+      c.set("scopes_supported", strings({"openid", "fhirUser", "profile", "offline_access", "online_access"}));
     c.set("subject_types_supported", strings({"public"}));
     c.set("id_token_signing_alg_values_supported", strings({"ES256", "RS256"}));
     c.set("code_challenge_methods_supported", strings({"S256"}));
@@ -823,6 +879,16 @@ fhir::Result<std::unique_ptr<SmartAuth>> SmartAuth::create(resources::Store& sto
     return {};
   });
   if (!loaded) return std::unexpected(loaded.error());
+  if (options.users != nullptr) {
+    LaunchOptions launch_options;
+    launch_options.tenant = options.tenant;
+    launch_options.user_token_lifetime_s = std::max(1, options.user_token_lifetime_s);
+    launch_options.offline_token_lifetime_s = std::max(1, options.offline_token_lifetime_s);
+    Impl* i = impl.get();
+    impl->launch = std::make_unique<SmartLaunch>(
+        store, impl->keys, *options.users, impl->base, impl->origin,
+        [i](const std::string& jti) { return i->is_revoked(jti); }, launch_options);
+  }
   impl->start_workers(2);
   return std::unique_ptr<SmartAuth>(new SmartAuth(std::move(impl)));
 }
@@ -837,7 +903,7 @@ void SmartAuth::set_base_url(const std::string& fhir_base) {
 bool SmartAuth::serves(std::string_view path) noexcept {
   return path == "/fhir/.well-known/smart-configuration" || path == "/.well-known/openid-configuration" ||
          path == "/.well-known/smart-configuration" || path == "/auth/jwks" || path == "/auth/token" ||
-         path == "/auth/introspect" || path == "/auth/revoke";
+         path == "/auth/introspect" || path == "/auth/revoke" || path == "/auth/authorize" || path == "/auth/launch";
 }
 
 void SmartAuth::handle_async(const Request& request, std::function<void(Response)> done) const {
@@ -866,6 +932,20 @@ void SmartAuth::handle_async(const Request& request, std::function<void(Response
     r.interaction = "discovery";
     return done(std::move(r));
   }
+  if (path == "/auth/authorize" || path == "/auth/launch") {
+    if (!i.launch) {
+      Response r = error_response(ErrorKind::kNotSupported, "not-supported",
+                                  "SMART App Launch is not available on this server (no user directory)");
+      r.interaction = "authorize";
+      return done(std::move(r));
+    }
+    if (path == "/auth/launch" && request.method != "POST") return done(method_not_allowed("POST"));
+    if (path == "/auth/authorize" && !get && request.method != "POST") return done(method_not_allowed("GET, POST"));
+    // Password hashing and the store: on this object's threads.
+    return impl_->post([launch = i.launch.get(), request, done = std::move(done), path = std::string(path)] {
+      done(path == "/auth/launch" ? launch->create_launch(request) : launch->authorize(request));
+    });
+  }
   if (request.method != "POST") return done(method_not_allowed("POST"));
   impl_->post([impl = impl_.get(), request, done = std::move(done), path = std::string(path)] {
     if (path == "/auth/token") return done(impl->token(request));
@@ -884,7 +964,8 @@ json::Value SmartAuth::rest_security(const std::string& fhir_base) const {
   if (origin.ends_with("/fhir")) origin.resize(origin.size() - 5);
   json::Value uris = json::Value::array();
   for (auto [name, url] : {std::pair{"token", "/auth/token"}, std::pair{"introspect", "/auth/introspect"},
-                           std::pair{"revoke", "/auth/revoke"}}) {
+                           std::pair{"revoke", "/auth/revoke"}, std::pair{"authorize", "/auth/authorize"}}) {
+    if (!impl_->launch && std::string_view(name) == "authorize") continue;
     json::Value e = json::Value::object();
     e.set("url", str(name));
     e.set("valueUri", str(origin + url));

@@ -368,6 +368,54 @@ Result<SignInResult> UserDirectory::authenticate(std::string_view username, std:
   return result;
 }
 
+Result<SignInResult> UserDirectory::verify_second_factor(std::string_view username, std::string_view totp_code,
+                                                         TimePoint now) {
+  const std::int64_t now_ms = to_ms(now);
+  SignInResult result;
+  auto name = normalize_username(username);
+  if (!name) return result;
+  auto done = modify(*name, [&](UserRecord& r) -> Result<void> {
+    result = SignInResult{};
+    if (r.locked_until_ms > now_ms) {
+      result.status = SignInStatus::kLocked;
+      result.retry_after = seconds_until(r.locked_until_ms, now_ms);
+      return {};
+    }
+    if (r.next_attempt_ms > now_ms) {
+      result.status = SignInStatus::kThrottled;
+      result.retry_after = seconds_until(r.next_attempt_ms, now_ms);
+      return {};
+    }
+    if (r.disabled) {
+      result.status = SignInStatus::kDisabled;
+      return {};
+    }
+    if (r.totp_secret.empty()) return {};  // kBadCredentials
+    auto secret = load_secret(r.totp_secret);
+    auto step =
+        secret ? totp_match(*secret, totp_code, to_seconds(now), options_.totp_window, options_.totp) : std::nullopt;
+    if (!step || *step <= r.totp_last_step) {  // wrong, or accepted once already (or older than the last)
+      register_failure(r, now_ms);
+      result.status = r.locked_until_ms > now_ms ? SignInStatus::kLocked : SignInStatus::kBadCode;
+      if (result.status == SignInStatus::kLocked) result.retry_after = seconds_until(r.locked_until_ms, now_ms);
+      return {};
+    }
+    r.totp_last_step = *step;
+    r.failed_count = 0;
+    r.next_attempt_ms = 0;
+    r.locked_until_ms = 0;
+    r.last_sign_in_ms = now_ms;
+    r.updated_ms = now_ms;
+    result.status = SignInStatus::kOk;
+    result.must_change_password = r.must_change_password;
+    result.user = info(r, now);
+    return {};
+  });
+  if (!done && done.error().kind == ErrorKind::kNotFound) return SignInResult{};
+  if (!done) return std::unexpected(done.error());
+  return result;
+}
+
 Result<void> UserDirectory::change_password(std::string_view username, std::string_view current_password,
                                             std::string_view new_password, TimePoint now) {
   auto name = normalize_username(username);

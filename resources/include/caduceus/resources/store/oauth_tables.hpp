@@ -24,6 +24,16 @@ struct ClientRecord {
   std::int64_t created_ms = 0;
 };
 
+// A grant of the authorization server that lives in the database so that several servers agree: an authorization
+// code ("code"), a refresh token ("refresh"), an EHR launch context ("launch") or a sign-in in progress ("signin").
+// `key` is a hash of the secret the client or browser holds (never the secret itself); `family` groups an
+// authorization code with the refresh tokens issued from it (a reused one revokes them all); `data` is JSON.
+struct GrantRecord {
+  std::string kind, key, family, data;
+  std::int64_t expires_ms = 0;
+  bool consumed = false;
+};
+
 // The tables of the authorization server: clients, client-assertion `jti`s already used, revoked access tokens.
 // Used inside a write transaction (Transaction::oauth_tables()), so that a check and its insert are atomic. Every
 // row carries a tenant. Errors: kUnavailable on a database error.
@@ -44,6 +54,18 @@ class OAuthTables {
   virtual fhir::Result<void> revoke_token(TenantId tenant, const std::string& jti, std::int64_t expires_ms) = 0;
   // The revoked `jti`s that have not expired at now_ms.
   virtual fhir::Result<std::vector<std::string>> revoked_tokens(TenantId tenant, std::int64_t now_ms) = 0;
+
+  // Inserts a grant, or replaces the one of the same kind and key. Grants expired before now_ms are dropped.
+  virtual fhir::Result<void> put_grant(TenantId tenant, const GrantRecord& grant, std::int64_t now_ms) = 0;
+  // The grant of that kind and key unless it has expired at now_ms (consumed ones too: see `consumed`).
+  virtual fhir::Result<std::optional<GrantRecord>> find_grant(TenantId tenant, const std::string& kind,
+                                                              const std::string& key, std::int64_t now_ms) = 0;
+  // Marks the grant consumed and returns it as it was (consumed already = a reuse), atomically even across
+  // servers; nullopt when there is none or it has expired.
+  virtual fhir::Result<std::optional<GrantRecord>> consume_grant(TenantId tenant, const std::string& kind,
+                                                                 const std::string& key, std::int64_t now_ms) = 0;
+  // Marks every grant of the family consumed (a reused code or refresh token).
+  virtual fhir::Result<void> revoke_grant_family(TenantId tenant, const std::string& family) = 0;
 };
 
 }  // namespace caduceus::resources

@@ -18,9 +18,16 @@
 
 namespace caduceus::server::auth {
 
+class UserDirectory;
+
 struct SmartOptions {
   int system_token_lifetime_s = 300;  // access tokens of Backend Services (at most 300)
   resources::TenantId tenant = resources::kDefaultTenant;
+  // SMART App Launch (the authorization-code flow, smart_launch.hpp): on when `users` is set (it must outlive
+  // the SmartAuth).
+  UserDirectory* users = nullptr;
+  int user_token_lifetime_s = 3600;               // access tokens of users
+  int offline_token_lifetime_s = 30 * 24 * 3600;  // refresh tokens of offline_access
 };
 
 // The SMART on FHIR authorization server and the enforcement of its tokens.
@@ -31,6 +38,8 @@ struct SmartOptions {
 //   POST /auth/token       client_credentials: private_key_jwt (Backend Services) or client_secret_basic
 //   POST /auth/introspect  RFC 7662 (the caller authenticates with a Bearer token or client_secret_basic)
 //   POST /auth/revoke      RFC 7009 (Bearer of the same client, or its client_secret_basic)
+//   GET|POST /auth/authorize, POST /auth/launch, and the token endpoint's authorization_code and refresh_token
+//                          grants: SMART App Launch (server/src/auth/smart_launch.hpp), when options.users is set
 // As the router's Authorizer, it requires a valid Bearer token on every /fhir request but metadata, and the token's
 // system/ scopes to cover every interaction the request makes, every entry of a Bundle and every type a search
 // reaches (_include, _revinclude, chains, _has, _type, compartments): else 403, never a partial answer.

@@ -122,6 +122,11 @@ class UserDirectory {
   fhir::Result<SignInResult> authenticate(std::string_view username, std::string_view password,
                                           std::string_view totp_code, TimePoint now);
 
+  // The second step of a sign-in whose password was accepted by authenticate() (kMfaRequired): checks the TOTP
+  // code alone, with the same slow-down, lock and single use of a code. kOk (user set), kBadCode, kThrottled,
+  // kLocked, kDisabled, or kBadCredentials for an unknown user or one without a second factor.
+  fhir::Result<SignInResult> verify_second_factor(std::string_view username, std::string_view totp_code, TimePoint now);
+
   // Sets a new password after checking the current one (clears must_change_password). Errors: kInvalid (new
   // password too short, or the same as the current one), kUnprocessable (the current password is wrong; counts
   // as a failed sign-in), kNotFound.
