@@ -85,6 +85,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
        "off, or smart: every /fhir request but metadata needs a SMART Bearer token (see README, SMART on FHIR)")
     ("system-token-lifetime", po::value(&c.system_token_lifetime_s)->default_value(c.system_token_lifetime_s),
        "seconds a Backend Services access token lives (1 to 300)")
+    ("policy", po::value(&c.policy)->default_value(c.policy),
+       "access policy JSON file: what each role may see (empty: the built-in hospital rules; see README)")
     ("max-conditional-delete", po::value(&c.max_conditional_delete)->default_value(c.max_conditional_delete),
        "resources one conditional delete (DELETE [type]?criteria) may delete; more matches answer 412");
   // clang-format on

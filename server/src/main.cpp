@@ -148,6 +148,14 @@ int serve(const std::vector<std::string>& args) {
     }
     server::auth::SmartOptions smart_options;
     smart_options.system_token_lifetime_s = config.system_token_lifetime_s;
+    if (!config.policy.empty()) {
+      auto policy = server::auth::AccessPolicy::load(config.policy);
+      if (!policy) {
+        print_error(policy.error());
+        return 1;
+      }
+      smart_options.policy = std::make_shared<const server::auth::AccessPolicy>(std::move(*policy));
+    }
     auto created = server::auth::SmartAuth::create(
         **store, std::move(*keys), **definitions,
         [&active]() -> std::shared_ptr<const resources::SearchParameterRegistry> {

@@ -34,6 +34,7 @@ struct ServeConfig {
   std::string data_dir = "var";             // files beside the database: the token signing keys (keys/)
   std::string auth = "off";                 // off, or smart: a SMART Bearer token on every /fhir request
   int system_token_lifetime_s = 300;        // access tokens of Backend Services, seconds (at most 300)
+  std::string policy;                       // access policy JSON file (roles' rules); empty: the built-in one
   // Users (server/auth): roles that need a second factor, and the slow-down and lock after failed sign-ins.
   std::string mfa_roles = "physician,nurse,technician,admin";
   std::int64_t signin_slow_after = 3;
