@@ -54,6 +54,8 @@ class AccessPolicy {
   const RolePolicy* role(std::string_view name) const;
 
  private:
+  struct Empty {};
+  explicit AccessPolicy(Empty) {}
   std::map<std::string, RolePolicy, std::less<>> roles_;
 };
 
@@ -65,7 +67,8 @@ struct TokenContext {
 };
 
 // The resources a token may see for `permission` (one of kCreate, kRead, kUpdate, kDelete, kSearch), or nullptr
-// when it may see every resource of every type (only unrestricted system/ scopes, no role). Scopes that do not
+// when its scopes differ by type alone (no patient/ scope, no query, no role: the authorizer's 403 per type is
+// then all there is to it). Scopes that do not
 // give `permission` count for nothing; a patient/ scope without a patient claim, or a granular scope whose query
 // does not parse against `registry`, lets nothing be seen.
 std::shared_ptr<const resources::AccessFilter> access_filter(
