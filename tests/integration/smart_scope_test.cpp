@@ -42,8 +42,8 @@ const std::map<std::string, Profile>& profiles() {
       {"nurse.v1", {"user/*.read", "nurse", "Practitioner/n1", ""}},
       {"nurse.v2", {"user/*.rs", "nurse", "Practitioner/n1", ""}},
       {"nurse.granular",
-       {"user/Observation.rs?category=laboratory user/Patient.rs user/MedicationRequest.rs", "nurse",
-        "Practitioner/n1", ""}},
+       {"user/Observation.rs?category=laboratory user/Patient.rs user/MedicationRequest.rs", "nurse", "Practitioner/n1",
+        ""}},
       {"technician.v2", {"user/*.rs", "technician", "Practitioner/t1", ""}},
       {"technician.granular", {"user/Observation.rs?category=laboratory", "technician", "Practitioner/t1", ""}},
       {"patientA.v1", {"patient/*.read", "patient", "Patient/pA", "pA"}},
@@ -111,7 +111,8 @@ class SmartScopeTest : public ServerTest {
     HttpClient client(server_->base_url());
     const std::string conf = kConf;
     auto lab = [](const char* code) {
-      return std::string(R"("category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":")") +
+      return std::string(
+                 R"("category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":")") +
              code + R"("}]}])";
     };
     const std::vector<std::pair<std::string, std::string>> data = {
@@ -328,8 +329,9 @@ TEST_F(SmartScopeTest, Search) {
 }
 
 TEST_F(SmartScopeTest, IncludeAndRevinclude) {
-  const std::string every = "200 [MedicationRequest/mA1, MedicationRequest/mA2, MedicationRequest/mB1, Patient/pA, "
-                            "Patient/pB]";
+  const std::string every =
+      "200 [MedicationRequest/mA1, MedicationRequest/mA2, MedicationRequest/mB1, Patient/pA, "
+      "Patient/pB]";
   run({"_include",
        "GET",
        "/fhir/MedicationRequest?_include=MedicationRequest:subject:Patient",
@@ -511,8 +513,8 @@ TEST_F(SmartScopeTest, PartlyAllowedSearchesAnswerTheAllowedPart) {
   const std::string tech = mint(profiles().at("technician.v2"));
   auto r = client().get("/fhir?_type=Observation,DiagnosticReport&_total=accurate", bearer(tech));
   ASSERT_EQ(r.status, 200) << r.summary();
-  EXPECT_EQ(entry_refs(r), (std::set<std::string>{"DiagnosticReport/dA1", "Observation/oA1", "Observation/oA2",
-                                                  "Observation/oB1"}));
+  EXPECT_EQ(entry_refs(r),
+            (std::set<std::string>{"DiagnosticReport/dA1", "Observation/oA1", "Observation/oA2", "Observation/oB1"}));
   auto everything = client().get("/fhir?_id=pA,oA1,mA1,eA1,dA1&_total=accurate", bearer(tech));
   ASSERT_EQ(everything.status, 200) << everything.summary();
   EXPECT_EQ(entry_refs(everything), (std::set<std::string>{"DiagnosticReport/dA1", "Observation/oA1"}));
@@ -527,9 +529,9 @@ TEST_F(SmartScopeTest, WritesAndTokens) {
   const std::string nurse = mint({"user/*.cruds", "nurse", "Practitioner/n1", ""});
   auto del = client().del("/fhir/MedicationRequest/mA2", bearer(nurse));
   EXPECT_TRUE(IsOperationOutcome(del, 403)) << del.summary();
-  auto patch = client().request("PATCH", "/fhir/MedicationRequest/mA2",
-                                R"([{"op":"replace","path":"/status","value":"stopped"}])",
-                                {{"Authorization", "Bearer " + nurse}, {"Content-Type", "application/json-patch+json"}});
+  auto patch = client().request(
+      "PATCH", "/fhir/MedicationRequest/mA2", R"([{"op":"replace","path":"/status","value":"stopped"}])",
+      {{"Authorization", "Bearer " + nurse}, {"Content-Type", "application/json-patch+json"}});
   EXPECT_TRUE(IsOperationOutcome(patch, 403)) << patch.summary();
   auto put = client().put(
       "/fhir/MedicationRequest/mA2",

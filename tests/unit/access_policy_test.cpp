@@ -23,8 +23,7 @@ TEST(AccessPolicy, DefaultsAreTheHospitalRules) {
             "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|V");
   const RolePolicy* tech = policy.role("technician");
   ASSERT_NE(tech, nullptr);
-  EXPECT_EQ(tech->types,
-            (std::vector<std::string>{"Observation", "DiagnosticReport", "ServiceRequest", "Specimen"}));
+  EXPECT_EQ(tech->types, (std::vector<std::string>{"Observation", "DiagnosticReport", "ServiceRequest", "Specimen"}));
   ASSERT_NE(policy.role("patient"), nullptr);
   EXPECT_TRUE(policy.role("patient")->own_record);
   EXPECT_FALSE(policy.role("nurse")->own_record);
@@ -40,12 +39,12 @@ TEST(AccessPolicy, ParsesAFileAndNamesWhatIsWrong) {
     const char* json;
     const char* expression;
   };
-  for (const Case& c : {Case{R"([])", ""}, Case{R"({"roles":[]})", "roles"},
-                        Case{R"({"roles":{"janitor":{}}})", "roles.janitor"},
-                        Case{R"({"roles":{"nurse":{"types":[]}}})", "roles.nurse.types"},
-                        Case{R"({"roles":{"nurse":{"deny":[{"type":"MedicationRequest"}]}}})", "roles.nurse.deny"},
-                        Case{R"({"roles":{"patient":{"compartment":"Patient/1"}}})", "roles.patient.compartment"},
-                        Case{R"({"roles":{"nurse":{"see":"all"}}})", "roles.nurse.see"}}) {
+  for (const Case& c :
+       {Case{R"([])", ""}, Case{R"({"roles":[]})", "roles"}, Case{R"({"roles":{"janitor":{}}})", "roles.janitor"},
+        Case{R"({"roles":{"nurse":{"types":[]}}})", "roles.nurse.types"},
+        Case{R"({"roles":{"nurse":{"deny":[{"type":"MedicationRequest"}]}}})", "roles.nurse.deny"},
+        Case{R"({"roles":{"patient":{"compartment":"Patient/1"}}})", "roles.patient.compartment"},
+        Case{R"({"roles":{"nurse":{"see":"all"}}})", "roles.nurse.see"}}) {
     auto bad = AccessPolicy::parse(c.json);
     ASSERT_FALSE(bad) << c.json;
     EXPECT_EQ(bad.error().kind, fhir::ErrorKind::kInvalid) << c.json;

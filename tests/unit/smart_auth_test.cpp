@@ -46,8 +46,8 @@ TEST(SmartScopes, RefusesMalformedAndQueries) {
        {"system/Observation.sr", "system/Observation.rr", "system/Observation.x", "system/Observation.", "openid",
         "launch/patient", "admin/Patient.read", "system/observation.read", "system/Observation"})
     EXPECT_FALSE(parse_resource_scope(bad)) << bad;
-  for (const char* bad : {"system/Observation.read?category=laboratory", "patient/*.rs?category=laboratory",
-                          "patient/Observation.rs?"})
+  for (const char* bad :
+       {"system/Observation.read?category=laboratory", "patient/*.rs?category=laboratory", "patient/Observation.rs?"})
     EXPECT_FALSE(parse_resource_scope(bad)) << bad;
   auto granular = parse_resource_scope("patient/Observation.rs?category=laboratory&status=final");
   ASSERT_TRUE(granular);

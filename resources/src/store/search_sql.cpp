@@ -1108,9 +1108,10 @@ SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::s
       q.sql += where;
     } else {
       // (The binds of `where` come after those already there, as the text does.)
-      q.sql += " AND EXISTS (SELECT 1 FROM resource t WHERE t.tenant = x.tenant AND t.type = x.target_type AND "
-               "t.id = x.target_id AND t.deleted = 0" +
-               where + ")";
+      q.sql +=
+          " AND EXISTS (SELECT 1 FROM resource t WHERE t.tenant = x.tenant AND t.type = x.target_type AND "
+          "t.id = x.target_id AND t.deleted = 0" +
+          where + ")";
     }
   }
   return q;

@@ -1064,9 +1064,9 @@ class SqliteStore final : public Store {
         [&](const Include& inc, const std::string& type,
             const std::vector<std::string>& ids) -> Result<std::vector<std::pair<std::string, std::string>>> {
           std::vector<std::pair<std::string, std::string>> targets;
-          run_query(db, build_include_sql(tenant, inc, type, ids, query.access.get()), [&](sqlite_api::sqlite3_stmt* st) {
-            targets.emplace_back(column_text(st, 0), column_text(st, 1));
-          });
+          run_query(
+              db, build_include_sql(tenant, inc, type, ids, query.access.get()),
+              [&](sqlite_api::sqlite3_stmt* st) { targets.emplace_back(column_text(st, 0), column_text(st, 1)); });
           return targets;
         },
         // From the cache of current versions when it is there, else from the snapshot, then kept in the cache.

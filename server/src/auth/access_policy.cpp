@@ -70,12 +70,14 @@ fhir::Result<AccessPolicy> AccessPolicy::parse(std::string_view text) {
   AccessPolicy out{Empty{}};
   for (const auto& [name, rules] : roles->members()) {
     const std::string at = "roles." + name;
-    if (!parse_role(name)) return bad("'" + name + "' is not a role (physician, nurse, technician, admin, patient)", at);
+    if (!parse_role(name))
+      return bad("'" + name + "' is not a role (physician, nurse, technician, admin, patient)", at);
     if (!rules.is_object()) return bad("a role's rules are an object", at);
     RolePolicy role;
     for (const auto& [key, value] : rules.members()) {
       if (key == "types") {
-        if (!value.is_array() || value.items().empty()) return bad("'types' is a non-empty array of types", at + ".types");
+        if (!value.is_array() || value.items().empty())
+          return bad("'types' is a non-empty array of types", at + ".types");
         for (const json::Value& t : value.items()) {
           if (!t.is_string()) return bad("'types' lists resource types as strings", at + ".types");
           role.types.push_back(t.text());
@@ -85,8 +87,7 @@ fhir::Result<AccessPolicy> AccessPolicy::parse(std::string_view text) {
         for (const json::Value& d : value.items()) {
           const json::Value* type = d.is_object() ? d.find("type") : nullptr;
           const json::Value* query = d.is_object() ? d.find("query") : nullptr;
-          if (type == nullptr || !type->is_string() || query == nullptr || !query->is_string() ||
-              query->text().empty())
+          if (type == nullptr || !type->is_string() || query == nullptr || !query->is_string() || query->text().empty())
             return bad("each 'deny' item is {\"type\": TYPE, \"query\": SEARCH}", at + ".deny");
           role.deny.push_back({type->text(), query->text()});
         }

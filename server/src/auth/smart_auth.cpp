@@ -779,8 +779,8 @@ struct SmartAuth::Impl {
       std::string who = grant.allows(n.type, n.permissions)
                             ? "The role '" + (*info)->context.role + "' does not work with "
                             : "The token's scopes do not allow '" + permission_letters(n.permissions) + "' on ";
-      Response r = error_response(ErrorKind::kInvalid, "forbidden", who + what + " (needed by " + n.where + ")",
-                                  n.where);
+      Response r =
+          error_response(ErrorKind::kInvalid, "forbidden", who + what + " (needed by " + n.where + ")", n.where);
       r.status = 403;
       r.interaction = "forbidden";
       return r;

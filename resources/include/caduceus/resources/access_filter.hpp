@@ -43,6 +43,7 @@ std::shared_ptr<const AccessFilter> deny_all_access();
 // Whether the current, not deleted type/id is visible under `access` (a search `_id=id` with the filter, on
 // `registry`'s _id parameter). Errors: the store's.
 fhir::Result<bool> is_visible(Store& store, TenantId tenant, const SearchParameterRegistry& registry,
-                              const std::string& type, const std::string& id, std::shared_ptr<const AccessFilter> access);
+                              const std::string& type, const std::string& id,
+                              std::shared_ptr<const AccessFilter> access);
 
 }  // namespace caduceus::resources

@@ -15,9 +15,9 @@ namespace caduceus::resources {
 
 struct AccessFilter;  // caduceus/resources/access_filter.hpp
 struct IndexValues;   // caduceus/resources/search_index.hpp
-class OAuthTables;   // caduceus/resources/store/oauth_tables.hpp
-struct SearchQuery;  // caduceus/resources/search_query.hpp
-class UserRows;      // caduceus/resources/store/users.hpp
+class OAuthTables;    // caduceus/resources/store/oauth_tables.hpp
+struct SearchQuery;   // caduceus/resources/search_query.hpp
+class UserRows;       // caduceus/resources/store/users.hpp
 
 // Every stored row carries a tenant (partition) key, and every query filters on it. One tenant for now.
 using TenantId = std::int64_t;
