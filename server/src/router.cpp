@@ -1290,6 +1290,21 @@ struct Router::Impl {
         if (type != "SearchParameter") return {};
         return reindexer->check(resource, id);
       };
+    // A PUT entry of a resource that the request's token may not see is refused (a transaction then writes nothing).
+    if (auto filter = access('u')) {
+      options.check = [previous = std::move(options.check), router = &self, filter](
+                          std::string_view type, const json::Value& resource,
+                          const std::string& id) -> fhir::Result<void> {
+        if (previous)
+          if (auto ok = previous(type, resource, id); !ok) return ok;
+        if (id.empty()) return {};
+        if (refuse_hidden(router->repository_.store(), kDefaultTenant, router->search_parameters(), filter, type, id,
+                          false))
+          return fhir::fail(ErrorKind::kInvalid, "forbidden",
+                            "The token does not give access to " + std::string(type) + "/" + id, std::string(type));
+        return {};
+      };
+    }
     // Entries that the processor hands back to the router (reads, searches) carry the Bundle's credentials.
     auto run = [router = &self, body = std::make_shared<json::Value>(std::move(*body)), options = std::move(options),
                 format = format, interaction = std::move(interaction),

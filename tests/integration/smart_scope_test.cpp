@@ -538,6 +538,14 @@ TEST_F(SmartScopeTest, WritesAndTokens) {
       R"({"resourceType":"MedicationRequest","id":"mA2","status":"stopped","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/pA"}})",
       bearer(nurse, true));
   EXPECT_TRUE(IsOperationOutcome(put, 403)) << put.summary();
+  auto in_transaction = client().post("/fhir", R"({"resourceType":"Bundle","type":"transaction","entry":[
+      {"resource":{"resourceType":"MedicationRequest","id":"mA2","status":"stopped","intent":"order",
+                   "medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/pA"}},
+       "request":{"method":"PUT","url":"MedicationRequest/mA2"}}]})",
+                                      bearer(nurse, true));
+  EXPECT_TRUE(IsOperationOutcome(in_transaction, 400)) << in_transaction.summary();
+  EXPECT_TRUE(NamesElement(in_transaction, {"Bundle.entry[0].resource"}, "MedicationRequest/mA2"))
+      << in_transaction.summary();
   auto conditional = client().del("/fhir/MedicationRequest?_id=mA2", bearer(nurse));
   EXPECT_EQ(conditional.status, 200) << conditional.summary();  // nothing it may see matched: nothing deleted
   const std::string physician = mint(profiles().at("physician.v2"));
