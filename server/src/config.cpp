@@ -92,6 +92,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
        "seconds an access token of a signed-in user lives (SMART App Launch)")
     ("refresh-token-lifetime", po::value(&c.refresh_token_lifetime_s)->default_value(c.refresh_token_lifetime_s),
        "seconds an offline_access refresh token lives (rotated at each use)")
+    ("policy", po::value(&c.policy)->default_value(c.policy),
+       "access policy JSON file: what each role may see (empty: the built-in hospital rules; see README)")
     ("max-conditional-delete", po::value(&c.max_conditional_delete)->default_value(c.max_conditional_delete),
        "resources one conditional delete (DELETE [type]?criteria) may delete; more matches answer 412");
   // clang-format on

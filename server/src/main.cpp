@@ -195,6 +195,14 @@ int serve(const std::vector<std::string>& args) {
     smart_options.users = &users;  // SMART App Launch
     smart_options.user_token_lifetime_s = config.user_token_lifetime_s;
     smart_options.offline_token_lifetime_s = config.refresh_token_lifetime_s;
+    if (!config.policy.empty()) {
+      auto policy = server::auth::AccessPolicy::load(config.policy);
+      if (!policy) {
+        print_error(policy.error());
+        return 1;
+      }
+      smart_options.policy = std::make_shared<const server::auth::AccessPolicy>(std::move(*policy));
+    }
     auto created = server::auth::SmartAuth::create(
         **store, std::move(*keys), **definitions,
         [&active]() -> std::shared_ptr<const resources::SearchParameterRegistry> {

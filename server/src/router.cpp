@@ -14,6 +14,7 @@
 #include <thread>
 #include <variant>
 
+#include "access_guard.hpp"
 #include "bundle.hpp"
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/json_patch.hpp"
@@ -569,6 +570,18 @@ struct Router::Impl {
   resources::Repository& repo() const { return self.repository_; }
   const std::string& base() const { return self.options_.base_url; }
 
+  // The request's access filter for a permission letter (authorizer.hpp); nullptr: everything is visible.
+  std::shared_ptr<const resources::AccessFilter> access(char permission) const {
+    return self.authorizer_ != nullptr ? self.authorizer_->access(req, permission) : nullptr;
+  }
+  // 403 when the access filter hides type/id (access_guard.hpp).
+  std::optional<Response> hidden(std::string_view type, std::string_view id, char permission,
+                                 bool deleted_hides) const {
+    if (self.authorizer_ == nullptr) return std::nullopt;
+    return refuse_hidden(repo().store(), kDefaultTenant, self.search_parameters(), access(permission), type, id,
+                         deleted_hides);
+  }
+
   void add_version_headers(Response& r, const VersionRecord& v) const {
     r.headers.emplace_back("ETag", etag(v.version));
     r.headers.emplace_back("Last-Modified", fhir::format_http_date(v.last_updated_ms));
@@ -595,6 +608,7 @@ struct Router::Impl {
     if (!resources::is_valid_id(id))
       return error_response(ErrorKind::kNotFound, "not-found",
                             "'" + std::string(id) + "' is not a valid resource id, so no resource has it");
+    if (auto refused = hidden(type, id, 'r', false)) return *refused;
     auto v = repo().store().read(kDefaultTenant, type, id);
     if (!v) return error_response(v.error());
     if (v->deleted) {
@@ -634,6 +648,7 @@ struct Router::Impl {
       return error_response(
           ErrorKind::kNotFound, "not-found",
           "Version '" + std::string(vid) + "' of " + std::string(type) + "/" + std::string(id) + " is not known");
+    if (auto refused = hidden(type, id, 'r', true)) return *refused;
     auto v = repo().store().vread(kDefaultTenant, type, id, *version);
     if (!v) return error_response(v.error());
     if (v->deleted) {
@@ -701,6 +716,7 @@ struct Router::Impl {
     auto im = if_match();
     if (!im) return error_response(im.error());
     if (auto refused = check_search_parameter(type, *body, id)) return refused;
+    if (auto refused = hidden(type, id, 'u', false)) return refused;
     repo().update_async(kDefaultTenant, type, id, std::move(*body), *im, true, answer_write(type, "update", {}));
     return std::nullopt;
   }
@@ -711,6 +727,7 @@ struct Router::Impl {
                             "'" + std::string(id) + "' is not a valid resource id, so no resource has it");
     auto im = if_match();
     if (!im) return error_response(im.error());
+    if (auto refused = hidden(type, id, 'd', false)) return refused;
     repo().remove_async(
         kDefaultTenant, type, id, *im,
         [format = format, type = std::string(type), id = std::string(id), done = *done,
@@ -771,6 +788,9 @@ struct Router::Impl {
       // The history of a resource that never existed is a 404.
       auto cur = repo().store().read(kDefaultTenant, type, id);
       if (!cur) return error_response(cur.error());
+      if (auto refused = hidden(type, id, 'r', true)) return *refused;
+    } else {
+      q.access = access('s');
     }
     auto page = repo().store().history(kDefaultTenant, q);
     if (!page) return error_response(page.error());
@@ -938,6 +958,7 @@ struct Router::Impl {
       query = parse(all, limits, *registry);
     }
     if (!query) return error_response(query.error());
+    query->access = access('s');  // only what the request may see is matched, included, chained or counted
     // Links repeat the parameters that were used, leaving out unknown ones and the cursor.
     auto keep = [&](const std::string& name) {
       return name != "_cursor" && name != "_format" && name != "_pretty" &&
@@ -1087,6 +1108,7 @@ struct Router::Impl {
                             "' hold no search criterion (only result parameters such as _count or _sort)",
                         criteria.front().first);
     auto out = std::make_shared<resources::Conditional>();
+    query->access = access('s');  // a conditional operation matches only what the request may see
     out->query = std::move(*query);
     out->parameters = registry;
     out->text = std::move(text);
@@ -1188,6 +1210,8 @@ struct Router::Impl {
           error_response(ErrorKind::kNotFound, "not-found",
                          "'" + std::string(id) + "' is not a valid resource id, so no resource has it"),
           "patch");
+    if (!criteria)
+      if (auto refused = hidden(type, id, 'u', false)) return with_interaction(std::move(*refused), "patch");
     std::string media = media_type_of(req.header("content-type"));
     const bool fhir_json = media == "application/fhir+json" || media == "application/json+fhir";
     if (!fhir_json && media != "application/json-patch+json" && media != "application/json")
@@ -1267,6 +1291,21 @@ struct Router::Impl {
         if (type != "SearchParameter") return {};
         return reindexer->check(resource, id);
       };
+    // A PUT entry of a resource that the request's token may not see is refused (a transaction then writes nothing).
+    if (auto filter = access('u')) {
+      options.check = [previous = std::move(options.check), router = &self, filter](
+                          std::string_view type, const json::Value& resource,
+                          const std::string& id) -> fhir::Result<void> {
+        if (previous)
+          if (auto ok = previous(type, resource, id); !ok) return ok;
+        if (id.empty()) return {};
+        if (refuse_hidden(router->repository_.store(), kDefaultTenant, router->search_parameters(), filter, type, id,
+                          false))
+          return fhir::fail(ErrorKind::kInvalid, "forbidden",
+                            "The token does not give access to " + std::string(type) + "/" + id, std::string(type));
+        return {};
+      };
+    }
     // Entries that the processor hands back to the router (reads, searches) carry the Bundle's credentials.
     auto run = [router = &self, body = std::make_shared<json::Value>(std::move(*body)), options = std::move(options),
                 format = format, interaction = std::move(interaction),

@@ -46,9 +46,15 @@ TEST(SmartScopes, RefusesMalformedAndQueries) {
        {"system/Observation.sr", "system/Observation.rr", "system/Observation.x", "system/Observation.", "openid",
         "launch/patient", "admin/Patient.read", "system/observation.read", "system/Observation"})
     EXPECT_FALSE(parse_resource_scope(bad)) << bad;
-  auto granular = parse_resource_scope("system/Observation.rs?category=laboratory");
-  ASSERT_FALSE(granular);
-  EXPECT_EQ(granular.error().kind, fhir::ErrorKind::kNotSupported);
+  for (const char* bad :
+       {"system/Observation.read?category=laboratory", "patient/*.rs?category=laboratory", "patient/Observation.rs?"})
+    EXPECT_FALSE(parse_resource_scope(bad)) << bad;
+  auto granular = parse_resource_scope("patient/Observation.rs?category=laboratory&status=final");
+  ASSERT_TRUE(granular);
+  EXPECT_EQ(granular->context, "patient");
+  EXPECT_EQ(granular->type, "Observation");
+  EXPECT_EQ(granular->permissions, kRead | kSearch);
+  EXPECT_EQ(granular->query, "category=laboratory&status=final");
 }
 
 TEST(SmartScopes, Covers) {
@@ -62,12 +68,13 @@ TEST(SmartScopes, Covers) {
   EXPECT_FALSE(covers(obs, *parse_resource_scope("system/*.r")));  // a type does not cover every type
 }
 
-TEST(SmartScopes, GrantUnionsItsSystemScopes) {
+TEST(SmartScopes, GrantUnionsItsScopes) {
   Grant grant({*parse_resource_scope("system/Observation.r"), *parse_resource_scope("system/*.s"),
                *parse_resource_scope("patient/Encounter.cruds")});
   EXPECT_TRUE(grant.allows("Observation", kRead | kSearch));  // r from one scope, s from the other
   EXPECT_TRUE(grant.allows("Encounter", kSearch));
-  EXPECT_FALSE(grant.allows("Encounter", kRead));  // patient/ scopes are not honoured yet
+  EXPECT_TRUE(grant.allows("Encounter", kRead));  // patient/ scopes count (the access filter narrows them)
+  EXPECT_FALSE(grant.allows("Patient", kRead));
   EXPECT_FALSE(grant.allows("Observation", kCreate));
   EXPECT_TRUE(grant.allows_all_types(kSearch));
   EXPECT_FALSE(grant.allows_all_types(kRead));

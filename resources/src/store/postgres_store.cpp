@@ -943,7 +943,7 @@ class PostgresStore final : public Store {
         query, options_.max_included, page,
         [&](const Include& inc, const std::string& type,
             const std::vector<std::string>& ids) -> Result<std::vector<std::pair<std::string, std::string>>> {
-          auto sql = to_postgres(build_include_sql(tenant, inc, type, ids));
+          auto sql = to_postgres(build_include_sql(tenant, inc, type, ids, query.access.get()));
           if (!sql) return std::unexpected(sql.error());
           auto rows = c.exec(sql->first, sql->second);  // type, id
           if (!rows) return std::unexpected(pg::to_error(rows.error(), "search"));
@@ -1265,6 +1265,27 @@ class PostgresStore final : public Store {
            next(Param(*q.at_low_ms)) + ")";
     }
     if (q.before_seq) w += " AND v.seq < " + next(Param(*q.before_seq));
+    if (q.access) {  // only the versions of resources whose current version is visible
+      auto cond = build_access_condition(tenant, *q.access, q.type);
+      if (!cond) return w + " AND 1 = 0";
+      auto pg = to_postgres(*cond);
+      if (!pg) return w + " AND 1 = 0";
+      // to_postgres numbers from $1: shift past the parameters already there.
+      const std::size_t offset = params.size();
+      std::string shifted;
+      for (std::size_t i = 0; i < pg->first.size(); ++i) {
+        if (pg->first[i] == '$') {
+          std::size_t j = i + 1;
+          while (j < pg->first.size() && std::isdigit(static_cast<unsigned char>(pg->first[j]))) ++j;
+          shifted += "$" + std::to_string(std::stoul(pg->first.substr(i + 1, j - i - 1)) + offset);
+          i = j - 1;
+        } else {
+          shifted += pg->first[i];
+        }
+      }
+      w += " AND " + shifted;
+      params.insert(params.end(), pg->second.begin(), pg->second.end());
+    }
     return w;
   }
 

@@ -13,6 +13,7 @@
 
 #include "caduceus/fhir/search_text.hpp"
 #include "caduceus/fhir/search_values.hpp"
+#include "caduceus/resources/access_filter.hpp"
 #include "caduceus/resources/full_text.hpp"
 
 namespace caduceus::resources {
@@ -332,6 +333,7 @@ struct Builder {
       bind(c.target_type);
       bind(tenant);
       bind(c.target_type);
+      if (auto ok = visible(r2, Types{c.target_type}, where); !ok) return ok;  // no chain through hidden ones
       if (auto ok = criterion(*c.chained, Types{c.target_type}, where, r2); !ok) return ok;
       where += "))";
       return {};
@@ -437,6 +439,7 @@ struct Builder {
     // Over several types the id alone is ambiguous: the reference's type must be the resource's own.
     where += types.size() == 1 ? type_in("x.target_type", types) : " AND x.target_type = " + r + ".type";
     where += " AND " + r2 + ".deleted = 0";
+    if (auto ok = visible(r2, Types{h.type}, where); !ok) return ok;  // only visible resources refer
     if (h.nested) {
       if (auto ok = has(*h.nested, Types{h.type}, where, r2); !ok) return ok;
     } else if (h.criterion) {
@@ -497,8 +500,92 @@ struct Builder {
 
   std::string next_alias() { return "r" + std::to_string(++aliases); }
 
+  // " AND <the resource aliased `r` is visible under the access filter>" (nothing without a filter). `types`: the
+  // types `r` may have (empty: any), to leave out the clauses that cannot apply.
+  fhir::Result<void> visible(const std::string& r, const Types& types, std::string& where) {
+    if (access == nullptr) return {};
+    const AccessFilter& f = *access;
+    auto applies = [&](const AccessClause& c) {
+      return c.type == "*" || types.empty() || std::find(types.begin(), types.end(), c.type) != types.end();
+    };
+    if (!f.types.empty()) {
+      where += " AND " + r + ".type IN (";
+      for (std::size_t i = 0; i < f.types.size(); ++i) {
+        where += i ? ",?" : "?";
+        bind(f.types[i]);
+      }
+      where += ")";
+    }
+    if (!f.patient.empty()) in_compartment(r, f.patient, "*", types, where);
+    // One clause: " AND (1 = 1 AND <type> AND <compartment> AND <criteria>)".
+    auto clause = [&](const AccessClause& c) -> fhir::Result<void> {
+      where += "(1 = 1";
+      if (c.type != "*") {
+        where += " AND " + r + ".type = ?";
+        bind(c.type);
+      }
+      if (!c.patient.empty()) in_compartment(r, c.patient, c.type, types, where);
+      for (const Criterion& crit : c.criteria)
+        if (auto ok = criterion(crit, Types{c.type}, where, r, true); !ok) return ok;
+      where += ")";
+      return {};
+    };
+    where += " AND (";
+    bool any = false;
+    for (const AccessClause& c : f.allow) {
+      if (!applies(c)) continue;
+      if (any) where += " OR ";
+      any = true;
+      if (auto ok = clause(c); !ok) return ok;
+    }
+    if (!any) where += "1 = 0";
+    where += ")";
+    for (const AccessClause& c : f.deny) {
+      if (!applies(c)) continue;
+      where += " AND NOT ";
+      if (auto ok = clause(c); !ok) return ok;
+    }
+    return {};
+  }
+
+  // " AND <r is in the Patient compartment of `patient`>": the Patient itself, or a resource that one of its
+  // type's compartment parameters (the access filter's CompartmentDefinition) makes a member. `type` ("*": any)
+  // and `types` narrow the member types listed.
+  void in_compartment(const std::string& r, const std::string& patient, const std::string& type, const Types& types,
+                      std::string& where) {
+    std::vector<std::pair<std::string, const std::vector<std::string>*>> members;
+    for (const auto& [t, params] : access->compartment) {
+      if (type != "*" && t != type) continue;
+      if (type == "*" && !types.empty() && std::find(types.begin(), types.end(), t) == types.end()) continue;
+      if (!params.empty()) members.emplace_back(t, &params);
+    }
+    where += " AND ((" + r + ".type = ? AND " + r + ".id = ?)";
+    bind(std::string("Patient"));
+    bind(patient);
+    if (!members.empty()) {
+      where += " OR EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = " + r +
+               ".rid AND +x.tenant = ? AND x.target_type = ? AND x.target_id = ? AND (";
+      bind(tenant);
+      bind(std::string("Patient"));
+      bind(patient);
+      for (std::size_t m = 0; m < members.size(); ++m) {
+        where += m ? " OR (x.type = ? AND x.param IN (" : "(x.type = ? AND x.param IN (";
+        bind(members[m].first);
+        const auto& params = *members[m].second;
+        for (std::size_t i = 0; i < params.size(); ++i) {
+          where += i ? ",?" : "?";
+          bind(params[i]);
+        }
+        where += "))";
+      }
+      where += "))";
+    }
+    where += ")";
+  }
+
   std::int64_t tenant = 0;
   int aliases = 0;
+  const AccessFilter* access = nullptr;
 };
 
 }  // namespace
@@ -559,6 +646,7 @@ std::optional<std::pair<std::size_t, std::size_t>> patient_token_pair(const Sear
 fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query, SqlQuery& q) {
   Builder b{q};
   b.tenant = tenant;
+  b.access = query.access.get();
   // With a criterion that selects by value, the rows come from its index (`r.rid IN (...)`): the unary `+` keeps
   // SQLite from scanning the resources of the type through the (tenant, type) index instead.
   // A compartment selects by value too (the references to its focal resource).
@@ -572,6 +660,7 @@ fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query
   q.binds.push_back(static_cast<std::int64_t>(tenant));
   where += b.type_in(plus + "r.type", types) + " AND r.deleted = 0";
   if (query.compartment) b.compartment(*query.compartment, where);
+  if (auto ok = b.visible("r", types, where); !ok) return std::unexpected(ok.error());
   // One criterion drives (the likeliest to select few: see drive_rank), the others probe its matches; or a patient
   // and a code drive together.
   std::optional<std::size_t> driver;
@@ -666,7 +755,7 @@ namespace {
 // are not deleted (a delete removes them), and carry the tenant and type; it saves a lookup in `resource` per match
 // (180,000 of them for a common code in a million resources). nullopt when the search has more to it.
 std::optional<SqlQuery> index_only_count(TenantId tenant, const SearchQuery& query) {
-  if (query.criteria.size() != 1 || !query.has.empty() || query.compartment) return std::nullopt;
+  if (query.criteria.size() != 1 || !query.has.empty() || query.compartment || query.access) return std::nullopt;
   const Criterion& c = query.criteria.front();
   if (drive_rank(c) < 0 || c.chained || is_full_text(*c.parameter) ||
       c.parameter->type == SearchParamType::kComposite || c.parameter->expression.empty())
@@ -961,7 +1050,7 @@ fhir::Result<SortPosition> decode_sort_cursor(const SearchQuery& query, std::str
 }
 
 SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::string& ids_type,
-                           const std::vector<std::string>& ids) {
+                           const std::vector<std::string>& ids, const AccessFilter* access) {
   SqlQuery q;
   auto placeholders = [&] {
     std::string p;
@@ -999,6 +1088,50 @@ SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::s
     q.sql += " AND x.target_type = ?";
     q.binds.push_back(include.target_type);
   }
+  if (access != nullptr) {
+    // Only what the requester may see is included: the referring resource (s) of a _revinclude, the referenced
+    // one (t) of an _include. (A filter that does not build hides everything.)
+    Builder b{q};
+    b.tenant = tenant;
+    b.access = access;
+    b.aliases = 100;
+    std::string where;
+    Types types;
+    if (include.reverse && !include.source_type.empty()) types.push_back(include.source_type);
+    if (!include.reverse && !include.target_type.empty()) types.push_back(include.target_type);
+    const std::size_t before = q.binds.size();
+    auto ok = b.visible(include.reverse ? "s" : "t", types, where);
+    if (!ok) {
+      q.binds.resize(before);
+      q.sql += " AND 1 = 0";
+    } else if (include.reverse) {
+      q.sql += where;
+    } else {
+      // (The binds of `where` come after those already there, as the text does.)
+      q.sql +=
+          " AND EXISTS (SELECT 1 FROM resource t WHERE t.tenant = x.tenant AND t.type = x.target_type AND "
+          "t.id = x.target_id AND t.deleted = 0" +
+          where + ")";
+    }
+  }
+  return q;
+}
+
+fhir::Result<SqlQuery> build_access_condition(TenantId tenant, const AccessFilter& access, const std::string& type) {
+  SqlQuery q;
+  Builder b{q};
+  b.tenant = tenant;
+  b.access = &access;
+  q.binds.push_back(static_cast<std::int64_t>(tenant));
+  std::string where = "v.rid IN (SELECT r.rid FROM resource r WHERE r.tenant = ? AND r.deleted = 0";
+  if (!type.empty()) {
+    where += " AND r.type = ?";
+    q.binds.push_back(type);
+  }
+  Types types;
+  if (!type.empty()) types.push_back(type);
+  if (auto ok = b.visible("r", types, where); !ok) return std::unexpected(ok.error());
+  q.sql = where + ")";
   return q;
 }
 

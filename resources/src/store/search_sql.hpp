@@ -54,8 +54,13 @@ SqlQuery bounded_match_count_sql(const SqlQuery& count_sql, std::size_t bound);
 // The (type, id) of the resources that `include` adds for the given resources of its source type: referenced
 // by them (_include) or referring to them (_revinclude). `ids` are of type `source_type` for _include and of the
 // referenced type(s) for _revinclude: `ids_type` says which.
+// With `access`, only the resources that it lets see are answered.
 SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::string& ids_type,
-                           const std::vector<std::string>& ids);
+                           const std::vector<std::string>& ids, const AccessFilter* access = nullptr);
+
+// For history under an access filter: the condition "v.rid IN (SELECT r.rid FROM resource r WHERE ...)" that keeps
+// the versions (aliased v) of the resources (of `type`, when not empty) whose current version is visible.
+fhir::Result<SqlQuery> build_access_condition(TenantId tenant, const AccessFilter& access, const std::string& type);
 
 // Adds to page.included what the query's _include and _revinclude reach from page.entries (and, for :iterate, from
 // what they add, 8 rounds at most): each resource once, none of the matches, at most `max_included` (then

@@ -718,10 +718,12 @@ class SqliteStore final : public Store {
     if (q.count == 0) return HistoryPage{};  // _count=0: the total only, no entries
     return with_reader([&](Reader& r) -> Result<HistoryPage> {
       HistoryPage page;
+      HistoryAccess access;
+      if (auto ok = access.build(tenant, q); !ok) return std::unexpected(ok.error());
       std::string sql =
           "SELECT v.type, v.id, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
           "FROM resource_version v WHERE " +
-          history_where(q);
+          history_where(q) + access.sql;
       sql += " ORDER BY v.seq DESC LIMIT :lim";
       long long t = tenant;
       std::string type = q.type, id = q.id;
@@ -739,6 +741,7 @@ class SqliteStore final : public Store {
       st.exchange(soci::into(row.body, row.body_ind));
       st.exchange(soci::into(row.seq));
       bind_history(st, t, type, id, q, since, low, high, before);
+      access.bind(st);
       st.exchange(soci::use(limit));
       st.alloc();
       st.prepare(sql);
@@ -761,7 +764,9 @@ class SqliteStore final : public Store {
     return with_reader([&](Reader& r) -> Result<std::int64_t> {
       HistoryQuery all = q;
       all.before_seq.reset();
-      std::string sql = "SELECT COUNT(*) FROM resource_version v WHERE " + history_where(all);
+      HistoryAccess access;
+      if (auto ok = access.build(tenant, all); !ok) return std::unexpected(ok.error());
+      std::string sql = "SELECT COUNT(*) FROM resource_version v WHERE " + history_where(all) + access.sql;
       long long t = tenant, total = 0;
       std::string type = all.type, id = all.id;
       long long since = all.since_ms.value_or(0), low = all.at_low_ms.value_or(0), high = all.at_high_ms.value_or(0),
@@ -769,6 +774,7 @@ class SqliteStore final : public Store {
       soci::statement st(r.sql);
       st.exchange(soci::into(total));
       bind_history(st, t, type, id, all, since, low, high, before);
+      access.bind(st);
       st.alloc();
       st.prepare(sql);
       st.define_and_bind();
@@ -1022,7 +1028,7 @@ class SqliteStore final : public Store {
           }
           for (const auto& [type, ids] : by_type) {
             if (inc.reverse && !inc.target_type.empty() && inc.target_type != type) continue;
-            SqlQuery q = build_include_sql(tenant, inc, type, ids);
+            SqlQuery q = build_include_sql(tenant, inc, type, ids, query.access.get());
             std::string description =
                 name + (inc.reverse ? ": the resources that refer to the " : ": what is referred to by the ") +
                 std::to_string(ids.size()) + " " + type + " match(es) of the first page";
@@ -1058,9 +1064,9 @@ class SqliteStore final : public Store {
         [&](const Include& inc, const std::string& type,
             const std::vector<std::string>& ids) -> Result<std::vector<std::pair<std::string, std::string>>> {
           std::vector<std::pair<std::string, std::string>> targets;
-          run_query(db, build_include_sql(tenant, inc, type, ids), [&](sqlite_api::sqlite3_stmt* st) {
-            targets.emplace_back(column_text(st, 0), column_text(st, 1));
-          });
+          run_query(
+              db, build_include_sql(tenant, inc, type, ids, query.access.get()),
+              [&](sqlite_api::sqlite3_stmt* st) { targets.emplace_back(column_text(st, 0), column_text(st, 1)); });
           return targets;
         },
         // From the cache of current versions when it is there, else from the snapshot, then kept in the cache.
@@ -1469,6 +1475,42 @@ class SqliteStore final : public Store {
   }
 
  private:
+  // The access filter of a history query (HistoryQuery::access) as " AND v.rid IN (...)", its `?` made into named
+  // placeholders (soci binds them in order, after history_where's).
+  struct HistoryAccess {
+    std::string sql;
+    std::deque<long long> ints;
+    std::deque<double> reals;
+    std::deque<std::string> texts;
+    std::vector<std::variant<long long*, double*, std::string*>> order;
+
+    Result<void> build(TenantId tenant, const HistoryQuery& q) {
+      if (!q.access) return {};
+      auto cond = build_access_condition(tenant, *q.access, q.type);
+      if (!cond) return std::unexpected(cond.error());
+      sql = " AND ";
+      int n = 0;
+      for (char c : cond->sql) {
+        if (c == '?')
+          sql += ":a" + std::to_string(n++);
+        else
+          sql += c;
+      }
+      for (const auto& b : cond->binds) {
+        if (const auto* i = std::get_if<std::int64_t>(&b))
+          order.emplace_back(&ints.emplace_back(*i));
+        else if (const auto* d = std::get_if<double>(&b))
+          order.emplace_back(&reals.emplace_back(*d));
+        else
+          order.emplace_back(&texts.emplace_back(std::get<std::string>(b)));
+      }
+      return {};
+    }
+    void bind(soci::statement& st) {
+      for (auto& v : order) std::visit([&](auto* p) { st.exchange(soci::use(*p)); }, v);
+    }
+  };
+
   static std::string history_where(const HistoryQuery& q) {
     std::string w = "v.tenant = :t";
     if (!q.type.empty()) w += " AND v.type = :ty";

@@ -31,10 +31,14 @@ fhir::Result<ResourceScope> parse_resource_scope(std::string_view scope) {
     return fhir::fail(ErrorKind::kInvalid, "invalid", "'" + out.text + "': '" + out.type + "' is not a resource type",
                       "scope");
   std::string_view what = scope.substr(dot + 1);
-  if (what.find('?') != std::string_view::npos)
-    return fhir::fail(ErrorKind::kNotSupported, "not-supported",
-                      "'" + out.text + "': scopes with a query (granular SMART v2 scopes) are not supported yet",
-                      "scope");
+  if (auto q = what.find('?'); q != std::string_view::npos) {
+    out.query = std::string(what.substr(q + 1));
+    what = what.substr(0, q);
+    if (out.query.empty() || what == "read" || what == "write" || what == "*" || out.type == "*")
+      return fhir::fail(ErrorKind::kInvalid, "invalid",
+                        "'" + out.text + "': a query comes after the letters of a SMART v2 scope on one resource type",
+                        "scope");
+  }
   if (what == "read") {
     out.permissions = kRead | kSearch;
   } else if (what == "write") {
@@ -75,14 +79,16 @@ std::vector<std::string> split_scopes(std::string_view scopes) {
 }
 
 bool covers(const ResourceScope& granted, const ResourceScope& requested) {
+  // A granular grant covers only the same query (a narrower search is not worked out).
   return granted.context == requested.context && (granted.type == "*" || granted.type == requested.type) &&
+         (granted.query.empty() || granted.query == requested.query) &&
          (granted.permissions & requested.permissions) == requested.permissions;
 }
 
 bool Grant::allows(std::string_view type, std::uint8_t permissions) const noexcept {
   std::uint8_t have = 0;
   for (const ResourceScope& s : scopes_)
-    if (s.context == "system" && (s.type == "*" || s.type == type)) have |= s.permissions;
+    if (s.type == "*" || s.type == type) have |= s.permissions;
   return (have & permissions) == permissions;
 }
 

@@ -130,6 +130,8 @@ struct TokenInfo {
   std::string client_id, scope, jti, sub;
   std::int64_t exp = 0, iat = 0;
   Grant grant;
+  TokenContext context;  // patient, fhirUser and role claims (user tokens)
+  std::string encounter;
 };
 
 }  // namespace
@@ -160,6 +162,7 @@ struct SmartAuth::Impl {
   Impl(resources::Store& s, KeyRing k, const resources::Definitions& d, RegistrySource r, SmartOptions o)
       : store(s), keys(std::move(k)), definitions(d), registry(std::move(r)), options(o) {
     options.system_token_lifetime_s = std::clamp(options.system_token_lifetime_s, 1, 300);
+    if (!options.policy) options.policy = std::make_shared<const AccessPolicy>();
   }
 
   ~Impl() {
@@ -276,6 +279,10 @@ struct SmartAuth::Impl {
       t->sub = claim_string(*claims, "sub");
       t->exp = claim_int(*claims, "exp").value_or(0);
       t->iat = claim_int(*claims, "iat").value_or(0);
+      t->context.patient = claim_string(*claims, "patient");
+      t->context.fhir_user = claim_string(*claims, "fhirUser");
+      t->context.role = claim_string(*claims, "role");
+      t->encounter = claim_string(*claims, "encounter");
       if (claim_string(*claims, "iss") != origin || !audience_has(*claims, base) || t->client_id.empty() ||
           t->jti.empty() || t->exp == 0)
         return fhir::fail(ErrorKind::kInvalid, "invalid", "the token was not issued for this server");
@@ -850,13 +857,22 @@ struct SmartAuth::Impl {
       return bad;
     }
     const Grant& grant = (*info)->grant;
+    // A role that works with some types only (the policy) may not ask for another one by name.
+    const RolePolicy* role = (*info)->context.role.empty() ? nullptr : options.policy->role((*info)->context.role);
+    auto role_allows = [&](const std::string& type) {
+      if ((*info)->context.role.empty()) return true;
+      if (role == nullptr) return false;
+      return type == "*" || role->types.empty() ||
+             std::find(role->types.begin(), role->types.end(), type) != role->types.end();
+    };
     for (const Need& n : needs) {
-      if (grant.allows(n.type, n.permissions)) continue;
+      if (grant.allows(n.type, n.permissions) && role_allows(n.type)) continue;
       std::string what = n.type == "*" ? std::string("every resource type") : n.type;
-      Response r = error_response(ErrorKind::kInvalid, "forbidden",
-                                  "The token's scopes do not allow '" + permission_letters(n.permissions) + "' on " +
-                                      what + " (needed by " + n.where + ")",
-                                  n.where);
+      std::string who = grant.allows(n.type, n.permissions)
+                            ? "The role '" + (*info)->context.role + "' does not work with "
+                            : "The token's scopes do not allow '" + permission_letters(n.permissions) + "' on ";
+      Response r =
+          error_response(ErrorKind::kInvalid, "forbidden", who + what + " (needed by " + n.where + ")", n.where);
       r.status = 403;
       r.interaction = "forbidden";
       return r;
@@ -864,6 +880,24 @@ struct SmartAuth::Impl {
     return std::nullopt;
   }
 };
+
+std::shared_ptr<const resources::AccessFilter> SmartAuth::access(const Request& request, char permission) const {
+  std::string_view h = request.header("authorization");
+  if (h.size() < 8 || lower(h.substr(0, 7)) != "bearer ") return resources::deny_all_access();
+  auto info = impl_->verify_token(std::string(h.substr(7)));
+  if (!info) return resources::deny_all_access();
+  std::uint8_t bit = 0;
+  switch (permission) {
+    case 'c': bit = kCreate; break;
+    case 'r': bit = kRead; break;
+    case 'u': bit = kUpdate; break;
+    case 'd': bit = kDelete; break;
+    case 's': bit = kSearch; break;
+    default: return resources::deny_all_access();
+  }
+  return access_filter((*info)->grant.scopes(), (*info)->context, bit, *impl_->options.policy,
+                       impl_->registry ? impl_->registry() : nullptr, impl_->definitions);
+}
 
 SmartAuth::SmartAuth(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SmartAuth::~SmartAuth() = default;

@@ -79,6 +79,8 @@ struct CompartmentFilter {
   std::vector<std::pair<std::string, std::vector<std::string>>> params;
 };
 
+struct AccessFilter;  // caduceus/resources/access_filter.hpp
+
 enum class Total { kNone, kEstimate, kAccurate };
 enum class Summary { kFalse, kTrue, kText, kData, kCount };
 
@@ -97,6 +99,8 @@ struct SearchQuery {
   std::vector<std::string> elements;
   std::optional<std::string> cursor;
   std::vector<std::string> ignored;  // unknown parameters, left out of the self link
+  // When set: only the resources it lets the requester see are matched, included, chained through or counted.
+  std::shared_ptr<const AccessFilter> access;
 };
 
 struct SearchLimits {

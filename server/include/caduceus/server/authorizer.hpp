@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -7,6 +8,10 @@
 #include <vector>
 
 #include "caduceus/server/http_types.hpp"
+
+namespace caduceus::resources {
+struct AccessFilter;  // caduceus/resources/access_filter.hpp
+}
 
 namespace caduceus::server {
 
@@ -21,6 +26,14 @@ class Authorizer {
   // 400 when the request cannot be understood well enough to decide).
   virtual std::optional<Response> check(const Request& request, std::string_view path,
                                         const std::vector<std::pair<std::string, std::string>>& params) const = 0;
+  // Once check() let the request through: which resources it may see for `permission` (a SMART v2 letter: 'c',
+  // 'r' read/vread/instance history, 'u', 'd', 's' search/history/includes). The router puts the filter on every
+  // query it makes for the request (nullptr: everything is visible).
+  virtual std::shared_ptr<const resources::AccessFilter> access(const Request& request, char permission) const {
+    (void)request;
+    (void)permission;
+    return nullptr;
+  }
 };
 
 }  // namespace caduceus::server

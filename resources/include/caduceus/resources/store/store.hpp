@@ -13,10 +13,11 @@
 
 namespace caduceus::resources {
 
-struct IndexValues;  // caduceus/resources/search_index.hpp
-class OAuthTables;   // caduceus/resources/store/oauth_tables.hpp
-struct SearchQuery;  // caduceus/resources/search_query.hpp
-class UserRows;      // caduceus/resources/store/users.hpp
+struct AccessFilter;  // caduceus/resources/access_filter.hpp
+struct IndexValues;   // caduceus/resources/search_index.hpp
+class OAuthTables;    // caduceus/resources/store/oauth_tables.hpp
+struct SearchQuery;   // caduceus/resources/search_query.hpp
+class UserRows;       // caduceus/resources/store/users.hpp
 
 // Every stored row carries a tenant (partition) key, and every query filters on it. One tenant for now.
 using TenantId = std::int64_t;
@@ -53,6 +54,9 @@ struct HistoryQuery {
   std::optional<std::int64_t> at_high_ms;
   std::optional<std::int64_t> before_seq;  // paging cursor: only versions with seq < before_seq
   std::size_t count = 50;
+  // When set: only the versions of resources whose current version it lets the requester see (a deleted resource,
+  // which has no index rows, then has no visible history).
+  std::shared_ptr<const AccessFilter> access;
 };
 
 struct HistoryPage {

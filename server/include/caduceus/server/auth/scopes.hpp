@@ -26,12 +26,14 @@ struct ResourceScope {
   std::string context;  // "system", "user" or "patient"
   std::string type;     // a resource type, or "*"
   std::uint8_t permissions = 0;
-  std::string text;  // as written
+  std::string text;   // as written
+  std::string query;  // a granular SMART v2 scope's search ("category=laboratory"), after the '?'; else empty
 };
 
 // Parses one resource scope. SMART v1 (`.read`, `.write`, `.*`) and v2 (`.cruds` letters in that order, at least
-// one). Errors: kInvalid for anything else, and kNotSupported for a v2 scope with a query (`.rs?category=...`),
-// which this server does not enforce yet. Not a resource scope (openid, launch, offline_access...): kInvalid.
+// one), v2 with a query (`patient/Observation.rs?category=laboratory`: the resource must also match that search;
+// the query is checked against the search parameters when a token is used). Errors: kInvalid for anything else
+// (a query on a v1 scope or on `*`). Not a resource scope (openid, launch, offline_access...): kInvalid.
 fhir::Result<ResourceScope> parse_resource_scope(std::string_view scope);
 
 // Splits a space-separated scope string (empty items dropped).
@@ -47,8 +49,9 @@ class Grant {
   Grant() = default;
   explicit Grant(std::vector<ResourceScope> scopes) : scopes_(std::move(scopes)) {}
 
-  // Whether the grant allows all of `permissions` on `type` through a `system/` scope. (user/ and patient/ scopes
-  // are not honoured yet: they need the user's role and the patient compartment, which come with sign-in.)
+  // Whether the grant allows all of `permissions` on `type` through its scopes of any context (system/, user/,
+  // patient/). That is the interaction's permission only: which resources of the type may be seen (the patient's
+  // compartment, a granular scope's query, the user's role) is the access filter's (access_policy.hpp).
   bool allows(std::string_view type, std::uint8_t permissions) const noexcept;
   // Whether it allows them on every type (a `system/*` scope).
   bool allows_all_types(std::uint8_t permissions) const noexcept { return allows("*", permissions); }

@@ -12,6 +12,7 @@
 #include "caduceus/resources/definitions.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/store/store.hpp"
+#include "caduceus/server/auth/access_policy.hpp"
 #include "caduceus/server/auth/keys.hpp"
 #include "caduceus/server/auth/scopes.hpp"
 #include "caduceus/server/authorizer.hpp"
@@ -28,6 +29,8 @@ struct SmartOptions {
   UserDirectory* users = nullptr;
   int user_token_lifetime_s = 3600;               // access tokens of users
   int offline_token_lifetime_s = 30 * 24 * 3600;  // refresh tokens of offline_access
+  // What each role may see (--policy); nullptr: the built-in defaults (AccessPolicy::default_json()).
+  std::shared_ptr<const AccessPolicy> policy;
 };
 
 // The SMART on FHIR authorization server and the enforcement of its tokens.
@@ -41,8 +44,10 @@ struct SmartOptions {
 //   GET|POST /auth/authorize, POST /auth/launch, and the token endpoint's authorization_code and refresh_token
 //                          grants: SMART App Launch (server/src/auth/smart_launch.hpp), when options.users is set
 // As the router's Authorizer, it requires a valid Bearer token on every /fhir request but metadata, and the token's
-// system/ scopes to cover every interaction the request makes, every entry of a Bundle and every type a search
-// reaches (_include, _revinclude, chains, _has, _type, compartments): else 403, never a partial answer.
+// scopes (system/, user/, patient/) to cover every interaction the request makes, every entry of a Bundle and every
+// type a search reaches (_include, _revinclude, chains, _has, _type, compartments): else 403. Which resources of
+// those types it then sees (the patient's compartment, granular queries, the user's role) is the access filter that
+// the router puts on every query: a search answers the visible part only, a read of a hidden resource is 403.
 class SmartAuth final : public Authorizer {
  public:
   using RegistrySource = std::function<std::shared_ptr<const resources::SearchParameterRegistry>()>;
@@ -64,6 +69,9 @@ class SmartAuth final : public Authorizer {
 
   std::optional<Response> check(const Request& request, std::string_view path,
                                 const std::vector<std::pair<std::string, std::string>>& params) const override;
+  // The access filter of the request's token (access_policy.hpp: scopes, patient context, granular queries, the
+  // role's rules); nullptr for a token that may see everything. A request without a valid token sees nothing.
+  std::shared_ptr<const resources::AccessFilter> access(const Request& request, char permission) const override;
 
   // rest.security of the CapabilityStatement for a FHIR base: the SMART oauth-uris extension and the service.
   fhir::json::Value rest_security(const std::string& fhir_base) const;
