@@ -52,11 +52,12 @@ run: build
 	$(BUILD)/bin/caduceus serve --listen $(LISTEN) --db $(DB)
 
 # The SMART JavaScript client that the ctest smart_js.fhirclient drives (npm fhirclient, pinned by
-# tests/smart_js/package-lock.json; npm from Debian when the nodejs package does not bring it).
+# tests/smart_js/package.json and its lock file; `npm install`, not `npm ci`: npm 11 finds the lock file out of
+# step over an optional peer of a dependency and refuses it; npm from Debian when the nodejs package does not bring it).
 js-deps: deps
 	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	  --no-install-recommends npm; }
-	@[ -d tests/smart_js/node_modules/fhirclient ] || npm ci --prefix tests/smart_js --no-audit --no-fund
+	@[ -d tests/smart_js/node_modules/fhirclient ] || npm install --prefix tests/smart_js --no-audit --no-fund --no-save
 
 test: build js-deps
 	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure --timeout 600

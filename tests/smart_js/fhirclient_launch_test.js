@@ -150,15 +150,10 @@ async function main() {
     assert.equal(claims.patient, "p1");
     assert.equal(claims.fhirUser, "Patient/p1");
 
-    // 4. A request with the token: the server takes it (never 401). Until patient/ scopes are enforced (the
-    //    Authorizer's work), it may answer 403; once they are, it is Alice's record.
-    try {
-      const patient = await client.request("Patient/p1");
-      assert.equal(patient.resourceType, "Patient");
-      assert.equal(patient.id, "p1");
-    } catch (e) {
-      assert.ok(e.status === 403, `the token was refused: ${e.status} ${e.message}`);
-    }
+    // 4. A request with the token: Alice's own record (patient/*.rs on her compartment).
+    const patient = await client.request("Patient/p1");
+    assert.equal(patient.resourceType, "Patient");
+    assert.equal(patient.id, "p1");
     // fhirclient's refresh() rotates the refresh token.
     await client.refresh();
     assert.notEqual(client.state.tokenResponse.refresh_token, tokenResponse.refresh_token);
