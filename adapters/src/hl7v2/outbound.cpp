@@ -324,9 +324,9 @@ std::string OutboundSender::next_control_id() {
   return prefix_ + buf;
 }
 
-Result<std::vector<std::int64_t>> OutboundSender::dispatch(const Value& resource, std::string source,
-                                                           const Resolver& resolve) {
-  std::vector<std::int64_t> out;
+Result<std::vector<OutboundItem>> OutboundSender::prepare(const Value& resource, std::string source,
+                                                          const Resolver& resolve) {
+  std::vector<OutboundItem> out;
   std::optional<Value> patient;
   bool patient_read = false;
   std::optional<std::vector<Value>> observations;
@@ -355,10 +355,28 @@ Result<std::vector<std::int64_t>> OutboundSender::dispatch(const Value& resource
       }
       ctx.observations = *observations;
     }
-    std::string control_id = ctx.header.control_id;
+    OutboundItem item;
+    item.destination = d.name;
+    item.message_type = *type;
+    item.control_id = ctx.header.control_id;
     auto message = build_outbound(*type, resource, std::move(ctx));
     if (!message) return std::unexpected(message.error());
-    auto id = submit(d.name, *type, std::move(control_id), std::move(*message), source);
+    item.message = std::move(*message);
+    item.source = source;
+    item.created_ms = item.updated_ms = now_ms();
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+Result<std::vector<std::int64_t>> OutboundSender::dispatch(const Value& resource, std::string source,
+                                                           const Resolver& resolve) {
+  auto items = prepare(resource, std::move(source), resolve);
+  if (!items) return std::unexpected(items.error());
+  std::vector<std::int64_t> out;
+  for (OutboundItem& item : *items) {
+    auto id = submit(item.destination, std::move(item.message_type), std::move(item.control_id),
+                     std::move(item.message), std::move(item.source));
     if (!id) return std::unexpected(id.error());
     out.push_back(*id);
   }

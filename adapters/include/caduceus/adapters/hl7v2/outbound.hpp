@@ -147,6 +147,10 @@ class OutboundSender {
   // (what was queued before stays queued).
   fhir::Result<std::vector<std::int64_t>> dispatch(const fhir::json::Value& resource, std::string source,
                                                    const Resolver& resolve);
+  // The messages dispatch() would queue, built (new control ids, status pending) but not queued: for a caller
+  // that queues them itself (in the transaction of the write that triggered them).
+  fhir::Result<std::vector<OutboundItem>> prepare(const fhir::json::Value& resource, std::string source,
+                                                  const Resolver& resolve);
   // A new control id (MSH-10): unique across the process's life and restarts (start time and a counter).
   std::string next_control_id();
 
