@@ -129,6 +129,31 @@ TEST(Hl7v2OutboundServer, LabServiceRequestOverRestReachesTheReceiverAsOrm) {
   EXPECT_EQ(rx.wait(1).size(), 1u);  // delivered once
 }
 
+// A transaction Bundle: the order's Patient is an entry of the same Bundle, read inside the transaction.
+TEST(Hl7v2OutboundServer, TransactionBundleOrderGoesOutWithItsBundledPatient) {
+  Receiver rx;
+  std::uint16_t port = rx.start();
+  ServerOptions options;
+  options.extra_args = {"--hl7-out", "lab=127.0.0.1:" + std::to_string(port) + ":oml"};
+  TestServer server(options);
+  HttpClient http(server.host(), server.port());
+  std::string order = lab_order("x");
+  order.replace(order.find("Patient/x"), 9, "urn:uuid:4f1b2c3d-0000-4000-8000-000000000001");
+  auto r = http.post("/fhir", std::string(R"({"resourceType":"Bundle","type":"transaction","entry":[)") +
+                                  R"({"fullUrl":"urn:uuid:4f1b2c3d-0000-4000-8000-000000000001","resource":)" +
+                                  kPatient + R"(,"request":{"method":"POST","url":"Patient"}},)" + R"({"resource":)" +
+                                  order + R"(,"request":{"method":"POST","url":"ServiceRequest"}}]})");
+  ASSERT_EQ(r.status, 200) << r.summary();
+  auto got = rx.wait(1);
+  ASSERT_EQ(got.size(), 1u);
+  auto m = hl7::parse(got[0]);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->first("MSH")->get(9, 1), "OML");
+  EXPECT_EQ(m->first("MSH")->get(9, 2), "O21");
+  EXPECT_EQ(m->first("PID")->get(3, 1), "MRN42");
+  EXPECT_EQ(m->first("OBR")->get(4, 1), "2345-7");
+}
+
 TEST(Hl7v2OutboundServer, ReceiverDownThenUpIsDeliveredAfterARetry) {
   // A port nobody listens on: a receiver started for its port and stopped.
   std::uint16_t port = 0;
