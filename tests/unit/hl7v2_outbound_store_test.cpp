@@ -194,6 +194,34 @@ TEST_F(Hl7v2OutboundStoreTest, RolledBackWriteLeavesNoMessage) {
   rolled_back_write_leaves_no_message();
 }
 
+TEST(Hl7v2OutboundConfig, ParsesDestinations) {
+  auto d = parse_destination("lab=10.0.0.5:2575:oml,oru:LIS:LABFAC");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->name, "lab");
+  EXPECT_EQ(d->host, "10.0.0.5");
+  EXPECT_EQ(d->port, 2575);
+  EXPECT_TRUE(d->orders);
+  EXPECT_EQ(d->order_message, "OML^O21");
+  EXPECT_TRUE(d->results);
+  EXPECT_FALSE(d->pharmacy);
+  EXPECT_EQ(d->receiving_application, "LIS");
+  EXPECT_EQ(d->receiving_facility, "LABFAC");
+  auto p = parse_destination("pharmacy=[::1]:2576:rde");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->host, "::1");
+  EXPECT_EQ(p->port, 2576);
+  EXPECT_TRUE(p->pharmacy);
+  EXPECT_FALSE(p->orders);
+  EXPECT_EQ(p->receiving_application, "pharmacy");
+  EXPECT_EQ(p->receiving_facility, "");
+  for (const char* bad : {"lab", "=h:1:orm", "lab=h:1", "lab=h:0:orm", "lab=h:70000:orm", "lab=h:x:orm", "lab=h:1:adt",
+                          "lab=h:1:orm,oml", "lab=[::1:1:orm", "lab=h:1:orm:A:B:C"}) {
+    auto r = parse_destination(bad);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().kind, fhir::ErrorKind::kInvalid) << bad;
+  }
+}
+
 class PostgresHl7v2OutboundStoreTest : public ::testing::Test, public OutboundStoreScenarios {
  protected:
   void SetUp() override {
