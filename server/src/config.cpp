@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "caduceus/adapters/hl7v2/time_zone.hpp"
+#include "caduceus/adapters/hl7v2/outbound_store.hpp"
 #include "caduceus/server/auth/users.hpp"
 
 namespace caduceus::server {
@@ -24,6 +25,24 @@ fhir::Result<std::pair<std::string, std::uint16_t>> split_host_port(const std::s
   if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port > 65535 || host.empty())
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "'" + text + "' is not HOST:PORT");
   return std::pair{host, static_cast<std::uint16_t>(port)};
+}
+
+fhir::Result<std::vector<adapters::hl7v2::Destination>> hl7_out_destinations(const ServeConfig& c) {
+  std::vector<adapters::hl7v2::Destination> out;
+  for (const std::string& value : c.hl7_out) {
+    std::istringstream words(value);
+    std::string word;
+    while (words >> word) {
+      auto d = adapters::hl7v2::parse_destination(word);
+      if (!d) return std::unexpected(d.error());
+      for (const auto& e : out)
+        if (e.name == d->name)
+          return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
+                            "--hl7-out: the name '" + d->name + "' is used twice");
+      out.push_back(std::move(*d));
+    }
+  }
+  return out;
 }
 
 std::string ServeConfig::host() const {
@@ -56,6 +75,13 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
        "seconds an MLLP connection may idle before it is closed")
     ("hl7-timezone", po::value(&c.hl7_timezone)->default_value(c.hl7_timezone),
        "time zone of HL7 v2 times without an offset: an IANA name (Europe/Paris) or a UTC offset (+hh:mm)")
+    ("hl7-out", po::value(&c.hl7_out)->composing(),
+       "HL7 v2 outbound destination NAME=HOST:PORT:WHAT[:APP[:FACILITY]], WHAT a comma list of orm, oml, rde, oru "
+       "(repeatable; space-separated in one value)")
+    ("hl7-out-attempts", po::value(&c.hl7_out_attempts)->default_value(c.hl7_out_attempts),
+       "failed deliveries of an outbound HL7 v2 message after which it is dead-lettered")
+    ("hl7-out-backoff-ms", po::value(&c.hl7_out_backoff_ms)->default_value(c.hl7_out_backoff_ms),
+       "milliseconds before retrying a failed outbound HL7 v2 delivery (doubled each time, 5 minutes at most)")
     ("tls-cert", po::value(&c.tls_cert), "serve HTTPS with this certificate (PEM)")
     ("tls-key", po::value(&c.tls_key), "the private key of --tls-cert (PEM, unencrypted)")
     ("mfa-roles", po::value(&c.mfa_roles)->default_value(c.mfa_roles),
@@ -138,6 +164,11 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mllp-idle-timeout must be positive");
   if (auto tz = adapters::hl7v2::TimeZone::parse(c.hl7_timezone); !tz)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--hl7-timezone: " + tz.error().issues.front().diagnostics);
+  if (auto d = hl7_out_destinations(c); !d) return std::unexpected(d.error());
+  if (c.hl7_out_attempts < 1)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--hl7-out-attempts must be >= 1");
+  if (c.hl7_out_backoff_ms < 1)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--hl7-out-backoff-ms must be positive");
   if (c.tls_cert.empty() != c.tls_key.empty())
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-cert and --tls-key go together");
   if (c.auth != "off" && c.auth != "smart")

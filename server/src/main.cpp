@@ -20,6 +20,7 @@
 
 #include "bundle.hpp"
 #include "caduceus/adapters/hl7v2/inbound.hpp"
+#include "caduceus/adapters/hl7v2/outbound_store.hpp"
 #include "caduceus/adapters/mllp.hpp"
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/resources/custom_search.hpp"
@@ -158,6 +159,18 @@ int serve(const std::vector<std::string>& args) {
     print_error(store.error());
     return 1;
   }
+  // HL7 v2 out (--hl7-out): FHIR writes go through a store that queues the messages they yield, in the same
+  // transaction; the sender threads deliver them once the server listens.
+  std::unique_ptr<adapters::hl7v2::OutboundService> hl7_out;
+  resources::Store* data_store = store->get();
+  if (!config.hl7_out.empty()) {
+    adapters::hl7v2::SenderOptions sender_options;
+    sender_options.max_attempts = config.hl7_out_attempts;
+    sender_options.backoff_initial = std::chrono::milliseconds(config.hl7_out_backoff_ms);
+    hl7_out = std::make_unique<adapters::hl7v2::OutboundService>(**store, *server::hl7_out_destinations(config),
+                                                                 sender_options);  // checked by parse_serve_args
+    data_store = &hl7_out->store();
+  }
   // The accounts that sign in; the first start creates the administrator.
   server::auth::UserDirectoryOptions user_options;
   user_options.mfa_roles = *server::auth::parse_roles(config.mfa_roles);  // checked by parse_serve_args
@@ -168,20 +181,20 @@ int serve(const std::vector<std::string>& args) {
   std::optional<resources::Repository> repository;
   std::unique_ptr<resources::Reindexer> reindexer;
   if (active) {
-    repository.emplace(**store, **definitions, checker, *active);
-    reindexer = std::make_unique<resources::Reindexer>(**store, *active);
+    repository.emplace(*data_store, **definitions, checker, *active);
+    reindexer = std::make_unique<resources::Reindexer>(*data_store, *active);
     // The custom SearchParameters stored before come back; unfinished reindex jobs go on.
     if (auto started = reindexer->start(); !started) {
       print_error(started.error());
       return 1;
     }
   } else {
-    repository.emplace(**store, **definitions, checker);
+    repository.emplace(*data_store, **definitions, checker);
   }
 
   server::Metrics metrics;
   server::RequestLog log(config.log_requests);
-  auto render_metrics = [&metrics] { return metrics.render(); };
+  auto render_metrics = [&metrics, &hl7_out] { return metrics.render() + (hl7_out ? hl7_out->metrics() : ""); };
   // SMART on FHIR (--auth smart): the authorization server's endpoints, and the router's Authorizer.
   std::unique_ptr<server::auth::SmartAuth> smart;
   if (config.auth == "smart") {
@@ -339,8 +352,10 @@ int serve(const std::vector<std::string>& args) {
                  "smart to require SMART tokens)\n",
                  base.c_str());
   std::fflush(stdout);
+  if (hl7_out) hl7_out->start();
   http.run();
   if (mllp) mllp->stop();
+  if (hl7_out) hl7_out->stop();
   return 0;
 }
 

@@ -195,6 +195,16 @@ const std::vector<Migration>& migrations() {
            "CREATE INDEX oauth_grant_family ON oauth_grant (tenant, family)",
            "CREATE INDEX oauth_grant_expires ON oauth_grant (tenant, expires)",
        }},
+      {10,
+       "outbound HL7 v2 messages",
+       {
+           // As SQLite's migration 10 (see schema.cpp).
+           "CREATE TABLE hl7_outbound (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant BIGINT NOT NULL,"
+           " destination TEXT NOT NULL, message_type TEXT NOT NULL, control_id TEXT NOT NULL, message BYTEA NOT NULL,"
+           " source TEXT NOT NULL, status TEXT NOT NULL, attempts BIGINT NOT NULL, last_error TEXT NOT NULL,"
+           " ack BYTEA NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL, next_attempt BIGINT NOT NULL)",
+           "CREATE INDEX hl7_outbound_pending ON hl7_outbound (tenant, destination, status, id)",
+       }},
   };
   return list;
 }

@@ -576,6 +576,9 @@ class PostgresTransaction final : public Transaction {
   Result<std::int64_t> insert_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
   Result<void> update_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
   Result<std::optional<InboundMessageRecord>> inbound_message(TenantId tenant, std::int64_t id) override;
+  Result<std::int64_t> insert_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
+  Result<void> update_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
+  Result<std::vector<OutboundMessageRecord>> outbound_messages(TenantId tenant, const OutboundQuery& query) override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
   Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
@@ -1052,6 +1055,77 @@ class PostgresStore final : public Store {
     return {};
   }
 
+  // ---- outbound HL7 v2 messages (hl7_outbound; message and ack behind a format byte) ---------------------
+  Result<std::int64_t> txn_insert_outbound_message(TenantId tenant, const OutboundMessageRecord& m) {
+    auto r = writer_->exec(
+        "INSERT INTO hl7_outbound (tenant, destination, message_type, control_id, message, source, status, attempts, "
+        "last_error, ack, created, updated, next_attempt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+        "$13) RETURNING id",
+        {Param(tenant), Param(m.destination), Param(m.message_type), Param(m.control_id),
+         Param::bytes(kRawFormat + m.message), Param(m.source), Param(m.status), Param(m.attempts), Param(m.last_error),
+         Param::bytes(kRawFormat + m.ack), Param(m.created_ms), Param(m.updated_ms), Param(m.next_attempt_ms)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 outbound"));
+    return r->i64(0, 0);
+  }
+
+  Result<void> txn_update_outbound_message(TenantId tenant, const OutboundMessageRecord& m) {
+    auto r = writer_->exec(
+        "UPDATE hl7_outbound SET status = $1, attempts = $2, last_error = $3, ack = $4, updated = $5, "
+        "next_attempt = $6 WHERE tenant = $7 AND id = $8 RETURNING 1",
+        {Param(m.status), Param(m.attempts), Param(m.last_error), Param::bytes(kRawFormat + m.ack), Param(m.updated_ms),
+         Param(m.next_attempt_ms), Param(tenant), Param(m.id)});
+    if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 outbound"));
+    if (r->rows() == 0)
+      return fhir::fail(ErrorKind::kNotFound, "not-found", "no outbound message " + std::to_string(m.id));
+    return {};
+  }
+
+  Result<std::vector<OutboundMessageRecord>> txn_outbound_messages(TenantId tenant, const OutboundQuery& query) {
+    std::string sql =
+        "SELECT id, destination, message_type, control_id, message, source, status, attempts, last_error, ack, "
+        "created, updated, next_attempt FROM hl7_outbound WHERE tenant = $1";
+    std::vector<Param> params{Param(tenant)};
+    if (!query.destination.empty()) {
+      params.push_back(Param(query.destination));
+      sql += " AND destination = $" + std::to_string(params.size());
+    }
+    if (!query.status.empty()) {
+      params.push_back(Param(query.status));
+      sql += " AND status = $" + std::to_string(params.size());
+    }
+    sql += " ORDER BY id";
+    if (query.limit > 0) {
+      params.push_back(Param(static_cast<std::int64_t>(query.limit)));
+      sql += " LIMIT $" + std::to_string(params.size());
+    }
+    auto r = writer_->exec(sql, params);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 outbound"));
+    std::vector<OutboundMessageRecord> out;
+    for (int row = 0; row < r->rows(); ++row) {
+      auto blob = [&](int col) {
+        std::string b(r->view(row, col));
+        if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
+        return b;
+      };
+      OutboundMessageRecord m;
+      m.id = r->i64(row, 0);
+      m.destination = r->text(row, 1);
+      m.message_type = r->text(row, 2);
+      m.control_id = r->text(row, 3);
+      m.message = blob(4);
+      m.source = r->text(row, 5);
+      m.status = r->text(row, 6);
+      m.attempts = r->i64(row, 7);
+      m.last_error = r->text(row, 8);
+      m.ack = blob(9);
+      m.created_ms = r->i64(row, 10);
+      m.updated_ms = r->i64(row, 11);
+      m.next_attempt_ms = r->i64(row, 12);
+      out.push_back(std::move(m));
+    }
+    return out;
+  }
+
   OAuthTables* txn_oauth_tables() {
     if (!oauth_) oauth_ = std::make_unique<PgOAuthTables>(*writer_);  // (on the writer thread only)
     return oauth_.get();
@@ -1463,6 +1537,17 @@ Result<void> PostgresTransaction::update_inbound_message(TenantId tenant, const 
 }
 Result<std::optional<InboundMessageRecord>> PostgresTransaction::inbound_message(TenantId tenant, std::int64_t id) {
   return store_.txn_inbound_message(tenant, id);
+}
+Result<std::int64_t> PostgresTransaction::insert_outbound_message(TenantId tenant,
+                                                                  const OutboundMessageRecord& record) {
+  return store_.txn_insert_outbound_message(tenant, record);
+}
+Result<void> PostgresTransaction::update_outbound_message(TenantId tenant, const OutboundMessageRecord& record) {
+  return store_.txn_update_outbound_message(tenant, record);
+}
+Result<std::vector<OutboundMessageRecord>> PostgresTransaction::outbound_messages(TenantId tenant,
+                                                                                  const OutboundQuery& query) {
+  return store_.txn_outbound_messages(tenant, query);
 }
 OAuthTables* PostgresTransaction::oauth_tables() {
   return store_.txn_oauth_tables();

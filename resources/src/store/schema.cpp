@@ -200,6 +200,18 @@ const std::vector<Migration>& migrations() {
            "CREATE INDEX oauth_grant_family ON oauth_grant (tenant, family)",
            "CREATE INDEX oauth_grant_expires ON oauth_grant (tenant, expires)",
        }},
+      {10,
+       "outbound HL7 v2 messages",
+       {
+           // The durable outbound queue (adapters): each row is written in the transaction of the FHIR write
+           // that triggered it, and delivered in id order per destination. `message` and `ack` are blobs whose
+           // first byte says their format ('r' = the bytes as they are), as in hl7_inbound.
+           "CREATE TABLE hl7_outbound (id INTEGER PRIMARY KEY, tenant INTEGER NOT NULL, destination TEXT NOT NULL,"
+           " message_type TEXT NOT NULL, control_id TEXT NOT NULL, message BLOB NOT NULL, source TEXT NOT NULL,"
+           " status TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT NOT NULL, ack BLOB NOT NULL,"
+           " created INTEGER NOT NULL, updated INTEGER NOT NULL, next_attempt INTEGER NOT NULL)",
+           "CREATE INDEX hl7_outbound_pending ON hl7_outbound (tenant, destination, status, id)",
+       }},
   };
   return list;
 }

@@ -518,6 +518,9 @@ class SqliteTransaction final : public Transaction {
   Result<std::int64_t> insert_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
   Result<void> update_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
   Result<std::optional<InboundMessageRecord>> inbound_message(TenantId tenant, std::int64_t id) override;
+  Result<std::int64_t> insert_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
+  Result<void> update_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
+  Result<std::vector<OutboundMessageRecord>> outbound_messages(TenantId tenant, const OutboundQuery& query) override;
 
  private:
   SqliteStore& store_;
@@ -1430,6 +1433,96 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  // ---- outbound HL7 v2 messages (hl7_outbound; message and ack behind a format byte, as in hl7_inbound) ----
+
+  Result<std::int64_t> txn_insert_outbound_message(TenantId tenant, const OutboundMessageRecord& r) {
+    SqlQuery q;
+    q.sql =
+        "INSERT INTO hl7_outbound (tenant, destination, message_type, control_id, message, source, status, attempts, "
+        "last_error, ack, created, updated, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    q.binds = {std::int64_t{tenant},   r.destination,      r.message_type, r.control_id,
+               kRawFormat + r.message, r.source,           r.status,       r.attempts,
+               r.last_error,           kRawFormat + r.ack, r.created_ms,   r.updated_ms,
+               r.next_attempt_ms};
+    try {
+      run_query(writer_db(), q, [](sqlite_api::sqlite3_stmt*) {});
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return static_cast<std::int64_t>(sqlite_api::sqlite3_last_insert_rowid(writer_db()));
+  }
+
+  Result<void> txn_update_outbound_message(TenantId tenant, const OutboundMessageRecord& r) {
+    SqlQuery q;
+    q.sql =
+        "UPDATE hl7_outbound SET status = ?, attempts = ?, last_error = ?, ack = ?, updated = ?, next_attempt = ? "
+        "WHERE tenant = ? AND id = ?";
+    q.binds = {r.status,     r.attempts,        r.last_error,         kRawFormat + r.ack,
+               r.updated_ms, r.next_attempt_ms, std::int64_t{tenant}, r.id};
+    try {
+      run_query(writer_db(), q, [](sqlite_api::sqlite3_stmt*) {});
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    if (sqlite_api::sqlite3_changes(writer_db()) == 0)
+      return fhir::fail(ErrorKind::kNotFound, "not-found", "no outbound message " + std::to_string(r.id));
+    return {};
+  }
+
+  Result<std::vector<OutboundMessageRecord>> txn_outbound_messages(TenantId tenant, const OutboundQuery& query) {
+    SqlQuery q;
+    q.sql =
+        "SELECT id, destination, message_type, control_id, message, source, status, attempts, last_error, ack, "
+        "created, updated, next_attempt FROM hl7_outbound WHERE tenant = ?";
+    q.binds = {std::int64_t{tenant}};
+    if (!query.destination.empty()) {
+      q.sql += " AND destination = ?";
+      q.binds.emplace_back(query.destination);
+    }
+    if (!query.status.empty()) {
+      q.sql += " AND status = ?";
+      q.binds.emplace_back(query.status);
+    }
+    q.sql += " ORDER BY id";
+    if (query.limit > 0) {
+      q.sql += " LIMIT ?";
+      q.binds.emplace_back(static_cast<std::int64_t>(query.limit));
+    }
+    std::vector<OutboundMessageRecord> out;
+    auto bytes = [](sqlite_api::sqlite3_stmt* st, int i) {
+      const void* p = sqlite_api::sqlite3_column_blob(st, i);
+      int n = sqlite_api::sqlite3_column_bytes(st, i);
+      return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), static_cast<std::size_t>(n));
+    };
+    auto blob = [&](sqlite_api::sqlite3_stmt* st, int i) {
+      std::string b = bytes(st, i);
+      if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
+      return b;
+    };
+    try {
+      run_query(writer_db(), q, [&](sqlite_api::sqlite3_stmt* st) {
+        OutboundMessageRecord r;
+        r.id = sqlite_api::sqlite3_column_int64(st, 0);
+        r.destination = bytes(st, 1);
+        r.message_type = bytes(st, 2);
+        r.control_id = bytes(st, 3);
+        r.message = blob(st, 4);
+        r.source = bytes(st, 5);
+        r.status = bytes(st, 6);
+        r.attempts = sqlite_api::sqlite3_column_int64(st, 7);
+        r.last_error = bytes(st, 8);
+        r.ack = blob(st, 9);
+        r.created_ms = sqlite_api::sqlite3_column_int64(st, 10);
+        r.updated_ms = sqlite_api::sqlite3_column_int64(st, 11);
+        r.next_attempt_ms = sqlite_api::sqlite3_column_int64(st, 12);
+        out.push_back(std::move(r));
+      });
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    return out;
+  }
+
   Result<std::vector<ReindexJobRecord>> txn_reindex_jobs(TenantId tenant) {
     SqlQuery q;
     q.sql =
@@ -1788,6 +1881,16 @@ Result<void> SqliteTransaction::update_inbound_message(TenantId tenant, const In
 }
 Result<std::optional<InboundMessageRecord>> SqliteTransaction::inbound_message(TenantId tenant, std::int64_t id) {
   return store_.txn_inbound_message(tenant, id);
+}
+Result<std::int64_t> SqliteTransaction::insert_outbound_message(TenantId tenant, const OutboundMessageRecord& record) {
+  return store_.txn_insert_outbound_message(tenant, record);
+}
+Result<void> SqliteTransaction::update_outbound_message(TenantId tenant, const OutboundMessageRecord& record) {
+  return store_.txn_update_outbound_message(tenant, record);
+}
+Result<std::vector<OutboundMessageRecord>> SqliteTransaction::outbound_messages(TenantId tenant,
+                                                                                const OutboundQuery& query) {
+  return store_.txn_outbound_messages(tenant, query);
 }
 
 }  // namespace

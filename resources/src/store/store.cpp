@@ -81,6 +81,16 @@ fhir::Result<std::optional<InboundMessageRecord>> Transaction::inbound_message(T
   return no_inbound();
 }
 
+fhir::Result<std::int64_t> Transaction::insert_outbound_message(TenantId, const OutboundMessageRecord&) {
+  return no_inbound();
+}
+fhir::Result<void> Transaction::update_outbound_message(TenantId, const OutboundMessageRecord&) {
+  return no_inbound();
+}
+fhir::Result<std::vector<OutboundMessageRecord>> Transaction::outbound_messages(TenantId, const OutboundQuery&) {
+  return no_inbound();
+}
+
 fhir::Result<void> Store::write(Work work) {
   std::promise<fhir::Result<void>> promise;
   auto future = promise.get_future();

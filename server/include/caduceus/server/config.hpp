@@ -7,6 +7,10 @@
 
 #include "caduceus/fhir/error.hpp"
 
+namespace caduceus::adapters::hl7v2 {
+struct Destination;
+}
+
 namespace caduceus::server {
 
 // Everything `caduceus serve` can be told. Each option also comes from CADUCEUS_<NAME> in the environment and
@@ -19,6 +23,11 @@ struct ServeConfig {
   std::size_t mllp_max_frame = 1 << 20;  // bytes of one MLLP frame at most (larger: AR)
   int mllp_idle_timeout_s = 300;         // an MLLP connection idle this long is closed
   std::string hl7_timezone = "UTC";      // what an HL7 v2 time without an offset is read in (IANA name or +hh:mm)
+  // HL7 v2 outbound destinations, each NAME=HOST:PORT:WHAT[:APP[:FACILITY]] (see adapters/hl7v2/outbound_store.hpp);
+  // one value may hold several separated by spaces. Empty: no outbound messages.
+  std::vector<std::string> hl7_out;
+  int hl7_out_attempts = 8;       // failed deliveries after which a message is dead-lettered
+  int hl7_out_backoff_ms = 1000;  // wait after the first failed delivery; doubled after each further one
   std::string tls_cert, tls_key;
   std::string base_url;     // empty: http://LISTEN/fhir with the bound port
   std::size_t threads = 0;  // I/O threads; 0 = one per core
@@ -57,6 +66,9 @@ struct ParsedCommand {
 // Parses `serve` arguments (argv after the word `serve`), the environment and the config file.
 // Errors: kInvalid with a message naming the bad option.
 fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& args);
+
+// The destinations of --hl7-out (each checked; names unique). Error kInvalid.
+fhir::Result<std::vector<adapters::hl7v2::Destination>> hl7_out_destinations(const ServeConfig& c);
 
 // Splits "HOST:PORT" ("[::1]:8080" for IPv6). Error kInvalid.
 fhir::Result<std::pair<std::string, std::uint16_t>> split_host_port(const std::string& text);

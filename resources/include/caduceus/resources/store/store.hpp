@@ -151,6 +151,28 @@ struct InboundMessageRecord {
   std::int64_t updated_ms = 0;
 };
 
+// An outbound HL7 v2 message waiting for (or done with) delivery to a destination (the adapters' durable queue).
+struct OutboundMessageRecord {
+  std::int64_t id = 0;  // assigned by the store; the order of delivery within a destination
+  std::string destination;
+  std::string message_type;  // ORM^O01
+  std::string control_id;    // its MSH-10
+  std::string message;       // the message (segments ended by CR)
+  std::string source;        // the resource version that triggered it, e.g. ServiceRequest/1/_history/2
+  std::string status;        // pending, sent, dead
+  std::int64_t attempts = 0;
+  std::string last_error;
+  std::string ack;
+  std::int64_t created_ms = 0, updated_ms = 0, next_attempt_ms = 0;
+};
+
+// Which outbound messages to list: all filters optional (empty: any); by id ascending, at most `limit` (0: all).
+struct OutboundQuery {
+  std::string destination;
+  std::string status;
+  std::size_t limit = 0;
+};
+
 // One unit of writes, atomic and durable together. Implemented by each backend.
 class Transaction {
  public:
@@ -217,6 +239,14 @@ class Transaction {
   virtual fhir::Result<void> update_inbound_message(TenantId tenant, const InboundMessageRecord& record);
   // One message by id, or nullopt.
   virtual fhir::Result<std::optional<InboundMessageRecord>> inbound_message(TenantId tenant, std::int64_t id);
+  // Outbound HL7 v2 messages (a backend without them answers kNotSupported), written in the same transaction as
+  // the FHIR write that triggers them. Inserts one (record.id ignored) and returns its id.
+  virtual fhir::Result<std::int64_t> insert_outbound_message(TenantId tenant, const OutboundMessageRecord& record);
+  // Sets status, attempts, last_error, ack, updated and next attempt of message record.id. kNotFound when none.
+  virtual fhir::Result<void> update_outbound_message(TenantId tenant, const OutboundMessageRecord& record);
+  // The messages matching `query`, by id ascending.
+  virtual fhir::Result<std::vector<OutboundMessageRecord>> outbound_messages(TenantId tenant,
+                                                                             const OutboundQuery& query);
 };
 
 struct StoreOptions {
