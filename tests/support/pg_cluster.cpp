@@ -18,22 +18,17 @@
 #include <thread>
 #include <vector>
 
+#include "pg_tools.hpp"
+
 namespace caduceus::test {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-constexpr const char* kPort = "5432";  // only names the socket file in the cluster's own folder
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
+namespace pg_tools {
 
 fs::path bin_dir() {
-  std::string dir = env("CADUCEUS_PG_BIN");
-  return dir.empty() ? fs::path("/usr/lib/postgresql/15/bin") : fs::path(dir);
+  const char* dir = std::getenv("CADUCEUS_PG_BIN");
+  return dir != nullptr && *dir ? fs::path(dir) : fs::path("/usr/lib/postgresql/15/bin");
 }
 
 std::string slurp(const fs::path& p) {
@@ -79,6 +74,22 @@ bool give_to_postgres(const fs::path& path) {
   struct passwd* pw = getpwnam("postgres");
   if (pw == nullptr) return false;
   return ::chown(path.c_str(), pw->pw_uid, pw->pw_gid) == 0;
+}
+
+}  // namespace pg_tools
+
+namespace {
+
+using pg_tools::bin_dir;
+using pg_tools::give_to_postgres;
+using pg_tools::run;
+using pg_tools::slurp;
+
+constexpr const char* kPort = "5432";  // only names the socket file in the cluster's own folder
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
 }
 
 std::string uri(const fs::path& dir, const std::string& database) {

@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "pg_tools.hpp"
+
 namespace caduceus::test {
 
 namespace fs = std::filesystem;
@@ -24,53 +26,10 @@ namespace {
 
 constexpr const char* kPort = "5432";  // names the socket file in each node's own folder
 
-fs::path bin_dir() {
-  const char* dir = std::getenv("CADUCEUS_PG_BIN");
-  return dir != nullptr && *dir ? fs::path(dir) : fs::path("/usr/lib/postgresql/15/bin");
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs a tool (as the postgres user when we are root), its output appended to `log`; the exit status or -1.
-int run(std::vector<std::string> args, const fs::path& log) {
-  if (geteuid() == 0) args.insert(args.begin(), {"runuser", "-u", "postgres", "--"});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  pid_t pid = fork();
-  if (pid < 0) {
-    if (fd >= 0) ::close(fd);
-    return -1;
-  }
-  if (pid == 0) {
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    int null = ::open("/dev/null", O_RDONLY);
-    if (null >= 0) dup2(null, 0);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  if (fd >= 0) ::close(fd);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-bool give_to_postgres(const fs::path& path) {
-  if (geteuid() != 0) return true;
-  struct passwd* pw = getpwnam("postgres");
-  if (pw == nullptr) return false;
-  return ::chown(path.c_str(), pw->pw_uid, pw->pw_gid) == 0;
-}
+using pg_tools::bin_dir;
+using pg_tools::give_to_postgres;
+using pg_tools::run;
+using pg_tools::slurp;
 
 // A socket folder as the host part of a libpq URI: percent-encoded.
 std::string uri_host(const fs::path& dir) {

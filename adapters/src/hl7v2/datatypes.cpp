@@ -123,14 +123,7 @@ std::optional<Value> map_cx(const Segment& s, std::size_t field, std::size_t rep
   }
   // CX.4 (HD): a universal id of a known kind is the system; the namespace id names the assigner.
   std::string ns = text(s, field, rep, 4, 1), universal = text(s, field, rep, 4, 2), kind = text(s, field, rep, 4, 3);
-  if (!universal.empty()) {
-    if (kind == "ISO")
-      id.set("system", Value::string("urn:oid:" + universal));
-    else if (kind == "UUID")
-      id.set("system", Value::string("urn:uuid:" + universal));
-    else if (kind == "URI")
-      id.set("system", Value::string(universal));
-  }
+  set_string(id, "system", hd_system(universal, kind));
   id.set("value", Value::string(value));
   if (auto p = period(s, field, rep, 7, 8)) id.set("period", std::move(*p));
   if (!ns.empty()) {
@@ -294,6 +287,14 @@ std::optional<Value> map_cwe(const Segment& s, std::size_t field, std::size_t re
   return cc;
 }
 
+std::string hd_system(std::string_view universal_id, std::string_view type) {
+  if (universal_id.empty()) return {};
+  if (type == "ISO") return "urn:oid:" + std::string(universal_id);
+  if (type == "UUID") return "urn:uuid:" + std::string(universal_id);
+  if (type == "URI") return std::string(universal_id);
+  return {};
+}
+
 std::optional<Value> map_xcn_reference(const Segment& s, std::size_t field, std::size_t rep) {
   std::string id = text(s, field, rep, 1), family = text(s, field, rep, 2, 1), given = text(s, field, rep, 3);
   std::string display = given.empty() ? family : family.empty() ? given : given + " " + family;
@@ -302,7 +303,7 @@ std::optional<Value> map_xcn_reference(const Segment& s, std::size_t field, std:
   if (!id.empty()) {
     Value identifier = Value::object();
     std::string universal = text(s, field, rep, 9, 2), kind = text(s, field, rep, 9, 3);
-    if (!universal.empty() && kind == "ISO") identifier.set("system", Value::string("urn:oid:" + universal));
+    if (kind == "ISO") set_string(identifier, "system", hd_system(universal, kind));
     identifier.set("value", Value::string(id));
     ref.set("identifier", std::move(identifier));
   }

@@ -114,14 +114,7 @@ std::optional<Value> map_ei(const Segment& s, std::size_t field, std::size_t rep
   if (!type_code.empty())
     id.set("type", support::concept_of(support::coding(support::kV2_0203, std::string(type_code))));
   std::string ns = part(2), universal = part(3), kind = part(4);
-  if (!universal.empty()) {
-    if (kind == "ISO")
-      id.set("system", Value::string("urn:oid:" + universal));
-    else if (kind == "UUID")
-      id.set("system", Value::string("urn:uuid:" + universal));
-    else if (kind == "URI")
-      id.set("system", Value::string(universal));
-  }
+  support::set_str(id, "system", hd_system(universal, kind));
   id.set("value", Value::string(value));
   if (!ns.empty()) {
     Value assigner = Value::object();
@@ -144,8 +137,7 @@ std::optional<Value> map_xcn_reference(const Segment& s, std::size_t field, std:
     Value identifier = Value::object();
     // XCN.9 (HD): a universal id of a known kind is the system.
     std::string universal = txt(s, field, rep, 9, 2), kind = txt(s, field, rep, 9, 3);
-    if (!universal.empty() && kind == "ISO") identifier.set("system", Value::string("urn:oid:" + universal));
-    if (!universal.empty() && kind == "URI") identifier.set("system", Value::string(universal));
+    if (kind == "ISO" || kind == "URI") support::set_str(identifier, "system", hd_system(universal, kind));
     identifier.set("value", Value::string(id));
     ref.set("identifier", std::move(identifier));
   }

@@ -1317,6 +1317,18 @@ class SqliteStore final : public Store {
 
   static constexpr char kRawFormat = 'r';  // first byte of hl7_inbound.raw and .ack: the bytes as they are
 
+  // A text or blob column as bytes ("" for NULL); a blob of ours without its format byte.
+  static std::string column_bytes(sqlite_api::sqlite3_stmt* st, int i) {
+    const void* p = sqlite_api::sqlite3_column_blob(st, i);
+    int n = sqlite_api::sqlite3_column_bytes(st, i);
+    return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), static_cast<std::size_t>(n));
+  }
+  static std::string column_raw_blob(sqlite_api::sqlite3_stmt* st, int i) {
+    std::string b = column_bytes(st, i);
+    if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
+    return b;
+  }
+
   static std::string join_resources(const std::vector<std::string>& list) {
     std::string out;
     for (const auto& r : list) out += (out.empty() ? "" : " ") + r;
@@ -1325,16 +1337,8 @@ class SqliteStore final : public Store {
 
   Result<std::vector<InboundMessageRecord>> inbound_rows(const SqlQuery& q) {
     std::vector<InboundMessageRecord> out;
-    auto bytes = [](sqlite_api::sqlite3_stmt* st, int i) {
-      const void* p = sqlite_api::sqlite3_column_blob(st, i);
-      int n = sqlite_api::sqlite3_column_bytes(st, i);
-      return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), static_cast<std::size_t>(n));
-    };
-    auto blob = [&](sqlite_api::sqlite3_stmt* st, int i) {
-      std::string b = bytes(st, i);
-      if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
-      return b;
-    };
+    auto* bytes = &column_bytes;
+    auto* blob = &column_raw_blob;
     try {
       run_query(writer_db(), q, [&](sqlite_api::sqlite3_stmt* st) {
         InboundMessageRecord r;
@@ -1489,16 +1493,8 @@ class SqliteStore final : public Store {
       q.binds.emplace_back(static_cast<std::int64_t>(query.limit));
     }
     std::vector<OutboundMessageRecord> out;
-    auto bytes = [](sqlite_api::sqlite3_stmt* st, int i) {
-      const void* p = sqlite_api::sqlite3_column_blob(st, i);
-      int n = sqlite_api::sqlite3_column_bytes(st, i);
-      return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), static_cast<std::size_t>(n));
-    };
-    auto blob = [&](sqlite_api::sqlite3_stmt* st, int i) {
-      std::string b = bytes(st, i);
-      if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
-      return b;
-    };
+    auto* bytes = &column_bytes;
+    auto* blob = &column_raw_blob;
     try {
       run_query(writer_db(), q, [&](sqlite_api::sqlite3_stmt* st) {
         OutboundMessageRecord r;

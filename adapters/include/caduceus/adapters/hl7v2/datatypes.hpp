@@ -43,6 +43,9 @@ std::optional<fhir::json::Value> map_xcn_reference(const Segment& s, std::size_t
 // HL7nnnn (HL7 table nnnn: http://terminology.hl7.org/CodeSystem/v2-nnnn), or a URI / urn:oid as is; "" when
 // unknown.
 std::string coding_system_uri(std::string_view name);
+// HD (a universal id and its type, as in CX.4, EI.3/4, XCN.9) -> an identifier system: urn:oid: for ISO, urn:uuid:
+// for UUID, the id itself for URI; "" for other types or none.
+std::string hd_system(std::string_view universal_id, std::string_view type);
 
 // A v2 date/time (DT, DTM, TS.1: YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]) as a FHIR date with the same precision
 // (YYYY, YYYY-MM, YYYY-MM-DD; a time part is dropped). nullopt when the text is not such a date.
