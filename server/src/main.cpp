@@ -194,7 +194,11 @@ int serve(const std::vector<std::string>& args) {
 
   server::Metrics metrics;
   server::RequestLog log(config.log_requests);
-  auto render_metrics = [&metrics, &hl7_out] { return metrics.render() + (hl7_out ? hl7_out->metrics() : ""); };
+  // HL7 v2 over MLLP (--mllp): made below, once the address is known; its counters go to /metrics.
+  std::optional<adapters::hl7v2::InboundProcessor> hl7;
+  auto render_metrics = [&metrics, &hl7_out, &hl7] {
+    return metrics.render() + (hl7 ? hl7->metrics() : "") + (hl7_out ? hl7_out->metrics() : "");
+  };
   // SMART on FHIR (--auth smart): the authorization server's endpoints, and the router's Authorizer.
   std::unique_ptr<server::auth::SmartAuth> smart;
   if (config.auth == "smart") {
@@ -318,7 +322,6 @@ int serve(const std::vector<std::string>& args) {
     std::fprintf(stderr, "Caduceus: this server listens on %s://%s:%u\n", config.tls_cert.empty() ? "http" : "https",
                  host.c_str(), static_cast<unsigned>(*port));
   // HL7 v2 over MLLP (--mllp): its own listener and thread, writing through the same repository.
-  std::optional<adapters::hl7v2::InboundProcessor> hl7;
   std::unique_ptr<adapters::MllpServer> mllp;
   std::string mllp_text;
   if (!config.mllp.empty()) {

@@ -107,6 +107,15 @@ class Hl7v2MllpTest : public ServerTest {
     return static_cast<std::uint16_t>(std::stoi(line.substr(at + 18)));
   }
 
+  // A line of /metrics ("name{labels}") as a number; -1 when it is not there.
+  long long metric(const std::string& series) {
+    Response r = client().get("/metrics");
+    EXPECT_EQ(r.status, 200) << r.summary();
+    auto at = r.body.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::stoll(r.body.substr(at + series.size() + 2));
+  }
+
   // The Patients an identifier search finds.
   std::vector<Value> patients(const std::string& identifier) {
     Response r = client().get(path("Patient?identifier=" + url_encode(identifier)));
@@ -164,6 +173,15 @@ TEST_F(Hl7v2MllpTest, AdtInSplitFramesIsAcknowledgedAndTheMappedPatientIsSearcha
 }
 
 TEST_F(Hl7v2MllpTest, SeveralFramesInOneWriteAreAnsweredInOrderAndDuplicatesNotProcessedTwice) {
+  const char* kAnswered = "caduceus_hl7_inbound_answered_total{outcome=";
+  auto counters = [&] {
+    return std::vector<long long>{
+        metric("caduceus_hl7_inbound_received_total"), metric(kAnswered + std::string("\"processed\"}")),
+        metric(kAnswered + std::string("\"rejected\"}")), metric(kAnswered + std::string("\"duplicate\"}")),
+        metric(kAnswered + std::string("\"error\"}"))};
+  };
+  const std::vector<long long> before = counters();
+  ASSERT_GE(before[0], 0) << "the inbound counters are in /metrics";
   MllpClient mllp(mllp_port());
   std::string first = adt("A04", "INT-DUP-1", "P-2002^^^CityHosp&1.2.840.999.1&ISO^MR||Hopper^Grace||19061209|F");
   std::string ack1 = mllp.exchange(first);
@@ -191,6 +209,13 @@ TEST_F(Hl7v2MllpTest, SeveralFramesInOneWriteAreAnsweredInOrderAndDuplicatesNotP
   // Our control ids are unique.
   EXPECT_NE(ack_field(ack1, "MSH", 10), ack_field(acks[1], "MSH", 10));
   EXPECT_NE(ack_field(acks[1], "MSH", 10), ack_field(acks[2], "MSH", 10));
+  // /metrics counted them: 4 received; 2 processed (the A04, the A08), 1 rejected (MFN), 1 duplicate, no error.
+  const std::vector<long long> after = counters();
+  EXPECT_EQ(after[0] - before[0], 4);
+  EXPECT_EQ(after[1] - before[1], 2);
+  EXPECT_EQ(after[2] - before[2], 1);
+  EXPECT_EQ(after[3] - before[3], 1);
+  EXPECT_EQ(after[4] - before[4], 0);
 }
 
 TEST_F(Hl7v2MllpTest, MalformedMessagesGetErrorsWithTheirPositionAndTheConnectionStaysUsable) {

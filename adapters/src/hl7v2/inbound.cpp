@@ -124,7 +124,12 @@ std::string InboundProcessor::timestamp() {
 void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversize) {
   auto ctx = std::make_shared<Context>();
   ctx->send = std::move(send);
-  ctx->done = std::move(done);
+  ++received_;
+  // Counted by its outcome when it is answered. (The context holds this function: a plain pointer back to it.)
+  ctx->done = [this, c = ctx.get(), done = std::move(done)] {
+    (c->duplicate ? duplicates_ : c->code == "AR" ? rejected_ : c->code == "AE" ? errors_ : processed_)++;
+    done();
+  };
   ctx->raw = std::move(raw);
   ctx->record.raw = ctx->raw;
   ctx->record.status = "received";
@@ -178,10 +183,10 @@ void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversi
   MessageMapper mapper = find_mapper(m.type, m.trigger);
   if (mapper == nullptr) {
     if (type_supported(m.type))
-      return reject(Problem{ErrorCode::kUnsupportedEventCode, h.at(9, 0, 2),
-                            "event " + m.type + "^" + m.trigger +
-                                " is not supported yet (processed: " + std::string(kProcessed) + ")",
-                            false});
+      return reject(Problem{
+          ErrorCode::kUnsupportedEventCode, h.at(9, 0, 2),
+          "event " + m.type + "^" + m.trigger + " is not supported yet (processed: " + std::string(kProcessed) + ")",
+          false});
     return reject(Problem{ErrorCode::kUnsupportedMessageType, h.at(9, 0, 1),
                           "message type " + m.type + (m.trigger.empty() ? "" : "^" + m.trigger) +
                               " is not supported yet (processed: " + std::string(kProcessed) + ")",
@@ -248,6 +253,7 @@ void InboundProcessor::store_answer(std::shared_ptr<Context> ctx) {
           // Not stored: a negative answer that asks for the message again.
           std::vector<Problem> p{problem_of(r.error())};
           p.front().message = "the message could not be stored; send it again (" + p.front().message + ")";
+          ctx->code = "AE";
           ctx->send(build_ack(ctx->target, ctx->enhanced ? "CE" : "AE", next_control_id(), timestamp(), p));
         } else if (ctx->duplicate) {
           if (!ctx->duplicate->ack.empty()) ctx->send(ctx->duplicate->ack);
@@ -311,6 +317,7 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
             if (r.error().kind == ErrorKind::kUnavailable) {
               std::vector<Problem> p{problem_of(r.error())};
               p.front().message = "the message could not be stored; send it again (" + p.front().message + ")";
+              ctx->code = "AE";
               ctx->send(build_ack(ctx->target, "AE", next_control_id(), timestamp(), p));
               return ctx->done();
             }
@@ -337,6 +344,7 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
         if (!r) {
           std::vector<Problem> p{problem_of(r.error())};
           p.front().message = "the message could not be stored; send it again (" + p.front().message + ")";
+          ctx->code = "AE";
           if (wanted(ctx->accept_ack, "CE")) ctx->send(build_ack(ctx->target, "CE", next_control_id(), timestamp(), p));
           return ctx->done();
         }
@@ -364,6 +372,21 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
               ctx->done();
             });
       });
+}
+
+std::string InboundProcessor::metrics() const {
+  std::string out =
+      "# HELP caduceus_hl7_inbound_received_total HL7 v2 messages received since start.\n"
+      "# TYPE caduceus_hl7_inbound_received_total counter\n"
+      "caduceus_hl7_inbound_received_total " +
+      std::to_string(received_.load()) +
+      "\n# HELP caduceus_hl7_inbound_answered_total HL7 v2 messages answered since start, by outcome.\n"
+      "# TYPE caduceus_hl7_inbound_answered_total counter\n";
+  for (const auto& [outcome, n] : {std::pair{"processed", &processed_}, std::pair{"error", &errors_},
+                                   std::pair{"rejected", &rejected_}, std::pair{"duplicate", &duplicates_}})
+    out += std::string("caduceus_hl7_inbound_answered_total{outcome=\"") + outcome + "\"} " +
+           std::to_string(n->load()) + "\n";
+  return out;
 }
 
 }  // namespace caduceus::adapters::hl7v2

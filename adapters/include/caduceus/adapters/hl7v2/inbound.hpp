@@ -51,6 +51,11 @@ class InboundProcessor {
   // The current time as an HL7 DTM in UTC (YYYYMMDDHHMMSS+0000).
   static std::string timestamp();
 
+  // Prometheus text: caduceus_hl7_inbound_received_total, and caduceus_hl7_inbound_answered_total by outcome
+  // (processed: AA; error: AE, including a message that could not be stored; rejected: AR; duplicate: answered
+  // with its stored acknowledgement), since start.
+  std::string metrics() const;
+
  private:
   struct Context;
   void store_answer(std::shared_ptr<Context> ctx);
@@ -61,6 +66,7 @@ class InboundProcessor {
   InboundOptions options_;
   std::string prefix_;
   std::atomic<std::uint64_t> counter_{0};
+  std::atomic<std::uint64_t> received_{0}, processed_{0}, errors_{0}, rejected_{0}, duplicates_{0};
 };
 
 }  // namespace caduceus::adapters::hl7v2
