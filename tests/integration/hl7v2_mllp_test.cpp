@@ -7,6 +7,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -210,7 +211,13 @@ TEST_F(Hl7v2MllpTest, SeveralFramesInOneWriteAreAnsweredInOrderAndDuplicatesNotP
   EXPECT_NE(ack_field(ack1, "MSH", 10), ack_field(acks[1], "MSH", 10));
   EXPECT_NE(ack_field(acks[1], "MSH", 10), ack_field(acks[2], "MSH", 10));
   // /metrics counted them: 4 received; 2 processed (the A04, the A08), 1 rejected (MFN), 1 duplicate, no error.
-  const std::vector<long long> after = counters();
+  // (A message is counted just after its last acknowledgement is sent: poll until the four are, 10 s at most.)
+  std::vector<long long> after = counters();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto answered = [&] {
+    return after[1] + after[2] + after[3] + after[4] - before[1] - before[2] - before[3] - before[4];
+  };
+  while (answered() < 4 && std::chrono::steady_clock::now() < deadline) after = counters();
   EXPECT_EQ(after[0] - before[0], 4);
   EXPECT_EQ(after[1] - before[1], 2);
   EXPECT_EQ(after[2] - before[2], 1);
