@@ -76,27 +76,7 @@ bool give_to_postgres(const fs::path& path) {
   return ::chown(path.c_str(), pw->pw_uid, pw->pw_gid) == 0;
 }
 
-}  // namespace pg_tools
-
-namespace {
-
-using pg_tools::bin_dir;
-using pg_tools::give_to_postgres;
-using pg_tools::run;
-using pg_tools::slurp;
-
-constexpr const char* kPort = "5432";  // only names the socket file in the cluster's own folder
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
-std::string uri(const fs::path& dir, const std::string& database) {
-  return "postgresql://postgres@/" + database + "?host=" + dir.string() + "&port=" + kPort;
-}
-
-// Runs one statement on the database at `url`; the first value of the first row, or the error.
+// (pg_tools.hpp) Runs one statement on the database at `url`; the first value of the first row, or the error.
 std::expected<std::string, std::string> sql(const std::string& url, const std::string& statement) {
   PGconn* c = PQconnectdb(url.c_str());
   if (PQstatus(c) != CONNECTION_OK) {
@@ -115,6 +95,27 @@ std::expected<std::string, std::string> sql(const std::string& url, const std::s
   PQclear(r);
   PQfinish(c);
   return out;
+}
+
+}  // namespace pg_tools
+
+namespace {
+
+using pg_tools::bin_dir;
+using pg_tools::give_to_postgres;
+using pg_tools::run;
+using pg_tools::slurp;
+using pg_tools::sql;
+
+constexpr const char* kPort = "5432";  // only names the socket file in the cluster's own folder
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
+
+std::string uri(const fs::path& dir, const std::string& database) {
+  return "postgresql://postgres@/" + database + "?host=" + dir.string() + "&port=" + kPort;
 }
 
 // The cluster the tests of this process use: the ctest fixture's when $CADUCEUS_TEST_PG_STATE names a started

@@ -50,23 +50,7 @@ std::string plain_url(const fs::path& node, const std::string& database) {
 }  // namespace
 
 std::expected<std::string, std::string> PgReplicatedPair::query(const std::string& url, const std::string& statement) {
-  PGconn* c = PQconnectdb(url.c_str());
-  if (PQstatus(c) != CONNECTION_OK) {
-    std::string e = PQerrorMessage(c);
-    PQfinish(c);
-    return std::unexpected("cannot connect to " + url + ": " + e);
-  }
-  PGresult* r = PQexec(c, statement.c_str());
-  std::expected<std::string, std::string> out;
-  if (PQresultStatus(r) == PGRES_TUPLES_OK)
-    out = PQntuples(r) > 0 && PQnfields(r) > 0 ? std::string(PQgetvalue(r, 0, 0)) : std::string();
-  else if (PQresultStatus(r) == PGRES_COMMAND_OK)
-    out = std::string();
-  else
-    out = std::unexpected(statement + ": " + PQresultErrorMessage(r));
-  PQclear(r);
-  PQfinish(c);
-  return out;
+  return pg_tools::sql(url, statement);
 }
 
 std::expected<std::unique_ptr<PgReplicatedPair>, std::string> PgReplicatedPair::start(const std::string& database) {

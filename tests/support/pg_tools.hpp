@@ -1,6 +1,7 @@
 #pragma once
 // The small tools of the throwaway PostgreSQL clusters (pg_cluster.cpp, pg_replicated.cpp).
 
+#include <expected>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,5 +17,7 @@ std::string slurp(const std::filesystem::path& p);
 int run(std::vector<std::string> args, const std::filesystem::path& log);
 // Makes `path` belong to the postgres user (when we are root).
 bool give_to_postgres(const std::filesystem::path& path);
+// Runs one statement on the database at `url`; the first value of the first row ("" when none), or the error.
+std::expected<std::string, std::string> sql(const std::string& url, const std::string& statement);
 
 }  // namespace caduceus::test::pg_tools
