@@ -5,8 +5,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "caduceus/adapters/hl7v2/time_zone.hpp"
 #include "caduceus/adapters/hl7v2/outbound_store.hpp"
+#include "caduceus/adapters/hl7v2/time_zone.hpp"
 #include "caduceus/server/auth/users.hpp"
 
 namespace caduceus::server {

@@ -46,7 +46,7 @@ struct ServeConfig {
   int system_token_lifetime_s = 300;        // access tokens of Backend Services, seconds (at most 300)
   int user_token_lifetime_s = 3600;         // access tokens of users (SMART App Launch), seconds
   int refresh_token_lifetime_s = 30 * 24 * 3600;  // refresh tokens of offline_access, seconds
-  std::string policy;                       // access policy JSON file (roles' rules); empty: the built-in one
+  std::string policy;                             // access policy JSON file (roles' rules); empty: the built-in one
   // Users (server/auth): roles that need a second factor, and the slow-down and lock after failed sign-ins.
   std::string mfa_roles = "physician,nurse,technician,admin";
   std::int64_t signin_slow_after = 3;
