@@ -252,6 +252,35 @@ Result<void> UserDirectory::set_disabled(std::string_view username, bool disable
   });
 }
 
+void UserDirectory::fail_attempt(UserRecord& r, std::int64_t now_ms, SignInStatus status, SignInResult& result) const {
+  register_failure(r, now_ms);
+  result.status = r.locked_until_ms > now_ms ? SignInStatus::kLocked : status;
+  if (result.status == SignInStatus::kLocked) result.retry_after = seconds_until(r.locked_until_ms, now_ms);
+}
+
+bool UserDirectory::accept_totp(UserRecord& r, std::string_view code, TimePoint now, SignInResult& result) const {
+  auto secret = load_secret(r.totp_secret);
+  auto step = secret ? totp_match(*secret, code, to_seconds(now), options_.totp_window, options_.totp) : std::nullopt;
+  if (!step || *step <= r.totp_last_step) {  // wrong, or accepted once already (or older than the last)
+    fail_attempt(r, to_ms(now), SignInStatus::kBadCode, result);
+    return false;
+  }
+  r.totp_last_step = *step;
+  return true;
+}
+
+void UserDirectory::signed_in(UserRecord& r, TimePoint now, SignInResult& result) const {
+  const std::int64_t now_ms = to_ms(now);
+  r.failed_count = 0;
+  r.next_attempt_ms = 0;
+  r.locked_until_ms = 0;
+  r.last_sign_in_ms = now_ms;
+  r.updated_ms = now_ms;
+  result.status = SignInStatus::kOk;
+  result.must_change_password = r.must_change_password;
+  result.user = info(r, now);
+}
+
 void UserDirectory::register_failure(UserRecord& r, std::int64_t now_ms) const {
   r.failed_count += 1;
   r.updated_ms = now_ms;
@@ -323,9 +352,7 @@ Result<SignInResult> UserDirectory::authenticate(std::string_view username, std:
       return {};
     }
     if (!password_ok) {
-      register_failure(r, now_ms);
-      result.status = r.locked_until_ms > now_ms ? SignInStatus::kLocked : SignInStatus::kBadCredentials;
-      if (result.status == SignInStatus::kLocked) result.retry_after = seconds_until(r.locked_until_ms, now_ms);
+      fail_attempt(r, now_ms, SignInStatus::kBadCredentials, result);
       return {};
     }
     if (r.disabled) {
@@ -342,26 +369,10 @@ Result<SignInResult> UserDirectory::authenticate(std::string_view username, std:
         result.status = SignInStatus::kMfaRequired;
         return {};
       }
-      auto secret = load_secret(r.totp_secret);
-      auto step =
-          secret ? totp_match(*secret, totp_code, to_seconds(now), options_.totp_window, options_.totp) : std::nullopt;
-      if (!step || *step <= r.totp_last_step) {  // wrong, or accepted once already (or older than the last)
-        register_failure(r, now_ms);
-        result.status = r.locked_until_ms > now_ms ? SignInStatus::kLocked : SignInStatus::kBadCode;
-        if (result.status == SignInStatus::kLocked) result.retry_after = seconds_until(r.locked_until_ms, now_ms);
-        return {};
-      }
-      r.totp_last_step = *step;
+      if (!accept_totp(r, totp_code, now, result)) return {};
     }
-    r.failed_count = 0;
-    r.next_attempt_ms = 0;
-    r.locked_until_ms = 0;
-    r.last_sign_in_ms = now_ms;
-    r.updated_ms = now_ms;
     if (!rehashed.empty()) r.password_hash = rehashed;
-    result.status = SignInStatus::kOk;
-    result.must_change_password = r.must_change_password;
-    result.user = info(r, now);
+    signed_in(r, now, result);
     return {};
   });
   if (!done) return std::unexpected(done.error());
@@ -391,24 +402,8 @@ Result<SignInResult> UserDirectory::verify_second_factor(std::string_view userna
       return {};
     }
     if (r.totp_secret.empty()) return {};  // kBadCredentials
-    auto secret = load_secret(r.totp_secret);
-    auto step =
-        secret ? totp_match(*secret, totp_code, to_seconds(now), options_.totp_window, options_.totp) : std::nullopt;
-    if (!step || *step <= r.totp_last_step) {  // wrong, or accepted once already (or older than the last)
-      register_failure(r, now_ms);
-      result.status = r.locked_until_ms > now_ms ? SignInStatus::kLocked : SignInStatus::kBadCode;
-      if (result.status == SignInStatus::kLocked) result.retry_after = seconds_until(r.locked_until_ms, now_ms);
-      return {};
-    }
-    r.totp_last_step = *step;
-    r.failed_count = 0;
-    r.next_attempt_ms = 0;
-    r.locked_until_ms = 0;
-    r.last_sign_in_ms = now_ms;
-    r.updated_ms = now_ms;
-    result.status = SignInStatus::kOk;
-    result.must_change_password = r.must_change_password;
-    result.user = info(r, now);
+    if (!accept_totp(r, totp_code, now, result)) return {};
+    signed_in(r, now, result);
     return {};
   });
   if (!done && done.error().kind == ErrorKind::kNotFound) return SignInResult{};

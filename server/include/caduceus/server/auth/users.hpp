@@ -153,6 +153,14 @@ class UserDirectory {
   fhir::Result<void> modify(const std::string& username,
                             const std::function<fhir::Result<void>(resources::UserRecord&)>& change);
   void register_failure(resources::UserRecord& user, std::int64_t now_ms) const;
+  // A failed attempt counted on `user`; `result` is kLocked (with retry_after) when it locked the account, else
+  // `status`.
+  void fail_attempt(resources::UserRecord& user, std::int64_t now_ms, SignInStatus status, SignInResult& result) const;
+  // Whether `code` is a TOTP code of `user` not accepted before (then its step is kept); else the failure is
+  // counted into `result` (fail_attempt with kBadCode).
+  bool accept_totp(resources::UserRecord& user, std::string_view code, TimePoint now, SignInResult& result) const;
+  // A successful sign-in: the failure counters cleared, the time kept, `result` kOk with the user.
+  void signed_in(resources::UserRecord& user, TimePoint now, SignInResult& result) const;
   const std::string& dummy_hash();
 
   resources::Store& store_;
