@@ -87,6 +87,7 @@ Connection::~Connection() {
 
 bool Connection::reset() {
   prepared_.clear();
+  cached_.clear();
   PQreset(conn_);
   return ok();
 }
@@ -132,6 +133,20 @@ std::expected<Result, Failure> Connection::run(const char* name, const char* sql
   Arrays a(params);
   return finish(PQexecPrepared(conn_, name, static_cast<int>(params.size()), a.values.data(), a.lengths.data(),
                                a.formats.data(), 1));
+}
+
+std::expected<Result, Failure> Connection::run_cached(const std::string& sql, const std::vector<Param>& params) {
+  auto it = cached_.find(sql);
+  if (it == cached_.end()) {
+    if (cached_.size() >= kMaxCached) return exec(sql, params);
+    std::string name = "c" + std::to_string(cached_.size());
+    auto prepared = finish(PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr));
+    if (!prepared) return std::unexpected(prepared.error());
+    it = cached_.emplace(sql, std::move(name)).first;
+  }
+  Arrays a(params);
+  return finish(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()), a.values.data(),
+                               a.lengths.data(), a.formats.data(), 1));
 }
 
 fhir::Error to_error(const Failure& f, std::string_view what) {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "caduceus/fhir/error.hpp"
@@ -82,6 +83,11 @@ class Connection {
   std::expected<Result, Failure> exec(const std::string& sql, const std::vector<Param>& params);
   // Runs a named statement, preparing it with `sql` on first use on this connection.
   std::expected<Result, Failure> run(const char* name, const char* sql, const std::vector<Param>& params);
+  // Runs `sql` (built at run time: a search), prepared on its first use on this connection under a name of its
+  // own, so that the same text with other values is not parsed and planned again. At most kMaxCached texts are
+  // kept per connection; beyond, statements run unprepared.
+  std::expected<Result, Failure> run_cached(const std::string& sql, const std::vector<Param>& params);
+  static constexpr std::size_t kMaxCached = 512;
 
  private:
   explicit Connection(PGconn* c) : conn_(c) {}
@@ -89,6 +95,7 @@ class Connection {
 
   PGconn* conn_;
   std::vector<std::string> prepared_;
+  std::unordered_map<std::string, std::string> cached_;  // SQL text -> statement name (run_cached)
 };
 
 // An error as the store reports it: kUnavailable for a lost connection or an unreachable server, else

@@ -94,11 +94,12 @@ std::string number_text(double d) {
   return std::string(buf, end);
 }
 
-// The rows of one index table, column by column.
+// The rows of one index table, column by column: one text array literal per column, for unnest().
 class TableRows {
  public:
-  TableRows(const char* table, std::vector<const char*> types) : table_(table), types_(std::move(types)) {
-    columns_.assign(types_.size(), "{");
+  TableRows(const char* table, const char* columns, std::vector<const char*> types)
+      : table_(table), columns_list_(columns), types_(std::move(types)) {
+    clear();
   }
   template <class... V>
   void add(const V&... values) {
@@ -106,17 +107,26 @@ class TableRows {
     (append_element(columns_[i++], to_text(values)), ...);
     ++rows_;
   }
-  bool empty() const { return rows_ == 0; }
-  // Appends "name AS (INSERT ...)" to sql, its arrays to params.
-  void statement(std::string& sql, std::vector<Param>& params) {
+  std::size_t rows() const { return rows_; }
+  void clear() {
+    columns_.assign(types_.size(), "{");
+    rows_ = 0;
+  }
+  // Appends "i_table AS (INSERT ...)" to sql, numbering its parameters from `next`.
+  void statement(std::string& sql, int& next) const {
     sql += sql.empty() ? "WITH " : ", ";
-    sql += std::string("i_") + table_ + " AS (INSERT INTO " + table_ + " SELECT * FROM unnest(";
-    for (std::size_t i = 0; i < types_.size(); ++i) {
-      columns_[i] += '}';
-      params.emplace_back(std::move(columns_[i]));
-      sql += (i ? ", $" : "$") + std::to_string(params.size()) + "::" + types_[i] + "[]";
-    }
+    sql += std::string("i_") + table_ + " AS (INSERT INTO " + table_ + columns_list_ + " SELECT * FROM unnest(";
+    for (std::size_t i = 0; i < types_.size(); ++i)
+      sql += (i ? ", $" : "$") + std::to_string(next++) + "::" + types_[i] + "[]";
     sql += ") ON CONFLICT DO NOTHING)";
+  }
+  // Moves its arrays to params (in the order of statement()) and starts again.
+  void take(std::vector<Param>& params) {
+    for (std::string& c : columns_) {
+      c += '}';
+      params.emplace_back(std::move(c));
+    }
+    clear();
   }
 
  private:
@@ -127,6 +137,7 @@ class TableRows {
   static std::string to_text(double v) { return number_text(v); }
 
   const char* table_;
+  const char* columns_list_;
   std::vector<const char*> types_;
   std::vector<std::string> columns_;
   std::size_t rows_ = 0;
@@ -150,60 +161,97 @@ std::string delete_index_sql(bool with_params) {
   return sql;
 }
 
-// idx_patient_token's rows of resource $1, from its `patient` reference rows and its token rows (after those are
-// written: a statement of its own, as the CTEs of one statement do not see each other's rows).
+// idx_patient_token's rows of resource $1, from its `patient` reference rows and its token rows already in the
+// tables (a reindex of some parameters: the others' rows are only in the database).
 constexpr const char* kPatientTokenFill =
     "INSERT INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, t.type, t.param, t.code, t.system, "
     "t.rid FROM idx_reference r JOIN idx_token t ON t.rid = r.rid WHERE r.rid = $1 AND r.param = 'patient' "
     "AND r.target_id <> '' AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_' "
     "ON CONFLICT DO NOTHING";
 
-// The statement that inserts the index rows of `v` (empty sql when there are none).
-std::pair<std::string, std::vector<Param>> insert_index_sql(std::int64_t rid, std::int64_t tenant,
-                                                            std::string_view type, const IndexValues& v) {
-  const char* B = "bigint";
-  const char* T = "text";
-  const char* F = "float8";
-  TableRows strings("idx_string", {B, B, T, T, T, T}), tokens("idx_token", {B, B, T, T, T, T, T}),
-      references("idx_reference", {B, B, T, T, T, T, T, T, T, T}), dates("idx_date", {B, B, T, T, B, B}),
-      numbers("idx_number", {B, B, T, T, F, F, T}), quantities("idx_quantity", {B, B, T, T, F, F, T, T, T, T}),
-      uris("idx_uri", {B, B, T, T, T}),
-      composites("idx_composite", {B, B, T, T, B, B, T, T, T, T, T, F, F, T, T, T, T, T, T}),
-      identifier_types("idx_identifier_type", {B, B, T, T, T, T, T});
-  for (const auto& r : v.strings) strings.add(rid, tenant, type, r.param, r.normalized, r.exact);
-  for (const auto& r : v.tokens)
-    tokens.add(rid, tenant, type, r.param, r.system ? std::string_view(*r.system) : std::string_view(), r.code, r.text);
-  for (const auto& r : v.references)
-    references.add(rid, tenant, type, r.param, r.type, r.id, r.version, r.url, r.identifier_system, r.identifier_value);
-  for (const auto& r : v.dates) dates.add(rid, tenant, type, r.param, r.low_ms, r.high_ms);
-  for (const auto& r : v.numbers) numbers.add(rid, tenant, type, r.param, r.low, r.high, r.value);
-  for (const auto& r : v.quantities)
-    quantities.add(rid, tenant, type, r.param, r.low, r.high, r.value, r.system, r.code, r.unit);
-  for (const auto& r : v.uris) uris.add(rid, tenant, type, r.param, r.uri);
-  for (const auto& r : v.composites)
-    composites.add(rid, tenant, type, r.param, static_cast<std::int64_t>(r.item),
-                   static_cast<std::int64_t>(r.component), r.system, r.code, r.text, r.normalized, r.exact, r.low,
-                   r.high, r.unit, r.value, r.target_type, r.target_id, r.url, r.uri);
-  for (const auto& r : v.identifier_types)
-    identifier_types.add(rid, tenant, type, r.param, r.type_system, r.type_code, r.value);
-  std::string sql;
-  std::vector<Param> params;
-  for (TableRows* t :
-       {&strings, &tokens, &references, &dates, &numbers, &quantities, &uris, &composites, &identifier_types})
-    if (!t->empty()) t->statement(sql, params);
-  if (!v.narrative.empty() || !v.content.empty()) {
-    sql += sql.empty() ? "WITH " : ", ";
-    const auto n = params.size();
-    sql += "i_text AS (INSERT INTO idx_text VALUES ($" + std::to_string(n + 1) + "::bigint, $" + std::to_string(n + 2) +
-           "::bigint, $" + std::to_string(n + 3) + ", $" + std::to_string(n + 4) + "))";
-    params.emplace_back(rid);
-    params.emplace_back(tenant);
-    params.emplace_back(pg::full_text_document(v.narrative));
-    params.emplace_back(pg::full_text_document(v.content));
+// The index rows of several resources (a commit group's), written by ONE statement of fixed text (prepared once
+// per connection): a multi-row INSERT ... SELECT FROM unnest() per table, each column an array parameter.
+class IndexBatch {
+ public:
+  // Adds the rows of resource `rid`. `patient_tokens`: `v` holds every parameter's rows, so idx_patient_token's
+  // rows are made here, as kPatientTokenFill would make them from the tables (its `patient` references by
+  // its tokens other than identifier and the common ones).
+  void add(std::int64_t rid, std::int64_t tenant, std::string_view type, const IndexValues& v, bool patient_tokens) {
+    for (const auto& r : v.strings) strings_.add(rid, tenant, type, r.param, r.normalized, r.exact);
+    for (const auto& r : v.tokens)
+      tokens_.add(rid, tenant, type, r.param, r.system ? std::string_view(*r.system) : std::string_view(), r.code,
+                  r.text);
+    for (const auto& r : v.references)
+      references_.add(rid, tenant, type, r.param, r.type, r.id, r.version, r.url, r.identifier_system,
+                      r.identifier_value);
+    for (const auto& r : v.dates) dates_.add(rid, tenant, type, r.param, r.low_ms, r.high_ms);
+    for (const auto& r : v.numbers) numbers_.add(rid, tenant, type, r.param, r.low, r.high, r.value);
+    for (const auto& r : v.quantities)
+      quantities_.add(rid, tenant, type, r.param, r.low, r.high, r.value, r.system, r.code, r.unit);
+    for (const auto& r : v.uris) uris_.add(rid, tenant, type, r.param, r.uri);
+    for (const auto& r : v.composites)
+      composites_.add(rid, tenant, type, r.param, static_cast<std::int64_t>(r.item),
+                      static_cast<std::int64_t>(r.component), r.system, r.code, r.text, r.normalized, r.exact, r.low,
+                      r.high, r.unit, r.value, r.target_type, r.target_id, r.url, r.uri);
+    for (const auto& r : v.identifier_types)
+      identifier_types_.add(rid, tenant, type, r.param, r.type_system, r.type_code, r.value);
+    if (patient_tokens)
+      for (const auto& ref : v.references) {
+        if (ref.param != "patient" || ref.id.empty()) continue;
+        for (const auto& t : v.tokens)
+          if (!t.code.empty() && t.param != "identifier" && !t.param.starts_with('_'))
+            patient_tokens_.add(tenant, ref.id, ref.type, type, t.param, t.code,
+                                t.system ? std::string_view(*t.system) : std::string_view(), rid);
+      }
+    if (!v.narrative.empty() || !v.content.empty())
+      text_.add(rid, tenant, pg::full_text_document(v.narrative), pg::full_text_document(v.content));
+    rids_.insert(rid);
   }
-  if (!sql.empty()) sql += " SELECT 1";
-  return {std::move(sql), std::move(params)};
-}
+  bool empty() const { return rids_.empty(); }
+  bool has(std::int64_t rid) const { return rids_.contains(rid); }
+  void clear() {
+    for (TableRows* t : tables()) t->clear();
+    rids_.clear();
+  }
+  // The statement (the same text whatever the rows: empty arrays insert nothing).
+  const std::string& sql() {
+    static const std::string text = [this] {
+      std::string sql;
+      int next = 1;
+      for (TableRows* t : tables()) t->statement(sql, next);
+      return sql + " SELECT 1";
+    }();
+    return text;
+  }
+  // Its parameters; the batch is empty afterwards.
+  std::vector<Param> take() {
+    std::vector<Param> params;
+    for (TableRows* t : tables()) t->take(params);
+    rids_.clear();
+    return params;
+  }
+
+ private:
+  std::vector<TableRows*> tables() {
+    return {&strings_, &tokens_,     &references_,       &dates_,          &numbers_, &quantities_,
+            &uris_,    &composites_, &identifier_types_, &patient_tokens_, &text_};
+  }
+  static constexpr const char* B = "bigint";
+  static constexpr const char* T = "text";
+  static constexpr const char* F = "float8";
+  TableRows strings_{"idx_string", "", {B, B, T, T, T, T}};
+  TableRows tokens_{"idx_token", "", {B, B, T, T, T, T, T}};
+  TableRows references_{"idx_reference", "", {B, B, T, T, T, T, T, T, T, T}};
+  TableRows dates_{"idx_date", "", {B, B, T, T, B, B}};
+  TableRows numbers_{"idx_number", "", {B, B, T, T, F, F, T}};
+  TableRows quantities_{"idx_quantity", "", {B, B, T, T, F, F, T, T, T, T}};
+  TableRows uris_{"idx_uri", "", {B, B, T, T, T}};
+  TableRows composites_{"idx_composite", "", {B, B, T, T, B, B, T, T, T, T, T, F, F, T, T, T, T, T, T}};
+  TableRows identifier_types_{"idx_identifier_type", "", {B, B, T, T, T, T, T}};
+  TableRows patient_tokens_{"idx_patient_token", "", {B, T, T, T, T, T, T, B}};
+  TableRows text_{"idx_text", " (rid, tenant, narrative, content)", {B, B, T, T}};
+  std::set<std::int64_t> rids_;
+};
 
 std::string join_words(const std::vector<std::string>& words) {
   std::string out;
@@ -749,7 +797,7 @@ class PostgresStore final : public Store {
     }
     return with_conn([&](pg::Connection& c) -> Result<SearchPage> {
       SearchPage page;
-      auto hits = c.exec(page_sql->first, page_sql->second);  // rid, id, type
+      auto hits = c.run_cached(page_sql->first, page_sql->second);  // rid, id, type
       if (!hits) return std::unexpected(pg::to_error(hits.error(), "search"));
       const int n = limit == 0 ? 0 : std::min(hits->rows(), static_cast<int>(limit));
       if (limit > 0 && hits->rows() > static_cast<int>(limit)) {
@@ -772,20 +820,32 @@ class PostgresStore final : public Store {
           page.next_cursor = encode_sort_cursor(query, p);
         }
       }
-      for (int i = 0; i < n; ++i) {
-        // The current version (it may be newer than the match: what a read would answer).
-        auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(hits->view(i, 2)), Param(hits->view(i, 1))});
+      if (n > 0) {
+        // The current versions of the page's matches, in one statement (each may be newer than the match: what a
+        // read would answer).
+        std::vector<std::string> rids;
+        for (int i = 0; i < n; ++i) rids.push_back(std::to_string(hits->i64(i, 0)));
+        auto r = c.run("read_current_rids",
+                       "SELECT r.rid, v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
+                       "FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
+                       "WHERE r.rid = ANY($1::bigint[]) AND r.tenant = $2",
+                       {Param(array_of(rids)), Param(tenant)});
         if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
-        if (r->rows() == 0) continue;
-        auto rec = record_of(*r, 0, 0, hits->text(i, 2), hits->text(i, 1));
-        if (!rec) return std::unexpected(rec.error());
-        if (rec->deleted) continue;  // deleted between the match and this read
-        page.entries.push_back(std::move(*rec));
+        std::map<std::int64_t, int> row_of;
+        for (int k = 0; k < r->rows(); ++k) row_of.emplace(r->i64(k, 0), k);
+        for (int i = 0; i < n; ++i) {
+          auto at = row_of.find(hits->i64(i, 0));
+          if (at == row_of.end()) continue;
+          auto rec = record_of(*r, at->second, 1, hits->text(i, 2), hits->text(i, 1));
+          if (!rec) return std::unexpected(rec.error());
+          if (rec->deleted) continue;  // deleted between the match and this read
+          page.entries.push_back(std::move(*rec));
+        }
       }
       if (!query.includes.empty())
         if (auto included = include_into(c, tenant, query, page); !included) return std::unexpected(included.error());
       if (count_sql) {
-        auto total = c.exec(count_sql->first, count_sql->second);
+        auto total = c.run_cached(count_sql->first, count_sql->second);
         if (!total) return std::unexpected(pg::to_error(total.error(), "search"));
         page.total = total->i64(0, 0);
       }
@@ -948,7 +1008,7 @@ class PostgresStore final : public Store {
             const std::vector<std::string>& ids) -> Result<std::vector<std::pair<std::string, std::string>>> {
           auto sql = to_postgres(build_include_sql(tenant, inc, type, ids, query.access.get()));
           if (!sql) return std::unexpected(sql.error());
-          auto rows = c.exec(sql->first, sql->second);  // type, id
+          auto rows = c.run_cached(sql->first, sql->second);  // type, id
           if (!rows) return std::unexpected(pg::to_error(rows.error(), "search"));
           std::vector<std::pair<std::string, std::string>> out;
           for (int i = 0; i < rows->rows(); ++i) out.emplace_back(rows->text(i, 0), rows->text(i, 1));
@@ -1156,35 +1216,41 @@ class PostgresStore final : public Store {
     return std::optional<CurrentInfo>{CurrentInfo{r->i64(0, 0), r->i64(0, 1), r->i64(0, 2) != 0}};
   }
 
+  // The resource row and the new version in one statement (one round trip); the index rows wait in pending_
+  // for the end of the job group (flush_index), or for a statement that reads them.
   Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec, const IndexValues* index) {
-    auto up = writer_->run("upsert",
-                           "INSERT INTO resource(tenant, type, id, version, last_updated, deleted) "
-                           "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, type, id) DO UPDATE SET "
-                           "version = excluded.version, last_updated = excluded.last_updated, "
-                           "deleted = excluded.deleted RETURNING rid",
-                           {Param(tenant), Param(rec.type), Param(rec.id), Param(rec.version),
-                            Param(rec.last_updated_ms), Param(rec.deleted ? 1 : 0)});
-    if (!up) return std::unexpected(pg::to_error(up.error(), "write"));
-    const std::int64_t rid = up->i64(0, 0);
     Param body = rec.deleted ? Param::null() : Param::bytes(kBodyFormatJson + rec.body);
     auto ins = writer_->run(
-        "insert_version",
-        "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, deleted, "
-        "method, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
-        {Param(rid), Param(tenant), Param(rec.type), Param(rec.id), Param(rec.version), Param(rec.last_updated_ms),
+        "append",
+        "WITH up AS (INSERT INTO resource(tenant, type, id, version, last_updated, deleted) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, type, id) DO UPDATE SET "
+        "version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted RETURNING rid) "
+        "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, deleted, method, body) "
+        "SELECT up.rid, $1, $2, $3, $4, $5, $6, $7, $8 FROM up RETURNING rid, seq",
+        {Param(tenant), Param(rec.type), Param(rec.id), Param(rec.version), Param(rec.last_updated_ms),
          Param(rec.deleted ? 1 : 0), Param(static_cast<std::int64_t>(rec.method)), std::move(body)});
     if (!ins) return std::unexpected(pg::to_error(ins.error(), "write"));
-    const std::int64_t seq = ins->i64(0, 0);
+    const std::int64_t rid = ins->i64(0, 0);
+    const std::int64_t seq = ins->i64(0, 1);
     // The index describes the current version only: the previous version's rows go, the new ones come.
     if (rec.version > 1) {
+      if (pending_.has(rid))  // (written earlier in this group: its rows must be there to be deleted)
+        if (auto f = flush_index(); !f) return std::unexpected(f.error());
       static const std::string del = delete_index_sql(false);
       if (auto d = writer_->run("delete_index", del.c_str(), {Param(rid)}); !d)
         return std::unexpected(pg::to_error(d.error(), "write"));
     }
-    if (index != nullptr && !rec.deleted)
-      if (auto i = insert_index(rid, tenant, rec.type, *index, /*all_params=*/true); !i)
-        return std::unexpected(i.error());
+    if (index != nullptr && !rec.deleted) pending_.add(rid, tenant, rec.type, *index, /*patient_tokens=*/true);
     return seq;
+  }
+
+  // Writes the index rows waiting in pending_ (one statement for all of them).
+  Result<void> flush_index() {
+    if (pending_.empty()) return {};
+    auto params = pending_.take();
+    if (auto r = writer_->run("insert_index", pending_.sql().c_str(), params); !r)
+      return std::unexpected(pg::to_error(r.error(), "write index"));
+    return {};
   }
 
   Result<std::vector<std::pair<std::string, std::string>>> txn_search_ids(TenantId tenant, const SearchQuery& query,
@@ -1197,26 +1263,12 @@ class PostgresStore final : public Store {
     if (!built) return std::unexpected(built.error());
     auto sql = to_postgres(*built);
     if (!sql) return std::unexpected(sql.error());
-    auto r = writer_->exec(sql->first, sql->second);
+    if (auto f = flush_index(); !f) return std::unexpected(f.error());  // (this transaction's writes count)
+    auto r = writer_->run_cached(sql->first, sql->second);
     if (!r) return std::unexpected(pg::to_error(r.error(), "search"));
     std::vector<std::pair<std::string, std::string>> out;
     for (int i = 0; i < r->rows(); ++i) out.emplace_back(r->text(i, 2), r->text(i, 1));  // rid, id, type
     return out;
-  }
-
-  // `all_params`: `values` are every parameter's (a new version), not some parameters' (a reindex).
-  Result<void> insert_index(std::int64_t rid, TenantId tenant, std::string_view type, const IndexValues& values,
-                            bool all_params) {
-    auto [sql, params] = insert_index_sql(rid, tenant, type, values);
-    if (!sql.empty())
-      if (auto r = writer_->exec(sql, params); !r) return std::unexpected(pg::to_error(r.error(), "write index"));
-    // With every parameter's values at hand, a resource without a `patient` reference has no such rows to fill.
-    const bool has_patient = std::any_of(values.references.begin(), values.references.end(),
-                                         [](const auto& r) { return r.param == "patient"; });
-    if (has_patient || !all_params)
-      if (auto r = writer_->run("fill_patient_token", kPatientTokenFill, {Param(rid)}); !r)
-        return std::unexpected(pg::to_error(r.error(), "write index"));
-    return {};
   }
 
   std::int64_t txn_now_ms() {
@@ -1275,11 +1327,19 @@ class PostgresStore final : public Store {
 
   Result<void> txn_replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
                                  const std::vector<std::string>& params, const IndexValues& values) {
+    if (auto f = flush_index(); !f) return std::unexpected(f.error());
     static const std::string all = delete_index_sql(false), some = delete_index_sql(true);
     auto d = params.empty() ? writer_->run("delete_index", all.c_str(), {Param(rid)})
                             : writer_->run("delete_index_params", some.c_str(), {Param(rid), Param(array_of(params))});
     if (!d) return std::unexpected(pg::to_error(d.error(), "reindex"));
-    return insert_index(rid, tenant, type, values, params.empty());
+    // Every parameter's rows: idx_patient_token's are made with them. Some parameters': filled back from the
+    // tables, which hold the other parameters' rows.
+    pending_.add(rid, tenant, type, values, /*patient_tokens=*/params.empty());
+    if (auto f = flush_index(); !f) return std::unexpected(f.error());
+    if (!params.empty())
+      if (auto r = writer_->run("fill_patient_token", kPatientTokenFill, {Param(rid)}); !r)
+        return std::unexpected(pg::to_error(r.error(), "reindex"));
+    return {};
   }
 
   Result<void> txn_save_reindex_job(TenantId tenant, const ReindexJobRecord& job) {
@@ -1461,6 +1521,7 @@ class PostgresStore final : public Store {
         }
         if (!r) {
           (void)writer_->exec("ROLLBACK");
+          pending_.clear();
           results.push_back(std::move(r));
           return false;
         }
@@ -1476,11 +1537,20 @@ class PostgresStore final : public Store {
       } catch (const std::exception& e) {
         r = fhir::fail(ErrorKind::kInternal, "exception", e.what());
       }
+      if (r) r = flush_index();  // (inside the job's savepoint)
+      pending_.clear();          // (written, or rolled back with the job)
       if (!r) (void)writer_->exec("ROLLBACK TO SAVEPOINT job");
       if (auto s = writer_->exec("RELEASE SAVEPOINT job"); !s && r)
         r = std::unexpected(pg::to_error(s.error(), "write"));
       results.push_back(std::move(r));
     }
+    if (!savepoints)
+      if (auto f = flush_index(); !f) {  // one of the group's index rows failed: each job on its own, then
+        (void)writer_->exec("ROLLBACK");
+        pending_.clear();
+        for (auto& r : results) r = std::unexpected(f.error());
+        return false;
+      }
     std::optional<pg::Failure> failed;
     if (clock_ms_ > stored_clock) {
       if (auto u = writer_->run("set_clock", "UPDATE store_clock SET last_ms = $1 WHERE id = 1", {Param(clock_ms_)});
@@ -1506,6 +1576,7 @@ class PostgresStore final : public Store {
   std::unique_ptr<pg::Connection> writer_;
   std::unique_ptr<PgUserRows> users_;     // on writer_
   std::unique_ptr<PgOAuthTables> oauth_;  // on writer_
+  IndexBatch pending_;                    // index rows of the writer's transaction, not yet written
   std::int64_t clock_ms_ = 0;             // the clock within the writer's transaction
   std::int64_t committed_ms_ = 0;         // the clock as of this process's last commit
 
