@@ -6,6 +6,7 @@
 // another process may write any resource at any time.
 #include "postgres_store.hpp"
 
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_set>
 
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_query.hpp"
@@ -89,36 +91,46 @@ void append_element(std::string& out, std::string_view v) {
 std::string number_text(double d) {
   if (std::isnan(d)) return "NaN";
   if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+  if (d == 0) return "0";  // (-0 too: equal to 0 in PostgreSQL, so one text for both)
   char buf[64];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
   return std::string(buf, end);
 }
 
-// The rows of one index table, column by column: one text array literal per column, for unnest().
+// The rows of one index table, column by column: one text array literal per column, for unnest(). A row equal to
+// one already added on the columns of the table's primary key (all but `not_key`) is left out, so that the rows
+// of new versions can be inserted without ON CONFLICT (which costs an index probe per row).
 class TableRows {
  public:
-  TableRows(const char* table, const char* columns, std::vector<const char*> types)
-      : table_(table), columns_list_(columns), types_(std::move(types)) {
+  TableRows(const char* table, const char* columns, std::vector<const char*> types, std::vector<std::size_t> not_key)
+      : table_(table), columns_list_(columns), types_(std::move(types)), not_key_(std::move(not_key)) {
     clear();
   }
   template <class... V>
   void add(const V&... values) {
-    std::size_t i = 0;
-    (append_element(columns_[i++], to_text(values)), ...);
+    const std::array<std::string, sizeof...(V)> texts{to_text(values)...};
+    std::string key;
+    for (std::size_t i = 0; i < texts.size(); ++i)
+      if (std::find(not_key_.begin(), not_key_.end(), i) == not_key_.end())
+        key += std::to_string(texts[i].size()) + ':' + texts[i];
+    if (!keys_.insert(std::move(key)).second) return;
+    for (std::size_t i = 0; i < texts.size(); ++i) append_element(columns_[i], texts[i]);
     ++rows_;
   }
   std::size_t rows() const { return rows_; }
   void clear() {
     columns_.assign(types_.size(), "{");
+    keys_.clear();
     rows_ = 0;
   }
-  // Appends "i_table AS (INSERT ...)" to sql, numbering its parameters from `next`.
-  void statement(std::string& sql, int& next) const {
+  // Appends "i_table AS (INSERT ...)" to sql, numbering its parameters from `next`. `on_conflict`: rows already in
+  // the table are skipped (a reindex of some parameters); without, the rows must be new (a new version's).
+  void statement(std::string& sql, int& next, bool on_conflict) const {
     sql += sql.empty() ? "WITH " : ", ";
     sql += std::string("i_") + table_ + " AS (INSERT INTO " + table_ + columns_list_ + " SELECT * FROM unnest(";
     for (std::size_t i = 0; i < types_.size(); ++i)
       sql += (i ? ", $" : "$") + std::to_string(next++) + "::" + types_[i] + "[]";
-    sql += ") ON CONFLICT DO NOTHING)";
+    sql += on_conflict ? ") ON CONFLICT DO NOTHING)" : "))";
   }
   // Moves its arrays to params (in the order of statement()) and starts again.
   void take(std::vector<Param>& params) {
@@ -139,7 +151,9 @@ class TableRows {
   const char* table_;
   const char* columns_list_;
   std::vector<const char*> types_;
+  std::vector<std::size_t> not_key_;
   std::vector<std::string> columns_;
+  std::unordered_set<std::string> keys_;
   std::size_t rows_ = 0;
 };
 
@@ -213,15 +227,17 @@ class IndexBatch {
     for (TableRows* t : tables()) t->clear();
     rids_.clear();
   }
-  // The statement (the same text whatever the rows: empty arrays insert nothing).
-  const std::string& sql() {
-    static const std::string text = [this] {
+  // The statement (the same text whatever the rows: empty arrays insert nothing). `on_conflict`: see
+  // TableRows::statement.
+  const std::string& sql(bool on_conflict) {
+    auto build = [this](bool skip) {
       std::string sql;
       int next = 1;
-      for (TableRows* t : tables()) t->statement(sql, next);
+      for (TableRows* t : tables()) t->statement(sql, next, skip);
       return sql + " SELECT 1";
-    }();
-    return text;
+    };
+    static const std::string plain = build(false), skipping = build(true);
+    return on_conflict ? skipping : plain;
   }
   // Its parameters; the batch is empty afterwards.
   std::vector<Param> take() {
@@ -239,17 +255,19 @@ class IndexBatch {
   static constexpr const char* B = "bigint";
   static constexpr const char* T = "text";
   static constexpr const char* F = "float8";
-  TableRows strings_{"idx_string", "", {B, B, T, T, T, T}};
-  TableRows tokens_{"idx_token", "", {B, B, T, T, T, T, T}};
-  TableRows references_{"idx_reference", "", {B, B, T, T, T, T, T, T, T, T}};
-  TableRows dates_{"idx_date", "", {B, B, T, T, B, B}};
-  TableRows numbers_{"idx_number", "", {B, B, T, T, F, F, T}};
-  TableRows quantities_{"idx_quantity", "", {B, B, T, T, F, F, T, T, T, T}};
-  TableRows uris_{"idx_uri", "", {B, B, T, T, T}};
-  TableRows composites_{"idx_composite", "", {B, B, T, T, B, B, T, T, T, T, T, F, F, T, T, T, T, T, T}};
-  TableRows identifier_types_{"idx_identifier_type", "", {B, B, T, T, T, T, T}};
-  TableRows patient_tokens_{"idx_patient_token", "", {B, T, T, T, T, T, T, B}};
-  TableRows text_{"idx_text", " (rid, tenant, narrative, content)", {B, B, T, T}};
+  // (Columns 1 and 2 are tenant and type, outside every primary key.)
+  TableRows strings_{"idx_string", "", {B, B, T, T, T, T}, {1, 2}};
+  TableRows tokens_{"idx_token", "", {B, B, T, T, T, T, T}, {1, 2}};
+  TableRows references_{"idx_reference", "", {B, B, T, T, T, T, T, T, T, T}, {1, 2}};
+  TableRows dates_{"idx_date", "", {B, B, T, T, B, B}, {1, 2}};
+  TableRows numbers_{"idx_number", "", {B, B, T, T, F, F, T}, {1, 2}};
+  TableRows quantities_{"idx_quantity", "", {B, B, T, T, F, F, T, T, T, T}, {1, 2}};
+  TableRows uris_{"idx_uri", "", {B, B, T, T, T}, {1, 2}};
+  TableRows composites_{
+      "idx_composite", "", {B, B, T, T, B, B, T, T, T, T, T, F, F, T, T, T, T, T, T}, {1, 2, 14}};  // (14: value)
+  TableRows identifier_types_{"idx_identifier_type", "", {B, B, T, T, T, T, T}, {1, 2}};
+  TableRows patient_tokens_{"idx_patient_token", "", {B, T, T, T, T, T, T, B}, {}};
+  TableRows text_{"idx_text", " (rid, tenant, narrative, content)", {B, B, T, T}, {1, 2, 3}};
   std::set<std::int64_t> rids_;
 };
 
@@ -716,7 +734,7 @@ class PostgresStore final : public Store {
     params.emplace_back(static_cast<std::int64_t>(q.count) + 1);
     sql += " ORDER BY v.seq DESC LIMIT $" + std::to_string(params.size());
     return with_conn([&](pg::Connection& c) -> Result<HistoryPage> {
-      auto r = c.exec(sql, params);
+      auto r = c.run_cached(sql, params);
       if (!r) return std::unexpected(pg::to_error(r.error(), "history"));
       HistoryPage page;
       for (int i = 0; i < r->rows(); ++i) {
@@ -738,7 +756,7 @@ class PostgresStore final : public Store {
     std::vector<Param> params;
     std::string sql = "SELECT COUNT(*) FROM resource_version v WHERE " + history_where(tenant, all, params);
     return with_conn([&](pg::Connection& c) -> Result<std::int64_t> {
-      auto r = c.exec(sql, params);
+      auto r = c.run_cached(sql, params);
       if (!r) return std::unexpected(pg::to_error(r.error(), "history"));
       return r->i64(0, 0);
     });
@@ -1244,12 +1262,14 @@ class PostgresStore final : public Store {
     return seq;
   }
 
-  // Writes the index rows waiting in pending_ (one statement for all of them).
-  Result<void> flush_index() {
+  // Writes the index rows waiting in pending_ (one statement for all of them). `on_conflict`: skip rows that are
+  // there already (a reindex of some parameters); else they are the rows of new versions, none there yet.
+  Result<void> flush_index(bool on_conflict = false) {
     if (pending_.empty()) return {};
     auto params = pending_.take();
-    if (auto r = writer_->run("insert_index", pending_.sql().c_str(), params); !r)
-      return std::unexpected(pg::to_error(r.error(), "write index"));
+    auto r = on_conflict ? writer_->run("insert_index_skip", pending_.sql(true).c_str(), params)
+                         : writer_->run("insert_index", pending_.sql(false).c_str(), params);
+    if (!r) return std::unexpected(pg::to_error(r.error(), "write index"));
     return {};
   }
 
@@ -1335,7 +1355,7 @@ class PostgresStore final : public Store {
     // Every parameter's rows: idx_patient_token's are made with them. Some parameters': filled back from the
     // tables, which hold the other parameters' rows.
     pending_.add(rid, tenant, type, values, /*patient_tokens=*/params.empty());
-    if (auto f = flush_index(); !f) return std::unexpected(f.error());
+    if (auto f = flush_index(/*on_conflict=*/true); !f) return std::unexpected(f.error());
     if (!params.empty())
       if (auto r = writer_->run("fill_patient_token", kPatientTokenFill, {Param(rid)}); !r)
         return std::unexpected(pg::to_error(r.error(), "reindex"));
