@@ -40,6 +40,7 @@
 #include "caduceus/server/migrate.hpp"
 #include "caduceus/server/request_log.hpp"
 #include "caduceus/server/router.hpp"
+#include "hl7_monitor.hpp"
 
 namespace {
 
@@ -244,6 +245,12 @@ int serve(const std::vector<std::string>& args) {
     router_storage.emplace(*repository, router_options, render_metrics);
   server::Router& router = *router_storage;
   router.set_authorizer(smart.get());
+  // The HL7 v2 message monitor (/admin/hl7/messages): the replays are wired once the processors exist (below).
+  server::Hl7Monitor hl7_monitor(**store);
+  hl7_monitor.set_authorizer(smart.get());
+  auto for_monitor = [](const server::Request& request) {
+    return server::Hl7Monitor::serves(std::string_view(request.target).substr(0, request.target.find('?')));
+  };
   auto for_smart = [&smart](const server::Request& request) {
     return smart &&
            server::auth::SmartAuth::serves(std::string_view(request.target).substr(0, request.target.find('?')));
@@ -263,14 +270,21 @@ int serve(const std::vector<std::string>& args) {
   server::HttpServer http(
       http_options,
       [&](const server::Request& request) {
+        if (for_monitor(request)) {
+          std::promise<server::Response> answer;
+          auto future = answer.get_future();
+          hl7_monitor.handle_async(request, [&answer](server::Response r) { answer.set_value(std::move(r)); });
+          return future.get();
+        }
         if (!for_smart(request)) return router.handle(request);
         std::promise<server::Response> answer;
         auto future = answer.get_future();
         smart->handle_async(request, [&answer](server::Response r) { answer.set_value(std::move(r)); });
         return future.get();
       },
-      &server::Router::is_blocking);
+      [&](const server::Request& request) { return for_monitor(request) || server::Router::is_blocking(request); });
   http.set_async_handler([&](const server::Request& request, std::function<void(server::Response)> done) {
+    if (for_monitor(request)) return hl7_monitor.handle_async(request, std::move(done));
     if (for_smart(request)) return smart->handle_async(request, std::move(done));
     router.handle_async(request, std::move(done));
   });
@@ -347,6 +361,15 @@ int serve(const std::vector<std::string>& args) {
     std::string mllp_host = hp->first.find(':') != std::string::npos ? "[" + hp->first + "]" : hp->first;
     mllp_text = ", HL7 v2 MLLP on " + mllp_host + ":" + std::to_string(*mllp_port);
   }
+  // Replays go through the same processor as MLLP (or, without --mllp, one of their own).
+  std::optional<adapters::hl7v2::InboundProcessor> hl7_replayer;
+  if (!hl7) {
+    adapters::hl7v2::InboundOptions replay_options;
+    replay_options.time_zone = *adapters::hl7v2::TimeZone::parse(config.hl7_timezone);  // checked with the options
+    hl7_replayer.emplace(*repository, active.get(), replay_options);
+  }
+  hl7_monitor.set_inbound(hl7 ? &*hl7 : &*hl7_replayer);
+  hl7_monitor.set_outbound(hl7_out.get());
   http.stop_on_signals();
   std::printf("Caduceus listening on %s (database %s)%s\n", base.c_str(), config.db.c_str(), mllp_text.c_str());
   if (!smart)

@@ -43,6 +43,9 @@ struct InboundProcessor::Context {
 
 namespace {
 
+// Why a message over the frame cap is rejected (its stored raw is only the start: never processed).
+constexpr std::string_view kOversize = "the message is larger than the frame size cap";
+
 constexpr std::string_view kProcessed =
     "ADT^A01, A02, A03, A04, A05, A08, A11, A13, A31, A40, ORU^R01, ORM^O01, OML^O21, RDE^O11, SIU^S12, S13, S14, "
     "S15, S26";
@@ -131,20 +134,28 @@ void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversi
     done();
   };
   ctx->raw = std::move(raw);
+  classify(*ctx, oversize);
+  if (!ctx->code.empty()) return store_answer(ctx);
+  process(ctx);
+}
+
+// Reads ctx.raw and decides what becomes of it: code AR (not accepted) or AE (it cannot be processed) with the
+// problems saying why, or code empty and the mapping to write. Sets the acknowledgement's target and mode, and the
+// record's key fields.
+void InboundProcessor::classify(Context& c, bool oversize) const {
+  Context* ctx = &c;
   ctx->record.raw = ctx->raw;
   ctx->record.status = "received";
 
   auto reject = [&](Problem p) {
     ctx->code = "AR";
     ctx->problems.push_back(std::move(p));
-    store_answer(ctx);
   };
   if (oversize) {
     ctx->target = AckTarget::of_raw(ctx->raw);
     Location l;
     reject(Problem{ErrorCode::kApplicationInternal, l,
-                   "the message is larger than the frame size cap (only its first " + std::to_string(ctx->raw.size()) +
-                       " bytes are kept)",
+                   std::string(kOversize) + " (only its first " + std::to_string(ctx->raw.size()) + " bytes are kept)",
                    false});
     return;
   }
@@ -207,12 +218,7 @@ void InboundProcessor::handle(std::string raw, Send send, Done done, bool oversi
                                       "resources cannot be matched by identifier",
                                       false});
   }
-  if (!ctx->problems.empty()) {
-    ctx->code = "AE";
-    store_answer(ctx);
-    return;
-  }
-  process(ctx);
+  if (!ctx->problems.empty()) ctx->code = "AE";
 }
 
 // Stores the message with its final status and acknowledgement (one transaction), then sends what it owes; a
@@ -370,6 +376,91 @@ void InboundProcessor::process(std::shared_ptr<Context> ctx) {
               if (!r2) return failed(r2.error(), true);
               if (wanted(ctx->application_ack, "AA")) ctx->send(aa);
               ctx->done();
+            });
+      });
+}
+
+void InboundProcessor::replay(std::int64_t id, ReplayDone done) {
+  auto tenant = options_.tenant;
+  auto found = std::make_shared<std::optional<InboundMessageRecord>>();
+  repository_.store().write_async(
+      [found, tenant, id](Transaction& txn) -> Result<void> {
+        auto r = txn.inbound_message(tenant, id);
+        if (!r) return std::unexpected(r.error());
+        *found = std::move(*r);
+        return {};
+      },
+      [this, found, id, done = std::move(done)](Result<void> r) mutable {
+        if (!r) return done(std::unexpected(r.error()));
+        if (!*found)
+          return done(fhir::fail(ErrorKind::kNotFound, "not-found", "no inbound HL7 v2 message " + std::to_string(id)));
+        reprocess(std::move(**found), std::move(done));
+      });
+}
+
+void InboundProcessor::reprocess(InboundMessageRecord stored, ReplayDone done) {
+  auto ctx = std::make_shared<Context>();
+  ctx->raw = stored.raw;
+  // A message cut at the frame cap keeps only its start: processing what is left could lose the rest silently.
+  bool cut = stored.status == "rejected" && stored.error.starts_with(kOversize);
+  classify(*ctx, cut);
+  std::string code = ctx->code.empty() ? "AA" : ctx->code;
+  std::string ack = build_ack(ctx->target, ctx->enhanced && code == "AR" ? "CR" : code, next_control_id(), timestamp(),
+                              code == "AA" ? ctx->warnings : ctx->problems);
+  auto tenant = options_.tenant;
+  auto before = std::make_shared<InboundMessageRecord>(std::move(stored));
+  auto after = std::make_shared<InboundMessageRecord>();
+  // The message as stored now, counted as replayed once more, with the outcome `status`.
+  auto replayed = [tenant, before](Transaction& txn, std::string status, std::string ack,
+                                   std::string error) -> Result<InboundMessageRecord> {
+    auto current = txn.inbound_message(tenant, before->id);
+    if (!current) return std::unexpected(current.error());
+    if (!*current)
+      return fhir::fail(ErrorKind::kNotFound, "not-found", "no inbound HL7 v2 message " + std::to_string(before->id));
+    InboundMessageRecord rec = std::move(**current);
+    rec.status = std::move(status);
+    rec.ack = std::move(ack);
+    rec.error = std::move(error);
+    rec.replays += 1;
+    rec.replayed_ms = rec.updated_ms = txn.now_ms();
+    return rec;
+  };
+  repository_.store().write_async(
+      [this, ctx, tenant, code, ack, replayed, after](Transaction& txn) -> Result<void> {
+        std::string status = code == "AR" ? "rejected" : code == "AE" ? "error" : "processed";
+        auto rec = replayed(txn, status, ack, code == "AA" ? "" : problems_text(ctx->problems));
+        if (!rec) return std::unexpected(rec.error());
+        if (code == "AA") {
+          // (what it produced before stays listed when it fails now: those versions exist)
+          auto written = ctx->mapping.resources.empty()
+                             ? Result<std::vector<std::string>>(std::vector<std::string>{})
+                             : write_mapping(repository_, txn, tenant, ctx->mapping, ctx->registry, *rec, true);
+          if (!written) return std::unexpected(written.error());
+          rec->resources = std::move(*written);
+        }
+        if (auto u = txn.update_inbound_message(tenant, *rec); !u) return u;
+        *after = std::move(*rec);
+        return {};
+      },
+      [this, ctx, tenant, before, after, replayed, done = std::move(done)](Result<void> r) mutable {
+        if (r) return done(Replay{*before, *after});
+        if (r.error().kind == ErrorKind::kUnavailable || r.error().kind == ErrorKind::kNotFound)
+          return done(std::unexpected(r.error()));
+        // The resources could not be written: stored as an error, with the AE it would be answered now.
+        std::vector<Problem> problems{problem_of(r.error())};
+        std::string ack = build_ack(ctx->target, "AE", next_control_id(), timestamp(), problems);
+        std::string error = problems_text(problems);
+        repository_.store().write_async(
+            [tenant, ack, error, replayed, after](Transaction& txn) -> Result<void> {
+              auto rec = replayed(txn, "error", ack, error);
+              if (!rec) return std::unexpected(rec.error());
+              if (auto u = txn.update_inbound_message(tenant, *rec); !u) return u;
+              *after = std::move(*rec);
+              return {};
+            },
+            [before, after, done = std::move(done)](Result<void> r2) mutable {
+              if (!r2) return done(std::unexpected(r2.error()));
+              done(Replay{*before, *after});
             });
       });
 }

@@ -127,6 +127,17 @@ class RecordingTransaction : public Transaction {
                                                                const resources::OutboundQuery& q) override {
     return inner_.outbound_messages(tenant, q);
   }
+  Result<std::vector<resources::InboundMessageRecord>> list_inbound_messages(
+      TenantId tenant, const resources::Hl7MessageQuery& q) override {
+    return inner_.list_inbound_messages(tenant, q);
+  }
+  Result<std::optional<OutboundMessageRecord>> outbound_message(TenantId tenant, std::int64_t id) override {
+    return inner_.outbound_message(tenant, id);
+  }
+  Result<std::vector<OutboundMessageRecord>> list_outbound_messages(TenantId tenant,
+                                                                    const resources::Hl7MessageQuery& q) override {
+    return inner_.list_outbound_messages(tenant, q);
+  }
 
  private:
   Transaction& inner_;
@@ -306,7 +317,34 @@ OutboundService::OutboundService(resources::Store& inner, std::vector<Destinatio
                 if (item.status == "dead") ++dead_;
                 if (item.status == "pending") ++retried_;  // a failed attempt, another one is scheduled
               }),
-      trigger_(inner, sender_) {}
+      trigger_(inner, sender_),
+      inner_(inner) {}
+
+fhir::Result<OutboundMessageRecord> OutboundService::requeue(std::int64_t id) {
+  OutboundMessageRecord out;
+  auto r = inner_.write([&](Transaction& txn) -> Result<void> {
+    auto found = txn.outbound_message(resources::kDefaultTenant, id);
+    if (!found) return std::unexpected(found.error());
+    if (!*found)
+      return fhir::fail(fhir::ErrorKind::kNotFound, "not-found", "no outbound HL7 v2 message " + std::to_string(id));
+    OutboundMessageRecord rec = std::move(**found);
+    if (rec.status != "dead")
+      return fhir::fail(
+          fhir::ErrorKind::kConflict, "conflict",
+          "outbound message " + std::to_string(id) + " is " + rec.status +
+              (rec.status == "sent" ? " (acknowledged: it is not sent twice)" : " (it is being delivered)") +
+              "; only a dead-lettered message is queued again");
+    rec.status = "pending";
+    rec.attempts = 0;
+    rec.updated_ms = rec.next_attempt_ms = txn.now_ms();
+    if (auto u = txn.update_outbound_message(resources::kDefaultTenant, rec); !u) return u;
+    out = std::move(rec);
+    return {};
+  });
+  if (!r) return std::unexpected(r.error());
+  sender_.notify();
+  return out;
+}
 
 std::string OutboundService::metrics() const {
   std::string out;

@@ -1,6 +1,7 @@
 #include "writer.hpp"
 
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "caduceus/fhir/datetime.hpp"
@@ -67,7 +68,7 @@ Result<resources::Conditional> by_id(const std::string& type, const std::string&
 Result<std::vector<std::string>> write_mapping(
     resources::Repository& repository, resources::Transaction& txn, resources::TenantId tenant, const Mapping& mapping,
     const std::shared_ptr<const resources::SearchParameterRegistry>& registry,
-    const resources::InboundMessageRecord& message) {
+    const resources::InboundMessageRecord& message, bool keep_unchanged) {
   const resources::Definitions& definitions = repository.definitions();
   resources::SearchLimits limits;
   limits.strict = true;
@@ -116,19 +117,32 @@ Result<std::vector<std::string>> write_mapping(
   for (std::size_t i = 0; i < mapping.resources.size(); ++i) {
     const MappedResource& r = mapping.resources[i];
     Value body = r.resource;
-    resolve_references(body, locals);  // (before an amend compares it with what is stored)
-    if (r.write == MappedResource::Write::kAmend && exists[i]) {
-      auto current = txn.current_record(tenant, r.type, ids[i]);
-      if (!current) return std::unexpected(current.error());
-      if (*current && !(*current)->deleted) {
-        auto parsed = fhir::json::parse((*current)->body);
+    resolve_references(body, locals);                 // (before an amend compares it with what is stored)
+    std::optional<resources::VersionRecord> current;  // (read when it counts)
+    std::optional<Value> stored;                      // its body without meta
+    if ((r.write == MappedResource::Write::kAmend || keep_unchanged) && exists[i]) {
+      auto found = txn.current_record(tenant, r.type, ids[i]);
+      if (!found) return std::unexpected(found.error());
+      if (*found && !(*found)->deleted) {
+        auto parsed = fhir::json::parse((*found)->body);
         if (!parsed) return std::unexpected(parsed.error());
         parsed->erase("meta");
-        amend(*parsed, body);
-        body = std::move(*parsed);
+        current = std::move(**found);
+        stored = std::move(*parsed);
       }
     }
+    if (r.write == MappedResource::Write::kAmend && stored) {
+      Value merged = *stored;
+      amend(merged, body);
+      body = std::move(merged);
+    }
     resources::set_id(body, ids[i]);
+    if (keep_unchanged && stored && *stored == body) {
+      std::string ref = r.type + "/" + ids[i] + "/_history/" + std::to_string(current->version);
+      targets.push_back(reference(ref));
+      written.push_back(std::move(ref));
+      continue;
+    }
     auto criteria = by_id(r.type, ids[i], registry, definitions);
     if (!criteria) return std::unexpected(criteria.error());
     auto w = repository.conditional_update_in(txn, tenant, r.type, std::move(body), *criteria);

@@ -20,10 +20,12 @@ namespace caduceus::adapters::hl7v2 {
 // 4. Provenance/hl7v2-<message id>: target = the versions written, entity = the stored message (identifier
 //    urn:caduceus:hl7v2:message|<message id>), agent = the sending application, recorded = now, occurred = the
 //    event's time.
+// `keep_unchanged` (a replay): a resource whose body would stay the same (meta aside) is not written again; its
+// current version is the one referred to.
 // Returns the versions written ("Patient/ID/_history/N"), the Provenance's last.
 fhir::Result<std::vector<std::string>> write_mapping(
     resources::Repository& repository, resources::Transaction& txn, resources::TenantId tenant, const Mapping& mapping,
     const std::shared_ptr<const resources::SearchParameterRegistry>& registry,
-    const resources::InboundMessageRecord& message);
+    const resources::InboundMessageRecord& message, bool keep_unchanged = false);
 
 }  // namespace caduceus::adapters::hl7v2

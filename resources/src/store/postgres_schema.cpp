@@ -205,6 +205,14 @@ const std::vector<Migration>& migrations() {
            " ack BYTEA NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL, next_attempt BIGINT NOT NULL)",
            "CREATE INDEX hl7_outbound_pending ON hl7_outbound (tenant, destination, status, id)",
        }},
+      {11,
+       "HL7 v2 message monitor",
+       {
+           // As SQLite's migration 11 (see schema.cpp).
+           "ALTER TABLE hl7_inbound ADD COLUMN replays BIGINT NOT NULL DEFAULT 0",
+           "ALTER TABLE hl7_inbound ADD COLUMN replayed BIGINT NOT NULL DEFAULT 0",
+           "CREATE INDEX hl7_outbound_created ON hl7_outbound (tenant, created)",
+       }},
   };
   return list;
 }

@@ -23,6 +23,7 @@
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/resources/store/users.hpp"
+#include "hl7_message_sql.hpp"
 #include "pg_connection.hpp"
 #include "pg_full_text.hpp"
 #include "postgres_explain.hpp"
@@ -645,6 +646,11 @@ class PostgresTransaction final : public Transaction {
   Result<std::int64_t> insert_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
   Result<void> update_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
   Result<std::vector<OutboundMessageRecord>> outbound_messages(TenantId tenant, const OutboundQuery& query) override;
+  Result<std::vector<InboundMessageRecord>> list_inbound_messages(TenantId tenant,
+                                                                  const Hl7MessageQuery& query) override;
+  Result<std::optional<OutboundMessageRecord>> outbound_message(TenantId tenant, std::int64_t id) override;
+  Result<std::vector<OutboundMessageRecord>> list_outbound_messages(TenantId tenant,
+                                                                    const Hl7MessageQuery& query) override;
   Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
   std::int64_t now_ms() override;
   Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
@@ -1065,31 +1071,49 @@ class PostgresStore final : public Store {
   static constexpr char kRawFormat = 'r';
   static constexpr const char* kInboundSelect =
       "SELECT id, sending_application, sending_facility, control_id, message_type, received, raw, status, ack, "
-      "resources, error, updated FROM hl7_inbound WHERE tenant = $1";
+      "resources, error, updated, replays, replayed FROM hl7_inbound WHERE tenant = $1";
 
-  Result<std::optional<InboundMessageRecord>> inbound_row(const std::string& sql, const std::vector<Param>& params) {
+  Result<std::vector<InboundMessageRecord>> inbound_rows(const std::string& sql, const std::vector<Param>& params) {
     auto r = writer_->exec(sql, params);
     if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 inbound"));
-    if (r->rows() == 0) return std::optional<InboundMessageRecord>{};
-    auto blob = [&](int col) {
-      std::string b(r->view(0, col));
-      if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
-      return b;
-    };
-    InboundMessageRecord m;
-    m.id = r->i64(0, 0);
-    m.sending_application = r->text(0, 1);
-    m.sending_facility = r->text(0, 2);
-    m.control_id = r->text(0, 3);
-    m.message_type = r->text(0, 4);
-    m.received_ms = r->i64(0, 5);
-    m.raw = blob(6);
-    m.status = r->text(0, 7);
-    m.ack = blob(8);
-    m.resources = split_words(r->text(0, 9));
-    m.error = r->text(0, 10);
-    m.updated_ms = r->i64(0, 11);
-    return std::optional<InboundMessageRecord>{std::move(m)};
+    std::vector<InboundMessageRecord> out;
+    for (int row = 0; row < r->rows(); ++row) {
+      auto blob = [&](int col) {
+        std::string b(r->view(row, col));
+        if (!b.empty() && b.front() == kRawFormat) b.erase(0, 1);
+        return b;
+      };
+      InboundMessageRecord m;
+      m.id = r->i64(row, 0);
+      m.sending_application = r->text(row, 1);
+      m.sending_facility = r->text(row, 2);
+      m.control_id = r->text(row, 3);
+      m.message_type = r->text(row, 4);
+      m.received_ms = r->i64(row, 5);
+      m.raw = blob(6);
+      m.status = r->text(row, 7);
+      m.ack = blob(8);
+      m.resources = split_words(r->text(row, 9));
+      m.error = r->text(row, 10);
+      m.updated_ms = r->i64(row, 11);
+      m.replays = r->i64(row, 12);
+      m.replayed_ms = r->i64(row, 13);
+      out.push_back(std::move(m));
+    }
+    return out;
+  }
+
+  Result<std::optional<InboundMessageRecord>> inbound_row(const std::string& sql, const std::vector<Param>& params) {
+    auto rows = inbound_rows(sql, params);
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty()) return std::optional<InboundMessageRecord>{};
+    return std::optional<InboundMessageRecord>{std::move(rows->front())};
+  }
+
+  Result<std::vector<InboundMessageRecord>> txn_list_inbound_messages(TenantId tenant, const Hl7MessageQuery& query) {
+    auto converted = to_postgres(hl7_message_list_sql(tenant, query, true, true));
+    if (!converted) return std::unexpected(converted.error());
+    return inbound_rows(converted->first, converted->second);
   }
 
   Result<std::optional<InboundMessageRecord>> txn_find_inbound_message(TenantId tenant, std::string_view app,
@@ -1123,10 +1147,10 @@ class PostgresStore final : public Store {
 
   Result<void> txn_update_inbound_message(TenantId tenant, const InboundMessageRecord& m) {
     auto r = writer_->exec(
-        "UPDATE hl7_inbound SET status = $1, ack = $2, resources = $3, error = $4, updated = $5 "
-        "WHERE tenant = $6 AND id = $7 RETURNING 1",
+        "UPDATE hl7_inbound SET status = $1, ack = $2, resources = $3, error = $4, updated = $5, replays = $6, "
+        "replayed = $7 WHERE tenant = $8 AND id = $9 RETURNING 1",
         {Param(m.status), Param::bytes(kRawFormat + m.ack), Param(join_words(m.resources)), Param(m.error),
-         Param(m.updated_ms), Param(tenant), Param(m.id)});
+         Param(m.updated_ms), Param(m.replays), Param(m.replayed_ms), Param(tenant), Param(m.id)});
     if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 inbound"));
     if (r->rows() == 0)
       return fhir::fail(ErrorKind::kNotFound, "not-found", "no inbound message " + std::to_string(m.id));
@@ -1176,6 +1200,27 @@ class PostgresStore final : public Store {
       params.push_back(Param(static_cast<std::int64_t>(query.limit)));
       sql += " LIMIT $" + std::to_string(params.size());
     }
+    return outbound_rows(sql, params);
+  }
+
+  Result<std::optional<OutboundMessageRecord>> txn_outbound_message(TenantId tenant, std::int64_t id) {
+    auto rows = outbound_rows(
+        "SELECT id, destination, message_type, control_id, message, source, status, attempts, last_error, ack, "
+        "created, updated, next_attempt FROM hl7_outbound WHERE tenant = $1 AND id = $2",
+        {Param(tenant), Param(id)});
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty()) return std::optional<OutboundMessageRecord>{};
+    return std::optional<OutboundMessageRecord>{std::move(rows->front())};
+  }
+
+  Result<std::vector<OutboundMessageRecord>> txn_list_outbound_messages(TenantId tenant, const Hl7MessageQuery& query) {
+    auto converted = to_postgres(hl7_message_list_sql(tenant, query, false, true));
+    if (!converted) return std::unexpected(converted.error());
+    return outbound_rows(converted->first, converted->second);
+  }
+
+  // The rows of a query over hl7_outbound's columns (as in txn_outbound_messages).
+  Result<std::vector<OutboundMessageRecord>> outbound_rows(const std::string& sql, const std::vector<Param>& params) {
     auto r = writer_->exec(sql, params);
     if (!r) return std::unexpected(pg::to_error(r.error(), "hl7 outbound"));
     std::vector<OutboundMessageRecord> out;
@@ -1639,6 +1684,17 @@ Result<void> PostgresTransaction::update_outbound_message(TenantId tenant, const
 Result<std::vector<OutboundMessageRecord>> PostgresTransaction::outbound_messages(TenantId tenant,
                                                                                   const OutboundQuery& query) {
   return store_.txn_outbound_messages(tenant, query);
+}
+Result<std::vector<InboundMessageRecord>> PostgresTransaction::list_inbound_messages(TenantId tenant,
+                                                                                     const Hl7MessageQuery& query) {
+  return store_.txn_list_inbound_messages(tenant, query);
+}
+Result<std::optional<OutboundMessageRecord>> PostgresTransaction::outbound_message(TenantId tenant, std::int64_t id) {
+  return store_.txn_outbound_message(tenant, id);
+}
+Result<std::vector<OutboundMessageRecord>> PostgresTransaction::list_outbound_messages(TenantId tenant,
+                                                                                       const Hl7MessageQuery& query) {
+  return store_.txn_list_outbound_messages(tenant, query);
 }
 OAuthTables* PostgresTransaction::oauth_tables() {
   return store_.txn_oauth_tables();

@@ -212,6 +212,15 @@ const std::vector<Migration>& migrations() {
            " created INTEGER NOT NULL, updated INTEGER NOT NULL, next_attempt INTEGER NOT NULL)",
            "CREATE INDEX hl7_outbound_pending ON hl7_outbound (tenant, destination, status, id)",
        }},
+      {11,
+       "HL7 v2 message monitor",
+       {
+           // The monitor's $replay of an inbound message: how many times, and the last time (0: never). Its lists
+           // go newest first by received (hl7_inbound_received) or created time.
+           "ALTER TABLE hl7_inbound ADD COLUMN replays INTEGER NOT NULL DEFAULT 0",
+           "ALTER TABLE hl7_inbound ADD COLUMN replayed INTEGER NOT NULL DEFAULT 0",
+           "CREATE INDEX hl7_outbound_created ON hl7_outbound (tenant, created)",
+       }},
   };
   return list;
 }

@@ -27,6 +27,7 @@
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "current_cache.hpp"
+#include "hl7_message_sql.hpp"
 #include "oauth_sql.hpp"
 #include "schema.hpp"
 #include "search_sql.hpp"
@@ -521,6 +522,11 @@ class SqliteTransaction final : public Transaction {
   Result<std::int64_t> insert_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
   Result<void> update_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
   Result<std::vector<OutboundMessageRecord>> outbound_messages(TenantId tenant, const OutboundQuery& query) override;
+  Result<std::vector<InboundMessageRecord>> list_inbound_messages(TenantId tenant,
+                                                                  const Hl7MessageQuery& query) override;
+  Result<std::optional<OutboundMessageRecord>> outbound_message(TenantId tenant, std::int64_t id) override;
+  Result<std::vector<OutboundMessageRecord>> list_outbound_messages(TenantId tenant,
+                                                                    const Hl7MessageQuery& query) override;
 
  private:
   SqliteStore& store_;
@@ -1354,6 +1360,8 @@ class SqliteStore final : public Store {
         r.resources = split_words(bytes(st, 9));
         r.error = bytes(st, 10);
         r.updated_ms = sqlite_api::sqlite3_column_int64(st, 11);
+        r.replays = sqlite_api::sqlite3_column_int64(st, 12);
+        r.replayed_ms = sqlite_api::sqlite3_column_int64(st, 13);
         out.push_back(std::move(r));
       });
     } catch (const std::exception& e) {
@@ -1362,9 +1370,11 @@ class SqliteStore final : public Store {
     return out;
   }
 
-  static constexpr const char* kInboundColumns =
-      "SELECT id, sending_application, sending_facility, control_id, message_type, received, raw, status, ack, "
-      "resources, error, updated FROM hl7_inbound WHERE tenant = ?";
+  static constexpr const char* kInboundColumns = kHl7InboundSelect;
+
+  Result<std::vector<InboundMessageRecord>> txn_list_inbound_messages(TenantId tenant, const Hl7MessageQuery& query) {
+    return inbound_rows(hl7_message_list_sql(tenant, query, true, false));
+  }
 
   Result<std::optional<InboundMessageRecord>> txn_find_inbound_message(TenantId tenant, std::string_view app,
                                                                        std::string_view facility,
@@ -1424,9 +1434,10 @@ class SqliteStore final : public Store {
   Result<void> txn_update_inbound_message(TenantId tenant, const InboundMessageRecord& r) {
     SqlQuery q;
     q.sql =
-        "UPDATE hl7_inbound SET status = ?, ack = ?, resources = ?, error = ?, updated = ? WHERE tenant = ? AND id = ?";
-    q.binds = {r.status, kRawFormat + r.ack, join_resources(r.resources), r.error, r.updated_ms, std::int64_t{tenant},
-               r.id};
+        "UPDATE hl7_inbound SET status = ?, ack = ?, resources = ?, error = ?, updated = ?, replays = ?, replayed = ? "
+        "WHERE tenant = ? AND id = ?";
+    q.binds = {r.status,  kRawFormat + r.ack, join_resources(r.resources), r.error, r.updated_ms,
+               r.replays, r.replayed_ms,      std::int64_t{tenant},        r.id};
     try {
       run_query(writer_db(), q, [](sqlite_api::sqlite3_stmt*) {});
     } catch (const std::exception& e) {
@@ -1473,11 +1484,23 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  Result<std::optional<OutboundMessageRecord>> txn_outbound_message(TenantId tenant, std::int64_t id) {
+    SqlQuery q;
+    q.sql = std::string(kHl7OutboundSelect) + " AND id = ?";
+    q.binds = {std::int64_t{tenant}, id};
+    auto rows = outbound_rows(q);
+    if (!rows) return std::unexpected(rows.error());
+    if (rows->empty()) return std::optional<OutboundMessageRecord>{};
+    return std::optional<OutboundMessageRecord>{std::move(rows->front())};
+  }
+
+  Result<std::vector<OutboundMessageRecord>> txn_list_outbound_messages(TenantId tenant, const Hl7MessageQuery& query) {
+    return outbound_rows(hl7_message_list_sql(tenant, query, false, false));
+  }
+
   Result<std::vector<OutboundMessageRecord>> txn_outbound_messages(TenantId tenant, const OutboundQuery& query) {
     SqlQuery q;
-    q.sql =
-        "SELECT id, destination, message_type, control_id, message, source, status, attempts, last_error, ack, "
-        "created, updated, next_attempt FROM hl7_outbound WHERE tenant = ?";
+    q.sql = kHl7OutboundSelect;
     q.binds = {std::int64_t{tenant}};
     if (!query.destination.empty()) {
       q.sql += " AND destination = ?";
@@ -1492,6 +1515,11 @@ class SqliteStore final : public Store {
       q.sql += " LIMIT ?";
       q.binds.emplace_back(static_cast<std::int64_t>(query.limit));
     }
+    return outbound_rows(q);
+  }
+
+  // The rows of a query over kHl7OutboundSelect's columns.
+  Result<std::vector<OutboundMessageRecord>> outbound_rows(const SqlQuery& q) {
     std::vector<OutboundMessageRecord> out;
     auto* bytes = &column_bytes;
     auto* blob = &column_raw_blob;
@@ -1887,6 +1915,17 @@ Result<void> SqliteTransaction::update_outbound_message(TenantId tenant, const O
 Result<std::vector<OutboundMessageRecord>> SqliteTransaction::outbound_messages(TenantId tenant,
                                                                                 const OutboundQuery& query) {
   return store_.txn_outbound_messages(tenant, query);
+}
+Result<std::vector<InboundMessageRecord>> SqliteTransaction::list_inbound_messages(TenantId tenant,
+                                                                                   const Hl7MessageQuery& query) {
+  return store_.txn_list_inbound_messages(tenant, query);
+}
+Result<std::optional<OutboundMessageRecord>> SqliteTransaction::outbound_message(TenantId tenant, std::int64_t id) {
+  return store_.txn_outbound_message(tenant, id);
+}
+Result<std::vector<OutboundMessageRecord>> SqliteTransaction::list_outbound_messages(TenantId tenant,
+                                                                                     const Hl7MessageQuery& query) {
+  return store_.txn_list_outbound_messages(tenant, query);
 }
 
 }  // namespace

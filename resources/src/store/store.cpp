@@ -90,6 +90,15 @@ fhir::Result<void> Transaction::update_outbound_message(TenantId, const Outbound
 fhir::Result<std::vector<OutboundMessageRecord>> Transaction::outbound_messages(TenantId, const OutboundQuery&) {
   return no_inbound();
 }
+fhir::Result<std::vector<InboundMessageRecord>> Transaction::list_inbound_messages(TenantId, const Hl7MessageQuery&) {
+  return no_inbound();
+}
+fhir::Result<std::optional<OutboundMessageRecord>> Transaction::outbound_message(TenantId, std::int64_t) {
+  return no_inbound();
+}
+fhir::Result<std::vector<OutboundMessageRecord>> Transaction::list_outbound_messages(TenantId, const Hl7MessageQuery&) {
+  return no_inbound();
+}
 
 fhir::Result<void> Store::write(Work work) {
   std::promise<fhir::Result<void>> promise;

@@ -899,6 +899,25 @@ std::shared_ptr<const resources::AccessFilter> SmartAuth::access(const Request& 
                        impl_->registry ? impl_->registry() : nullptr, impl_->definitions);
 }
 
+std::optional<Response> SmartAuth::check_admin(const Request& request) const {
+  std::string_view h = request.header("authorization");
+  if (h.size() < 8 || lower(h.substr(0, 7)) != "bearer ") return impl_->unauthorized("no Bearer token");
+  auto info = impl_->verify_token(std::string(h.substr(7)));
+  if (!info && info.error().kind == ErrorKind::kUnavailable) return error_response(info.error());  // 503
+  if (!info) return impl_->unauthorized(info.error().issues.front().diagnostics);
+  const TokenInfo& t = **info;
+  if (t.context.role == "admin") return std::nullopt;
+  if (t.context.role.empty())
+    for (const ResourceScope& s : t.grant.scopes())
+      if (s.context == "system" && s.type == "*" && s.permissions == kAll && s.query.empty()) return std::nullopt;
+  Response r = error_response(ErrorKind::kInvalid, "forbidden",
+                              "the administration API needs an administrator's token (role admin) or a system token "
+                              "with the scope system/*.*");
+  r.status = 403;
+  r.interaction = "forbidden";
+  return r;
+}
+
 SmartAuth::SmartAuth(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SmartAuth::~SmartAuth() = default;
 

@@ -26,6 +26,13 @@ class Authorizer {
   // 400 when the request cannot be understood well enough to decide).
   virtual std::optional<Response> check(const Request& request, std::string_view path,
                                         const std::vector<std::pair<std::string, std::string>>& params) const = 0;
+  // Whether a request to the server's administration API outside /fhir (the HL7 v2 message monitor, /admin/...)
+  // may be served: nullopt when it may, else the refusal (401 with WWW-Authenticate without a valid token, 403 when
+  // the token is not an administrator's). The default: every request may (no authorization in force).
+  virtual std::optional<Response> check_admin(const Request& request) const {
+    (void)request;
+    return std::nullopt;
+  }
   // Once check() let the request through: which resources it may see for `permission` (a SMART v2 letter: 'c',
   // 'r' read/vread/instance history, 'u', 'd', 's' search/history/includes). The router puts the filter on every
   // query it makes for the request (nullptr: everything is visible).

@@ -46,6 +46,19 @@ class InboundProcessor {
   // stored as rejected and answered AR.
   void handle(std::string raw, Send send, Done done, bool oversize = false);
 
+  // What a replay did: the message as it was stored before, and as it is stored now.
+  struct Replay {
+    resources::InboundMessageRecord before, after;
+  };
+  using ReplayDone = std::function<void(fhir::Result<Replay>)>;
+  // Processes a stored message again (the monitor's $replay), as handle() would have (a message that failed
+  // before, after its cause is fixed; one processed before: matched again by its conditional updates, so nothing
+  // is duplicated and only a resource whose content changes gets a new version). Nothing is sent: the outcome is
+  // stored with the message (status, error, the acknowledgement it would get now, the versions it produced) and
+  // its replay count and time. A message cut at the frame cap is not processed (it stays rejected). `done` is
+  // called once, on a thread of the store's. Errors: kNotFound (no such message), the store's.
+  void replay(std::int64_t id, ReplayDone done);
+
   // A new control id for our own messages (MSH-10): unique across the process's life and restarts.
   std::string next_control_id();
   // The current time as an HL7 DTM in UTC (YYYYMMDDHHMMSS+0000).
@@ -58,6 +71,8 @@ class InboundProcessor {
 
  private:
   struct Context;
+  void classify(Context& ctx, bool oversize) const;
+  void reprocess(resources::InboundMessageRecord stored, ReplayDone done);
   void store_answer(std::shared_ptr<Context> ctx);
   void process(std::shared_ptr<Context> ctx);
 

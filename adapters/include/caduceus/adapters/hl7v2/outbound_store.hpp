@@ -88,12 +88,18 @@ class OutboundService {
   void stop() { sender_.stop(); }
   // Prometheus text: caduceus_hl7_outbound_{queued,sent,retried,dead}_total.
   std::string metrics() const;
+  // The monitor's $replay of an outbound message: a dead-lettered one is queued again (pending, attempts counted
+  // from 0, due now; its last error kept until the next attempt) and its destination's thread is woken. Returns the
+  // message as stored now. Errors: kNotFound, kConflict when it is not dead-lettered (pending: it is being
+  // delivered; sent: it was acknowledged, and is not sent twice), the store's.
+  fhir::Result<resources::OutboundMessageRecord> requeue(std::int64_t id);
 
  private:
   std::atomic<std::uint64_t> sent_{0}, retried_{0}, dead_{0};
   StoreOutboundQueue queue_;
   OutboundSender sender_;
   OutboundTriggerStore trigger_;
+  resources::Store& inner_;
 };
 
 }  // namespace caduceus::adapters::hl7v2

@@ -149,6 +149,8 @@ struct InboundMessageRecord {
   std::vector<std::string> resources;  // "Patient/123/_history/2" of each version it produced
   std::string error;                   // why it failed (status error or rejected)
   std::int64_t updated_ms = 0;
+  std::int64_t replays = 0;      // how many times an operator had it processed again (the monitor's $replay)
+  std::int64_t replayed_ms = 0;  // when the last of them was (0: never)
 };
 
 // An outbound HL7 v2 message waiting for (or done with) delivery to a destination (the adapters' durable queue).
@@ -171,6 +173,21 @@ struct OutboundQuery {
   std::string destination;
   std::string status;
   std::size_t limit = 0;
+};
+
+// Which HL7 v2 messages to list (the message monitor), newest first: by time (inbound: received, outbound:
+// created), then id, both descending. Every filter is optional (empty: any).
+struct Hl7MessageQuery {
+  std::string message_type;           // MSH-9 equal to it, or starting with it and then '^' ("ADT", "ADT^A01")
+  std::vector<std::string> statuses;  // any of these
+  std::string control_id;             // MSH-10
+  std::optional<std::int64_t> since_ms, until_ms;  // time in [since, until)
+  std::string resource;     // inbound only: messages that produced a version of this resource ("Patient/p1")
+  std::string destination;  // outbound only
+  // Paging: only the messages after the position (time, id) in that order, i.e. time < first, or time = first and
+  // id < second.
+  std::optional<std::pair<std::int64_t, std::int64_t>> before;
+  std::size_t limit = 50;
 };
 
 // One unit of writes, atomic and durable together. Implemented by each backend.
@@ -235,10 +252,14 @@ class Transaction {
   // Inserts a message (record.id ignored) and returns its id. kConflict when one with the same sender and
   // (non-empty) control id exists.
   virtual fhir::Result<std::int64_t> insert_inbound_message(TenantId tenant, const InboundMessageRecord& record);
-  // Sets status, ack, resources, error and updated of message record.id. kNotFound when there is none.
+  // Sets status, ack, resources, error, updated, replays and replayed of message record.id. kNotFound when there is
+  // none.
   virtual fhir::Result<void> update_inbound_message(TenantId tenant, const InboundMessageRecord& record);
   // One message by id, or nullopt.
   virtual fhir::Result<std::optional<InboundMessageRecord>> inbound_message(TenantId tenant, std::int64_t id);
+  // The messages matching `query` (its destination ignored), newest first, at most query.limit.
+  virtual fhir::Result<std::vector<InboundMessageRecord>> list_inbound_messages(TenantId tenant,
+                                                                                const Hl7MessageQuery& query);
   // Outbound HL7 v2 messages (a backend without them answers kNotSupported), written in the same transaction as
   // the FHIR write that triggers them. Inserts one (record.id ignored) and returns its id.
   virtual fhir::Result<std::int64_t> insert_outbound_message(TenantId tenant, const OutboundMessageRecord& record);
@@ -247,6 +268,11 @@ class Transaction {
   // The messages matching `query`, by id ascending.
   virtual fhir::Result<std::vector<OutboundMessageRecord>> outbound_messages(TenantId tenant,
                                                                              const OutboundQuery& query);
+  // One outbound message by id, or nullopt.
+  virtual fhir::Result<std::optional<OutboundMessageRecord>> outbound_message(TenantId tenant, std::int64_t id);
+  // The outbound messages matching `query` (its resource ignored), newest first, at most query.limit.
+  virtual fhir::Result<std::vector<OutboundMessageRecord>> list_outbound_messages(TenantId tenant,
+                                                                                  const Hl7MessageQuery& query);
 };
 
 struct StoreOptions {

@@ -69,6 +69,9 @@ class SmartAuth final : public Authorizer {
 
   std::optional<Response> check(const Request& request, std::string_view path,
                                 const std::vector<std::pair<std::string, std::string>>& params) const override;
+  // The administration API (/admin/...): an administrator's user token (role admin), or a system token with the
+  // scope system/*.* (or system/*.cruds: every interaction on every type, no query); any other valid token: 403.
+  std::optional<Response> check_admin(const Request& request) const override;
   // The access filter of the request's token (access_policy.hpp: scopes, patient context, granular queries, the
   // role's rules); nullptr for a token that may see everything. A request without a valid token sees nothing.
   std::shared_ptr<const resources::AccessFilter> access(const Request& request, char permission) const override;
