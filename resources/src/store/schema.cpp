@@ -212,6 +212,13 @@ const std::vector<Migration>& migrations() {
            " created INTEGER NOT NULL, updated INTEGER NOT NULL, next_attempt INTEGER NOT NULL)",
            "CREATE INDEX hl7_outbound_pending ON hl7_outbound (tenant, destination, status, id)",
        }},
+      {11,
+       "one index fewer on resource_version",
+       {
+           // An instance's history and versions are found through resource.rid and resource_version's
+           // (rid, version) key; this index, keyed by a random id, cost every write a page of its own.
+           "DROP INDEX IF EXISTS resource_version_instance",
+       }},
   };
   return list;
 }
