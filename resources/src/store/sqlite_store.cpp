@@ -1,6 +1,7 @@
 // The SQLite store: SOCI over SQLite in WAL mode. One writer thread commits queued writes together (group
-// commit: one fsync for many requests, each request isolated by a savepoint); a pool of reader connections
-// serves reads concurrently with the writer.
+// commit: one fsync for many requests, each request isolated by a savepoint), a completion thread answers the
+// callers of each committed group, a checkpoint thread copies the WAL into the database (sqlite_checkpointer);
+// a pool of reader connections serves reads concurrently with the writer.
 #include "sqlite_store.hpp"
 
 #include <fcntl.h>
@@ -673,6 +674,12 @@ class SqliteStore final : public Store {
     }
     queue_cv_.notify_all();
     if (writer_thread_.joinable()) writer_thread_.join();
+    {
+      std::lock_guard lock(completion_mutex_);
+      completion_stopping_ = true;
+    }
+    completion_cv_.notify_all();
+    if (completion_thread_.joinable()) completion_thread_.join();  // after the last completion
     if (checkpointer_) checkpointer_->stop();
     readers_.clear();
     cur_stmt_.reset();
@@ -719,6 +726,7 @@ class SqliteStore final : public Store {
       return fhir::fail(ErrorKind::kUnavailable, "exception",
                         "cannot open the SQLite database '" + path_ + "': " + e.what());
     }
+    completion_thread_ = std::thread([this] { completion_loop(); });
     writer_thread_ = std::thread([this] { writer_loop(); });
     return {};
   }
@@ -1730,15 +1738,37 @@ class SqliteStore final : public Store {
         }
       }
       run_batch(batch, results);
+      // The completions (building each answer) and the jobs' destruction run on the completion thread: the
+      // writer goes on to the next group at once.
+      {
+        std::lock_guard lock(completion_mutex_);
+        completions_.emplace_back(std::move(batch), std::move(results));
+      }
+      completion_cv_.notify_one();
+      batch = {};
+      results = {};
+    }
+  }
+
+  // Calls the completions of committed (or failed) groups, in commit order.
+  void completion_loop() {
+    for (;;) {
+      std::pair<std::vector<WriteJob>, std::vector<Result<void>>> group;
+      {
+        std::unique_lock lock(completion_mutex_);
+        completion_cv_.wait(lock, [&] { return completion_stopping_ || !completions_.empty(); });
+        if (completions_.empty()) return;  // (and stopping: the writer has stopped, nothing more comes)
+        group = std::move(completions_.front());
+        completions_.pop_front();
+      }
+      auto& [batch, results] = group;
       for (std::size_t i = 0; i < batch.size(); ++i) {
         try {
           batch[i].done(std::move(results[i]));
         } catch (...) {
-          // A caller's completion must not take the writer down; it has had its answer.
+          // A caller's completion must not take the thread down; it has had its answer.
         }
       }
-      batch.clear();
-      results.clear();
     }
   }
 
@@ -1848,6 +1878,12 @@ class SqliteStore final : public Store {
   std::deque<WriteJob> queue_;
   bool stopping_ = false;
   std::thread writer_thread_;
+
+  std::mutex completion_mutex_;
+  std::condition_variable completion_cv_;
+  std::deque<std::pair<std::vector<WriteJob>, std::vector<Result<void>>>> completions_;
+  bool completion_stopping_ = false;
+  std::thread completion_thread_;
 
   std::mutex readers_mutex_;
   std::condition_variable readers_cv_;
