@@ -221,6 +221,13 @@ const std::vector<Migration>& migrations() {
            "ALTER TABLE hl7_inbound ADD COLUMN replayed INTEGER NOT NULL DEFAULT 0",
            "CREATE INDEX hl7_outbound_created ON hl7_outbound (tenant, created)",
        }},
+      {12,
+       "one index fewer on resource_version",
+       {
+           // An instance's history and versions are found through resource.rid and resource_version's
+           // (rid, version) key; this index, keyed by a random id, cost every write a page of its own.
+           "DROP INDEX IF EXISTS resource_version_instance",
+       }},
   };
   return list;
 }

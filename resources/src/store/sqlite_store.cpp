@@ -1,6 +1,7 @@
 // The SQLite store: SOCI over SQLite in WAL mode. One writer thread commits queued writes together (group
-// commit: one fsync for many requests, each request isolated by a savepoint); a pool of reader connections
-// serves reads concurrently with the writer.
+// commit: one fsync for many requests, each request isolated by a savepoint), a completion thread answers the
+// callers of each committed group, a checkpoint thread copies the WAL into the database (sqlite_checkpointer);
+// a pool of reader connections serves reads concurrently with the writer.
 #include "sqlite_store.hpp"
 
 #include <fcntl.h>
@@ -31,6 +32,7 @@
 #include "oauth_sql.hpp"
 #include "schema.hpp"
 #include "search_sql.hpp"
+#include "sqlite_checkpointer.hpp"
 #include "user_rows.hpp"
 
 namespace caduceus::resources {
@@ -86,13 +88,16 @@ void configure_connection(soci::session& s, bool synchronous_full) {
   s << "PRAGMA temp_store=MEMORY";
 }
 
-// The writer's own settings: a larger page cache (it walks every index B-tree), and WAL checkpoints every
-// 10,000 pages (40 MiB at 4 KiB) rather than every 1,000, so that a page that many commits touch is copied
-// into the database once per checkpoint, not once per few commits. journal_size_limit truncates the WAL file
-// back after a checkpoint resets it.
+// The writer's own settings: a larger page cache (it walks every index B-tree). WAL checkpoints are
+// SqliteCheckpointer's (started by open(), off the writer thread): from 2,000 pages (8 MiB at 4 KiB) in the
+// background, and by the writer at 10,000 (40 MiB), so that a page that many commits touch is copied into the
+// database once per checkpoint, not once per few commits. journal_size_limit truncates the WAL file back after
+// a checkpoint resets it.
+constexpr int kCheckpointSoftPages = 2000;
+constexpr int kCheckpointHardPages = 10000;
 void configure_writer(soci::session& s) {
   s << "PRAGMA cache_size=-65536";
-  s << "PRAGMA wal_autocheckpoint=10000";
+  s << "PRAGMA wal_autocheckpoint=10000";  // (until the checkpointer takes over)
   s << "PRAGMA journal_size_limit=67108864";
 }
 
@@ -256,7 +261,7 @@ struct IndexWriter {
   // idx_patient_token (migration 5) follows idx_reference and idx_token: its rows of a resource are found through
   // the resource's `patient` reference rows, so they go before those do, and come back from both tables after
   // the new rows are in.
-  RawStatement patient_token_delete, patient_token_fill;
+  RawStatement patient_token_delete, patient_token_fill, patient_token_row;
 
   explicit IndexWriter(sqlite_api::sqlite3* db)
       : string_row(db, "INSERT OR IGNORE INTO idx_string VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
@@ -280,7 +285,8 @@ struct IndexWriter {
                            "INSERT OR IGNORE INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, "
                            "t.type, t.param, t.code, t.system, t.rid FROM idx_reference r JOIN idx_token t "
                            "ON t.rid = r.rid WHERE r.rid = ?1 AND r.param = 'patient' AND r.target_id <> '' "
-                           "AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_'") {
+                           "AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_'"),
+        patient_token_row(db, "INSERT OR IGNORE INTO idx_patient_token VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)") {
     for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
                               "idx_uri", "idx_composite", "idx_identifier_type"}) {
       const std::string del = std::string("DELETE FROM ") + table + " WHERE rid = ?1";
@@ -323,7 +329,10 @@ struct IndexWriter {
   };
   std::vector<TextOp> pending_text;
 
-  void insert(std::int64_t rid, std::int64_t tenant, std::string_view type, const IndexValues& v) {
+  // `all_params`: `v` holds the values of every parameter of the resource (else those of some parameters, after
+  // remove_param() of each).
+  void insert(std::int64_t rid, std::int64_t tenant, std::string_view type, const IndexValues& v,
+              bool all_params = true) {
     auto head = [&](RawStatement& st, const std::string& param) -> RawStatement& {
       return st.bind(1, rid).bind(2, tenant).bind(3, type).bind(4, std::string_view(param));
     };
@@ -382,7 +391,26 @@ struct IndexWriter {
           .bind(7, std::string_view(r.value))
           .run();
     if (!v.narrative.empty() || !v.content.empty()) pending_text.push_back(TextOp{rid, true, v.narrative, v.content});
-    patient_token_fill.bind(1, rid).run();
+    if (!all_params) {
+      patient_token_fill.bind(1, rid).run();  // the rows of the parameters not in `v` come back from the tables
+      return;
+    }
+    // The same rows as patient_token_fill's, from the values at hand rather than read back from the two tables.
+    for (const auto& p : v.references) {
+      if (p.param != "patient" || p.id.empty()) continue;
+      for (const auto& t : v.tokens) {
+        if (t.code.empty() || t.param == "identifier" || t.param.starts_with('_')) continue;
+        patient_token_row.bind(1, tenant)
+            .bind(2, std::string_view(p.id))
+            .bind(3, std::string_view(p.type))
+            .bind(4, type)
+            .bind(5, std::string_view(t.param))
+            .bind(6, std::string_view(t.code))
+            .bind(7, std::string_view(t.system ? *t.system : std::string_view()))
+            .bind(8, rid)
+            .run();
+      }
+    }
   }
 };
 
@@ -652,6 +680,13 @@ class SqliteStore final : public Store {
     }
     queue_cv_.notify_all();
     if (writer_thread_.joinable()) writer_thread_.join();
+    {
+      std::lock_guard lock(completion_mutex_);
+      completion_stopping_ = true;
+    }
+    completion_cv_.notify_all();
+    if (completion_thread_.joinable()) completion_thread_.join();  // after the last completion
+    if (checkpointer_) checkpointer_->stop();
     readers_.clear();
     cur_stmt_.reset();
     upsert_stmt_.reset();
@@ -691,10 +726,13 @@ class SqliteStore final : public Store {
       soci::indicator ind;
       writer_sql_ << "SELECT MAX(last_updated) FROM resource_version", soci::into(max_lu, ind);
       last_ms_ = ind == soci::i_ok ? max_lu : 0;
+      checkpointer_ = std::make_unique<SqliteCheckpointer>(path_, kCheckpointSoftPages, kCheckpointHardPages);
+      checkpointer_->attach(writer_db());
     } catch (const std::exception& e) {
       return fhir::fail(ErrorKind::kUnavailable, "exception",
                         "cannot open the SQLite database '" + path_ + "': " + e.what());
     }
+    completion_thread_ = std::thread([this] { completion_loop(); });
     writer_thread_ = std::thread([this] { writer_loop(); });
     return {};
   }
@@ -1274,7 +1312,7 @@ class SqliteStore final : public Store {
         index_writer_->remove(rid);
       else
         for (const std::string& p : params) index_writer_->remove_param(rid, p);
-      index_writer_->insert(rid, tenant, type, values);
+      index_writer_->insert(rid, tenant, type, values, params.empty());
     } catch (const std::exception& e) {
       return std::unexpected(db_error(e));
     }
@@ -1629,9 +1667,16 @@ class SqliteStore final : public Store {
   };
 
   static std::string history_where(const HistoryQuery& q) {
-    std::string w = "v.tenant = :t";
-    if (!q.type.empty()) w += " AND v.type = :ty";
-    if (!q.id.empty()) w += " AND v.id = :id";
+    // An instance's versions: through its rid (resource_version's (rid, version) key), as migration 11 dropped
+    // the index by (tenant, type, id, seq). (The unary + keeps SQLite from walking every version of the tenant
+    // through the (tenant, last_updated) index instead.)
+    std::string w = !q.type.empty() && !q.id.empty() ? "+v.tenant = :t" : "v.tenant = :t";
+    if (!q.type.empty() && !q.id.empty())
+      w += " AND v.rid = (SELECT rid FROM resource WHERE tenant = :t2 AND type = :ty AND id = :id)";
+    else if (!q.type.empty())
+      w += " AND v.type = :ty";
+    else if (!q.id.empty())
+      w += " AND v.id = :id";
     if (q.since_ms) w += " AND v.last_updated >= :since";
     if (q.at_low_ms && q.at_high_ms)
       w += " AND v.last_updated < :high AND NOT EXISTS (SELECT 1 FROM resource_version n WHERE n.rid = v.rid "
@@ -1643,6 +1688,7 @@ class SqliteStore final : public Store {
   static void bind_history(soci::statement& st, long long& t, std::string& type, std::string& id, const HistoryQuery& q,
                            long long& since, long long& low, long long& high, long long& before) {
     st.exchange(soci::use(t));
+    if (!q.type.empty() && !q.id.empty()) st.exchange(soci::use(t));
     if (!q.type.empty()) st.exchange(soci::use(type));
     if (!q.id.empty()) st.exchange(soci::use(id));
     if (q.since_ms) st.exchange(soci::use(since));
@@ -1720,15 +1766,37 @@ class SqliteStore final : public Store {
         }
       }
       run_batch(batch, results);
+      // The completions (building each answer) and the jobs' destruction run on the completion thread: the
+      // writer goes on to the next group at once.
+      {
+        std::lock_guard lock(completion_mutex_);
+        completions_.emplace_back(std::move(batch), std::move(results));
+      }
+      completion_cv_.notify_one();
+      batch = {};
+      results = {};
+    }
+  }
+
+  // Calls the completions of committed (or failed) groups, in commit order.
+  void completion_loop() {
+    for (;;) {
+      std::pair<std::vector<WriteJob>, std::vector<Result<void>>> group;
+      {
+        std::unique_lock lock(completion_mutex_);
+        completion_cv_.wait(lock, [&] { return completion_stopping_ || !completions_.empty(); });
+        if (completions_.empty()) return;  // (and stopping: the writer has stopped, nothing more comes)
+        group = std::move(completions_.front());
+        completions_.pop_front();
+      }
+      auto& [batch, results] = group;
       for (std::size_t i = 0; i < batch.size(); ++i) {
         try {
           batch[i].done(std::move(results[i]));
         } catch (...) {
-          // A caller's completion must not take the writer down; it has had its answer.
+          // A caller's completion must not take the thread down; it has had its answer.
         }
       }
-      batch.clear();
-      results.clear();
     }
   }
 
@@ -1825,6 +1893,7 @@ class SqliteStore final : public Store {
   std::optional<soci::statement> cur_stmt_, upsert_stmt_, insert_stmt_;
   std::optional<soci::statement> savepoint_stmt_, release_stmt_, rollback_to_stmt_;
   std::unique_ptr<IndexWriter> index_writer_;
+  std::unique_ptr<SqliteCheckpointer> checkpointer_;
   std::unique_ptr<OAuthTables> oauth_tables_;
   long long w_tenant_ = 0, w_version_ = 0, w_last_updated_ = 0, w_rid_ = 0, w_seq_ = 0;
   int w_deleted_ = 0, w_method_ = 0;
@@ -1837,6 +1906,12 @@ class SqliteStore final : public Store {
   std::deque<WriteJob> queue_;
   bool stopping_ = false;
   std::thread writer_thread_;
+
+  std::mutex completion_mutex_;
+  std::condition_variable completion_cv_;
+  std::deque<std::pair<std::vector<WriteJob>, std::vector<Result<void>>>> completions_;
+  bool completion_stopping_ = false;
+  std::thread completion_thread_;
 
   std::mutex readers_mutex_;
   std::condition_variable readers_cv_;
