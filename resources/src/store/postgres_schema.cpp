@@ -205,6 +205,12 @@ const std::vector<Migration>& migrations() {
            " ack BYTEA NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL, next_attempt BIGINT NOT NULL)",
            "CREATE INDEX hl7_outbound_pending ON hl7_outbound (tenant, destination, status, id)",
        }},
+      {11,
+       "OAuth clients authenticated by mutual TLS",
+       {
+           // As SQLite's migration 11 (see schema.cpp).
+           "ALTER TABLE oauth_client ADD COLUMN tls_subject TEXT NOT NULL DEFAULT ''",
+       }},
   };
   return list;
 }

@@ -212,6 +212,13 @@ const std::vector<Migration>& migrations() {
            " created INTEGER NOT NULL, updated INTEGER NOT NULL, next_attempt INTEGER NOT NULL)",
            "CREATE INDEX hl7_outbound_pending ON hl7_outbound (tenant, destination, status, id)",
        }},
+      {11,
+       "OAuth clients authenticated by mutual TLS",
+       {
+           // tls-client-auth clients (RFC 8705): the subject DN their certificate must carry, canonical as
+           // server/peer_certificate.hpp makes it; empty for the other kinds.
+           "ALTER TABLE oauth_client ADD COLUMN tls_subject TEXT NOT NULL DEFAULT ''",
+       }},
   };
   return list;
 }
