@@ -38,16 +38,29 @@ int hex_digit(char c) {
   return -1;
 }
 
-// The attribute type's NID: as written, then in upper case (cn), then in lower case (STREET).
+// The attribute type's NID. The names of RFC 4514 section 3 in any case; else OpenSSL's short or long name or a
+// dotted OID as written, then in upper case, then in lower case. (The table comes first because OpenSSL's own
+// names differ by case alone: "uid" is x500UniqueIdentifier there, while RFC 4514's UID is userId.)
 int attribute_nid(const std::string& type) {
+  static constexpr std::pair<std::string_view, int> kRfc4514[] = {{"CN", NID_commonName},
+                                                                  {"L", NID_localityName},
+                                                                  {"ST", NID_stateOrProvinceName},
+                                                                  {"O", NID_organizationName},
+                                                                  {"OU", NID_organizationalUnitName},
+                                                                  {"C", NID_countryName},
+                                                                  {"STREET", NID_streetAddress},
+                                                                  {"DC", NID_domainComponent},
+                                                                  {"UID", NID_userId}};
+  std::string upper = type;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (const auto& [name, nid] : kRfc4514)
+    if (upper == name) return nid;
   int nid = OBJ_txt2nid(type.c_str());
-  for (bool upper : {true, false}) {
-    if (nid != NID_undef) break;
-    std::string other = type;
-    for (char& c : other)
-      c = static_cast<char>(upper ? std::toupper(static_cast<unsigned char>(c))
-                                  : std::tolower(static_cast<unsigned char>(c)));
-    nid = OBJ_txt2nid(other.c_str());
+  if (nid == NID_undef) nid = OBJ_txt2nid(upper.c_str());
+  if (nid == NID_undef) {
+    std::string lower = type;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    nid = OBJ_txt2nid(lower.c_str());
   }
   return nid;
 }
