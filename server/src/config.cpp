@@ -84,6 +84,9 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
        "milliseconds before retrying a failed outbound HL7 v2 delivery (doubled each time, 5 minutes at most)")
     ("tls-cert", po::value(&c.tls_cert), "serve HTTPS with this certificate (PEM)")
     ("tls-key", po::value(&c.tls_key), "the private key of --tls-cert (PEM, unencrypted)")
+    ("tls-client-ca", po::value(&c.tls_client_ca),
+       "mutual TLS: ask clients for a certificate and verify it against these CAs (PEM bundle); needs --tls-cert. "
+       "tls-client-auth clients get certificate-bound tokens (see README, Mutual TLS)")
     ("mfa-roles", po::value(&c.mfa_roles)->default_value(c.mfa_roles),
        "roles whose users sign in with a TOTP code too (comma-separated; empty: none)")
     ("signin-slow-after", po::value(&c.signin_slow_after)->default_value(c.signin_slow_after),
@@ -171,6 +174,8 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--hl7-out-backoff-ms must be positive");
   if (c.tls_cert.empty() != c.tls_key.empty())
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-cert and --tls-key go together");
+  if (!c.tls_client_ca.empty() && c.tls_cert.empty())
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-client-ca needs HTTPS (--tls-cert and --tls-key)");
   if (c.auth != "off" && c.auth != "smart")
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--auth takes off or smart, not '" + c.auth + "'");
   if (auto hp = split_host_port(c.listen); hp && c.auth == "off") {

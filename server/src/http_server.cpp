@@ -42,6 +42,8 @@
 #include <utility>
 #include <vector>
 
+#include "caduceus/server/peer_certificate.hpp"
+
 namespace caduceus::server {
 
 namespace {
@@ -138,9 +140,11 @@ std::string openssl_errors() {
 
 // The server's TLS context: TLS 1.2 and 1.3 only; for 1.2 only forward-secret AEAD suites (ECDHE with AES-GCM or
 // ChaCha20-Poly1305: Mozilla's "intermediate" list without DHE), the server's order; no compression, no
-// renegotiation. Errors: kInvalid naming the option and the file.
+// renegotiation. With `client_ca_file`: mutual TLS (see HttpServerOptions). Errors: kInvalid naming the option and
+// the file.
 fhir::Result<std::unique_ptr<asio::ssl::context>> make_tls_context(const std::string& cert_file,
-                                                                   const std::string& key_file) {
+                                                                   const std::string& key_file,
+                                                                   const std::string& client_ca_file) {
   auto bad = [](std::string what) { return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", std::move(what)); };
   for (const auto& [option, file] : {std::pair{"--tls-cert", cert_file}, std::pair{"--tls-key", key_file}}) {
     std::ifstream probe(file);
@@ -179,6 +183,24 @@ fhir::Result<std::unique_ptr<asio::ssl::context>> make_tls_context(const std::st
   if (ec) return bad("--tls-key: '" + key_file + "' is not an unencrypted PEM private key: " + reason());
   if (SSL_CTX_check_private_key(native) != 1)
     return bad("--tls-key: the key in '" + key_file + "' does not match the certificate in '" + cert_file + "'");
+  if (!client_ca_file.empty()) {
+    if (!std::ifstream(client_ca_file)) return bad("--tls-client-ca: cannot read '" + client_ca_file + "'");
+    ERR_clear_error();
+    // The CAs that verify a client's chain, and the names the CertificateRequest announces (so that a client with
+    // several certificates picks the right one).
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(client_ca_file.c_str());
+    if (names == nullptr || sk_X509_NAME_num(names) == 0 ||
+        SSL_CTX_load_verify_locations(native, client_ca_file.c_str(), nullptr) != 1) {
+      if (names != nullptr) sk_X509_NAME_pop_free(names, X509_NAME_free);
+      return bad("--tls-client-ca: '" + client_ca_file + "' is not a PEM CA certificate bundle: " + openssl_errors());
+    }
+    SSL_CTX_set_client_CA_list(native, names);
+    // Ask for a certificate, verify it when there is one; a client without one (a browser, an app) still connects.
+    SSL_CTX_set_verify(native, SSL_VERIFY_PEER, nullptr);
+    // Sessions resumed on this context carry the verified certificate; OpenSSL requires an id context then.
+    static constexpr unsigned char kSessionContext[] = "caduceus-mtls";
+    SSL_CTX_set_session_id_context(native, kSessionContext, sizeof kSessionContext - 1);
+  }
   ERR_clear_error();
   return context;
 }
@@ -388,6 +410,15 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   void on_handshake(error_code ec) {
     read_phase_ = ReadPhase::kNone;
     if (ec || closed_ || draining_) return close_now();  // a refused protocol version, a port scan, a stop
+    if constexpr (kTls) {
+      // Mutual TLS: the client's certificate, verified by the handshake, described once for all its requests.
+      SSL* ssl = stream_.native_handle();
+      if (X509* certificate = SSL_get0_peer_certificate(ssl);
+          certificate != nullptr && SSL_get_verify_result(ssl) == X509_V_OK) {
+        if (auto described = describe_certificate(certificate))
+          peer_ = std::make_shared<const PeerCertificate>(std::move(*described));
+      }
+    }
     maybe_read();
   }
 
@@ -497,6 +528,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
       request.headers.emplace_back(std::move(name), std::string(field.value()));
     }
     request.remote = remote_;
+    request.peer_certificate = peer_;
     return request;
   }
 
@@ -729,6 +761,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   std::optional<http::request_parser<http::string_body>> parser_;
   std::deque<Slot> slots_;
   std::string remote_;
+  std::shared_ptr<const PeerCertificate> peer_;  // HTTPS: the client's verified certificate, if it gave one
   std::uint64_t next_seq_ = 0;
   ReadPhase read_phase_ = ReadPhase::kNone;
   bool first_request_ = true;
@@ -812,10 +845,12 @@ void HttpServer::set_observer(ExchangeObserver observer) {
 
 fhir::Result<std::uint16_t> HttpServer::listen() {
   Impl& s = *impl_;
+  if (!s.options.tls_client_ca_file.empty() && s.options.tls_cert_file.empty())
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-client-ca needs HTTPS (--tls-cert and --tls-key)");
   if (!s.options.tls_cert_file.empty() || !s.options.tls_key_file.empty()) {
     if (s.options.tls_cert_file.empty() || s.options.tls_key_file.empty())
       return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--tls-cert and --tls-key go together");
-    auto context = make_tls_context(s.options.tls_cert_file, s.options.tls_key_file);
+    auto context = make_tls_context(s.options.tls_cert_file, s.options.tls_key_file, s.options.tls_client_ca_file);
     if (!context) return std::unexpected(context.error());
     s.tls = std::move(*context);
   }

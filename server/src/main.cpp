@@ -213,6 +213,7 @@ int serve(const std::vector<std::string>& args) {
     smart_options.users = &users;  // SMART App Launch
     smart_options.user_token_lifetime_s = config.user_token_lifetime_s;
     smart_options.offline_token_lifetime_s = config.refresh_token_lifetime_s;
+    smart_options.mutual_tls = !config.tls_client_ca.empty();
     if (!config.policy.empty()) {
       auto policy = server::auth::AccessPolicy::load(config.policy);
       if (!policy) {
@@ -266,6 +267,7 @@ int serve(const std::vector<std::string>& args) {
   http_options.idle_timeout = std::chrono::seconds(config.idle_timeout_s);
   http_options.tls_cert_file = config.tls_cert;
   http_options.tls_key_file = config.tls_key;
+  http_options.tls_client_ca_file = config.tls_client_ca;
 
   server::HttpServer http(
       http_options,

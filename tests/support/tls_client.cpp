@@ -82,6 +82,12 @@ CertFiles make_self_signed_cert(const std::filesystem::path& dir, const std::str
 
 TlsExchange tls_get(const std::string& host, std::uint16_t port, const std::string& target,
                     const TlsClientOptions& options) {
+  return tls_request(host, port, "GET", target, {}, {}, options);
+}
+
+TlsExchange tls_request(const std::string& host, std::uint16_t port, const std::string& method,
+                        const std::string& target, const HeaderList& headers, const std::string& body,
+                        const TlsClientOptions& options) {
   TlsExchange out;
   asio::io_context ioc;
   asio::ssl::context ctx(asio::ssl::context::tls_client);
@@ -100,6 +106,14 @@ TlsExchange tls_get(const std::string& host, std::uint16_t port, const std::stri
       return out;
     }
     ctx.set_verify_mode(asio::ssl::verify_peer);
+  }
+  if (!options.client.cert.empty()) {
+    ctx.use_certificate_chain_file(options.client.cert.string(), ec);
+    if (!ec) ctx.use_private_key_file(options.client.key.string(), asio::ssl::context::pem, ec);
+    if (ec) {
+      out.error = "loading the client certificate: " + ec.message();
+      return out;
+    }
   }
   beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
   if (!options.verify_ip.empty())
@@ -130,9 +144,14 @@ TlsExchange tls_get(const std::string& host, std::uint16_t port, const std::stri
   out.protocol = SSL_get_version(stream.native_handle());
   out.cipher = SSL_get_cipher_name(stream.native_handle());
 
-  http::request<http::empty_body> request(http::verb::get, target, 11);
+  http::request<http::string_body> request(http::string_to_verb(method), target, 11);
   request.set(http::field::host, host + ":" + std::to_string(port));
   request.set(http::field::connection, "close");
+  for (const auto& [name, value] : headers) request.set(name, value);
+  if (!body.empty()) {
+    request.body() = body;
+    request.prepare_payload();
+  }
   http::async_write(stream, request, [&](beast::error_code e, std::size_t) { ec = e; });
   run();
   if (ec) {
@@ -144,7 +163,9 @@ TlsExchange tls_get(const std::string& host, std::uint16_t port, const std::stri
   http::async_read(stream, buffer, response, [&](beast::error_code e, std::size_t) { ec = e; });
   run();
   if (ec) {
+    // (TLS 1.3: a server that refuses the client's certificate says so after the client's side of the handshake.)
     out.error = "read: " + ec.message();
+    if (ec.category() == asio::error::get_ssl_category()) out.ssl_reason = ERR_GET_REASON(ec.value());
     return out;
   }
   out.response.status = static_cast<int>(response.result_int());

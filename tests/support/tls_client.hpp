@@ -25,6 +25,8 @@ struct TlsClientOptions {
   bool legacy = false;
   std::filesystem::path trust;          // the CA (here: the self-signed certificate) the server's chain must lead to
   std::string verify_ip = "127.0.0.1";  // checked against the certificate's subjectAltName
+  // Mutual TLS: the client's certificate (PEM, its chain) and key, presented when the server asks. Empty: none.
+  CertFiles client;
   std::chrono::milliseconds timeout = std::chrono::seconds(10);
 };
 
@@ -41,6 +43,11 @@ struct TlsExchange {
 // reads the response. Never throws on network or TLS errors: they end up in `error`.
 TlsExchange tls_get(const std::string& host, std::uint16_t port, const std::string& target,
                     const TlsClientOptions& options);
+
+// Like tls_get, with any method, extra headers and a body (Content-Length set when there is one).
+TlsExchange tls_request(const std::string& host, std::uint16_t port, const std::string& method,
+                        const std::string& target, const HeaderList& headers, const std::string& body,
+                        const TlsClientOptions& options);
 
 // Connects and shakes hands like tls_get, writes `bytes` as they are (e.g. pipelined requests), then reads until
 // the server closes (or the timeout). Returns everything read; `error` set on a failure before the end.

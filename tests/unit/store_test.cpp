@@ -709,8 +709,14 @@ TEST_F(RepositoryTest, OAuthTablesKeepClientsJtisAndRevocations) {
   app.client_id = "app";
   app.kind = "public";
   app.scopes = {};
+  ClientRecord mtls = lab;  // mutual TLS: the subject its certificate must carry
+  mtls.client_id = "mtls";
+  mtls.kind = "tls-client-auth";
+  mtls.jwks.clear();
+  mtls.tls_subject = R"(CN=lab.example,O=Lab\, Inc.)";
   ASSERT_TRUE(run([&](OAuthTables& t) { return t.add_client(kDefaultTenant, lab); }));
   ASSERT_TRUE(run([&](OAuthTables& t) { return t.add_client(kDefaultTenant, app); }));
+  ASSERT_TRUE(run([&](OAuthTables& t) { return t.add_client(kDefaultTenant, mtls); }));
   auto again = run([&](OAuthTables& t) { return t.add_client(kDefaultTenant, lab); });
   ASSERT_FALSE(again.has_value());
   EXPECT_EQ(again.error().kind, fhir::ErrorKind::kConflict);
@@ -756,9 +762,13 @@ TEST_F(RepositoryTest, OAuthTablesKeepClientsJtisAndRevocations) {
   EXPECT_EQ(found->redirect_uris, lab.redirect_uris);
   EXPECT_EQ(found->scopes, lab.scopes);
   EXPECT_EQ(found->created_ms, 1'764'000'000'000);
-  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(found->tls_subject, "");
+  ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all[0].client_id, "app");
   EXPECT_TRUE(all[0].scopes.empty());
+  EXPECT_EQ(all[2].client_id, "mtls");
+  EXPECT_EQ(all[2].kind, "tls-client-auth");
+  EXPECT_EQ(all[2].tls_subject, R"(CN=lab.example,O=Lab\, Inc.)");
   EXPECT_EQ(used, (std::vector<bool>{true, false, true, true}));
   EXPECT_EQ(revoked, std::vector<std::string>{"t1"});
   EXPECT_TRUE(removed);

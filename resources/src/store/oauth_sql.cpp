@@ -29,7 +29,7 @@ std::vector<std::string> split(const std::string& text) {
 }
 
 constexpr const char* kClientColumns =
-    "client_id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, scopes, created";
+    "client_id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, scopes, created, tls_subject";
 
 class SqlOAuthTables final : public OAuthTables {
  public:
@@ -45,9 +45,10 @@ class SqlOAuthTables final : public OAuthTables {
       std::string uris = join(c.redirect_uris), scopes = join(c.scopes);
       long long created = c.created_ms;
       sql_ << "INSERT INTO oauth_client (tenant, " << kClientColumns
-           << ") VALUES (:t, :id, :name, :kind, :secret, :jwks, :jwks_url, :uris, :scopes, :created)",
+           << ") VALUES (:t, :id, :name, :kind, :secret, :jwks, :jwks_url, :uris, :scopes, :created, :tls_subject)",
           soci::use(t), soci::use(c.client_id), soci::use(c.name), soci::use(c.kind), soci::use(c.secret_hash),
-          soci::use(c.jwks), soci::use(c.jwks_url), soci::use(uris), soci::use(scopes), soci::use(created);
+          soci::use(c.jwks), soci::use(c.jwks_url), soci::use(uris), soci::use(scopes), soci::use(created),
+          soci::use(c.tls_subject);
       return {};
     } catch (const std::exception& e) {
       return std::unexpected(db_error(e));
@@ -135,6 +136,7 @@ class SqlOAuthTables final : public OAuthTables {
       for (auto* text : {&c.client_id, &c.name, &c.kind, &c.secret_hash, &c.jwks, &c.jwks_url, &uris, &scopes})
         st.exchange(soci::into(*text));
       st.exchange(soci::into(created));
+      st.exchange(soci::into(c.tls_subject));
       st.exchange(soci::use(t));
       if (client_id != nullptr) st.exchange(soci::use(id));
       st.alloc();

@@ -213,6 +213,12 @@ const std::vector<Migration>& migrations() {
            "ALTER TABLE hl7_inbound ADD COLUMN replayed BIGINT NOT NULL DEFAULT 0",
            "CREATE INDEX hl7_outbound_created ON hl7_outbound (tenant, created)",
        }},
+      {12,
+       "OAuth clients authenticated by mutual TLS",
+       {
+           // As SQLite's migration 13 (see schema.cpp).
+           "ALTER TABLE oauth_client ADD COLUMN tls_subject TEXT NOT NULL DEFAULT ''",
+       }},
   };
   return list;
 }

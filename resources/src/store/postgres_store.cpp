@@ -376,12 +376,12 @@ class PgOAuthTables final : public OAuthTables {
   explicit PgOAuthTables(pg::Connection& conn) : conn_(conn) {}
 
   fhir::Result<void> add_client(TenantId tenant, const ClientRecord& c) override {
-    auto r = conn_.exec(
-        std::string("INSERT INTO oauth_client (tenant, ") + kClientColumns +
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-            "ON CONFLICT (tenant, client_id) DO NOTHING RETURNING 1",
-        {Param(tenant), Param(c.client_id), Param(c.name), Param(c.kind), Param(c.secret_hash), Param(c.jwks),
-         Param(c.jwks_url), Param(join_words(c.redirect_uris)), Param(join_words(c.scopes)), Param(c.created_ms)});
+    auto r = conn_.exec(std::string("INSERT INTO oauth_client (tenant, ") + kClientColumns +
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                            "ON CONFLICT (tenant, client_id) DO NOTHING RETURNING 1",
+                        {Param(tenant), Param(c.client_id), Param(c.name), Param(c.kind), Param(c.secret_hash),
+                         Param(c.jwks), Param(c.jwks_url), Param(join_words(c.redirect_uris)),
+                         Param(join_words(c.scopes)), Param(c.created_ms), Param(c.tls_subject)});
     if (!r) return std::unexpected(pg::to_error(r.error(), "oauth"));
     if (r->rows() == 0)
       return fhir::fail(ErrorKind::kConflict, "duplicate", "a client '" + c.client_id + "' is already registered");
@@ -479,7 +479,7 @@ class PgOAuthTables final : public OAuthTables {
 
  private:
   static constexpr const char* kClientColumns =
-      "client_id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, scopes, created";
+      "client_id, name, kind, secret_hash, jwks, jwks_url, redirect_uris, scopes, created, tls_subject";
 
   fhir::Result<std::optional<GrantRecord>> select_grant(TenantId tenant, const std::string& kind,
                                                         const std::string& key, std::int64_t now_ms,
@@ -521,6 +521,7 @@ class PgOAuthTables final : public OAuthTables {
       c.redirect_uris = split_words(r->text(i, 6));
       c.scopes = split_words(r->text(i, 7));
       c.created_ms = r->i64(i, 8);
+      c.tls_subject = r->text(i, 9);
       out.push_back(std::move(c));
     }
     return out;

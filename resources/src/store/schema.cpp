@@ -228,6 +228,13 @@ const std::vector<Migration>& migrations() {
            // (rid, version) key; this index, keyed by a random id, cost every write a page of its own.
            "DROP INDEX IF EXISTS resource_version_instance",
        }},
+      {13,
+       "OAuth clients authenticated by mutual TLS",
+       {
+           // tls-client-auth clients (RFC 8705): the subject DN their certificate must carry, canonical as
+           // server/peer_certificate.hpp makes it; empty for the other kinds.
+           "ALTER TABLE oauth_client ADD COLUMN tls_subject TEXT NOT NULL DEFAULT ''",
+       }},
   };
   return list;
 }

@@ -12,6 +12,7 @@
 #include "caduceus/server/auth/keys.hpp"
 #include "caduceus/server/auth/scopes.hpp"
 #include "caduceus/server/config.hpp"
+#include "caduceus/server/peer_certificate.hpp"
 
 namespace caduceus::server::auth {
 
@@ -32,11 +33,13 @@ constexpr const char* kUsage =
     "every token request and keys at start (restart it after a rotation).\n"
     "\n"
     "client add:\n"
-    "  --type public | confidential-symmetric | confidential-asymmetric\n"
+    "  --type public | confidential-symmetric | confidential-asymmetric | tls-client-auth\n"
     "  --name TEXT             a name for people\n"
     "  --secret SECRET         confidential-symmetric: the secret (default: one is generated and printed once)\n"
     "  --jwks JSON|@FILE       confidential-asymmetric: the client's public keys, a JWK Set by value\n"
     "  --jwks-url URL          confidential-asymmetric: where its JWK Set is published (not fetched yet)\n"
+    "  --tls-subject DN        tls-client-auth: the subject DN of its TLS client certificate (RFC 4514, e.g.\n"
+    "                          \"CN=lab.example,O=Lab\"), issued by a CA of the server's --tls-client-ca\n"
     "  --redirect-uri URI      an exact redirect URI (repeatable)\n"
     "  --scope SCOPE           a scope it may be granted, e.g. system/Observation.rs (repeatable, or "
     "space-separated)\n";
@@ -169,6 +172,7 @@ int admin_command(const std::vector<std::string>& args) {
           for (const std::string& u : c.redirect_uris) std::cout << " " << u;
         }
         if (!c.jwks_url.empty()) std::cout << "\tjwks_url: " << c.jwks_url;
+        if (!c.tls_subject.empty()) std::cout << "\ttls_subject: " << c.tls_subject;
         std::cout << "\n";
       }
       return {};
@@ -190,7 +194,8 @@ int admin_command(const std::vector<std::string>& args) {
     return 0;
   }
   if (verb != "add") return usage("unknown client command '" + verb + "'");
-  if (auto bad = allow_only({"id", "type", "name", "secret", "jwks", "jwks-url", "redirect-uri", "scope"});
+  if (auto bad =
+          allow_only({"id", "type", "name", "secret", "jwks", "jwks-url", "redirect-uri", "scope", "tls-subject"});
       !bad.empty())
     return usage("unknown option " + bad);
 
@@ -200,8 +205,9 @@ int admin_command(const std::vector<std::string>& args) {
   c.name = one("name");
   if (c.client_id.empty() || c.client_id.find_first_of(" :\t\n") != std::string::npos)
     return usage("--id is required (no spaces or colons)");
-  if (c.kind != "public" && c.kind != "confidential-symmetric" && c.kind != "confidential-asymmetric")
-    return usage("--type is public, confidential-symmetric or confidential-asymmetric");
+  if (c.kind != "public" && c.kind != "confidential-symmetric" && c.kind != "confidential-asymmetric" &&
+      c.kind != "tls-client-auth")
+    return usage("--type is public, confidential-symmetric, confidential-asymmetric or tls-client-auth");
   for (const std::string& u : options["redirect-uri"]) {
     if (!is_absolute_url(u)) return fail("--redirect-uri '" + u + "' is not an absolute http(s) URL");
     c.redirect_uris.push_back(u);
@@ -247,12 +253,23 @@ int admin_command(const std::vector<std::string>& args) {
   } else if (!one("jwks").empty() || !one("jwks-url").empty()) {
     return usage("--jwks and --jwks-url are for confidential-asymmetric clients");
   }
+  if (c.kind == "tls-client-auth") {
+    if (one("tls-subject").empty()) return usage("a tls-client-auth client needs --tls-subject DN");
+    auto subject = canonical_subject_dn(one("tls-subject"));
+    if (!subject) return fail("--tls-subject: " + describe(subject.error()));
+    c.tls_subject = std::move(*subject);
+  } else if (!one("tls-subject").empty()) {
+    return usage("--tls-subject is for tls-client-auth clients");
+  }
   c.created_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count();
   auto added = with_tables(db, [&](resources::OAuthTables& t) { return t.add_client(resources::kDefaultTenant, c); });
   if (!added) return fail(describe(added.error()));
   std::cout << "Registered client " << c.client_id << " (" << c.kind << ")\n";
+  if (!c.tls_subject.empty())
+    std::cout << "Its TLS client certificate must have the subject " << c.tls_subject
+              << " (and the server must run with --tls-client-ca)\n";
   if (!secret.empty() && one("secret").empty())
     std::cout << "client_secret: " << secret << "\n(shown once: only its hash is kept)\n";
   return 0;

@@ -132,7 +132,15 @@ struct TokenInfo {
   Grant grant;
   TokenContext context;  // patient, fhirUser and role claims (user tokens)
   std::string encounter;
+  std::string cnf_x5t;  // a certificate-bound token (RFC 8705): the x5t#S256 of the certificate it is bound to
 };
+
+// Whether the request may use the token: an unbound token anywhere, a certificate-bound one only on a connection
+// whose verified client certificate has that thumbprint (computed once per connection by the transport).
+bool presented_by(const TokenInfo& token, const Request& req) {
+  return token.cnf_x5t.empty() ||
+         (req.peer_certificate != nullptr && req.peer_certificate->thumbprint == token.cnf_x5t);
+}
 
 }  // namespace
 
@@ -283,6 +291,11 @@ struct SmartAuth::Impl {
       t->context.fhir_user = claim_string(*claims, "fhirUser");
       t->context.role = claim_string(*claims, "role");
       t->encounter = claim_string(*claims, "encounter");
+      if (const json::Value* cnf = claims->find("cnf"); cnf != nullptr && cnf->is_object()) {
+        t->cnf_x5t = claim_string(*cnf, "x5t#S256");
+        if (t->cnf_x5t.empty())
+          return fhir::fail(ErrorKind::kInvalid, "invalid", "the token's cnf claim names no x5t#S256 thumbprint");
+      }
       if (claim_string(*claims, "iss") != origin || !audience_has(*claims, base) || t->client_id.empty() ||
           t->jti.empty() || t->exp == 0)
         return fhir::fail(ErrorKind::kInvalid, "invalid", "the token was not issued for this server");
@@ -302,8 +315,9 @@ struct SmartAuth::Impl {
     return info;
   }
 
-  fhir::Result<std::string> issue_token(const std::string& client_id, const std::string& scope,
-                                        std::int64_t lifetime) const {
+  // `x5t`: the thumbprint of the client certificate the token is bound to (RFC 8705 `cnf`), or empty.
+  fhir::Result<std::string> issue_token(const std::string& client_id, const std::string& scope, std::int64_t lifetime,
+                                        const std::string& x5t = {}) const {
     std::int64_t now = now_s();
     json::Value claims = json::Value::object();
     claims.set("iss", str(origin));
@@ -314,6 +328,11 @@ struct SmartAuth::Impl {
     claims.set("iat", num(now));
     claims.set("exp", num(now + lifetime));
     claims.set("jti", str(random_token(18)));
+    if (!x5t.empty()) {
+      json::Value cnf = json::Value::object();
+      cnf.set("x5t#S256", str(x5t));
+      claims.set("cnf", std::move(cnf));
+    }
     return sign_jwt(keys.current(), claims);
   }
 
@@ -415,6 +434,30 @@ struct SmartAuth::Impl {
     return std::move(**client);
   }
 
+  // tls_client_auth (RFC 8705 2.1): the client names itself (client_id) and proves it with the certificate of its
+  // TLS connection, which the handshake verified against --tls-client-ca and whose subject DN must be the one
+  // registered.
+  std::expected<resources::ClientRecord, OAuthError> authenticate_tls(const Request& req,
+                                                                      const std::string& client_id) const {
+    auto client = find_client(client_id);
+    if (!client) return oauth_fail(503, "temporarily_unavailable", "the database does not answer");
+    if (!*client || (*client)->kind != "tls-client-auth")
+      return oauth_fail(401, "invalid_client",
+                        "client '" + client_id +
+                            "' must authenticate (client_secret_basic, private_key_jwt, or tls_client_auth when it "
+                            "is registered so)");
+    if (!options.mutual_tls)
+      return oauth_fail(401, "invalid_client", "mutual TLS is off on this server (no --tls-client-ca)");
+    if (req.peer_certificate == nullptr)
+      return oauth_fail(401, "invalid_client",
+                        "tls_client_auth: the TLS connection carries no client certificate verified by this server");
+    if (req.peer_certificate->subject != (*client)->tls_subject)
+      return oauth_fail(
+          401, "invalid_client",
+          "tls_client_auth: the client certificate's subject is not the one registered for '" + client_id + "'");
+    return std::move(**client);
+  }
+
   // --- endpoints -------------------------------------------------------------------------------------------
 
   Response token(const Request& req) const {
@@ -433,8 +476,14 @@ struct SmartAuth::Impl {
       client = authenticate_basic(basic->first, basic->second);
     else if (form_value(*form, "client_assertion") != nullptr)
       client = authenticate_assertion(*form);
+    else if (const std::string* id = form_value(*form, "client_id"); id != nullptr && options.mutual_tls)
+      client = authenticate_tls(req, *id);
     else
-      return oauth_error({401, "invalid_client", "authenticate with client_secret_basic or private_key_jwt"}, "token");
+      return oauth_error(
+          {401, "invalid_client",
+           options.mutual_tls ? "authenticate with client_secret_basic, private_key_jwt or tls_client_auth"
+                              : "authenticate with client_secret_basic or private_key_jwt"},
+          "token");
     if (!client) return oauth_error(client.error(), "token");
 
     const std::string* scope = form_value(*form, "scope");
@@ -454,7 +503,10 @@ struct SmartAuth::Impl {
     }
     if (granted.empty())
       return oauth_error({400, "invalid_scope", "none of the requested scopes is allowed to this client"}, "token");
-    auto access = issue_token(client->client_id, granted, options.system_token_lifetime_s);
+    // A client that authenticated with its certificate gets a token bound to it (RFC 8705 3).
+    const bool bound = client->kind == "tls-client-auth";
+    auto access = issue_token(client->client_id, granted, options.system_token_lifetime_s,
+                              bound ? req.peer_certificate->thumbprint : std::string());
     if (!access) return oauth_error({500, "server_error", "cannot sign the token"}, "token");
     json::Value body = json::Value::object();
     body.set("access_token", str(*access));
@@ -501,7 +553,8 @@ struct SmartAuth::Impl {
     std::string_view h = req.header("authorization");
     if (h.size() > 7 && lower(h.substr(0, 7)) == "bearer ") {
       auto info = verify_token(std::string(h.substr(7)));
-      if (!info) return oauth_fail(401, "invalid_client", "the Bearer token is not valid");
+      if (!info || !presented_by(**info, req))
+        return oauth_fail(401, "invalid_client", "the Bearer token is not valid");
       return (*info)->client_id;
     }
     if (auto basic = basic_credentials(req)) {
@@ -532,6 +585,11 @@ struct SmartAuth::Impl {
       body.set("aud", str(base));
       body.set("iss", str(origin));
       body.set("jti", str(t.jti));
+      if (!t.cnf_x5t.empty()) {
+        json::Value cnf = json::Value::object();
+        cnf.set("x5t#S256", str(t.cnf_x5t));
+        body.set("cnf", std::move(cnf));
+      }
     }
     Response r = json_reply(200, body);
     r.interaction = "introspect";
@@ -579,6 +637,10 @@ struct SmartAuth::Impl {
     }
     c.set("token_endpoint_auth_signing_alg_values_supported",
           strings({"RS384", "ES384", "RS256", "ES256", "RS512", "ES512"}));
+    if (options.mutual_tls) {  // RFC 8705: tls_client_auth, and tokens bound to the client's certificate
+      c.find("token_endpoint_auth_methods_supported")->push_back(str("tls_client_auth"));
+      c.set("tls_client_certificate_bound_access_tokens", json::Value::boolean(true));
+    }
     return c;
   }
 
@@ -850,6 +912,8 @@ struct SmartAuth::Impl {
     auto info = verify_token(std::string(h.substr(7)));
     if (!info && info.error().kind == ErrorKind::kUnavailable) return error_response(info.error());  // 503
     if (!info) return unauthorized(info.error().issues.front().diagnostics);
+    if (!presented_by(**info, req))
+      return unauthorized("the token is bound to a client certificate that this connection did not present");
     std::vector<Need> needs;
     if (auto r = needs_of(req, path, params, needs, 0); !r) {
       Response bad = error_response(r.error());
@@ -885,7 +949,7 @@ std::shared_ptr<const resources::AccessFilter> SmartAuth::access(const Request& 
   std::string_view h = request.header("authorization");
   if (h.size() < 8 || lower(h.substr(0, 7)) != "bearer ") return resources::deny_all_access();
   auto info = impl_->verify_token(std::string(h.substr(7)));
-  if (!info) return resources::deny_all_access();
+  if (!info || !presented_by(**info, request)) return resources::deny_all_access();
   std::uint8_t bit = 0;
   switch (permission) {
     case 'c': bit = kCreate; break;

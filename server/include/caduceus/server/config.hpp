@@ -29,6 +29,8 @@ struct ServeConfig {
   int hl7_out_attempts = 8;       // failed deliveries after which a message is dead-lettered
   int hl7_out_backoff_ms = 1000;  // wait after the first failed delivery; doubled after each further one
   std::string tls_cert, tls_key;
+  // Mutual TLS: a PEM CA bundle that client certificates are verified against; needs tls_cert. Empty: off.
+  std::string tls_client_ca;
   std::string base_url;     // empty: http://LISTEN/fhir with the bound port
   std::size_t threads = 0;  // I/O threads; 0 = one per core
   std::size_t blocking_threads = 64;

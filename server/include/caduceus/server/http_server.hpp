@@ -26,6 +26,10 @@ struct HttpServerOptions {
   // Both set: HTTPS (TLS 1.2 and 1.3 only) with this PEM certificate chain and its unencrypted PEM key; every
   // response then carries Strict-Transport-Security. Read by listen(), which refuses unreadable or mismatched files.
   std::string tls_cert_file, tls_key_file;
+  // With HTTPS: mutual TLS. The server asks every client for a certificate and verifies one that is presented
+  // against this PEM CA bundle (an invalid, expired or untrusted one fails the handshake; a client without one
+  // still connects). A verified certificate reaches the handler as Request::peer_certificate.
+  std::string tls_client_ca_file;
 };
 
 // Called once per exchange, when the response is ready and before it is written, on the thread that produced it
@@ -63,9 +67,10 @@ class HttpServer {
   // drops the callback unanswered, gets a 500 sent for it.
   void set_async_handler(AsyncHandler handler);
 
-  // Loads the TLS certificate and key when set, binds and listens. Returns the bound port (the one picked when
-  // options.port is 0). Errors: kUnavailable when the address is in use or cannot be bound, kInvalid when the host
-  // cannot be resolved or a TLS file cannot be read, is not PEM, or the key does not match the certificate.
+  // Loads the TLS certificate and key (and client CA) when set, binds and listens. Returns the bound port (the one
+  // picked when options.port is 0). Errors: kUnavailable when the address is in use or cannot be bound, kInvalid
+  // when the host cannot be resolved or a TLS file cannot be read, is not PEM, or the key does not match the
+  // certificate, or a client CA is given without a certificate.
   fhir::Result<std::uint16_t> listen();
 
   // Makes SIGINT and SIGTERM call stop(). Call before run(). After the first signal the default disposition is

@@ -14,11 +14,13 @@ namespace caduceus::resources {
 struct ClientRecord {
   std::string client_id;
   std::string name;
-  // "public", "confidential-symmetric" (client_secret_basic) or "confidential-asymmetric" (private_key_jwt).
+  // "public", "confidential-symmetric" (client_secret_basic), "confidential-asymmetric" (private_key_jwt) or
+  // "tls-client-auth" (RFC 8705 mutual TLS with a certificate of the CA the server trusts).
   std::string kind;
   std::string secret_hash;  // confidential-symmetric: the secret's salted hash (never the secret)
   std::string jwks;         // confidential-asymmetric: the JWK Set by value (JSON), or empty
   std::string jwks_url;     // confidential-asymmetric: where the JWK Set is, or empty
+  std::string tls_subject;  // tls-client-auth: its certificate's subject DN, canonical (server/peer_certificate.hpp)
   std::vector<std::string> redirect_uris;
   std::vector<std::string> scopes;  // the scopes it may be granted
   std::int64_t created_ms = 0;

@@ -31,6 +31,9 @@ struct SmartOptions {
   int offline_token_lifetime_s = 30 * 24 * 3600;  // refresh tokens of offline_access
   // What each role may see (--policy); nullptr: the built-in defaults (AccessPolicy::default_json()).
   std::shared_ptr<const AccessPolicy> policy;
+  // Mutual TLS (--tls-client-ca, RFC 8705): tls-client-auth clients authenticate with their certificate and get
+  // certificate-bound tokens; discovery says so.
+  bool mutual_tls = false;
 };
 
 // The SMART on FHIR authorization server and the enforcement of its tokens.
@@ -38,7 +41,8 @@ struct SmartOptions {
 // Endpoints (ORIGIN is the FHIR base without its trailing /fhir):
 //   GET  /fhir/.well-known/smart-configuration, /.well-known/openid-configuration   discovery
 //   GET  /auth/jwks        the public signing keys (JWKS)
-//   POST /auth/token       client_credentials: private_key_jwt (Backend Services) or client_secret_basic
+//   POST /auth/token       client_credentials: private_key_jwt (Backend Services), client_secret_basic, or
+//                          tls_client_auth (RFC 8705; the token is then bound to the client's certificate)
 //   POST /auth/introspect  RFC 7662 (the caller authenticates with a Bearer token or client_secret_basic)
 //   POST /auth/revoke      RFC 7009 (Bearer of the same client, or its client_secret_basic)
 //   GET|POST /auth/authorize, POST /auth/launch, and the token endpoint's authorization_code and refresh_token
@@ -48,6 +52,7 @@ struct SmartOptions {
 // type a search reaches (_include, _revinclude, chains, _has, _type, compartments): else 403. Which resources of
 // those types it then sees (the patient's compartment, granular queries, the user's role) is the access filter that
 // the router puts on every query: a search answers the visible part only, a read of a hidden resource is 403.
+// A certificate-bound token (`cnf.x5t#S256`) is valid only on a connection with that client certificate (else 401).
 class SmartAuth final : public Authorizer {
  public:
   using RegistrySource = std::function<std::shared_ptr<const resources::SearchParameterRegistry>()>;
