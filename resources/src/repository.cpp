@@ -440,6 +440,23 @@ Result<WriteOutcome> Repository::conditional_update_in(Transaction& txn, TenantI
   return out;
 }
 
+Result<WriteOutcome> Repository::update_in(Transaction& txn, TenantId tenant, std::string_view type,
+                                           std::string_view id, json::Value resource) {
+  if (auto ok = issues_to_error(check(type, resource, id)); !ok) return std::unexpected(ok.error());
+  std::shared_ptr<const void> guard;
+  std::optional<IndexValues> index = index_of(resource, guard);
+  auto current = txn.current(tenant, type, id);
+  if (!current) return std::unexpected(current.error());
+  std::int64_t current_version = *current ? (*current)->version : 0;
+  auto rec = append_resource(txn, tenant, resource, std::string(type), std::string(id), current_version + 1,
+                             Method::kUpdate, index);
+  if (!rec) return std::unexpected(rec.error());
+  WriteOutcome out;
+  out.created = !*current || (*current)->deleted;
+  out.record = std::move(*rec);
+  return out;
+}
+
 void Repository::conditional_delete_async(TenantId tenant, std::string_view type,
                                           std::shared_ptr<const Conditional> criteria, std::size_t max_matches,
                                           Callback<std::vector<VersionRecord>> done) {

@@ -57,7 +57,11 @@ Result<std::optional<InboundMessageRecord>> insert_unless_duplicate(Transaction&
                                                                     InboundMessageRecord rec,
                                                                     std::optional<InboundMessageRecord>& duplicate) {
   duplicate.reset();
-  if (!rec.control_id.empty()) {
+  rec.received_ms = rec.updated_ms = txn.now_ms();
+  // The insert looks for the sender and control id itself (kConflict when stored already): only a duplicate
+  // costs a second look, for its stored acknowledgement.
+  auto id = txn.insert_inbound_message(tenant, rec);
+  if (!id && id.error().kind == ErrorKind::kConflict && !rec.control_id.empty()) {
     auto dup = txn.find_inbound_message(tenant, rec.sending_application, rec.sending_facility, rec.control_id);
     if (!dup) return std::unexpected(dup.error());
     if (*dup) {
@@ -65,8 +69,6 @@ Result<std::optional<InboundMessageRecord>> insert_unless_duplicate(Transaction&
       return std::optional<InboundMessageRecord>{};
     }
   }
-  rec.received_ms = rec.updated_ms = txn.now_ms();
-  auto id = txn.insert_inbound_message(tenant, rec);
   if (!id) return std::unexpected(id.error());
   rec.id = *id;
   return std::optional<InboundMessageRecord>{std::move(rec)};

@@ -50,19 +50,6 @@ void amend(Value& body, const Value& patch) {
   }
 }
 
-Result<resources::Conditional> by_id(const std::string& type, const std::string& id,
-                                     const std::shared_ptr<const resources::SearchParameterRegistry>& registry,
-                                     const resources::Definitions& definitions) {
-  std::vector<std::pair<std::string, std::string>> params{{"_id", id}};
-  auto query = resources::parse_search(type, params, *registry, definitions);
-  if (!query) return std::unexpected(query.error());
-  resources::Conditional c;
-  c.query = std::move(*query);
-  c.parameters = registry;
-  c.text = "_id=" + id;
-  return c;
-}
-
 }  // namespace
 
 Result<std::vector<std::string>> write_mapping(
@@ -143,9 +130,8 @@ Result<std::vector<std::string>> write_mapping(
       written.push_back(std::move(ref));
       continue;
     }
-    auto criteria = by_id(r.type, ids[i], registry, definitions);
-    if (!criteria) return std::unexpected(criteria.error());
-    auto w = repository.conditional_update_in(txn, tenant, r.type, std::move(body), *criteria);
+    // (Found by its criteria above, in this transaction: written by id, without searching again.)
+    auto w = repository.update_in(txn, tenant, r.type, ids[i], std::move(body));
     if (!w) return std::unexpected(w.error());
     std::string ref = w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version);
     targets.push_back(reference(ref));
@@ -180,9 +166,7 @@ Result<std::vector<std::string>> write_mapping(
   push(p, "entity", std::move(entity));
   std::string provenance_id = "hl7v2-" + message_id;
   resources::set_id(p, provenance_id);
-  auto criteria = by_id("Provenance", provenance_id, registry, definitions);
-  if (!criteria) return std::unexpected(criteria.error());
-  auto w = repository.conditional_update_in(txn, tenant, "Provenance", std::move(p), *criteria);
+  auto w = repository.update_in(txn, tenant, "Provenance", provenance_id, std::move(p));
   if (!w) return std::unexpected(w.error());
   written.push_back(w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version));
   return written;

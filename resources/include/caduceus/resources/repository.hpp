@@ -101,6 +101,11 @@ class Repository {
   // return them (nothing of it is then kept).
   fhir::Result<WriteOutcome> conditional_update_in(Transaction& txn, TenantId tenant, std::string_view type,
                                                    fhir::json::Value resource, const Conditional& criteria);
+  // An update (or create) of type/id made inside a write job of the caller's, for a caller that has found the id
+  // itself in that same transaction (the HL7 v2 writer, after its conditional search): no second search. The body
+  // passes check() first and must carry `id`.
+  fhir::Result<WriteOutcome> update_in(Transaction& txn, TenantId tenant, std::string_view type, std::string_view id,
+                                       fhir::json::Value resource);
   // Conditional delete (DELETE [type]?criteria): deletes every match when there are at most max_matches (at least
   // one), else kPreconditionFailed and nothing is deleted. Answers the deletion versions written (none: no match).
   void conditional_delete_async(TenantId tenant, std::string_view type, std::shared_ptr<const Conditional> criteria,
