@@ -144,8 +144,7 @@ class GuardedTransaction final : public Transaction {
 AccessGuardedStore::AccessGuardedStore(Store& inner, WriteAccess access, const Repository& like)
     : inner_(inner), access_(std::make_shared<const WriteAccess>(std::move(access))), repository_(*this, like) {}
 
-std::shared_ptr<AccessGuardedStore> AccessGuardedStore::make(Store& inner, WriteAccess access,
-                                                             const Repository& like) {
+std::shared_ptr<AccessGuardedStore> AccessGuardedStore::make(Store& inner, WriteAccess access, const Repository& like) {
   return std::make_shared<AccessGuardedStore>(inner, std::move(access), like);
 }
 
@@ -177,7 +176,9 @@ Result<SearchPage> AccessGuardedStore::search(TenantId tenant, const SearchQuery
 Result<SearchPlan> AccessGuardedStore::explain(TenantId tenant, const SearchQuery& query) {
   return inner_.explain(tenant, query);
 }
-Result<void> AccessGuardedStore::ping() { return inner_.ping(); }
+Result<void> AccessGuardedStore::ping() {
+  return inner_.ping();
+}
 Result<std::optional<bool>> AccessGuardedStore::token_revoked(TenantId tenant, const std::string& jti) {
   return inner_.token_revoked(tenant, jti);
 }

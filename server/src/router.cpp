@@ -15,11 +15,11 @@
 #include <variant>
 
 #include "access_guard.hpp"
-#include "caduceus/resources/access_guarded_store.hpp"
 #include "bundle.hpp"
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/json_patch.hpp"
 #include "caduceus/fhir/outcome.hpp"
+#include "caduceus/resources/access_guarded_store.hpp"
 #include "caduceus/resources/fhirpath_patch.hpp"
 #include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/search_query.hpp"
@@ -720,7 +720,7 @@ struct Router::Impl {
     if (!body) return error_response(body.error());
     if (auto refused = check_search_parameter(type, *body, {})) return refused;
     writer().create_async(kDefaultTenant, type, std::move(*body),
-                        answer_write(type, "create", {.always_201 = true, .always_location = true}));
+                          answer_write(type, "create", {.always_201 = true, .always_location = true}));
     return std::nullopt;
   }
 
@@ -1176,7 +1176,7 @@ struct Router::Impl {
     if (auto refused = check_search_parameter(type, *body, body_id))
       return with_interaction(std::move(*refused), "update");
     writer().conditional_update_async(kDefaultTenant, type, std::move(*body), std::move(*criteria),
-                                    answer_write(type, "update", {}));
+                                      answer_write(type, "update", {}));
     return std::nullopt;
   }
 
@@ -1312,12 +1312,10 @@ struct Router::Impl {
     // With a filtered token every write entry is checked inside the Bundle's write job (guarded_writes()).
     // Entries that the processor hands back to the router (reads, searches) carry the Bundle's credentials.
     auto run = [router = &self, guarded = guarded_writes(), body = std::make_shared<json::Value>(std::move(*body)),
-                options = std::move(options),
-                format = format, interaction = std::move(interaction),
+                options = std::move(options), format = format, interaction = std::move(interaction),
                 authorization = std::string(req.header("authorization"))]() mutable {
       BundleProcessor processor(guarded ? guarded->repository() : router->repository_, router->search_parameters(),
-                                std::move(options),
-                                [router, &authorization](const Request& sub) {
+                                std::move(options), [router, &authorization](const Request& sub) {
                                   if (authorization.empty()) return router->handle(sub);
                                   Request with = sub;
                                   with.headers.emplace_back("authorization", authorization);

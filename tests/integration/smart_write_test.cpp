@@ -7,8 +7,9 @@
 // (create, update, conditional create and update, PATCH, DELETE, and the same as entries of batch and transaction
 // Bundles), each with the exact status expected, worked out by hand from the data below. The profiles run one
 // after the other (the patients, then the nurse, then the physician, unless a row names one to run first), and
-// the expectations follow that order: a write that succeeds changes what the next profile meets. Every refusal must be a 403 with an OperationOutcome, and must have written nothing (the system history
-// counts the same versions before and after).
+// the expectations follow that order: a write that succeeds changes what the next profile meets. Every refusal must be
+// a 403 with an OperationOutcome, and must have written nothing (the system history counts the same versions before and
+// after).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -55,7 +56,8 @@ std::string observation(const std::string& id, const std::string& category, cons
 
 std::string medication_request(const std::string& id, const std::string& label, const std::string& patient) {
   std::string meta =
-      label.empty() ? "" : R"("meta":{"security":[{"system":")" + std::string(kConf) + R"(","code":")" + label + "\"}]},";
+      label.empty() ? ""
+                    : R"("meta":{"security":[{"system":")" + std::string(kConf) + R"(","code":")" + label + "\"}]},";
   return std::string(R"({"resourceType":"MedicationRequest",)") + (id.empty() ? "" : R"("id":")" + id + R"(",)") +
          meta +
          R"("status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/)" +
@@ -184,8 +186,7 @@ class SmartWriteTest : public ServerTest {
       headers.insert(headers.end(), w.headers.begin(), w.headers.end());
       const std::int64_t before = versions();
       Response r = client().request(w.method, w.target, w.body, headers);
-      EXPECT_EQ(summary(r), w.expected.at(name)) << what << " (" << w.method << " " << w.target << ")\n"
-                                                 << r.summary();
+      EXPECT_EQ(summary(r), w.expected.at(name)) << what << " (" << w.method << " " << w.target << ")\n" << r.summary();
       if (r.status == 403) {
         EXPECT_TRUE(IsOperationOutcome(r, 403)) << what;
         EXPECT_EQ(versions(), before) << what << ": a refused write wrote something";
@@ -470,8 +471,9 @@ TEST_F(SmartWriteTest, HistoryOfDeletedResources) {
   auto first = client().put("/fhir/Observation/oA5", observation("oA5", "vital-signs", "pA"), bearer(adm, kFhirJson));
   ASSERT_EQ(first.status, 201) << first.summary();
   const std::string since = string_at(*first.json(), "meta.lastUpdated");
-  ASSERT_EQ(client().put("/fhir/Observation/oB5", observation("oB5", "laboratory", "pB"), bearer(adm, kFhirJson)).status,
-            201);
+  ASSERT_EQ(
+      client().put("/fhir/Observation/oB5", observation("oB5", "laboratory", "pB"), bearer(adm, kFhirJson)).status,
+      201);
   ASSERT_EQ(client().del("/fhir/Observation/oA5", bearer(adm)).status, 200);
   ASSERT_EQ(client().del("/fhir/Observation/oB5", bearer(adm)).status, 200);
 
@@ -519,7 +521,6 @@ TEST_F(SmartWriteTest, HistoryOfDeletedResources) {
   EXPECT_EQ(history("patientA", "/fhir/Observation/oA5/_history"),
             "Observation/oA5 DELETE, Observation/oA5 PUT, Observation/oA5 PUT (3)");
 }
-
 
 // Side doors of reads: a page link made for one token shows another token only its own rights; _summary=count
 // counts what the token sees; _include:iterate and _revinclude:iterate add only visible resources.

@@ -478,7 +478,8 @@ TEST_F(RepositoryTest, IndexRowsFollowTheCurrentVersion) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE tenant = 0"), 0);
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_date WHERE tenant = 0"), 0);
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE tenant = -1 AND param = 'code' AND code = '8867-4'"), 1);
-  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_reference WHERE tenant = -1 AND target_id = 'p1'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_reference WHERE tenant = -1 AND param = 'subject' AND target_id = 'p1'"),
+            1);
   // Written again, the resource has its own rows only.
   ASSERT_TRUE(indexed.update(kDefaultTenant, "Observation", "o1", obs("8310-5"), {}));
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE tenant = -1"), 0);
