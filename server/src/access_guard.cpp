@@ -1,5 +1,6 @@
 #include "access_guard.hpp"
 
+#include "caduceus/resources/access_guarded_store.hpp"
 #include "caduceus/server/errors.hpp"
 
 namespace caduceus::server {
@@ -22,7 +23,13 @@ std::optional<Response> refuse_hidden(resources::Store& store, resources::Tenant
   };
   auto current = store.read(tenant, type, id);
   if (!current) return std::nullopt;  // not found (or the store fails): the interaction answers that
-  if (current->deleted) return deleted_hides ? std::optional<Response>(forbidden()) : std::nullopt;
+  if (current->deleted) {
+    if (!deleted_hides) return std::nullopt;
+    // Its history shows its old versions: visible when its last live version was.
+    auto was = resources::is_visible_or_was(store, tenant, std::string(type), std::string(id), access);
+    if (!was) return error_response(was.error());
+    return *was ? std::nullopt : std::optional<Response>(forbidden());
+  }
   if (registry == nullptr) return forbidden();  // without the search index nothing can be decided: refused
   auto visible = resources::is_visible(store, tenant, *registry, std::string(type), std::string(id), access);
   if (!visible) return error_response(visible.error());

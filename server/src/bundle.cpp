@@ -35,6 +35,7 @@ std::string status_text(int status) {
     case 204: return "204 No Content";
     case 304: return "304 Not Modified";
     case 400: return "400 Bad Request";
+    case 403: return "403 Forbidden";
     case 404: return "404 Not Found";
     case 405: return "405 Method Not Allowed";
     case 409: return "409 Conflict";
@@ -157,7 +158,8 @@ fhir::Error entry_error(const Entry& e, fhir::Error error) {
   std::string where = e.path + (e.full_url.empty() ? "" : " (fullUrl " + e.full_url + ")") + ": ";
   for (fhir::Issue& issue : error.issues) {
     issue.diagnostics = where + issue.diagnostics;
-    if (issue.expression.empty()) issue.expression = e.path;
+    // (A refusal by the token names the entry: its resource is what the token may not write.)
+    if (issue.expression.empty() || error.kind == ErrorKind::kForbidden) issue.expression = e.path;
   }
   return error;
 }

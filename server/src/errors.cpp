@@ -20,6 +20,7 @@ int http_status(fhir::ErrorKind kind) noexcept {
     case K::kUnavailable: return 503;
     case K::kNotSupported: return 501;
     case K::kInternal: return 500;
+    case K::kForbidden: return 403;
   }
   return 500;
 }

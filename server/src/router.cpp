@@ -19,6 +19,7 @@
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/json_patch.hpp"
 #include "caduceus/fhir/outcome.hpp"
+#include "caduceus/resources/access_guarded_store.hpp"
 #include "caduceus/resources/fhirpath_patch.hpp"
 #include "caduceus/resources/full_text.hpp"
 #include "caduceus/resources/search_query.hpp"
@@ -568,6 +569,23 @@ struct Router::Impl {
   const Completion* done = nullptr;  // where asynchronous writes answer
 
   resources::Repository& repo() const { return self.repository_; }
+  // The repository the request's writes go through: for a token whose access is filtered, one whose write jobs
+  // keep every write inside what the token may touch (access_guarded_store.hpp; it lives until they are done).
+  mutable std::optional<std::shared_ptr<resources::AccessGuardedStore>> guarded;
+  std::shared_ptr<resources::AccessGuardedStore> guarded_writes() const {
+    if (!guarded) {
+      guarded.emplace();
+      if (self.authorizer_ != nullptr) {
+        resources::WriteAccess a{access('c'), access('u'), access('d'), access('s'), self.search_parameters()};
+        if (a.restricted()) *guarded = resources::AccessGuardedStore::make(repo().store(), std::move(a), repo());
+      }
+    }
+    return *guarded;
+  }
+  resources::Repository& writer() const {
+    auto g = guarded_writes();
+    return g ? g->repository() : repo();
+  }
   const std::string& base() const { return self.options_.base_url; }
 
   // The request's access filter for a permission letter (authorizer.hpp); nullptr: everything is visible.
@@ -701,8 +719,8 @@ struct Router::Impl {
     auto body = read_body(req);
     if (!body) return error_response(body.error());
     if (auto refused = check_search_parameter(type, *body, {})) return refused;
-    repo().create_async(kDefaultTenant, type, std::move(*body),
-                        answer_write(type, "create", {.always_201 = true, .always_location = true}));
+    writer().create_async(kDefaultTenant, type, std::move(*body),
+                          answer_write(type, "create", {.always_201 = true, .always_location = true}));
     return std::nullopt;
   }
 
@@ -717,7 +735,7 @@ struct Router::Impl {
     if (!im) return error_response(im.error());
     if (auto refused = check_search_parameter(type, *body, id)) return refused;
     if (auto refused = hidden(type, id, 'u', false)) return refused;
-    repo().update_async(kDefaultTenant, type, id, std::move(*body), *im, true, answer_write(type, "update", {}));
+    writer().update_async(kDefaultTenant, type, id, std::move(*body), *im, true, answer_write(type, "update", {}));
     return std::nullopt;
   }
 
@@ -728,7 +746,7 @@ struct Router::Impl {
     auto im = if_match();
     if (!im) return error_response(im.error());
     if (auto refused = hidden(type, id, 'd', false)) return refused;
-    repo().remove_async(
+    writer().remove_async(
         kDefaultTenant, type, id, *im,
         [format = format, type = std::string(type), id = std::string(id), done = *done,
          reindexer = custom_parameters(type)](fhir::Result<std::optional<VersionRecord>> out) {
@@ -1141,7 +1159,7 @@ struct Router::Impl {
     auto criteria = conditional_criteria(type, *given, std::string(header));
     if (!criteria) return with_interaction(error_response(criteria.error()), "create");
     if (auto refused = check_search_parameter(type, *body, {})) return with_interaction(std::move(*refused), "create");
-    repo().conditional_create_async(
+    writer().conditional_create_async(
         kDefaultTenant, type, std::move(*body), std::move(*criteria),
         answer_write(type, "create", {.always_location = true, .reindex_only_if_created = true}));
     return std::nullopt;
@@ -1157,8 +1175,8 @@ struct Router::Impl {
     if (const json::Value* id = body->find("id"); id != nullptr && id->is_string()) body_id = id->text();
     if (auto refused = check_search_parameter(type, *body, body_id))
       return with_interaction(std::move(*refused), "update");
-    repo().conditional_update_async(kDefaultTenant, type, std::move(*body), std::move(*criteria),
-                                    answer_write(type, "update", {}));
+    writer().conditional_update_async(kDefaultTenant, type, std::move(*body), std::move(*criteria),
+                                      answer_write(type, "update", {}));
     return std::nullopt;
   }
 
@@ -1167,7 +1185,7 @@ struct Router::Impl {
     auto criteria = conditional_criteria(type, params, raw_query());
     if (!criteria) return with_interaction(error_response(criteria.error()), "delete");
     std::string text = (*criteria)->text;
-    repo().conditional_delete_async(
+    writer().conditional_delete_async(
         kDefaultTenant, type, std::move(*criteria), self.options_.max_conditional_delete,
         [format = format, type = std::string(type), text = std::move(text), done = *done,
          reindexer = custom_parameters(type)](fhir::Result<std::vector<VersionRecord>> out) {
@@ -1257,8 +1275,8 @@ struct Router::Impl {
         }
       return {};
     };
-    auto out = criteria ? repo().conditional_patch(kDefaultTenant, type, criteria, apply)
-                        : repo().patch(kDefaultTenant, type, id, apply, *im);
+    auto out = criteria ? writer().conditional_patch(kDefaultTenant, type, criteria, apply)
+                        : writer().patch(kDefaultTenant, type, id, apply, *im);
     if (!out) return with_interaction(error_response(out.error()), "patch");
     Response r = reply().written(200, out->record, false);
     if (resources::Reindexer* reindexer = custom_parameters(type))
@@ -1291,27 +1309,13 @@ struct Router::Impl {
         if (type != "SearchParameter") return {};
         return reindexer->check(resource, id);
       };
-    // A PUT entry of a resource that the request's token may not see is refused (a transaction then writes nothing).
-    if (auto filter = access('u')) {
-      options.check = [previous = std::move(options.check), router = &self, filter](
-                          std::string_view type, const json::Value& resource,
-                          const std::string& id) -> fhir::Result<void> {
-        if (previous)
-          if (auto ok = previous(type, resource, id); !ok) return ok;
-        if (id.empty()) return {};
-        if (refuse_hidden(router->repository_.store(), kDefaultTenant, router->search_parameters(), filter, type, id,
-                          false))
-          return fhir::fail(ErrorKind::kInvalid, "forbidden",
-                            "The token does not give access to " + std::string(type) + "/" + id, std::string(type));
-        return {};
-      };
-    }
+    // With a filtered token every write entry is checked inside the Bundle's write job (guarded_writes()).
     // Entries that the processor hands back to the router (reads, searches) carry the Bundle's credentials.
-    auto run = [router = &self, body = std::make_shared<json::Value>(std::move(*body)), options = std::move(options),
-                format = format, interaction = std::move(interaction),
+    auto run = [router = &self, guarded = guarded_writes(), body = std::make_shared<json::Value>(std::move(*body)),
+                options = std::move(options), format = format, interaction = std::move(interaction),
                 authorization = std::string(req.header("authorization"))]() mutable {
-      BundleProcessor processor(router->repository_, router->search_parameters(), std::move(options),
-                                [router, &authorization](const Request& sub) {
+      BundleProcessor processor(guarded ? guarded->repository() : router->repository_, router->search_parameters(),
+                                std::move(options), [router, &authorization](const Request& sub) {
                                   if (authorization.empty()) return router->handle(sub);
                                   Request with = sub;
                                   with.headers.emplace_back("authorization", authorization);

@@ -543,9 +543,8 @@ TEST_F(SmartScopeTest, WritesAndTokens) {
                    "medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/pA"}},
        "request":{"method":"PUT","url":"MedicationRequest/mA2"}}]})",
                                       bearer(nurse, true));
-  EXPECT_TRUE(IsOperationOutcome(in_transaction, 400)) << in_transaction.summary();
-  EXPECT_TRUE(NamesElement(in_transaction, {"Bundle.entry[0].resource"}, "MedicationRequest/mA2"))
-      << in_transaction.summary();
+  EXPECT_TRUE(IsOperationOutcome(in_transaction, 403)) << in_transaction.summary();
+  EXPECT_TRUE(NamesElement(in_transaction, {"Bundle.entry[0]"}, "MedicationRequest/mA2")) << in_transaction.summary();
   auto conditional = client().del("/fhir/MedicationRequest?_id=mA2", bearer(nurse));
   EXPECT_EQ(conditional.status, 200) << conditional.summary();  // nothing it may see matched: nothing deleted
   const std::string physician = mint(profiles().at("physician.v2"));

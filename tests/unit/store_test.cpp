@@ -472,9 +472,18 @@ TEST_F(RepositoryTest, IndexRowsFollowTheCurrentVersion) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = 'code' AND code = '0000-0'"), 0);
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = 'code' AND code = '8867-4'"), 1);
 
+  // A delete sets the rows aside (tenant -1 - tenant), out of every search: history under an access filter decides
+  // by them whether the deletion is visible.
   ASSERT_TRUE(indexed.remove(kDefaultTenant, "Observation", "o1", std::nullopt));
-  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token"), 0);
-  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_date"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE tenant = 0"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_date WHERE tenant = 0"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE tenant = -1 AND param = 'code' AND code = '8867-4'"), 1);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_reference WHERE tenant = -1 AND param = 'subject' AND target_id = 'p1'"),
+            1);
+  // Written again, the resource has its own rows only.
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Observation", "o1", obs("8310-5"), {}));
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE tenant = -1"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = 'code' AND code = '8310-5'"), 1);
 }
 
 // The full-text row and the identifier-type rows follow the current version too: an update that drops a word
@@ -510,7 +519,7 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
     EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE type_code = 'SS'"), 1);
     ASSERT_TRUE(indexed.remove(kDefaultTenant, "Patient", "ft", std::nullopt));
     EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text"), 0);
-    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type"), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE tenant = 0"), 0);
     return;
   }
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'helene'"), 1);
@@ -531,7 +540,7 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
   ASSERT_TRUE(indexed.remove(kDefaultTenant, "Patient", "ft", std::nullopt));
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text"), 0);
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH 'durand'"), 0);
-  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type"), 0);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE tenant = 0"), 0);
 }
 
 // The full-text rows wait for the end of their job group: a rolled-back job leaves none, a later version replaces

@@ -176,6 +176,19 @@ std::string delete_index_sql(bool with_params) {
   return sql;
 }
 
+// A deletion: the index rows of resource $1 move under tenant $2 (set_aside_tenant), out of every search; the
+// full-text and patient-token rows, which only searches use, go.
+std::string set_aside_index_sql() {
+  std::string sql;
+  for (const char* t : kIndexTables) {
+    sql += sql.empty() ? "WITH " : ", ";
+    sql += std::string("u_") + t + " AS (UPDATE " + t + " SET tenant = $2 WHERE rid = $1)";
+  }
+  sql += ", d_idx_patient_token AS (DELETE FROM idx_patient_token WHERE rid = $1)";
+  sql += " DELETE FROM idx_text WHERE rid = $1";
+  return sql;
+}
+
 // idx_patient_token's rows of resource $1, from its `patient` reference rows and its token rows already in the
 // tables (a reindex of some parameters: the others' rows are only in the database).
 constexpr const char* kPatientTokenFill =
@@ -1297,9 +1310,13 @@ class PostgresStore final : public Store {
     const std::int64_t rid = ins->i64(0, 0);
     const std::int64_t seq = ins->i64(0, 1);
     // The index describes the current version only: the previous version's rows go, the new ones come.
-    if (rec.version > 1) {
-      if (pending_.has(rid))  // (written earlier in this group: its rows must be there to be deleted)
-        if (auto f = flush_index(); !f) return std::unexpected(f.error());
+    if (rec.version > 1 && pending_.has(rid))  // (written earlier in this group: its rows must be there first)
+      if (auto f = flush_index(); !f) return std::unexpected(f.error());
+    if (rec.deleted) {
+      static const std::string aside = set_aside_index_sql();
+      if (auto d = writer_->run("set_aside_index", aside.c_str(), {Param(rid), Param(set_aside_tenant(tenant))}); !d)
+        return std::unexpected(pg::to_error(d.error(), "write"));
+    } else if (rec.version > 1) {
       static const std::string del = delete_index_sql(false);
       if (auto d = writer_->run("delete_index", del.c_str(), {Param(rid)}); !d)
         return std::unexpected(pg::to_error(d.error(), "write"));

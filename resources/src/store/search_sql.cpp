@@ -1119,18 +1119,23 @@ SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::s
 
 fhir::Result<SqlQuery> build_access_condition(TenantId tenant, const AccessFilter& access, const std::string& type) {
   SqlQuery q;
-  Builder b{q};
-  b.tenant = tenant;
-  b.access = &access;
-  q.binds.push_back(static_cast<std::int64_t>(tenant));
-  std::string where = "v.rid IN (SELECT r.rid FROM resource r WHERE r.tenant = ? AND r.deleted = 0";
-  if (!type.empty()) {
-    where += " AND r.type = ?";
-    q.binds.push_back(type);
-  }
   Types types;
   if (!type.empty()) types.push_back(type);
-  if (auto ok = b.visible("r", types, where); !ok) return std::unexpected(ok.error());
+  // The live resources by their index rows, then the deleted ones by the rows their deletion set aside.
+  std::string where = "v.rid IN (";
+  for (int deleted = 0; deleted < 2; ++deleted) {
+    Builder b{q};
+    b.tenant = deleted ? set_aside_tenant(tenant) : tenant;
+    b.access = &access;
+    q.binds.push_back(static_cast<std::int64_t>(tenant));
+    where += deleted ? " UNION ALL " : "";
+    where += "SELECT r.rid FROM resource r WHERE r.tenant = ? AND r.deleted = " + std::to_string(deleted);
+    if (!type.empty()) {
+      where += " AND r.type = ?";
+      q.binds.push_back(type);
+    }
+    if (auto ok = b.visible("r", types, where); !ok) return std::unexpected(ok.error());
+  }
   q.sql = where + ")";
   return q;
 }

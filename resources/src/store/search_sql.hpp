@@ -58,8 +58,16 @@ SqlQuery bounded_match_count_sql(const SqlQuery& count_sql, std::size_t bound);
 SqlQuery build_include_sql(TenantId tenant, const Include& include, const std::string& ids_type,
                            const std::vector<std::string>& ids, const AccessFilter* access = nullptr);
 
+// The tenant under which a deleted resource keeps the index rows of its last live version (a deletion sets them
+// aside rather than removing them; writing the resource again removes them): no query of the tenant's resources
+// sees them, since every one filters on the tenant. History under an access filter decides by them.
+constexpr TenantId set_aside_tenant(TenantId tenant) noexcept {
+  return -1 - tenant;
+}
+
 // For history under an access filter: the condition "v.rid IN (SELECT r.rid FROM resource r WHERE ...)" that keeps
-// the versions (aliased v) of the resources (of `type`, when not empty) whose current version is visible.
+// the versions (aliased v) of the resources (of `type`, when not empty) whose current version is visible, or,
+// for a deleted resource, whose last live version was (by its index rows set aside, set_aside_tenant).
 fhir::Result<SqlQuery> build_access_condition(TenantId tenant, const AccessFilter& access, const std::string& type);
 
 // Adds to page.included what the query's _include and _revinclude reach from page.entries (and, for :iterate, from

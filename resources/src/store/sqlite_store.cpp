@@ -256,6 +256,7 @@ class RawStatement {
 struct IndexWriter {
   std::vector<std::unique_ptr<RawStatement>> deletes;
   std::vector<std::unique_ptr<RawStatement>> param_deletes;  // rows of one parameter of one resource
+  std::vector<std::unique_ptr<RawStatement>> set_asides;     // rows of a deleted resource (set_aside_tenant)
   RawStatement string_row, token_row, reference_row, date_row, number_row, quantity_row, uri_row, composite_row,
       identifier_type_row, text_row, text_delete;
   // idx_patient_token (migration 5) follows idx_reference and idx_token: its rows of a resource are found through
@@ -292,6 +293,8 @@ struct IndexWriter {
       const std::string del = std::string("DELETE FROM ") + table + " WHERE rid = ?1";
       deletes.push_back(std::make_unique<RawStatement>(db, del.c_str()));
       param_deletes.push_back(std::make_unique<RawStatement>(db, (del + " AND param = ?2").c_str()));
+      const std::string aside = std::string("UPDATE ") + table + " SET tenant = ?2 WHERE rid = ?1";
+      set_asides.push_back(std::make_unique<RawStatement>(db, aside.c_str()));
     }
   }
 
@@ -304,6 +307,14 @@ struct IndexWriter {
   void remove(std::int64_t rid) {
     patient_token_delete.bind(1, rid).run();
     for (auto& d : deletes) d->bind(1, rid).run();
+    pending_text.push_back(TextOp{rid, false, {}, {}});
+  }
+
+  // A deletion: the rows of the last live version move under `aside` (set_aside_tenant), out of every search;
+  // the full-text and patient-token rows, which only searches use, go.
+  void set_aside(std::int64_t rid, std::int64_t aside) {
+    patient_token_delete.bind(1, rid).run();
+    for (auto& u : set_asides) u->bind(1, rid).bind(2, aside).run();
     pending_text.push_back(TextOp{rid, false, {}, {}});
   }
 
@@ -1166,7 +1177,10 @@ class SqliteStore final : public Store {
     execute_one(*upsert_stmt_);
     execute_one(*insert_stmt_);
     // The index describes the current version only: the previous version's rows go, the new ones come.
-    if (rec.version > 1) index_writer_->remove(w_rid_);
+    if (rec.deleted)
+      index_writer_->set_aside(w_rid_, set_aside_tenant(tenant));
+    else if (rec.version > 1)
+      index_writer_->remove(w_rid_);
     if (index != nullptr && !rec.deleted) index_writer_->insert(w_rid_, tenant, rec.type, *index);
     appended_.emplace_back(tenant, rec);
     appended_.back().second.seq = w_seq_;

@@ -22,6 +22,7 @@ enum class ErrorKind {
   kUnavailable,           // the database or another dependency is down (503)
   kNotSupported,          // a valid request for something this server does not do (yet) (501)
   kInternal,              // our bug or an unexpected failure (500)
+  kForbidden,             // the request's credentials do not allow it (403)
 };
 
 enum class Severity { kFatal, kError, kWarning, kInformation };

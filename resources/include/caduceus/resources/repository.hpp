@@ -54,6 +54,13 @@ class Repository {
   Repository(Store& store, const Definitions& definitions, const StructureChecker& checker,
              const ActiveSearchParameters& active)
       : store_(store), definitions_(definitions), checker_(checker), indexer_(nullptr), active_(&active) {}
+  // The repository `like` over another store (one that decorates like's store, e.g. AccessGuardedStore).
+  Repository(Store& store, const Repository& like)
+      : store_(store),
+        definitions_(like.definitions_),
+        checker_(like.checker_),
+        indexer_(like.indexer_),
+        active_(like.active_) {}
 
   // Creates a resource of `type` with a new id (any id in the body is replaced).
   // Errors: kInvalid with the issues (bad structure, wrong resourceType), kUnavailable.
