@@ -132,6 +132,17 @@ class GuardedTransaction final : public Transaction {
   Result<std::vector<OutboundMessageRecord>> outbound_messages(TenantId tenant, const OutboundQuery& query) override {
     return inner_.outbound_messages(tenant, query);
   }
+  Result<std::optional<OutboundMessageRecord>> outbound_message(TenantId tenant, std::int64_t id) override {
+    return inner_.outbound_message(tenant, id);
+  }
+  Result<std::vector<InboundMessageRecord>> list_inbound_messages(TenantId tenant,
+                                                                  const Hl7MessageQuery& query) override {
+    return inner_.list_inbound_messages(tenant, query);
+  }
+  Result<std::vector<OutboundMessageRecord>> list_outbound_messages(TenantId tenant,
+                                                                    const Hl7MessageQuery& query) override {
+    return inner_.list_outbound_messages(tenant, query);
+  }
 
  private:
   Transaction& inner_;
