@@ -503,18 +503,20 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
   };
   ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "ft", patient("Dupont", "MR"), {}));
   if (postgres()) {
-    // The text is kept folded (case and accents), under tsvectors: the narrative's, and the narrative's with the
-    // other strings' (_content).
+    // The text is kept folded (case and accents), under one tsvector: the narrative's words of weight A (_text),
+    // then the other strings' (_content), numbered on from the narrative's.
     EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE narrative = 'helene dupont' AND "
-                    "narrative_tsv @@ to_tsquery('simple', 'helene & dupont') AND strpos(content, 'dupont') > 0 AND "
-                    "strpos(content, 'helene') = 0 AND content_tsv @@ to_tsquery('simple', 'helene & dupont')"),
+                    "strpos(content, 'dupont') > 0 AND strpos(content, 'helene') = 0 AND "
+                    "ts_filter(tsv, '{a}')::text = '''dupont'':2A ''helene'':1A' AND "
+                    "tsv @@ to_tsquery('simple', 'dupont:D') AND NOT tsv @@ to_tsquery('simple', 'helene:D') AND "
+                    "tsv @@ to_tsquery('simple', 'helene:A <-> dupont:A')"),
               1);
     EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE param = 'identifier' AND type_code = 'MR' AND "
                     "type_system = 'http://terminology.hl7.org/CodeSystem/v2-0203' AND value = '12345'"),
               1);
     ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "ft", patient("Durand", "SS"), {}));
-    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE content_tsv @@ to_tsquery('simple', 'dupont')"), 0);
-    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE narrative_tsv @@ to_tsquery('simple', 'durand')"), 1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE tsv @@ to_tsquery('simple', 'dupont')"), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text WHERE tsv @@ to_tsquery('simple', 'durand:A')"), 1);
     EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE type_code = 'MR'"), 0);
     EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE type_code = 'SS'"), 1);
     ASSERT_TRUE(indexed.remove(kDefaultTenant, "Patient", "ft", std::nullopt));
@@ -549,7 +551,7 @@ TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   // The full-text rows that hold `word` (FTS5 on SQLite, the tsvector on PostgreSQL).
   auto holding = [&](const std::string& word) {
-    return count(postgres() ? "SELECT COUNT(*) FROM idx_text WHERE content_tsv @@ to_tsquery('simple', '" + word + "')"
+    return count(postgres() ? "SELECT COUNT(*) FROM idx_text WHERE tsv @@ to_tsquery('simple', '" + word + "')"
                             : "SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH '" + word + "'");
   };
   ASSERT_TRUE(registry.has_value());

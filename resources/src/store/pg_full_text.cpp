@@ -1,5 +1,13 @@
 #include "pg_full_text.hpp"
 
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <cstdlib>
+
 #include "caduceus/fhir/search_text.hpp"
 
 namespace caduceus::resources::pg {
@@ -20,12 +28,49 @@ fhir::Error bad(const std::string& why) {
   return fhir::Error::make(fhir::ErrorKind::kInvalid, "invalid", "full-text expression: " + why);
 }
 
+template <class F>
+void for_each_word(std::string_view text, F&& word) {
+  const auto* s = reinterpret_cast<const std::uint8_t*>(text.data());
+  const auto n = static_cast<std::int32_t>(text.size());
+  std::int32_t i = 0;
+  std::int32_t start = -1;
+  while (i < n) {
+    const std::int32_t at = i;
+    UChar32 c;
+    U8_NEXT(s, i, n, c);
+    // FTS5's unicode61: letters, digits, private use and (its diacritics removed) combining marks make words.
+    bool part = false;
+    if (c < 0x80) {
+      part = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z');
+    } else if (c > 0) {
+      const std::int8_t type = u_charType(c);
+      part = u_isalnum(c) || type == U_NON_SPACING_MARK || type == U_PRIVATE_USE_CHAR;
+    }
+    if (part && start < 0) start = at;
+    if (!part && start >= 0) {
+      word(text.substr(static_cast<std::size_t>(start), static_cast<std::size_t>(at - start)));
+      start = -1;
+    }
+  }
+  if (start >= 0) word(text.substr(static_cast<std::size_t>(start)));
+}
+
+void append_lexeme(std::string& out, std::string_view w) {
+  out += '\'';
+  for (char ch : w) {
+    if (ch == '\'' || ch == '\\') out += ch;
+    out += ch;
+  }
+  out += '\'';
+}
+
 // Recursive descent over an FTS5 expression of full_text.cpp's form, with FTS5's precedence (NOT, AND, OR).
 struct Converter {
   std::string_view s;
   std::size_t pos = 0;
   int next_param;
   std::vector<std::string>& terms;
+  bool narrative_only;
   int depth = 0;
 
   void skip_spaces() {
@@ -102,8 +147,8 @@ struct Converter {
       }
       term += s[pos];
     }
-    terms.push_back(fhir::search::normalize_for_search(term));
-    return "phraseto_tsquery('simple', $" + std::to_string(next_param++) + "::text)";
+    terms.push_back(tsquery_literal(fhir::search::normalize_for_search(term), narrative_only));
+    return "$" + std::to_string(next_param++) + "::tsquery";
   }
 };
 
@@ -114,8 +159,62 @@ std::string full_text_document(std::string_view text) {
   return std::string(cut(fhir::search::normalize_for_search(cut(text, 2 * kMaxFullTextBytes)), kMaxFullTextBytes));
 }
 
-fhir::Result<std::string> tsquery_sql(std::string_view fts5, int first_param, std::vector<std::string>& terms) {
-  Converter c{fts5, 0, first_param, terms};
+std::string tsvector_literal(std::string_view narrative, std::string_view content) {
+  // PostgreSQL's limits: a lexeme under 2 KB (to_tsvector leaves longer words out too), positions up to 16,383 (later
+  // words share the last), at most 256 positions per lexeme (the first ones are kept).
+  constexpr std::size_t kMaxLexeme = 2047;
+  constexpr int kMaxPosition = 16383;
+  constexpr std::size_t kMaxPositions = 256;
+  // The words with their positions (weight A: negative), sorted by word then position: each lexeme once.
+  std::vector<std::pair<std::string_view, int>> words;
+  words.reserve((narrative.size() + content.size()) / 4 + 1);
+  int position = 0;
+  auto add = [&](std::string_view w, bool weight_a) {
+    if (w.size() > kMaxLexeme) return;
+    position = std::min(position + 1, kMaxPosition);
+    words.emplace_back(w, weight_a ? -position : position);
+  };
+  for_each_word(narrative, [&](std::string_view w) { add(w, true); });
+  for_each_word(content, [&](std::string_view w) { add(w, false); });
+  std::stable_sort(words.begin(), words.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::string out;
+  out.reserve(narrative.size() + content.size() + 4 * words.size() + 16);
+  char digits[16];
+  for (std::size_t i = 0; i < words.size();) {
+    const std::string_view w = words[i].first;
+    if (!out.empty()) out += ' ';
+    append_lexeme(out, w);
+    char sep = ':';
+    int last = 0;
+    std::size_t kept = 0;
+    for (; i < words.size() && words[i].first == w; ++i) {
+      const int p = std::abs(words[i].second);
+      if (p == last || kept == kMaxPositions) continue;  // (positions past 16,383 share the last)
+      last = p;
+      ++kept;
+      out += sep;
+      sep = ',';
+      out.append(digits, std::to_chars(digits, digits + sizeof digits, p).ptr);
+      if (words[i].second < 0) out += 'A';
+    }
+  }
+  return out;
+}
+
+std::string tsquery_literal(std::string_view folded, bool narrative_only) {
+  std::string out;
+  for_each_word(folded, [&](std::string_view w) {
+    if (w.size() > 2047) return;  // (as tsvector_literal)
+    if (!out.empty()) out += " <-> ";
+    append_lexeme(out, w);
+    if (narrative_only) out += ":A";
+  });
+  return out;
+}
+
+fhir::Result<std::string> tsquery_sql(std::string_view fts5, int first_param, std::vector<std::string>& terms,
+                                      bool narrative_only) {
+  Converter c{fts5, 0, first_param, terms, narrative_only};
   auto expr = c.or_expr();
   if (!expr) return expr;
   c.skip_spaces();

@@ -231,8 +231,12 @@ class IndexBatch {
             patient_tokens_.add(tenant, ref.id, ref.type, type, t.param, t.code,
                                 t.system ? std::string_view(*t.system) : std::string_view(), rid);
       }
-    if (!v.narrative.empty() || !v.content.empty())
-      text_.add(rid, tenant, pg::full_text_document(v.narrative), pg::full_text_document(v.content));
+    if (!v.narrative.empty() || !v.content.empty()) {
+      std::string narrative = pg::full_text_document(v.narrative);
+      std::string content = pg::full_text_document(v.content);
+      std::string tsv = pg::tsvector_literal(narrative, content);
+      text_.add(rid, tenant, narrative, content, tsv);
+    }
     rids_.insert(rid);
   }
   bool empty() const { return rids_.empty(); }
@@ -281,7 +285,7 @@ class IndexBatch {
       "idx_composite", "", {B, B, T, T, B, B, T, T, T, T, T, F, F, T, T, T, T, T, T}, {1, 2, 14}};  // (14: value)
   TableRows identifier_types_{"idx_identifier_type", "", {B, B, T, T, T, T, T}, {1, 2}};
   TableRows patient_tokens_{"idx_patient_token", "", {B, T, T, T, T, T, T, B}, {}};
-  TableRows text_{"idx_text", " (rid, tenant, narrative, content)", {B, B, T, T}, {1, 2, 3}};
+  TableRows text_{"idx_text", " (rid, tenant, narrative, content, tsv)", {B, B, T, T, "tsvector"}, {1, 2, 3, 4}};
   std::set<std::int64_t> rids_;
 };
 
@@ -317,8 +321,9 @@ Result<std::pair<std::string, std::vector<Param>>> to_postgres(const SqlQuery& q
   std::string source = q.sql;
   // _text and _content: the FTS5 expression bound to the `?` becomes a tsquery over bound terms.
   static constexpr std::pair<std::string_view, std::string_view> kFullText[] = {
-      {"(SELECT rowid FROM idx_text WHERE narrative MATCH ?)", "(SELECT rid FROM idx_text WHERE narrative_tsv @@ ?)"},
-      {"(SELECT rowid FROM idx_text WHERE idx_text MATCH ?)", "(SELECT rid FROM idx_text WHERE content_tsv @@ ?)"},
+      // (_text: the narrative's words, of weight A; the parenthesis marks it for the binding below.)
+      {"(SELECT rowid FROM idx_text WHERE narrative MATCH ?)", "(SELECT rid FROM idx_text WHERE tsv @@ (?))"},
+      {"(SELECT rowid FROM idx_text WHERE idx_text MATCH ?)", "(SELECT rid FROM idx_text WHERE tsv @@ ?)"},
   };
   for (const auto& [from, to] : kFullText)
     for (std::size_t at = source.find(from); at != std::string::npos; at = source.find(from, at + to.size()))
@@ -350,9 +355,10 @@ Result<std::pair<std::string, std::vector<Param>>> to_postgres(const SqlQuery& q
       if (bind >= q.binds.size())
         return fhir::fail(ErrorKind::kInternal, "exception", "search SQL has more parameters than values");
       const SqlQuery::Bind& b = q.binds[bind++];
-      if (sql.ends_with("_tsv @@ ") && std::holds_alternative<std::string>(b)) {
+      const bool text = sql.ends_with(" tsv @@ (");
+      if ((text || sql.ends_with(" tsv @@ ")) && std::holds_alternative<std::string>(b)) {
         std::vector<std::string> terms;
-        auto tsquery = pg::tsquery_sql(std::get<std::string>(b), static_cast<int>(params.size()) + 1, terms);
+        auto tsquery = pg::tsquery_sql(std::get<std::string>(b), static_cast<int>(params.size()) + 1, terms, text);
         if (!tsquery) return std::unexpected(tsquery.error());
         sql += *tsquery;
         for (std::string& t : terms) params.emplace_back(std::move(t));

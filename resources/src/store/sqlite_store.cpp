@@ -1710,7 +1710,7 @@ class SqliteStore final : public Store {
   };
 
   static std::string history_where(const HistoryQuery& q) {
-    // An instance's versions: through its rid (resource_version's (rid, version) key), as migration 11 dropped
+    // An instance's versions: through its rid (resource_version's (rid, version) key), as SQLite migration 12 dropped
     // the index by (tenant, type, id, seq). (The unary + keeps SQLite from walking every version of the tenant
     // through the (tenant, last_updated) index instead.)
     std::string w = !q.type.empty() && !q.id.empty() ? "+v.tenant = :t" : "v.tenant = :t";

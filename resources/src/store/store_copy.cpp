@@ -455,7 +455,10 @@ class PostgresEndpoint final : public Endpoint {
     table_ = table;
     cols_ = cols;
     // (COPY writes the given values into identity columns as they are: rid, seq and message ids are kept.)
-    PGresult* r = PQexec(conn_->raw(), ("COPY " + table + " (" + column_list(cols) + ") FROM STDIN").c_str());
+    // (The full-text rows get their tsvector too, made as the writer makes it.)
+    PGresult* r = PQexec(
+        conn_->raw(),
+        ("COPY " + table + " (" + column_list(cols) + (table == kFullText ? ", tsv" : "") + ") FROM STDIN").c_str());
     const bool ready = r != nullptr && PQresultStatus(r) == PGRES_COPY_IN;
     std::string error = ready ? "" : r != nullptr ? PQresultErrorMessage(r) : PQerrorMessage(conn_->raw());
     PQclear(r);
@@ -470,6 +473,13 @@ class PostgresEndpoint final : public Endpoint {
       for (std::size_t c = 0; c < row.size(); ++c) {
         if (c) data += '\t';
         append_copy_value(data, row[c], cols_[c].kind, full_text && c >= 2);
+      }
+      if (full_text) {
+        auto folded = [&](std::size_t c) {
+          return c < row.size() && row[c].tag != Value::Tag::kNull ? pg::full_text_document(row[c].s) : std::string();
+        };
+        data += '\t';
+        data += pg::tsvector_literal(folded(2), folded(3));  // (no tab, newline or backslash in it)
       }
       data += '\n';
     }
