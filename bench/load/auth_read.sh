@@ -43,6 +43,7 @@ data="$tmp/data"
 
 # Starts a server with the given extra options; sets $pid and $base.
 start_server() {
+  rm -f "$tmp/out" "$tmp/err"  # (else the line of the previous server may be read before the shell truncates it)
   "$caduceus_bin" serve --listen 127.0.0.1:0 --db "$db" --data-dir "$data" "$@" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   local line=
@@ -54,7 +55,12 @@ start_server() {
   done
   [[ -n $line ]] || { echo "auth_read.sh: no URL printed by the server" >&2; exit 1; }
   base="http://127.0.0.1:$(sed -E 's#.*http://[^:/]+:([0-9]+).*#\1#' <<<"$line")"
-  until curl -sf --max-time 1 -o /dev/null "$base/fhir/metadata"; do :; done
+  for _ in $(seq 100); do
+    curl -sf --max-time 1 -o /dev/null "$base/fhir/metadata" && return 0
+    sleep 0.1
+  done
+  echo "auth_read.sh: the server does not answer at $base" >&2
+  exit 1
 }
 
 # wrk on the read; prints "req/s p50 p99".

@@ -72,6 +72,7 @@ trap 'exit 130' INT TERM
 db="postgresql://postgres@/caduceus?host=$tmp&port=5432"
 
 start_server() {
+  rm -f "$tmp/out" "$tmp/err"  # (else the line of the previous server may be read before the shell truncates it)
   "$caduceus_bin" serve --listen 127.0.0.1:0 --db "$db" --data-dir "$tmp/var" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   local line=
@@ -82,7 +83,12 @@ start_server() {
     sleep 0.1
   done
   base="http://127.0.0.1:$(sed -E 's#.*http://[^:/]+:([0-9]+).*#\1#' <<<"$line")"
-  until curl -sf --max-time 1 -o /dev/null "$base/fhir/metadata"; do :; done
+  for _ in $(seq 100); do
+    curl -sf --max-time 1 -o /dev/null "$base/fhir/metadata" && return 0
+    sleep 0.1
+  done
+  echo "postgres.sh: the server does not answer at $base" >&2
+  exit 1
 }
 
 load() {  # name, then wrk arguments
