@@ -24,18 +24,9 @@ Result<bool> visible_in(Transaction& txn, TenantId tenant, const SearchParameter
                         const std::shared_ptr<const AccessFilter>& filter) {
   if (!filter) return true;
   if (filter->allow.empty() || registry == nullptr) return false;
-  const SearchParameter* by_id = registry->find(type, "_id");
-  if (by_id == nullptr) return false;
-  SearchQuery q;
-  q.type = type;
-  q.count = 1;
-  Criterion c;
-  c.name = "_id";
-  c.parameter = by_id;
-  c.values.push_back(id);
-  q.criteria.push_back(std::move(c));
-  q.access = filter;
-  auto ids = txn.search_ids(tenant, q, 1);
+  auto q = visible_id_query(*registry, type, id, filter);
+  if (!q) return false;
+  auto ids = txn.search_ids(tenant, *q, 1);
   if (!ids) return std::unexpected(ids.error());
   return !ids->empty();
 }

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,11 @@ struct AccessFilter {
 
 // A filter that lets nothing be seen.
 std::shared_ptr<const AccessFilter> deny_all_access();
+
+// The search `_id=id` on type under `access`, at most one result; nullopt when the type has no _id parameter in
+// `registry`. (is_visible runs it on a store, the guarded writes inside their transaction.)
+std::optional<SearchQuery> visible_id_query(const SearchParameterRegistry& registry, const std::string& type,
+                                            const std::string& id, std::shared_ptr<const AccessFilter> access);
 
 // Whether the current, not deleted type/id is visible under `access` (a search `_id=id` with the filter, on
 // `registry`'s _id parameter). Errors: the store's.
