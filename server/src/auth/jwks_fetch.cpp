@@ -105,11 +105,11 @@ fhir::Result<std::string> https_get(const std::string& url, const HttpsFetchLimi
                     std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
   };
 
+  tcp::resolver resolver(io);
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
         constexpr auto token = asio::as_tuple(asio::use_awaitable);
-        tcp::resolver resolver(io);
         auto [rec, endpoints] = co_await resolver.async_resolve(u.host, u.port, token);
         if (rec) co_return fail("cannot resolve " + u.host + ": " + rec.message());
         beast::get_lowest_layer(stream).expires_after(left());
@@ -154,13 +154,15 @@ fhir::Result<std::string> https_get(const std::string& url, const HttpsFetchLimi
       });
   io.run_until(deadline);
   if (!result) {
+    // The deadline passed: cancel what is pending and let the coroutine unwind (a name lookup in progress is
+    // waited for, as getaddrinfo cannot be interrupted).
     beast::error_code ignored;
+    resolver.cancel();
     beast::get_lowest_layer(stream).socket().close(ignored);
     io.restart();
-    io.run();  // the coroutine unwinds
-    if (!result || result->has_value())
-      result = fhir::fail(ErrorKind::kInvalid, "invalid",
-                          "fetching " + url + " took longer than " + std::to_string(limits.timeout.count()) + " ms");
+    io.run();
+    result = fhir::fail(ErrorKind::kInvalid, "invalid",
+                        "fetching " + url + " took longer than " + std::to_string(limits.timeout.count()) + " ms");
   }
   return std::move(*result);
 }
