@@ -121,6 +121,10 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
        "seconds an access token of a signed-in user lives (SMART App Launch)")
     ("refresh-token-lifetime", po::value(&c.refresh_token_lifetime_s)->default_value(c.refresh_token_lifetime_s),
        "seconds an offline_access refresh token lives (rotated at each use)")
+    ("jwks-cache-lifetime", po::value(&c.jwks_cache_lifetime_s)->default_value(c.jwks_cache_lifetime_s),
+       "seconds a JWK Set fetched from a client's --jwks-url is used before it is fetched again")
+    ("jwks-refetch-interval", po::value(&c.jwks_refetch_interval_s)->default_value(c.jwks_refetch_interval_s),
+       "least seconds between two fetches of one client's --jwks-url (an unknown kid or a failure refetches no sooner)")
     ("policy", po::value(&c.policy)->default_value(c.policy),
        "access policy JSON file: what each role may see (empty: the built-in hospital rules; see README)")
     ("max-conditional-delete", po::value(&c.max_conditional_delete)->default_value(c.max_conditional_delete),
@@ -191,6 +195,9 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
   if (c.user_token_lifetime_s < 1 || c.refresh_token_lifetime_s < 1)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
                       "--user-token-lifetime and --refresh-token-lifetime must be at least 1 second");
+  if (c.jwks_cache_lifetime_s < 0 || c.jwks_refetch_interval_s < 0)
+    return fhir::fail(fhir::ErrorKind::kInvalid, "invalid",
+                      "--jwks-cache-lifetime and --jwks-refetch-interval must be at least 0 seconds");
   if (auto roles = auth::parse_roles(c.mfa_roles); !roles)
     return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "--mfa-roles: " + roles.error().issues[0].diagnostics);
   if (c.signin_lock_after <= 0 || c.signin_slow_after < 0 || c.signin_lock_seconds <= 0)

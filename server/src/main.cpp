@@ -214,6 +214,8 @@ int serve(const std::vector<std::string>& args) {
     smart_options.user_token_lifetime_s = config.user_token_lifetime_s;
     smart_options.offline_token_lifetime_s = config.refresh_token_lifetime_s;
     smart_options.mutual_tls = !config.tls_client_ca.empty();
+    smart_options.jwks_cache_s = config.jwks_cache_lifetime_s;
+    smart_options.jwks_refetch_s = config.jwks_refetch_interval_s;
     if (!config.policy.empty()) {
       auto policy = server::auth::AccessPolicy::load(config.policy);
       if (!policy) {

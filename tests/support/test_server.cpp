@@ -103,6 +103,8 @@ void TestServer::start() {
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     if (kv.starts_with("CADUCEUS_")) continue;
+    // A variable of options.env replaces the inherited one (getenv would find the first of two).
+    if (options_.env.contains(std::string(kv.substr(0, kv.find('='))))) continue;
     env_strings.emplace_back(kv);
   }
   for (const auto& [k, v] : options_.env) env_strings.push_back(k + "=" + v);

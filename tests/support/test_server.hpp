@@ -34,7 +34,8 @@ struct ServerOptions {
   std::string db;
   // Appended after `serve --listen 127.0.0.1:0 --db ...`.
   std::vector<std::string> extra_args;
-  // Set in the child's environment (every inherited CADUCEUS_* variable is removed first).
+  // Set in the child's environment, replacing an inherited variable of the same name (every inherited CADUCEUS_*
+  // variable is removed first).
   std::map<std::string, std::string> env;
   // How long to wait for the "listening on http://..." line.
   std::chrono::milliseconds start_timeout = std::chrono::seconds(10);

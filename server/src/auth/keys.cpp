@@ -436,6 +436,7 @@ fhir::Result<JwtHeader> peek_jwt_header(const std::string& token) {
   JwtHeader out;
   if (const json::Value* alg = header->find("alg"); alg != nullptr && alg->is_string()) out.alg = alg->text();
   if (const json::Value* kid = header->find("kid"); kid != nullptr && kid->is_string()) out.kid = kid->text();
+  if (const json::Value* jku = header->find("jku"); jku != nullptr && jku->is_string()) out.jku = jku->text();
   return out;
 }
 

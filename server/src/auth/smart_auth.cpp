@@ -14,6 +14,7 @@
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/server/errors.hpp"
+#include "jwks_fetch.hpp"
 #include "smart_launch.hpp"
 
 namespace caduceus::server::auth {
@@ -166,11 +167,14 @@ struct SmartAuth::Impl {
   bool stopping = false;
   std::vector<std::thread> workers;
   std::unique_ptr<SmartLaunch> launch;  // SMART App Launch, when options.users is set
+  // The JWK Sets of clients registered by URL, fetched on this object's threads (never an I/O thread).
+  std::unique_ptr<JwksUrlCache> jwks_urls;
 
   Impl(resources::Store& s, KeyRing k, const resources::Definitions& d, RegistrySource r, SmartOptions o)
       : store(s), keys(std::move(k)), definitions(d), registry(std::move(r)), options(o) {
     options.system_token_lifetime_s = std::clamp(options.system_token_lifetime_s, 1, 300);
     if (!options.policy) options.policy = std::make_shared<const AccessPolicy>();
+    jwks_urls = std::make_unique<JwksUrlCache>(std::max(0, options.jwks_cache_s), std::max(0, options.jwks_refetch_s));
   }
 
   ~Impl() {
@@ -388,14 +392,24 @@ struct SmartAuth::Impl {
     if (!client) return oauth_fail(503, "temporarily_unavailable", "the database does not answer");
     if (!*client || (*client)->kind != "confidential-asymmetric")
       return oauth_fail(401, "invalid_client", "no confidential-asymmetric client '" + client_id + "'");
-    if ((*client)->jwks.empty())
+    // A client registered by URL: its JWK Set is fetched (and cached); the assertion's jku, when it has one, must
+    // be that URL (SMART Backend Services: the server never fetches a URL the client names only in the assertion).
+    std::string jwks_text = (*client)->jwks;
+    if (!header->jku.empty() && header->jku != (*client)->jwks_url)
       return oauth_fail(401, "invalid_client",
-                        "the client's JWKS is registered by URL, which this server does not fetch yet: register it "
-                        "by value");
-    auto jwks = json::parse((*client)->jwks);
+                        "client_assertion: the jku header is not the JWKS URL registered for '" + client_id + "'");
+    if (jwks_text.empty()) {
+      auto fetched = jwks_urls->jwks_for(client_id, (*client)->jwks_url, header->kid);
+      if (!fetched)
+        return oauth_fail(401, "invalid_client",
+                          "cannot get the client's JWKS from " + (*client)->jwks_url + ": " +
+                              (fetched.error().issues.empty() ? "" : fetched.error().issues.front().diagnostics));
+      jwks_text = std::move(*fetched);
+    }
+    auto jwks = json::parse(jwks_text);
     const json::Value* keys_array = jwks ? jwks->find("keys") : nullptr;
     if (keys_array == nullptr || !keys_array->is_array())
-      return oauth_fail(401, "invalid_client", "the client's registered JWKS has no keys");
+      return oauth_fail(401, "invalid_client", "the client's JWKS has no keys");
     std::optional<json::Value> claims;
     const std::string family = header->alg.substr(0, 2) == "RS" ? "RSA" : "EC";
     for (const json::Value& jwk : keys_array->items()) {
@@ -410,7 +424,13 @@ struct SmartAuth::Impl {
         break;
       }
     }
-    if (!claims) return oauth_fail(401, "invalid_client", "client_assertion's signature does not verify");
+    if (!claims)
+      return oauth_fail(401, "invalid_client",
+                        header->kid.empty() ||
+                                std::any_of(keys_array->items().begin(), keys_array->items().end(),
+                                            [&](const json::Value& k) { return claim_string(k, "kid") == header->kid; })
+                            ? "client_assertion's signature does not verify"
+                            : "client_assertion's kid '" + header->kid + "' is not in the client's JWKS");
     std::int64_t now = now_s();
     auto exp = claim_int(*claims, "exp");
     std::string jti = claim_string(*claims, "jti");

@@ -49,6 +49,8 @@ struct ServeConfig {
   int user_token_lifetime_s = 3600;         // access tokens of users (SMART App Launch), seconds
   int refresh_token_lifetime_s = 30 * 24 * 3600;  // refresh tokens of offline_access, seconds
   std::string policy;                             // access policy JSON file (roles' rules); empty: the built-in one
+  int jwks_cache_lifetime_s = 300;   // a JWK Set fetched from a client's --jwks-url is used this long, seconds
+  int jwks_refetch_interval_s = 30;  // least seconds between two fetches of one client's JWK Set
   // Users (server/auth): roles that need a second factor, and the slow-down and lock after failed sign-ins.
   std::string mfa_roles = "physician,nurse,technician,admin";
   std::int64_t signin_slow_after = 3;

@@ -72,6 +72,7 @@ fhir::Result<std::string> sign_jwt(const SigningKey& key, const fhir::json::Valu
 // A JWT's header, read without checking the signature (to pick the key).
 struct JwtHeader {
   std::string alg, kid;
+  std::string jku;  // the JWK Set URL the token names, or empty
 };
 // Errors: kInvalid when it is not a JWT.
 fhir::Result<JwtHeader> peek_jwt_header(const std::string& token);

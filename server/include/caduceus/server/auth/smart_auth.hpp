@@ -34,6 +34,10 @@ struct SmartOptions {
   // Mutual TLS (--tls-client-ca, RFC 8705): tls-client-auth clients authenticate with their certificate and get
   // certificate-bound tokens; discovery says so.
   bool mutual_tls = false;
+  // Clients registered with --jwks-url: how long their fetched JWK Set is used (seconds), and the least time
+  // between two fetches for one client (an assertion with an unknown kid fetches again no sooner).
+  int jwks_cache_s = 300;
+  int jwks_refetch_s = 30;
 };
 
 // The SMART on FHIR authorization server and the enforcement of its tokens.
