@@ -121,19 +121,22 @@ std::shared_ptr<const resources::AccessFilter> access_filter(
     const std::vector<ResourceScope>& scopes, const TokenContext& token, std::uint8_t permission,
     const AccessPolicy& policy, std::shared_ptr<const resources::SearchParameterRegistry> registry,
     const resources::Definitions& definitions) {
+  // Scopes that differ by type alone need no filter: the authorizer refuses (403) every type a request reaches
+  // that they do not give. (Decided before anything is built: the common case of a system/ or user/ token.)
+  bool restricted = !token.role.empty();
+  for (const ResourceScope& s : scopes)
+    if ((s.permissions & permission) != 0 && (s.context == "patient" || !s.query.empty())) restricted = true;
+  if (!restricted) return nullptr;
   auto filter = std::make_shared<resources::AccessFilter>();
-  bool restricted = false;
   for (const ResourceScope& s : scopes) {
     if ((s.permissions & permission) == 0) continue;
     resources::AccessClause clause;
     clause.type = s.type;
     if (s.context == "patient") {
-      restricted = true;
       if (token.patient.empty()) continue;  // no patient in context: nothing through this scope
       clause.patient = token.patient;
     }
     if (!s.query.empty()) {
-      restricted = true;
       auto criteria = registry ? criteria_of(s.type, s.query, *registry, definitions) : std::nullopt;
       if (!criteria) continue;  // a query that does not parse lets nothing through
       clause.criteria = std::move(*criteria);
@@ -141,7 +144,6 @@ std::shared_ptr<const resources::AccessFilter> access_filter(
     filter->allow.push_back(std::move(clause));
   }
   if (!token.role.empty()) {
-    restricted = true;
     const RolePolicy* role = policy.role(token.role);
     if (role == nullptr) return resources::deny_all_access();
     filter->types = role->types;
@@ -155,9 +157,6 @@ std::shared_ptr<const resources::AccessFilter> access_filter(
       filter->patient = token.fhir_user.substr(8);
     }
   }
-  // Scopes that differ by type alone need no filter: the authorizer refuses (403) every type a request reaches
-  // that they do not give.
-  if (!restricted) return nullptr;
   if (registry) {
     for (const std::string& type : registry->compartment_types("Patient")) {
       std::vector<std::string> params;

@@ -1,6 +1,7 @@
 #include "caduceus/server/auth/smart_auth.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -46,6 +47,14 @@ json::Value strings(std::initializer_list<std::string_view> items) {
   json::Value a = json::Value::array();
   for (std::string_view s : items) a.push_back(str(std::string(s)));
   return a;
+}
+
+// Whether `header` starts with the scheme `prefix` (lower case, with its space), in any case (RFC 9110 11.1).
+bool has_scheme(std::string_view header, std::string_view prefix) {
+  if (header.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != prefix[i]) return false;
+  return true;
 }
 
 std::string lower(std::string_view s) {
@@ -159,6 +168,12 @@ struct SmartAuth::Impl {
   mutable std::unordered_map<std::string, std::int64_t> not_revoked_at;  // jti -> when the database last said so
   mutable std::shared_mutex cache_mutex;
   mutable std::unordered_map<std::string, std::shared_ptr<const TokenInfo>> cache;
+  // This instance among all made in the process (the per-thread memo of verify_token belongs to one of them).
+  const std::uint64_t instance = next_instance();
+  static std::uint64_t next_instance() {
+    static std::atomic<std::uint64_t> counter{0};
+    return ++counter;
+  }
 
   // Threads for the token endpoint's work (hashing, signatures, waiting on the store): never an I/O thread.
   std::mutex queue_mutex;
@@ -272,8 +287,18 @@ struct SmartAuth::Impl {
 
   // The verified token, or why not (for WWW-Authenticate's error_description).
   fhir::Result<std::shared_ptr<const TokenInfo>> verify_token(const std::string& token) const {
+    // A request asks twice (the interaction's check, then the access filter of its query): the last token this
+    // thread verified for this instance is kept aside, so the second ask takes no lock and no hash. Expiry and
+    // revocation are checked below every time.
+    struct Memo {
+      std::uint64_t instance = 0;
+      std::string token;
+      std::shared_ptr<const TokenInfo> info;
+    };
+    thread_local Memo memo;
     std::shared_ptr<const TokenInfo> info;
-    {
+    if (memo.instance == instance && memo.token == token) info = memo.info;
+    if (!info) {
       std::shared_lock lock(cache_mutex);
       if (auto it = cache.find(token); it != cache.end()) info = it->second;
     }
@@ -312,6 +337,7 @@ struct SmartAuth::Impl {
       if (cache.size() >= kTokenCacheSize) cache.clear();
       cache.emplace(token, info);
     }
+    if (memo.instance != instance || memo.token != token) memo = Memo{instance, token, info};
     if (info->exp <= now_s()) return fhir::fail(ErrorKind::kInvalid, "invalid", "the token has expired");
     auto revoked_token = revoked_now(info->jti);
     if (!revoked_token) return std::unexpected(revoked_token.error());
@@ -345,7 +371,7 @@ struct SmartAuth::Impl {
   // client_secret_basic (RFC 6749 2.3.1): "Basic base64(urlencode(id):urlencode(secret))".
   std::optional<std::pair<std::string, std::string>> basic_credentials(const Request& req) const {
     std::string_view h = req.header("authorization");
-    if (h.size() < 6 || lower(h.substr(0, 6)) != "basic ") return std::nullopt;
+    if (!has_scheme(h, "basic ")) return std::nullopt;
     std::string b64(h.substr(6));
     while (!b64.empty() && b64.back() == '=') b64.pop_back();
     for (char& c : b64) c = c == '+' ? '-' : c == '/' ? '_' : c;
@@ -571,7 +597,7 @@ struct SmartAuth::Impl {
   // Who calls introspection or revocation: the client of a valid Bearer token, or a client_secret_basic client.
   std::expected<std::string, OAuthError> caller(const Request& req) const {
     std::string_view h = req.header("authorization");
-    if (h.size() > 7 && lower(h.substr(0, 7)) == "bearer ") {
+    if (h.size() > 7 && has_scheme(h, "bearer ")) {
       auto info = verify_token(std::string(h.substr(7)));
       if (!info || !presented_by(**info, req))
         return oauth_fail(401, "invalid_client", "the Bearer token is not valid");
@@ -928,7 +954,7 @@ struct SmartAuth::Impl {
   std::optional<Response> check(const Request& req, std::string_view path, const QueryParams& params) const {
     if (path == "/metadata") return std::nullopt;
     std::string_view h = req.header("authorization");
-    if (h.size() < 8 || lower(h.substr(0, 7)) != "bearer ") return unauthorized("no Bearer token");
+    if (h.size() < 8 || !has_scheme(h, "bearer ")) return unauthorized("no Bearer token");
     auto info = verify_token(std::string(h.substr(7)));
     if (!info && info.error().kind == ErrorKind::kUnavailable) return error_response(info.error());  // 503
     if (!info) return unauthorized(info.error().issues.front().diagnostics);
@@ -967,7 +993,7 @@ struct SmartAuth::Impl {
 
 std::shared_ptr<const resources::AccessFilter> SmartAuth::access(const Request& request, char permission) const {
   std::string_view h = request.header("authorization");
-  if (h.size() < 8 || lower(h.substr(0, 7)) != "bearer ") return resources::deny_all_access();
+  if (h.size() < 8 || !has_scheme(h, "bearer ")) return resources::deny_all_access();
   auto info = impl_->verify_token(std::string(h.substr(7)));
   if (!info || !presented_by(**info, request)) return resources::deny_all_access();
   std::uint8_t bit = 0;
@@ -985,7 +1011,7 @@ std::shared_ptr<const resources::AccessFilter> SmartAuth::access(const Request& 
 
 std::optional<Response> SmartAuth::check_admin(const Request& request) const {
   std::string_view h = request.header("authorization");
-  if (h.size() < 8 || lower(h.substr(0, 7)) != "bearer ") return impl_->unauthorized("no Bearer token");
+  if (h.size() < 8 || !has_scheme(h, "bearer ")) return impl_->unauthorized("no Bearer token");
   auto info = impl_->verify_token(std::string(h.substr(7)));
   if (!info && info.error().kind == ErrorKind::kUnavailable) return error_response(info.error());  // 503
   if (!info) return impl_->unauthorized(info.error().issues.front().diagnostics);
