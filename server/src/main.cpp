@@ -603,6 +603,10 @@ int import_files(const std::vector<std::string>& args) {
   for (std::size_t i = 0; i < paths.size(); ++i)
     if (results[i].whole) results[i] = import_one(paths[i]);
   progress.finish();
+  // The first searches after a load are planned on what is there now (PostgreSQL: ANALYZE).
+  if (auto analyzed = (*store)->refresh_statistics(); !analyzed)
+    std::cerr << "caduceus import: the statistics were not refreshed: " << analyzed.error().issues[0].diagnostics
+              << "\n";
   std::map<std::string, std::int64_t> written;
   std::vector<std::string> errors;
   for (FileResult& r : results) {

@@ -386,5 +386,28 @@ TEST_F(PostgresMigrateTest, ATargetThatIsNotEmptyIsRefusedUnlessForced) {
   EXPECT_TRUE(versions(pg_->url())[0].starts_with("Patient/a/_history/1 seq 1 ")) << versions(pg_->url())[0];
 }
 
+// `caduceus import` into PostgreSQL leaves the planner statistics up to date (ANALYZE): without them the first
+// searches after a load were planned as if the tables were empty (Observation?patient&code took 180 ms instead of
+// 1 ms on 20 Synthea patients, until autovacuum came by).
+TEST_F(PostgresMigrateTest, ImportRefreshesThePlannerStatistics) {
+  const auto path = dir_.path() / "people.ndjson";
+  {
+    std::ofstream out(path);
+    out << R"({"resourceType":"Patient","id":"s1","name":[{"family":"Stat"}]})"
+        << "\n"
+        << R"({"resourceType":"Patient","id":"s2","name":[{"family":"Stat"}]})"
+        << "\n";
+  }
+  CliRun imported = caduceus(dir_, {"import", "--db", pg_->url(), path.string()});
+  ASSERT_EQ(imported.exit, 0) << imported.out << imported.err;
+  EXPECT_NE(imported.out.find("Imported 2 resource version(s): Patient 2"), std::string::npos) << imported.out;
+  for (const char* table : {"resource", "idx_string", "idx_patient_token"})
+    EXPECT_EQ(pg_->query(std::string("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = '") +
+                         table + "'")
+                  .value_or("?"),
+              "t")
+        << table;
+}
+
 }  // namespace
 }  // namespace caduceus::test

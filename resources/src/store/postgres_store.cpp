@@ -1077,6 +1077,13 @@ class PostgresStore final : public Store {
     });
   }
 
+  Result<void> refresh_statistics() override {
+    return with_conn([&](pg::Connection& c) -> Result<void> {
+      if (auto r = c.exec("ANALYZE"); !r) return std::unexpected(pg::to_error(r.error(), "ANALYZE"));
+      return {};
+    });
+  }
+
   Result<void> ping() override {
     return with_conn([&](pg::Connection& c) -> Result<void> {
       auto r = c.exec("SELECT 1");

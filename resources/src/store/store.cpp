@@ -116,6 +116,10 @@ fhir::Result<std::optional<bool>> Store::token_revoked(TenantId, const std::stri
   return std::optional<bool>();
 }
 
+fhir::Result<void> Store::refresh_statistics() {
+  return {};
+}
+
 fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options) {
   if (url.starts_with("sqlite:")) {
     std::string_view path = url.substr(7);

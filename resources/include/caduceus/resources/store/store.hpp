@@ -322,6 +322,10 @@ class Store {
   // that several server processes share, so that a revocation made through one is seen by the others. nullopt
   // (the default) for a store only this process writes: what this process revoked is all there is.
   virtual fhir::Result<std::optional<bool>> token_revoked(TenantId tenant, const std::string& jti);
+  // After a bulk load (`caduceus import`): brings the planner's statistics up to date, so that the first searches
+  // are planned on the data that is there (PostgreSQL: ANALYZE; its autovacuum would do it only a while later).
+  // The default does nothing.
+  virtual fhir::Result<void> refresh_statistics();
 };
 
 // Opens the store named by a URL: `sqlite:PATH`, `sqlite::memory:` (a throwaway store), `postgresql://...` (any
