@@ -24,6 +24,7 @@
 #include <mutex>
 #include <thread>
 
+#include "client_keys.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
 #include "test_server.hpp"
@@ -36,88 +37,14 @@ namespace asio = boost::asio;
 namespace json = fhir::json;
 using tcp = asio::ip::tcp;
 
-std::string b64url(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  return out;
-}
-
-std::string bn_param(EVP_PKEY* key, const char* name, int width) {
-  BIGNUM* bn = nullptr;
-  EVP_PKEY_get_bn_param(key, name, &bn);
-  int n = std::max(width, BN_num_bytes(bn));
-  std::string out(static_cast<std::size_t>(n), '\0');
-  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), n);
-  BN_free(bn);
-  return out;
-}
-
-// A client's key pair; `jwk` is its public half (one JWK).
-struct ClientKey {
-  std::string alg, kid, private_pem, jwk;
-};
-
-ClientKey make_key(const std::string& alg, const std::string& kid) {
-  EVP_PKEY* key = alg == "ES384" ? EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384")
-                                 : EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048));
-  ClientKey out{alg, kid, {}, {}};
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  out.private_pem.assign(data, static_cast<std::size_t>(n));
-  BIO_free(bio);
-  if (alg == "ES384")
-    out.jwk = R"({"kty":"EC","crv":"P-384","alg":"ES384","kid":")" + kid + R"(","x":")" +
-              b64url(bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, 48)) + R"(","y":")" +
-              b64url(bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, 48)) + R"("})";
-  else
-    out.jwk = R"({"kty":"RSA","alg":"RS384","kid":")" + kid + R"(","n":")" +
-              b64url(bn_param(key, OSSL_PKEY_PARAM_RSA_N, 0)) + R"(","e":")" +
-              b64url(bn_param(key, OSSL_PKEY_PARAM_RSA_E, 0)) + R"("})";
-  EVP_PKEY_free(key);
-  return out;
-}
-
-std::string jwks_of(std::initializer_list<const ClientKey*> keys) {
-  std::string out = R"({"keys":[)";
-  for (const ClientKey* k : keys) out += (out.back() == '[' ? "" : ",") + k->jwk;
-  return out + "]}";
-}
-
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string random_jti() {
-  unsigned char raw[12];
-  RAND_bytes(raw, sizeof raw);
-  return b64url(std::string(reinterpret_cast<char*>(raw), sizeof raw));
-}
-
-// A client assertion (RFC 7523) signed with libjwt; `jku`, when not empty, goes into the header.
+// A client assertion for `client_id` (iss and sub) to `aud`, valid 4 minutes; `jku`, when not empty, in its header.
 std::string sign_assertion(const ClientKey& key, const std::string& client_id, const std::string& aud,
                            const std::string& jku = {}) {
-  jwt_t* jwt = nullptr;
-  jwt_new(&jwt);
-  jwt_add_grant(jwt, "iss", client_id.c_str());
-  jwt_add_grant(jwt, "sub", client_id.c_str());
-  jwt_add_grant(jwt, "aud", aud.c_str());
-  jwt_add_grant(jwt, "jti", random_jti().c_str());
-  jwt_add_grant_int(jwt, "exp", now_s() + 240);
-  jwt_add_header(jwt, "kid", key.kid.c_str());
-  if (!jku.empty()) jwt_add_header(jwt, "jku", jku.c_str());
-  jwt_set_alg(jwt, key.alg == "ES384" ? JWT_ALG_ES384 : JWT_ALG_RS384,
-              reinterpret_cast<const unsigned char*>(key.private_pem.data()), static_cast<int>(key.private_pem.size()));
-  char* text = jwt_encode_str(jwt);
-  std::string out = text != nullptr ? text : "";
-  std::free(text);
-  jwt_free(jwt);
-  return out;
+  return caduceus::test::sign_assertion(key, {client_id, client_id, aud, random_jti(), now_s() + 240, jku});
 }
 
 std::pair<int, std::string> run_caduceus(const std::vector<std::string>& args) {
@@ -272,7 +199,7 @@ class SmartJwksUrlTest : public ::testing::Test {
 };
 
 TEST_F(SmartJwksUrlTest, AssertionsAreVerifiedWithTheFetchedJwksWhichIsCached) {
-  ClientKey es = make_key("ES384", "es-1"), rs = make_key("RS384", "rs-1");
+  ClientKey es = make_client_key("ES384", "es-1"), rs = make_client_key("RS384", "rs-1");
   host_->serve("/es.json", 200, jwks_of({&es}));
   host_->serve("/rs.json", 200, jwks_of({&rs}));
   add_client("es-backend", host_->url("/es.json"));
@@ -310,7 +237,7 @@ TEST_F(SmartJwksUrlTest, AssertionsAreVerifiedWithTheFetchedJwksWhichIsCached) {
 }
 
 TEST_F(SmartJwksUrlTest, ARotatedKeyIsPickedUpByARefetch) {
-  ClientKey k1 = make_key("ES384", "k1"), k2 = make_key("RS384", "k2");
+  ClientKey k1 = make_client_key("ES384", "k1"), k2 = make_client_key("RS384", "k2");
   host_->serve("/jwks", 200, jwks_of({&k1}));
   add_client("rotating", host_->url("/jwks"));
   start({"--jwks-refetch-interval", "0"});
@@ -335,7 +262,7 @@ TEST_F(SmartJwksUrlTest, ARotatedKeyIsPickedUpByARefetch) {
 }
 
 TEST_F(SmartJwksUrlTest, AnUnknownKidRefetchesAtMostOncePerInterval) {
-  ClientKey k1 = make_key("ES384", "k1"), k2 = make_key("ES384", "k2");
+  ClientKey k1 = make_client_key("ES384", "k1"), k2 = make_client_key("ES384", "k2");
   host_->serve("/jwks", 200, jwks_of({&k1}));
   add_client("backend", host_->url("/jwks"));
   start();  // the default --jwks-refetch-interval: 30 s
@@ -352,7 +279,7 @@ TEST_F(SmartJwksUrlTest, AnUnknownKidRefetchesAtMostOncePerInterval) {
 }
 
 TEST_F(SmartJwksUrlTest, AFetchThatFailsIsInvalidClient) {
-  ClientKey key = make_key("ES384", "k1"), other = make_key("ES384", "other");
+  ClientKey key = make_client_key("ES384", "k1"), other = make_client_key("ES384", "other");
   CertFiles untrusted = make_self_signed_cert(dir_->path(), "untrusted");
   JwksHost stranger(untrusted);
   stranger.serve("/jwks", 200, jwks_of({&key}));

@@ -14,6 +14,7 @@
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/server/auth/credentials.hpp"
 #include "caduceus/server/auth/keys.hpp"
+#include "client_keys.hpp"
 #include "http_client.hpp"
 #include "test_server.hpp"
 
@@ -26,25 +27,6 @@ constexpr const char* kPassword = "correct horse battery";
 constexpr const char* kRedirect = "https://app.example/callback";
 constexpr const char* kSecret = "a-client-secret-long-enough";
 
-std::string b64url(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  return out;
-}
-std::string unb64url(std::string text) {
-  for (char& c : text) c = c == '-' ? '+' : c == '_' ? '/' : c;
-  std::size_t pad = (4 - text.size() % 4) % 4;
-  text.append(pad, '=');
-  std::string out(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  out.resize(static_cast<std::size_t>(std::max(0, n)) - pad);
-  return out;
-}
 std::string sha256(const std::string& s) {
   unsigned char md[32];
   unsigned int n = 0;

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "client_keys.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
 #include "test_server.hpp"
@@ -24,96 +25,8 @@ namespace {
 
 namespace json = fhir::json;
 
-std::string b64url(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  return out;
-}
-
-std::string unb64url(std::string text) {
-  for (char& c : text) c = c == '-' ? '+' : c == '_' ? '/' : c;
-  std::size_t pad = (4 - text.size() % 4) % 4;
-  text.append(pad, '=');
-  std::string out(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  out.resize(static_cast<std::size_t>(std::max(0, n)) - pad);
-  return out;
-}
-
-std::string bn_param(EVP_PKEY* key, const char* name, int width) {
-  BIGNUM* bn = nullptr;
-  EVP_PKEY_get_bn_param(key, name, &bn);
-  int n = std::max(width, BN_num_bytes(bn));
-  std::string out(static_cast<std::size_t>(n), '\0');
-  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), n);
-  BN_free(bn);
-  return out;
-}
-
-// A client's key pair: made here, its public half registered as a JWK Set.
-struct ClientKey {
-  std::string alg, kid, private_pem, jwks;
-};
-
-ClientKey make_key(const std::string& alg, const std::string& kid) {
-  EVP_PKEY* key = alg == "ES384" ? EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384")
-                                 : EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048));
-  ClientKey out{alg, kid, {}, {}};
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  long n = BIO_get_mem_data(bio, &data);
-  out.private_pem.assign(data, static_cast<std::size_t>(n));
-  BIO_free(bio);
-  if (alg == "ES384")
-    out.jwks = R"({"keys":[{"kty":"EC","crv":"P-384","alg":"ES384","kid":")" + kid + R"(","x":")" +
-               b64url(bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, 48)) + R"(","y":")" +
-               b64url(bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, 48)) + R"("}]})";
-  else
-    out.jwks = R"({"keys":[{"kty":"RSA","alg":"RS384","kid":")" + kid + R"(","n":")" +
-               b64url(bn_param(key, OSSL_PKEY_PARAM_RSA_N, 0)) + R"(","e":")" +
-               b64url(bn_param(key, OSSL_PKEY_PARAM_RSA_E, 0)) + R"("}]})";
-  EVP_PKEY_free(key);
-  return out;
-}
-
 std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string random_jti() {
-  unsigned char raw[12];
-  RAND_bytes(raw, sizeof raw);
-  return b64url(std::string(reinterpret_cast<char*>(raw), sizeof raw));
-}
-
-struct AssertionClaims {
-  std::string iss, sub, aud, jti;
-  std::int64_t exp = 0;
-};
-
-// A client assertion (RFC 7523) signed with libjwt.
-std::string sign_assertion(const ClientKey& key, const AssertionClaims& c) {
-  jwt_t* jwt = nullptr;
-  jwt_new(&jwt);
-  jwt_add_grant(jwt, "iss", c.iss.c_str());
-  jwt_add_grant(jwt, "sub", c.sub.c_str());
-  jwt_add_grant(jwt, "aud", c.aud.c_str());
-  jwt_add_grant(jwt, "jti", c.jti.c_str());
-  jwt_add_grant_int(jwt, "exp", c.exp);
-  jwt_add_header(jwt, "kid", key.kid.c_str());
-  jwt_set_alg(jwt, key.alg == "ES384" ? JWT_ALG_ES384 : JWT_ALG_RS384,
-              reinterpret_cast<const unsigned char*>(key.private_pem.data()), static_cast<int>(key.private_pem.size()));
-  char* text = jwt_encode_str(jwt);
-  std::string out = text != nullptr ? text : "";
-  std::free(text);
-  jwt_free(jwt);
-  return out;
 }
 
 // Runs `caduceus ARGS...`; returns the exit code and what it printed.
@@ -136,9 +49,9 @@ class SmartTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir("smart-test");
     db_ = "sqlite:" + (dir_->path() / "smart.db").string();
-    es_ = new ClientKey(make_key("ES384", "es-key-1"));
-    rs_ = new ClientKey(make_key("RS384", "rs-key-1"));
-    std::ofstream(dir_->path() / "es.jwks") << es_->jwks;
+    es_ = new ClientKey(make_client_key("ES384", "es-key-1"));
+    rs_ = new ClientKey(make_client_key("RS384", "rs-key-1"));
+    std::ofstream(dir_->path() / "es.jwks") << es_->jwks();
     // backend: reads Patient and Observation, may create Observations. admin: everything (RS384).
     auto added =
         run_caduceus({"admin", "client", "add", "--db", db_, "--id", "backend", "--type", "confidential-asymmetric",
@@ -146,7 +59,7 @@ class SmartTest : public ::testing::Test {
                       "system/Patient.rs system/Observation.read", "--scope", "system/Observation.c"});
     ASSERT_EQ(added.first, 0) << added.second;
     added = run_caduceus({"admin", "client", "add", "--db", db_, "--id", "admin", "--type", "confidential-asymmetric",
-                          "--jwks", rs_->jwks, "--scope", "system/*.*"});
+                          "--jwks", rs_->jwks(), "--scope", "system/*.*"});
     ASSERT_EQ(added.first, 0) << added.second;
     added = run_caduceus({"admin", "client", "add", "--db", db_, "--id", "lab", "--type", "confidential-symmetric",
                           "--secret", kSecret, "--scope", "system/Observation.rs"});
@@ -319,7 +232,7 @@ TEST_F(SmartTest, AssertionsAreCheckedAndNeverReplayed) {
   other_sub.sub = "admin";
   EXPECT_EQ(token_request(sign_assertion(*es_, other_sub), "system/Patient.rs").status, 401);
   // Signed by a key that is not the client's (same kid), and claiming to be another client.
-  ClientKey stranger = make_key("ES384", "es-key-1");
+  ClientKey stranger = make_client_key("ES384", "es-key-1");
   EXPECT_EQ(token_request(sign_assertion(stranger, claims_for("backend")), "system/Patient.rs").status, 401);
   EXPECT_EQ(token_request(sign_assertion(*es_, claims_for("admin")), "system/Patient.rs").status, 401);
   // alg none.
