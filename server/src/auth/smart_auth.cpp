@@ -166,8 +166,15 @@ struct SmartAuth::Impl {
   mutable std::unordered_set<std::string> revoked;  // jti of revoked access tokens (also in the table)
   mutable std::mutex not_revoked_mutex;
   mutable std::unordered_map<std::string, std::int64_t> not_revoked_at;  // jti -> when the database last said so
+  // Bumped by every revocation this process learns of: a per-thread memo of "not revoked" holds only while it is
+  // unchanged.
+  mutable std::atomic<std::uint64_t> revocations{0};
   mutable std::shared_mutex cache_mutex;
-  mutable std::unordered_map<std::string, std::shared_ptr<const TokenInfo>> cache;
+  struct TokenHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  mutable std::unordered_map<std::string, std::shared_ptr<const TokenInfo>, TokenHash, std::equal_to<>> cache;
   // This instance among all made in the process (the per-thread memo of verify_token belongs to one of them).
   const std::uint64_t instance = next_instance();
   static std::uint64_t next_instance() {
@@ -277,6 +284,7 @@ struct SmartAuth::Impl {
     if (**shared) {
       std::unique_lock lock(revoked_mutex);
       revoked.insert(jti);
+      revocations.fetch_add(1, std::memory_order_acq_rel);
       return true;
     }
     std::lock_guard lock(not_revoked_mutex);
@@ -286,28 +294,34 @@ struct SmartAuth::Impl {
   }
 
   // The verified token, or why not (for WWW-Authenticate's error_description).
-  fhir::Result<std::shared_ptr<const TokenInfo>> verify_token(const std::string& token) const {
-    // A request asks twice (the interaction's check, then the access filter of its query): the last token this
-    // thread verified for this instance is kept aside, so the second ask takes no lock and no hash. Expiry and
-    // revocation are checked below every time.
+  fhir::Result<std::shared_ptr<const TokenInfo>> verify_token(std::string_view token) const {
+    // A request asks twice (the interaction's check, then the access filter of its query), and a client sends the
+    // same token request after request: the last token this thread verified for this instance is kept aside with
+    // when it was last found not revoked, so a repeated ask takes no lock, no hash and no copy. Expiry is checked
+    // every time; revocation again once this process learns of any revocation, or after kRevocationRecheckMs (the
+    // interval at which revoked_now asks a shared database anyway).
     struct Memo {
       std::uint64_t instance = 0;
       std::string token;
       std::shared_ptr<const TokenInfo> info;
+      std::uint64_t revocations = 0;
+      std::int64_t not_revoked_ms = 0;  // steady clock; 0: not checked
     };
     thread_local Memo memo;
+    const bool memo_hit = memo.instance == instance && memo.token == token;
     std::shared_ptr<const TokenInfo> info;
-    if (memo.instance == instance && memo.token == token) info = memo.info;
+    if (memo_hit) info = memo.info;
     if (!info) {
       std::shared_lock lock(cache_mutex);
       if (auto it = cache.find(token); it != cache.end()) info = it->second;
     }
     if (!info) {
-      auto header = peek_jwt_header(token);
+      const std::string jwt(token);
+      auto header = peek_jwt_header(jwt);
       if (!header) return std::unexpected(header.error());
       const SigningKey* key = keys.find(header->kid);
       if (key == nullptr) return fhir::fail(ErrorKind::kInvalid, "invalid", "the token's key (kid) is not ours");
-      auto claims = verify_jwt(token, key->public_pem, key->alg);
+      auto claims = verify_jwt(jwt, key->public_pem, key->alg);
       if (!claims) return std::unexpected(claims.error());
       auto t = std::make_shared<TokenInfo>();
       t->client_id = claim_string(*claims, "client_id");
@@ -335,13 +349,21 @@ struct SmartAuth::Impl {
       info = t;
       std::unique_lock lock(cache_mutex);
       if (cache.size() >= kTokenCacheSize) cache.clear();
-      cache.emplace(token, info);
+      cache.emplace(std::string(token), info);
     }
-    if (memo.instance != instance || memo.token != token) memo = Memo{instance, token, info};
+    if (!memo_hit) memo = Memo{instance, std::string(token), info};
     if (info->exp <= now_s()) return fhir::fail(ErrorKind::kInvalid, "invalid", "the token has expired");
+    const std::uint64_t generation = revocations.load(std::memory_order_acquire);
+    const std::int64_t now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    if (memo.not_revoked_ms != 0 && memo.revocations == generation && now_ms - memo.not_revoked_ms < kRevocationRecheckMs)
+      return info;
     auto revoked_token = revoked_now(info->jti);
     if (!revoked_token) return std::unexpected(revoked_token.error());
     if (*revoked_token) return fhir::fail(ErrorKind::kInvalid, "invalid", "the token has been revoked");
+    memo.revocations = generation;
+    memo.not_revoked_ms = now_ms;
     return info;
   }
 
@@ -598,7 +620,7 @@ struct SmartAuth::Impl {
   std::expected<std::string, OAuthError> caller(const Request& req) const {
     std::string_view h = req.header("authorization");
     if (h.size() > 7 && has_scheme(h, "bearer ")) {
-      auto info = verify_token(std::string(h.substr(7)));
+      auto info = verify_token(h.substr(7));
       if (!info || !presented_by(**info, req))
         return oauth_fail(401, "invalid_client", "the Bearer token is not valid");
       return (*info)->client_id;
@@ -661,6 +683,7 @@ struct SmartAuth::Impl {
     if (!written) return oauth_error({503, "temporarily_unavailable", "the database does not answer"}, "revoke");
     std::unique_lock lock(revoked_mutex);
     revoked.insert(jti);
+    revocations.fetch_add(1, std::memory_order_acq_rel);
     return ok;
   }
 
@@ -955,7 +978,7 @@ struct SmartAuth::Impl {
     if (path == "/metadata") return std::nullopt;
     std::string_view h = req.header("authorization");
     if (h.size() < 8 || !has_scheme(h, "bearer ")) return unauthorized("no Bearer token");
-    auto info = verify_token(std::string(h.substr(7)));
+    auto info = verify_token(h.substr(7));
     if (!info && info.error().kind == ErrorKind::kUnavailable) return error_response(info.error());  // 503
     if (!info) return unauthorized(info.error().issues.front().diagnostics);
     if (!presented_by(**info, req))
@@ -994,7 +1017,7 @@ struct SmartAuth::Impl {
 std::shared_ptr<const resources::AccessFilter> SmartAuth::access(const Request& request, char permission) const {
   std::string_view h = request.header("authorization");
   if (h.size() < 8 || !has_scheme(h, "bearer ")) return resources::deny_all_access();
-  auto info = impl_->verify_token(std::string(h.substr(7)));
+  auto info = impl_->verify_token(h.substr(7));
   if (!info || !presented_by(**info, request)) return resources::deny_all_access();
   std::uint8_t bit = 0;
   switch (permission) {
@@ -1012,7 +1035,7 @@ std::shared_ptr<const resources::AccessFilter> SmartAuth::access(const Request& 
 std::optional<Response> SmartAuth::check_admin(const Request& request) const {
   std::string_view h = request.header("authorization");
   if (h.size() < 8 || !has_scheme(h, "bearer ")) return impl_->unauthorized("no Bearer token");
-  auto info = impl_->verify_token(std::string(h.substr(7)));
+  auto info = impl_->verify_token(h.substr(7));
   if (!info && info.error().kind == ErrorKind::kUnavailable) return error_response(info.error());  // 503
   if (!info) return impl_->unauthorized(info.error().issues.front().diagnostics);
   const TokenInfo& t = **info;
