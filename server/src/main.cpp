@@ -286,7 +286,7 @@ int serve(const std::vector<std::string>& args) {
         smart->handle_async(request, [&answer](server::Response r) { answer.set_value(std::move(r)); });
         return future.get();
       },
-      [&](const server::Request& request) { return for_monitor(request) || server::Router::is_blocking(request); });
+      [&](const server::Request& request) { return for_monitor(request) || router.answers_later(request); });
   http.set_async_handler([&](const server::Request& request, std::function<void(server::Response)> done) {
     if (for_monitor(request)) return hl7_monitor.handle_async(request, std::move(done));
     if (for_smart(request)) return smart->handle_async(request, std::move(done));

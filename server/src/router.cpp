@@ -600,7 +600,7 @@ struct Router::Impl {
                          deleted_hides);
   }
 
-  void add_version_headers(Response& r, const VersionRecord& v) const {
+  static void add_version_headers(Response& r, const VersionRecord& v) {
     r.headers.emplace_back("ETag", etag(v.version));
     r.headers.emplace_back("Last-Modified", fhir::format_http_date(v.last_updated_ms));
   }
@@ -622,42 +622,66 @@ struct Router::Impl {
     return type == "SearchParameter" ? self.reindexer_ : nullptr;
   }
 
-  Response read(std::string_view type, std::string_view id) const {
-    if (!resources::is_valid_id(id))
-      return error_response(ErrorKind::kNotFound, "not-found",
-                            "'" + std::string(id) + "' is not a valid resource id, so no resource has it");
-    if (auto refused = hidden(type, id, 'r', false)) return *refused;
-    auto v = repo().store().read(kDefaultTenant, type, id);
-    if (!v) return error_response(v.error());
-    if (v->deleted) {
-      Response r = error_response(ErrorKind::kGone, "deleted",
-                                  "Resource " + std::string(type) + "/" + std::string(id) + " was deleted (version " +
-                                      std::to_string(v->version) + ")");
+  // The answer to a read once the store has the current version (or not): 410 for a deletion, 304 when the
+  // client's If-None-Match or If-Modified-Since says it has it, else the resource. Holds copies of what it needs
+  // of the request, so that it can answer on another thread after the request is gone.
+  struct ReadAnswer {
+    Format format;
+    std::string type, id, if_none_match, if_modified_since;
+
+    Response operator()(fhir::Result<VersionRecord> v) const {
+      if (!v) return with_interaction(error_response(v.error()), "read");
+      if (v->deleted) {
+        Response r =
+            error_response(ErrorKind::kGone, "deleted",
+                           "Resource " + type + "/" + id + " was deleted (version " + std::to_string(v->version) + ")");
+        add_version_headers(r, *v);
+        return with_interaction(std::move(r), "read");
+      }
+      if (std::string_view inm = if_none_match; !inm.empty()) {
+        bool match = trim(inm) == "*";
+        while (!match && !inm.empty()) {
+          auto comma = inm.find(',');
+          if (version_of_etag(inm.substr(0, comma)) == v->version) match = true;
+          inm = comma == std::string_view::npos ? std::string_view{} : inm.substr(comma + 1);
+        }
+        if (match) return not_modified(*v);
+      } else if (!if_modified_since.empty()) {
+        if (auto since = fhir::parse_http_date(trim(if_modified_since));
+            since && (v->last_updated_ms / 1000) * 1000 <= *since)
+          return not_modified(*v);
+      }
+      Response r = json_response(200, v->body, format);
       add_version_headers(r, *v);
-      return r;
+      return with_interaction(std::move(r), "read");
     }
-    if (std::string_view inm = req.header("if-none-match"); !inm.empty()) {
-      bool match = trim(inm) == "*";
-      while (!match && !inm.empty()) {
-        auto comma = inm.find(',');
-        if (version_of_etag(inm.substr(0, comma)) == v->version) match = true;
-        inm = comma == std::string_view::npos ? std::string_view{} : inm.substr(comma + 1);
-      }
-      if (match) {
-        Response r;
-        r.status = 304;
-        add_version_headers(r, *v);
-        return r;
-      }
-    } else if (std::string_view ims = req.header("if-modified-since"); !ims.empty()) {
-      if (auto since = fhir::parse_http_date(trim(ims)); since && (v->last_updated_ms / 1000) * 1000 <= *since) {
-        Response r;
-        r.status = 304;
-        add_version_headers(r, *v);
-        return r;
-      }
+    static Response not_modified(const VersionRecord& v) {
+      Response r;
+      r.status = 304;
+      add_version_headers(r, v);
+      return with_interaction(std::move(r), "read");
     }
-    return resource_response(200, *v);
+  };
+
+  // A read: answered here, or (nullopt) through `done` once a store that gathers reads has the version.
+  std::optional<Response> read(std::string_view type, std::string_view id) const {
+    if (!resources::is_valid_id(id))
+      return with_interaction(
+          error_response(ErrorKind::kNotFound, "not-found",
+                         "'" + std::string(id) + "' is not a valid resource id, so no resource has it"),
+          "read");
+    if (auto refused = hidden(type, id, 'r', false)) return with_interaction(std::move(*refused), "read");
+    ReadAnswer answer{format, std::string(type), std::string(id), std::string(req.header("if-none-match")),
+                      std::string(req.header("if-modified-since"))};
+    resources::Store& store = repo().store();
+    if (done != nullptr && store.reads_async()) {
+      store.read_async(kDefaultTenant, type, id,
+                       [answer = std::move(answer), done = *done](fhir::Result<VersionRecord> v) mutable {
+                         done(answer(std::move(v)));
+                       });
+      return std::nullopt;
+    }
+    return answer(store.read(kDefaultTenant, type, id));
   }
 
   Response vread(std::string_view type, std::string_view id, std::string_view vid) const {
@@ -1398,7 +1422,7 @@ struct Router::Impl {
       return with_interaction(search(type), "search-type");
     }
     if (segments.size() == 2) {
-      if (get) return with_interaction(read(type, second), "read");
+      if (get) return read(type, second);
       if (m == "PUT") return update(type, second);
       if (m == "DELETE") return remove(type, second);
       if (m == "PATCH") return patch(type, second);
@@ -1469,6 +1493,18 @@ std::string Router::capability_json() const {
 
 bool Router::is_blocking(const Request& request) noexcept {
   return request.method != "GET" && request.method != "HEAD";
+}
+
+bool Router::answers_later(const Request& request) const noexcept {
+  if (is_blocking(request)) return true;
+  if (request.method != "GET" || !repository_.store().reads_async()) return false;
+  std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
+  if (!path.starts_with(kFhirBase) || path.size() <= kFhirBase.size() + 1 || path[kFhirBase.size()] != '/')
+    return false;
+  path.remove_prefix(kFhirBase.size() + 1);
+  auto slash = path.find('/');
+  return slash != std::string_view::npos && slash > 0 && path.find('/', slash + 1) == std::string_view::npos &&
+         std::isupper(static_cast<unsigned char>(path[0])) != 0;
 }
 
 std::optional<Response> Router::dispatch(const Request& req, const Completion& done) const {

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <latch>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -113,6 +115,96 @@ TEST_F(PostgresStoreTest, TwoStoresSameIfMatchExactlyOneWins) {
     EXPECT_EQ(a->read(kDefaultTenant, "Patient", "race")->version, round + 1);
     EXPECT_EQ(b->read(kDefaultTenant, "Patient", "race")->version, round + 1);
   }
+}
+
+// Reads by id from many threads at once, gathered into batches (PostgresStore::read_async): each caller gets its
+// own resource's current version, kNotFound for an id that does not exist (or exists under another type), and the
+// deletion for a deleted one, whatever else shares its batch.
+TEST_F(PostgresStoreTest, GatheredReadsAnswerEachCallerItsOwnResource) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->reads_async());
+  Repository repo(*store, *defs_, *checker_);
+  constexpr int kPatients = 40;
+  for (int i = 0; i < kPatients; ++i) {
+    std::string id = "p" + std::to_string(i);
+    ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", id,
+                            parse(R"({"resourceType":"Patient","id":")" + id + R"(","birthDate":"19)" +
+                                  std::to_string(10 + i) + R"(-01-01"})"),
+                            {}));
+    if (i % 4 == 0)  // a second version
+      ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", id,
+                              parse(R"({"resourceType":"Patient","id":")" + id + R"(","gender":"other"})"), {}));
+  }
+  ASSERT_TRUE(repo.remove(kDefaultTenant, "Patient", "p7", {}));
+  ASSERT_TRUE(repo.update(kDefaultTenant, "Observation", "p1",
+                          parse(R"({"resourceType":"Observation","id":"p1","status":"final",)"
+                                R"("code":{"text":"same id, other type"}})"),
+                          {}));
+
+  // What each read must answer, worked out from the writes above.
+  struct Expect {
+    std::string type, id;
+    bool found = false, deleted = false;
+    std::int64_t version = 0;
+    std::string contains;  // in the body
+  };
+  std::vector<Expect> expected;
+  for (int i = 0; i < kPatients; ++i) {
+    std::string id = "p" + std::to_string(i);
+    if (i == 7)
+      expected.push_back({"Patient", id, true, true, 2, ""});
+    else if (i % 4 == 0)
+      expected.push_back({"Patient", id, true, false, 2, R"("gender":"other")"});
+    else
+      expected.push_back({"Patient", id, true, false, 1, "19" + std::to_string(10 + i) + "-01-01"});
+    expected.push_back({"Patient", "missing-" + id, false});
+  }
+  expected.push_back({"Observation", "p1", true, false, 1, "same id, other type"});
+  expected.push_back({"Observation", "p2", false});
+
+  constexpr int kThreads = 4, kRounds = 10;
+  std::atomic<int> wrong{0}, answered{0};
+  std::vector<std::string> failures;
+  std::mutex failures_mutex;
+  std::latch start(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      start.arrive_and_wait();
+      std::vector<std::promise<void>> all;
+      all.reserve(expected.size() * kRounds);
+      for (int round = 0; round < kRounds; ++round) {
+        for (std::size_t k = 0; k < expected.size(); ++k) {
+          const Expect& e = expected[(k + t * 7 + round) % expected.size()];
+          auto& p = all.emplace_back();
+          store->read_async(kDefaultTenant, e.type, e.id, [&, e, done = &p](fhir::Result<VersionRecord> v) {
+            std::string why;
+            if (!e.found) {
+              if (v || v.error().kind != fhir::ErrorKind::kNotFound) why = "expected not found";
+            } else if (!v) {
+              why = "expected found, got " + v.error().issues[0].diagnostics;
+            } else if (v->type != e.type || v->id != e.id || v->version != e.version || v->deleted != e.deleted ||
+                       (!e.contains.empty() && v->body.find(e.contains) == std::string::npos)) {
+              why = "got " + v->type + "/" + v->id + " version " + std::to_string(v->version) +
+                    (v->deleted ? " (deleted)" : "") + ": " + v->body;
+            }
+            if (!why.empty()) {
+              ++wrong;
+              std::lock_guard lock(failures_mutex);
+              if (failures.size() < 5) failures.push_back(e.type + "/" + e.id + ": " + why);
+            }
+            ++answered;
+            done->set_value();
+          });
+        }
+      }
+      for (auto& p : all) p.get_future().wait();
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(answered.load(), kThreads * kRounds * static_cast<int>(expected.size()));
+  EXPECT_EQ(wrong.load(), 0) << (failures.empty() ? "" : failures[0]);
 }
 
 // Writes through two stores at once: system history, read through either, lists every version once, newest

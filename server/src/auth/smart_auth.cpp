@@ -357,7 +357,8 @@ struct SmartAuth::Impl {
     const std::int64_t now_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
             .count();
-    if (memo.not_revoked_ms != 0 && memo.revocations == generation && now_ms - memo.not_revoked_ms < kRevocationRecheckMs)
+    if (memo.not_revoked_ms != 0 && memo.revocations == generation &&
+        now_ms - memo.not_revoked_ms < kRevocationRecheckMs)
       return info;
     auto revoked_token = revoked_now(info->jti);
     if (!revoked_token) return std::unexpected(revoked_token.error());

@@ -293,6 +293,14 @@ class Store {
 
   // The current version (deleted ones included, with deleted = true). kNotFound when it never existed.
   virtual fhir::Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) = 0;
+  // The same, answered through `done`: here, on this thread (the default), or later on a thread of the store's
+  // (one that gathers the reads of many requests into one round trip to its database: reads_async() is true then,
+  // and the caller should not wait for `done` on a thread that serves other requests).
+  using ReadDone = std::function<void(fhir::Result<VersionRecord>)>;
+  virtual void read_async(TenantId tenant, std::string_view type, std::string_view id, ReadDone done) {
+    done(read(tenant, type, id));
+  }
+  virtual bool reads_async() const { return false; }
   // One version. kNotFound when there is no such version.
   virtual fhir::Result<VersionRecord> vread(TenantId tenant, std::string_view type, std::string_view id,
                                             std::int64_t version) = 0;
