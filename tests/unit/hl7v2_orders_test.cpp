@@ -507,6 +507,44 @@ TEST_F(ClinicalInboundTest, OruIsStoredWithResolvedReferencesAndUpdatedNotDuplic
   EXPECT_EQ(string_at(erythrocytes[0], "meta.versionId"), "2");
 }
 
+// ORU^R01 with two PATIENT_RESULT groups: each group's results belong to the patient of its own PID, never to the
+// first patient of the message.
+TEST_F(ClinicalInboundTest, OruWithTwoPatientsFilesEachResultUnderItsOwnPatient) {
+  std::string ack = send(
+      "MSH|^~\\&|Lab|L|C|D|20240301||ORU^R01|TWO1|P|2.5.1\r"
+      "PID|1||MRN-A^^^H&1.2.3&ISO^MR||Alpha^Ann\r"
+      "OBR|1|PA|FA|2345-7^Glucose^LN|||202403010800\r"
+      "OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^^UCUM|||||F\r"
+      "PID|1||MRN-B^^^H&1.2.3&ISO^MR||Beta^Bob\r"
+      "OBR|1|PB|FB|2345-7^Glucose^LN|||202403010900\r"
+      "OBX|1|NM|2345-7^Glucose^LN||180|mg/dL^^UCUM|||||F\r"
+      "OBX|2|NM|2951-2^Sodium^LN||140|mmol/L^^UCUM|||||F\r");
+  ASSERT_EQ(msa(ack), "AA") << ack;
+  auto a = search("Patient", {{"identifier", "MRN-A"}});
+  auto b = search("Patient", {{"identifier", "MRN-B"}});
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(string_at(a[0], "name[0].family"), "Alpha");
+  EXPECT_EQ(string_at(b[0], "name[0].family"), "Beta");
+  std::string ann = "Patient/" + string_at(a[0], "id"), bob = "Patient/" + string_at(b[0], "id");
+  auto anns = search("Observation", {{"subject", ann}});
+  auto bobs = search("Observation", {{"subject", bob}});
+  ASSERT_EQ(anns.size(), 1u);
+  ASSERT_EQ(bobs.size(), 2u);
+  EXPECT_EQ(string_at(anns[0], "valueQuantity.value"), "95");
+  for (const Value& o : bobs) EXPECT_NE(string_at(o, "valueQuantity.value"), "95");
+  auto report_a = search("DiagnosticReport", {{"identifier", "FA"}});
+  auto report_b = search("DiagnosticReport", {{"identifier", "FB"}});
+  ASSERT_EQ(report_a.size(), 1u);
+  ASSERT_EQ(report_b.size(), 1u);
+  EXPECT_EQ(string_at(report_a[0], "subject.reference"), ann);
+  EXPECT_EQ(string_at(report_b[0], "subject.reference"), bob);
+  EXPECT_EQ(report_b[0].find("result")->items().size(), 2u);
+  auto order_b = search("ServiceRequest", {{"identifier", "PB"}});
+  ASSERT_EQ(order_b.size(), 1u);
+  EXPECT_EQ(string_at(order_b[0], "subject.reference"), bob);
+}
+
 TEST_F(ClinicalInboundTest, BadResultIsAnsweredAeAndNothingIsWritten) {
   std::string ack = send(
       "MSH|^~\\&|Lab|L|C|D|20240301||ORU^R01|BAD1|P|2.5.1\rPID|1||MRN-BAD\rOBR|1||F9|1^X^L\r"

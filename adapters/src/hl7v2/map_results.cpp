@@ -1,5 +1,6 @@
 // ORU^R01 -> Patient, ServiceRequest, Specimen, Observation, DiagnosticReport (IG segment maps OBR[DiagnosticReport],
 // OBX[Observation], SPM[Specimen], OBR[Specimen], ORC/OBR[ServiceRequest]).
+#include <map>
 #include <set>
 #include <utility>
 
@@ -132,8 +133,10 @@ bool set_value(Value& obs, const Segment& obx, Mapping& out) {
 
 Mapping map_oru_r01(const Message& m) {
   Mapping out;
-  std::string patient = add_patient(m, out, true);
-  if (patient.empty()) return out;
+  // The message's first PID (required); the results of a later PATIENT_RESULT group belong to that group's PID.
+  const std::string first_patient = add_patient(m, out, true);
+  if (first_patient.empty()) return out;
+  std::map<const Segment*, std::string> patients{{m.first("PID"), first_patient}};
   std::vector<OrderBlock> orders = order_blocks(m);
   if (orders.empty() || orders.front().obr == nullptr) {
     Location l;
@@ -145,6 +148,13 @@ Mapping map_oru_r01(const Message& m) {
     const OrderBlock& o = orders[k];
     if (o.obr == nullptr) continue;  // an ORC without OBR: nothing was observed
     const Segment& obr = *o.obr;
+    std::string patient = first_patient;
+    if (o.pid != nullptr) {
+      auto [it, fresh] = patients.try_emplace(o.pid);
+      if (fresh) it->second = add_patient_of(*o.pid, m, out);
+      if (it->second.empty()) return out;
+      patient = it->second;
+    }
     // The report: matched by the filler order number (OBR-3, else ORC-3), else the placer's.
     std::optional<Value> placer = map_ei(obr, 2, 1, 0, "PLAC");
     if (!placer && o.orc != nullptr) placer = map_ei(*o.orc, 2, 1, 0, "PLAC");

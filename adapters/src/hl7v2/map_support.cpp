@@ -294,17 +294,42 @@ std::optional<std::string> number(const Segment& s, std::size_t field, std::size
   return d;
 }
 
+std::string add_patient_of(const Segment& pid, const Message& m, Mapping& out) {
+  out.time_zone = m.time_zone;
+  std::vector<Problem> problems;
+  std::optional<MappedResource> patient = map_pid(pid, m.time_zone, problems);
+  bool failed = false;
+  for (Problem& p : problems) {
+    failed = failed || !p.warning;
+    out.problems.push_back(std::move(p));
+  }
+  if (failed || !patient) {
+    if (!failed) out.problems.push_back(required(pid, 3, "PID gives no patient"));
+    return {};
+  }
+  return add(out, std::move(patient->type), std::move(patient->resource), std::move(patient->criteria));
+}
+
 std::vector<OrderBlock> order_blocks(const Message& m) {
   std::vector<OrderBlock> out;
+  const Segment* pid = nullptr;
   for (const Segment& s : m.segments) {
     const std::string& n = s.name;
+    if (n == "PID") {
+      pid = &s;
+      continue;
+    }
     if (n == "ORC") {
       out.emplace_back().orc = &s;
+      out.back().pid = pid;
       continue;
     }
     if (n == "OBR") {
-      if (out.empty() || out.back().obr != nullptr || out.back().orc == nullptr || out.back().rxe != nullptr)
+      if (out.empty() || out.back().obr != nullptr || out.back().orc == nullptr || out.back().rxe != nullptr ||
+          out.back().pid != pid) {
         out.emplace_back();
+        out.back().pid = pid;
+      }
       out.back().obr = &s;
       continue;
     }

@@ -44,6 +44,9 @@ std::string add(Mapping& out, std::string type, Value resource,
 // The Patient from the message's (first) PID, added first; its placeholder, or "" when there is no PID (a problem
 // is added when `required`) or the PID has problems (added to out.problems).
 std::string add_patient(const Message& m, Mapping& out, bool required);
+// The Patient of one PID segment of the message (a message about several patients: ORU^R01's PATIENT_RESULT
+// groups): its placeholder, or "" with the PID's problems.
+std::string add_patient_of(const Segment& pid, const Message& m, Mapping& out);
 
 // Sets obj[key] to the dateTime of s-field.component when it is valued; false (and a problem) when it is not a
 // date. `instant`: the value must have a time (FHIR instant), seconds are filled in.
@@ -73,6 +76,7 @@ struct OrderBlock {
   const Segment* rxe = nullptr;
   std::vector<const Segment*> tq1_encoded;  // after RXE
   std::vector<const Segment*> rxr;          // after RXE first, then those of RXO
+  const Segment* pid = nullptr;             // the last PID before the order (its patient), if any
 };
 std::vector<OrderBlock> order_blocks(const Message& m);
 
