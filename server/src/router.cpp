@@ -1497,7 +1497,7 @@ bool Router::is_blocking(const Request& request) noexcept {
 
 bool Router::answers_later(const Request& request) const noexcept {
   if (is_blocking(request)) return true;
-  if (request.method != "GET" || !repository_.store().reads_async()) return false;
+  if ((request.method != "GET" && request.method != "HEAD") || !repository_.store().reads_async()) return false;
   std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
   if (!path.starts_with(kFhirBase) || path.size() <= kFhirBase.size() + 1 || path[kFhirBase.size()] != '/')
     return false;

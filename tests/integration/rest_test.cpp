@@ -1101,6 +1101,55 @@ TEST_F(RestTest, ConcurrentWritesLoseNothing) {
     EXPECT_EQ(string_at(h.entries[i], "resource.meta.versionId"), std::to_string(h.entries.size() - i));
 }
 
+// Reads from several connections at once (on PostgreSQL they are gathered into shared statements): each answer is
+// the resource asked for, with its own ETag, and a missing id is 404 whatever it shares a batch with.
+TEST_F(RestTest, ConcurrentReadsEachGetTheirOwnResource) {
+  constexpr int kPatients = 12;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kPatients; ++i) {
+    Value v = create_patient("Reader" + std::to_string(i));
+    ids.push_back(string_at(v, "id"));
+    ASSERT_FALSE(ids.back().empty());
+    if (i % 3 == 0)  // a second version for some
+      ASSERT_EQ(
+          client().put(target_of("Patient", ids.back()), patient_json("Reread" + std::to_string(i), ids.back())).status,
+          200);
+  }
+  constexpr int kThreads = 6, kRounds = 5;
+  std::mutex mutex;
+  std::vector<std::string> errors;
+  std::latch start(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      HttpClient c(server().host(), server().port());
+      start.arrive_and_wait();
+      for (int round = 0; round < kRounds; ++round)
+        for (int k = 0; k < kPatients; ++k) {
+          int i = (k + t + round) % kPatients;
+          Response r = c.get(target_of("Patient", ids[i]));
+          Response missing = c.get(target_of("Patient", "no-such-" + std::to_string(i)));
+          std::string family = (i % 3 == 0 ? "Reread" : "Reader") + std::to_string(i);
+          std::string why;
+          if (r.status != 200)
+            why = r.summary(200);
+          else if (string_at(r.json().value_or(Value()), "id") != ids[i] ||
+                   string_at(r.json().value_or(Value()), "name[0].family") != family)
+            why = "another resource: " + r.body;
+          else if (r.header("ETag") != weak_etag(i % 3 == 0 ? "2" : "1"))
+            why = "ETag " + r.header("ETag");
+          else if (missing.status != 404)
+            why = "missing: " + missing.summary(200);
+          if (!why.empty()) {
+            std::lock_guard lock(mutex);
+            errors.push_back("Patient " + std::to_string(i) + ": " + why);
+          }
+        }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
+}
+
 // ---- data fidelity ---------------------------------------------------------------------------------------------
 
 TEST_F(RestTest, DecimalsRoundTripExactly) {

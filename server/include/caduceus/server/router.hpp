@@ -52,8 +52,8 @@ class Router {
   // Whether a request may wait on a database commit (run it off the I/O threads).
   static bool is_blocking(const Request& request) noexcept;
   // Whether dispatch may answer a request later, through its Completion: what is_blocking says, and a read by id
-  // (`GET /fhir/{type}/{id}`) on a store that gathers reads (Store::reads_async: PostgreSQL). Such a request must
-  // go through handle_async (handle() would hold an I/O thread until its batch is back).
+  // (`GET` or `HEAD /fhir/{type}/{id}`) on a store that gathers reads (Store::reads_async: PostgreSQL). Such a request
+  // must go through handle_async (handle() would hold an I/O thread until its batch is back).
   bool answers_later(const Request& request) const noexcept;
 
   // The public base URL (known once the listener is bound); call before serving.
