@@ -3,11 +3,7 @@
 // produced, and replayed (an errored one after its cause is fixed; a processed one again: same resources, no
 // duplicates, no new version of what does not change); outbound dead letters queued again; and who may use it
 // with --auth smart (401 without a token, 403 for anyone but an administrator or a system/*.* token).
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -29,6 +25,7 @@
 #include "caduceus/server/auth/keys.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
+#include "mllp_client.hpp"
 #include "test_server.hpp"
 
 namespace caduceus::test {
@@ -39,63 +36,12 @@ using adapters::MllpFramer;
 using fhir::json::Value;
 namespace hl7 = adapters::hl7v2;
 
-// A blocking MLLP client: writes a framed message, reads the acknowledgement frame.
-class MllpClient {
- public:
-  explicit MllpClient(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd_ < 0) throw std::runtime_error("socket");
-    timeval tv{30, 0};  // a safety net against a hang, not a synchronization
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
-  }
-  ~MllpClient() { ::close(fd_); }
-
-  std::string exchange(std::string_view message) {
-    std::string wire = MllpFramer::wrap(message);
-    std::string_view bytes = wire;
-    while (!bytes.empty()) {
-      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0) return {};
-      bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-    while (frames_.empty()) {
-      char buf[8192];
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) return {};
-      std::vector<MllpFramer::Frame> got;
-      framer_.feed(std::string_view(buf, static_cast<std::size_t>(n)), got);
-      for (auto& f : got) frames_.push_back(std::move(f.bytes));
-    }
-    std::string out = std::move(frames_.front());
-    frames_.erase(frames_.begin());
-    return out;
-  }
-
- private:
-  int fd_ = -1;
-  MllpFramer framer_{1 << 24};
-  std::vector<std::string> frames_;
-};
-
 std::string msa1(const std::string& ack) {
   auto m = hl7::parse(ack);
   if (!m) return "<unparsable>";
   const hl7::Segment* s = m->first("MSA");
   return s ? s->get(1) : std::string();
 }
-
-std::uint16_t mllp_port_of(const TestServer& server) {
-  const std::string& line = server.start_line();
-  auto at = line.find("MLLP on 127.0.0.1:");
-  if (at == std::string::npos) throw std::runtime_error("no MLLP port in: " + line);
-  return static_cast<std::uint16_t>(std::stoi(line.substr(at + 18)));
-}
-
 // PV1 with PV1-2 (class) and PV1-19 (visit number).
 std::string pv1(const std::string& visit) {
   return "PV1|1|I" + std::string(17, '|') + visit + "\r";

@@ -1,10 +1,6 @@
 // HL7 v2 ADT over a real MLLP socket (--mllp 127.0.0.1:0, --hl7-timezone America/New_York): a visit from admission
 // to discharge, a merge, and bad content, each checked through FHIR search over HTTP.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <map>
@@ -16,6 +12,7 @@
 #include "caduceus/adapters/mllp.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
+#include "mllp_client.hpp"
 #include "test_server.hpp"
 
 namespace caduceus::test {
@@ -23,52 +20,6 @@ namespace {
 
 using adapters::MllpFramer;
 using fhir::json::Value;
-
-// A blocking MLLP client (as in hl7v2_mllp_test.cpp): one message out, its one acknowledgement back.
-class AdtMllpClient {
- public:
-  explicit AdtMllpClient(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd_ < 0) throw std::runtime_error("socket");
-    timeval tv{30, 0};  // a safety net against a hang, not a synchronization
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
-  }
-  ~AdtMllpClient() { ::close(fd_); }
-
-  std::string exchange(std::string_view message) {
-    std::string bytes = MllpFramer::wrap(message);
-    for (std::string_view rest = bytes; !rest.empty();) {
-      ssize_t n = ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL);
-      if (n <= 0) throw std::runtime_error("send failed");
-      rest.remove_prefix(static_cast<std::size_t>(n));
-    }
-    std::vector<MllpFramer::Frame> got;
-    while (got.empty()) {
-      char buf[8192];
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) return {};
-      framer_.feed(std::string_view(buf, static_cast<std::size_t>(n)), got);
-    }
-    return got.front().bytes;
-  }
-
- private:
-  int fd_ = -1;
-  MllpFramer framer_{1 << 24};
-};
-
-std::string ack_field(const std::string& ack, std::string_view segment, std::size_t n, std::size_t c = 1) {
-  auto m = adapters::hl7v2::parse(ack);
-  if (!m) return "<unparsable>";
-  const adapters::hl7v2::Segment* s = m->first(segment);
-  return s ? s->get(n, c) : std::string();
-}
-
 // A segment from its non-empty fields.
 std::string seg(const std::string& name, const std::map<int, std::string>& fields) {
   std::string out = name;
@@ -103,12 +54,7 @@ class Hl7v2AdtMllpTest : public ServerTest {
     start_server(options);
   }
 
-  static std::uint16_t mllp_port() {
-    const std::string& line = server().start_line();
-    auto at = line.find("MLLP on 127.0.0.1:");
-    if (at == std::string::npos) throw std::runtime_error("no MLLP port in: " + line);
-    return static_cast<std::uint16_t>(std::stoi(line.substr(at + 18)));
-  }
+  static std::uint16_t mllp_port() { return mllp_port_of(server()); }
 
   // The resources a search finds.
   std::vector<Value> search(const std::string& query) {
@@ -134,7 +80,7 @@ class Hl7v2AdtMllpTest : public ServerTest {
 };
 
 TEST_F(Hl7v2AdtMllpTest, AVisitFromAdmissionToDischargeIsSearchable) {
-  AdtMllpClient mllp(mllp_port());
+  MllpClient mllp(mllp_port());
   std::string a01 = msh("A01", "ADT-INT-1") + "EVN|A01|202401151030\r" + pid("M-7001", "Ana") +
                     seg("NK1", {{1, "1"}, {2, "Rivera^Luis"}, {3, "FTH^Father^HL70063"}}) + pv1() +
                     seg("IN1", {{1, "1"}, {2, "P-55^Silver"}, {3, "BCX^^^HOSP"}, {4, "BlueCross"}});
@@ -184,7 +130,7 @@ TEST_F(Hl7v2AdtMllpTest, AVisitFromAdmissionToDischargeIsSearchable) {
 }
 
 TEST_F(Hl7v2AdtMllpTest, A40MergeLinksBothPatients) {
-  AdtMllpClient mllp(mllp_port());
+  MllpClient mllp(mllp_port());
   ASSERT_EQ(ack_field(mllp.exchange(msh("A04", "MRG-INT-1") + pid("M-8001", "Bea")), "MSA", 1), "AA");
   ASSERT_EQ(ack_field(mllp.exchange(msh("A04", "MRG-INT-2") + pid("M-8002", "Beatriz")), "MSA", 1), "AA");
   std::string ack =
@@ -207,7 +153,7 @@ TEST_F(Hl7v2AdtMllpTest, A40MergeLinksBothPatients) {
 }
 
 TEST_F(Hl7v2AdtMllpTest, BadContentIsAnsweredAeWithTheField) {
-  AdtMllpClient mllp(mllp_port());
+  MllpClient mllp(mllp_port());
   std::string ack = mllp.exchange(msh("A01", "BAD-INT-1") + pid("M-9001", "Cy") + pv1({{44, "20240132"}}));
   EXPECT_EQ(ack_field(ack, "MSA", 1), "AE");
   EXPECT_EQ(ack_field(ack, "MSA", 2), "BAD-INT-1");

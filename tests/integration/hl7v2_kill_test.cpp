@@ -3,11 +3,7 @@
 // kill is stored and was processed exactly once (its Patient exists once, at version 1); sending every message
 // again (the unacknowledged ones for the first time, the others as duplicates) leaves exactly one Patient per
 // message, none processed twice (still version 1).
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -20,6 +16,7 @@
 #include "caduceus/adapters/mllp.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
+#include "mllp_client.hpp"
 #include "test_server.hpp"
 
 namespace caduceus::test {
@@ -30,51 +27,6 @@ using adapters::MllpFramer;
 constexpr int kMessages = 300;
 constexpr std::size_t kKillAfter = 25;  // acknowledgements read before the kill
 
-// A blocking socket that writes raw bytes and reads MLLP frames until the connection ends.
-class Socket {
- public:
-  explicit Socket(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd_ < 0) throw std::runtime_error("socket");
-    timeval tv{60, 0};  // a safety net against a hang, not a synchronization
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
-  }
-  ~Socket() { ::close(fd_); }
-  // False when the peer is gone.
-  bool write(std::string_view bytes) {
-    while (!bytes.empty()) {
-      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-  // The next frame, or nullopt when the connection ended.
-  std::optional<std::string> frame() {
-    while (frames_.empty()) {
-      char buf[16384];
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) return std::nullopt;
-      std::vector<MllpFramer::Frame> got;
-      framer_.feed(std::string_view(buf, static_cast<std::size_t>(n)), got);
-      for (auto& f : got) frames_.push_back(std::move(f.bytes));
-    }
-    std::string f = std::move(frames_.front());
-    frames_.erase(frames_.begin());
-    return f;
-  }
-
- private:
-  int fd_ = -1;
-  MllpFramer framer_{1 << 24};
-  std::vector<std::string> frames_;
-};
-
 std::string control_id(int i) {
   return "KILL-" + std::to_string(i);
 }
@@ -84,14 +36,6 @@ std::string message(int i) {
          "|P|2.5.1\rEVN|A01|20240301101500\rPID|1||K-" + std::to_string(i) +
          "^^^KillHosp&1.2.840.999.77&ISO^MR||Stream^Kill||19800101|F\rPV1|1|I\r";
 }
-
-std::uint16_t mllp_port(const TestServer& server) {
-  const std::string& line = server.start_line();
-  auto at = line.find("MLLP on 127.0.0.1:");
-  if (at == std::string::npos) throw std::runtime_error("no MLLP port in: " + line);
-  return static_cast<std::uint16_t>(std::stoi(line.substr(at + 18)));
-}
-
 // (MSA-1, MSA-2) of an acknowledgement.
 std::pair<std::string, std::string> msa(const std::string& ack) {
   auto m = adapters::hl7v2::parse(ack);
@@ -128,7 +72,7 @@ TEST(Hl7v2KillTest, AcknowledgedMessagesAreStoredAndProcessedExactlyOnce) {
   // read what the server had sent before it died.
   std::set<int> acked;
   {
-    Socket s(mllp_port(*server));
+    MllpClient s(mllp_port_of(*server), 60);
     std::string all;
     for (int i = 0; i < kMessages; ++i) all += MllpFramer::wrap(message(i));
     ASSERT_TRUE(s.write(all));
@@ -163,7 +107,7 @@ TEST(Hl7v2KillTest, AcknowledgedMessagesAreStoredAndProcessedExactlyOnce) {
   // Send everything again: the acknowledged ones are duplicates (answered from the store, not processed), the
   // others are processed now. Every one is answered AA.
   {
-    Socket s(mllp_port(*server));
+    MllpClient s(mllp_port_of(*server), 60);
     for (int i = 0; i < kMessages; ++i) {
       ASSERT_TRUE(s.write(MllpFramer::wrap(message(i))));
       auto ack = s.frame();

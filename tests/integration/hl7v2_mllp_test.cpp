@@ -1,10 +1,6 @@
 // HL7 v2 over MLLP against the real server (--mllp 127.0.0.1:0): framing across and within reads, AA once the
 // Patient is committed (then found over HTTP), duplicates, AR, AE with ERR positions, enhanced mode, the cap.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,6 +15,7 @@
 #include "caduceus/adapters/mllp.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
+#include "mllp_client.hpp"
 #include "test_server.hpp"
 
 namespace caduceus::test {
@@ -26,66 +23,6 @@ namespace {
 
 using adapters::MllpFramer;
 using fhir::json::Value;
-
-// A blocking MLLP client: writes raw bytes, reads whole frames.
-class MllpClient {
- public:
-  explicit MllpClient(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd_ < 0) throw std::runtime_error("socket");
-    timeval tv{30, 0};  // a safety net against a hang, not a synchronization
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
-  }
-  ~MllpClient() { ::close(fd_); }
-
-  void write(std::string_view bytes) {
-    while (!bytes.empty()) {
-      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0) throw std::runtime_error("send failed");
-      bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-  }
-  // The next `count` frames (fewer if the connection ends or the safety timeout passes).
-  std::vector<std::string> read(std::size_t count) {
-    while (frames_.size() < count) {
-      char buf[8192];
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      std::vector<MllpFramer::Frame> got;
-      framer_.feed(std::string_view(buf, static_cast<std::size_t>(n)), got);
-      for (auto& f : got) frames_.push_back(std::move(f.bytes));
-    }
-    std::vector<std::string> out;
-    while (!frames_.empty() && out.size() < count) {
-      out.push_back(std::move(frames_.front()));
-      frames_.erase(frames_.begin());
-    }
-    return out;
-  }
-  std::string exchange(std::string_view message) {
-    write(MllpFramer::wrap(message));
-    auto r = read(1);
-    return r.empty() ? std::string() : r.front();
-  }
-
- private:
-  int fd_ = -1;
-  MllpFramer framer_{1 << 24};
-  std::vector<std::string> frames_;
-};
-
-// A field of an acknowledgement ("" when absent, "<unparsable>" when it does not parse).
-std::string ack_field(const std::string& ack, std::string_view segment, std::size_t n, std::size_t c = 1) {
-  auto m = adapters::hl7v2::parse(ack);
-  if (!m) return "<unparsable>";
-  const adapters::hl7v2::Segment* s = m->first(segment);
-  return s ? s->get(n, c) : std::string();
-}
 
 std::string adt(const std::string& event, const std::string& control, const std::string& pid_rest,
                 const std::string& msh_tail = "") {
@@ -101,12 +38,7 @@ class Hl7v2MllpTest : public ServerTest {
     start_server(options);
   }
 
-  static std::uint16_t mllp_port() {
-    const std::string& line = server().start_line();
-    auto at = line.find("MLLP on 127.0.0.1:");
-    if (at == std::string::npos) throw std::runtime_error("no MLLP port in: " + line);
-    return static_cast<std::uint16_t>(std::stoi(line.substr(at + 18)));
-  }
+  static std::uint16_t mllp_port() { return mllp_port_of(server()); }
 
   // A line of /metrics ("name{labels}") as a number; -1 when it is not there.
   long long metric(const std::string& series) {
