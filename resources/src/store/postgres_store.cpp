@@ -704,6 +704,35 @@ constexpr const char* kReadCurrentBatch =
     "FROM resource r JOIN resource_version v ON v.rid = r.rid AND v.version = r.version "
     "WHERE r.tenant = q.tenant AND r.type = q.type AND r.id = q.id) x";
 
+// Waits until `queue` has jobs or `stopping` is set, then moves up to `most` of them into `batch`. False when
+// stopping with nothing left to do.
+template <class Job>
+bool take_batch(std::mutex& mutex, std::condition_variable& cv, std::deque<Job>& queue, const bool& stopping,
+                std::size_t most, std::vector<Job>& batch) {
+  std::unique_lock lock(mutex);
+  cv.wait(lock, [&] { return stopping || !queue.empty(); });
+  if (queue.empty()) return false;
+  while (!queue.empty() && batch.size() < most) {
+    batch.push_back(std::move(queue.front()));
+    queue.pop_front();
+  }
+  return true;
+}
+
+// Answers each job of the batch with its result (same order), then empties both. A completion that throws does
+// not keep the others from theirs: its caller has had its answer.
+template <class Job, class R>
+void deliver(std::vector<Job>& batch, std::vector<R>& results) {
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    try {
+      batch[i].done(std::move(results[i]));
+    } catch (...) {
+    }
+  }
+  batch.clear();
+  results.clear();
+}
+
 // A read waiting for its batch (PostgresStore::read_async).
 struct ReadJob {
   TenantId tenant;
@@ -1592,25 +1621,9 @@ class PostgresStore final : public Store {
     std::vector<ReadJob> batch;
     std::vector<Result<VersionRecord>> results;
     for (;;) {
-      {
-        std::unique_lock lock(reads_mutex_);
-        reads_cv_.wait(lock, [&] { return reads_stopping_ || !reads_.empty(); });
-        if (reads_.empty() && reads_stopping_) return;
-        while (!reads_.empty() && batch.size() < kMaxReadBatch) {
-          batch.push_back(std::move(reads_.front()));
-          reads_.pop_front();
-        }
-      }
+      if (!take_batch(reads_mutex_, reads_cv_, reads_, reads_stopping_, kMaxReadBatch, batch)) return;
       read_batch(batch, results);
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        try {
-          batch[i].done(std::move(results[i]));
-        } catch (...) {
-          // A caller's completion must not take the reader down; it has had its answer.
-        }
-      }
-      batch.clear();
-      results.clear();
+      deliver(batch, results);
     }
   }
 
@@ -1655,28 +1668,12 @@ class PostgresStore final : public Store {
     std::vector<WriteJob> batch;
     std::vector<Result<void>> results;
     for (;;) {
-      {
-        std::unique_lock lock(queue_mutex_);
-        queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty() && stopping_) return;
-        while (!queue_.empty() && batch.size() < options_.max_group) {
-          batch.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-      }
+      if (!take_batch(queue_mutex_, queue_cv_, queue_, stopping_, options_.max_group, batch)) return;
       if (!run_jobs(batch, results, /*savepoints=*/false) && batch.size() > 1) {
         results.clear();
         run_jobs(batch, results, /*savepoints=*/true);
       }
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        try {
-          batch[i].done(std::move(results[i]));
-        } catch (...) {
-          // A caller's completion must not take the writer down; it has had its answer.
-        }
-      }
-      batch.clear();
-      results.clear();
+      deliver(batch, results);
     }
   }
 
