@@ -177,6 +177,7 @@ fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegi
   }
 
   if (auto linked = reg->link(); !linked) return load_error(std::move(linked.error()));
+  reg->find_subsets();
 
   if (!compartments_json.empty()) {
     rapidjson::Document cdoc;
@@ -200,6 +201,89 @@ fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegi
     }
   }
   return std::shared_ptr<const SearchParameterRegistry>(std::move(reg));
+}
+
+namespace {
+
+// The top-level `|` terms of a FHIRPath expression (outside parentheses, brackets and quotes), trimmed.
+std::vector<std::string_view> union_terms(std::string_view e) {
+  std::vector<std::string_view> terms;
+  int depth = 0;
+  bool quoted = false;
+  std::size_t start = 0;
+  auto trimmed = [](std::string_view t) {
+    while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+    while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+    return t;
+  };
+  for (std::size_t i = 0; i < e.size(); ++i) {
+    char ch = e[i];
+    if (ch == '\\' && quoted) {
+      ++i;
+    } else if (ch == '\'') {
+      quoted = !quoted;
+    } else if (!quoted && (ch == '(' || ch == '[')) {
+      ++depth;
+    } else if (!quoted && (ch == ')' || ch == ']')) {
+      --depth;
+    } else if (!quoted && depth == 0 && ch == '|') {
+      terms.push_back(trimmed(e.substr(start, i - start)));
+      start = i + 1;
+    }
+  }
+  terms.push_back(trimmed(e.substr(start)));
+  return terms;
+}
+
+}  // namespace
+
+void SearchParameterRegistry::find_subsets() {
+  auto same_shape = [](const SearchParameter& a, const SearchParameter& b) {
+    if (a.type != b.type || a.xpath_usage != b.xpath_usage || a.components.size() != b.components.size()) return false;
+    for (std::size_t i = 0; i < a.components.size(); ++i) {
+      const SearchParameterComponent &x = a.components[i], &y = b.components[i];
+      if (x.expression != y.expression || x.parameter == nullptr || y.parameter == nullptr ||
+          x.parameter->type != y.parameter->type || x.parameter->xpath_usage != y.parameter->xpath_usage)
+        return false;
+    }
+    return true;
+  };
+  // Q is a subset of P when each `|` term of Q's expression is one of P's, and P has more.
+  std::vector<std::pair<std::string_view, std::pair<const SearchParameter*, std::vector<std::string>>>> found;
+  for (const auto& [type, entry] : by_type_) {
+    for (const auto& [code, p] : entry.by_code) {
+      if (p->synthetic || p->type == SearchParamType::kReference || p->type == SearchParamType::kSpecial) continue;
+      std::vector<std::string_view> terms = union_terms(p->expression_for(type));
+      if (terms.size() < 2) continue;
+      std::vector<std::string> codes;
+      for (const auto& [other_code, q] : entry.by_code) {
+        if (q == p || q->synthetic || !same_shape(*p, *q) || q->expression_for(type).empty()) continue;
+        std::vector<std::string_view> q_terms = union_terms(q->expression_for(type));
+        if (q_terms.size() < terms.size() && std::ranges::all_of(q_terms, [&](std::string_view t) {
+              return std::ranges::find(terms, t) != terms.end();
+            }))
+          codes.emplace_back(other_code);
+      }
+      if (!codes.empty()) found.push_back({type, {p, std::move(codes)}});
+    }
+  }
+  // A subset that has subsets of its own is left out: its rows are not all in its table, and a search would have
+  // to follow it further.
+  for (auto& [type, entry] : found) {
+    auto& [p, codes] = entry;
+    std::erase_if(codes, [&, t = type](const std::string& c) {
+      return std::ranges::any_of(found, [&](const auto& f) { return f.first == t && f.second.first->code == c; });
+    });
+    if (codes.empty()) continue;
+    std::ranges::sort(codes);
+    const_cast<SearchParameter*>(p)->subsets.emplace_back(std::string(type), std::move(codes));
+  }
+}
+
+std::span<const std::string> SearchParameter::subsets_for(std::string_view resource_type) const noexcept {
+  for (const auto& [type, codes] : subsets)
+    if (type == resource_type) return codes;
+  return {};
 }
 
 std::expected<void, std::string> SearchParameterRegistry::link() {
@@ -249,6 +333,7 @@ fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegi
   reg->parameters_ = base.parameters_;
   for (const SearchParameter& p : custom) {
     SearchParameter& added = reg->parameters_.emplace_back(p);
+    added.subsets.clear();  // (package parameters only: a custom one may be deleted, its rows with it)
     for (SearchParameterComponent& c : added.components) c.parameter = nullptr;
   }
   reg->compartments_ = base.compartments_;

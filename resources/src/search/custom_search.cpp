@@ -5,6 +5,7 @@
 #include <set>
 
 #include "caduceus/resources/fhirpath.hpp"
+#include "caduceus/resources/shared_rows.hpp"
 
 namespace caduceus::resources {
 
@@ -127,6 +128,9 @@ IndexValues ActiveSearchParameters::extract(const json::Value& resource, std::sh
   append_index(values, custom->extract(resource));
   if (guard != nullptr) *guard = std::move(custom);
   std::erase_if(values.dates, [](const DateIndex& d) { return d.param == "_lastUpdated"; });
+  // Rows another parameter holds too are not written twice (a search reads them there).
+  if (const json::Value* type = resource.find("resourceType"); type != nullptr && type->is_string())
+    leave_out_shared_rows(values, type->text(), *base_);
   return values;
 }
 

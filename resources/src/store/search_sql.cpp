@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <span>
 #include <type_traits>
 
 #include "caduceus/fhir/search_text.hpp"
@@ -55,6 +56,50 @@ const char* table_of(SearchParamType t) {
 }
 
 using Types = std::vector<std::string>;
+
+// " AND <alias>.param = ?" for parameter `p` on rows of `types` (empty: any type); when p has subsets
+// (SearchParameter::subsets: rows the writer left out of p's because another parameter holds them), p's rows and
+// theirs: " AND <alias>.param IN (?, ...)", or per type " AND (<alias>.param = ? OR (<alias>.type = ? AND
+// <alias>.param IN (...)) ...)" when the types differ in them.
+std::string param_is(const std::string& alias, const SearchParameter& p, const Types& types,
+                     std::vector<SqlQuery::Bind>& binds) {
+  const std::string col = alias + ".param";
+  auto list = [&](std::span<const std::string> codes, bool with_p) {
+    std::string s = col + " IN (";
+    if (with_p) {
+      s += "?";
+      binds.emplace_back(p.code);
+    }
+    for (std::size_t i = 0; i < codes.size(); ++i) {
+      s += (i || with_p) ? ", ?" : "?";
+      binds.emplace_back(codes[i]);
+    }
+    return s + ")";
+  };
+  std::vector<std::pair<std::string, std::span<const std::string>>> by_type;
+  if (types.empty()) {
+    for (const auto& [type, codes] : p.subsets) by_type.emplace_back(type, codes);
+  } else {
+    for (const std::string& type : types)
+      if (auto codes = p.subsets_for(type); !codes.empty()) by_type.emplace_back(type, codes);
+  }
+  if (by_type.empty()) {
+    binds.emplace_back(p.code);
+    return " AND " + col + " = ?";
+  }
+  bool same = !types.empty() && by_type.size() == types.size() && std::ranges::all_of(by_type, [&](const auto& t) {
+    return std::ranges::equal(t.second, by_type[0].second);
+  });
+  if (same) return " AND " + list(by_type[0].second, true);
+  std::string s = " AND (" + col + " = ?";
+  binds.emplace_back(p.code);
+  for (const auto& [type, codes] : by_type) {
+    s += " OR (" + alias + ".type = ? AND ";
+    binds.emplace_back(type);
+    s += list(codes, false) + ")";
+  }
+  return s + ")";
+}
 
 struct Builder {
   SqlQuery& q;
@@ -322,8 +367,8 @@ struct Builder {
         where += " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT x.rid FROM " + table +
                  " x WHERE x.tenant = ?";
       bind(tenant);
-      where += type_in(probe ? "+x.type" : "x.type", types) + " AND x.param = ?";
-      bind(c.parameter->code);
+      where += type_in(probe ? "+x.type" : "x.type", types);
+      where += param_is("x", *c.parameter, types, q.binds);
     };
     if (c.chained) {
       std::string r2 = next_alias();
@@ -394,8 +439,8 @@ struct Builder {
       where +=
           " AND " + r + ".rid " + (negate ? "NOT IN" : "IN") + " (SELECT c.rid FROM idx_composite c WHERE c.tenant = ?";
     bind(tenant);
-    where += type_in(probe ? "+c.type" : "c.type", types) + " AND c.param = ? AND c.component = 0";
-    bind(c.parameter->code);
+    where += type_in(probe ? "+c.type" : "c.type", types);
+    where += param_is("c", *c.parameter, types, q.binds) + " AND c.component = 0";
     if (missing) {
       where += ")";
       return {};
@@ -486,9 +531,9 @@ struct Builder {
     const Types targets = r->type                               ? Types{*r->type}
                           : patient.modifier == Modifier::kType ? Types{patient.target_type}
                                                                 : Types(patient.parameter->target);
-    where += type_in("x.target_type", targets) + " AND x.type = ? AND x.param = ? AND (";
+    where += type_in("x.target_type", targets) + " AND x.type = ?";
     bind(type);
-    bind(token.parameter->code);
+    where += param_is("x", *token.parameter, Types{type}, q.binds) + " AND (";
     for (std::size_t i = 0; i < token.values.size(); ++i) {
       auto cond = value_condition(token, token.values[i]);
       if (!cond) return std::unexpected(cond.error());
@@ -741,9 +786,9 @@ fhir::Result<std::string> sort_key_sql(const SortKey& k, const std::string& alia
     case SearchParamType::kQuantity: value = col(k.descending ? "high" : "low"); break;
     default: value = col("uri"); break;
   }
-  binds.push_back(p.code);
+  std::string param = param_is(alias, p, {}, binds);
   return std::string("(SELECT ") + agg + "(" + value + ") FROM " + table + " " + alias + " WHERE " + col("rid") +
-         " = r.rid AND " + col("param") + " = ?" + extra + ")";
+         " = r.rid" + param + extra + ")";
 }
 
 }  // namespace

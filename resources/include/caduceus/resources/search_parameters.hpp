@@ -63,6 +63,14 @@ struct SearchParameter {
   std::optional<bool> multiple_and;
   std::vector<SearchParameterComponent> components;  // composites only
   bool synthetic = false;                            // not a SearchParameter of the package (_has, _list, _type)
+  // Per base type, the other parameters of that type whose expression is one of the `|` terms of this one's (same
+  // type, usage and components; R4 package parameters only, never a reference: Observation combo-code has code
+  // and component-code). Every index row of theirs is one of this parameter's too, so the writer leaves out this
+  // parameter's rows that one of them holds (leave_out_shared_rows) and a search reads theirs with its own.
+  std::vector<std::pair<std::string, std::vector<std::string>>> subsets;
+
+  // The codes of `subsets` for `resource_type`; empty if none.
+  std::span<const std::string> subsets_for(std::string_view resource_type) const noexcept;
 
   // Whether it applies to every resource type (base Resource or DomainResource).
   bool common() const noexcept;
@@ -120,6 +128,8 @@ class SearchParameterRegistry {
   SearchParameterRegistry() = default;
   // Builds the lookup tables from parameters_ (on a registry whose tables are still empty); the reason on a clash.
   std::expected<void, std::string> link();
+  // Fills SearchParameter::subsets (after link(), on the package's parameters).
+  void find_subsets();
 
   struct TypeEntry {
     std::unordered_map<std::string_view, const SearchParameter*> by_code;  // own parameters only

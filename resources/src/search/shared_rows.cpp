@@ -1,0 +1,124 @@
+#include "caduceus/resources/shared_rows.hpp"
+
+#include <algorithm>
+#include <map>
+#include <span>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace caduceus::resources {
+namespace {
+
+// The row's value, its parameter aside.
+auto key(const StringIndex& r) {
+  return std::tie(r.normalized, r.exact);
+}
+auto key(const TokenIndex& r) {
+  return std::tie(r.system, r.code, r.text);
+}
+auto key(const DateIndex& r) {
+  return std::tie(r.low_ms, r.high_ms);
+}
+auto key(const NumberIndex& r) {
+  return std::tie(r.low, r.high, r.value);
+}
+auto key(const QuantityIndex& r) {
+  return std::tie(r.low, r.high, r.value, r.system, r.code, r.unit);
+}
+auto key(const UriIndex& r) {
+  return std::tie(r.uri);
+}
+auto key(const CompositeIndex& r) {  // (by value: an item's keys are sorted)
+  return std::make_tuple(r.component, r.system, r.code, r.text, r.normalized, r.exact, r.low, r.high, r.unit, r.value,
+                         r.target_type, r.target_id, r.url, r.uri);
+}
+
+// The subsets of the parameter `code` of the type, remembered for the last code asked (rows of a parameter are
+// together).
+struct Subsets {
+  const SearchParameterRegistry& registry;
+  std::string_view type;
+  std::string last;
+  bool looked = false;
+  std::span<const std::string> codes;
+
+  std::span<const std::string> of(const std::string& code) {
+    if (!looked || code != last) {
+      looked = true;
+      const SearchParameter* p = registry.find(type, code);
+      codes = p == nullptr ? std::span<const std::string>() : p->subsets_for(type);
+      last = code;
+    }
+    return codes;
+  }
+};
+
+template <class Row>
+void leave_out(std::vector<Row>& rows, Subsets& subsets) {
+  bool any = false;
+  for (const Row& r : rows) any = any || !subsets.of(r.param).empty();
+  if (!any) return;
+  std::vector<bool> drop(rows.size(), false);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::span<const std::string> codes = subsets.of(rows[i].param);
+    for (std::size_t j = 0; j < rows.size() && !codes.empty(); ++j) {
+      if (j == i || drop[j] || std::ranges::find(codes, rows[j].param) == codes.end()) continue;
+      if (key(rows[i]) == key(rows[j])) {
+        drop[i] = true;
+        break;
+      }
+    }
+  }
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    if (!drop[i]) {
+      if (n != i) rows[n] = std::move(rows[i]);
+      ++n;
+    }
+  rows.resize(n);
+}
+
+// Composites: an item is the set of its component rows.
+void leave_out_items(std::vector<CompositeIndex>& rows, Subsets& subsets) {
+  bool any = false;
+  for (const CompositeIndex& r : rows) any = any || !subsets.of(r.param).empty();
+  if (!any) return;
+  using Item = std::vector<decltype(key(rows.front()))>;
+  std::map<std::pair<std::string, std::int64_t>, Item> items;
+  for (const CompositeIndex& r : rows) items[{r.param, r.item}].push_back(key(r));
+  for (auto& [k, item] : items) std::ranges::sort(item);
+  std::vector<std::pair<std::string, std::int64_t>> dropped;
+  for (const auto& [k, item] : items) {
+    std::span<const std::string> codes = subsets.of(k.first);
+    for (const auto& [other, other_item] : items) {
+      if (codes.empty()) break;
+      if (other.first == k.first || std::ranges::find(codes, other.first) == codes.end()) continue;
+      if (item == other_item) {
+        dropped.push_back(k);
+        break;
+      }
+    }
+  }
+  if (dropped.empty()) return;
+  std::erase_if(rows, [&](const CompositeIndex& r) {
+    return std::ranges::find(dropped, std::pair<std::string, std::int64_t>(r.param, r.item)) != dropped.end();
+  });
+}
+
+}  // namespace
+
+void leave_out_shared_rows(IndexValues& values, std::string_view resource_type,
+                           const SearchParameterRegistry& registry) {
+  Subsets subsets{registry, resource_type, {}, false, {}};
+  leave_out(values.strings, subsets);
+  leave_out(values.tokens, subsets);
+  leave_out(values.dates, subsets);
+  leave_out(values.numbers, subsets);
+  leave_out(values.quantities, subsets);
+  leave_out(values.uris, subsets);
+  leave_out_items(values.composites, subsets);
+}
+
+}  // namespace caduceus::resources
