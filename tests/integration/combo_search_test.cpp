@@ -19,18 +19,11 @@ const HeaderList kJson{{"Content-Type", "application/fhir+json"}};
 using Ids = std::set<std::string>;
 using Order = std::vector<std::string>;
 
-class ComboSearchTest : public ::testing::Test {
+class ComboSearchTest : public ServerTest {
  protected:
   static void SetUpTestSuite() {
-    ServerOptions options;
-    if (postgres_backend()) {  // (run on both backends: see tests/CMakeLists.txt)
-      if (postgres_skipped()) return;
-      auto db = PgDatabase::create();
-      ASSERT_TRUE(db.has_value()) << db.error();
-      pg_database_ = std::move(*db);
-      options.db = pg_database_->url();
-    }
-    server_ = std::make_unique<TestServer>(options);
+    start_server();  // (on both backends: see tests/CMakeLists.txt)
+    if (!server_) return;
     HttpClient c(server_->host(), server_->port());
     const std::pair<const char*, const char*> resources[] = {
         {"Observation/temp", R"({"resourceType":"Observation","id":"temp","status":"final",
@@ -49,26 +42,14 @@ class ComboSearchTest : public ::testing::Test {
     for (const auto& [path, body] : resources)
       ASSERT_EQ(c.put(server_->base_path() + "/" + path, body, kJson).status, 201);
   }
-  static void TearDownTestSuite() {
-    server_.reset();
-    pg_database_.reset();
-  }
-  void SetUp() override {
-    if (!server_ && postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
-    ASSERT_TRUE(server_) << "the server did not start";
-  }
 
   Response get(const std::string& target) {
-    HttpClient c(server_->host(), server_->port());
-    Response r = c.get(server_->base_path() + "/" + target);
+    Response r = client().get(path(target));
     EXPECT_EQ(r.status, 200) << target << ": " << r.summary();
     return r;
   }
   Ids ids(const std::string& query) { return entry_ids(get("Observation?" + query)); }
   Order order(const std::string& query) { return entry_order(get("Observation?" + query)); }
-
-  static inline std::unique_ptr<TestServer> server_;
-  static inline std::unique_ptr<PgDatabase> pg_database_;
 };
 
 TEST_F(ComboSearchTest, CodesAndValuesOfTheObservationAndOfItsComponents) {
