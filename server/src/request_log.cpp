@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <string_view>
@@ -45,6 +47,21 @@ void append_time(std::string& out, std::chrono::system_clock::time_point at) {
   if (n > 0) out.append(buf, static_cast<std::size_t>(n));
 }
 
+// A duration in milliseconds with three decimals (microseconds, rounded half up), formatted from integers: a
+// printf of a double was a third of the time of a log line.
+void append_millis(std::string& out, std::chrono::nanoseconds elapsed) {
+  const long long ns = std::max<long long>(0, elapsed.count());
+  const long long us = (ns + 500) / 1000;
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, us / 1000);
+  const long long frac = us % 1000;
+  *end++ = '.';
+  *end++ = static_cast<char>('0' + frac / 100);
+  *end++ = static_cast<char>('0' + frac / 10 % 10);
+  *end++ = static_cast<char>('0' + frac % 10);
+  out.append(buf, end);
+}
+
 }  // namespace
 
 std::string RequestLog::format(const Request& request, const Response& response, std::chrono::nanoseconds elapsed,
@@ -65,10 +82,8 @@ std::string RequestLog::format(const Request& request, const Response& response,
   line += std::to_string(response.status);
   line += ",\"interaction\":";
   append_json_string(line, response.interaction);
-  char ms[32];
-  int n = std::snprintf(ms, sizeof ms, "%.3f", std::chrono::duration<double, std::milli>(elapsed).count());
   line += ",\"duration_ms\":";
-  line.append(ms, n > 0 ? static_cast<std::size_t>(n) : 0);
+  append_millis(line, elapsed);
   line += ",\"bytes\":";
   line += std::to_string(bytes);
   line += ",\"remote\":";

@@ -609,6 +609,17 @@ struct Router::Impl {
     return base() + "/" + v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
   }
 
+  // The quoted fullUrl of an entry ("base/type/id"), put together in a per-thread buffer.
+  void append_full_url(std::string& out, const VersionRecord& v) const {
+    thread_local std::string url;
+    url.assign(base());
+    url += '/';
+    url += v.type;
+    url += '/';
+    url += v.id;
+    json::append_quoted(out, url);
+  }
+
   Response resource_response(int status, const VersionRecord& v) const {
     Response r = json_response(status, v.body, format);
     add_version_headers(r, v);
@@ -1012,7 +1023,7 @@ struct Router::Impl {
       plan->notes.insert(plan->notes.begin(), explain_notes.begin(), explain_notes.end());
       return json_response(200, plan_parameters(*plan, link + query_string(all, keep)), format);
     }
-    auto page = repo().store().search(kDefaultTenant, *query);
+    auto page = repo().store().search_shared(kDefaultTenant, *query);
     if (!page) return error_response(page.error());
 
     std::string kept = query_string(all, keep);
@@ -1024,25 +1035,27 @@ struct Router::Impl {
     if (!page->entries.empty() || !page->included.empty() || page->include_limit_reached) {
       b += ",\"entry\":[";
       bool first = true;
-      auto entry = [&](const VersionRecord& v, std::string_view mode) {
+      auto entry = [&](const VersionRecord& v, std::string_view body, std::string_view mode) {
         if (!first) b += ",";
         first = false;
         b += "{\"fullUrl\":";
-        json::append_quoted(b, base() + "/" + v.type + "/" + v.id);
+        append_full_url(b, v);
         b += ",\"resource\":";
-        b += v.body;
+        b += body;
         b += ",\"search\":{\"mode\":\"";
         b += mode;
         b += "\"}}";
       };
       const bool subsetted = !query->elements.empty() || query->summary == resources::Summary::kTrue ||
                              query->summary == resources::Summary::kText || query->summary == resources::Summary::kData;
-      for (VersionRecord& v : page->entries) {
+      for (const auto& v : page->entries) {
         if (subsetted)
-          v.body = resources::subset_resource(v.body, repo().definitions(), query->summary, query->elements);
-        entry(v, "match");
+          entry(*v, resources::subset_resource(v->body, repo().definitions(), query->summary, query->elements),
+                "match");
+        else
+          entry(*v, v->body, "match");
       }
-      for (const VersionRecord& v : page->included) entry(v, "include");
+      for (const auto& v : page->included) entry(*v, v->body, "include");
       if (page->include_limit_reached) {
         if (!first) b += ",";
         b += "{\"resource\":";

@@ -38,5 +38,28 @@ TEST(CurrentCache, AReadFromBeforeAnEvictionIsNotKept) {
   EXPECT_EQ(cache.get(0, "Patient", "b")->version, 3);
 }
 
+// find() hands out the cached record itself; keys differ by tenant, type and id (no key is a prefix of another).
+TEST(CurrentCache, FindSharesTheCachedRecord) {
+  CurrentCache cache(1 << 20);
+  auto shared = std::make_shared<const VersionRecord>(record("a", 1));
+  cache.put(0, shared);
+  EXPECT_EQ(cache.find(0, "Patient", "a").get(), shared.get());
+  EXPECT_EQ(cache.find(1, "Patient", "a"), nullptr);
+  EXPECT_EQ(cache.find(0, "Patien", "ta"), nullptr);
+  EXPECT_EQ(cache.find(0, "Observation", "a"), nullptr);
+  EXPECT_EQ(cache.find(10, "Patient", "a"), nullptr);
+  // A newer version replaces it; the record handed out before stays valid and unchanged.
+  auto held = cache.find(0, "Patient", "a");
+  cache.put(0, record("a", 2, 7));
+  ASSERT_NE(cache.find(0, "Patient", "a"), nullptr);
+  EXPECT_EQ(cache.find(0, "Patient", "a")->version, 2);
+  EXPECT_EQ(cache.find(0, "Patient", "a")->body, std::string(7, 'x'));
+  EXPECT_EQ(held->version, 1);
+  EXPECT_EQ(held->body, std::string(100, 'x'));
+  // An older version offered later does not win.
+  cache.put(0, std::make_shared<const VersionRecord>(record("a", 1)));
+  EXPECT_EQ(cache.find(0, "Patient", "a")->version, 2);
+}
+
 }  // namespace
 }  // namespace caduceus::resources

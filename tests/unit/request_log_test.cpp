@@ -35,6 +35,29 @@ TEST(RequestLogTest, FormatsOneJsonLine) {
             "\n");
 }
 
+// The duration in milliseconds with three decimals, rounded to the microsecond.
+TEST(RequestLogTest, FormatsTheDurationInMilliseconds) {
+  Request request;
+  request.method = "GET";
+  request.target = "/";
+  Response response;
+  response.status = 200;
+  auto duration_of = [&](std::chrono::nanoseconds elapsed) {
+    std::string line = RequestLog::format(request, response, elapsed, may_first());
+    auto at = line.find("\"duration_ms\":");
+    auto end = line.find(',', at);
+    return line.substr(at + 14, end - at - 14);
+  };
+  EXPECT_EQ(duration_of(0ns), "0.000");
+  EXPECT_EQ(duration_of(499ns), "0.000");
+  EXPECT_EQ(duration_of(500ns), "0.001");
+  EXPECT_EQ(duration_of(7us), "0.007");
+  EXPECT_EQ(duration_of(12'345'499ns), "12.345");
+  EXPECT_EQ(duration_of(12'345'500ns), "12.346");
+  EXPECT_EQ(duration_of(3'000'040us), "3000.040");
+  EXPECT_EQ(duration_of(999'999'600ns), "1000.000");
+}
+
 TEST(RequestLogTest, NeverLogsTheQueryString) {
   Request request;
   request.method = "GET";

@@ -441,6 +441,67 @@ TEST_F(RepositoryTest, SearchInsideATransactionSeesItsOwnWrites) {
   EXPECT_TRUE(deleted.empty()) << "b is deleted";
 }
 
+// search_shared answers what search answers, its records shared: on SQLite, the cached current versions themselves
+// (the same objects from one search to the next, a newer version once it is written).
+TEST_F(RepositoryTest, SharedSearchPagesAgreeWithSearch) {
+  auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  ASSERT_TRUE(registry.has_value());
+  auto indexer = SearchIndexer::create(*defs_, **registry);
+  ASSERT_TRUE(indexer.has_value());
+  Repository indexed(*store_, *defs_, *checker_, indexer->get());
+  auto patient = [](const std::string& id, const std::string& family) {
+    return parse(R"({"resourceType":"Patient","id":")" + id +
+                 R"(","identifier":[{"system":"urn:mrn","value":"1"}],"name":[{"family":")" + family + R"("}]})");
+  };
+  for (const char* id : {"a", "b", "c"})
+    ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", id, patient(id, "X"), {}));
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "b", patient("b", "Y"), {}));
+  auto q = parse_search("Patient", {{"identifier", "urn:mrn|"}, {"_count", "2"}}, **registry, *defs_);
+  ASSERT_TRUE(q.has_value());
+  auto copied = store_->search(kDefaultTenant, *q);
+  auto shared = store_->search_shared(kDefaultTenant, *q);
+  ASSERT_TRUE(copied.has_value());
+  ASSERT_TRUE(shared.has_value());
+  ASSERT_EQ(shared->entries.size(), 2u);
+  ASSERT_EQ(copied->entries.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(shared->entries[i]->id, copied->entries[i].id);
+    EXPECT_EQ(shared->entries[i]->version, copied->entries[i].version);
+    EXPECT_EQ(shared->entries[i]->body, copied->entries[i].body);
+  }
+  EXPECT_EQ(shared->entries[0]->id, "a");
+  EXPECT_EQ(shared->entries[1]->id, "b");
+  EXPECT_EQ(shared->entries[1]->version, 2);
+  EXPECT_NE(shared->entries[1]->body.find("\"Y\""), std::string::npos) << shared->entries[1]->body;
+  EXPECT_EQ(shared->next_cursor, copied->next_cursor);
+  ASSERT_TRUE(shared->next_cursor.has_value());
+  EXPECT_TRUE(shared->included.empty());
+  EXPECT_FALSE(shared->total.has_value());
+  // The next page: c alone, and no further cursor.
+  q->cursor = shared->next_cursor;
+  auto next = store_->search_shared(kDefaultTenant, *q);
+  ASSERT_TRUE(next.has_value());
+  ASSERT_EQ(next->entries.size(), 1u);
+  EXPECT_EQ(next->entries[0]->id, "c");
+  EXPECT_FALSE(next->next_cursor.has_value());
+  if (postgres()) return;
+  q->cursor.reset();
+  auto again = store_->search_shared(kDefaultTenant, *q);
+  ASSERT_TRUE(again.has_value());
+  ASSERT_EQ(again->entries.size(), 2u);
+  EXPECT_EQ(again->entries[0].get(), shared->entries[0].get()) << "the cached record, not a copy";
+  EXPECT_EQ(again->entries[1].get(), shared->entries[1].get());
+  // A new version replaces the cached record; the one handed out before stays as it was.
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "b", patient("b", "Z"), {}));
+  auto after = store_->search_shared(kDefaultTenant, *q);
+  ASSERT_TRUE(after.has_value());
+  ASSERT_EQ(after->entries.size(), 2u);
+  EXPECT_EQ(after->entries[1]->version, 3);
+  EXPECT_NE(after->entries[1]->body.find("\"Z\""), std::string::npos);
+  EXPECT_EQ(shared->entries[1]->version, 2);
+  EXPECT_NE(shared->entries[1]->body.find("\"Y\""), std::string::npos);
+}
+
 TEST_F(RepositoryTest, IndexRowsFollowTheCurrentVersion) {
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   ASSERT_TRUE(registry.has_value());

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,21 +25,28 @@ class CurrentCache {
  public:
   explicit CurrentCache(std::size_t max_bytes) : shard_budget_(max_bytes / kShards) {}
 
-  // The cached current version, if any.
-  std::optional<VersionRecord> get(TenantId tenant, std::string_view type, std::string_view id) const {
-    std::string k = key(tenant, type, id);
-    const Shard& s = shard(k);
+  // The cached current version, if any: shared, immutable, no copy of the body (the entry may be replaced or
+  // evicted meanwhile; the record stays valid as long as the pointer is held).
+  std::shared_ptr<const VersionRecord> find(TenantId tenant, std::string_view type, std::string_view id) const {
+    const std::string_view k = scratch_key(tenant, type, id);
+    const std::size_t h = KeyHash{}(k);
+    const Shard& s = shards_[h % kShards];
     std::lock_guard lock(s.mutex);
     auto it = s.map.find(k);
-    if (it == s.map.end()) return std::nullopt;
-    return *it->second;
+    if (it == s.map.end()) return nullptr;
+    return it->second;
+  }
+
+  // The cached current version, if any (a copy).
+  std::optional<VersionRecord> get(TenantId tenant, std::string_view type, std::string_view id) const {
+    if (auto found = find(tenant, type, id)) return *found;
+    return std::nullopt;
   }
 
   // The eviction count of the shard that holds this resource: take it before reading a version from the
   // database, and pass it to put(), so that a version read before an eviction cannot come back after it.
   std::uint64_t evictions(TenantId tenant, std::string_view type, std::string_view id) const {
-    std::string k = key(tenant, type, id);
-    const Shard& s = shard(k);
+    const Shard& s = shard(scratch_key(tenant, type, id));
     std::lock_guard lock(s.mutex);
     return s.evictions;
   }
@@ -53,6 +61,9 @@ class CurrentCache {
   void put_read(TenantId tenant, const VersionRecord& record, std::uint64_t epoch_before) {
     put(tenant, record, std::nullopt, epoch_before);
   }
+  void put_read(TenantId tenant, std::shared_ptr<const VersionRecord> record, std::uint64_t epoch_before) {
+    put(tenant, std::move(record), std::nullopt, epoch_before);
+  }
 
   // Offers a record as the current version of its resource. A writer offers what it has just committed; a
   // reader offers what it read, with the eviction count taken before the read: if the shard has been emptied
@@ -61,10 +72,17 @@ class CurrentCache {
   void put(TenantId tenant, const VersionRecord& record, std::optional<std::uint64_t> evictions_before = {},
            std::optional<std::uint64_t> epoch_before = {}) {
     if (shard_budget_ == 0) return;
-    std::string k = key(tenant, record.type, record.id);
+    put(tenant, std::make_shared<const VersionRecord>(record), evictions_before, epoch_before);
+  }
+
+  // The same, for a record already shared (the caller may keep using it).
+  void put(TenantId tenant, std::shared_ptr<const VersionRecord> value,
+           std::optional<std::uint64_t> evictions_before = {}, std::optional<std::uint64_t> epoch_before = {}) {
+    if (shard_budget_ == 0 || value == nullptr) return;
+    const VersionRecord& record = *value;
+    std::string k(scratch_key(tenant, record.type, record.id));
     std::size_t size = k.size() + record.body.size() + sizeof(VersionRecord);
     if (size > shard_budget_) return;
-    auto value = std::make_shared<const VersionRecord>(record);
     Shard& s = shard(k);
     std::lock_guard lock(s.mutex);
     if (evictions_before && *evictions_before != s.evictions) return;
@@ -90,23 +108,33 @@ class CurrentCache {
 
  private:
   static constexpr std::size_t kShards = 16;
+  // Looked up by string_view (no key string is built for a lookup).
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view k) const noexcept { return std::hash<std::string_view>{}(k); }
+  };
   struct Shard {
     mutable std::mutex mutex;
-    std::unordered_map<std::string, std::shared_ptr<const VersionRecord>> map;
+    std::unordered_map<std::string, std::shared_ptr<const VersionRecord>, KeyHash, std::equal_to<>> map;
     std::size_t bytes = 0;
     std::uint64_t evictions = 0;  // times the shard was emptied
   };
 
-  static std::string key(TenantId tenant, std::string_view type, std::string_view id) {
-    std::string k = std::to_string(tenant);
+  // The key of a resource ("tenant\0type\0id") in a per-thread buffer, valid until the thread's next call.
+  static std::string_view scratch_key(TenantId tenant, std::string_view type, std::string_view id) {
+    thread_local std::string k;
+    k.clear();
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, tenant);
+    k.append(digits, end);
     k.push_back('\0');
     k.append(type);
     k.push_back('\0');
     k.append(id);
     return k;
   }
-  const Shard& shard(const std::string& k) const { return shards_[std::hash<std::string>{}(k) % kShards]; }
-  Shard& shard(const std::string& k) { return shards_[std::hash<std::string>{}(k) % kShards]; }
+  const Shard& shard(std::string_view k) const { return shards_[KeyHash{}(k) % kShards]; }
+  Shard& shard(std::string_view k) { return shards_[KeyHash{}(k) % kShards]; }
 
   std::size_t shard_budget_;
   std::array<Shard, kShards> shards_;

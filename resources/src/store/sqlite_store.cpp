@@ -752,7 +752,7 @@ class SqliteStore final : public Store {
   }
 
   Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) override {
-    if (auto cached = cache_.get(tenant, type, id)) return std::move(*cached);
+    if (auto cached = cache_.find(tenant, type, id)) return VersionRecord(*cached);
     const std::uint64_t evictions = cache_.evictions(tenant, type, id);
     auto fetched = with_reader([&](Reader& r) -> Result<VersionRecord> {
       if (!r.read_current->fetch(tenant, type, id, std::nullopt, r.row))
@@ -910,6 +910,22 @@ class SqliteStore final : public Store {
   }
 
   Result<SearchPage> search(TenantId tenant, const SearchQuery& query) override {
+    auto shared = search_shared(tenant, query);
+    if (!shared) return std::unexpected(shared.error());
+    SearchPage page;
+    page.entries.reserve(shared->entries.size());
+    for (const auto& v : shared->entries) page.entries.push_back(*v);
+    page.included.reserve(shared->included.size());
+    for (const auto& v : shared->included) page.included.push_back(*v);
+    page.next_cursor = std::move(shared->next_cursor);
+    page.total = shared->total;
+    page.include_limit_reached = shared->include_limit_reached;
+    return page;
+  }
+
+  // The records of the page are those of the cache of current versions (or read in the page's snapshot and then
+  // put in the cache), shared: nothing is copied.
+  Result<SharedSearchPage> search_shared(TenantId tenant, const SearchQuery& query) override {
     auto position = page_position(query);
     if (!position) return std::unexpected(position.error());
     bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
@@ -923,10 +939,10 @@ class SqliteStore final : public Store {
       count_sql = std::move(*c);
     }
     const std::uint64_t epoch = cache_.epoch();  // before the snapshot begins (see CurrentCache::put_read)
-    return with_reader([&](Reader& r) -> Result<SearchPage> {
+    return with_reader([&](Reader& r) -> Result<SharedSearchPage> {
       auto* db = static_cast<soci::sqlite3_session_backend*>(r.sql.get_backend())->conn_;
       Reader::Snapshot snapshot(r);
-      SearchPage page;
+      SharedSearchPage page;
       std::vector<Hit> hits;
       std::vector<SortPosition> positions;  // of each hit, when sorted
       run_query(
@@ -960,21 +976,29 @@ class SqliteStore final : public Store {
       for (const auto& [rid, id, type] : hits) {
         // The current version, from the cache of current versions when it is there (as a read by id; it may be
         // newer than the match), else from the snapshot of the match, and then kept in the cache.
-        std::optional<VersionRecord> rec = cache_.get(tenant, type, id);
+        std::shared_ptr<const VersionRecord> rec = cache_.find(tenant, type, id);
         if (!rec) {
           if (!r.read_rid->fetch_rid(rid, r.row)) continue;
           auto fetched = r.record(type, id);
           if (!fetched) return std::unexpected(fetched.error());
-          cache_.put_read(tenant, *fetched, epoch);
-          rec = std::move(*fetched);
+          rec = std::make_shared<const VersionRecord>(std::move(*fetched));
+          cache_.put_read(tenant, rec, epoch);
         }
         // Deleted since the match (a newer version from the cache): it has no body to show.
         if (rec->deleted) continue;
-        page.entries.push_back(std::move(*rec));
+        page.entries.push_back(std::move(rec));
       }
-      if (!query.includes.empty())
-        if (auto included = include_into(r, db, tenant, query, page, epoch); !included)
+      if (!query.includes.empty()) {
+        // (collect_includes works on copies: _include pages copy their matches once, as before.)
+        SearchPage copies;
+        copies.entries.reserve(page.entries.size());
+        for (const auto& v : page.entries) copies.entries.push_back(*v);
+        if (auto included = include_into(r, db, tenant, query, copies, epoch); !included)
           return std::unexpected(included.error());
+        for (VersionRecord& v : copies.included)
+          page.included.push_back(std::make_shared<const VersionRecord>(std::move(v)));
+        page.include_limit_reached = copies.include_limit_reached;
+      }
       if (count_sql)
         run_query(
             db, *count_sql, [&](sqlite_api::sqlite3_stmt* st) { page.total = sqlite_api::sqlite3_column_int64(st, 0); },
@@ -1132,7 +1156,7 @@ class SqliteStore final : public Store {
         },
         // From the cache of current versions when it is there, else from the snapshot, then kept in the cache.
         [&](const std::string& t, const std::string& id) -> Result<std::optional<VersionRecord>> {
-          if (auto cached = cache_.get(tenant, t, id)) return cached;
+          if (auto cached = cache_.find(tenant, t, id)) return std::optional<VersionRecord>(*cached);
           if (!r.read_current->fetch(tenant, t, id, std::nullopt, r.row)) return std::optional<VersionRecord>{};
           auto fetched = r.record(t, id);
           if (!fetched) return std::optional<VersionRecord>{};  // (a body that does not decode is left out)

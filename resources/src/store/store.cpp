@@ -107,6 +107,21 @@ fhir::Result<void> Store::write(Work work) {
   return future.get();
 }
 
+fhir::Result<SharedSearchPage> Store::search_shared(TenantId tenant, const SearchQuery& query) {
+  auto page = search(tenant, query);
+  if (!page) return std::unexpected(page.error());
+  SharedSearchPage shared;
+  shared.entries.reserve(page->entries.size());
+  for (VersionRecord& v : page->entries) shared.entries.push_back(std::make_shared<const VersionRecord>(std::move(v)));
+  shared.included.reserve(page->included.size());
+  for (VersionRecord& v : page->included)
+    shared.included.push_back(std::make_shared<const VersionRecord>(std::move(v)));
+  shared.next_cursor = std::move(page->next_cursor);
+  shared.total = page->total;
+  shared.include_limit_reached = page->include_limit_reached;
+  return shared;
+}
+
 fhir::Result<SearchPlan> Store::explain(TenantId, const SearchQuery&) {
   return fhir::fail(fhir::ErrorKind::kNotSupported, "not-supported", "This store cannot explain its searches",
                     "_explain");

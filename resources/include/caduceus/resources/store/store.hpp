@@ -73,6 +73,16 @@ struct SearchPage {
   bool include_limit_reached = false;      // more would have been included than the store's maximum
 };
 
+// The same page with its records shared, immutable, rather than copied (from the store's cache of current versions
+// where it has one): what the REST layer splices into a searchset Bundle without copying each record first.
+struct SharedSearchPage {
+  std::vector<std::shared_ptr<const VersionRecord>> entries;
+  std::optional<std::string> next_cursor;
+  std::optional<std::int64_t> total;
+  std::vector<std::shared_ptr<const VersionRecord>> included;
+  bool include_limit_reached = false;
+};
+
 // One SQL statement that a search runs, as the database would run it (Store::explain).
 struct PlanStep {  // one row of SQLite's EXPLAIN QUERY PLAN
   std::int64_t id = 0;
@@ -319,6 +329,9 @@ class Store {
   // The matches of a search (over the index rows written with --search-index), one page of query.count after
   // query.cursor. Errors: kNotSupported for what the query builder does not do yet, kInvalid for a bad cursor.
   virtual fhir::Result<SearchPage> search(TenantId tenant, const SearchQuery& query) = 0;
+  // The same search, its records shared (SharedSearchPage). The default wraps search(); a store with a cache of
+  // current versions hands out the cached records themselves.
+  virtual fhir::Result<SharedSearchPage> search_shared(TenantId tenant, const SearchQuery& query);
   // How the store would run search(query) (the first page and the count; includes for the ids of the first page):
   // each SQL statement, its bound values, the database's plan for it, the indexes used and row figures. It answers
   // for any parsed query: what search() would refuse as not supported yet is left out of the plan and said in
