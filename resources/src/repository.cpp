@@ -167,12 +167,7 @@ Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::V
   rec.method = method;
   stamp_meta(resource, rec.version, rec.last_updated_ms);
   rec.body = json::write(resource);
-  // _lastUpdated is known only now (its value from before the stamp was dropped when extracting).
-  if (index) {
-    // (Replacing the value of an earlier run of this write, if it was rolled back and runs again.)
-    std::erase_if(index->dates, [](const DateIndex& d) { return d.param == "_lastUpdated"; });
-    index->dates.push_back(DateIndex{"_lastUpdated", rec.last_updated_ms, rec.last_updated_ms + 1});
-  }
+  // (_id and _lastUpdated have no index rows: search reads them from the resource row.)
   auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
   if (!seq) return std::unexpected(seq.error());
   rec.seq = *seq;
@@ -185,7 +180,7 @@ std::optional<IndexValues> Repository::index_of(const json::Value& resource, std
   if (active_ != nullptr) return active_->extract(resource, &guard);
   if (indexer_ == nullptr) return std::nullopt;
   IndexValues v = indexer_->extract(resource);
-  std::erase_if(v.dates, [](const DateIndex& d) { return d.param == "_lastUpdated"; });
+  leave_out_resource_row_values(v);
   return v;
 }
 

@@ -693,10 +693,6 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
         rec.method = method;
         stamp_meta(resource, rec.version, rec.last_updated_ms);
         rec.body = json::write(resource);
-        if (index) {
-          std::erase_if(index->dates, [](const resources::DateIndex& d) { return d.param == "_lastUpdated"; });
-          index->dates.push_back(resources::DateIndex{"_lastUpdated", rec.last_updated_ms, rec.last_updated_ms + 1});
-        }
         auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
         if (!seq) return std::unexpected(entry_error(e, seq.error()));
         rec.seq = *seq;

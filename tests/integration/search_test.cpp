@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -230,6 +231,93 @@ TEST_F(SearchTest, SortsByBirthdateFamilyLastUpdatedAndTwoKeys) {
   for (const auto& u : updated) latest_first.push_back(u.second);
   EXPECT_EQ(entry_order(get("Patient?_sort=-_lastUpdated")), latest_first);
   EXPECT_EQ(walk("Patient?_sort=-_lastUpdated&_count=2"), latest_first);
+}
+
+// _id and _lastUpdated are read from the resource row (they have no index rows of their own): each form of them.
+// p1 female, p2 and p3 male, created in that order; o1's subject is p1.
+TEST_F(SearchTest, IdAndLastUpdatedInEveryForm) {
+  using Ids = std::set<std::string>;
+  const std::string three = "Patient?_id=p1,p2,p3";
+  EXPECT_EQ(entry_ids(get("Patient?_id=p1,p3,nobody")), (Ids{"p1", "p3"}));
+  EXPECT_EQ(entry_ids(get("Patient?_id=%7Cp2")), Ids{"p2"});   // |p2: no system, and an id has none
+  EXPECT_EQ(entry_ids(get("Patient?_id=urn:x%7Cp2")), Ids{});  // an id has no system
+  EXPECT_EQ(entry_ids(get(three + "&_id=urn:x%7Cp1,p3")), Ids{"p3"});
+  EXPECT_EQ(entry_ids(get(three + "&_id:not=p2")), (Ids{"p1", "p3"}));
+  EXPECT_EQ(entry_ids(get(three + "&_id:not=p1,p3")), Ids{"p2"});
+  EXPECT_EQ(entry_ids(get("Patient?_id:missing=true")), Ids{});
+  EXPECT_EQ(entry_ids(get("Patient?_id=p1,p2&_id:missing=false")), (Ids{"p1", "p2"}));
+  EXPECT_EQ(entry_ids(get("Patient?gender=male&_id=p1,p2,nobody")), Ids{"p2"});
+  EXPECT_EQ(entry_order(get("Patient?_id=p3,p1,p2&_sort=-_id")), (Order{"p3", "p2", "p1"}));
+  // In a chain, in _has, in a compartment, and in a search without a type.
+  EXPECT_EQ(entry_ids(get("Observation?subject:Patient._id=p1")), Ids{"o1"});
+  EXPECT_EQ(entry_ids(get("Observation?subject:Patient._id=p2,p3")), Ids{});
+  EXPECT_EQ(entry_ids(get("Observation?patient._id=p1&code=8310-5")), Ids{"o1"});
+  EXPECT_EQ(entry_ids(get("Patient?_has:Observation:subject:_id=o1")), Ids{"p1"});
+  EXPECT_EQ(entry_ids(get("Patient?_has:Observation:subject:_id=nothing")), Ids{});
+  EXPECT_EQ(entry_ids(get("Patient/p1/Observation?_id=o1")), Ids{"o1"});
+  EXPECT_EQ(entry_ids(get("Patient/p2/Observation?_id=o1")), Ids{});
+  EXPECT_EQ(entry_refs(get("?_id=p3,o1,nobody")), (Ids{"Patient/p3", "Observation/o1"}));
+
+  // _lastUpdated against the patients' own instants (the server's clock, "YYYY-MM-DDThh:mm:ss.fffZ": the text
+  // orders as the time does, and its first 10 and 19 characters are the day and the second).
+  std::map<std::string, std::string> at;
+  for (const char* id : {"p1", "p2", "p3"}) {
+    auto v = get(std::string("Patient/") + id).json();
+    ASSERT_TRUE(v);
+    at[id] = v->find("meta")->find("lastUpdated")->text();
+    ASSERT_EQ(at[id].size(), 24u) << at[id];
+  }
+  ASSERT_LE(at["p1"], at["p2"]);
+  ASSERT_LE(at["p2"], at["p3"]);
+  auto which = [&](std::size_t digits, const std::string& value, auto keep) {
+    Ids out;
+    for (const auto& [id, t] : at)
+      if (keep(t.substr(0, digits).compare(value.substr(0, digits)))) out.insert(id);
+    return out;
+  };
+  auto search = [&](const std::string& value) { return entry_ids(get(three + "&_lastUpdated=" + value)); };
+  const auto eq = [](int c) { return c == 0; };
+  const auto ne = [](int c) { return c != 0; };
+  const auto gt = [](int c) { return c > 0; };
+  const auto lt = [](int c) { return c < 0; };
+  const auto ge = [](int c) { return c >= 0; };
+  const auto le = [](int c) { return c <= 0; };
+  // p2's instant at millisecond, second and day precision: a stored instant is a point, so sa is gt, eb is lt and
+  // ap (overlap) is eq.
+  const std::string ms = at["p2"], second = at["p2"].substr(0, 19) + "Z", day = at["p2"].substr(0, 10);
+  for (const auto& [digits, value] : {std::pair<std::size_t, std::string>{23, ms}, {19, second}, {10, day}}) {
+    SCOPED_TRACE(value);
+    EXPECT_EQ(search(value), which(digits, value, eq));
+    EXPECT_EQ(search("eq" + value), which(digits, value, eq));
+    EXPECT_EQ(search("ap" + value), which(digits, value, eq));
+    EXPECT_EQ(search("ne" + value), which(digits, value, ne));
+    EXPECT_EQ(search("gt" + value), which(digits, value, gt));
+    EXPECT_EQ(search("sa" + value), which(digits, value, gt));
+    EXPECT_EQ(search("lt" + value), which(digits, value, lt));
+    EXPECT_EQ(search("eb" + value), which(digits, value, lt));
+    EXPECT_EQ(search("ge" + value), which(digits, value, ge));
+    EXPECT_EQ(search("le" + value), which(digits, value, le));
+    // Whatever else shares p2's instant, p2 is at it, p3 not before it and p1 not after it.
+    EXPECT_TRUE(search(value).contains("p2"));
+    EXPECT_TRUE(search("ge" + value).contains("p3"));
+    EXPECT_TRUE(search("le" + value).contains("p1"));
+  }
+  // Every patient was written after 2000 (and before 10000).
+  const Ids all{"p1", "p2", "p3"};
+  EXPECT_EQ(search("2000"), Ids{});
+  EXPECT_EQ(search("ne2000"), all);
+  EXPECT_EQ(search("gt2000-01-01"), all);
+  EXPECT_EQ(search("sa2000"), all);
+  EXPECT_EQ(search("ge2000-06"), all);
+  EXPECT_EQ(search("lt2000"), Ids{});
+  EXPECT_EQ(search("eb2000-01-01T00:00:00Z"), Ids{});
+  EXPECT_EQ(search("le2000"), Ids{});
+  EXPECT_EQ(search("lt2000,gt9000"), Ids{});
+  EXPECT_EQ(search("lt2000,gt2000"), all);
+  EXPECT_EQ(entry_ids(get("Patient?_lastUpdated=lt2000")), Ids{});  // (alone: the resource's own index drives)
+  EXPECT_EQ(entry_ids(get("Patient?_lastUpdated=gt2000&_id=p2")), Ids{"p2"});
+  EXPECT_EQ(entry_ids(get("Patient?_lastUpdated:missing=true")), Ids{});
+  EXPECT_EQ(entry_ids(get("Observation?_lastUpdated=ge" + day.substr(0, 4) + "&code=8310-5")), Ids{"o1"});
 }
 
 // Keyset paging: the next page starts after the last row's sort values, so writes on either side of the boundary

@@ -127,7 +127,7 @@ IndexValues ActiveSearchParameters::extract(const json::Value& resource, std::sh
   std::shared_ptr<const SearchIndexer> custom = custom_indexer();
   append_index(values, custom->extract(resource));
   if (guard != nullptr) *guard = std::move(custom);
-  std::erase_if(values.dates, [](const DateIndex& d) { return d.param == "_lastUpdated"; });
+  leave_out_resource_row_values(values);  // (read from the resource row)
   // Rows another parameter holds too are not written twice (a search reads them there).
   if (const json::Value* type = resource.find("resourceType"); type != nullptr && type->is_string())
     leave_out_shared_rows(values, type->text(), *base_);
@@ -523,7 +523,6 @@ void Reindexer::run_job(Job& job) {
         IndexValues values;
         if (params.empty()) {
           values = active_.extract(*body);
-          values.dates.push_back(DateIndex{"_lastUpdated", t.record.last_updated_ms, t.record.last_updated_ms + 1});
         } else {
           values = custom->extract(*body);
           filter_index(values, keep);

@@ -298,6 +298,11 @@ void append_index(IndexValues& to, IndexValues&& from) {
   }
 }
 
+void leave_out_resource_row_values(IndexValues& v) {
+  std::erase_if(v.tokens, [](const TokenIndex& t) { return t.param == "_id"; });
+  std::erase_if(v.dates, [](const DateIndex& d) { return d.param == "_lastUpdated"; });
+}
+
 void filter_index(IndexValues& v, const std::function<bool(const std::string&)>& keep) {
   auto drop = [&](const auto& row) { return !keep(row.param); };
   std::erase_if(v.strings, drop);

@@ -233,6 +233,14 @@ const std::vector<Migration>& migrations() {
            "ALTER TABLE idx_text ALTER COLUMN tsv SET NOT NULL",
            "CREATE INDEX idx_text_tsv ON idx_text USING gin (tsv)",
        }},
+      {14,
+       "_id and _lastUpdated read from the resource row",
+       {
+           // As SQLite's migration 14 (see schema.cpp).
+           "CREATE INDEX resource_updated ON resource (tenant, type, last_updated)",
+           "DELETE FROM idx_token WHERE param = '_id'",
+           "DELETE FROM idx_date WHERE param = '_lastUpdated'",
+       }},
   };
   return list;
 }

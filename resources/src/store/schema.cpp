@@ -235,6 +235,16 @@ const std::vector<Migration>& migrations() {
            // server/peer_certificate.hpp makes it; empty for the other kinds.
            "ALTER TABLE oauth_client ADD COLUMN tls_subject TEXT NOT NULL DEFAULT ''",
        }},
+      {14,
+       "_id and _lastUpdated read from the resource row",
+       {
+           // Search reads _id and _lastUpdated from the resource row (r.id, r.last_updated) instead of index rows
+           // that repeated them: _id by the (tenant, type, id) key, _lastUpdated by this index. Their old rows
+           // (set-aside ones of deleted resources included) are no longer read, nor written: removed.
+           "CREATE INDEX resource_updated ON resource (tenant, type, last_updated)",
+           "DELETE FROM idx_token WHERE param = '_id'",
+           "DELETE FROM idx_date WHERE param = '_lastUpdated'",
+       }},
   };
   return list;
 }

@@ -57,6 +57,17 @@ const char* table_of(SearchParamType t) {
 
 using Types = std::vector<std::string>;
 
+// _id and _lastUpdated: no index rows are written for them (they would repeat the resource row); a search reads
+// the resource row's id and last_updated instead.
+bool on_resource_row(const SearchParameter& p) noexcept {
+  return (p.code == "_id" && p.type == SearchParamType::kToken) ||
+         (p.code == "_lastUpdated" && p.type == SearchParamType::kDate);
+}
+
+bool on_resource_row(const Criterion& c) noexcept {
+  return !c.chained && c.parameter != nullptr && on_resource_row(*c.parameter);
+}
+
 // " AND <alias>.param = ?" for parameter `p` on rows of `types` (empty: any type); when p has subsets
 // (SearchParameter::subsets: rows the writer left out of p's because another parameter holds them), p's rows and
 // theirs: " AND <alias>.param IN (?, ...)", or per type " AND (<alias>.param = ? OR (<alias>.type = ? AND
@@ -383,6 +394,7 @@ struct Builder {
       where += "))";
       return {};
     }
+    if (on_resource_row(*c.parameter)) return resource_row(c, where, r);
     if (c.parameter->type == SearchParamType::kComposite) return composite(c, types, where, r, probe);
     if (is_full_text(*c.parameter)) return full_text(c, where, r);  // (always a list: MATCH per row is no lookup)
     // _query (and any other parameter without an expression): no index rows to search.
@@ -402,6 +414,96 @@ struct Builder {
       where += (i ? " OR (" : "(") + *cond + ")";
     }
     where += "))";
+    return {};
+  }
+
+  // _id or _lastUpdated on the resource aliased `r`, from its own row: the answers that the index rows once written
+  // for them would give (_id: one token row, system '', code the id, no text; _lastUpdated: one date row
+  // [last_updated, last_updated + 1)), as a condition on r.id or r.last_updated alone, so that the resource's
+  // (tenant, type, id) or (tenant, type, last_updated) index can find the rows when it drives.
+  fhir::Result<void> resource_row(const Criterion& c, std::string& where, const std::string& r) {
+    if (c.modifier == Modifier::kMissing) {  // every resource has an id and a last_updated
+      if (c.values.empty() || c.values.front() == "true") where += " AND 1 = 0";
+      return {};
+    }
+    std::string cond = c.parameter->code == "_id" ? "" : "(";
+    if (c.parameter->code == "_id") {
+      bool all = false;  // a value that every resource matches (`|`-less system: `|` alone is refused)
+      std::vector<std::string> ids;
+      for (const std::string& value : c.values) {
+        if (c.modifier == Modifier::kText) {
+          // The row's text is empty: only a value that normalizes to nothing (a pattern of '%') matched it.
+          all = all || sv::normalize_for_search(value).empty();
+          continue;
+        }
+        if (c.modifier == Modifier::kOfType) {  // no identifier-type rows: nothing matches, a bad value is still 400
+          auto parts = sv::split_unescaped(value, '|');
+          if (parts.size() != 3)
+            return fhir::fail(ErrorKind::kInvalid, "invalid",
+                              "Search parameter '" + c.name + "': :of-type takes system|code|value", c.name);
+          for (std::string_view part : parts)
+            if (!sv::unescape(part))
+              return fhir::fail(ErrorKind::kInvalid, "invalid", "Search parameter '" + c.name + "': a bad escape",
+                                c.name);
+          continue;
+        }
+        auto t = sv::parse_token(value);
+        if (!t) return std::unexpected(t.error());
+        if (t->system && !t->system->empty()) continue;  // an id has no system
+        if (t->code)
+          ids.push_back(*t->code);
+        else
+          all = true;  // `|` with no code: no system, any code
+      }
+      if (all) {
+        cond = "1 = 1";
+      } else if (ids.empty()) {
+        cond = "1 = 0";
+      } else {
+        cond = r + (ids.size() == 1 ? ".id = ?" : ".id IN (");
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+          if (ids.size() > 1) cond += i ? ",?" : "?";
+          bind(std::move(ids[i]));
+        }
+        if (ids.size() > 1) cond += ")";
+      }
+    } else {
+      // A point [t, t + 1) against the search range [lo, hi), in whole milliseconds: t + 1 <= hi is t < hi, and
+      // t + 1 > lo is t >= lo (see range()).
+      const std::string t = r + ".last_updated";
+      for (std::size_t i = 0; i < c.values.size(); ++i) {
+        auto d = sv::parse_date(c.values[i]);
+        if (!d) return std::unexpected(d.error());
+        auto at_least = [&](std::int64_t v) {
+          bind(v);
+          return t + " >= ?";
+        };
+        auto below = [&](std::int64_t v) {
+          bind(v);
+          return t + " < ?";
+        };
+        // (Each bind in the order of the text: the operands of + are not evaluated in a set order.)
+        auto within = [&] {
+          std::string s = at_least(d->low_ms) + " AND ";
+          return s + below(d->high_ms);
+        };
+        std::string one;
+        switch (d->prefix) {
+          case sv::Prefix::kEq:
+          case sv::Prefix::kAp: one = within(); break;
+          case sv::Prefix::kNe: one = "NOT (" + within() + ")"; break;
+          case sv::Prefix::kGt:
+          case sv::Prefix::kSa: one = at_least(d->high_ms); break;
+          case sv::Prefix::kLt:
+          case sv::Prefix::kEb: one = below(d->low_ms); break;
+          case sv::Prefix::kGe: one = at_least(d->low_ms); break;
+          case sv::Prefix::kLe: one = below(d->high_ms); break;
+        }
+        cond += (i ? ") OR (" : "(") + one;
+      }
+      cond += "))";
+    }
+    where += std::string(" AND ") + (c.modifier == Modifier::kNot ? "NOT " : "") + "(" + cond + ")";
     return {};
   }
 
@@ -695,25 +797,11 @@ fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query
   // With a criterion that selects by value, the rows come from its index (`r.rid IN (...)`): the unary `+` keeps
   // SQLite from scanning the resources of the type through the (tenant, type) index instead.
   // A compartment selects by value too (the references to its focal resource).
-  bool selective = query.compartment.has_value() ||
-                   std::any_of(query.criteria.begin(), query.criteria.end(), [](const Criterion& c) {
-                     return c.modifier != Modifier::kNot && c.modifier != Modifier::kMissing;
-                   });
-  const Types types = query.type.empty() ? query.types : Types{query.type};
-  std::string plus = selective ? "+" : "";
-  std::string where = " WHERE " + plus + "r.tenant = ?";
-  q.binds.push_back(static_cast<std::int64_t>(tenant));
-  where += b.type_in(plus + "r.type", types) + " AND r.deleted = 0";
-  if (query.compartment) b.compartment(*query.compartment, where);
-  if (auto ok = b.visible("r", types, where); !ok) return std::unexpected(ok.error());
   // One criterion drives (the likeliest to select few: see drive_rank), the others probe its matches; or a patient
   // and a code drive together.
   std::optional<std::size_t> driver;
   const auto pair = patient_token_pair(query);
-  if (pair) {
-    if (auto ok = b.patient_token(query.criteria[pair->first], query.criteria[pair->second], query.type, where); !ok)
-      return std::unexpected(ok.error());
-  } else if (!query.compartment) {
+  if (!pair && !query.compartment) {
     int best = std::numeric_limits<int>::max();
     for (std::size_t i = 0; i < query.criteria.size(); ++i)
       if (int rank = drive_rank(query.criteria[i]); rank >= 0 && rank < best) {
@@ -721,6 +809,23 @@ fhir::Result<std::string> search_where(TenantId tenant, const SearchQuery& query
         driver = i;
       }
   }
+  // (Unless the driver is _id or _lastUpdated: then the rows come from the resource's own index, which needs the
+  // tenant and type as they are.)
+  bool selective = query.compartment.has_value() ||
+                   std::any_of(query.criteria.begin(), query.criteria.end(), [](const Criterion& c) {
+                     return c.modifier != Modifier::kNot && c.modifier != Modifier::kMissing;
+                   });
+  if (driver && on_resource_row(query.criteria[*driver])) selective = false;
+  const Types types = query.type.empty() ? query.types : Types{query.type};
+  std::string plus = selective ? "+" : "";
+  std::string where = " WHERE " + plus + "r.tenant = ?";
+  q.binds.push_back(static_cast<std::int64_t>(tenant));
+  where += b.type_in(plus + "r.type", types) + " AND r.deleted = 0";
+  if (query.compartment) b.compartment(*query.compartment, where);
+  if (auto ok = b.visible("r", types, where); !ok) return std::unexpected(ok.error());
+  if (pair)
+    if (auto ok = b.patient_token(query.criteria[pair->first], query.criteria[pair->second], query.type, where); !ok)
+      return std::unexpected(ok.error());
   const bool probes = driver.has_value() || query.compartment.has_value() || pair.has_value();
   for (std::size_t i = 0; i < query.criteria.size(); ++i) {
     if (pair && (i == pair->first || i == pair->second)) continue;

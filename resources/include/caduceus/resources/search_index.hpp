@@ -94,6 +94,9 @@ struct IndexValues;
 void append_index(IndexValues& to, IndexValues&& from);
 // Keeps only the rows of the parameters whose code `keep` accepts.
 void filter_index(IndexValues& values, const std::function<bool(const std::string&)>& keep);
+// Removes the rows of _id and _lastUpdated, which are not written: the resource row holds both, and search reads
+// them there.
+void leave_out_resource_row_values(IndexValues& values);
 
 struct IndexValues {
   std::vector<StringIndex> strings;
