@@ -23,6 +23,7 @@
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/resources/store/users.hpp"
+#include "forwarding_transaction.hpp"
 #include "hl7_message_sql.hpp"
 #include "pg_connection.hpp"
 #include "pg_full_text.hpp"
@@ -649,44 +650,10 @@ class PgUserRows final : public UserRows {
   pg::Connection& conn_;
 };
 
-class PostgresTransaction final : public Transaction {
+class PostgresTransaction final : public ForwardingTransaction<PostgresStore> {
  public:
-  explicit PostgresTransaction(PostgresStore& store) : store_(store) {}
-  Result<std::optional<CurrentInfo>> current(TenantId tenant, std::string_view type, std::string_view id) override;
-  Result<std::optional<VersionRecord>> current_record(TenantId tenant, std::string_view type,
-                                                      std::string_view id) override;
+  using ForwardingTransaction::ForwardingTransaction;
   Result<UserRows*> users() override;
-  OAuthTables* oauth_tables() override;
-  Result<std::optional<InboundMessageRecord>> find_inbound_message(TenantId tenant, std::string_view app,
-                                                                   std::string_view facility,
-                                                                   std::string_view control_id) override;
-  Result<std::int64_t> insert_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
-  Result<void> update_inbound_message(TenantId tenant, const InboundMessageRecord& record) override;
-  Result<std::optional<InboundMessageRecord>> inbound_message(TenantId tenant, std::int64_t id) override;
-  Result<std::int64_t> insert_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
-  Result<void> update_outbound_message(TenantId tenant, const OutboundMessageRecord& record) override;
-  Result<std::vector<OutboundMessageRecord>> outbound_messages(TenantId tenant, const OutboundQuery& query) override;
-  Result<std::vector<InboundMessageRecord>> list_inbound_messages(TenantId tenant,
-                                                                  const Hl7MessageQuery& query) override;
-  Result<std::optional<OutboundMessageRecord>> outbound_message(TenantId tenant, std::int64_t id) override;
-  Result<std::vector<OutboundMessageRecord>> list_outbound_messages(TenantId tenant,
-                                                                    const Hl7MessageQuery& query) override;
-  Result<std::int64_t> append(TenantId tenant, const VersionRecord& record, const IndexValues* index) override;
-  std::int64_t now_ms() override;
-  Result<std::vector<std::pair<std::string, std::string>>> search_ids(TenantId tenant, const SearchQuery& query,
-                                                                      std::size_t limit) override;
-  Result<IndexExtent> index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
-                                   std::int64_t max_rid) override;
-  Result<std::vector<IndexTarget>> index_targets(TenantId tenant, const std::vector<std::string>& types,
-                                                 std::int64_t after_rid, std::int64_t max_rid,
-                                                 std::size_t limit) override;
-  Result<void> replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
-                             const std::vector<std::string>& params, const IndexValues& values) override;
-  Result<void> save_reindex_job(TenantId tenant, const ReindexJobRecord& job) override;
-  Result<std::vector<ReindexJobRecord>> reindex_jobs(TenantId tenant) override;
-
- private:
-  PostgresStore& store_;
 };
 
 constexpr const char* kReadCurrent =
@@ -1793,90 +1760,11 @@ class PostgresStore final : public Store {
   std::vector<pg::Connection*> free_;
 
   friend class PostgresTransaction;
+  friend class ForwardingTransaction<PostgresStore>;
 };
 
-Result<std::optional<InboundMessageRecord>> PostgresTransaction::find_inbound_message(TenantId tenant,
-                                                                                      std::string_view app,
-                                                                                      std::string_view facility,
-                                                                                      std::string_view control_id) {
-  return store_.txn_find_inbound_message(tenant, app, facility, control_id);
-}
-Result<std::int64_t> PostgresTransaction::insert_inbound_message(TenantId tenant, const InboundMessageRecord& record) {
-  return store_.txn_insert_inbound_message(tenant, record);
-}
-Result<void> PostgresTransaction::update_inbound_message(TenantId tenant, const InboundMessageRecord& record) {
-  return store_.txn_update_inbound_message(tenant, record);
-}
-Result<std::optional<InboundMessageRecord>> PostgresTransaction::inbound_message(TenantId tenant, std::int64_t id) {
-  return store_.txn_inbound_message(tenant, id);
-}
-Result<std::int64_t> PostgresTransaction::insert_outbound_message(TenantId tenant,
-                                                                  const OutboundMessageRecord& record) {
-  return store_.txn_insert_outbound_message(tenant, record);
-}
-Result<void> PostgresTransaction::update_outbound_message(TenantId tenant, const OutboundMessageRecord& record) {
-  return store_.txn_update_outbound_message(tenant, record);
-}
-Result<std::vector<OutboundMessageRecord>> PostgresTransaction::outbound_messages(TenantId tenant,
-                                                                                  const OutboundQuery& query) {
-  return store_.txn_outbound_messages(tenant, query);
-}
-Result<std::vector<InboundMessageRecord>> PostgresTransaction::list_inbound_messages(TenantId tenant,
-                                                                                     const Hl7MessageQuery& query) {
-  return store_.txn_list_inbound_messages(tenant, query);
-}
-Result<std::optional<OutboundMessageRecord>> PostgresTransaction::outbound_message(TenantId tenant, std::int64_t id) {
-  return store_.txn_outbound_message(tenant, id);
-}
-Result<std::vector<OutboundMessageRecord>> PostgresTransaction::list_outbound_messages(TenantId tenant,
-                                                                                       const Hl7MessageQuery& query) {
-  return store_.txn_list_outbound_messages(tenant, query);
-}
-OAuthTables* PostgresTransaction::oauth_tables() {
-  return store_.txn_oauth_tables();
-}
 Result<UserRows*> PostgresTransaction::users() {
   return store_.txn_users();
-}
-Result<std::optional<VersionRecord>> PostgresTransaction::current_record(TenantId tenant, std::string_view type,
-                                                                         std::string_view id) {
-  return store_.txn_current_record(tenant, type, id);
-}
-Result<std::optional<CurrentInfo>> PostgresTransaction::current(TenantId tenant, std::string_view type,
-                                                                std::string_view id) {
-  return store_.txn_current(tenant, type, id);
-}
-Result<std::int64_t> PostgresTransaction::append(TenantId tenant, const VersionRecord& record,
-                                                 const IndexValues* index) {
-  return store_.txn_append(tenant, record, index);
-}
-std::int64_t PostgresTransaction::now_ms() {
-  return store_.txn_now_ms();
-}
-Result<std::vector<std::pair<std::string, std::string>>> PostgresTransaction::search_ids(TenantId tenant,
-                                                                                         const SearchQuery& query,
-                                                                                         std::size_t limit) {
-  return store_.txn_search_ids(tenant, query, limit);
-}
-Result<IndexExtent> PostgresTransaction::index_extent(TenantId tenant, const std::vector<std::string>& types,
-                                                      std::int64_t after_rid, std::int64_t max_rid) {
-  return store_.txn_index_extent(tenant, types, after_rid, max_rid);
-}
-Result<std::vector<IndexTarget>> PostgresTransaction::index_targets(TenantId tenant,
-                                                                    const std::vector<std::string>& types,
-                                                                    std::int64_t after_rid, std::int64_t max_rid,
-                                                                    std::size_t limit) {
-  return store_.txn_index_targets(tenant, types, after_rid, max_rid, limit);
-}
-Result<void> PostgresTransaction::replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
-                                                const std::vector<std::string>& params, const IndexValues& values) {
-  return store_.txn_replace_index(tenant, rid, type, params, values);
-}
-Result<void> PostgresTransaction::save_reindex_job(TenantId tenant, const ReindexJobRecord& job) {
-  return store_.txn_save_reindex_job(tenant, job);
-}
-Result<std::vector<ReindexJobRecord>> PostgresTransaction::reindex_jobs(TenantId tenant) {
-  return store_.txn_reindex_jobs(tenant);
 }
 
 }  // namespace
