@@ -20,19 +20,6 @@ namespace json = fhir::json;
 
 constexpr const char* kSecret = "backend-secret-long-enough";
 
-// Runs `caduceus ARGS...`; returns the exit code and what it printed (stdout and stderr).
-std::pair<int, std::string> run_caduceus(const std::vector<std::string>& args) {
-  std::string cmd = ServerOptions::default_binary();
-  for (const std::string& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WEXITSTATUS(status), out};
-}
-
 // The claims of a JWT, unverified (the test reads what the server put there).
 json::Value jwt_claims(const std::string& token) {
   auto first = token.find('.'), second = token.find('.', first + 1);

@@ -19,18 +19,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kSecret = "shared-state-secret-long-enough";
 
-std::pair<int, std::string> run_caduceus(const std::vector<std::string>& args) {
-  std::string cmd = ServerOptions::default_binary();
-  for (const std::string& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WEXITSTATUS(status), out};
-}
-
 std::string basic(const std::string& user, const std::string& password) {
   const std::string raw = user + ":" + password;
   std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');

@@ -47,18 +47,6 @@ std::string sign_assertion(const ClientKey& key, const std::string& client_id, c
   return caduceus::test::sign_assertion(key, {client_id, client_id, aud, random_jti(), now_s() + 240, jku});
 }
 
-std::pair<int, std::string> run_caduceus(const std::vector<std::string>& args) {
-  std::string cmd = ServerOptions::default_binary();
-  for (const std::string& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WEXITSTATUS(status), out};
-}
-
 // A tiny HTTPS server on 127.0.0.1 (port 0) that answers GET PATH with what the test set for PATH (404 else), one
 // connection at a time, and counts the requests per path.
 class JwksHost {

@@ -29,19 +29,6 @@ std::int64_t now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// Runs `caduceus ARGS...`; returns the exit code and what it printed.
-std::pair<int, std::string> run_caduceus(const std::vector<std::string>& args) {
-  std::string cmd = ServerOptions::default_binary();
-  for (const std::string& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WEXITSTATUS(status), out};
-}
-
 constexpr const char* kSecret = "s3cret-that-is-long-enough";
 
 class SmartTest : public ::testing::Test {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -366,6 +367,18 @@ std::vector<std::string> TestServer::log_lines() const {
 
 std::string TestServer::stderr_text() const {
   return read_file(dir_.path() / "server.stderr");
+}
+
+std::pair<int, std::string> run_caduceus(const std::vector<std::string>& args) {
+  std::string cmd = ServerOptions::default_binary();
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = ::pclose(p);
+  return {WEXITSTATUS(status), out};
 }
 
 }  // namespace caduceus::test

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace caduceus::test {
@@ -110,5 +111,9 @@ class TestServer {
   mutable std::mutex log_mutex_;
   std::vector<std::string> log_lines_;
 };
+
+// Runs `caduceus ARGS...` (the binary a TestServer starts; each argument single-quoted for the shell) and waits for
+// it; returns its exit code and what it printed (stdout and stderr together).
+std::pair<int, std::string> run_caduceus(const std::vector<std::string>& args);
 
 }  // namespace caduceus::test
