@@ -23,6 +23,7 @@
 #include "caduceus/adapters/hl7v2/message.hpp"
 #include "caduceus/adapters/mllp.hpp"
 #include "caduceus/server/auth/keys.hpp"
+#include "client_keys.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
 #include "mllp_client.hpp"
@@ -434,27 +435,11 @@ TEST(Hl7MonitorAuthTest, OnlyAdministratorsAndFullSystemTokensMayUseTheMonitor) 
   auto ring = server::auth::KeyRing::open(dir.path());
   ASSERT_TRUE(ring) << ring.error().issues.front().diagnostics;
   const std::string base = server.base_url();
-  int serial = 0;
   auto mint = [&](const std::string& scope, const std::string& role, const std::string& fhir_user) {
-    const std::int64_t now =
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    Value c = Value::object();
-    c.set("iss", Value::string(base.substr(0, base.size() - 5)));
-    c.set("aud", Value::string(base));
-    c.set("client_id", Value::string("monitor-app"));
-    c.set("scope", Value::string(scope));
-    c.set("iat", Value::number(std::to_string(now)));
-    c.set("exp", Value::number(std::to_string(now + 3600)));
-    c.set("jti", Value::string("monitor-" + std::to_string(++serial)));
-    if (!role.empty()) {
-      c.set("sub", Value::string(role + "-user"));
-      c.set("role", Value::string(role));
-      c.set("fhirUser", Value::string(fhir_user));
-    }
-    auto token = server::auth::sign_jwt(ring->current(), c);
-    EXPECT_TRUE(token);
-    return HeaderList{{"Authorization", "Bearer " + (token ? *token : std::string())}};
+    return HeaderList{{"Authorization", "Bearer " + mint_access_token(ring->current(), base, "monitor-app",
+                                                                      {scope, role, fhir_user, ""})}};
   };
+
   {
     MllpClient mllp(mllp_port_of(server));
     ASSERT_EQ(msa1(mllp.exchange(adt("A01", "AUTH-1", "P-900", "V-900"))), "AA");

@@ -14,6 +14,7 @@
 
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/server/auth/keys.hpp"
+#include "client_keys.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
 #include "test_server.hpp"
@@ -26,10 +27,7 @@ namespace auth = server::auth;
 
 constexpr const char* kConf = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 
-// Who a token speaks for.
-struct Profile {
-  std::string scope, role, fhir_user, patient;
-};
+using Profile = TokenProfile;
 
 // The token profiles of the matrix.
 const std::map<std::string, Profile>& profiles() {
@@ -76,29 +74,7 @@ class SmartScopeTest : public ServerTest {
  protected:
   // A token of the shared claim contract, signed with the server's current key.
   static std::string mint(const Profile& p, std::int64_t lifetime = 3600) {
-    static int serial = 0;
-    const std::string base = server_->base_url();
-    const std::string origin = base.substr(0, base.size() - 5);
-    const std::int64_t now =
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    json::Value c = json::Value::object();
-    auto str = [](const std::string& s) { return json::Value::string(s); };
-    c.set("iss", str(origin));
-    c.set("aud", str(base));
-    c.set("client_id", str("matrix-app"));
-    c.set("scope", str(p.scope));
-    c.set("iat", json::Value::number(std::to_string(now)));
-    c.set("exp", json::Value::number(std::to_string(now + lifetime)));
-    c.set("jti", str("matrix-" + std::to_string(++serial)));
-    if (!p.role.empty()) {
-      c.set("sub", str(p.role + "-user"));
-      c.set("role", str(p.role));
-      c.set("fhirUser", str(p.fhir_user));
-    }
-    if (!p.patient.empty()) c.set("patient", str(p.patient));
-    auto token = auth::sign_jwt(keys_->current(), c);
-    EXPECT_TRUE(token);
-    return token ? *token : std::string();
+    return mint_access_token(keys_->current(), server_->base_url(), "matrix-app", p, lifetime);
   }
   static HeaderList bearer(const std::string& token, bool json_body = false) {
     HeaderList h{{"Authorization", "Bearer " + token}};

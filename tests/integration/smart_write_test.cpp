@@ -20,6 +20,7 @@
 
 #include "caduceus/fhir/json.hpp"
 #include "caduceus/server/auth/keys.hpp"
+#include "client_keys.hpp"
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
 #include "test_server.hpp"
@@ -32,9 +33,7 @@ namespace auth = server::auth;
 
 constexpr const char* kConf = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 
-struct Profile {
-  std::string scope, role, fhir_user, patient;
-};
+using Profile = TokenProfile;
 
 const std::map<std::string, Profile>& profiles() {
   static const std::map<std::string, Profile> p = {
@@ -111,29 +110,7 @@ class SmartWriteTest : public ServerTest {
 
  protected:
   static std::string mint(const Profile& p) {
-    static int serial = 0;
-    const std::string base = server_->base_url();
-    const std::string origin = base.substr(0, base.size() - 5);
-    const std::int64_t now =
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    json::Value c = json::Value::object();
-    auto str = [](const std::string& s) { return json::Value::string(s); };
-    c.set("iss", str(origin));
-    c.set("aud", str(base));
-    c.set("client_id", str("write-matrix-app"));
-    c.set("scope", str(p.scope));
-    c.set("iat", json::Value::number(std::to_string(now)));
-    c.set("exp", json::Value::number(std::to_string(now + 3600)));
-    c.set("jti", str("write-" + std::to_string(++serial)));
-    if (!p.role.empty()) {
-      c.set("sub", str(p.role + "-user"));
-      c.set("role", str(p.role));
-      c.set("fhirUser", str(p.fhir_user));
-    }
-    if (!p.patient.empty()) c.set("patient", str(p.patient));
-    auto token = auth::sign_jwt(keys_->current(), c);
-    EXPECT_TRUE(token);
-    return token ? *token : std::string();
+    return mint_access_token(keys_->current(), server_->base_url(), "write-matrix-app", p);
   }
   static HeaderList bearer(const std::string& token, const std::string& content_type = {}) {
     HeaderList h{{"Authorization", "Bearer " + token}};

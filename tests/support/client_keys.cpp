@@ -1,5 +1,6 @@
 #include "client_keys.hpp"
 
+#include <gtest/gtest.h>
 #include <jwt.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -8,7 +9,11 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+
+#include "caduceus/fhir/json.hpp"
+#include "caduceus/server/auth/keys.hpp"
 
 namespace caduceus::test {
 namespace {
@@ -98,6 +103,31 @@ std::string sign_assertion(const ClientKey& key, const AssertionClaims& c) {
   std::free(text);
   jwt_free(jwt);
   return out;
+}
+
+std::string mint_access_token(const server::auth::SigningKey& key, const std::string& fhir_base,
+                              const std::string& client_id, const TokenProfile& profile, std::int64_t lifetime) {
+  const std::string origin = fhir_base.substr(0, fhir_base.size() - 5);  // without "/fhir"
+  const std::int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  fhir::json::Value c = fhir::json::Value::object();
+  auto str = [](const std::string& s) { return fhir::json::Value::string(s); };
+  c.set("iss", str(origin));
+  c.set("aud", str(fhir_base));
+  c.set("client_id", str(client_id));
+  c.set("scope", str(profile.scope));
+  c.set("iat", fhir::json::Value::number(std::to_string(now)));
+  c.set("exp", fhir::json::Value::number(std::to_string(now + lifetime)));
+  c.set("jti", str(random_jti()));
+  if (!profile.role.empty()) {
+    c.set("sub", str(profile.role + "-user"));
+    c.set("role", str(profile.role));
+    c.set("fhirUser", str(profile.fhir_user));
+  }
+  if (!profile.patient.empty()) c.set("patient", str(profile.patient));
+  auto token = server::auth::sign_jwt(key, c);
+  EXPECT_TRUE(token) << (token ? "" : token.error().issues.front().diagnostics);
+  return token ? *token : std::string();
 }
 
 }  // namespace caduceus::test

@@ -1,10 +1,14 @@
 // Backend Services clients in tests: key pairs made with OpenSSL, their public halves as JWKs, and client
-// assertions (RFC 7523) signed with libjwt.
+// assertions (RFC 7523) signed with libjwt; and access tokens minted with the server's own key.
 #pragma once
 
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+
+namespace caduceus::server::auth {
+struct SigningKey;
+}
 
 namespace caduceus::test {
 
@@ -36,5 +40,18 @@ struct AssertionClaims {
 
 // A client assertion signed with `key` (its kid in the header).
 std::string sign_assertion(const ClientKey& key, const AssertionClaims& claims);
+
+// Who an access token speaks for (the shared token-claim contract): its scopes, and for a user the role,
+// fhirUser ("Practitioner/ID", "Patient/ID") and launch patient (empty: none).
+struct TokenProfile {
+  std::string scope, role, fhir_user, patient;
+};
+
+// An access token for `profile` as the server at `fhir_base` ("http://HOST:PORT/fhir") issues them: iss (its
+// origin), aud, client_id, scope, iat, exp (now + lifetime), a random jti, and for a role sub ("ROLE-user"), role
+// and fhirUser; patient when the profile has one. Signed with `key` (the server's current key, from the KeyRing
+// of its data folder). Empty (and a test failure) when it cannot be signed.
+std::string mint_access_token(const server::auth::SigningKey& key, const std::string& fhir_base,
+                              const std::string& client_id, const TokenProfile& profile, std::int64_t lifetime = 3600);
 
 }  // namespace caduceus::test
