@@ -32,24 +32,13 @@ std::string bn_param(EVP_PKEY* key, const char* name, int width) {
 }  // namespace
 
 std::string b64url(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  return out;
+  return server::auth::base64url_encode(bytes);
 }
 
 std::string unb64url(std::string text) {
-  for (char& c : text) c = c == '-' ? '+' : c == '_' ? '/' : c;
-  std::size_t pad = (4 - text.size() % 4) % 4;
-  text.append(pad, '=');
-  std::string out(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  out.resize(static_cast<std::size_t>(std::max(0, n)) - pad);
-  return out;
+  while (!text.empty() && text.back() == '=') text.pop_back();  // (padding is optional here)
+  auto decoded = server::auth::base64url_decode(text);
+  return decoded ? *decoded : std::string();
 }
 
 ClientKey make_client_key(const std::string& alg, const std::string& kid) {
