@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstdint>
 #include <future>
 #include <memory>
 #include <random>
@@ -37,7 +39,14 @@ std::string new_resource_id() {
   std::copy_n(pool.bytes.begin() + static_cast<std::ptrdiff_t>(pool.used), b.size(), b.begin());
   std::fill_n(pool.bytes.begin() + static_cast<std::ptrdiff_t>(pool.used), b.size(), 0);  // used once only
   pool.used += b.size();
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  // UUID version 7 (RFC 9562): the first 48 bits are the Unix time in milliseconds, the other 74 random. Ids made
+  // close in time sort close together, so a create adds to the end of the (tenant, type, id) index instead of a
+  // random page of it (which the database must then rewrite whole: a page write per create).
+  const auto ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  for (int i = 0; i < 6; ++i) b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x70);
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;

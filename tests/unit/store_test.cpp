@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <future>
 #include <latch>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -1034,6 +1036,45 @@ TEST(StoreUrlTest, MemoryStoreIsThrowaway) {
   auto s = open_store("sqlite::memory:");
   ASSERT_TRUE(s.has_value());
   EXPECT_TRUE((*s)->ping().has_value());
+}
+
+// New ids are version 7 UUIDs: the Unix time in milliseconds first, so that ids made one after another sort in
+// the order they were made (and a create adds to the end of the id index), the rest random.
+TEST(NewResourceIdTest, IsAVersion7UuidThatStartsWithTheTime) {
+  auto before =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  std::string id = new_resource_id();
+  auto after =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  ASSERT_EQ(id.size(), 36u);
+  EXPECT_TRUE(is_valid_id(id));
+  EXPECT_EQ(id[8], '-');
+  EXPECT_EQ(id[13], '-');
+  EXPECT_EQ(id[14], '7');                                          // version
+  EXPECT_NE(std::string("89ab").find(id[19]), std::string::npos);  // RFC 9562 variant
+  long long ms = std::stoll(id.substr(0, 8) + id.substr(9, 4), nullptr, 16);
+  EXPECT_GE(ms, before);
+  EXPECT_LE(ms, after);
+}
+
+TEST(NewResourceIdTest, IdsMadeInLaterMillisecondsSortAfterAndNoneRepeats) {
+  std::set<std::string> seen;
+  std::string previous = new_resource_id();
+  seen.insert(previous);
+  for (int i = 0; i < 3; ++i) {
+    // Wait (without sleeping) for the clock to move on to a later millisecond.
+    std::string prefix = previous.substr(0, 13);
+    std::string next;
+    do {
+      next = new_resource_id();
+      EXPECT_TRUE(seen.insert(next).second);
+    } while (next.substr(0, 13) == prefix);
+    EXPECT_LT(previous, next);
+    previous = next;
+  }
+  for (int i = 0; i < 10000; ++i) EXPECT_TRUE(seen.insert(new_resource_id()).second);
 }
 
 }  // namespace

@@ -160,7 +160,8 @@ class Repository {
                                                         const std::shared_ptr<const Conditional>& criteria);
 };
 
-// A new resource id: a random (version 4) UUID in lower case.
+// A new resource id: a version 7 UUID in lower case (the time in milliseconds, then 74 random bits), so that
+// ids sort in the order they were made.
 std::string new_resource_id();
 // Whether text is a valid FHIR id ([A-Za-z0-9-.]{1,64}).
 bool is_valid_id(std::string_view text) noexcept;
