@@ -26,7 +26,8 @@ std::string unique(std::string_view prefix) {
   return std::string(prefix) + "-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
 }
 
-const std::regex kUuid("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
+// The ids the server gives: version 7 UUIDs (RFC 9562), in lower case.
+const std::regex kUuid("[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
 
 // "Patient/abc/_history/1" -> "abc"
 std::string id_of_location(const std::string& location) {
