@@ -12,7 +12,7 @@ SEARCH_DB ?= $(BUILD)/bench/search-$(RESOURCES).db
 DEB_PACKAGES := g++ cmake ninja-build make libboost1.81-dev libboost-program-options1.81-dev rapidjson-dev \
   libsoci-dev libsoci-sqlite3-4.0 libsqlite3-dev libpq-dev libssl-dev libicu-dev libgtest-dev libgmock-dev \
   libbenchmark-dev wrk curl ca-certificates libjwt-dev libargon2-dev liboath-dev postgresql-15 \
-  libhowardhinnant-date-dev nodejs
+  libhowardhinnant-date-dev nodejs libtcmalloc-minimal4
 
 .PHONY: all deps js-deps configure build run test bench bench-search format clean
 
