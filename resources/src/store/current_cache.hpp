@@ -28,9 +28,8 @@ class CurrentCache {
   // The cached current version, if any: shared, immutable, no copy of the body (the entry may be replaced or
   // evicted meanwhile; the record stays valid as long as the pointer is held).
   std::shared_ptr<const VersionRecord> find(TenantId tenant, std::string_view type, std::string_view id) const {
-    const std::string_view k = scratch_key(tenant, type, id);
-    const std::size_t h = KeyHash{}(k);
-    const Shard& s = shards_[h % kShards];
+    const Probe k = probe(tenant, type, id);
+    const Shard& s = shard(k.hash);
     std::lock_guard lock(s.mutex);
     auto it = s.map.find(k);
     if (it == s.map.end()) return nullptr;
@@ -46,7 +45,7 @@ class CurrentCache {
   // The eviction count of the shard that holds this resource: take it before reading a version from the
   // database, and pass it to put(), so that a version read before an eviction cannot come back after it.
   std::uint64_t evictions(TenantId tenant, std::string_view type, std::string_view id) const {
-    const Shard& s = shard(scratch_key(tenant, type, id));
+    const Shard& s = shard(probe(tenant, type, id).hash);
     std::lock_guard lock(s.mutex);
     return s.evictions;
   }
@@ -80,18 +79,18 @@ class CurrentCache {
            std::optional<std::uint64_t> evictions_before = {}, std::optional<std::uint64_t> epoch_before = {}) {
     if (shard_budget_ == 0 || value == nullptr) return;
     const VersionRecord& record = *value;
-    std::string k(scratch_key(tenant, record.type, record.id));
-    std::size_t size = k.size() + record.body.size() + sizeof(VersionRecord);
+    const Probe p = probe(tenant, record.type, record.id);
+    std::size_t size = p.text.size() + record.body.size() + sizeof(VersionRecord);
     if (size > shard_budget_) return;
-    Shard& s = shard(k);
+    Shard& s = shard(p.hash);
     std::lock_guard lock(s.mutex);
     if (evictions_before && *evictions_before != s.evictions) return;
     // (An emptying of this shard increments epoch_ under this shard's lock, which is held here.)
     if (epoch_before && *epoch_before != epoch_.load(std::memory_order_acquire)) return;
-    auto it = s.map.find(k);
+    auto it = s.map.find(p);
     if (it != s.map.end()) {
       if (it->second->version >= record.version) return;
-      s.bytes -= k.size() + it->second->body.size() + sizeof(VersionRecord);
+      s.bytes -= p.text.size() + it->second->body.size() + sizeof(VersionRecord);
       it->second = std::move(value);
       s.bytes += size;
       return;
@@ -102,20 +101,39 @@ class CurrentCache {
       ++s.evictions;
       epoch_.fetch_add(1, std::memory_order_acq_rel);
     }
-    s.map.emplace(std::move(k), std::move(value));
+    s.map.emplace(Key{std::string(p.text), p.hash}, std::move(value));
     s.bytes += size;
   }
 
  private:
   static constexpr std::size_t kShards = 16;
-  // Looked up by string_view (no key string is built for a lookup).
+  // A key ("tenant\0type\0id") with its hash, computed once: the map then never hashes a stored key again (with
+  // a hasher of its own, libstdc++ keeps no hash in its nodes and rehashed every key it passed in a bucket), and
+  // two keys of different hashes are told apart without comparing their text (all ids of a type have the same
+  // length). Looked up by a Probe (no key string is built for a lookup).
+  struct Key {
+    std::string text;
+    std::size_t hash;
+  };
+  struct Probe {
+    std::string_view text;
+    std::size_t hash;
+  };
   struct KeyHash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view k) const noexcept { return std::hash<std::string_view>{}(k); }
+    std::size_t operator()(const Key& k) const noexcept { return k.hash; }
+    std::size_t operator()(const Probe& k) const noexcept { return k.hash; }
+  };
+  struct KeyEqual {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return a.hash == b.hash && std::string_view(a.text) == std::string_view(b.text);
+    }
   };
   struct Shard {
     mutable std::mutex mutex;
-    std::unordered_map<std::string, std::shared_ptr<const VersionRecord>, KeyHash, std::equal_to<>> map;
+    std::unordered_map<Key, std::shared_ptr<const VersionRecord>, KeyHash, KeyEqual> map;
     std::size_t bytes = 0;
     std::uint64_t evictions = 0;  // times the shard was emptied
   };
@@ -133,8 +151,14 @@ class CurrentCache {
     k.append(id);
     return k;
   }
-  const Shard& shard(std::string_view k) const { return shards_[KeyHash{}(k) % kShards]; }
-  Shard& shard(std::string_view k) { return shards_[KeyHash{}(k) % kShards]; }
+  static Probe probe(TenantId tenant, std::string_view type, std::string_view id) {
+    const std::string_view k = scratch_key(tenant, type, id);
+    return {k, std::hash<std::string_view>{}(k)};
+  }
+  // (The map's buckets take the hash modulo their count; the shard takes other bits, so that one shard's keys
+  // still spread over all of its buckets.)
+  const Shard& shard(std::size_t hash) const { return shards_[(hash >> 48) % kShards]; }
+  Shard& shard(std::size_t hash) { return shards_[(hash >> 48) % kShards]; }
 
   std::size_t shard_budget_;
   std::array<Shard, kShards> shards_;
