@@ -150,6 +150,16 @@ class SmartWriteTest : public ServerTest {
     std::string first = {};  // a profile to run before the others (else: the patients, the nurse, the physician)
   };
 
+  // The expectations of a write that only the staff may make: each patient profile is refused (403), the nurse gets
+  // `nurse` and the physician `physician` (the same unless given).
+  static std::map<std::string, std::string> staff_only(const std::string& nurse, const std::string& physician = {}) {
+    return {{"nurse", nurse},
+            {"patientA", "403"},
+            {"patientA.app", "403"},
+            {"patientA.granular", "403"},
+            {"physician", physician.empty() ? nurse : physician}};
+  }
+
   void run(const Write& w) {
     ASSERT_EQ(w.expected.size(), profiles().size()) << w.name << ": every profile needs its expectation";
     std::vector<std::string> order;
@@ -179,16 +189,8 @@ const std::string kFhirJson = "application/fhir+json";
 const std::string kJsonPatch = "application/json-patch+json";
 
 TEST_F(SmartWriteTest, CreateStaysInTheCompartment) {
-  run({"create an Observation of another patient",
-       "POST",
-       "/fhir/Observation",
-       observation("", "laboratory", "pB"),
-       kFhirJson,
-       {{"nurse", "201"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "201"}}});
+  run({"create an Observation of another patient", "POST", "/fhir/Observation", observation("", "laboratory", "pB"),
+       kFhirJson, staff_only("201")});
   run({"create a laboratory Observation of the patient",
        "POST",
        "/fhir/Observation",
@@ -209,26 +211,14 @@ TEST_F(SmartWriteTest, CreateStaysInTheCompartment) {
         {"patientA.app", "201"},
         {"patientA.granular", "403"},
         {"physician", "201"}}});
-  run({"create (update as create) a Patient with another id",
-       "PUT",
-       "/fhir/Patient/pNew",
-       R"({"resourceType":"Patient","id":"pNew","name":[{"family":"New"}]})",
-       kFhirJson,
-       {{"nurse", "201"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}}});
+  run({"create (update as create) a Patient with another id", "PUT", "/fhir/Patient/pNew",
+       R"({"resourceType":"Patient","id":"pNew","name":[{"family":"New"}]})", kFhirJson, staff_only("201", "200")});
   run({"conditional create of another patient's Observation (If-None-Exist on a resource it cannot see)",
        "POST",
        "/fhir/Observation",
        observation("", "laboratory", "pB"),
        kFhirJson,
-       {{"nurse", "200"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}},
+       staff_only("200"),
        {{"If-None-Exist", "_id=oB1"}}});
 }
 
@@ -243,56 +233,16 @@ TEST_F(SmartWriteTest, UpdateAndPatchStayInTheCompartment) {
         {"patientA.app", "200"},
         {"patientA.granular", "403"},
         {"physician", "200"}}});
-  run({"update moving the patient's Observation to another patient",
-       "PUT",
-       "/fhir/Observation/oA9",
-       observation("oA9", "laboratory", "pB"),
-       kFhirJson,
-       {{"nurse", "200"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}}});
-  run({"update moving another patient's Observation into the compartment",
-       "PUT",
-       "/fhir/Observation/oB9",
-       observation("oB9", "laboratory", "pA"),
-       kFhirJson,
-       {{"nurse", "200"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}}});
-  run({"conditional update that would match another patient's Observation",
-       "PUT",
-       "/fhir/Observation?_id=oB1",
-       observation("", "laboratory", "pB"),
-       kFhirJson,
-       {{"nurse", "200"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}}});
-  run({"patch moving the patient's Observation to another patient",
-       "PATCH",
-       "/fhir/Observation/oA8",
-       json_patch_subject("pB"),
-       kJsonPatch,
-       {{"nurse", "200"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}}});
-  run({"patch moving another patient's Observation into the compartment",
-       "PATCH",
-       "/fhir/Observation/oB8",
-       json_patch_subject("pA"),
-       kJsonPatch,
-       {{"nurse", "200"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}}});
+  run({"update moving the patient's Observation to another patient", "PUT", "/fhir/Observation/oA9",
+       observation("oA9", "laboratory", "pB"), kFhirJson, staff_only("200")});
+  run({"update moving another patient's Observation into the compartment", "PUT", "/fhir/Observation/oB9",
+       observation("oB9", "laboratory", "pA"), kFhirJson, staff_only("200")});
+  run({"conditional update that would match another patient's Observation", "PUT", "/fhir/Observation?_id=oB1",
+       observation("", "laboratory", "pB"), kFhirJson, staff_only("200")});
+  run({"patch moving the patient's Observation to another patient", "PATCH", "/fhir/Observation/oA8",
+       json_patch_subject("pB"), kJsonPatch, staff_only("200")});
+  run({"patch moving another patient's Observation into the compartment", "PATCH", "/fhir/Observation/oB8",
+       json_patch_subject("pA"), kJsonPatch, staff_only("200")});
   run({"conditional patch of another patient's Observation (nothing it may see matches)",
        "PATCH",
        "/fhir/Observation?_id=oB1",
@@ -303,16 +253,7 @@ TEST_F(SmartWriteTest, UpdateAndPatchStayInTheCompartment) {
         {"patientA.app", "404"},
         {"patientA.granular", "404"},
         {"physician", "200"}}});
-  run({"delete of another patient's Observation",
-       "DELETE",
-       "/fhir/Observation/oB7",
-       "",
-       "",
-       {{"nurse", "200"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}}});
+  run({"delete of another patient's Observation", "DELETE", "/fhir/Observation/oB7", "", "", staff_only("200")});
   // What the patient tokens could not do left the resources where they were.
   auto oB1 = client().get("/fhir/Observation/oB1", bearer(admin()));
   ASSERT_EQ(oB1.status, 200) << oB1.summary();
@@ -421,16 +362,8 @@ TEST_F(SmartWriteTest, BundleEntriesAreCheckedLikeTheInteractions) {
        "nurse"});
   const std::string patch_oA7 =
       R"({"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.subject"},{"name":"value","valueReference":{"reference":"Patient/pB"}}]}]},"request":{"method":"PATCH","url":"Observation/oA7"}}]})";
-  run({"transaction: PATCH moving the patient's Observation to another patient",
-       "POST",
-       "/fhir",
-       patch_oA7,
-       kFhirJson,
-       {{"nurse", "200"},
-        {"patientA", "403"},
-        {"patientA.app", "403"},
-        {"patientA.granular", "403"},
-        {"physician", "200"}}});
+  run({"transaction: PATCH moving the patient's Observation to another patient", "POST", "/fhir", patch_oA7, kFhirJson,
+       staff_only("200")});
 
   // The refusal names the entry, by index and fullUrl.
   const std::string patient = mint(profiles().at("patientA"));
