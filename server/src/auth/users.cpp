@@ -26,6 +26,22 @@ std::chrono::seconds seconds_until(std::int64_t until_ms, std::int64_t now_ms) {
   return std::chrono::seconds(std::max<std::int64_t>(1, (until_ms - now_ms + 999) / 1000));
 }
 
+// Whether the account takes no attempt now: locked, or throttled after failures. If so, `result` says which and
+// when to try again.
+bool refused_for_now(const UserRecord& r, std::int64_t now_ms, SignInResult& result) {
+  if (r.locked_until_ms > now_ms) {
+    result.status = SignInStatus::kLocked;
+    result.retry_after = seconds_until(r.locked_until_ms, now_ms);
+    return true;
+  }
+  if (r.next_attempt_ms > now_ms) {
+    result.status = SignInStatus::kThrottled;
+    result.retry_after = seconds_until(r.next_attempt_ms, now_ms);
+    return true;
+  }
+  return false;
+}
+
 std::string store_secret(std::string_view raw) {
   return std::string(kSecretPrefix) + base32_encode(raw);
 }
@@ -316,16 +332,7 @@ Result<SignInResult> UserDirectory::authenticate(std::string_view username, std:
     return result;
   }
   // Refused before any password check: a locked or throttled account gives a guesser nothing.
-  if (before->locked_until_ms > now_ms) {
-    result.status = SignInStatus::kLocked;
-    result.retry_after = seconds_until(before->locked_until_ms, now_ms);
-    return result;
-  }
-  if (before->next_attempt_ms > now_ms) {
-    result.status = SignInStatus::kThrottled;
-    result.retry_after = seconds_until(before->next_attempt_ms, now_ms);
-    return result;
-  }
+  if (refused_for_now(*before, now_ms, result)) return result;
   const bool password_ok = verify_password(before->password_hash, password);
   std::string rehashed;
   if (password_ok && hash_needs_update(before->password_hash, options_.argon2)) {
@@ -336,16 +343,7 @@ Result<SignInResult> UserDirectory::authenticate(std::string_view username, std:
   // code is accepted once.
   auto done = modify(*name, [&](UserRecord& r) -> Result<void> {
     result = SignInResult{};
-    if (r.locked_until_ms > now_ms) {
-      result.status = SignInStatus::kLocked;
-      result.retry_after = seconds_until(r.locked_until_ms, now_ms);
-      return {};
-    }
-    if (r.next_attempt_ms > now_ms) {
-      result.status = SignInStatus::kThrottled;
-      result.retry_after = seconds_until(r.next_attempt_ms, now_ms);
-      return {};
-    }
+    if (refused_for_now(r, now_ms, result)) return {};
     if (r.password_hash != before->password_hash) {
       // The password changed meanwhile: the check above was against the old one.
       result.status = SignInStatus::kBadCredentials;
@@ -387,16 +385,7 @@ Result<SignInResult> UserDirectory::verify_second_factor(std::string_view userna
   if (!name) return result;
   auto done = modify(*name, [&](UserRecord& r) -> Result<void> {
     result = SignInResult{};
-    if (r.locked_until_ms > now_ms) {
-      result.status = SignInStatus::kLocked;
-      result.retry_after = seconds_until(r.locked_until_ms, now_ms);
-      return {};
-    }
-    if (r.next_attempt_ms > now_ms) {
-      result.status = SignInStatus::kThrottled;
-      result.retry_after = seconds_until(r.next_attempt_ms, now_ms);
-      return {};
-    }
+    if (refused_for_now(r, now_ms, result)) return {};
     if (r.disabled) {
       result.status = SignInStatus::kDisabled;
       return {};
