@@ -9,6 +9,7 @@
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/server/auth/scopes.hpp"
 #include "caduceus/server/errors.hpp"
+#include "oauth_store.hpp"
 
 namespace caduceus::server::auth {
 
@@ -182,12 +183,7 @@ struct SmartLaunch::Impl {
 
   template <class F>
   fhir::Result<void> with_tables(F&& f) const {
-    return store.write([&](resources::Transaction& t) -> fhir::Result<void> {
-      resources::OAuthTables* tables = t.oauth_tables();
-      if (tables == nullptr)
-        return fhir::fail(ErrorKind::kNotSupported, "not-supported", "this store has no OAuth tables");
-      return f(*tables);
-    });
+    return with_oauth_tables(store, std::forward<F>(f));
   }
   fhir::Result<void> put(const resources::GrantRecord& g) const {
     return with_tables([&](resources::OAuthTables& t) { return t.put_grant(options.tenant, g, now_s() * 1000); });
@@ -223,15 +219,7 @@ struct SmartLaunch::Impl {
   }
 
   fhir::Result<std::optional<resources::ClientRecord>> find_client(const std::string& client_id) const {
-    std::optional<resources::ClientRecord> out;
-    auto r = with_tables([&](resources::OAuthTables& t) -> fhir::Result<void> {
-      auto c = t.client(options.tenant, client_id);
-      if (!c) return std::unexpected(c.error());
-      out = std::move(*c);
-      return {};
-    });
-    if (!r) return std::unexpected(r.error());
-    return out;
+    return find_oauth_client(store, options.tenant, client_id);
   }
 
   // ---- pages ----------------------------------------------------------------------------------------------
