@@ -85,23 +85,19 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-class ExplainTest : public ::testing::Test {
+class ExplainTest : public ServerTest {
  protected:
   static void SetUpTestSuite() {
     ServerOptions options;
     options.extra_args = {"--search-index", "true"};
-    if (postgres_backend()) {  // (run on both backends: see tests/CMakeLists.txt)
-      if (postgres_skipped()) return;
-      auto db = PgDatabase::create();
-      ASSERT_TRUE(db.has_value()) << db.error();
-      pg_database_ = std::move(*db);
-      // A handful of rows: PostgreSQL would read these tables whole (Seq Scan), where an index serves a larger
-      // table. With sequential scans discouraged, the plan shows the indexes it would use on a larger one.
-      auto off = pg_database_->query("ALTER DATABASE " + pg_database_->name() + " SET enable_seqscan = off");
+    // (On both backends: see tests/CMakeLists.txt.) On PostgreSQL, a handful of rows would be read whole (Seq
+    // Scan) where an index serves a larger table. With sequential scans discouraged, the plan shows the indexes
+    // it would use on a larger one.
+    start_server(options, [](PgDatabase& db) {
+      auto off = db.query("ALTER DATABASE " + db.name() + " SET enable_seqscan = off");
       ASSERT_TRUE(off.has_value()) << off.error();
-      options.db = pg_database_->url();
-    }
-    server_ = std::make_unique<TestServer>(options);
+    });
+    if (!server_) return;
     HttpClient c(server_->host(), server_->port());
     // p1's compartment: o1, o2 (subject), o4 (performer), c1 (patient), p3 (link). p2's: o3, o4 (subject), e1.
     const std::pair<const char*, const char*> resources[] = {
@@ -131,15 +127,6 @@ class ExplainTest : public ::testing::Test {
     for (const auto& [path, body] : resources)
       ASSERT_EQ(c.put(server_->base_path() + "/" + path, body, kJson).status, 201) << path;
   }
-  static void TearDownTestSuite() {
-    server_.reset();
-    pg_database_.reset();
-  }
-  void SetUp() override {
-    if (!server_ && postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
-    ASSERT_TRUE(server_) << "the server did not start";
-  }
-  static inline std::unique_ptr<PgDatabase> pg_database_;
 
   Response get(const std::string& target, const HeaderList& headers = {}) {
     HttpClient c(server_->host(), server_->port());
@@ -161,8 +148,6 @@ class ExplainTest : public ::testing::Test {
     }
     return seen;
   }
-
-  static inline std::unique_ptr<TestServer> server_;
 };
 
 TEST_F(ExplainTest, TokenSearchShowsItsValueIndexAndCountedRows) {

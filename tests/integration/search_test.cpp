@@ -20,19 +20,13 @@ const HeaderList kJson{{"Content-Type", "application/fhir+json"}};
 
 using Order = std::vector<std::string>;
 
-class SearchTest : public ::testing::Test {
+class SearchTest : public ServerTest {
  protected:
   static void SetUpTestSuite() {
     ServerOptions options;
     options.extra_args = {"--search-index", "true"};
-    if (postgres_backend()) {  // (run on both backends: see tests/CMakeLists.txt)
-      if (postgres_skipped()) return;
-      auto db = PgDatabase::create();
-      ASSERT_TRUE(db.has_value()) << db.error();
-      pg_database_ = std::move(*db);
-      options.db = pg_database_->url();
-    }
-    server_ = std::make_unique<TestServer>(options);
+    start_server(options);  // (on both backends: see tests/CMakeLists.txt)
+    if (!server_) return;
     HttpClient c(server_->host(), server_->port());
     const std::pair<const char*, const char*> resources[] = {
         {"Patient/p1", R"({"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1980-05-17",
@@ -49,15 +43,6 @@ class SearchTest : public ::testing::Test {
     for (const auto& [path, body] : resources)
       ASSERT_EQ(c.put(server_->base_path() + "/" + path, body, kJson).status, 201);
   }
-  static void TearDownTestSuite() {
-    server_.reset();
-    pg_database_.reset();
-  }
-  void SetUp() override {
-    if (!server_ && postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
-    ASSERT_TRUE(server_) << "the server did not start";
-  }
-  static inline std::unique_ptr<PgDatabase> pg_database_;
 
   Response get(const std::string& target) {
     HttpClient c(server_->host(), server_->port());
@@ -86,8 +71,6 @@ class SearchTest : public ::testing::Test {
     }
     return out;
   }
-
-  static inline std::unique_ptr<TestServer> server_;
 };
 
 TEST_F(SearchTest, SearchsetBundleWithMatches) {

@@ -264,7 +264,7 @@ std::string describe_outcome(const Response& r) {
 
 // ---- ServerTest ----------------------------------------------------------------------------------------------
 
-void ServerTest::start_server(ServerOptions options) {
+void ServerTest::start_server(ServerOptions options, const std::function<void(PgDatabase&)>& prepare) {
   server_.reset();
   pg_database_.reset();
   if (options.db.empty() && postgres_backend()) {
@@ -275,6 +275,7 @@ void ServerTest::start_server(ServerOptions options) {
       return;
     }
     pg_database_ = std::move(*db);
+    if (prepare) prepare(*pg_database_);
     options.db = pg_database_->url();
   }
   try {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -70,7 +71,8 @@ class ServerTest : public ::testing::Test {
 
  protected:
   // Starts the suite's server; on failure records it and leaves no server (every test then fails in SetUp).
-  static void start_server(ServerOptions options = {});
+  // `prepare`, on PostgreSQL, is given the suite's fresh database before the server opens it.
+  static void start_server(ServerOptions options = {}, const std::function<void(PgDatabase&)>& prepare = {});
   static void stop_server() {
     server_.reset();
     pg_database_.reset();
