@@ -901,11 +901,21 @@ struct Router::Impl {
   // GET [base]?_type=A,B&... and POST [base]/_search: a search over the listed types, or over every type (then
   // with the common parameters only) without _type.
   Response system_search() const {
-    return run_search(base(),
-                      [&](const QueryParams& all, const resources::SearchLimits& l,
-                          const resources::SearchParameterRegistry& registry) -> fhir::Result<resources::SearchQuery> {
-                        return resources::parse_system_search(all, registry, repo().definitions(), l);
-                      });
+    return run_search(
+        base(),
+        [&](const QueryParams& all, const resources::SearchLimits& l,
+            const resources::SearchParameterRegistry& registry) -> fhir::Result<resources::SearchQuery> {
+          auto q = resources::parse_system_search(all, registry, repo().definitions(), l);
+          // `_id` without `_type`: every type, named, so that the database finds the id through
+          // its (tenant, type, id) index, one seek per type, instead of reading the tenant's
+          // every resource (430 ms on a million).
+          if (q && q->types.empty() && std::ranges::any_of(q->criteria, [](const resources::Criterion& c) {
+                return c.parameter != nullptr && c.parameter->code == "_id" && !c.chained &&
+                       (c.modifier == resources::Modifier::kNone || c.modifier == resources::Modifier::kExact);
+              }))
+            q->types = repo().definitions().resource_types();
+          return q;
+        });
   }
 
   // GET [base]/Patient/123/Observation?... (and `*` for every type of the compartment), POST .../_search: the

@@ -263,6 +263,14 @@ TEST_F(ExplainTest, SystemAndCompartmentSearchesAreExplainedToo) {
   Plan system = plan_of(get("?_type=Patient,Observation&_id=p1,o3&_explain=true"));
   ASSERT_NE(system.role("page"), nullptr);
   EXPECT_EQ(*system.role("page")->rows, 2);
+  // _id without _type: every type is named, so that the ids are found through the resource's (tenant, type, id)
+  // index, one seek per type, and not by reading every resource of the tenant.
+  Plan by_id = plan_of(get("?_id=c1,e1&_explain=true"));
+  ASSERT_NE(by_id.role("page"), nullptr);
+  EXPECT_EQ(*by_id.role("page")->rows, 2);
+  // (SQLite plans by rules here, so the index is certain; PostgreSQL weighs a table of a few rows by cost.)
+  if (!postgres_backend())
+    EXPECT_TRUE(contains(by_id.role("page")->indexes, "sqlite_autoindex_resource_1")) << by_id.role("page")->sql;
   Plan compartment = plan_of(get("Patient/p1/Observation?_explain=true"));
   ASSERT_NE(compartment.role("page"), nullptr);
   EXPECT_EQ(*compartment.role("page")->rows, 3);  // o1, o2, o4
