@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <random>
@@ -17,9 +18,11 @@ using fhir::ErrorKind;
 using fhir::Result;
 namespace json = fhir::json;
 
-std::string new_resource_id() {
-  // OpenSSL's generator, asked for 4 KiB at a time per thread (one call costs as much as a whole search's other
-  // work would); the ids stay as unpredictable as the generator. The process never forks.
+namespace {
+
+// 16 bytes from OpenSSL's generator, asked for 4 KiB at a time per thread (one call costs as much as a whole
+// search's other work would); the ids stay as unpredictable as the generator. The process never forks.
+std::array<unsigned char, 16> random_16() {
   struct Pool {
     std::array<unsigned char, 4096> bytes{};
     std::size_t used = 4096;
@@ -37,7 +40,12 @@ std::string new_resource_id() {
   std::copy_n(pool.bytes.begin() + static_cast<std::ptrdiff_t>(pool.used), b.size(), b.begin());
   std::fill_n(pool.bytes.begin() + static_cast<std::ptrdiff_t>(pool.used), b.size(), 0);  // used once only
   pool.used += b.size();
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  return b;
+}
+
+// The canonical text of a UUID (lower case), with its version nibble and the RFC 9562 variant set.
+std::string uuid_text(std::array<unsigned char, 16> b, unsigned version) {
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | (version << 4));
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -48,6 +56,22 @@ std::string new_resource_id() {
     out.push_back(kHex[b[i] & 0xf]);
   }
   return out;
+}
+
+}  // namespace
+
+std::string new_resource_id() {
+  return uuid_text(random_16(), 4);
+}
+
+std::string new_ordered_resource_id() {
+  // RFC 9562 UUIDv7: the first 48 bits are the Unix time in milliseconds (big-endian), the rest random.
+  std::array<unsigned char, 16> b = random_16();
+  auto ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  for (int i = 0; i < 6; ++i) b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  return uuid_text(b, 7);
 }
 
 bool is_valid_id(std::string_view text) noexcept {

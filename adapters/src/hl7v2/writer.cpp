@@ -94,7 +94,7 @@ Result<std::vector<std::string>> write_mapping(
                             "': the message cannot tell which one it is about",
                         r.type);
     exists.push_back(!found.empty());
-    ids.push_back(found.empty() ? resources::new_resource_id() : found.front());
+    ids.push_back(found.empty() ? resources::new_ordered_resource_id() : found.front());
     if (!r.local.empty()) locals[r.local] = r.type + "/" + ids.back();
   }
 
