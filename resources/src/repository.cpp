@@ -476,6 +476,41 @@ Result<WriteOutcome> Repository::update_in(Transaction& txn, TenantId tenant, st
   return out;
 }
 
+Result<Repository::Prepared> Repository::prepare(std::string_view type, std::string_view id,
+                                                 json::Value resource) const {
+  if (auto ok = issues_to_error(check(type, resource, id)); !ok) return std::unexpected(ok.error());
+  Prepared out;
+  out.index = index_of(resource, out.guard);
+  out.resource = std::move(resource);
+  return out;
+}
+
+Result<WriteOutcome> Repository::update_in(Transaction& txn, TenantId tenant, std::string_view type,
+                                           std::string_view id, const Prepared& prepared) {
+  json::Value resource = prepared.resource;  // (stamped below; the prepared body stays as it is for a job run again)
+  if (const json::Value* body_id = resource.find("id");
+      body_id == nullptr || !body_id->is_string() || body_id->text() != id)
+    set_id(resource, std::string(id));
+  auto current = txn.current(tenant, type, id);
+  if (!current) return std::unexpected(current.error());
+  std::int64_t current_version = *current ? (*current)->version : 0;
+  VersionRecord rec;
+  rec.type = std::string(type);
+  rec.id = std::string(id);
+  rec.version = current_version + 1;
+  rec.last_updated_ms = txn.now_ms();
+  rec.method = Method::kUpdate;
+  stamp_meta(resource, rec.version, rec.last_updated_ms);
+  rec.body = json::write(resource);
+  auto seq = txn.append(tenant, rec, prepared.index ? &*prepared.index : nullptr);
+  if (!seq) return std::unexpected(seq.error());
+  rec.seq = *seq;
+  WriteOutcome out;
+  out.created = !*current || (*current)->deleted;
+  out.record = std::move(rec);
+  return out;
+}
+
 void Repository::conditional_delete_async(TenantId tenant, std::string_view type,
                                           std::shared_ptr<const Conditional> criteria, std::size_t max_matches,
                                           Callback<std::vector<VersionRecord>> done) {
