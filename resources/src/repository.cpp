@@ -19,9 +19,11 @@ using fhir::ErrorKind;
 using fhir::Result;
 namespace json = fhir::json;
 
-std::string new_resource_id() {
-  // OpenSSL's generator, asked for 4 KiB at a time per thread (one call costs as much as a whole search's other
-  // work would); the ids stay as unpredictable as the generator. The process never forks.
+namespace {
+
+// 16 bytes from OpenSSL's generator, asked for 4 KiB at a time per thread (one call costs as much as a whole
+// search's other work would); the ids stay as unpredictable as the generator. The process never forks.
+std::array<unsigned char, 16> random_16() {
   struct Pool {
     std::array<unsigned char, 4096> bytes{};
     std::size_t used = 4096;
@@ -39,14 +41,12 @@ std::string new_resource_id() {
   std::copy_n(pool.bytes.begin() + static_cast<std::ptrdiff_t>(pool.used), b.size(), b.begin());
   std::fill_n(pool.bytes.begin() + static_cast<std::ptrdiff_t>(pool.used), b.size(), 0);  // used once only
   pool.used += b.size();
-  // UUID version 7 (RFC 9562): the first 48 bits are the Unix time in milliseconds, the other 74 random. Ids made
-  // close in time sort close together, so a create adds to the end of the (tenant, type, id) index instead of a
-  // random page of it (which the database must then rewrite whole: a page write per create).
-  const auto ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-  for (int i = 0; i < 6; ++i) b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(ms >> (40 - 8 * i));
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x70);
+  return b;
+}
+
+// The canonical text of a UUID (lower case), with its version nibble and the RFC 9562 variant set.
+std::string uuid_text(std::array<unsigned char, 16> b, unsigned version) {
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | (version << 4));
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -57,6 +57,20 @@ std::string new_resource_id() {
     out.push_back(kHex[b[i] & 0xf]);
   }
   return out;
+}
+
+}  // namespace
+
+std::string new_resource_id() {
+  // UUID version 7 (RFC 9562): the first 48 bits are the Unix time in milliseconds (big-endian), the other 74
+  // random. Ids made close in time sort close together, so a create adds to the end of the (tenant, type, id)
+  // index instead of a random page of it (which the database must then rewrite whole: a page write per create).
+  std::array<unsigned char, 16> b = random_16();
+  const auto ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  for (int i = 0; i < 6; ++i) b[static_cast<std::size_t>(i)] = static_cast<unsigned char>(ms >> (40 - 8 * i));
+  return uuid_text(b, 7);
 }
 
 bool is_valid_id(std::string_view text) noexcept {
@@ -458,6 +472,41 @@ Result<WriteOutcome> Repository::update_in(Transaction& txn, TenantId tenant, st
   WriteOutcome out;
   out.created = !*current || (*current)->deleted;
   out.record = std::move(*rec);
+  return out;
+}
+
+Result<Repository::Prepared> Repository::prepare(std::string_view type, std::string_view id,
+                                                 json::Value resource) const {
+  if (auto ok = issues_to_error(check(type, resource, id)); !ok) return std::unexpected(ok.error());
+  Prepared out;
+  out.index = index_of(resource, out.guard);
+  out.resource = std::move(resource);
+  return out;
+}
+
+Result<WriteOutcome> Repository::update_in(Transaction& txn, TenantId tenant, std::string_view type,
+                                           std::string_view id, const Prepared& prepared) {
+  json::Value resource = prepared.resource;  // (stamped below; the prepared body stays as it is for a job run again)
+  if (const json::Value* body_id = resource.find("id");
+      body_id == nullptr || !body_id->is_string() || body_id->text() != id)
+    set_id(resource, std::string(id));
+  auto current = txn.current(tenant, type, id);
+  if (!current) return std::unexpected(current.error());
+  std::int64_t current_version = *current ? (*current)->version : 0;
+  VersionRecord rec;
+  rec.type = std::string(type);
+  rec.id = std::string(id);
+  rec.version = current_version + 1;
+  rec.last_updated_ms = txn.now_ms();
+  rec.method = Method::kUpdate;
+  stamp_meta(resource, rec.version, rec.last_updated_ms);
+  rec.body = json::write(resource);
+  auto seq = txn.append(tenant, rec, prepared.index ? &*prepared.index : nullptr);
+  if (!seq) return std::unexpected(seq.error());
+  rec.seq = *seq;
+  WriteOutcome out;
+  out.created = !*current || (*current)->deleted;
+  out.record = std::move(rec);
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "caduceus/adapters/hl7v2/datatypes.hpp"
@@ -465,6 +466,41 @@ TEST_F(AdtStoreTest, A01StoresEverythingLinkedWithItsProvenance) {
   EXPECT_EQ(find("RelatedPerson", {{"patient", patient}}).size(), 1u);
   EXPECT_EQ(find("Coverage", {{"beneficiary", patient}}).size(), 1u);
   EXPECT_EQ(find("Provenance", {{"target", patient}}).size(), 2u);
+}
+
+// The writer prepares each resource's body and index values before the write job as if nothing matched (new ids);
+// a known patient's new visit must still be written against the patient found in the job: the Encounter's body and
+// its index rows refer to that patient, not to the id prepared for a new one.
+TEST_F(AdtStoreTest, ANewVisitOfAKnownPatientRefersToThatPatient) {
+  ASSERT_EQ(field(send(a01()), "MSA", 1), "AA");
+  auto patients = find("Patient", {{"identifier", "urn:oid:1.2.3|MRN1"}});
+  ASSERT_EQ(patients.size(), 1u);
+  std::string patient = "Patient/" + patients[0].find("id")->text();
+  std::string second =
+      msh("A01", "A01-V2") + "EVN|A01|20240310101500\r" + kPid + pv1("I", {{19, "V200^^^HOSP&1.2.3.9&ISO^VN"}});
+  ASSERT_EQ(field(send(second), "MSA", 1), "AA");
+  patients = find("Patient", {{"identifier", "urn:oid:1.2.3|MRN1"}});
+  ASSERT_EQ(patients.size(), 1u);
+  EXPECT_EQ("Patient/" + patients[0].find("id")->text(), patient);
+  EXPECT_EQ(text(patients[0], {"meta", "versionId"}), "2");
+  auto visit = find("Encounter", {{"identifier", "urn:oid:1.2.3.9|V200"}});
+  ASSERT_EQ(visit.size(), 1u);
+  EXPECT_EQ(text(visit[0], {"subject", "reference"}), patient);
+  EXPECT_EQ(text(visit[0], {"meta", "versionId"}), "1");
+  // Found by the patient through the index rows: both visits, the new one among them.
+  auto visits = find("Encounter", {{"patient", patient}});
+  ASSERT_EQ(visits.size(), 2u);
+  std::set<std::string> numbers;
+  for (const Value& e : visits) numbers.insert(text(e, {"identifier", "value"}));
+  EXPECT_EQ(numbers, (std::set<std::string>{"V100", "V200"}));
+  EXPECT_EQ(find("Encounter", {{"subject", patient}, {"identifier", "urn:oid:1.2.3.9|V200"}}).size(), 1u);
+  // Its Provenance names the patient's second version and the new Encounter.
+  auto rec = stored("A01-V2");
+  ASSERT_TRUE(rec.has_value());
+  ASSERT_EQ(rec->resources.size(), 3u);
+  EXPECT_EQ(rec->resources[0], patient + "/_history/2");
+  EXPECT_EQ(rec->resources[1], "Encounter/" + visit[0].find("id")->text() + "/_history/1");
+  EXPECT_EQ(find("Provenance", {{"patient", patient}}).size(), 2u);
 }
 
 TEST_F(AdtStoreTest, AVisitFromAdmissionToDischargeAndBack) {

@@ -35,6 +35,7 @@ struct InboundProcessor::Context {
   std::vector<Problem> warnings;  // sent as ERR segments of severity W with an AA
   Mapping mapping;
   std::shared_ptr<const resources::SearchParameterRegistry> registry;  // for the conditional writes
+  PreparedMapping prepared;  // the mapping's bodies and index values, made before the write job (writer.hpp)
 
   // Filled by the write jobs (each run starts afresh).
   std::optional<InboundMessageRecord> duplicate;
@@ -274,13 +275,15 @@ void InboundProcessor::store_answer(std::shared_ptr<Context> ctx) {
 
 void InboundProcessor::process(std::shared_ptr<Context> ctx) {
   auto tenant = options_.tenant;
+  // Here, not on the store's single writer thread: what the job can use ready-made if its matches are as predicted.
+  if (!ctx->mapping.resources.empty()) ctx->prepared = prepare_mapping(repository_, ctx->mapping);
   // The resources of the message, written in the caller's transaction; their version references.
   // The resources of the message and their Provenance, written in the caller's transaction; their version
   // references. `stored`: the message's row (its id is the Provenance's entity).
   auto write_resources = [this, ctx, tenant](Transaction& txn,
                                              const InboundMessageRecord& stored) -> Result<std::vector<std::string>> {
     if (ctx->mapping.resources.empty()) return std::vector<std::string>{};
-    return write_mapping(repository_, txn, tenant, ctx->mapping, ctx->registry, stored);
+    return write_mapping(repository_, txn, tenant, ctx->mapping, ctx->registry, stored, false, &ctx->prepared);
   };
   // A processing failure (after the message could be read): stored with status error and answered AE.
   auto failed = [this, ctx, tenant](const fhir::Error& e, bool stored) {

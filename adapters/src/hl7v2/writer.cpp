@@ -18,19 +18,36 @@ using util::codeable;
 using util::push;
 using util::reference;
 
-// Replaces every {"reference": local} in v by the Type/id the local name stands for.
-void resolve_references(Value& v, const std::map<std::string, std::string>& locals) {
+// Replaces every {"reference": local} in v by the Type/id the local name stands for (the names replaced are added
+// to `used` when given).
+void resolve_references(Value& v, const std::map<std::string, std::string>& locals,
+                        std::vector<std::string>* used = nullptr) {
   if (v.is_array()) {
-    for (Value& item : v.items()) resolve_references(item, locals);
+    for (Value& item : v.items()) resolve_references(item, locals, used);
   } else if (v.is_object()) {
     for (auto& [key, member] : v.members()) {
       if (key == "reference" && member.is_string()) {
-        if (auto it = locals.find(member.text()); it != locals.end()) member = Value::string(it->second);
+        if (auto it = locals.find(member.text()); it != locals.end()) {
+          if (used != nullptr) used->push_back(it->first);
+          member = Value::string(it->second);
+        }
       } else {
-        resolve_references(member, locals);
+        resolve_references(member, locals, used);
       }
     }
   }
+}
+
+// The criteria of a resource with the local names in their values replaced, and their text (Type?a=b&c=d).
+std::pair<std::vector<std::pair<std::string, std::string>>, std::string> criteria_of(
+    const MappedResource& r, const std::map<std::string, std::string>& locals) {
+  std::vector<std::pair<std::string, std::string>> criteria = r.criteria;
+  std::string text;
+  for (auto& [name, value] : criteria) {
+    if (auto it = locals.find(value); it != locals.end()) value = it->second;
+    text += (text.empty() ? "" : "&") + name + "=" + value;
+  }
+  return {std::move(criteria), std::move(text)};
 }
 
 // `patch`'s members merged into `body`: array items that body lacks are added, anything else replaced.
@@ -52,10 +69,36 @@ void amend(Value& body, const Value& patch) {
 
 }  // namespace
 
+PreparedMapping prepare_mapping(const resources::Repository& repository, const Mapping& mapping) {
+  PreparedMapping out;
+  std::map<std::string, std::size_t> by_criteria;  // as write_mapping: the same criteria twice, the same resource
+  for (const MappedResource& r : mapping.resources) {
+    auto [criteria, text] = criteria_of(r, out.locals);
+    auto [it, first] = by_criteria.emplace(r.type + "?" + text, out.ids.size());
+    out.ids.push_back(first ? resources::new_resource_id() : out.ids[it->second]);
+    if (!r.local.empty()) out.locals[r.local] = r.type + "/" + out.ids.back();
+  }
+  for (std::size_t i = 0; i < mapping.resources.size(); ++i) {
+    const MappedResource& r = mapping.resources[i];
+    Value body = r.resource;
+    out.uses.emplace_back();
+    resolve_references(body, out.locals, &out.uses.back());
+    resources::set_id(body, out.ids[i]);
+    auto prepared = repository.prepare(r.type, out.ids[i], std::move(body));
+    // (a body that fails the check is checked again in the job, which answers the error)
+    if (prepared)
+      out.writes.push_back(std::move(*prepared));
+    else
+      out.writes.emplace_back();
+  }
+  return out;
+}
+
 Result<std::vector<std::string>> write_mapping(
     resources::Repository& repository, resources::Transaction& txn, resources::TenantId tenant, const Mapping& mapping,
     const std::shared_ptr<const resources::SearchParameterRegistry>& registry,
-    const resources::InboundMessageRecord& message, bool keep_unchanged) {
+    const resources::InboundMessageRecord& message, bool keep_unchanged, const PreparedMapping* prepared) {
+  if (prepared != nullptr && prepared->ids.size() != mapping.resources.size()) prepared = nullptr;
   const resources::Definitions& definitions = repository.definitions();
   resources::SearchLimits limits;
   limits.strict = true;
@@ -65,12 +108,7 @@ Result<std::vector<std::string>> write_mapping(
   std::vector<bool> exists;
   std::map<std::string, std::size_t> by_criteria;  // Type?criteria -> the first resource of the message with them
   for (const MappedResource& r : mapping.resources) {
-    std::vector<std::pair<std::string, std::string>> criteria = r.criteria;
-    std::string text;
-    for (auto& [name, value] : criteria) {
-      if (auto it = locals.find(value); it != locals.end()) value = it->second;
-      text += (text.empty() ? "" : "&") + name + "=" + value;
-    }
+    auto [criteria, text] = criteria_of(r, locals);
     // The same criteria twice in one message (one specimen under two orders): the same resource, written again.
     if (auto [it, first] = by_criteria.emplace(r.type + "?" + text, ids.size()); !first) {
       exists.push_back(true);
@@ -94,7 +132,10 @@ Result<std::vector<std::string>> write_mapping(
                             "': the message cannot tell which one it is about",
                         r.type);
     exists.push_back(!found.empty());
-    ids.push_back(found.empty() ? resources::new_resource_id() : found.front());
+    // (a new one: the id prepared for it, whose body may then be written as prepared)
+    ids.push_back(!found.empty()        ? found.front()
+                  : prepared != nullptr ? prepared->ids[ids.size()]
+                                        : resources::new_resource_id());
     if (!r.local.empty()) locals[r.local] = r.type + "/" + ids.back();
   }
 
@@ -103,6 +144,25 @@ Result<std::vector<std::string>> write_mapping(
   Value targets = Value::array();
   for (std::size_t i = 0; i < mapping.resources.size(); ++i) {
     const MappedResource& r = mapping.resources[i];
+    // Prepared before the job: written as it is when it is a plain write (no amend of a match, no comparison) and
+    // every local name its body refers to stands for what was predicted.
+    if (prepared != nullptr && prepared->writes[i] && !keep_unchanged &&
+        (r.write == MappedResource::Write::kUpdate || !exists[i])) {
+      bool same = true;
+      for (const std::string& name : prepared->uses[i]) {
+        auto want = prepared->locals.find(name);
+        auto have = locals.find(name);
+        same = same && want != prepared->locals.end() && have != locals.end() && want->second == have->second;
+      }
+      if (same) {
+        auto w = repository.update_in(txn, tenant, r.type, ids[i], *prepared->writes[i]);
+        if (!w) return std::unexpected(w.error());
+        std::string ref = w->record.type + "/" + w->record.id + "/_history/" + std::to_string(w->record.version);
+        targets.push_back(reference(ref));
+        written.push_back(std::move(ref));
+        continue;
+      }
+    }
     Value body = r.resource;
     resolve_references(body, locals);                 // (before an amend compares it with what is stored)
     std::optional<resources::VersionRecord> current;  // (read when it counts)

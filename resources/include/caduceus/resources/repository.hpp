@@ -113,6 +113,21 @@ class Repository {
   // passes check() first and must carry `id`.
   fhir::Result<WriteOutcome> update_in(Transaction& txn, TenantId tenant, std::string_view type, std::string_view id,
                                        fhir::json::Value resource);
+  // A write's body checked and its index values extracted ahead of the write job, off the store's writer thread
+  // (see prepare and update_in below). `guard`: what extracted the values (keep it until the write is durable).
+  struct Prepared {
+    fhir::json::Value resource;  // with its id
+    std::optional<IndexValues> index;
+    std::shared_ptr<const void> guard;
+  };
+  // Checks `resource` as update_in would for type/id (the body must carry `id`) and extracts its index values.
+  // Errors: kInvalid with the issues.
+  fhir::Result<Prepared> prepare(std::string_view type, std::string_view id, fhir::json::Value resource) const;
+  // update_in of a prepared body, written as type/id (`id` may differ from the prepared body's: the index values
+  // do not depend on the resource's own id, so that a body prepared for a new id can be written over a match).
+  // No check and no extraction in the job: only the current version's lookup and the append.
+  fhir::Result<WriteOutcome> update_in(Transaction& txn, TenantId tenant, std::string_view type, std::string_view id,
+                                       const Prepared& prepared);
   // Conditional delete (DELETE [type]?criteria): deletes every match when there are at most max_matches (at least
   // one), else kPreconditionFailed and nothing is deleted. Answers the deletion versions written (none: no match).
   void conditional_delete_async(TenantId tenant, std::string_view type, std::shared_ptr<const Conditional> criteria,
@@ -160,8 +175,10 @@ class Repository {
                                                         const std::shared_ptr<const Conditional>& criteria);
 };
 
-// A new resource id: a version 7 UUID in lower case (the time in milliseconds, then 74 random bits), so that
-// ids sort in the order they were made.
+// A new resource id that sorts by creation time: an RFC 9562 version 7 UUID (48 bits of Unix milliseconds, then
+// 74 random bits), in lower case. Consecutive ids land on the same last page of each id-keyed index instead of a
+// random page each. Its cost: the id tells when (to the millisecond) the resource was created, as
+// meta.lastUpdated of its first version does.
 std::string new_resource_id();
 // Whether text is a valid FHIR id ([A-Za-z0-9-.]{1,64}).
 bool is_valid_id(std::string_view text) noexcept;
