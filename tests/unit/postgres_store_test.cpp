@@ -66,9 +66,9 @@ TEST_F(PostgresStoreTest, StoresOpeningTogetherMigrateOnce) {
     });
   for (auto& t : threads) t.join();
   for (int i = 0; i < kStores; ++i) ASSERT_TRUE(opened[i].has_value()) << opened[i].error().issues[0].diagnostics;
-  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM schema_migrations").value_or("?"), "14");
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM schema_migrations").value_or("?"), "15");
   EXPECT_EQ(db_->query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations").value_or("?"),
-            "1,2,3,4,5,6,7,8,9,10,11,12,13,14");
+            "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15");
   // Each one works on the same data.
   Repository first(**opened[0], *defs_, *checker_);
   ASSERT_TRUE(first.update(kDefaultTenant, "Patient", "shared", parse(R"({"resourceType":"Patient","id":"shared"})"),
@@ -78,6 +78,37 @@ TEST_F(PostgresStoreTest, StoresOpeningTogetherMigrateOnce) {
     ASSERT_TRUE(read.has_value()) << i;
     EXPECT_EQ(read->version, 1);
   }
+}
+
+// resource_version has no foreign key to resource (migration 15): its check was a query per version whose plan,
+// cached on the writer's connection while the table was small, scanned the whole resource table. Versions still
+// point at their resource row: every version of every resource, created, updated and deleted, has it.
+TEST_F(PostgresStoreTest, VersionsKeepTheirResourceRowWithoutAForeignKey) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM pg_constraint WHERE conrelid = 'resource_version'::regclass AND "
+                       "contype = 'f'")
+                .value_or("?"),
+            "0");
+  Repository repo(*store, *defs_, *checker_);
+  for (int i = 0; i < 30; ++i) {
+    std::string id = "p" + std::to_string(i);
+    ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", id, parse(R"({"resourceType":"Patient","id":")" + id + R"("})"),
+                            std::nullopt));
+  }
+  ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", "p1",
+                          parse(R"({"resourceType":"Patient","id":"p1","active":true})"), std::nullopt));
+  ASSERT_TRUE(repo.remove(kDefaultTenant, "Patient", "p2", std::nullopt));
+  // 30 resources; 32 versions (p1 twice, p2 created then deleted), each joined to the resource row of its id.
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM resource").value_or("?"), "30");
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM resource_version v JOIN resource r ON r.rid = v.rid AND "
+                       "r.tenant = v.tenant AND r.type = v.type AND r.id = v.id")
+                .value_or("?"),
+            "32");
+  EXPECT_EQ(db_->query("SELECT string_agg(r.id || ':' || r.version || ':' || r.deleted, ',' ORDER BY r.id) FROM "
+                       "resource r WHERE r.id IN ('p1', 'p2', 'p3')")
+                .value_or("?"),
+            "p1:2:0,p2:2:1,p3:1:0");
 }
 
 // Two stores (two server processes) on one database: two updates with the same If-Match, at once, one through
