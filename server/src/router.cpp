@@ -25,6 +25,7 @@
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/subset.hpp"
 #include "caduceus/server/errors.hpp"
+#include "release_memory.hpp"
 #include "url.hpp"
 
 namespace caduceus::server {
@@ -1510,6 +1511,7 @@ std::string Router::capability_json() const {
   if (capability_json_.empty() || capability_for_.get() != search.get()) {
     capability_json_ = capability_statement(repository_.definitions(), options_, search.get());
     capability_for_ = search;  // held, so that its address cannot come back for another registry
+    release_free_memory();     // (the JSON tree it was built from: several MiB, once)
   }
   return capability_json_;
 }

@@ -12,9 +12,7 @@
 #include <mutex>
 #include <stdexcept>
 
-// tcmalloc's C interface (the server links libtcmalloc_minimal; the tests' binaries may not): weak, so that it is
-// null where another allocator serves.
-extern "C" void MallocExtension_ReleaseFreeMemory(void) __attribute__((weak));
+#include "../release_memory.hpp"
 
 namespace caduceus::server::auth {
 
@@ -24,7 +22,7 @@ namespace {
 // system at once; tcmalloc keeps freed pages for reuse, which would leave the server 19 MiB larger after every
 // sign-in peak. Hashing is rare and slow anyway, so the pages go back to the system right after it.
 void release_argon2_memory() {
-  if (MallocExtension_ReleaseFreeMemory != nullptr) MallocExtension_ReleaseFreeMemory();
+  release_free_memory();
 }
 
 using fhir::ErrorKind;
