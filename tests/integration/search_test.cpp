@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -72,6 +73,68 @@ class SearchTest : public ServerTest {
     return out;
   }
 };
+
+// The chart's search, patient and code (on SQLite it reads idx_patient_token alone, then the cached versions): the
+// current version of each match once, nothing deleted or moved to another patient, and pages by next links that
+// visit each match once, in the order of creation.
+TEST_F(SearchTest, PatientAndCodeFollowUpdatesDeletesAndPages) {
+  HttpClient c(server_->host(), server_->port());
+  auto obs = [](const std::string& id, const std::string& patient, const std::string& codings,
+                const std::string& status) {
+    return R"({"resourceType":"Observation","id":")" + id + R"(","status":")" + status +
+           R"(","subject":{"reference":"Patient/)" + patient + R"("},"code":{"coding":[)" + codings + "]}}";
+  };
+  const std::string temp = R"({"system":"http://loinc.org","code":"8310-5"})";
+  const std::string heart = R"({"system":"http://loinc.org","code":"8867-4"})";
+  for (const char* p : {"pc1", "pc2"})
+    ASSERT_EQ(
+        c.put(path(std::string("Patient/") + p), R"({"resourceType":"Patient","id":")" + std::string(p) + "\"}", kJson)
+            .status,
+        201);
+  const std::tuple<std::string, std::string, std::string> created[] = {
+      {"pca1", "pc1", temp}, {"pca2", "pc1", temp + "," + heart},
+      {"pca3", "pc1", temp}, {"pca4", "pc1", heart},
+      {"pca5", "pc2", temp}, {"pca6", "pc1", temp},
+      {"pca7", "pc1", temp},
+  };
+  for (const auto& [id, patient, codings] : created)
+    ASSERT_EQ(c.put(path("Observation/" + id), obs(id, patient, codings, "preliminary"), kJson).status, 201) << id;
+  // Read once each, so that the versions below replace cached ones.
+  EXPECT_EQ(entry_ids(get("Observation?patient=pc1&code=http://loinc.org%7C8310-5")),
+            (std::set<std::string>{"pca1", "pca2", "pca3", "pca6", "pca7"}));
+  ASSERT_EQ(c.del(path("Observation/pca3")).status, 200);
+  ASSERT_EQ(c.put(path("Observation/pca6"), obs("pca6", "pc2", temp, "final"), kJson).status, 200);
+  ASSERT_EQ(c.put(path("Observation/pca7"), obs("pca7", "pc1", temp, "final"), kJson).status, 200);
+
+  Response r = get("Observation?patient=pc1&code=http://loinc.org%7C8310-5");
+  ASSERT_EQ(r.status, 200) << r.summary();
+  EXPECT_EQ(entry_order(r), (std::vector<std::string>{"pca1", "pca2", "pca7"}));
+  auto body = r.json();
+  ASSERT_TRUE(body);
+  for (const auto& e : body->find("entry")->items())
+    if (string_at(e, "resource.id") == "pca7") {
+      EXPECT_EQ(string_at(e, "resource.status"), "final");
+      EXPECT_EQ(string_at(e, "resource.meta.versionId"), "2");
+    }
+  // Two codes (pca2 has both: once), another patient, a reference with its type.
+  EXPECT_EQ(entry_order(get("Observation?patient=pc1&code=8310-5,8867-4")),
+            (std::vector<std::string>{"pca1", "pca2", "pca4", "pca7"}));
+  EXPECT_EQ(entry_order(get("Observation?patient=Patient/pc2&code=http://loinc.org%7C8310-5")),
+            (std::vector<std::string>{"pca5", "pca6"}));
+  EXPECT_TRUE(entry_order(get("Observation?patient=pc1&code=http://snomed.info/sct%7C8310-5")).empty());
+  // Pages of one: each match once, in order, then no next link.
+  std::vector<std::string> paged;
+  std::string next = path("Observation?patient=pc1&code=8310-5,8867-4&_count=1");
+  for (int pages = 0; !next.empty(); ++pages) {
+    ASSERT_LT(pages, 10) << "too many pages";
+    Response page = c.get(next);
+    ASSERT_EQ(page.status, 200) << page.summary();
+    for (auto& id : entry_order(page)) paged.push_back(std::move(id));
+    std::string link = next_link(page);
+    next = link.empty() ? std::string() : link.substr(link.find(server_->base_path()));
+  }
+  EXPECT_EQ(paged, (std::vector<std::string>{"pca1", "pca2", "pca4", "pca7"}));
+}
 
 TEST_F(SearchTest, SearchsetBundleWithMatches) {
   Response r = get("Patient?name=muller&_total=accurate");

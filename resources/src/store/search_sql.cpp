@@ -625,9 +625,18 @@ struct Builder {
   // for the code. Only for the criteria patient_token_pair() chose.
   fhir::Result<void> patient_token(const Criterion& patient, const Criterion& token, const std::string& type,
                                    std::string& where) {
+    where += " AND r.rid IN (SELECT x.rid FROM idx_patient_token x WHERE ";
+    if (auto ok = patient_token_rows(patient, token, type, where); !ok) return ok;
+    where += ")";
+    return {};
+  }
+
+  // The conditions on the rows `x` of idx_patient_token that patient_token() selects by.
+  fhir::Result<void> patient_token_rows(const Criterion& patient, const Criterion& token, const std::string& type,
+                                        std::string& where) {
     auto r = sv::parse_reference(patient.values.front());
     if (!r) return std::unexpected(r.error());
-    where += " AND r.rid IN (SELECT x.rid FROM idx_patient_token x WHERE x.tenant = ? AND x.target_id = ?";
+    where += "x.tenant = ? AND x.target_id = ?";
     bind(tenant);
     bind(r->id);
     const Types targets = r->type                               ? Types{*r->type}
@@ -641,7 +650,7 @@ struct Builder {
       if (!cond) return std::unexpected(cond.error());
       where += (i ? " OR (" : "(") + *cond + ")";
     }
-    where += "))";
+    where += ")";
     return {};
   }
 
@@ -946,6 +955,29 @@ fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& quer
     q.binds.push_back(*after_rid);
   }
   q.sql = "SELECT r.rid, r.id, r.type FROM resource r" + *where + " ORDER BY r.rid LIMIT ?";
+  q.binds.push_back(static_cast<std::int64_t>(limit));
+  return q;
+}
+
+std::optional<SqlQuery> build_patient_token_rids_sql(TenantId tenant, const SearchQuery& query,
+                                                     std::optional<std::int64_t> after_rid, std::size_t limit) {
+  if (limit == 0 || !query.sort.empty() || query.access || query.compartment || !query.has.empty() ||
+      query.criteria.size() != 2)
+    return std::nullopt;
+  const auto pair = patient_token_pair(query);
+  if (!pair) return std::nullopt;
+  SqlQuery q;
+  Builder b{q};
+  b.tenant = tenant;
+  std::string where;
+  if (!b.patient_token_rows(query.criteria[pair->first], query.criteria[pair->second], query.type, where))
+    return std::nullopt;  // (build_search_sql says what is wrong)
+  if (after_rid) {
+    where += " AND x.rid > ?";
+    q.binds.push_back(*after_rid);
+  }
+  // DISTINCT: a resource has one row per code and target it matches (two codes of an OR, Patient and Group).
+  q.sql = "SELECT DISTINCT x.rid FROM idx_patient_token x WHERE " + where + " ORDER BY x.rid LIMIT ?";
   q.binds.push_back(static_cast<std::int64_t>(limit));
   return q;
 }

@@ -27,6 +27,14 @@ struct SqlQuery {
 fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only);
 
+// For the chart's search alone (`patient` and a code of its type, nothing else: no sort, _has, compartment or
+// access filter), the page as `SELECT DISTINCT x.rid ... ORDER BY x.rid LIMIT n` from idx_patient_token only:
+// the same matches as build_search_sql's page, in the same order, without a probe of the resource table per
+// match (idx_patient_token holds rows only for the current, not deleted version of a resource of that tenant and
+// type). For a store that finds a match's type and id without the database; nullopt for any other search.
+std::optional<SqlQuery> build_patient_token_rids_sql(TenantId tenant, const SearchQuery& query,
+                                                     std::optional<std::int64_t> after_rid, std::size_t limit);
+
 // Where a page of a sorted search ends: the sort key values of its last row (nullopt where the row has no value
 // for the key) and its rid. The next page starts after it (keyset paging), so writes elsewhere do not shift it.
 struct SortPosition {

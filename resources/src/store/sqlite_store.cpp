@@ -426,6 +426,33 @@ struct IndexWriter {
   }
 };
 
+// The type and id of resources by their rid, for searches that find rids in an index table and want the cached
+// versions (keyed by type and id) without asking the resource table. A rid names the same resource for good: resource
+// rows are never deleted (a deletion is a version), and a rid is learnt only from a committed snapshot, so no
+// rolled-back insert's rid can be in here. Bounded: emptied when full. Thread-safe.
+class RidKeys {
+ public:
+  static constexpr std::size_t kMax = 1 << 16;
+
+  bool find(std::int64_t rid, std::string& type, std::string& id) const {
+    std::lock_guard lock(mutex_);
+    auto it = keys_.find(rid);
+    if (it == keys_.end()) return false;
+    type = it->second.first;
+    id = it->second.second;
+    return true;
+  }
+  void put(std::int64_t rid, const std::string& type, const std::string& id) {
+    std::lock_guard lock(mutex_);
+    if (keys_.size() >= kMax) keys_.clear();
+    keys_.try_emplace(rid, type, id);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::int64_t, std::pair<std::string, std::string>> keys_;
+};
+
 // Prepared search statements of one connection, by their SQL text: a search of the same shape (the values are
 // bound) skips SQLite's parser and planner. At most kMax; when full it starts again empty.
 class StatementCache {
@@ -899,7 +926,11 @@ class SqliteStore final : public Store {
     if (!position) return std::unexpected(position.error());
     bool want_total = query.total == Total::kAccurate || query.summary == Summary::kCount;
     std::size_t limit = query.summary == Summary::kCount ? 0 : query.count;
-    auto page_sql = page_sql_of(tenant, query, *position, limit + 1);
+    // The chart's search (patient and code) reads its matches' rids from idx_patient_token alone; their types and
+    // ids come from rid_keys_ (or one probe each, remembered), and their versions from the cache.
+    const std::optional<SqlQuery> rid_sql =
+        query.sort.empty() ? build_patient_token_rids_sql(tenant, query, position->after_rid, limit + 1) : std::nullopt;
+    auto page_sql = rid_sql ? Result<SqlQuery>(SqlQuery{}) : page_sql_of(tenant, query, *position, limit + 1);
     if (!page_sql) return std::unexpected(page_sql.error());
     std::optional<SqlQuery> count_sql;
     if (want_total) {
@@ -914,27 +945,52 @@ class SqliteStore final : public Store {
       SharedSearchPage page;
       std::vector<Hit> hits;
       std::vector<SortPosition> positions;  // of each hit, when sorted
-      run_query(
-          db, *page_sql,
-          [&](sqlite_api::sqlite3_stmt* st) {
-            hits.push_back(Hit{sqlite_api::sqlite3_column_int64(st, 0), column_text(st, 1), column_text(st, 2)});
-            if (query.sort.empty()) return;
-            SortPosition& p = positions.emplace_back();
-            p.rid = hits.back().rid;
-            for (int i = 0; i < static_cast<int>(query.sort.size()); ++i) {
-              const int col = 3 + i;  // after rid, id, type
-              switch (sqlite_api::sqlite3_column_type(st, col)) {
-                case SQLITE_NULL: p.keys.emplace_back(std::nullopt); break;
-                case SQLITE_INTEGER: p.keys.emplace_back(sqlite_api::sqlite3_column_int64(st, col)); break;
-                case SQLITE_FLOAT: p.keys.emplace_back(sqlite_api::sqlite3_column_double(st, col)); break;
-                default:
-                  p.keys.emplace_back(
-                      std::string(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, col)),
-                                  static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, col))));
+      if (rid_sql) {
+        std::vector<std::int64_t> rids;
+        run_query(
+            db, *rid_sql,
+            [&](sqlite_api::sqlite3_stmt* st) { rids.push_back(sqlite_api::sqlite3_column_int64(st, 0)); },
+            &*r.searches);
+        hits.reserve(rids.size());
+        for (std::int64_t rid : rids) {
+          Hit& h = hits.emplace_back(Hit{rid, {}, {}});
+          if (rid_keys_.find(rid, h.type, h.id)) continue;
+          SqlQuery key;
+          key.sql = "SELECT id, type FROM resource WHERE rid = ?";
+          key.binds.emplace_back(rid);
+          run_query(
+              db, key,
+              [&](sqlite_api::sqlite3_stmt* st) {
+                h.id = column_text(st, 0);
+                h.type = column_text(st, 1);
+              },
+              &*r.searches);
+          if (h.id.empty()) return fhir::fail(ErrorKind::kInternal, "exception", "an index row without its resource");
+          rid_keys_.put(rid, h.type, h.id);
+        }
+      } else {
+        run_query(
+            db, *page_sql,
+            [&](sqlite_api::sqlite3_stmt* st) {
+              hits.push_back(Hit{sqlite_api::sqlite3_column_int64(st, 0), column_text(st, 1), column_text(st, 2)});
+              if (query.sort.empty()) return;
+              SortPosition& p = positions.emplace_back();
+              p.rid = hits.back().rid;
+              for (int i = 0; i < static_cast<int>(query.sort.size()); ++i) {
+                const int col = 3 + i;  // after rid, id, type
+                switch (sqlite_api::sqlite3_column_type(st, col)) {
+                  case SQLITE_NULL: p.keys.emplace_back(std::nullopt); break;
+                  case SQLITE_INTEGER: p.keys.emplace_back(sqlite_api::sqlite3_column_int64(st, col)); break;
+                  case SQLITE_FLOAT: p.keys.emplace_back(sqlite_api::sqlite3_column_double(st, col)); break;
+                  default:
+                    p.keys.emplace_back(
+                        std::string(reinterpret_cast<const char*>(sqlite_api::sqlite3_column_text(st, col)),
+                                    static_cast<std::size_t>(sqlite_api::sqlite3_column_bytes(st, col))));
+                }
               }
-            }
-          },
-          &*r.searches);
+            },
+            &*r.searches);
+      }
       if (limit == 0) {
         hits.clear();  // _count=0 and _summary=count: no entries, nothing to page
       } else if (hits.size() > limit) {
@@ -1926,6 +1982,7 @@ class SqliteStore final : public Store {
   StoreOptions options_;
   int lock_fd_ = -1;
   CurrentCache cache_;
+  RidKeys rid_keys_;
   std::vector<std::pair<TenantId, VersionRecord>> appended_;  // this batch's versions, written by the writer
 
   soci::session writer_sql_;
