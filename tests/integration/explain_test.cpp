@@ -101,9 +101,13 @@ class ExplainTest : public ServerTest {
     HttpClient c(server_->host(), server_->port());
     // p1's compartment: o1, o2 (subject), o4 (performer), c1 (patient), p3 (link). p2's: o3, o4 (subject), e1.
     const std::pair<const char*, const char*> resources[] = {
+        // p1's MR identifier is m-1; p2 has an identifier m-1 too, of type DL.
         {"Patient/p1", R"({"resourceType":"Patient","id":"p1","gender":"female","name":[{"family":"Müller",
-                           "given":["Anna"]}]})"},
-        {"Patient/p2", R"({"resourceType":"Patient","id":"p2","gender":"male","name":[{"family":"Smith"}]})"},
+                           "given":["Anna"]}],"identifier":[{"value":"m-1","type":{"coding":[{"code":"MR",
+                           "system":"http://terminology.hl7.org/CodeSystem/v2-0203"}]}}]})"},
+        {"Patient/p2", R"({"resourceType":"Patient","id":"p2","gender":"male","name":[{"family":"Smith"}],
+                           "identifier":[{"value":"m-1","type":{"coding":[{"code":"DL",
+                           "system":"http://terminology.hl7.org/CodeSystem/v2-0203"}]}}]})"},
         {"Patient/p3", R"({"resourceType":"Patient","id":"p3","gender":"male","name":[{"family":"Jones"}],
                            "link":[{"other":{"reference":"Patient/p1"},"type":"seealso"}]})"},
         {"Observation/o1", R"({"resourceType":"Observation","id":"o1","status":"final",
@@ -176,6 +180,35 @@ TEST_F(ExplainTest, TokenSearchShowsItsValueIndexAndCountedRows) {
   Plan total = plan_of(get("Patient?gender=male&_total=accurate&_explain=true"));
   ASSERT_NE(total.role("count"), nullptr);
   EXPECT_TRUE(total.role("count")->runs);
+}
+
+// identifier:of-type has no value index of its own: the identifier's token rows (idx_token_value) give the
+// candidates, each checked on idx_identifier_type's primary key (rid, param, type_system, type_code, value).
+TEST_F(ExplainTest, OfTypeFindsItsCandidatesByTokenAndChecksThemByKey) {
+  Response r = get("Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|m-1&_explain=true");
+  ASSERT_EQ(r.status, 200) << r.summary();
+  Plan plan = plan_of(r);
+  const Statement* page = plan.role("page");
+  ASSERT_NE(page, nullptr) << r.body;
+  EXPECT_NE(page->sql.find("idx_identifier_type"), std::string::npos) << page->sql;
+  EXPECT_TRUE(contains(page->indexes, "idx_token_value")) << r.body;
+  EXPECT_FALSE(contains(page->indexes, "idx_identifier_type_value")) << r.body;
+  const std::string steps = ::testing::PrintToString(page->details);
+  if (postgres_backend()) {
+    EXPECT_TRUE(contains(page->indexes, "idx_identifier_type_pkey")) << steps;
+    for (const std::string& d : page->details) EXPECT_FALSE(d.starts_with("Seq Scan")) << steps;
+  } else {
+    bool by_key = false;
+    for (const std::string& d : page->details) {
+      by_key = by_key || d.starts_with("SEARCH y USING PRIMARY KEY (rid=? AND param=?");
+      EXPECT_FALSE(d.starts_with("SCAN ")) << steps;
+    }
+    EXPECT_TRUE(by_key) << steps;
+  }
+  ASSERT_TRUE(page->rows.has_value());
+  EXPECT_EQ(*page->rows, 1);  // p1 (p2's m-1 is a DL)
+  EXPECT_EQ(entry_refs(get("Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|DL|m-1")),
+            std::set<std::string>{"Patient/p2"});
 }
 
 TEST_F(ExplainTest, TheHeaderAsksForThePlanToo) {

@@ -82,8 +82,11 @@ TEST(PostgresExplainTest, TheMainSearchesUseTheirIndexesNotASequentialScan) {
   HttpClient c(server.host(), server.port());
   const HeaderList json{{"Content-Type", "application/fhir+json"}};
   const std::pair<const char*, const char*> resources[] = {
-      {"Patient/p1", R"({"resourceType":"Patient","id":"p1","gender":"female","name":[{"family":"Smith"}]})"},
-      {"Patient/p2", R"({"resourceType":"Patient","id":"p2","gender":"male","name":[{"family":"Smithers"}]})"},
+      {"Patient/p1", R"({"resourceType":"Patient","id":"p1","gender":"female","name":[{"family":"Smith"}],
+          "identifier":[{"value":"A1","type":{"coding":[{"system":"urn:t","code":"MR"}]}},
+                        {"value":"B2","type":{"coding":[{"system":"urn:t","code":"DL"}]}}]})"},
+      {"Patient/p2", R"({"resourceType":"Patient","id":"p2","gender":"male","name":[{"family":"Smithers"}],
+          "identifier":[{"value":"B2","type":{"coding":[{"system":"urn:t","code":"MR"}]}}]})"},
       {"Patient/p3", R"({"resourceType":"Patient","id":"p3","gender":"male","name":[{"family":"Jones"}]})"},
       {"Observation/o1", R"({"resourceType":"Observation","id":"o1","status":"final",
           "subject":{"reference":"Patient/p1"},"effectiveDateTime":"2020-03-01",
@@ -113,6 +116,10 @@ TEST(PostgresExplainTest, TheMainSearchesUseTheirIndexesNotASequentialScan) {
       {"Patient?name=smith", "idx_string_value", 2},
       // date: o3 (2022-01-10), o4 (2023-02-02).
       {"Observation?date=ge2022-01-01", "idx_date_value", 2},
+      // identifier:of-type: p2 (MR B2; p1's B2 is a DL), its candidates by token (B2: p1 and p2), each checked on
+      // idx_identifier_type's key; the table has no other index.
+      {"Patient?identifier:of-type=urn:t|MR|B2", "idx_token_value", 1},
+      {"Patient?identifier:of-type=urn:t|MR|B2", "idx_identifier_type_pkey", 1},
   };
   for (const Case& k : cases) {
     Response r = c.get("/fhir/" + k.search + "&_explain=true");

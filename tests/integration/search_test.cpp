@@ -472,6 +472,12 @@ class FullTextSearchTest : public ::testing::Test {
             "address":[{"city":"Zanzibar"}],
             "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},
                            "value":"99999"}]})"},
+        // Two identifiers: MR with the value A77, DL with the value B88.
+        {"Patient/t4", R"({"resourceType":"Patient","id":"t4",
+            "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},
+                           "system":"urn:mrn","value":"A77"},
+                          {"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"DL"}]},
+                           "system":"urn:dl","value":"B88"}]})"},
         {"Observation/to1", R"({"resourceType":"Observation","id":"to1","status":"final",
             "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Screening for cancer</div>"},
             "code":{"text":"lung screening"},"subject":{"reference":"Patient/t1"}})"},
@@ -626,6 +632,50 @@ TEST_F(FullTextSearchTest, IdentifierOfType) {
     EXPECT_TRUE(IsOperationOutcome(r, 400)) << bad;
     EXPECT_TRUE(NamesElement(r, {"identifier:of-type"})) << bad;
   }
+}
+
+// :of-type matches one identifier that has both the type and the value: t4's MR identifier is A77 and its DL one
+// B88, so MR|B88 and DL|A77 find nothing. The same whether :of-type drives the search (found through the
+// identifier's token rows, checked on idx_identifier_type's key), checks what another criterion found, or is
+// reached through a chain.
+TEST_F(FullTextSearchTest, IdentifierOfTypePairsTheTypeWithTheValueOfOneIdentifier) {
+  const std::string v2 = "http://terminology.hl7.org/CodeSystem/v2-0203";
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|A77"), Ids{"t4"});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|DL|B88"), Ids{"t4"});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|B88"), Ids{});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|DL|A77"), Ids{});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|B88," + v2 + "|DL|A77"), Ids{});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|B88," + v2 + "|MR|A77"), Ids{"t4"});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|DL|B88," + v2 + "|MR|99999"), (Ids{"t3", "t4"}));
+  // The plain token search still finds either value (its own system, not the type's).
+  EXPECT_EQ(ids("Patient", "identifier", "urn:dl|B88"), Ids{"t4"});
+  EXPECT_EQ(ids("Patient", "identifier", "urn:mrn|B88"), Ids{});
+  // _id drives (listed first, equally selective), :of-type checks its match.
+  HttpClient c(server_->host(), server_->port());
+  auto both = [&](const std::string& of_type) {
+    Response r = c.get(server_->base_path() + "/Patient?_id=t4,t1&identifier:of-type=" + url_encode(of_type));
+    EXPECT_EQ(r.status, 200) << of_type << ": " << r.summary();
+    return entry_ids(r);
+  };
+  EXPECT_EQ(both(v2 + "|MR|A77"), Ids{"t4"});
+  EXPECT_EQ(both(v2 + "|MR|B88"), Ids{});
+  EXPECT_EQ(both(v2 + "|MR|12345"), Ids{"t1"});
+  // Through a chain: to1's subject is t1 (MR 12345); t2 has SS 12345 and no Observation.
+  EXPECT_EQ(ids("Observation", "subject:Patient.identifier:of-type", v2 + "|MR|12345"), Ids{"to1"});
+  EXPECT_EQ(ids("Observation", "subject:Patient.identifier:of-type", v2 + "|SS|12345"), Ids{});
+  // An update replaces the pairs: u2's value X5 is MR, then DL.
+  auto put = [&](const std::string& type, int status) {
+    std::string body = R"({"resourceType":"Patient","id":"u2","identifier":[{"type":{"coding":[{"system":")" + v2 +
+                       R"(","code":")" + type + R"("}]},"value":"X5"}]})";
+    ASSERT_EQ(c.put(server_->base_path() + "/Patient/u2", body, kJson).status, status) << type;
+  };
+  put("MR", 201);
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|X5"), Ids{"u2"});
+  put("DL", 200);
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|MR|X5"), Ids{});
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|DL|X5"), Ids{"u2"});
+  ASSERT_EQ(c.del(server_->base_path() + "/Patient/u2").status, 200);
+  EXPECT_EQ(ids("Patient", "identifier:of-type", v2 + "|DL|X5"), Ids{});
 }
 
 TEST_F(FullTextSearchTest, TerminologyModifiersAnswer501) {

@@ -252,6 +252,13 @@ const std::vector<Migration>& migrations() {
            // quadratic: 8,420 scans reading 36 million rows for 8,417 imported resources).
            "ALTER TABLE resource_version DROP CONSTRAINT IF EXISTS resource_version_rid_fkey",
        }},
+      {16,
+       "idx_identifier_type without a value index",
+       {
+           // As SQLite's migration 15 (see schema.cpp): :of-type finds its candidates through idx_token_value and
+           // checks them on this table's primary key.
+           "DROP INDEX IF EXISTS idx_identifier_type_value",
+       }},
   };
   return list;
 }

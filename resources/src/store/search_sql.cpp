@@ -112,6 +112,22 @@ std::string param_is(const std::string& alias, const SearchParameter& p, const T
   return s + ")";
 }
 
+// One value of :of-type (search.html#token: the system and code of Identifier.type, and Identifier.value).
+struct OfTypeValue {
+  std::string type_system, type_code, value;
+};
+
+fhir::Result<OfTypeValue> of_type_value(const Criterion& c, const std::string& text) {
+  auto parts = sv::split_unescaped(text, '|');
+  if (parts.size() != 3)
+    return fhir::fail(ErrorKind::kInvalid, "invalid",
+                      "Search parameter '" + c.name + "': :of-type takes system|code|value", c.name);
+  auto system = sv::unescape(parts[0]), code = sv::unescape(parts[1]), id = sv::unescape(parts[2]);
+  if (!system || !code || !id)
+    return fhir::fail(ErrorKind::kInvalid, "invalid", "Search parameter '" + c.name + "': a bad escape", c.name);
+  return OfTypeValue{std::move(*system), std::move(*code), std::move(*id)};
+}
+
 struct Builder {
   SqlQuery& q;
 
@@ -196,18 +212,12 @@ struct Builder {
           bind(like_escape(sv::normalize_for_search(value)) + "%");
           return std::string("x.text LIKE ? ESCAPE '\\'");
         }
-        if (c.modifier == Modifier::kOfType) {  // a row of idx_identifier_type
-          auto parts = sv::split_unescaped(value, '|');
-          if (parts.size() != 3)
-            return fhir::fail(ErrorKind::kInvalid, "invalid",
-                              "Search parameter '" + c.name + "': :of-type takes system|code|value", c.name);
-          auto system = sv::unescape(parts[0]), code = sv::unescape(parts[1]), id = sv::unescape(parts[2]);
-          if (!system || !code || !id)
-            return fhir::fail(ErrorKind::kInvalid, "invalid", "Search parameter '" + c.name + "': a bad escape",
-                              c.name);
-          bind(*id);
-          bind(*code);
-          bind(*system);
+        if (c.modifier == Modifier::kOfType) {  // a row of idx_identifier_type (a probe: see of_type())
+          auto v = of_type_value(c, value);
+          if (!v) return std::unexpected(v.error());
+          bind(v->value);
+          bind(v->type_code);
+          bind(v->type_system);
           return std::string("x.value = ? AND x.type_code = ? AND x.type_system = ?");
         }
         auto t = sv::parse_token(value);
@@ -399,6 +409,7 @@ struct Builder {
     if (is_full_text(*c.parameter)) return full_text(c, where, r);  // (always a list: MATCH per row is no lookup)
     // _query (and any other parameter without an expression): no index rows to search.
     if (c.parameter->expression.empty()) return std::unexpected(not_supported(c, "a parameter without an index"));
+    if (c.modifier == Modifier::kOfType && !probe) return of_type(c, types, where, r);
     const char* table = c.modifier == Modifier::kOfType ? "idx_identifier_type" : table_of(c.parameter->type);
     if (table == nullptr) return std::unexpected(not_supported(c, "a special parameter"));
     if (c.modifier == Modifier::kMissing) {
@@ -414,6 +425,48 @@ struct Builder {
       where += (i ? " OR (" : "(") + *cond + ")";
     }
     where += "))";
+    return {};
+  }
+
+  // identifier:of-type=system|code|value when it drives. idx_identifier_type has no index but its key (rid, param,
+  // type_system, type_code, value), so that a write costs no page of a value index keyed at random: the candidates
+  // come from the identifier's own token rows instead (Identifier.value is the token's code: idx_token_value by
+  // tenant, type, param, code), and each is checked by one seek on that key. The idx_identifier_type row pairs a
+  // type coding with the value of the same identifier, so the type of one identifier and the value of another
+  // match nothing; the token rows only narrow the candidates. Every row of idx_identifier_type has its token row
+  // (the indexer writes both from the same identifier, a value being required for either), under the parameter or
+  // under one of its subsets (param_is); idx_identifier_type keeps all of the parameter's own rows, so the check
+  // names the parameter alone. A resource's rows all have its tenant, live or set aside: y.tenant = x.tenant.
+  fhir::Result<void> of_type(const Criterion& c, const Types& types, std::string& where, const std::string& r) {
+    std::vector<OfTypeValue> values;
+    for (const std::string& text : c.values) {
+      auto v = of_type_value(c, text);
+      if (!v) return std::unexpected(v.error());
+      values.push_back(std::move(*v));
+    }
+    if (values.empty())
+      return fhir::fail(ErrorKind::kInvalid, "invalid", "Search parameter '" + c.name + "': no value", c.name);
+    where += " AND " + r + ".rid IN (SELECT x.rid FROM idx_token x WHERE x.tenant = ?";
+    bind(tenant);
+    where += type_in("x.type", types);
+    where += param_is("x", *c.parameter, types, q.binds);
+    where += values.size() == 1 ? " AND x.code = ?" : " AND x.code IN (";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (values.size() > 1) where += i ? ",?" : "?";
+      bind(values[i].value);
+    }
+    if (values.size() > 1) where += ")";
+    where += " AND EXISTS (SELECT 1 FROM idx_identifier_type y WHERE y.rid = x.rid AND y.param = ?";
+    bind(c.parameter->code);
+    where += " AND y.tenant = x.tenant AND (";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      where += i ? " OR " : "";
+      where += "(y.type_system = ? AND y.type_code = ? AND y.value = ?)";
+      bind(values[i].type_system);
+      bind(values[i].type_code);
+      bind(values[i].value);
+    }
+    where += ")))";
     return {};
   }
 
