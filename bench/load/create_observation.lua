@@ -3,16 +3,9 @@
 -- land where real ones would. At the end it prints "not-201: N", the answers that were not 201 Created.
 --   wrk -t2 -c64 -d10s --latency -s bench/load/create_observation.lua http://127.0.0.1:PORT/fhir/Observation
 
-local threads = {}
 local counter = 0
 
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("seed", #threads)
-end
-
 function init(args)
-  not_created = 0
   counter = (seed or 1) * 1000003
 end
 
@@ -38,16 +31,6 @@ function request()
   return wrk.format("POST", nil, {["Content-Type"] = "application/fhir+json"}, body)
 end
 
-function response(status, headers, body)
-  if status ~= 201 then
-    not_created = not_created + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do
-    total = total + (thread:get("not_created") or 0)
-  end
-  io.write(string.format("not-201: %d\n", total))
-end
+-- Counts the answers that are not 201 (bench/load/status_count.lua).
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+require("status_count")(201)

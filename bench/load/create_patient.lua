@@ -12,27 +12,6 @@ wrk.body = [[{"resourceType":"Patient","active":true,]] ..
   [["gender":"female","birthDate":"1980-04-12",]] ..
   [["address":[{"line":["1 Main Street"],"city":"Springfield","postalCode":"12345","country":"US"}]}]]
 
--- Each wrk thread runs its own Lua state: count there, sum in done().
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  not_created = 0
-end
-
-function response(status, headers, body)
-  if status ~= 201 then
-    not_created = not_created + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do
-    total = total + (thread:get("not_created") or 0)
-  end
-  io.write(string.format("not-201: %d\n", total))
-end
+-- Counts the answers that are not 201 (bench/load/status_count.lua).
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+require("status_count")(201)

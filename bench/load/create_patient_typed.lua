@@ -9,7 +9,6 @@ wrk.headers["Content-Type"] = "application/fhir+json"
 wrk.headers["Accept"] = "application/fhir+json"
 
 local v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
-local threads = {}
 local n = 0
 
 local function identifier(type_code, display, system, value)
@@ -17,14 +16,8 @@ local function identifier(type_code, display, system, value)
                        [["system":"%s","value":"%s"}]], v2, type_code, display, display, system, value)
 end
 
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("id", #threads)
-end
-
 function init(args)
-  not_created = 0
-  math.randomseed(os.time() * 100 + (id or 0))
+  math.randomseed(os.time() * 100 + (seed or 0))
 end
 
 function request()
@@ -41,16 +34,6 @@ function request()
   return wrk.format(nil, nil, nil, body)
 end
 
-function response(status, headers, body)
-  if status ~= 201 then
-    not_created = not_created + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do
-    total = total + (thread:get("not_created") or 0)
-  end
-  io.write(string.format("not-201: %d\n", total))
-end
+-- Counts the answers that are not 201 (bench/load/status_count.lua).
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+require("status_count")(201)

@@ -3,16 +3,9 @@
 --   wrk -t1 -c1 -d10s --latency -s bench/load/transaction.lua http://127.0.0.1:PORT/fhir
 --   wrk -t2 -c16 -d10s --latency -s bench/load/transaction.lua http://127.0.0.1:PORT/fhir
 
-local threads = {}
 local counter = 0
 
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("seed", #threads)
-end
-
 function init(args)
-  not_ok = 0
   counter = (seed or 1) * 1000003
 end
 
@@ -31,16 +24,6 @@ function request()
   return wrk.format("POST", nil, {["Content-Type"] = "application/fhir+json"}, body)
 end
 
-function response(status, headers, body)
-  if status ~= 200 then
-    not_ok = not_ok + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local total = 0
-  for _, thread in ipairs(threads) do
-    total = total + (thread:get("not_ok") or 0)
-  end
-  io.write(string.format("not-200: %d\n", total))
-end
+-- Counts the answers that are not 200 (bench/load/status_count.lua).
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+require("status_count")(200)
