@@ -30,13 +30,9 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/caduceus-hl7load.XXXXXX")
 pid=
+source "$here/lib.sh"
 cleanup() {
-  if [[ -n $pid ]]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
+  if [[ -n $pid ]]; then stop_processes "$pid"; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT

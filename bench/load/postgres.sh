@@ -48,12 +48,10 @@ if [[ $(id -u) == 0 ]]; then
   as_pg=(runuser -u postgres --)
 fi
 pid=
+source "$here/lib.sh"
 stop_server() {
   [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  stop_processes "$pid"
   pid=
 }
 cleanup() {

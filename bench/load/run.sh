@@ -35,15 +35,9 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/caduceus-load.XXXXXX")
 pids=()
+source "$here/lib.sh"
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    # Give each process 10 s to drain and exit, then kill it.
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_processes "${pids[@]}"
   rm -rf "$tmp"
 }
 trap cleanup EXIT

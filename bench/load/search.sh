@@ -49,14 +49,9 @@ manifest=$db.manifest
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/caduceus-search.XXXXXX")
 pids=()
+source "$here/lib.sh"
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_processes "${pids[@]}"
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -20,13 +20,9 @@ threads=${THREADS:-2}
 connections=${CONNECTIONS:-32}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/caduceus-writer.XXXXXX")
 pid=
+source "$here/lib.sh"
 cleanup() {
-  if [[ -n $pid ]]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
+  if [[ -n $pid ]]; then stop_processes "$pid"; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
