@@ -26,13 +26,6 @@ namespace {
 namespace fs = std::filesystem;
 using fhir::json::Value;
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The skip list: table rows "| `File.json` | reason |" of SKIP.md.
 std::map<std::string, std::string> read_skip_list(const fs::path& p) {
   std::map<std::string, std::string> out;

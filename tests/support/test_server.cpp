@@ -59,13 +59,6 @@ int pidfd_open(pid_t pid) {
 #endif
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
@@ -73,6 +66,13 @@ std::string describe_status(int status) {
 }
 
 }  // namespace
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 TestServer::TestServer(ServerOptions options) : options_(std::move(options)), dir_("caduceus-server") {
   db_ = options_.db.empty() ? "sqlite:" + (dir_.path() / "caduceus.db").string() : options_.db;

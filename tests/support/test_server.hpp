@@ -17,6 +17,9 @@
 
 namespace caduceus::test {
 
+// The whole content of a file, bytes as they are ("" when it cannot be read).
+std::string read_file(const std::filesystem::path& path);
+
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it when destroyed.
 class TempDir {
  public:

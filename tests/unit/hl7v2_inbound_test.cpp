@@ -16,6 +16,7 @@
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/search_query.hpp"
+#include "test_server.hpp"
 
 namespace caduceus::adapters::hl7v2 {
 namespace {
@@ -90,12 +91,7 @@ TEST(Hl7v2Mapping, ProblemsNameTheirField) {
   EXPECT_EQ(c.resources[0].resource.find("gender"), nullptr);
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using caduceus::test::read_file;
 
 fs::path samples_dir() {
   return fs::path(CADUCEUS_TEST_DATA) / "hl7v2";

@@ -18,6 +18,7 @@
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/shared_rows.hpp"
+#include "test_server.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -83,12 +84,7 @@ TEST_F(IdentifierTypeRows, EachPairsATypeCodingWithTheValueOfItsIdentifier) {
   EXPECT_EQ(token("", "C99"), 1);
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using caduceus::test::read_file;
 
 TEST_F(IdentifierTypeRows, EveryOneOfTheOfficialExamplesHasItsTokenRow) {
   const char* dir = std::getenv("CADUCEUS_R4_EXAMPLES");

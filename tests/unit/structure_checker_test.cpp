@@ -15,6 +15,7 @@
 
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/fhir/json.hpp"
+#include "test_server.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -313,12 +314,7 @@ TEST(StructureChecker, IssuesAreCapped) {
   EXPECT_EQ(issues.back().code, "too-costly");
 }
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using caduceus::test::read_file;
 
 // Copies of official R4 examples (tests/data/checker/NOTICE.md): each must pass untouched.
 TEST(StructureChecker, OfficialExamplesPass) {
