@@ -74,6 +74,16 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
+fs::path r4_examples_dir() {
+  const char* dir = std::getenv("CADUCEUS_R4_EXAMPLES");
+#ifdef CADUCEUS_R4_EXAMPLES_DIR
+  if (dir == nullptr) dir = CADUCEUS_R4_EXAMPLES_DIR;
+#endif
+  std::error_code ec;
+  if (dir == nullptr || !fs::is_directory(dir, ec)) return {};
+  return dir;
+}
+
 TestServer::TestServer(ServerOptions options) : options_(std::move(options)), dir_("caduceus-server") {
   db_ = options_.db.empty() ? "sqlite:" + (dir_.path() / "caduceus.db").string() : options_.db;
   start();

@@ -19,6 +19,9 @@ namespace caduceus::test {
 
 // The whole content of a file, bytes as they are ("" when it cannot be read).
 std::string read_file(const std::filesystem::path& path);
+// The folder of the official R4 examples (hl7.fhir.r4.examples, unpacked by the build; CADUCEUS_R4_EXAMPLES may
+// name another), or an empty path when it is not there.
+std::filesystem::path r4_examples_dir();
 
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it when destroyed.
 class TempDir {

@@ -21,19 +21,13 @@
 #include "caduceus/resources/fhirpath.hpp"
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_parameters.hpp"
+#include "test_server.hpp"
 
 namespace caduceus::resources {
 namespace {
 
 namespace json = fhir::json;
 using fhirpath::Item;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Our items as the reference engine writes them.
 std::optional<json::Value> to_json(const Item& item) {
@@ -113,17 +107,14 @@ class FhirPathOracle : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FhirPathOracle, SearchParameterValuesMatchTheReferenceEngine) {
   const std::string type = GetParam();
-  const char* examples_dir = std::getenv("CADUCEUS_R4_EXAMPLES");
-#ifdef CADUCEUS_R4_EXAMPLES_DIR
-  if (examples_dir == nullptr) examples_dir = CADUCEUS_R4_EXAMPLES_DIR;
-#endif
-  if (examples_dir == nullptr || !std::filesystem::is_directory(examples_dir))
-    GTEST_SKIP() << "the official examples are not unpacked";
+  const std::filesystem::path examples_dir = test::r4_examples_dir();
+  if (examples_dir.empty()) GTEST_SKIP() << "the official examples are not unpacked (or set CADUCEUS_R4_EXAMPLES)";
   auto defs = Definitions::load(conformance::r4_model_json());
   ASSERT_TRUE(defs.has_value());
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   ASSERT_TRUE(registry.has_value());
-  auto oracle = json::parse(slurp(std::filesystem::path(CADUCEUS_TEST_DATA) / "search-oracle" / (type + ".json")));
+  auto oracle =
+      json::parse(test::read_file(std::filesystem::path(CADUCEUS_TEST_DATA) / "search-oracle" / (type + ".json")));
   ASSERT_TRUE(oracle.has_value());
 
   fhirpath::EvalContext ctx;
@@ -132,7 +123,7 @@ TEST_P(FhirPathOracle, SearchParameterValuesMatchTheReferenceEngine) {
   std::vector<std::string> problems;
   int compared = 0;
   for (const auto& [file, expected_by_param] : oracle->members()) {
-    auto example = json::parse(slurp(std::filesystem::path(examples_dir) / file));
+    auto example = json::parse(test::read_file(std::filesystem::path(examples_dir) / file));
     ASSERT_TRUE(example.has_value()) << file;
     for (const SearchParameter* param : (*registry)->for_type(type)) {
       if (param->type == SearchParamType::kComposite) continue;  // CompositeValuesMatchTheReferenceEngine
@@ -298,19 +289,16 @@ std::string show_items(const std::vector<std::vector<std::vector<json::Value>>>&
 
 TEST_P(FhirPathOracle, CompositeValuesMatchTheReferenceEngine) {
   const std::string type = GetParam();
-  const char* examples_dir = std::getenv("CADUCEUS_R4_EXAMPLES");
-#ifdef CADUCEUS_R4_EXAMPLES_DIR
-  if (examples_dir == nullptr) examples_dir = CADUCEUS_R4_EXAMPLES_DIR;
-#endif
-  if (examples_dir == nullptr || !std::filesystem::is_directory(examples_dir))
-    GTEST_SKIP() << "the official examples are not unpacked";
+  const std::filesystem::path examples_dir = test::r4_examples_dir();
+  if (examples_dir.empty()) GTEST_SKIP() << "the official examples are not unpacked (or set CADUCEUS_R4_EXAMPLES)";
   auto defs = Definitions::load(conformance::r4_model_json());
   ASSERT_TRUE(defs.has_value());
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
   ASSERT_TRUE(registry.has_value());
   auto indexer = SearchIndexer::create(*defs->get(), *registry->get());
   ASSERT_TRUE(indexer.has_value());
-  auto oracle = json::parse(slurp(std::filesystem::path(CADUCEUS_TEST_DATA) / "search-oracle" / (type + ".json")));
+  auto oracle =
+      json::parse(test::read_file(std::filesystem::path(CADUCEUS_TEST_DATA) / "search-oracle" / (type + ".json")));
   ASSERT_TRUE(oracle.has_value());
 
   std::vector<const SearchParameter*> composites;
@@ -349,7 +337,7 @@ TEST_P(FhirPathOracle, CompositeValuesMatchTheReferenceEngine) {
   std::vector<std::string> problems;
   int compared = 0, items = 0;
   for (const auto& [file, expected_by_param] : oracle->members()) {
-    auto example = json::parse(slurp(std::filesystem::path(examples_dir) / file));
+    auto example = json::parse(test::read_file(std::filesystem::path(examples_dir) / file));
     ASSERT_TRUE(example.has_value()) << file;
     std::vector<std::string> failures;
     IndexValues rows = (*indexer)->extract(*example, &failures);

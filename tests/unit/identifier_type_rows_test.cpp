@@ -87,12 +87,8 @@ TEST_F(IdentifierTypeRows, EachPairsATypeCodingWithTheValueOfItsIdentifier) {
 using caduceus::test::read_file;
 
 TEST_F(IdentifierTypeRows, EveryOneOfTheOfficialExamplesHasItsTokenRow) {
-  const char* dir = std::getenv("CADUCEUS_R4_EXAMPLES");
-#ifdef CADUCEUS_R4_EXAMPLES_DIR
-  if (dir == nullptr) dir = CADUCEUS_R4_EXAMPLES_DIR;
-#endif
-  if (dir == nullptr || !std::filesystem::is_directory(dir))
-    GTEST_SKIP() << "set CADUCEUS_R4_EXAMPLES to the examples package folder";
+  const std::filesystem::path dir = test::r4_examples_dir();
+  if (dir.empty()) GTEST_SKIP() << "the official examples are not unpacked (or set CADUCEUS_R4_EXAMPLES)";
   std::size_t rows = 0, resources = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".json") continue;

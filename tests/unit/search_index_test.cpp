@@ -9,6 +9,7 @@
 
 #include "caduceus/conformance/embedded.hpp"
 #include "caduceus/fhir/datetime.hpp"
+#include "test_server.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -151,11 +152,8 @@ TEST(SearchIndex, PatientValues) {
 
 // Every official example of the vendored set is indexed without an expression failing.
 TEST(SearchIndex, EveryOfficialExampleIndexes) {
-  const char* dir = std::getenv("CADUCEUS_R4_EXAMPLES");
-#ifdef CADUCEUS_R4_EXAMPLES_DIR
-  if (dir == nullptr) dir = CADUCEUS_R4_EXAMPLES_DIR;
-#endif
-  if (dir == nullptr || !std::filesystem::is_directory(dir)) GTEST_SKIP() << "the official examples are not unpacked";
+  const std::filesystem::path dir = test::r4_examples_dir();
+  if (dir.empty()) GTEST_SKIP() << "the official examples are not unpacked (or set CADUCEUS_R4_EXAMPLES)";
   std::size_t resources = 0, rows = 0;
   std::vector<std::string> failures;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {

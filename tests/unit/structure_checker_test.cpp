@@ -354,12 +354,8 @@ const std::map<std::string, std::string>& known_invalid_examples() {
 // Every example of the official package (hl7.fhir.r4.examples 4.0.1, vendored in tests/data/r4-examples and
 // unpacked by the build; CADUCEUS_R4_EXAMPLES may name another folder). Only the known invalid examples may fail.
 TEST(StructureChecker, AllOfficialExamples) {
-  const char* dir = std::getenv("CADUCEUS_R4_EXAMPLES");
-#ifdef CADUCEUS_R4_EXAMPLES_DIR
-  if (dir == nullptr) dir = CADUCEUS_R4_EXAMPLES_DIR;
-#endif
-  if (dir == nullptr || !std::filesystem::is_directory(dir))
-    GTEST_SKIP() << "set CADUCEUS_R4_EXAMPLES to the examples package folder";
+  const std::filesystem::path dir = test::r4_examples_dir();
+  if (dir.empty()) GTEST_SKIP() << "the official examples are not unpacked (or set CADUCEUS_R4_EXAMPLES)";
   int passed = 0;
   std::vector<std::string> failed;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
