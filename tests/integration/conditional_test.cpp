@@ -2,11 +2,9 @@
 // its own identifier system, so that the tests of the suite (one server) never match each other's resources.
 #include <gtest/gtest.h>
 
-#include <latch>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "fhir_helpers.hpp"
@@ -150,17 +148,10 @@ TEST_F(ConditionalTest, ConcurrentConditionalCreatesMakeOne) {
   const std::string sys = "urn:test:cc-race";
   constexpr int kThreads = 16;
   std::vector<Response> responses(kThreads);
-  std::latch start(kThreads);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      HttpClient c(server().host(), server().port());
-      c.get(path("metadata"));  // connect before the race starts
-      start.arrive_and_wait();
-      responses[static_cast<std::size_t>(t)] =
-          c.post(path("Patient"), patient(sys, "same", "Racer"), {{"If-None-Exist", "identifier=" + sys + "|same"}});
-    });
-  for (auto& t : threads) t.join();
+  at_once(kThreads, [&](int t, HttpClient& c) {
+    responses[static_cast<std::size_t>(t)] =
+        c.post(path("Patient"), patient(sys, "same", "Racer"), {{"If-None-Exist", "identifier=" + sys + "|same"}});
+  });
   int created = 0, found = 0;
   std::set<std::string> ids;
   for (const Response& r : responses) {
@@ -413,19 +404,12 @@ TEST_F(ConditionalTest, ConcurrentPatchesLoseNothing) {
   ASSERT_FALSE(id.empty());
   constexpr int kThreads = 8;
   std::vector<int> statuses(kThreads);
-  std::latch start(kThreads);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      HttpClient c(server().host(), server().port());
-      c.get(path("metadata"));
-      start.arrive_and_wait();
-      statuses[static_cast<std::size_t>(t)] =
-          c.request("PATCH", path("Patient/" + id),
-                    R"([{"op":"add","path":"/name/0/given/-","value":"T)" + std::to_string(t) + R"("}])", kJsonPatch)
-              .status;
-    });
-  for (auto& t : threads) t.join();
+  at_once(kThreads, [&](int t, HttpClient& c) {
+    statuses[static_cast<std::size_t>(t)] =
+        c.request("PATCH", path("Patient/" + id),
+                  R"([{"op":"add","path":"/name/0/given/-","value":"T)" + std::to_string(t) + R"("}])", kJsonPatch)
+            .status;
+  });
   EXPECT_EQ(statuses, std::vector<int>(kThreads, 200));
   auto current = read("Patient/" + id);
   ASSERT_TRUE(current);

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <latch>
 #include <map>
 #include <mutex>
 #include <regex>
@@ -15,7 +14,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 #include "fhir_helpers.hpp"
 #include "http_client.hpp"
@@ -1030,18 +1028,11 @@ TEST_F(RestTest, IfMatchIsAtomicAcrossConcurrentUpdates) {
   ASSERT_FALSE(id.empty());
   constexpr int kRacers = 8;
   std::vector<int> statuses(kRacers);
-  std::latch start(kRacers);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kRacers; ++t)
-    threads.emplace_back([&, t] {
-      HttpClient c(server().host(), server().port());
-      c.get(path("metadata"));  // connect before the race starts
-      start.arrive_and_wait();
-      statuses[static_cast<std::size_t>(t)] =
-          c.put(target_of("Patient", id), patient_json("Racer-" + std::to_string(t), id), {{"If-Match", "W/\"1\""}})
-              .status;
-    });
-  for (auto& t : threads) t.join();
+  at_once(kRacers, [&](int t, HttpClient& c) {
+    statuses[static_cast<std::size_t>(t)] =
+        c.put(target_of("Patient", id), patient_json("Racer-" + std::to_string(t), id), {{"If-Match", "W/\"1\""}})
+            .status;
+  });
   int winners = 0;
   std::string winner;
   for (int t = 0; t < kRacers; ++t) {
@@ -1068,23 +1059,17 @@ TEST_F(RestTest, ConcurrentWritesLoseNothing) {
   constexpr int kThreads = 4, kEach = 10;
   std::mutex mutex;
   std::vector<std::string> etags, created, errors;
-  std::latch start(kThreads);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      HttpClient c(server().host(), server().port());
-      start.arrive_and_wait();
-      for (int i = 0; i < kEach; ++i) {
-        Response u = c.put(target_of("Patient", id), patient_json("C-" + std::to_string(t), id));
-        Response p = c.post(path("Patient"), patient_json("New-" + std::to_string(t)));
-        std::lock_guard lock(mutex);
-        if (u.status != 200) errors.push_back("update: " + u.summary(200));
-        if (p.status != 201) errors.push_back("create: " + p.summary(200));
-        etags.push_back(u.header("ETag"));
-        created.push_back(p.header("Location"));
-      }
-    });
-  for (auto& t : threads) t.join();
+  at_once(kThreads, [&](int t, HttpClient& c) {
+    for (int i = 0; i < kEach; ++i) {
+      Response u = c.put(target_of("Patient", id), patient_json("C-" + std::to_string(t), id));
+      Response p = c.post(path("Patient"), patient_json("New-" + std::to_string(t)));
+      std::lock_guard lock(mutex);
+      if (u.status != 200) errors.push_back("update: " + u.summary(200));
+      if (p.status != 201) errors.push_back("create: " + p.summary(200));
+      etags.push_back(u.header("ETag"));
+      created.push_back(p.header("Location"));
+    }
+  });
   EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
   // Each update got its own version: 2..41, none twice.
   std::set<std::string> unique_etags(etags.begin(), etags.end());
@@ -1118,35 +1103,29 @@ TEST_F(RestTest, ConcurrentReadsEachGetTheirOwnResource) {
   constexpr int kThreads = 6, kRounds = 5;
   std::mutex mutex;
   std::vector<std::string> errors;
-  std::latch start(kThreads);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      HttpClient c(server().host(), server().port());
-      start.arrive_and_wait();
-      for (int round = 0; round < kRounds; ++round)
-        for (int k = 0; k < kPatients; ++k) {
-          int i = (k + t + round) % kPatients;
-          Response r = c.get(target_of("Patient", ids[i]));
-          Response missing = c.get(target_of("Patient", "no-such-" + std::to_string(i)));
-          std::string family = (i % 3 == 0 ? "Reread" : "Reader") + std::to_string(i);
-          std::string why;
-          if (r.status != 200)
-            why = r.summary(200);
-          else if (string_at(r.json().value_or(Value()), "id") != ids[i] ||
-                   string_at(r.json().value_or(Value()), "name[0].family") != family)
-            why = "another resource: " + r.body;
-          else if (r.header("ETag") != weak_etag(i % 3 == 0 ? "2" : "1"))
-            why = "ETag " + r.header("ETag");
-          else if (missing.status != 404)
-            why = "missing: " + missing.summary(200);
-          if (!why.empty()) {
-            std::lock_guard lock(mutex);
-            errors.push_back("Patient " + std::to_string(i) + ": " + why);
-          }
+  at_once(kThreads, [&](int t, HttpClient& c) {
+    for (int round = 0; round < kRounds; ++round)
+      for (int k = 0; k < kPatients; ++k) {
+        int i = (k + t + round) % kPatients;
+        Response r = c.get(target_of("Patient", ids[i]));
+        Response missing = c.get(target_of("Patient", "no-such-" + std::to_string(i)));
+        std::string family = (i % 3 == 0 ? "Reread" : "Reader") + std::to_string(i);
+        std::string why;
+        if (r.status != 200)
+          why = r.summary(200);
+        else if (string_at(r.json().value_or(Value()), "id") != ids[i] ||
+                 string_at(r.json().value_or(Value()), "name[0].family") != family)
+          why = "another resource: " + r.body;
+        else if (r.header("ETag") != weak_etag(i % 3 == 0 ? "2" : "1"))
+          why = "ETag " + r.header("ETag");
+        else if (missing.status != 404)
+          why = "missing: " + missing.summary(200);
+        if (!why.empty()) {
+          std::lock_guard lock(mutex);
+          errors.push_back("Patient " + std::to_string(i) + ": " + why);
         }
-    });
-  for (auto& t : threads) t.join();
+      }
+  });
   EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
 }
 

@@ -4,7 +4,9 @@
 #include <cctype>
 #include <charconv>
 #include <ctime>
+#include <latch>
 #include <set>
+#include <thread>
 
 namespace caduceus::test {
 
@@ -283,6 +285,19 @@ void ServerTest::start_server(ServerOptions options, const std::function<void(Pg
   } catch (const std::exception& e) {
     ADD_FAILURE() << e.what();
   }
+}
+
+void ServerTest::at_once(int clients, const std::function<void(int, HttpClient&)>& each) {
+  std::latch start(clients);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t)
+    threads.emplace_back([&, t] {
+      HttpClient c(server_->host(), server_->port());
+      c.get(path("metadata"));  // connected before the start
+      start.arrive_and_wait();
+      each(t, c);
+    });
+  for (auto& t : threads) t.join();
 }
 
 std::string ServerTest::path(std::string_view rel) {

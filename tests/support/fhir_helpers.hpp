@@ -91,6 +91,9 @@ class ServerTest : public ::testing::Test {
   std::optional<fhir::json::Value> create(std::string_view type, std::string_view body);
   // GET and parse; nullopt (with a recorded failure) unless 200 with a JSON body.
   std::optional<fhir::json::Value> read(std::string_view type_and_id);
+  // Runs each(t, client) for t = 0 .. clients-1 on threads of their own, each with its own connection to the server,
+  // made before any of them starts, so that they all start at once; returns when all are done.
+  static void at_once(int clients, const std::function<void(int, HttpClient&)>& each);
 
   static inline std::unique_ptr<TestServer> server_;
   // With CADUCEUS_TEST_BACKEND=postgresql: the suite's fresh database (the server's --db) when options.db is empty.
