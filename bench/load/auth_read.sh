@@ -30,14 +30,9 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/caduceus-auth.XXXXXX")
 pids=()
+source "$here/lib.sh"
 stop_servers() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
+  stop_processes "${pids[@]}"
   pids=()
 }
 trap 'stop_servers; rm -rf "$tmp"' EXIT
