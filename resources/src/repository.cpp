@@ -181,7 +181,7 @@ struct Pending {
 // Stamps meta, serializes and appends a new version of a resource inside the store's transaction.
 Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::Value& resource, std::string type,
                                       std::string id, std::int64_t version, Method method,
-                                      std::optional<IndexValues>& index) {
+                                      const std::optional<IndexValues>& index) {
   VersionRecord rec;
   rec.type = std::move(type);
   rec.id = std::move(id);
@@ -493,20 +493,12 @@ Result<WriteOutcome> Repository::update_in(Transaction& txn, TenantId tenant, st
   auto current = txn.current(tenant, type, id);
   if (!current) return std::unexpected(current.error());
   std::int64_t current_version = *current ? (*current)->version : 0;
-  VersionRecord rec;
-  rec.type = std::string(type);
-  rec.id = std::string(id);
-  rec.version = current_version + 1;
-  rec.last_updated_ms = txn.now_ms();
-  rec.method = Method::kUpdate;
-  stamp_meta(resource, rec.version, rec.last_updated_ms);
-  rec.body = json::write(resource);
-  auto seq = txn.append(tenant, rec, prepared.index ? &*prepared.index : nullptr);
-  if (!seq) return std::unexpected(seq.error());
-  rec.seq = *seq;
+  auto rec = append_resource(txn, tenant, resource, std::string(type), std::string(id), current_version + 1,
+                             Method::kUpdate, prepared.index);
+  if (!rec) return std::unexpected(rec.error());
   WriteOutcome out;
   out.created = !*current || (*current)->deleted;
-  out.record = std::move(rec);
+  out.record = std::move(*rec);
   return out;
 }
 
