@@ -18,13 +18,6 @@ namespace caduceus::server::auth {
 
 namespace {
 
-// An Argon2id hash or check allocates its memory cost (19 MiB) and frees it. glibc hands such a block back to the
-// system at once; tcmalloc keeps freed pages for reuse, which would leave the server 19 MiB larger after every
-// sign-in peak. Hashing is rare and slow anyway, so the pages go back to the system right after it.
-void release_argon2_memory() {
-  release_free_memory();
-}
-
 using fhir::ErrorKind;
 
 constexpr std::uint32_t kSaltBytes = 16;
@@ -91,7 +84,9 @@ fhir::Result<std::string> hash_password(std::string_view password, const Argon2P
       argon2_encodedlen(params.t_cost, params.m_cost_kib, params.parallelism, kSaltBytes, kHashBytes, Argon2_id), '\0');
   int rc = argon2id_hash_encoded(params.t_cost, params.m_cost_kib, params.parallelism, password.data(), password.size(),
                                  salt.data(), salt.size(), kHashBytes, encoded.data(), encoded.size());
-  release_argon2_memory();
+  // An Argon2id hash or check allocates its memory cost (19 MiB) and frees it; tcmalloc would keep those pages (the
+  // server 19 MiB larger after every sign-in peak). Hashing is rare and slow anyway: they go back at once.
+  release_free_memory();
   if (rc != ARGON2_OK)
     return fhir::fail(ErrorKind::kInternal, "exception", std::string("Argon2id: ") + argon2_error_message(rc));
   encoded.resize(std::strlen(encoded.c_str()));
@@ -102,7 +97,7 @@ bool verify_password(std::string_view encoded, std::string_view password) {
   if (!encoded.starts_with("$argon2id$")) return false;
   std::string text(encoded);  // NUL-terminated for libargon2
   bool ok = argon2id_verify(text.c_str(), password.data(), password.size()) == ARGON2_OK;
-  release_argon2_memory();
+  release_free_memory();  // (as after a hash)
   return ok;
 }
 
