@@ -490,14 +490,7 @@ struct Builder {
           continue;
         }
         if (c.modifier == Modifier::kOfType) {  // no identifier-type rows: nothing matches, a bad value is still 400
-          auto parts = sv::split_unescaped(value, '|');
-          if (parts.size() != 3)
-            return fhir::fail(ErrorKind::kInvalid, "invalid",
-                              "Search parameter '" + c.name + "': :of-type takes system|code|value", c.name);
-          for (std::string_view part : parts)
-            if (!sv::unescape(part))
-              return fhir::fail(ErrorKind::kInvalid, "invalid", "Search parameter '" + c.name + "': a bad escape",
-                                c.name);
+          if (auto v = of_type_value(c, value); !v) return std::unexpected(v.error());
           continue;
         }
         auto t = sv::parse_token(value);
