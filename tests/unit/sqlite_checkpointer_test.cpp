@@ -77,6 +77,28 @@ TEST(SqliteCheckpointerTest, TheWalIsCheckpointedAndStartsOverWhileTheWriterWrit
   sqlite3_close_v2(writer);
 }
 
+TEST(SqliteCheckpointerTest, TheBackgroundThreadCopiesTheWalIntoTheDatabase) {
+  test::TempDir dir;
+  const std::string path = (dir.path() / "db").string();
+  sqlite3* writer = open_wal(path);
+  exec(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
+  exec(writer, "PRAGMA wal_checkpoint(TRUNCATE)");
+  const auto empty_bytes = std::filesystem::file_size(path);
+  {
+    // The writer's limit is beyond what is written: only the background thread checkpoints.
+    SqliteCheckpointer checkpointer(path, /*soft_pages=*/40, /*hard_pages=*/2000000);
+    checkpointer.attach(writer);
+    write_rows(writer, 400);
+    checkpointer.stop();  // runs a checkpoint that was asked for
+    EXPECT_EQ(checkpointer.writer_checkpoints(), 0u);
+    EXPECT_GE(checkpointer.background_checkpoints(), 1u);
+  }
+  // The first pass, woken at 40 pages of WAL, copied at least those into the database file.
+  EXPECT_GE(std::filesystem::file_size(path), empty_bytes + 30u * 4096u);
+  EXPECT_EQ(count_rows(path), 400);
+  sqlite3_close_v2(writer);
+}
+
 TEST(SqliteCheckpointerTest, SqliteOwnAutomaticCheckpointIsReplaced) {
   test::TempDir dir;
   const std::string path = (dir.path() / "db").string();

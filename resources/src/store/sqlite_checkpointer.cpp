@@ -22,6 +22,16 @@ void SqliteCheckpointer::attach(sqlite_api::sqlite3* writer_db) {
     throw std::runtime_error("cannot open the checkpoint connection: " + message);
   }
   sqlite3_busy_timeout(own_db_, 10000);
+  // A connection opens the WAL when it first reads the database. Until then (SQLite 3.40) a checkpoint on it
+  // returns SQLITE_OK having done nothing: the log and checkpointed frame counts come back as -1, "not in WAL
+  // mode". One read of the schema opens it, for as long as the connection lives.
+  rc = sqlite3_exec(own_db_, "SELECT 1 FROM sqlite_schema LIMIT 1", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = sqlite3_errmsg(own_db_);
+    sqlite3_close_v2(own_db_);
+    own_db_ = nullptr;
+    throw std::runtime_error("cannot read through the checkpoint connection: " + message);
+  }
   writer_db_ = writer_db;
   // sqlite3_wal_hook replaces the hook of wal_autocheckpoint (and the other way round): one or the other.
   sqlite3_wal_hook(writer_db_, &SqliteCheckpointer::on_commit, this);
@@ -57,8 +67,9 @@ int SqliteCheckpointer::on_commit(void* arg, sqlite_api::sqlite3* db, const char
   if (pages >= self->hard_pages_) {
     // PASSIVE: when the background thread holds the checkpoint lock, this answers SQLITE_BUSY at once; the
     // next commit tries again.
-    int rc = sqlite_api::sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    if (rc == SQLITE_OK) {
+    int log = -1, copied = -1;
+    int rc = sqlite_api::sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+    if (rc == SQLITE_OK && copied >= 0) {
       std::lock_guard lock(self->mutex_);
       ++self->by_writer_;
     }
@@ -84,12 +95,13 @@ void SqliteCheckpointer::run() {
     {
       std::unique_lock lock(mutex_);
       cv_.wait(lock, [&] { return wanted_ || stopping_; });
-      if (stopping_) return;
+      if (!wanted_) return;  // (stopping: a checkpoint asked for before is still run)
     }
-    int rc = sqlite_api::sqlite3_wal_checkpoint_v2(own_db_, "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    int log = -1, copied = -1;
+    int rc = sqlite_api::sqlite3_wal_checkpoint_v2(own_db_, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
     std::lock_guard lock(mutex_);
-    if (rc == SQLITE_OK) ++background_;
-    wanted_ = false;  // a later commit over the soft limit wakes it again
+    if (rc == SQLITE_OK && copied > 0) ++background_;  // (a pass that found the WAL copied already: not counted)
+    wanted_ = false;                                   // a later commit over the soft limit wakes it again
   }
 }
 

@@ -36,7 +36,8 @@ class SqliteCheckpointer {
   // Stops the thread (waiting for a checkpoint under way) and removes the hook. Idempotent.
   void stop();
 
-  // Checkpoints run by the background thread, and by the writer at the hard limit (for tests and metrics).
+  // Checkpoints that copied frames into the database, run by the background thread, and checkpoints run by the
+  // writer at the hard limit (for tests and metrics).
   std::uint64_t background_checkpoints() const;
   std::uint64_t writer_checkpoints() const;
 
