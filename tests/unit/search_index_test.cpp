@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "caduceus/conformance/embedded.hpp"
@@ -174,6 +175,93 @@ TEST(SearchIndex, EveryOfficialExampleIndexes) {
   std::string report;
   for (std::size_t i = 0; i < failures.size() && i < 20; ++i) report += "\n  " + failures[i];
   EXPECT_TRUE(failures.empty()) << failures.size() << " expression failures:" << report;
+}
+
+TEST(ExpressionRoots, NamesTheElementsOfTermsThatGiveNothingFromNothing) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(expression_roots("Observation.code"), V{"code"});
+  EXPECT_EQ(expression_roots("Observation.code | Observation.component.code"), (V{"code", "component"}));
+  EXPECT_EQ(expression_roots("(Observation.value as Quantity) | (Observation.value as SampledData)"),
+            (V{"value", "value"}));
+  EXPECT_EQ(expression_roots("Observation.subject.where(resolve() is Patient)"), V{"subject"});
+  EXPECT_EQ(expression_roots("Patient.telecom.where(system='phone' or system = 'sms')"), V{"telecom"});
+  EXPECT_EQ(expression_roots("Resource.meta.tag"), V{"meta"});
+  EXPECT_EQ(expression_roots("Bundle.entry[0].resource"), V{"entry"});
+  EXPECT_EQ(expression_roots("Patient.name.given.first()"), V{"name"});
+  EXPECT_EQ(expression_roots("Observation.value.as(Quantity)"), V{"value"});
+  // Cannot tell: the resource itself, a function or variable first, or a step that may give a value from nothing.
+  EXPECT_TRUE(expression_roots("Observation | Observation.component").empty());
+  EXPECT_TRUE(expression_roots("Patient.deceased.exists() and Patient.deceased != false").empty());
+  EXPECT_TRUE(expression_roots("iif(Patient.active, 'a', 'b')").empty());
+  EXPECT_TRUE(expression_roots("%resource.code").empty());
+  EXPECT_TRUE(expression_roots("Patient.extension('http://example.org/x')").empty());
+  EXPECT_TRUE(expression_roots("Observation.code.combine(Observation.category)").empty());
+  EXPECT_TRUE(expression_roots("Patient.name.empty()").empty());
+  EXPECT_TRUE(expression_roots("Patient.name & 'x'").empty());
+  EXPECT_TRUE(expression_roots("Patient.name | Patient.active.not()").empty());
+}
+
+TEST(ExpressionRoots, ChoiceTypesAndPrimitiveExtensionsCount) {
+  auto resource = *json::parse(
+      R"({"resourceType":"Observation","status":"final","valueQuantity":{"value":1},"_issued":{"id":"x"}})");
+  EXPECT_TRUE(has_any_root(resource, {"value"}));
+  EXPECT_TRUE(has_any_root(resource, {"subject", "issued"}));
+  EXPECT_TRUE(has_any_root(resource, {"status"}));
+  EXPECT_FALSE(has_any_root(resource, {"subject", "code"}));
+  EXPECT_FALSE(has_any_root(resource, {"stat"}));  // (a prefix is not the element)
+}
+
+// The premise of skipping an expression (SearchIndexer::extract): for every official example and every search
+// parameter of its type whose expression names its roots, the expression gives nothing once those elements are
+// removed from the resource.
+TEST(ExpressionRoots, EveryOfficialExampleGivesNothingWithoutTheRoots) {
+  const std::filesystem::path dir = test::r4_examples_dir();
+  if (dir.empty()) GTEST_SKIP() << "the official examples are not unpacked (or set CADUCEUS_R4_EXAMPLES)";
+  const Fixture& f = fixture();
+  fhirpath::EvalContext ctx;
+  ctx.definitions = f.defs.get();
+  std::map<std::string, std::vector<std::pair<std::vector<std::string>, fhirpath::FhirPath>>> by_type;
+  std::size_t checked = 0, skipped_with_values = 0;
+  std::vector<std::string> wrong;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    auto parsed = json::parse(test::read_file(entry.path()));
+    if (!parsed || !parsed->is_object()) continue;
+    const json::Value* rt = parsed->find("resourceType");
+    if (rt == nullptr || !rt->is_string()) continue;
+    const std::string type(rt->text());
+    if (!by_type.contains(type)) {
+      auto& list = by_type[type];
+      for (const SearchParameter* p : f.registry->for_type(type)) {
+        if (p->type == SearchParamType::kSpecial || p->expression_for(type).empty()) continue;
+        std::vector<std::string> roots = expression_roots(p->expression_for(type));
+        if (roots.empty()) continue;
+        list.emplace_back(std::move(roots), *fhirpath::FhirPath::compile(p->expression_for(type)));
+      }
+    }
+    std::map<std::vector<std::string>, json::Value> without_roots;  // (one copy per set of roots)
+    for (const auto& [roots, path] : by_type[type]) {
+      auto [it, added] = without_roots.try_emplace(roots, json::Value::object());
+      json::Value& without = it->second;
+      if (added) {
+        for (const auto& [key, value] : parsed->members()) {
+          json::Value one = json::Value::object();
+          one.members().emplace_back(key, json::Value());
+          if (!has_any_root(one, roots)) without.members().emplace_back(key, value);
+        }
+      }
+      if (without.members().size() == parsed->members().size()) continue;  // (no root there: nothing to learn)
+      auto with_values = path.evaluate(*parsed, ctx);
+      if (with_values && !with_values->empty()) ++skipped_with_values;
+      auto result = path.evaluate(without, ctx);
+      ++checked;
+      if (result && !result->empty()) wrong.push_back(entry.path().filename().string() + " " + roots.front());
+    }
+  }
+  EXPECT_GT(checked, 20000u);
+  EXPECT_GT(skipped_with_values, 10000u);  // (the removed elements did give values)
+  std::string report;
+  for (std::size_t i = 0; i < wrong.size() && i < 20; ++i) report += "\n  " + wrong[i];
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " expressions gave values without their roots:" << report;
 }
 
 }  // namespace

@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 
@@ -282,6 +284,121 @@ void move_rows(std::vector<T>& to, std::vector<T>& from) {
 }
 }  // namespace
 
+namespace {
+
+bool ident_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// The index just past the bracket that closes the one at `i` ('(' or '['), skipping quoted strings; npos if none.
+std::size_t past_group(std::string_view s, std::size_t i) {
+  int depth = 0;
+  for (; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '\'' || c == '`') {
+      std::size_t end = s.find(c, i + 1);
+      while (end != std::string_view::npos && s[end - 1] == '\\') end = s.find(c, end + 1);
+      if (end == std::string_view::npos) return end;
+      i = end;
+    } else if (c == '(' || c == '[') {
+      ++depth;
+    } else if (c == ')' || c == ']') {
+      if (--depth == 0) return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// Whether the steps after `Type.element` give nothing when the element is absent: paths, indexers, `as`/`is`,
+// and functions that only filter or pick from their input. Anything else (exists(), empty(), count(), not(),
+// iif(), combine(), operators such as and, or, =, &) may give a value from nothing.
+bool nothing_from_nothing(std::string_view rest) {
+  static constexpr std::string_view kFilters[] = {"where", "ofType",    "resolve", "first",    "last", "as",
+                                                  "is",    "extension", "single",  "distinct", "tail"};
+  static constexpr std::string_view kOperators[] = {"and", "or", "xor", "implies", "div", "mod", "in", "contains"};
+  std::size_t i = 0;
+  while (i < rest.size()) {
+    char c = rest[i];
+    if (c == '.' || std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+    } else if (c == '[') {
+      i = past_group(rest, i);
+      if (i == std::string_view::npos) return false;
+    } else if (ident_char(c)) {
+      std::size_t start = i;
+      while (i < rest.size() && ident_char(rest[i])) ++i;
+      std::string_view word = rest.substr(start, i - start);
+      if (i < rest.size() && rest[i] == '(') {
+        if (std::ranges::find(kFilters, word) == std::end(kFilters)) return false;
+        i = past_group(rest, i);
+        if (i == std::string_view::npos) return false;
+      } else if (std::ranges::find(kOperators, word) != std::end(kOperators)) {
+        return false;
+      }
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> expression_roots(std::string_view expression) {
+  std::vector<std::string> roots;
+  // The `|` terms at the top level.
+  std::vector<std::string_view> terms;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < expression.size();) {
+    char c = expression[i];
+    if (c == '(' || c == '[' || c == '\'' || c == '`') {
+      std::size_t end = c == '(' || c == '[' ? past_group(expression, i) : expression.find(c, i + 1);
+      if (end == std::string_view::npos) return {};
+      i = c == '(' || c == '[' ? end : end + 1;
+    } else if (c == '|') {
+      terms.push_back(expression.substr(start, i - start));
+      start = ++i;
+    } else {
+      ++i;
+    }
+  }
+  terms.push_back(expression.substr(start));
+  for (std::string_view term : terms) {
+    term = trim(term);
+    while (!term.empty() && term.front() == '(' && past_group(term, 0) == term.size())
+      term = trim(term.substr(1, term.size() - 2));
+    // `Type.element` first: a type name (capitalised), then an element (not a function).
+    std::size_t i = 0;
+    while (i < term.size() && ident_char(term[i])) ++i;
+    if (i == 0 || !std::isupper(static_cast<unsigned char>(term[0])) || i >= term.size() || term[i] != '.') return {};
+    std::size_t element = ++i;
+    while (i < term.size() && ident_char(term[i])) ++i;
+    if (i == element || (i < term.size() && term[i] == '(')) return {};
+    if (!nothing_from_nothing(term.substr(i))) return {};
+    roots.emplace_back(term.substr(element, i - element));
+  }
+  return roots;
+}
+
+bool has_any_root(const fhir::json::Value& resource, const std::vector<std::string>& roots) {
+  for (const auto& [key, value] : resource.members()) {
+    std::string_view k = key;
+    if (!k.empty() && k.front() == '_') k.remove_prefix(1);  // a primitive's id and extensions
+    for (const std::string& r : roots) {
+      // The element itself, or one of its choice types (value[x]: valueQuantity, ...).
+      if (k.starts_with(r) && (k.size() == r.size() || std::isupper(static_cast<unsigned char>(k[r.size()]))))
+        return true;
+    }
+  }
+  return false;
+}
+
 void append_index(IndexValues& to, IndexValues&& from) {
   move_rows(to.strings, from.strings);
   move_rows(to.tokens, from.tokens);
@@ -335,7 +452,7 @@ fhir::Result<std::shared_ptr<const SearchIndexer>> SearchIndexer::create(
       if (!compiled)
         return fhir::fail(fhir::ErrorKind::kInternal, "exception",
                           "search parameter " + type + "." + p->code + ": " + compiled.error().issues[0].diagnostics);
-      Compiled entry{p, std::move(*compiled), {}};
+      Compiled entry{p, std::move(*compiled), {}, expression_roots(expression)};
       bool usable = true;
       for (const SearchParameterComponent& component : p->components) {
         auto c = fhirpath::FhirPath::compile(component.expression);
@@ -361,6 +478,7 @@ IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std:
   fhirpath::EvalContext ctx;
   ctx.definitions = &definitions_;
   for (const Compiled& c : it->second) {
+    if (!c.roots.empty() && !has_any_root(resource, c.roots)) continue;  // (it would give nothing)
     auto result = c.path.evaluate(resource, ctx);
     if (!result) {
       if (failures) failures->push_back(c.parameter->code + ": " + result.error().issues[0].diagnostics);

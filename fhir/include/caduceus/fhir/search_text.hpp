@@ -11,4 +11,9 @@ namespace caduceus::fhir::search {
 // U+FFFD. Uses ICU.
 std::string normalize_for_search(std::string_view utf8);
 
+namespace detail {
+// normalize_for_search through ICU for any text; normalize_for_search itself takes a shorter way for ASCII.
+std::string normalize_for_search_unicode(std::string_view utf8);
+}  // namespace detail
+
 }  // namespace caduceus::fhir::search

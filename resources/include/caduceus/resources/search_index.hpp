@@ -113,6 +113,17 @@ struct IndexValues {
   std::string content;
 };
 
+// The top-level elements of a resource that a search parameter's expression reads, when it can tell: every `|`
+// term is `Type.element` followed only by steps that give nothing from nothing (paths, indexers, as/is, where(),
+// ofType(), resolve(), first(), extension(), ...). A resource that has none of them (nor a choice type of one:
+// `value` stands for valueQuantity too) gives the expression no values. Empty when it cannot tell: a term of the
+// resource itself, a function first, or a step such as exists(), empty(), iif(), `and` or `=` that may give a
+// value from nothing.
+std::vector<std::string> expression_roots(std::string_view expression);
+// Whether the resource (a JSON object) has one of `roots` as a member, a choice type of one, or a primitive's
+// `_element` of one.
+bool has_any_root(const fhir::json::Value& resource, const std::vector<std::string>& roots);
+
 // Extracts index values: every search parameter's FHIRPath expression (compiled once, at construction) applied
 // to a resource, and each resulting item turned into rows by its FHIR type (for a composite, each item's components).
 // Immutable and thread-safe. Special parameters are not extracted here; the text for _text and _content is.
@@ -133,6 +144,7 @@ class SearchIndexer {
     const SearchParameter* parameter;
     fhirpath::FhirPath path;
     std::vector<fhirpath::FhirPath> components;  // composites: each component's expression, from an item
+    std::vector<std::string> roots;              // expression_roots(): empty when it cannot tell
   };
   SearchIndexer(const Definitions& definitions) : definitions_(definitions) {}
   void composite(const Compiled& c, const fhir::json::Value& resource, const fhirpath::EvalContext& ctx,
