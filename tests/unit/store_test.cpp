@@ -380,6 +380,19 @@ TEST_F(RepositoryTest, ASecondProcessOrStoreCannotOpenTheSameFile) {
   EXPECT_NE(second.error().issues[0].diagnostics.find("in use"), std::string::npos);
 }
 
+// A write is answered as stored only once the WAL that holds it is synced (the completion thread's fdatasync,
+// after the writer's commit). Here the WAL file is removed from the folder, so that the store cannot open it to
+// sync it: the create is answered with an error, not with success.
+TEST_F(RepositoryTest, AWriteIsAnsweredOnlyOnceItsWalIsSynced) {
+  if (postgres()) return;  // (PostgreSQL flushes its own WAL before a commit returns)
+  ASSERT_TRUE(repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient"})")).has_value());
+  ASSERT_TRUE(std::filesystem::remove(dir_ / "test.db-wal"));
+  auto out = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient"})"));
+  ASSERT_FALSE(out.has_value());
+  EXPECT_EQ(out.error().kind, fhir::ErrorKind::kUnavailable);
+  EXPECT_NE(out.error().issues[0].diagnostics.find("durable"), std::string::npos) << out.error().issues[0].diagnostics;
+}
+
 TEST_F(RepositoryTest, ReadsFollowEveryCommittedVersion) {
   // Reads by id may come from memory: they must still see each new version, and deletes, at once.
   ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "c", parse(R"({"resourceType":"Patient","id":"c"})"), {}));

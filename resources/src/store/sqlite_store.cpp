@@ -1,6 +1,7 @@
 // The SQLite store: SOCI over SQLite in WAL mode. One writer thread commits queued writes together (group
-// commit: one fsync for many requests, each request isolated by a savepoint), a completion thread answers the
-// callers of each committed group, a checkpoint thread copies the WAL into the database (sqlite_checkpointer);
+// commit: many requests in one transaction, each isolated by a savepoint), a completion thread fsyncs the WAL
+// once for the groups committed meanwhile and then answers their callers, a checkpoint thread copies the WAL into
+// the database (sqlite_checkpointer);
 // a pool of reader connections serves reads concurrently with the writer.
 #include "sqlite_store.hpp"
 
@@ -8,12 +9,14 @@
 #include <soci/soci.h>
 #include <soci/sqlite3/soci-sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <future>
@@ -710,6 +713,7 @@ class SqliteStore final : public Store {
     rollback_to_stmt_.reset();
     writer_sql_.close();
     if (lock_fd_ >= 0) ::close(lock_fd_);
+    if (wal_fd_ >= 0) ::close(wal_fd_);
     if (remove_on_close_) {
       std::error_code ec;
       std::filesystem::remove_all(std::filesystem::path(path_).parent_path(), ec);
@@ -731,6 +735,10 @@ class SqliteStore final : public Store {
       configure_connection(writer_sql_, options_.synchronous_full);
       configure_writer(writer_sql_);
       if (auto migrated = apply_sqlite_migrations(writer_sql_); !migrated) return migrated;
+      // From here on the writer's commits do not fsync: the completion thread does, once for all the groups
+      // committed meanwhile, before it answers their callers (completion_loop), while the writer goes on with
+      // the next group.
+      writer_sql_ << "PRAGMA synchronous=NORMAL";
       prepare_writer();
       for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.readers); ++i)
         readers_.push_back(std::make_unique<Reader>(path_, options_.synchronous_full));
@@ -1876,26 +1884,47 @@ class SqliteStore final : public Store {
     }
   }
 
-  // Calls the completions of committed (or failed) groups, in commit order.
+  // Calls the completions of committed (or failed) groups, in commit order, once they are durable: one
+  // fdatasync of the WAL covers every group taken, since each group's commit had written its frames before the
+  // writer queued it here. The writer meanwhile runs the next group (its commits do not fsync). A reader may see
+  // a commit those few milliseconds before it is on disk; no caller is told it is stored before it is.
   void completion_loop() {
     for (;;) {
-      std::pair<std::vector<WriteJob>, std::vector<Result<void>>> group;
+      std::deque<std::pair<std::vector<WriteJob>, std::vector<Result<void>>>> groups;
       {
         std::unique_lock lock(completion_mutex_);
         completion_cv_.wait(lock, [&] { return completion_stopping_ || !completions_.empty(); });
         if (completions_.empty()) return;  // (and stopping: the writer has stopped, nothing more comes)
-        group = std::move(completions_.front());
-        completions_.pop_front();
+        groups.swap(completions_);
       }
-      auto& [batch, results] = group;
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        try {
-          batch[i].done(std::move(results[i]));
-        } catch (...) {
-          // A caller's completion must not take the thread down; it has had its answer.
+      Result<void> synced = sync_wal();
+      for (auto& [batch, results] : groups) {
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          if (results[i] && !synced) results[i] = std::unexpected(synced.error());
+          try {
+            batch[i].done(std::move(results[i]));
+          } catch (...) {
+            // A caller's completion must not take the thread down; it has had its answer.
+          }
         }
       }
     }
+  }
+
+  // fdatasync of the WAL file (with --sync-full, the default), through a descriptor of our own: SQLite keeps the
+  // file while its connections are open, and one that was removed and made again is opened anew.
+  Result<void> sync_wal() {
+    if (!options_.synchronous_full) return {};
+    struct stat st {};
+    if (wal_fd_ >= 0 && (::fstat(wal_fd_, &st) != 0 || st.st_nlink == 0)) {
+      ::close(wal_fd_);
+      wal_fd_ = -1;
+    }
+    if (wal_fd_ < 0) wal_fd_ = ::open((path_ + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
+    if (wal_fd_ >= 0 && ::fdatasync(wal_fd_) == 0) return {};
+    return fhir::fail(ErrorKind::kUnavailable, "transient",
+                      "the write was committed but the database could not make it durable (fdatasync of " + path_ +
+                          "-wal: " + std::strerror(errno) + ")");
   }
 
   // Runs a group of write jobs in one transaction. First optimistically, without a savepoint per job: a
@@ -2013,6 +2042,7 @@ class SqliteStore final : public Store {
   std::deque<std::pair<std::vector<WriteJob>, std::vector<Result<void>>>> completions_;
   bool completion_stopping_ = false;
   std::thread completion_thread_;
+  int wal_fd_ = -1;  // (completion thread only)
 
   std::mutex readers_mutex_;
   std::condition_variable readers_cv_;
