@@ -37,6 +37,7 @@
 #include "schema.hpp"
 #include "search_sql.hpp"
 #include "sqlite_checkpointer.hpp"
+#include "sqlite_wal_vfs.hpp"
 #include "user_rows.hpp"
 
 namespace caduceus::resources {
@@ -730,6 +731,7 @@ class SqliteStore final : public Store {
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
       return fhir::fail(ErrorKind::kUnavailable, "lock-error",
                         "the database '" + path_ + "' is in use by another Caduceus process (stop it first)");
+    install_wal_coalescing_vfs();  // (once per process: every connection opened from now on)
     try {
       writer_sql_.open(soci::sqlite3, connect_string(path_));
       configure_connection(writer_sql_, options_.synchronous_full);

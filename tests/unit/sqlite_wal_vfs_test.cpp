@@ -1,0 +1,108 @@
+// The VFS that writes a commit's WAL frames in one piece (resources/src/store/sqlite_wal_vfs.hpp).
+#include "../../resources/src/store/sqlite_wal_vfs.hpp"
+
+#include <gtest/gtest.h>
+#include <soci/sqlite3/soci-sqlite3.h>
+
+#include <string>
+
+#include "test_server.hpp"
+
+namespace caduceus::resources {
+namespace {
+
+using namespace sqlite_api;
+
+void exec(sqlite3* db, const std::string& sql) {
+  char* error = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  std::string message = error != nullptr ? error : "";
+  sqlite3_free(error);
+  ASSERT_EQ(rc, SQLITE_OK) << sql << ": " << message;
+}
+
+std::int64_t scalar(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  std::int64_t n = -1;
+  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
+sqlite3* open_db(const std::string& path) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr), SQLITE_OK);
+  return db;
+}
+
+// Commits of one page and of a few hundred pages (more than the 128 KiB the default VFS writes per call), each
+// read by a second connection right after its COMMIT returns: SQLite publishes a commit to readers only after
+// writing its frames, and the VFS must have written them by then. The WAL writes are far fewer than SQLite's own.
+TEST(SqliteWalVfsTest, EveryCommitIsWholeInTheFileWhenReadersHearOfIt) {
+  ASSERT_TRUE(install_wal_coalescing_vfs());
+  test::TempDir dir;
+  const std::string path = (dir.path() / "db").string();
+  sqlite3* writer = open_db(path);
+  exec(writer, "PRAGMA journal_mode=WAL");
+  exec(writer, "PRAGMA synchronous=NORMAL");  // (no xSync at commit: the commit frame alone must flush)
+  exec(writer, "PRAGMA wal_autocheckpoint=0");
+  exec(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, k TEXT)");
+  exec(writer, "CREATE INDEX t_k ON t (k)");
+  sqlite3* reader = open_db(path);
+  const WalWriteCounts before = wal_write_counts();
+  std::int64_t rows = 0, bytes = 0;
+  for (int commit = 1; commit <= 60; ++commit) {
+    const int n = commit % 10 == 0 ? 150 : 3;  // every tenth commit some 150 pages (3,000 bytes a row)
+    exec(writer, "BEGIN");
+    for (int i = 0; i < n; ++i) exec(writer, "INSERT INTO t(v, k) VALUES (randomblob(3000), hex(randomblob(8)))");
+    exec(writer, "COMMIT");
+    rows += n;
+    bytes += 3000LL * n;
+    ASSERT_EQ(scalar(reader, "SELECT COUNT(*) FROM t"), rows) << "commit " << commit;
+    ASSERT_EQ(scalar(reader, "SELECT SUM(length(v)) FROM t"), bytes) << "commit " << commit;
+    ASSERT_EQ(scalar(reader, "SELECT COUNT(*) FROM t INDEXED BY t_k WHERE k > ''"), rows) << "commit " << commit;
+  }
+  const WalWriteCounts after = wal_write_counts();
+  const std::uint64_t asked = after.asked - before.asked, made = after.made - before.made;
+  EXPECT_GT(asked, 2000u);      // two per frame: well over a thousand frames
+  EXPECT_LT(made, asked / 10);  // about one per commit, plus a chunk per 120 KiB
+  // After a checkpoint and a reopen the database is whole.
+  exec(writer, "PRAGMA wal_checkpoint(TRUNCATE)");
+  sqlite3_close_v2(reader);
+  sqlite3_close_v2(writer);
+  sqlite3* again = open_db(path);
+  EXPECT_EQ(scalar(again, "SELECT COUNT(*) FROM t"), rows);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(again, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
+  sqlite3_finalize(st);
+  sqlite3_close_v2(again);
+}
+
+// A transaction rolled back after SQLite spilled pages to the WAL, then a commit: readers see only the commit.
+TEST(SqliteWalVfsTest, ASpilledTransactionThatRollsBackLeavesNothing) {
+  ASSERT_TRUE(install_wal_coalescing_vfs());
+  test::TempDir dir;
+  const std::string path = (dir.path() / "db").string();
+  sqlite3* writer = open_db(path);
+  exec(writer, "PRAGMA journal_mode=WAL");
+  exec(writer, "PRAGMA synchronous=NORMAL");
+  exec(writer, "PRAGMA cache_size=20");  // a small cache: a large transaction spills frames before its commit
+  exec(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
+  sqlite3* reader = open_db(path);
+  exec(writer, "BEGIN");
+  for (int i = 0; i < 300; ++i) exec(writer, "INSERT INTO t(v) VALUES (randomblob(3000))");
+  EXPECT_EQ(scalar(writer, "SELECT COUNT(*) FROM t"), 300);  // (read back through the spilled frames)
+  exec(writer, "ROLLBACK");
+  EXPECT_EQ(scalar(reader, "SELECT COUNT(*) FROM t"), 0);
+  exec(writer, "INSERT INTO t(v) VALUES (randomblob(10))");
+  EXPECT_EQ(scalar(reader, "SELECT COUNT(*) FROM t"), 1);
+  EXPECT_EQ(scalar(writer, "SELECT COUNT(*) FROM t"), 1);
+  sqlite3_close_v2(reader);
+  sqlite3_close_v2(writer);
+}
+
+}  // namespace
+}  // namespace caduceus::resources
