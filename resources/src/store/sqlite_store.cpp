@@ -1995,7 +1995,7 @@ class SqliteStore final : public Store {
     try {
       if (index_writer_) index_writer_->flush_text();
       commit_stmt_->run();
-      // Durable now: these versions are current (before any caller hears of them).
+      // Committed: these versions are current (before any caller hears of them, which is after the WAL sync).
       for (const auto& [tenant, record] : appended_) cache_.put(tenant, record);
       appended_.clear();
     } catch (const std::exception& e) {
