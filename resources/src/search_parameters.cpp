@@ -203,9 +203,6 @@ fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegi
   return std::shared_ptr<const SearchParameterRegistry>(std::move(reg));
 }
 
-namespace {
-
-// The top-level `|` terms of a FHIRPath expression (outside parentheses, brackets and quotes), trimmed.
 std::vector<std::string_view> union_terms(std::string_view e) {
   std::vector<std::string_view> terms;
   int depth = 0;
@@ -234,8 +231,6 @@ std::vector<std::string_view> union_terms(std::string_view e) {
   terms.push_back(trimmed(e.substr(start)));
   return terms;
 }
-
-}  // namespace
 
 void SearchParameterRegistry::find_subsets() {
   auto same_shape = [](const SearchParameter& a, const SearchParameter& b) {

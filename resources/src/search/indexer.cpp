@@ -352,24 +352,7 @@ bool nothing_from_nothing(std::string_view rest) {
 
 std::vector<std::string> expression_roots(std::string_view expression) {
   std::vector<std::string> roots;
-  // The `|` terms at the top level.
-  std::vector<std::string_view> terms;
-  std::size_t start = 0;
-  for (std::size_t i = 0; i < expression.size();) {
-    char c = expression[i];
-    if (c == '(' || c == '[' || c == '\'' || c == '`') {
-      std::size_t end = c == '(' || c == '[' ? past_group(expression, i) : expression.find(c, i + 1);
-      if (end == std::string_view::npos) return {};
-      i = c == '(' || c == '[' ? end : end + 1;
-    } else if (c == '|') {
-      terms.push_back(expression.substr(start, i - start));
-      start = ++i;
-    } else {
-      ++i;
-    }
-  }
-  terms.push_back(expression.substr(start));
-  for (std::string_view term : terms) {
+  for (std::string_view term : union_terms(expression)) {
     term = trim(term);
     while (!term.empty() && term.front() == '(' && past_group(term, 0) == term.size())
       term = trim(term.substr(1, term.size() - 2));

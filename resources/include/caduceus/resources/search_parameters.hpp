@@ -79,6 +79,9 @@ struct SearchParameter {
   std::string_view expression_for(std::string_view resource_type) const noexcept;
 };
 
+// The top-level `|` terms of a FHIRPath expression (outside parentheses, brackets and quotes), trimmed of spaces.
+std::vector<std::string_view> union_terms(std::string_view expression);
+
 // The R4 SearchParameters, loaded once from conformance/r4/search-parameters.json (and the compartments from
 // conformance/r4/compartments.json). Immutable after load, so safe to share between threads. Custom parameters
 // (SearchParameter resources created at run time) come in a new registry made by extend().
