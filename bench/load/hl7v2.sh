@@ -28,14 +28,8 @@ for bin in "$caduceus_bin" "$load_bin"; do
   [[ -x $bin ]] || { echo "hl7v2.sh: $bin is missing: build it first (make build)" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/caduceus-hl7load.XXXXXX")
-pid=
 source "$here/lib.sh"
-cleanup() {
-  if [[ -n $pid ]]; then stop_processes "$pid"; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+use_scratch hl7load
 trap 'exit 130' INT TERM
 
 "$caduceus_bin" serve --listen 127.0.0.1:0 --mllp 127.0.0.1:0 --db "sqlite:$tmp/hl7.db" --sync-full true \

@@ -11,3 +11,11 @@ stop_processes() {
     wait "$p" 2>/dev/null || true
   done
 }
+
+# use_scratch NAME: sets tmp to a new temporary folder (caduceus-NAME.XXXXXX) and pid to empty; on exit, stops the
+# process in $pid (when the script has set it) and removes the folder.
+use_scratch() {
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/caduceus-$1.XXXXXX")
+  pid=
+  trap 'if [[ -n $pid ]]; then stop_processes "$pid"; fi; rm -rf "$tmp"' EXIT
+}

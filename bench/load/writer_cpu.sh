@@ -18,14 +18,8 @@ warmup=${WARMUP:-2s}
 duration=${DURATION:-6s}
 threads=${THREADS:-2}
 connections=${CONNECTIONS:-32}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/caduceus-writer.XXXXXX")
-pid=
 source "$here/lib.sh"
-cleanup() {
-  if [[ -n $pid ]]; then stop_processes "$pid"; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+use_scratch writer
 "$bin" serve --listen 127.0.0.1:0 --db "sqlite:$tmp/db" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 port=
