@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 #include <mutex>
 #include <string>
 
@@ -172,7 +171,7 @@ const sqlite3_io_methods kWalMethods = {
 };
 
 int open_file(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* out_flags) {
-  if ((flags & SQLITE_OPEN_WAL) == 0 || base_vfs->szOsFile < 0)
+  if ((flags & SQLITE_OPEN_WAL) == 0)
     return base_vfs->xOpen(base_vfs, name, f, flags, out_flags);  // the default VFS's file, as it is
   WalFile* w = wal(f);
   w->base.pMethods = nullptr;
@@ -180,9 +179,10 @@ int open_file(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* o
   int rc = base_vfs->xOpen(base_vfs, name, w->real, flags, out_flags);
   if (rc != SQLITE_OK) return rc;  // (pMethods null: SQLite does not close it)
   if (w->real->pMethods == nullptr || w->real->pMethods->iVersion < 3) {
-    // Not the methods we know how to pass on: use the file as the default VFS opened it.
-    std::memmove(f, w->real, static_cast<std::size_t>(base_vfs->szOsFile));
-    return SQLITE_OK;
+    // Not the methods we know how to pass on: the default VFS's file, opened again in place (a live file object
+    // is not moved).
+    if (w->real->pMethods != nullptr) w->real->pMethods->xClose(w->real);
+    return base_vfs->xOpen(base_vfs, name, f, flags, out_flags);
   }
   w->pending = new std::string();
   w->pending_offset = 0;
