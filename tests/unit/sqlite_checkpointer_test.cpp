@@ -60,15 +60,18 @@ TEST(SqliteCheckpointerTest, TheWalIsCheckpointedAndStartsOverWhileTheWriterWrit
   exec(writer, "PRAGMA wal_autocheckpoint=0");  // only the checkpointer can keep the WAL short
   exec(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
   {
-    SqliteCheckpointer checkpointer(path, /*soft_pages=*/40, /*hard_pages=*/200);
+    // The writer's own checkpoint at the hard limit, which lets the WAL start over. (The background thread is
+    // left out here: while one of its passes copies and fsyncs the database, the writer's passive checkpoint
+    // yields to it, and how far the WAL then grows past the limit depends on the disk: on a busy machine a
+    // single pass outlasted all 4,000 commits. TheBackgroundThreadCopiesTheWalIntoTheDatabase tests it.)
+    SqliteCheckpointer checkpointer(path, /*soft_pages=*/2000000, /*hard_pages=*/200);
     checkpointer.attach(writer);
     // 4,000 commits of at least one 4 KiB frame each: 16 MiB or more through the WAL. Without checkpoints it
     // would hold them all; with them it starts over whenever a checkpoint has caught up.
     write_rows(writer, 4000);
     checkpointer.stop();  // waits for a checkpoint under way, so that the counts are final
-    // Each time the WAL passed 200 pages, the writer tried one itself; it only fails when the background thread
-    // holds the checkpoint lock, that is, while one of its own is under way and will count.
-    EXPECT_GE(checkpointer.background_checkpoints() + checkpointer.writer_checkpoints(), 1u);
+    EXPECT_GE(checkpointer.writer_checkpoints(), 1u);
+    EXPECT_EQ(checkpointer.background_checkpoints(), 0u);
   }
   const auto wal_bytes = std::filesystem::file_size(path + "-wal");
   EXPECT_LT(wal_bytes, 4000u * 4096u / 2) << "the WAL did not start over";
