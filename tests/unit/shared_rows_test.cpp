@@ -152,13 +152,7 @@ class SharedRowsSearch : public SharedRows {
  protected:
   static void SetUpTestSuite() {
     SharedRows::SetUpTestSuite();
-    checker_ = std::make_unique<StructureChecker>(*defs_);
-    active_ = std::move(*ActiveSearchParameters::create(*defs_, registry_));
-    full_ = std::move(*open_store("sqlite::memory:"));
-    compact_ = std::move(*open_store("sqlite::memory:"));
-    Repository full(*full_, *defs_, *checker_, indexer_.get());
-    Repository compact(*compact_, *defs_, *checker_, *active_);
-    const char* resources[] = {
+    fill({
         R"({"resourceType":"Observation","id":"temp","status":"final","subject":{"reference":"Patient/p1"},
             "code":{"coding":[{"system":"http://loinc.org","code":"8310-5"}]},
             "valueQuantity":{"value":37.5,"system":"http://unitsofmeasure.org","code":"Cel"}})",
@@ -171,7 +165,17 @@ class SharedRowsSearch : public SharedRows {
         R"({"resourceType":"Observation","id":"smoke","status":"final","subject":{"reference":"Patient/p2"},
             "code":{"coding":[{"system":"http://loinc.org","code":"72166-2"}]},
             "valueCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"449868002"}]}})",
-    };
+    });
+  }
+
+  // Writes the Observations into both stores (new ones).
+  static void fill(std::initializer_list<const char*> resources) {
+    checker_ = std::make_unique<StructureChecker>(*defs_);
+    active_ = std::move(*ActiveSearchParameters::create(*defs_, registry_));
+    full_ = std::move(*open_store("sqlite::memory:"));
+    compact_ = std::move(*open_store("sqlite::memory:"));
+    Repository full(*full_, *defs_, *checker_, indexer_.get());
+    Repository compact(*compact_, *defs_, *checker_, *active_);
     for (const char* text : resources) {
       auto v = *json::parse(text);
       for (Repository* repo : {&full, &compact}) {
@@ -251,6 +255,78 @@ TEST_F(SharedRowsSearch, CombosSortAndCount) {
     ASSERT_TRUE(page->total.has_value());
     EXPECT_EQ(*page->total, 2);  // temp and bp, each once
   }
+}
+
+constexpr const char* kTemperature = R"({"resourceType":"Observation","id":"temp","status":"final",
+    "code":{"coding":[{"system":"http://loinc.org","code":"8310-5","display":"Body temperature"}],
+            "text":"Body Temperature"},
+    "valueQuantity":{"value":37.5,"system":"http://unitsofmeasure.org","code":"Cel"}})";
+
+TEST_F(SharedRows, AConceptTextThatACodingDisplaysIsNotWrittenAgain) {
+  auto count = [](const auto& rows, const std::string& param) {
+    return std::ranges::count_if(rows, [&](const auto& r) { return r.param == param; });
+  };
+  auto temp = *json::parse(kTemperature);
+  IndexValues all = indexer_->extract(temp);
+  IndexValues kept = all;
+  leave_out_shared_rows(kept, "Observation", *registry_);
+  // The coding's row (with its display, normalized) and the text's own row; then the coding's alone.
+  EXPECT_EQ(count(all.tokens, "code"), 2);
+  ASSERT_EQ(count(kept.tokens, "code"), 1);
+  auto code = std::ranges::find_if(kept.tokens, [](const TokenIndex& t) { return t.param == "code"; });
+  EXPECT_EQ(code->code, "8310-5");
+  EXPECT_EQ(code->text, "body temperature");
+  // code-value-quantity: the coded row and the value; the text's row of the code component goes.
+  EXPECT_EQ(count(all.composites, "code-value-quantity"), 3);
+  EXPECT_EQ(count(kept.composites, "code-value-quantity"), 2);
+  for (const CompositeIndex& c : kept.composites)
+    if (c.param == "code-value-quantity" && c.component == 0) EXPECT_EQ(c.code, "8310-5");
+
+  // A text other than every display keeps its row; so does a text with no coding (in a composite too).
+  temp.find("code")->set("text", json::Value::string("Temp"));
+  IndexValues other = indexer_->extract(temp);
+  leave_out_shared_rows(other, "Observation", *registry_);
+  EXPECT_EQ(count(other.tokens, "code"), 2);
+  EXPECT_EQ(count(other.composites, "code-value-quantity"), 2);  // (composites never read the text)
+  temp.find("code")->erase("coding");
+  IndexValues text_only = indexer_->extract(temp);
+  leave_out_shared_rows(text_only, "Observation", *registry_);
+  EXPECT_EQ(count(text_only.tokens, "code"), 1);
+  EXPECT_EQ(count(text_only.composites, "code-value-quantity"), 2);
+}
+
+// Searches on codes with text, in a store with every row and in one without the repeated texts.
+class TextRowsSearch : public SharedRowsSearch {
+ protected:
+  static void SetUpTestSuite() {
+    SharedRows::SetUpTestSuite();
+    fill({
+        kTemperature,
+        R"({"resourceType":"Observation","id":"glucose","status":"final",
+            "code":{"coding":[{"system":"http://loinc.org","code":"2339-0","display":"Glucose"}],
+                    "text":"Blood sugar"},
+            "valueQuantity":{"value":5.1,"system":"http://unitsofmeasure.org","code":"mmol/L"}})",
+        R"({"resourceType":"Observation","id":"note","status":"final","code":{"text":"Body weight, by hand"},
+            "valueQuantity":{"value":70,"system":"http://unitsofmeasure.org","code":"kg"}})",
+    });
+  }
+};
+
+TEST_F(TextRowsSearch, TextCodesAndCompositesFindTheSame) {
+  expect({{"code:text", "body"}}, (Order{"note", "temp"}));
+  expect({{"code:text", "Body Temp"}}, Order{"temp"});
+  expect({{"code:text", "glucose"}}, Order{"glucose"});
+  expect({{"code:text", "blood"}}, Order{"glucose"});
+  expect({{"code:text", "sugar"}}, Order{});  // (a prefix of the whole text)
+  expect({{"code", "8310-5"}}, Order{"temp"});
+  expect({{"code:missing", "false"}}, (Order{"glucose", "note", "temp"}));
+  expect({{"code:not", "8310-5"}}, (Order{"glucose", "note"}));
+  expect({{"code-value-quantity", "http://loinc.org|8310-5$37.5"}}, Order{"temp"});
+  expect({{"code-value-quantity", "2339-0$gt5"}}, Order{"glucose"});
+  expect({{"code-value-quantity:missing", "false"}}, (Order{"glucose", "note", "temp"}));
+  expect({{"combo-code:text", "body"}}, (Order{"note", "temp"}));
+  // By code: glucose 2339-0, temp 8310-5; note has no code and comes last.
+  expect({{"_sort", "code"}}, (Order{"glucose", "temp", "note"}), true);
 }
 
 }  // namespace

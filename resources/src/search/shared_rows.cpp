@@ -55,6 +55,18 @@ struct Subsets {
   }
 };
 
+// Removes the rows marked in `drop` (same size), keeping the order of the others.
+template <class Row>
+void erase_marked(std::vector<Row>& rows, const std::vector<bool>& drop) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    if (!drop[i]) {
+      if (n != i) rows[n] = std::move(rows[i]);
+      ++n;
+    }
+  rows.resize(n);
+}
+
 template <class Row>
 void leave_out(std::vector<Row>& rows, Subsets& subsets) {
   bool any = false;
@@ -71,13 +83,7 @@ void leave_out(std::vector<Row>& rows, Subsets& subsets) {
       }
     }
   }
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < rows.size(); ++i)
-    if (!drop[i]) {
-      if (n != i) rows[n] = std::move(rows[i]);
-      ++n;
-    }
-  rows.resize(n);
+  erase_marked(rows, drop);
 }
 
 // Composites: an item is the set of its component rows.
@@ -107,6 +113,40 @@ void leave_out_items(std::vector<CompositeIndex>& rows, Subsets& subsets) {
   });
 }
 
+// A CodeableConcept's text has a token row of its own (no system, no code) for :text. When a coding of the same
+// parameter carries the same text (its display, normalized alike), that row can add no match to any search, so
+// it is not written: :text matches the text of any row of the parameter, the coding's row is there for :missing,
+// and nothing else reads a codeless row (a code or a system never matches it, a sort skips it).
+void leave_out_repeated_texts(std::vector<TokenIndex>& rows) {
+  auto repeated = [&](const TokenIndex& r) {
+    if (r.system || !r.code.empty() || r.text.empty()) return false;
+    return std::ranges::any_of(
+        rows, [&](const TokenIndex& o) { return !o.code.empty() && o.param == r.param && o.text == r.text; });
+  };
+  std::vector<bool> drop(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) drop[i] = repeated(rows[i]);
+  erase_marked(rows, drop);
+}
+
+// A composite's token component never matches by text (a composite takes no modifier), so the row of a
+// CodeableConcept's text alone is only the sign that the component is there; when a row with a code says so
+// for the same item and component, it is not written.
+void leave_out_component_texts(std::vector<CompositeIndex>& rows) {
+  auto text_only = [](const CompositeIndex& r) {
+    return r.code.empty() && r.system.empty() && !r.text.empty() && r.normalized.empty() && r.exact.empty() &&
+           r.low == 0 && r.high == 0 && r.unit.empty() && r.value.empty() && r.target_type.empty() &&
+           r.target_id.empty() && r.url.empty() && r.uri.empty();
+  };
+  std::vector<bool> drop(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const CompositeIndex& r = rows[i];
+    drop[i] = text_only(r) && std::ranges::any_of(rows, [&](const CompositeIndex& o) {
+                return !o.code.empty() && o.item == r.item && o.component == r.component && o.param == r.param;
+              });
+  }
+  erase_marked(rows, drop);
+}
+
 }  // namespace
 
 void leave_out_shared_rows(IndexValues& values, std::string_view resource_type,
@@ -119,6 +159,8 @@ void leave_out_shared_rows(IndexValues& values, std::string_view resource_type,
   leave_out(values.quantities, subsets);
   leave_out(values.uris, subsets);
   leave_out_items(values.composites, subsets);
+  leave_out_repeated_texts(values.tokens);
+  leave_out_component_texts(values.composites);
 }
 
 }  // namespace caduceus::resources
