@@ -99,6 +99,38 @@ void stamp_meta(json::Value& resource, std::int64_t version, std::int64_t last_u
   members.insert(pos, {"meta", std::move(meta)});
 }
 
+namespace {
+constexpr std::string_view kVersionPlaceholder = "0";
+constexpr std::int64_t kTimePlaceholder = 0;  // 1970-01-01T00:00:00.000Z
+}  // namespace
+
+std::optional<PreparedBody> PreparedBody::make(json::Value& resource) {
+  stamp_meta(resource, 0, kTimePlaceholder);
+  PreparedBody out;
+  out.json_ = json::write(resource);
+  constexpr std::string_view version_key = "\"meta\":{\"versionId\":\"";
+  constexpr std::string_view time_key = "\",\"lastUpdated\":\"";
+  const std::string time = fhir::format_instant(kTimePlaceholder);
+  std::size_t at = out.json_.find(version_key);
+  if (at == std::string::npos) return std::nullopt;
+  out.version_at_ = at + version_key.size();
+  out.time_at_ = out.version_at_ + kVersionPlaceholder.size() + time_key.size();
+  std::string_view json = out.json_;
+  if (json.substr(out.version_at_, kVersionPlaceholder.size()) != kVersionPlaceholder ||
+      json.substr(out.version_at_ + kVersionPlaceholder.size(), time_key.size()) != time_key ||
+      json.substr(out.time_at_, time.size()) != time)
+    return std::nullopt;
+  return out;
+}
+
+std::string PreparedBody::body(std::int64_t version, std::int64_t last_updated_ms) const {
+  std::string out = json_;
+  // The time first: it comes after the version, whose length may change.
+  out.replace(time_at_, fhir::format_instant(kTimePlaceholder).size(), fhir::format_instant(last_updated_ms));
+  out.replace(version_at_, kVersionPlaceholder.size(), std::to_string(version));
+  return out;
+}
+
 void set_id(json::Value& resource, const std::string& id) {
   if (json::Value* existing = resource.find("id")) {
     *existing = json::Value::string(id);
@@ -173,6 +205,7 @@ Result<T> wait_for(F&& start) {
 template <class T>
 struct Pending {
   json::Value resource;
+  std::optional<PreparedBody> body;         // the resource serialized before the write, when it could be
   std::optional<IndexValues> index;         // extracted before the write, when the repository indexes
   std::shared_ptr<const void> index_guard;  // what extracted it, kept until the write is durable
   T out{};
@@ -195,6 +228,34 @@ Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::V
   if (!seq) return std::unexpected(seq.error());
   rec.seq = *seq;
   return rec;
+}
+
+// The same for a pending write, from its prepared body when it has one.
+template <class T>
+Result<VersionRecord> append_pending(Transaction& txn, TenantId tenant, Pending<T>& pending, std::string type,
+                                     std::string id, std::int64_t version, Method method) {
+  if (!pending.body)
+    return append_resource(txn, tenant, pending.resource, std::move(type), std::move(id), version, method,
+                           pending.index);
+  VersionRecord rec;
+  rec.type = std::move(type);
+  rec.id = std::move(id);
+  rec.version = version;
+  rec.last_updated_ms = txn.now_ms();
+  rec.method = method;
+  rec.body = pending.body->body(rec.version, rec.last_updated_ms);
+  auto seq = txn.append(tenant, rec, pending.index ? &*pending.index : nullptr);
+  if (!seq) return std::unexpected(seq.error());
+  rec.seq = *seq;
+  return rec;
+}
+
+// Indexes and serializes the resource of a pending write (before the write: on the caller's thread).
+template <class T>
+void prepare_pending(Pending<T>& pending, json::Value resource, const Repository& repo) {
+  pending.index = repo.index_values(resource, pending.index_guard);
+  pending.body = PreparedBody::make(resource);
+  pending.resource = std::move(resource);
 }
 
 }  // namespace
@@ -239,11 +300,10 @@ void Repository::create_async(TenantId tenant, std::string_view type, json::Valu
   if (!checked) return done(std::unexpected(checked.error()));
   std::string id = std::move(*checked);
   auto pending = std::make_shared<Pending<WriteOutcome>>();
-  pending->index = index_of(resource, pending->index_guard);
-  pending->resource = std::move(resource);
+  prepare_pending(*pending, std::move(resource), *this);
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::move(id)](Transaction& txn) -> Result<void> {
-        auto rec = append_resource(txn, tenant, pending->resource, type, id, 1, Method::kCreate, pending->index);
+        auto rec = append_pending(txn, tenant, *pending, type, id, 1, Method::kCreate);
         if (!rec) return std::unexpected(rec.error());
         pending->out.record = std::move(*rec);
         pending->out.created = true;
@@ -259,8 +319,7 @@ void Repository::update_async(TenantId tenant, std::string_view type, std::strin
                               std::optional<std::int64_t> if_match, bool allow_create, Callback<WriteOutcome> done) {
   if (auto ok = issues_to_error(check(type, resource, id)); !ok) return done(std::unexpected(ok.error()));
   auto pending = std::make_shared<Pending<WriteOutcome>>();
-  pending->index = index_of(resource, pending->index_guard);
-  pending->resource = std::move(resource);
+  prepare_pending(*pending, std::move(resource), *this);
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::string(id), if_match,
        allow_create](Transaction& txn) -> Result<void> {
@@ -271,8 +330,7 @@ void Repository::update_async(TenantId tenant, std::string_view type, std::strin
           return std::unexpected(stale(type, id, *if_match, current_version));
         if (!*current && !allow_create)
           return fhir::fail(ErrorKind::kNotFound, "not-found", "Resource " + type + "/" + id + " is not known");
-        auto rec = append_resource(txn, tenant, pending->resource, type, id, current_version + 1, Method::kUpdate,
-                                   pending->index);
+        auto rec = append_pending(txn, tenant, *pending, type, id, current_version + 1, Method::kUpdate);
         if (!rec) return std::unexpected(rec.error());
         pending->out.created = !*current || (*current)->deleted;
         pending->out.record = std::move(*rec);
@@ -331,8 +389,7 @@ void Repository::conditional_create_async(TenantId tenant, std::string_view type
   if (!checked) return done(std::unexpected(checked.error()));
   std::string id = std::move(*checked);
   auto pending = std::make_shared<Pending<WriteOutcome>>();
-  pending->index = index_of(resource, pending->index_guard);
-  pending->resource = std::move(resource);
+  prepare_pending(*pending, std::move(resource), *this);
   store_.write_async(
       [pending, tenant, type = std::string(type), id = std::move(id), criteria](Transaction& txn) -> Result<void> {
         pending->out = WriteOutcome{};  // (a run again after a rollback starts afresh)
@@ -344,7 +401,7 @@ void Repository::conditional_create_async(TenantId tenant, std::string_view type
           pending->out.record.id = matches->front().second;
           return {};
         }
-        auto rec = append_resource(txn, tenant, pending->resource, type, id, 1, Method::kCreate, pending->index);
+        auto rec = append_pending(txn, tenant, *pending, type, id, 1, Method::kCreate);
         if (!rec) return std::unexpected(rec.error());
         pending->out.record = std::move(*rec);
         pending->out.created = true;
@@ -569,8 +626,7 @@ Result<std::optional<WriteOutcome>> Repository::patch_round(TenantId tenant, con
     return std::unexpected(fhir::Error{ErrorKind::kUnprocessable, std::move(issues)});
 
   auto pending = std::make_shared<Pending<WriteOutcome>>();
-  pending->index = index_of(*body, pending->index_guard);
-  pending->resource = std::move(*body);
+  prepare_pending(*pending, std::move(*body), *this);
   auto lost = std::make_shared<bool>(false);
   const std::int64_t read_version = current->version;
   auto written =
@@ -590,8 +646,7 @@ Result<std::optional<WriteOutcome>> Repository::patch_round(TenantId tenant, con
             return {};
           }
         }
-        auto rec = append_resource(txn, tenant, pending->resource, type, id, read_version + 1, Method::kUpdate,
-                                   pending->index);
+        auto rec = append_pending(txn, tenant, *pending, type, id, read_version + 1, Method::kUpdate);
         if (!rec) return std::unexpected(rec.error());
         pending->out.record = std::move(*rec);
         pending->out.created = false;

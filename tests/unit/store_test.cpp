@@ -96,6 +96,34 @@ class RepositoryTest : public ::testing::Test {
   std::unique_ptr<Repository> repo_;
 };
 
+// A body serialized before the write and completed with its version and time is byte for byte what stamping and
+// serializing on the writer gives, whatever the resource's own meta and wherever it has strings like meta's.
+TEST(PreparedBody, CompletesToWhatStampingAndWritingGive) {
+  const char* resources[] = {
+      R"({"resourceType":"Patient","id":"p1","active":true})",
+      R"({"active":true,"resourceType":"Patient","id":"p1"})",  // (meta goes first then)
+      R"({"resourceType":"Patient","id":"p1","meta":{"versionId":"99","lastUpdated":"2001-01-01T00:00:00Z",
+          "tag":[{"system":"urn:x","code":"t"}]},"name":[{"family":"\"meta\":{\"versionId\":\"0\","}]})",
+      R"({"resourceType":"Observation","id":"o1","contained":[{"resourceType":"Patient","id":"c",
+          "meta":{"versionId":"0","lastUpdated":"1970-01-01T00:00:00.000Z"}}],"status":"final",
+          "code":{"text":"\",\"lastUpdated\":\""}})",
+  };
+  for (const char* text : resources) {
+    for (auto [version, time] : {std::pair<std::int64_t, std::int64_t>{1, 1795700317645},
+                                 {12345, 0},
+                                 {7, 253402300799999}}) {  // (9999-12-31T23:59:59.999Z)
+      auto resource = json::parse(text);
+      ASSERT_TRUE(resource.has_value()) << text;
+      json::Value stamped = *resource;
+      stamp_meta(stamped, version, time);
+      auto prepared = PreparedBody::make(*resource);
+      ASSERT_TRUE(prepared.has_value()) << text;
+      EXPECT_EQ(prepared->body(version, time), json::write(stamped)) << text;
+      EXPECT_EQ(prepared->body(version, time), prepared->body(version, time));  // (run again after a rollback)
+    }
+  }
+}
+
 TEST_F(RepositoryTest, CreateAssignsIdVersionAndLastUpdated) {
   auto out = repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient","id":"mine","active":true})"));
   ASSERT_TRUE(out.has_value());

@@ -48,14 +48,6 @@ using fhir::Result;
 
 constexpr std::string_view kBodyFormatJson = "j";  // body header: 'j' = plain UTF-8 JSON follows
 
-std::string encode_body(const std::string& json) {
-  std::string out;
-  out.reserve(json.size() + 1);
-  out.append(kBodyFormatJson);
-  out.append(json);
-  return out;
-}
-
 Result<std::string> decode_body(std::string stored) {
   if (stored.empty()) return std::string();
   if (stored.front() != kBodyFormatJson.front())
@@ -245,6 +237,24 @@ class RawStatement {
     if (v) return bind(i, std::string_view(*v));
     sqlite_api::sqlite3_bind_null(stmt_, i);
     return *this;
+  }
+  RawStatement& bind_blob(int i, std::string_view v) {
+    sqlite_api::sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  RawStatement& bind_null(int i) {
+    sqlite_api::sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  // Runs a statement that returns one integer (an INSERT ... RETURNING, whose change is made at the first step)
+  // and returns it; throws on an error or when no row comes back.
+  std::int64_t run_returning() {
+    int rc = sqlite_api::sqlite3_step(stmt_);
+    std::int64_t value = rc == SQLITE_ROW ? sqlite_api::sqlite3_column_int64(stmt_, 0) : 0;
+    sqlite_api::sqlite3_reset(stmt_);
+    sqlite_api::sqlite3_clear_bindings(stmt_);
+    if (rc != SQLITE_ROW) throw std::runtime_error(std::string("write failed: ") + sqlite_api::sqlite3_errmsg(db_));
+    return value;
   }
   // Runs it to completion; throws on an error (the writer rolls the request back).
   void run() {
@@ -1222,22 +1232,30 @@ class SqliteStore final : public Store {
   }
 
   Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec, const IndexValues* index) {
-    w_tenant_ = tenant;
-    w_type_ = rec.type;
-    w_id_ = rec.id;
-    w_version_ = rec.version;
-    w_last_updated_ = rec.last_updated_ms;
-    w_deleted_ = rec.deleted ? 1 : 0;
-    w_method_ = method_code(rec.method);
+    const std::int64_t deleted = rec.deleted ? 1 : 0;
+    w_rid_ = upsert_stmt_->bind(1, std::int64_t{tenant})
+                 .bind(2, std::string_view(rec.type))
+                 .bind(3, std::string_view(rec.id))
+                 .bind(4, rec.version)
+                 .bind(5, rec.last_updated_ms)
+                 .bind(6, deleted)
+                 .run_returning();
+    insert_stmt_->bind(1, std::int64_t{w_rid_})
+        .bind(2, std::int64_t{tenant})
+        .bind(3, std::string_view(rec.type))
+        .bind(4, std::string_view(rec.id))
+        .bind(5, rec.version)
+        .bind(6, rec.last_updated_ms)
+        .bind(7, deleted)
+        .bind(8, std::int64_t{method_code(rec.method)});
     if (rec.deleted) {
-      w_body_.clear();
-      w_body_ind_ = soci::i_null;
+      insert_stmt_->bind_null(9);
     } else {
-      w_body_ = encode_body(rec.body);
-      w_body_ind_ = soci::i_ok;
+      w_body_.assign(kBodyFormatJson);  // (a buffer kept from one write to the next)
+      w_body_.append(rec.body);
+      insert_stmt_->bind_blob(9, w_body_);
     }
-    execute_one(*upsert_stmt_);
-    execute_one(*insert_stmt_);
+    w_seq_ = insert_stmt_->run_returning();
     // The index describes the current version only: the previous version's rows go, the new ones come.
     if (rec.deleted)
       index_writer_->set_aside(w_rid_, set_aside_tenant(tenant));
@@ -1844,20 +1862,15 @@ class SqliteStore final : public Store {
                                               "WHERE tenant = :t AND type = :ty AND id = :id",
                        soci::into(w_version_), soci::into(w_last_updated_), soci::into(w_deleted_),
                        soci::use(w_tenant_), soci::use(w_type_), soci::use(w_id_)));
-    upsert_stmt_.emplace((writer_sql_.prepare
-                              << "INSERT INTO resource(tenant, type, id, version, last_updated, deleted) "
-                                 "VALUES(:t, :ty, :id, :v, :lu, :d) ON CONFLICT(tenant, type, id) DO UPDATE SET "
-                                 "version = excluded.version, last_updated = excluded.last_updated, "
-                                 "deleted = excluded.deleted RETURNING rid",
-                          soci::into(w_rid_), soci::use(w_tenant_), soci::use(w_type_), soci::use(w_id_),
-                          soci::use(w_version_), soci::use(w_last_updated_), soci::use(w_deleted_)));
-    insert_stmt_.emplace((writer_sql_.prepare
-                              << "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, "
-                                 "deleted, method, body) VALUES(:rid, :t, :ty, :id, :v, :lu, :d, :m, :b) "
-                                 "RETURNING seq",
-                          soci::into(w_seq_), soci::use(w_rid_), soci::use(w_tenant_), soci::use(w_type_),
-                          soci::use(w_id_), soci::use(w_version_), soci::use(w_last_updated_), soci::use(w_deleted_),
-                          soci::use(w_method_), soci::use(w_body_, w_body_ind_)));
+    upsert_stmt_ = std::make_unique<RawStatement>(
+        writer_db(),
+        "INSERT INTO resource(tenant, type, id, version, last_updated, deleted) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+        "ON CONFLICT(tenant, type, id) DO UPDATE SET version = excluded.version, last_updated = "
+        "excluded.last_updated, deleted = excluded.deleted RETURNING rid");
+    insert_stmt_ = std::make_unique<RawStatement>(
+        writer_db(),
+        "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, deleted, method, body) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING seq");
   }
 
   void writer_loop() {
@@ -2020,7 +2033,8 @@ class SqliteStore final : public Store {
   std::vector<std::pair<TenantId, VersionRecord>> appended_;  // this batch's versions, written by the writer
 
   soci::session writer_sql_;
-  std::optional<soci::statement> cur_stmt_, upsert_stmt_, insert_stmt_;
+  std::optional<soci::statement> cur_stmt_;
+  std::unique_ptr<RawStatement> upsert_stmt_, insert_stmt_;  // a version's two rows
   std::optional<soci::statement> savepoint_stmt_, release_stmt_, rollback_to_stmt_;
   std::unique_ptr<IndexWriter> index_writer_;
   std::unique_ptr<SqliteCheckpointer> checkpointer_;
@@ -2028,9 +2042,8 @@ class SqliteStore final : public Store {
   std::unique_ptr<RawStatement> begin_stmt_, commit_stmt_;
   std::unique_ptr<OAuthTables> oauth_tables_;
   long long w_tenant_ = 0, w_version_ = 0, w_last_updated_ = 0, w_rid_ = 0, w_seq_ = 0;
-  int w_deleted_ = 0, w_method_ = 0;
+  int w_deleted_ = 0;
   std::string w_type_, w_id_, w_body_;
-  soci::indicator w_body_ind_ = soci::i_ok;
   std::int64_t last_ms_ = 0;
 
   std::mutex queue_mutex_;
