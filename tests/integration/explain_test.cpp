@@ -112,13 +112,15 @@ class ExplainTest : public ServerTest {
                            "link":[{"other":{"reference":"Patient/p1"},"type":"seealso"}]})"},
         {"Observation/o1", R"({"resourceType":"Observation","id":"o1","status":"final",
                                "subject":{"reference":"Patient/p1"},
-                               "code":{"coding":[{"system":"http://loinc.org","code":"8310-5"}]}})"},
+                               "code":{"coding":[{"system":"http://loinc.org","code":"8310-5"}]},
+                               "valueQuantity":{"value":37.5,"system":"http://unitsofmeasure.org","code":"Cel"}})"},
         {"Observation/o2", R"({"resourceType":"Observation","id":"o2","status":"final",
                                "subject":{"reference":"Patient/p1"},
                                "code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]}})"},
         {"Observation/o3", R"({"resourceType":"Observation","id":"o3","status":"final",
                                "subject":{"reference":"Patient/p2"},
-                               "code":{"coding":[{"system":"http://loinc.org","code":"8310-5"}]}})"},
+                               "code":{"coding":[{"system":"http://loinc.org","code":"8310-5"}]},
+                               "valueQuantity":{"value":38.2,"system":"http://unitsofmeasure.org","code":"Cel"}})"},
         {"Observation/o4", R"({"resourceType":"Observation","id":"o4","status":"final",
                                "subject":{"reference":"Patient/p2"},"performer":[{"reference":"Patient/p1"}],
                                "code":{"coding":[{"system":"http://loinc.org","code":"8310-5"}]}})"},
@@ -209,6 +211,29 @@ TEST_F(ExplainTest, OfTypeFindsItsCandidatesByTokenAndChecksThemByKey) {
   EXPECT_EQ(*page->rows, 1);  // p1 (p2's m-1 is a DL)
   EXPECT_EQ(entry_refs(get("Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|DL|m-1")),
             std::set<std::string>{"Patient/p2"});
+}
+
+// A composite finds its items by their first component, through idx_composite_value (which holds first components
+// only: migration 16), and checks the value on the table's key.
+TEST_F(ExplainTest, CompositeFindsItsItemsByTheirFirstComponent) {
+  Response r = get("Observation?code-value-quantity=http://loinc.org|8310-5$gt38&_explain=true");
+  ASSERT_EQ(r.status, 200) << r.summary();
+  Plan plan = plan_of(r);
+  const Statement* page = plan.role("page");
+  ASSERT_NE(page, nullptr) << r.body;
+  EXPECT_NE(page->sql.find("c.component = 0"), std::string::npos) << page->sql;
+  if (!postgres_backend()) {
+    EXPECT_TRUE(contains(page->indexes, "idx_composite_value")) << r.body;
+    const std::string steps = ::testing::PrintToString(page->details);
+    for (const std::string& d : page->details) EXPECT_FALSE(d.starts_with("SCAN c")) << steps;
+  }
+  ASSERT_TRUE(page->rows.has_value());
+  EXPECT_EQ(*page->rows, 1);
+  EXPECT_EQ(entry_refs(get("Observation?code-value-quantity=http://loinc.org|8310-5$gt38")),
+            std::set<std::string>{"Observation/o3"});
+  EXPECT_EQ(entry_refs(get("Observation?code-value-quantity=8310-5$lt40")),
+            (std::set<std::string>{"Observation/o1", "Observation/o3"}));
+  EXPECT_EQ(entry_refs(get("Observation?code-value-quantity=29463-7$lt40")), std::set<std::string>{});
 }
 
 TEST_F(ExplainTest, TheHeaderAsksForThePlanToo) {

@@ -259,6 +259,14 @@ const std::vector<Migration>& migrations() {
            // checks them on this table's primary key.
            "DROP INDEX IF EXISTS idx_identifier_type_value",
        }},
+      {17,
+       "idx_composite_value for first components only",
+       {
+           // As SQLite's migration 16 (see schema.cpp): composite searches find items by their first component.
+           "DROP INDEX IF EXISTS idx_composite_value",
+           "CREATE INDEX idx_composite_value ON idx_composite (tenant, type, param, component, code, low)"
+           " WHERE component = 0",
+       }},
   };
   return list;
 }
