@@ -579,11 +579,12 @@ TEST(SearchSqlPlan, PatientAndCodeAreOneSeek) {
   plan = plan_of("Observation", {{"patient", "Patient/p1"}, {"category", "vital-signs"}, {"status", "final"}});
   EXPECT_NE(plan.find("target_type=? AND type=? AND param=? AND code=?)"), std::string::npos) << plan;
   EXPECT_NE(plan.find("SEARCH x USING PRIMARY KEY (rid=? AND param=?"), std::string::npos) << plan;
-  // Not for a modifier, a code-less value or the common parameters: the general plan.
+  // Not for a modifier, a code-less value, the common parameters, identifier or status: the general plan.
   for (const Params& params : std::vector<Params>{{{"patient", "p1"}, {"code:not", "1"}},
                                                   {{"patient", "p1"}, {"code", "http://loinc.org|"}},
                                                   {{"patient", "p1"}, {"_tag", "a|b"}},
-                                                  {{"patient", "p1"}, {"identifier", "a|b"}}})
+                                                  {{"patient", "p1"}, {"identifier", "a|b"}},
+                                                  {{"patient", "p1"}, {"status", "final"}}})
     EXPECT_EQ(plan_of("Observation", params).find("idx_patient_token"), std::string::npos) << params[1].first;
 }
 
@@ -718,6 +719,8 @@ TEST(SearchSqlPatientCodes, AgreeWithEachCriterionApartThroughWrites) {
          {{{"patient", "a"}, {"code", "1"}, {"status", "final"}}, {"x1"}},
          {{{"patient", "a"}, {"code", "1"}, {"status", "preliminary"}}, {}},
          {{{"patient", "a"}, {"category", "vital-signs"}}, {"x1", "x2"}},
+         {{{"patient", "a"}, {"status", "preliminary"}}, {"x2"}},
+         {{{"patient", "a"}, {"status", "final,preliminary"}, {"code", "2"}}, {"x2"}},
          {{{"patient", "a"}, {"code", "|1"}}, {}},
          {{{"patient", "nobody"}, {"code", "1"}}, {}}},
         "after the creates:");
@@ -730,7 +733,8 @@ TEST(SearchSqlPatientCodes, AgreeWithEachCriterionApartThroughWrites) {
          {{{"patient", "b"}, {"code", "2"}}, {"x1"}},
          {{{"patient", "b"}, {"code", "1,2"}}, {"x1", "x3"}},
          {{{"patient", "b"}, {"code", "http://snomed.info/sct|9"}}, {}},
-         {{{"patient", "a"}, {"category", "vital-signs"}}, {"x4"}}},
+         {{{"patient", "a"}, {"category", "vital-signs"}}, {"x4"}},
+         {{{"patient", "b"}, {"status", "final"}}, {"x1", "x3"}}},
         "after the updates and the delete:");
 }
 

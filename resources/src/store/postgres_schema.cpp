@@ -267,6 +267,12 @@ const std::vector<Migration>& migrations() {
            "CREATE INDEX idx_composite_value ON idx_composite (tenant, type, param, component, code, low)"
            " WHERE component = 0",
        }},
+      {18,
+       "idx_patient_token without status",
+       {
+           // As SQLite's migration 17 (see schema.cpp).
+           "DELETE FROM idx_patient_token WHERE param = 'status'",
+       }},
   };
   return list;
 }

@@ -192,11 +192,11 @@ std::string set_aside_index_sql() {
 
 // idx_patient_token's rows of resource $1, from its `patient` reference rows and its token rows already in the
 // tables (a reindex of some parameters: the others' rows are only in the database).
-constexpr const char* kPatientTokenFill =
+const std::string kPatientTokenFill =
     "INSERT INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, t.type, t.param, t.code, t.system, "
     "t.rid FROM idx_reference r JOIN idx_token t ON t.rid = r.rid WHERE r.rid = $1 AND r.param = 'patient' "
-    "AND r.target_id <> '' AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_' "
-    "ON CONFLICT DO NOTHING";
+    "AND r.target_id <> '' AND t.code <> '' AND " +
+    std::string(kPatientTokenParamSql) + " ON CONFLICT DO NOTHING";
 
 // The index rows of several resources (a commit group's), written by ONE statement of fixed text (prepared once
 // per connection): a multi-row INSERT ... SELECT FROM unnest() per table, each column an array parameter.
@@ -228,7 +228,7 @@ class IndexBatch {
       for (const auto& ref : v.references) {
         if (ref.param != "patient" || ref.id.empty()) continue;
         for (const auto& t : v.tokens)
-          if (!t.code.empty() && t.param != "identifier" && !t.param.starts_with('_'))
+          if (!t.code.empty() && patient_token_param(t.param))
             patient_tokens_.add(tenant, ref.id, ref.type, type, t.param, t.code,
                                 t.system ? std::string_view(*t.system) : std::string_view(), rid);
       }
@@ -1467,7 +1467,7 @@ class PostgresStore final : public Store {
     pending_.add(rid, tenant, type, values, /*patient_tokens=*/params.empty());
     if (auto f = flush_index(/*on_conflict=*/true); !f) return std::unexpected(f.error());
     if (!params.empty())
-      if (auto r = writer_->run("fill_patient_token", kPatientTokenFill, {Param(rid)}); !r)
+      if (auto r = writer_->run("fill_patient_token", kPatientTokenFill.c_str(), {Param(rid)}); !r)
         return std::unexpected(pg::to_error(r.error(), "reindex"));
     return {};
   }

@@ -834,8 +834,7 @@ std::optional<std::pair<std::size_t, std::size_t>> patient_token_pair(const Sear
       continue;
     }
     if (!token && p.type == SearchParamType::kToken && c.modifier == Modifier::kNone && !p.expression.empty() &&
-        p.code != "identifier" && !p.code.starts_with('_') &&
-        std::all_of(c.values.begin(), c.values.end(), [](const std::string& v) {
+        patient_token_param(p.code) && std::all_of(c.values.begin(), c.values.end(), [](const std::string& v) {
           auto t = sv::parse_token(v);
           return t && t->code && !t->code->empty();
         }))

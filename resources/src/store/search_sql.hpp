@@ -27,6 +27,17 @@ struct SqlQuery {
 fhir::Result<SqlQuery> build_search_sql(TenantId tenant, const SearchQuery& query,
                                         std::optional<std::int64_t> after_rid, std::size_t limit, bool count_only);
 
+// The token parameters whose rows idx_patient_token repeats under the resource's patient: all but `identifier`
+// (found by its value alone), `status` (a handful of values, which narrow a patient's resources little, and a row
+// at a place of its own in the patient's range for every write) and the common ones (`_tag`, ...). Rows with no
+// code are left out too.
+inline bool patient_token_param(std::string_view code) noexcept {
+  return code != "identifier" && code != "status" && !code.starts_with('_');
+}
+// The same as an SQL condition on the token rows aliased `t`.
+inline constexpr const char* kPatientTokenParamSql =
+    "t.param NOT IN ('identifier', 'status') AND substr(t.param, 1, 1) <> '_'";
+
 // For the chart's search alone (`patient` and a code of its type, nothing else: no sort, _has, compartment or
 // access filter), the page as `SELECT DISTINCT x.rid ... ORDER BY x.rid LIMIT n` from idx_patient_token only:
 // the same matches as build_search_sql's page, in the same order, without a probe of the resource table per

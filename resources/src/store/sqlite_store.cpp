@@ -300,11 +300,13 @@ struct IndexWriter {
                              "DELETE FROM idx_patient_token WHERE (tenant, target_id, target_type, type) IN "
                              "(SELECT tenant, target_id, target_type, type FROM idx_reference "
                              "WHERE rid = ?1 AND param = 'patient') AND rid = ?1"),
-        patient_token_fill(db,
-                           "INSERT OR IGNORE INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, "
-                           "t.type, t.param, t.code, t.system, t.rid FROM idx_reference r JOIN idx_token t "
-                           "ON t.rid = r.rid WHERE r.rid = ?1 AND r.param = 'patient' AND r.target_id <> '' "
-                           "AND t.code <> '' AND t.param <> 'identifier' AND substr(t.param, 1, 1) <> '_'"),
+        patient_token_fill(
+            db, (std::string("INSERT OR IGNORE INTO idx_patient_token SELECT r.tenant, r.target_id, r.target_type, "
+                             "t.type, t.param, t.code, t.system, t.rid FROM idx_reference r JOIN idx_token t "
+                             "ON t.rid = r.rid WHERE r.rid = ?1 AND r.param = 'patient' AND r.target_id <> '' "
+                             "AND t.code <> '' AND ") +
+                 kPatientTokenParamSql)
+                    .c_str()),
         patient_token_row(db, "INSERT OR IGNORE INTO idx_patient_token VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)") {
     for (const char* table : {"idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity",
                               "idx_uri", "idx_composite", "idx_identifier_type"}) {
@@ -428,7 +430,7 @@ struct IndexWriter {
     for (const auto& p : v.references) {
       if (p.param != "patient" || p.id.empty()) continue;
       for (const auto& t : v.tokens) {
-        if (t.code.empty() || t.param == "identifier" || t.param.starts_with('_')) continue;
+        if (t.code.empty() || !patient_token_param(t.param)) continue;
         patient_token_row.bind(1, tenant)
             .bind(2, std::string_view(p.id))
             .bind(3, std::string_view(p.type))
