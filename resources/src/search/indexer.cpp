@@ -480,20 +480,24 @@ IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std:
 
 void SearchIndexer::composite(const Compiled& c, const json::Value& resource, const fhirpath::EvalContext& ctx,
                               const fhirpath::Collection& items, IndexValues& out) const {
+  std::vector<fhirpath::Collection> values(c.components.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
+    // The values of every component first, the last ones first (a value[x] is absent more often than a code): an
+    // item with a component without value matches nothing, and makes no rows.
+    bool complete = true;
+    for (std::size_t k = c.components.size(); complete && k-- > 0;) {
+      auto found = c.components[k].evaluate(items[i], resource, ctx);
+      complete = found && !found->empty();
+      if (complete) values[k] = std::move(*found);
+    }
+    if (!complete) continue;
     // Every component of this item, as the rows its own parameter type would give.
     std::vector<CompositeIndex> rows;
-    bool complete = true;
     for (std::size_t k = 0; k < c.components.size(); ++k) {
       const SearchParameter& component = *c.parameter->components[k].parameter;
-      auto values = c.components[k].evaluate(items[i], resource, ctx);
-      if (!values) {
-        complete = false;
-        break;
-      }
       IndexValues v;
       Emitter emit{component.code, component.type, v};
-      for (const Item& item : *values) emit.item(item);
+      for (const Item& item : values[k]) emit.item(item);
       auto base = [&] {
         CompositeIndex row;
         row.param = c.parameter->code;
@@ -555,7 +559,9 @@ void SearchIndexer::composite(const Compiled& c, const json::Value& resource, co
         break;
       }
     }
-    if (complete) out.composites.insert(out.composites.end(), rows.begin(), rows.end());
+    if (complete)
+      out.composites.insert(out.composites.end(), std::make_move_iterator(rows.begin()),
+                            std::make_move_iterator(rows.end()));
   }
 }
 

@@ -30,9 +30,9 @@ auto key(const QuantityIndex& r) {
 auto key(const UriIndex& r) {
   return std::tie(r.uri);
 }
-auto key(const CompositeIndex& r) {  // (by value: an item's keys are sorted)
-  return std::make_tuple(r.component, r.system, r.code, r.text, r.normalized, r.exact, r.low, r.high, r.unit, r.value,
-                         r.target_type, r.target_id, r.url, r.uri);
+auto key(const CompositeIndex& r) {
+  return std::tie(r.component, r.system, r.code, r.text, r.normalized, r.exact, r.low, r.high, r.unit, r.value,
+                  r.target_type, r.target_id, r.url, r.uri);
 }
 
 // The subsets of the parameter `code` of the type, remembered for the last code asked (rows of a parameter are
@@ -44,12 +44,12 @@ struct Subsets {
   bool looked = false;
   std::span<const std::string> codes;
 
-  std::span<const std::string> of(const std::string& code) {
+  std::span<const std::string> of(std::string_view code) {
     if (!looked || code != last) {
       looked = true;
       const SearchParameter* p = registry.find(type, code);
       codes = p == nullptr ? std::span<const std::string>() : p->subsets_for(type);
-      last = code;
+      last.assign(code);
     }
     return codes;
   }
@@ -86,31 +86,33 @@ void leave_out(std::vector<Row>& rows, Subsets& subsets) {
   erase_marked(rows, drop);
 }
 
-// Composites: an item is the set of its component rows.
+// Composites: an item is the set of its component rows (compared through pointers to them, in value order).
 void leave_out_items(std::vector<CompositeIndex>& rows, Subsets& subsets) {
   bool any = false;
   for (const CompositeIndex& r : rows) any = any || !subsets.of(r.param).empty();
   if (!any) return;
-  using Item = std::vector<decltype(key(rows.front()))>;
-  std::map<std::pair<std::string, std::int64_t>, Item> items;
-  for (const CompositeIndex& r : rows) items[{r.param, r.item}].push_back(key(r));
-  for (auto& [k, item] : items) std::ranges::sort(item);
-  std::vector<std::pair<std::string, std::int64_t>> dropped;
+  using ItemKey = std::pair<std::string_view, std::int64_t>;
+  std::map<ItemKey, std::vector<const CompositeIndex*>> items;
+  for (const CompositeIndex& r : rows) items[{r.param, r.item}].push_back(&r);
+  auto value = [](const CompositeIndex* r) { return key(*r); };
+  for (auto& [k, item] : items) std::ranges::sort(item, {}, value);
+  std::vector<ItemKey> dropped;
   for (const auto& [k, item] : items) {
     std::span<const std::string> codes = subsets.of(k.first);
     for (const auto& [other, other_item] : items) {
       if (codes.empty()) break;
       if (other.first == k.first || std::ranges::find(codes, other.first) == codes.end()) continue;
-      if (item == other_item) {
+      if (std::ranges::equal(item, other_item, {}, value, value)) {
         dropped.push_back(k);
         break;
       }
     }
   }
   if (dropped.empty()) return;
-  std::erase_if(rows, [&](const CompositeIndex& r) {
-    return std::ranges::find(dropped, std::pair<std::string, std::int64_t>(r.param, r.item)) != dropped.end();
-  });
+  std::vector<bool> drop(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    drop[i] = std::ranges::find(dropped, ItemKey(rows[i].param, rows[i].item)) != dropped.end();
+  erase_marked(rows, drop);
 }
 
 // A CodeableConcept's text has a token row of its own (no system, no code) for :text. When a coding of the same
