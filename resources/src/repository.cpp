@@ -211,23 +211,34 @@ struct Pending {
   T out{};
 };
 
-// Stamps meta, serializes and appends a new version of a resource inside the store's transaction.
-Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::Value& resource, std::string type,
-                                      std::string id, std::int64_t version, Method method,
-                                      const std::optional<IndexValues>& index) {
+// Appends a new version inside the store's transaction, its body made by body(version, last_updated_ms).
+template <class MakeBody>
+Result<VersionRecord> append_version(Transaction& txn, TenantId tenant, std::string type, std::string id,
+                                     std::int64_t version, Method method, const std::optional<IndexValues>& index,
+                                     MakeBody&& body) {
   VersionRecord rec;
   rec.type = std::move(type);
   rec.id = std::move(id);
   rec.version = version;
   rec.last_updated_ms = txn.now_ms();
   rec.method = method;
-  stamp_meta(resource, rec.version, rec.last_updated_ms);
-  rec.body = json::write(resource);
+  rec.body = body(rec.version, rec.last_updated_ms);
   // (_id and _lastUpdated have no index rows: search reads them from the resource row.)
   auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
   if (!seq) return std::unexpected(seq.error());
   rec.seq = *seq;
   return rec;
+}
+
+// Stamps meta, serializes and appends a new version of a resource inside the store's transaction.
+Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::Value& resource, std::string type,
+                                      std::string id, std::int64_t version, Method method,
+                                      const std::optional<IndexValues>& index) {
+  return append_version(txn, tenant, std::move(type), std::move(id), version, method, index,
+                        [&](std::int64_t v, std::int64_t ms) {
+                          stamp_meta(resource, v, ms);
+                          return json::write(resource);
+                        });
 }
 
 // The same for a pending write, from its prepared body when it has one.
@@ -237,17 +248,8 @@ Result<VersionRecord> append_pending(Transaction& txn, TenantId tenant, Pending<
   if (!pending.body)
     return append_resource(txn, tenant, pending.resource, std::move(type), std::move(id), version, method,
                            pending.index);
-  VersionRecord rec;
-  rec.type = std::move(type);
-  rec.id = std::move(id);
-  rec.version = version;
-  rec.last_updated_ms = txn.now_ms();
-  rec.method = method;
-  rec.body = pending.body->body(rec.version, rec.last_updated_ms);
-  auto seq = txn.append(tenant, rec, pending.index ? &*pending.index : nullptr);
-  if (!seq) return std::unexpected(seq.error());
-  rec.seq = *seq;
-  return rec;
+  return append_version(txn, tenant, std::move(type), std::move(id), version, method, pending.index,
+                        [&](std::int64_t v, std::int64_t ms) { return pending.body->body(v, ms); });
 }
 
 // Indexes and serializes the resource of a pending write (before the write: on the caller's thread).
