@@ -121,6 +121,8 @@ struct Entry {
   json::Value resource;  // POST, PUT: with its id, references rewritten (but the dynamic ones)
   bool dynamic = false;  // holds references resolved only inside the write job
   std::optional<resources::IndexValues> index_values;  // extracted before the job (unless dynamic)
+  // Serialized before the job, to be completed with its version and time (not for a dynamic or conditional entry).
+  std::optional<resources::PreparedBody> body;
   std::shared_ptr<const void> guard;
   std::optional<resources::SearchQuery> if_none_exist_query;
   // Conditional update or delete (request.url "Type?query"): the query, parsed; the id is decided in the job.
@@ -483,6 +485,8 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
           structure_issues.push_back(std::move(issue));
       }
       if (!e.dynamic) e.index_values = repo_.index_values(e.resource, e.guard);
+      if (!e.dynamic && e.condition.empty() && (e.method == "POST" || e.method == "PUT"))
+        e.body = resources::PreparedBody::make(e.resource);
     }
     if (!structure_issues.empty()) return std::unexpected(fhir::Error{structure_kind, std::move(structure_issues)});
     for (const auto& [url, key] : targets)
@@ -670,30 +674,34 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
                        const json::Value* patched = nullptr) -> Result<void> {
         const Entry& e = entries[i];
         const std::string& id = plan->results[i].id.empty() ? e.id : plan->results[i].id;
-        json::Value resource = patched != nullptr ? *patched : e.resource;
-        if (!e.condition.empty()) set_id(resource, id);
-        std::optional<resources::IndexValues> index;
-        if (e.dynamic || patched != nullptr) {
-          (void)rewrite_references(resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
-            if (auto it = plan->resolved.find(ref); it != plan->resolved.end())
-              return std::optional<std::string>{it->second};
-            return std::optional<std::string>{};
-          });
-          std::shared_ptr<const void> guard;
-          index = repo_.index_values(resource, guard);
-          plan->guards.push_back(std::move(guard));
-        } else {
-          index = e.index_values;
-        }
         VersionRecord rec;
         rec.type = e.type;
         rec.id = id;
         rec.version = version;
         rec.last_updated_ms = txn.now_ms();
         rec.method = method;
-        stamp_meta(resource, rec.version, rec.last_updated_ms);
-        rec.body = json::write(resource);
-        auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
+        const std::optional<resources::IndexValues>* index = &e.index_values;
+        std::optional<resources::IndexValues> own_index;
+        if (e.body && patched == nullptr) {
+          rec.body = e.body->body(rec.version, rec.last_updated_ms);  // (serialized before the job)
+        } else {
+          json::Value resource = patched != nullptr ? *patched : e.resource;
+          if (!e.condition.empty()) set_id(resource, id);
+          if (e.dynamic || patched != nullptr) {
+            (void)rewrite_references(resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
+              if (auto it = plan->resolved.find(ref); it != plan->resolved.end())
+                return std::optional<std::string>{it->second};
+              return std::optional<std::string>{};
+            });
+            std::shared_ptr<const void> guard;
+            own_index = repo_.index_values(resource, guard);
+            index = &own_index;
+            plan->guards.push_back(std::move(guard));
+          }
+          stamp_meta(resource, rec.version, rec.last_updated_ms);
+          rec.body = json::write(resource);
+        }
+        auto seq = txn.append(tenant, rec, *index ? &**index : nullptr);
         if (!seq) return std::unexpected(entry_error(e, seq.error()));
         rec.seq = *seq;
         EntryResult& r = plan->results[i];

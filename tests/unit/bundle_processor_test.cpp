@@ -6,6 +6,7 @@
 
 #include "bundle.hpp"
 #include "caduceus/conformance/embedded.hpp"
+#include "caduceus/fhir/datetime.hpp"
 #include "caduceus/resources/custom_search.hpp"
 #include "caduceus/resources/search_query.hpp"
 
@@ -163,6 +164,17 @@ TEST(BundleProcessorTest, AJobRunTwiceGivesTheResultOfOneRun) {
   ASSERT_TRUE(page);
   ASSERT_EQ(page->entries.size(), 1u);
   EXPECT_EQ(page->entries[0].id, obs_id);
+  // Bodies serialized before the job (the new Patient, the update) carry the version and time the job gave them.
+  for (const auto& [type, id] : {std::pair<std::string, std::string>{"Patient", created}, {"Patient", "existing"}}) {
+    auto rec = (*store)->read(resources::kDefaultTenant, type, id);
+    ASSERT_TRUE(rec) << id;
+    auto stored = json::parse(rec->body);
+    ASSERT_TRUE(stored) << rec->body;
+    EXPECT_EQ(string_at(*stored, {"id"}), id);
+    EXPECT_EQ(string_at(*stored, {"meta", "versionId"}), std::to_string(rec->version)) << rec->body;
+    EXPECT_EQ(string_at(*stored, {"meta", "lastUpdated"}), fhir::format_instant(rec->last_updated_ms)) << rec->body;
+    EXPECT_NE(rec->last_updated_ms, 0);
+  }
 }
 
 }  // namespace
