@@ -101,7 +101,8 @@ void stamp_meta(json::Value& resource, std::int64_t version, std::int64_t last_u
 
 namespace {
 constexpr std::string_view kVersionPlaceholder = "0";
-constexpr std::int64_t kTimePlaceholder = 0;  // 1970-01-01T00:00:00.000Z
+constexpr std::int64_t kTimePlaceholder = 0;
+constexpr std::string_view kTimePlaceholderText = "1970-01-01T00:00:00.000Z";  // format_instant(kTimePlaceholder)
 }  // namespace
 
 std::optional<PreparedBody> PreparedBody::make(json::Value& resource) {
@@ -110,7 +111,7 @@ std::optional<PreparedBody> PreparedBody::make(json::Value& resource) {
   out.json_ = json::write(resource);
   constexpr std::string_view version_key = "\"meta\":{\"versionId\":\"";
   constexpr std::string_view time_key = "\",\"lastUpdated\":\"";
-  const std::string time = fhir::format_instant(kTimePlaceholder);
+  const std::string_view time = kTimePlaceholderText;
   std::size_t at = out.json_.find(version_key);
   if (at == std::string::npos) return std::nullopt;
   out.version_at_ = at + version_key.size();
@@ -126,7 +127,7 @@ std::optional<PreparedBody> PreparedBody::make(json::Value& resource) {
 std::string PreparedBody::body(std::int64_t version, std::int64_t last_updated_ms) const {
   std::string out = json_;
   // The time first: it comes after the version, whose length may change.
-  out.replace(time_at_, fhir::format_instant(kTimePlaceholder).size(), fhir::format_instant(last_updated_ms));
+  out.replace(time_at_, kTimePlaceholderText.size(), fhir::format_instant(last_updated_ms));
   out.replace(version_at_, kVersionPlaceholder.size(), std::to_string(version));
   return out;
 }
@@ -210,25 +211,6 @@ struct Pending {
   std::shared_ptr<const void> index_guard;  // what extracted it, kept until the write is durable
   T out{};
 };
-
-// Appends a new version inside the store's transaction, its body made by body(version, last_updated_ms).
-template <class MakeBody>
-Result<VersionRecord> append_version(Transaction& txn, TenantId tenant, std::string type, std::string id,
-                                     std::int64_t version, Method method, const std::optional<IndexValues>& index,
-                                     MakeBody&& body) {
-  VersionRecord rec;
-  rec.type = std::move(type);
-  rec.id = std::move(id);
-  rec.version = version;
-  rec.last_updated_ms = txn.now_ms();
-  rec.method = method;
-  rec.body = body(rec.version, rec.last_updated_ms);
-  // (_id and _lastUpdated have no index rows: search reads them from the resource row.)
-  auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
-  if (!seq) return std::unexpected(seq.error());
-  rec.seq = *seq;
-  return rec;
-}
 
 // Stamps meta, serializes and appends a new version of a resource inside the store's transaction.
 Result<VersionRecord> append_resource(Transaction& txn, TenantId tenant, json::Value& resource, std::string type,

@@ -674,40 +674,37 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
                        const json::Value* patched = nullptr) -> Result<void> {
         const Entry& e = entries[i];
         const std::string& id = plan->results[i].id.empty() ? e.id : plan->results[i].id;
-        VersionRecord rec;
-        rec.type = e.type;
-        rec.id = id;
-        rec.version = version;
-        rec.last_updated_ms = txn.now_ms();
-        rec.method = method;
-        const std::optional<resources::IndexValues>* index = &e.index_values;
+        // The body: serialized before the job, or made here from the entry (or the patch's result) with the
+        // references and the id that only the job knows, then indexed anew.
+        const bool indexed_here = e.dynamic || patched != nullptr;
+        std::optional<json::Value> resource;
         std::optional<resources::IndexValues> own_index;
-        if (e.body && patched == nullptr) {
-          rec.body = e.body->body(rec.version, rec.last_updated_ms);  // (serialized before the job)
-        } else {
-          json::Value resource = patched != nullptr ? *patched : e.resource;
-          if (!e.condition.empty()) set_id(resource, id);
-          if (e.dynamic || patched != nullptr) {
-            (void)rewrite_references(resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
+        if (!e.body || patched != nullptr) {
+          resource = patched != nullptr ? *patched : e.resource;
+          if (!e.condition.empty()) set_id(*resource, id);
+          if (indexed_here) {
+            (void)rewrite_references(*resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
               if (auto it = plan->resolved.find(ref); it != plan->resolved.end())
                 return std::optional<std::string>{it->second};
               return std::optional<std::string>{};
             });
             std::shared_ptr<const void> guard;
-            own_index = repo_.index_values(resource, guard);
-            index = &own_index;
+            own_index = repo_.index_values(*resource, guard);
             plan->guards.push_back(std::move(guard));
           }
-          stamp_meta(resource, rec.version, rec.last_updated_ms);
-          rec.body = json::write(resource);
         }
-        auto seq = txn.append(tenant, rec, *index ? &**index : nullptr);
-        if (!seq) return std::unexpected(entry_error(e, seq.error()));
-        rec.seq = *seq;
+        auto rec =
+            resources::append_version(txn, tenant, e.type, id, version, method,
+                                      indexed_here ? own_index : e.index_values, [&](std::int64_t v, std::int64_t ms) {
+                                        if (!resource) return e.body->body(v, ms);
+                                        stamp_meta(*resource, v, ms);
+                                        return json::write(*resource);
+                                      });
+        if (!rec) return std::unexpected(entry_error(e, rec.error()));
         EntryResult& r = plan->results[i];
         r.status = created ? 201 : 200;
-        r.location = location(rec);
-        r.record = std::move(rec);
+        r.location = location(*rec);
+        r.record = std::move(*rec);
         return {};
       };
       // POST

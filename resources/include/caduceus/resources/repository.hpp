@@ -57,6 +57,26 @@ class PreparedBody {
   std::size_t version_at_ = 0, time_at_ = 0;
 };
 
+// Appends a new version of type/id inside the store's transaction: its time is the transaction's clock, its body
+// body(version, last_updated_ms), its index rows `index`. Every write of a resource version goes through here.
+template <class MakeBody>
+fhir::Result<VersionRecord> append_version(Transaction& txn, TenantId tenant, std::string type, std::string id,
+                                           std::int64_t version, Method method, const std::optional<IndexValues>& index,
+                                           MakeBody&& body) {
+  VersionRecord rec;
+  rec.type = std::move(type);
+  rec.id = std::move(id);
+  rec.version = version;
+  rec.last_updated_ms = txn.now_ms();
+  rec.method = method;
+  rec.body = body(rec.version, rec.last_updated_ms);
+  // (_id and _lastUpdated have no index rows: search reads them from the resource row.)
+  auto seq = txn.append(tenant, rec, index ? &*index : nullptr);
+  if (!seq) return std::unexpected(seq.error());
+  rec.seq = *seq;
+  return rec;
+}
+
 class Repository {
  public:
   template <class T>
