@@ -234,17 +234,15 @@ class RawStatement {
     sqlite_api::sqlite3_bind_text(stmt_, i, v.empty() ? "" : v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
     return *this;
   }
-  RawStatement& bind(int i, const std::optional<std::string>& v) {
-    if (v) return bind(i, std::string_view(*v));
+  RawStatement& bind_null(int i) {
     sqlite_api::sqlite3_bind_null(stmt_, i);
     return *this;
+  }
+  RawStatement& bind(int i, const std::optional<std::string>& v) {
+    return v ? bind(i, std::string_view(*v)) : bind_null(i);
   }
   RawStatement& bind_blob(int i, std::string_view v) {
     sqlite_api::sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-    return *this;
-  }
-  RawStatement& bind_null(int i) {
-    sqlite_api::sqlite3_bind_null(stmt_, i);
     return *this;
   }
   // Runs a statement that returns one integer (an INSERT ... RETURNING, whose change is made at the first step)
@@ -1236,14 +1234,14 @@ class SqliteStore final : public Store {
 
   Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec, const IndexValues* index) {
     const std::int64_t deleted = rec.deleted ? 1 : 0;
-    w_rid_ = upsert_stmt_->bind(1, std::int64_t{tenant})
-                 .bind(2, std::string_view(rec.type))
-                 .bind(3, std::string_view(rec.id))
-                 .bind(4, rec.version)
-                 .bind(5, rec.last_updated_ms)
-                 .bind(6, deleted)
-                 .run_returning();
-    insert_stmt_->bind(1, std::int64_t{w_rid_})
+    const std::int64_t rid = upsert_stmt_->bind(1, std::int64_t{tenant})
+                                 .bind(2, std::string_view(rec.type))
+                                 .bind(3, std::string_view(rec.id))
+                                 .bind(4, rec.version)
+                                 .bind(5, rec.last_updated_ms)
+                                 .bind(6, deleted)
+                                 .run_returning();
+    insert_stmt_->bind(1, rid)
         .bind(2, std::int64_t{tenant})
         .bind(3, std::string_view(rec.type))
         .bind(4, std::string_view(rec.id))
@@ -1258,16 +1256,16 @@ class SqliteStore final : public Store {
       w_body_.append(rec.body);
       insert_stmt_->bind_blob(9, w_body_);
     }
-    w_seq_ = insert_stmt_->run_returning();
+    const std::int64_t seq = insert_stmt_->run_returning();
     // The index describes the current version only: the previous version's rows go, the new ones come.
     if (rec.deleted)
-      index_writer_->set_aside(w_rid_, set_aside_tenant(tenant));
+      index_writer_->set_aside(rid, set_aside_tenant(tenant));
     else if (rec.version > 1)
-      index_writer_->remove(w_rid_);
-    if (index != nullptr && !rec.deleted) index_writer_->insert(w_rid_, tenant, rec.type, *index);
+      index_writer_->remove(rid);
+    if (index != nullptr && !rec.deleted) index_writer_->insert(rid, tenant, rec.type, *index);
     appended_.emplace_back(tenant, rec);
-    appended_.back().second.seq = w_seq_;
-    return static_cast<std::int64_t>(w_seq_);
+    appended_.back().second.seq = seq;
+    return seq;
   }
 
   // The current version of one resource with its body, read on the writer's connection (so inside the job's
@@ -2044,7 +2042,7 @@ class SqliteStore final : public Store {
   std::optional<StatementCache> writer_cache_;  // the writer's other statements (run_writer)
   std::unique_ptr<RawStatement> begin_stmt_, commit_stmt_;
   std::unique_ptr<OAuthTables> oauth_tables_;
-  long long w_tenant_ = 0, w_version_ = 0, w_last_updated_ = 0, w_rid_ = 0, w_seq_ = 0;
+  long long w_tenant_ = 0, w_version_ = 0, w_last_updated_ = 0;
   int w_deleted_ = 0;
   std::string w_type_, w_id_, w_body_;
   std::int64_t last_ms_ = 0;
