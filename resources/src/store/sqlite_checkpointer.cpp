@@ -14,24 +14,21 @@ SqliteCheckpointer::~SqliteCheckpointer() {
 
 void SqliteCheckpointer::attach(sqlite_api::sqlite3* writer_db) {
   using namespace sqlite_api;
-  int rc = sqlite3_open_v2(path_.c_str(), &own_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
+  // Closes the connection and throws, saying what failed.
+  auto fail = [&](const char* what, int rc) {
     std::string message = own_db_ != nullptr ? sqlite3_errmsg(own_db_) : sqlite3_errstr(rc);
     sqlite3_close_v2(own_db_);
     own_db_ = nullptr;
-    throw std::runtime_error("cannot open the checkpoint connection: " + message);
-  }
+    throw std::runtime_error(std::string(what) + message);
+  };
+  int rc = sqlite3_open_v2(path_.c_str(), &own_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) fail("cannot open the checkpoint connection: ", rc);
   sqlite3_busy_timeout(own_db_, 10000);
   // A connection opens the WAL when it first reads the database. Until then (SQLite 3.40) a checkpoint on it
   // returns SQLITE_OK having done nothing: the log and checkpointed frame counts come back as -1, "not in WAL
   // mode". One read of the schema opens it, for as long as the connection lives.
   rc = sqlite3_exec(own_db_, "SELECT 1 FROM sqlite_schema LIMIT 1", nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string message = sqlite3_errmsg(own_db_);
-    sqlite3_close_v2(own_db_);
-    own_db_ = nullptr;
-    throw std::runtime_error("cannot read through the checkpoint connection: " + message);
-  }
+  if (rc != SQLITE_OK) fail("cannot read through the checkpoint connection: ", rc);
   writer_db_ = writer_db;
   // sqlite3_wal_hook replaces the hook of wal_autocheckpoint (and the other way round): one or the other.
   sqlite3_wal_hook(writer_db_, &SqliteCheckpointer::on_commit, this);
