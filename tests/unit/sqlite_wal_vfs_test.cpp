@@ -36,6 +36,15 @@ sqlite3* open_db(const std::string& path) {
   return db;
 }
 
+// A connection that writes in WAL mode without an xSync at commit (the store's writer's settings): the commit
+// frame alone must make the VFS write.
+sqlite3* open_writer(const std::string& path) {
+  sqlite3* db = open_db(path);
+  exec(db, "PRAGMA journal_mode=WAL");
+  exec(db, "PRAGMA synchronous=NORMAL");
+  return db;
+}
+
 // Commits of one page and of a few hundred pages (more than the 128 KiB the default VFS writes per call), each
 // read by a second connection right after its COMMIT returns: SQLite publishes a commit to readers only after
 // writing its frames, and the VFS must have written them by then. The WAL writes are far fewer than SQLite's own.
@@ -43,9 +52,7 @@ TEST(SqliteWalVfsTest, EveryCommitIsWholeInTheFileWhenReadersHearOfIt) {
   ASSERT_TRUE(install_wal_coalescing_vfs());
   test::TempDir dir;
   const std::string path = (dir.path() / "db").string();
-  sqlite3* writer = open_db(path);
-  exec(writer, "PRAGMA journal_mode=WAL");
-  exec(writer, "PRAGMA synchronous=NORMAL");  // (no xSync at commit: the commit frame alone must flush)
+  sqlite3* writer = open_writer(path);
   exec(writer, "PRAGMA wal_autocheckpoint=0");
   exec(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, k TEXT)");
   exec(writer, "CREATE INDEX t_k ON t (k)");
@@ -86,9 +93,7 @@ TEST(SqliteWalVfsTest, ASpilledTransactionThatRollsBackLeavesNothing) {
   ASSERT_TRUE(install_wal_coalescing_vfs());
   test::TempDir dir;
   const std::string path = (dir.path() / "db").string();
-  sqlite3* writer = open_db(path);
-  exec(writer, "PRAGMA journal_mode=WAL");
-  exec(writer, "PRAGMA synchronous=NORMAL");
+  sqlite3* writer = open_writer(path);
   exec(writer, "PRAGMA cache_size=20");  // a small cache: a large transaction spills frames before its commit
   exec(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
   sqlite3* reader = open_db(path);
