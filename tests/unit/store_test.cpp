@@ -650,6 +650,30 @@ TEST_F(RepositoryTest, FullTextAndIdentifierTypeRowsFollowTheCurrentVersion) {
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_identifier_type WHERE tenant = 0"), 0);
 }
 
+// The text of many commits is found (on SQLite each commit writes an FTS5 segment of its own, merged eight of
+// a level at a time, migration 18, instead of four).
+TEST_F(RepositoryTest, FullTextOfManyCommitsIsFoundAndSqliteMergesEightSegmentsAtATime) {
+  if (!postgres()) EXPECT_EQ(count("SELECT v FROM idx_text_config WHERE k = 'automerge'"), 8);
+  auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  ASSERT_TRUE(registry.has_value());
+  auto indexer = SearchIndexer::create(*defs_, **registry);
+  ASSERT_TRUE(indexer.has_value());
+  Repository indexed(*store_, *defs_, *checker_, indexer->get());
+  for (int i = 0; i < 40; ++i) {
+    std::string id = "m" + std::to_string(i);
+    ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", id,
+                               parse(R"({"resourceType":"Patient","id":")" + id + R"(","name":[{"family":"Word)" +
+                                     std::to_string(i) + R"(","given":["Common"]}]})"),
+                               {}));
+  }
+  auto holding = [&](const std::string& word) {
+    return count(postgres() ? "SELECT COUNT(*) FROM idx_text WHERE tsv @@ to_tsquery('simple', '" + word + "')"
+                            : "SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH '" + word + "'");
+  };
+  EXPECT_EQ(holding("common"), 40);
+  EXPECT_EQ(holding("word7"), 1);
+}
+
 // The full-text rows wait for the end of their job group: a rolled-back job leaves none, a later version replaces
 // an earlier one of the same group, and a search inside the transaction sees the text of the jobs before it.
 TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {

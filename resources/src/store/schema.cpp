@@ -272,6 +272,15 @@ const std::vector<Migration>& migrations() {
            // in the patient's range, a random page per write (search_sql.hpp patient_token_param).
            "DELETE FROM idx_patient_token WHERE param = 'status'",
        }},
+      {18,
+       "full-text segments merged eight at a time",
+       {
+           // FTS5 writes a segment per commit and, by default, merges four segments of a level into one of the
+           // next, so every row's terms are written again at each level. Merging eight at a time writes them
+           // fewer times (sixteen, tried: writer CPU per indexed create -3 %, creates +3-4 %); a search reads at
+           // most twice as many segments per level. FTS5's 'automerge', kept in idx_text_config.
+           "INSERT INTO idx_text(idx_text, rank) VALUES('automerge', 8)",
+       }},
   };
   return list;
 }

@@ -86,20 +86,25 @@ void configure_connection(soci::session& s, bool synchronous_full) {
 }
 
 // The writer's own settings. WAL checkpoints are SqliteCheckpointer's (started by open(), off the writer thread):
-// in the background from 16,000 pages (64 MiB at 4 KiB) and again every 1,500 more, and by the writer at 32,000
-// (128 MiB), which then copies only what the background passes left, so that a page that many commits touch is
-// copied into the database a few times per WAL cycle, not once per few commits (from 6,000 and 10,000 pages to
-// these: 7 % less CPU per indexed create). journal_size_limit truncates the WAL file back after a checkpoint
-// resets it.
+// in the background from 64,000 pages (250 MiB at 4 KiB) and again every 16,000 more, and by the writer at 128,000
+// (500 MiB), which then copies only what the background passes left, so that a page that many commits touch is
+// copied into the database a few times per WAL cycle, not once per few commits. (6,000 / 10,000 pages, then
+// 16,000 / 32,000, then these: on the million-resource store, indexed Observation creates went from 4,900 to
+// 5,500 a second over 70 s, the checkpoint thread's CPU per create down by a third; README Performance.)
+// journal_size_limit keeps the WAL file at the size it reaches before the writer's checkpoint (the hard limit
+// and a background pass's worth more): truncated back after every reset, the file was extended again block by
+// block in each cycle, at a cost to every commit (ext4's block allocation in the writer's profile).
 // Its page cache stays at the 8 MiB of every connection: SQLite's pcache walks its whole hash table at every
 // commit while the database is smaller than 1 GiB (a B-tree balance puts a page numbered after the lock byte's
 // page, 262,145, in the cache, and the commit truncates the cache back to the database's size). With 64 MiB
 // that walk was a tenth of the writer's time per create; on a 6 GB store the larger cache did not pay either.
-constexpr int kCheckpointSoftPages = 16000;
-constexpr int kCheckpointHardPages = 32000;
+constexpr int kCheckpointSoftPages = 64000;
+constexpr int kCheckpointHardPages = 128000;
+constexpr long long kWalFrameBytes = 4096 + 24;  // (the default page size; a frame's header)
+constexpr long long kWalKeptBytes = (kCheckpointHardPages + kCheckpointSoftPages / 4) * kWalFrameBytes;
 void configure_writer(soci::session& s) {
   s << "PRAGMA wal_autocheckpoint=10000";  // (until the checkpointer takes over)
-  s << "PRAGMA journal_size_limit=67108864";
+  s << "PRAGMA journal_size_limit=" + std::to_string(kWalKeptBytes);
 }
 
 std::string connect_string(const std::string& path) {
