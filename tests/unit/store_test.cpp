@@ -344,12 +344,17 @@ TEST_F(RepositoryTest, AGroupWithAFailingWriteRunsAgainAndKeepsTheOthers) {
   std::promise<void> queued;
   std::shared_future<void> all_queued = queued.get_future().share();
   std::promise<fhir::Result<void>> first_done;
+  std::promise<void> first_running;
   store_->write_async(
-      [all_queued](Transaction&) -> fhir::Result<void> {
+      [all_queued, &first_running](Transaction&) -> fhir::Result<void> {
+        first_running.set_value();
         all_queued.wait();  // holds the writer until the others are queued: they form the next group
         return {};
       },
       [&](fhir::Result<void> r) { first_done.set_value(std::move(r)); });
+  // The writer has taken the first write as a group of its own before any other is queued (queued together,
+  // some would join its group and run in another order of failures).
+  first_running.get_future().wait();
   std::vector<std::atomic<int>> runs(kWrites);
   std::vector<std::promise<fhir::Result<void>>> done(kWrites);
   for (int i = 0; i < kWrites; ++i)
@@ -700,13 +705,15 @@ TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
   auto group = [&](std::vector<Store::Work> works) {
     std::promise<void> queued;
     std::shared_future<void> all_queued = queued.get_future().share();
-    std::promise<void> first_done;
+    std::promise<void> first_done, first_running;
     store_->write_async(
-        [all_queued](Transaction&) -> fhir::Result<void> {
+        [all_queued, &first_running](Transaction&) -> fhir::Result<void> {
+          first_running.set_value();
           all_queued.wait();  // the others form the next group
           return {};
         },
         [&](fhir::Result<void>) { first_done.set_value(); });
+    first_running.get_future().wait();  // (taken alone, before the others are queued)
     std::vector<std::promise<bool>> done(works.size());
     for (std::size_t i = 0; i < works.size(); ++i)
       store_->write_async(std::move(works[i]), [&, i](fhir::Result<void> r) { done[i].set_value(r.has_value()); });
