@@ -9,6 +9,9 @@
 # thread that used the most CPU. Prints one line: creates, req/s, writer µs/create, writer write syscalls/create,
 # server µs/create. Everything it starts is stopped and its files removed on exit. Compare builds by alternating
 # runs: the machine's load changes the rate, much less the CPU per create.
+# STORE=PATH starts the server on a copy of that SQLite database instead of a fresh one (e.g. the million-resource
+# store of bench/load/search.sh; the copy is made in TMPDIR and removed after). RUNS=N measures N consecutive runs
+# of DURATION on the same server after the one warm-up, one line each (the store grows from run to run).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=$1
@@ -19,7 +22,9 @@ duration=${DURATION:-6s}
 threads=${THREADS:-2}
 connections=${CONNECTIONS:-32}
 source "$here/lib.sh"
+runs=${RUNS:-1}
 use_scratch writer
+if [[ -n ${STORE:-} ]]; then cp "$STORE" "$tmp/db"; fi
 "$bin" serve --listen 127.0.0.1:0 --db "sqlite:$tmp/db" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 port=
@@ -41,14 +46,16 @@ snapshot() {
   done
 }
 wrk -t"$threads" -c"$connections" -d"$warmup" -s "$lua" "$url" >/dev/null
-snapshot >"$tmp/before"
-wrk -t"$threads" -c"$connections" -d"$duration" -s "$lua" "$url" >"$tmp/wrk"
-snapshot >"$tmp/after"
-requests=$(awk '/requests in/ {print $1}' "$tmp/wrk")
-failed=$(awk '/not-201:/ {print $2}' "$tmp/wrk")
-rate=$(awk '/Requests\/sec/ {print $2}' "$tmp/wrk")
-creates=$((requests - failed))
-join "$tmp/before" "$tmp/after" | awk -v n="$creates" -v hz="$hz" -v rate="$rate" '
-  { d = $4 - $2; total += d; if (d > wd) { wd = d; ws = $5 - $3 } }
-  END { printf "creates %d  req/s %s  writer %.0f us/create  writer syscw %.2f/create  server %.0f us/create\n",
-        n, rate, wd * 1e6 / hz / n, ws / n, total * 1e6 / hz / n }'
+for _ in $(seq "$runs"); do
+  snapshot >"$tmp/before"
+  wrk -t"$threads" -c"$connections" -d"$duration" -s "$lua" "$url" >"$tmp/wrk"
+  snapshot >"$tmp/after"
+  requests=$(awk '/requests in/ {print $1}' "$tmp/wrk")
+  failed=$(awk '/not-201:/ {print $2}' "$tmp/wrk")
+  rate=$(awk '/Requests\/sec/ {print $2}' "$tmp/wrk")
+  creates=$((requests - failed))
+  join "$tmp/before" "$tmp/after" | awk -v n="$creates" -v hz="$hz" -v rate="$rate" '
+    { d = $4 - $2; total += d; if (d > wd) { wd = d; ws = $5 - $3 } }
+    END { printf "creates %d  req/s %s  writer %.0f us/create  writer syscw %.2f/create  server %.0f us/create\n",
+          n, rate, wd * 1e6 / hz / n, ws / n, total * 1e6 / hz / n }'
+done
