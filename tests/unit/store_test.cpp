@@ -85,6 +85,29 @@ class RepositoryTest : public ::testing::Test {
     sqlite3_close(db);
     return n;
   }
+  // The full-text rows that hold `word` (FTS5 on SQLite, the tsvector on PostgreSQL).
+  long long full_text_rows_holding(const std::string& word) {
+    return count(postgres() ? "SELECT COUNT(*) FROM idx_text WHERE tsv @@ to_tsquery('simple', '" + word + "')"
+                            : "SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH '" + word + "'");
+  }
+  // Queues a write that holds the writer until `release` is ready, and returns once the writer runs it, alone in
+  // its group (queued together, later writes could join it): the writes queued next form the group after it. The
+  // future is its answer.
+  std::future<fhir::Result<void>> hold_writer(std::shared_future<void> release) {
+    auto running = std::make_shared<std::promise<void>>();
+    auto answered = std::make_shared<std::promise<fhir::Result<void>>>();
+    std::future<void> started = running->get_future();
+    std::future<fhir::Result<void>> answer = answered->get_future();
+    store_->write_async(
+        [release, running](Transaction&) -> fhir::Result<void> {
+          running->set_value();
+          release.wait();
+          return {};
+        },
+        [answered](fhir::Result<void> r) { answered->set_value(std::move(r)); });
+    started.wait();
+    return answer;
+  }
 
   std::string url_;
   std::unique_ptr<test::PgDatabase> pg_;
@@ -343,18 +366,7 @@ TEST_F(RepositoryTest, AGroupWithAFailingWriteRunsAgainAndKeepsTheOthers) {
   constexpr int kWrites = 12;
   std::promise<void> queued;
   std::shared_future<void> all_queued = queued.get_future().share();
-  std::promise<fhir::Result<void>> first_done;
-  std::promise<void> first_running;
-  store_->write_async(
-      [all_queued, &first_running](Transaction&) -> fhir::Result<void> {
-        first_running.set_value();
-        all_queued.wait();  // holds the writer until the others are queued: they form the next group
-        return {};
-      },
-      [&](fhir::Result<void> r) { first_done.set_value(std::move(r)); });
-  // The writer has taken the first write as a group of its own before any other is queued (queued together,
-  // some would join its group and run in another order of failures).
-  first_running.get_future().wait();
+  std::future<fhir::Result<void>> first_done = hold_writer(all_queued);  // the others form the next group
   std::vector<std::atomic<int>> runs(kWrites);
   std::vector<std::promise<fhir::Result<void>>> done(kWrites);
   for (int i = 0; i < kWrites; ++i)
@@ -373,7 +385,7 @@ TEST_F(RepositoryTest, AGroupWithAFailingWriteRunsAgainAndKeepsTheOthers) {
         },
         [&, i](fhir::Result<void> r) { done[i].set_value(std::move(r)); });
   queued.set_value();
-  ASSERT_TRUE(first_done.get_future().get().has_value());
+  ASSERT_TRUE(first_done.get().has_value());
   for (int i = 0; i < kWrites; ++i) {
     auto r = done[i].get_future().get();
     bool fails = i == 5 || i == 9;
@@ -671,23 +683,14 @@ TEST_F(RepositoryTest, FullTextOfManyCommitsIsFoundAndSqliteMergesEightSegmentsA
                                      std::to_string(i) + R"(","given":["Common"]}]})"),
                                {}));
   }
-  auto holding = [&](const std::string& word) {
-    return count(postgres() ? "SELECT COUNT(*) FROM idx_text WHERE tsv @@ to_tsquery('simple', '" + word + "')"
-                            : "SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH '" + word + "'");
-  };
-  EXPECT_EQ(holding("common"), 40);
-  EXPECT_EQ(holding("word7"), 1);
+  EXPECT_EQ(full_text_rows_holding("common"), 40);
+  EXPECT_EQ(full_text_rows_holding("word7"), 1);
 }
 
 // The full-text rows wait for the end of their job group: a rolled-back job leaves none, a later version replaces
 // an earlier one of the same group, and a search inside the transaction sees the text of the jobs before it.
 TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
   auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
-  // The full-text rows that hold `word` (FTS5 on SQLite, the tsvector on PostgreSQL).
-  auto holding = [&](const std::string& word) {
-    return count(postgres() ? "SELECT COUNT(*) FROM idx_text WHERE tsv @@ to_tsquery('simple', '" + word + "')"
-                            : "SELECT COUNT(*) FROM idx_text WHERE idx_text MATCH '" + word + "'");
-  };
   ASSERT_TRUE(registry.has_value());
   auto write = [](Transaction& txn, const std::string& id, std::int64_t version,
                   const std::string& words) -> fhir::Result<void> {
@@ -705,20 +708,12 @@ TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
   auto group = [&](std::vector<Store::Work> works) {
     std::promise<void> queued;
     std::shared_future<void> all_queued = queued.get_future().share();
-    std::promise<void> first_done, first_running;
-    store_->write_async(
-        [all_queued, &first_running](Transaction&) -> fhir::Result<void> {
-          first_running.set_value();
-          all_queued.wait();  // the others form the next group
-          return {};
-        },
-        [&](fhir::Result<void>) { first_done.set_value(); });
-    first_running.get_future().wait();  // (taken alone, before the others are queued)
+    std::future<fhir::Result<void>> first_done = hold_writer(all_queued);  // the others form the next group
     std::vector<std::promise<bool>> done(works.size());
     for (std::size_t i = 0; i < works.size(); ++i)
       store_->write_async(std::move(works[i]), [&, i](fhir::Result<void> r) { done[i].set_value(r.has_value()); });
     queued.set_value();
-    first_done.get_future().get();
+    first_done.get();
     std::vector<bool> ok;
     for (auto& d : done) ok.push_back(d.get_future().get());
     return ok;
@@ -733,10 +728,10 @@ TEST_F(RepositoryTest, FullTextRowsOfAGroupFollowItsJobs) {
       [&](Transaction& t) { return write(t, "t0", 2, "beta0"); },
   });
   EXPECT_EQ(ok, (std::vector<bool>{true, true, false, true}));
-  EXPECT_EQ(holding("alpha3"), 0) << "rolled back";
-  EXPECT_EQ(holding("alpha0"), 0) << "replaced";
-  EXPECT_EQ(holding("beta0"), 1);
-  EXPECT_EQ(holding("alpha1"), 1);
+  EXPECT_EQ(full_text_rows_holding("alpha3"), 0) << "rolled back";
+  EXPECT_EQ(full_text_rows_holding("alpha0"), 0) << "replaced";
+  EXPECT_EQ(full_text_rows_holding("beta0"), 1);
+  EXPECT_EQ(full_text_rows_holding("alpha1"), 1);
   EXPECT_EQ(count("SELECT COUNT(*) FROM idx_text"), 2);
 
   auto query = parse_search("Basic", {{"_text", "gamma"}}, **registry, *defs_);
