@@ -89,8 +89,8 @@ void configure_connection(soci::session& s, bool synchronous_full) {
 // in the background from 64,000 pages (250 MiB at 4 KiB) and again every 16,000 more, and by the writer at 128,000
 // (500 MiB), which then copies only what the background passes left, so that a page that many commits touch is
 // copied into the database a few times per WAL cycle, not once per few commits. (6,000 / 10,000 pages, then
-// 16,000 / 32,000, then these, with the kept WAL file and FTS5's automerge (migration 18): on the million-resource store,
-// indexed Observation creates went from 5,200 to 6,600 a second, medians of ten alternated runs, the checkpoint
+// 16,000 / 32,000, then these, with the kept WAL file and FTS5's automerge (migration 18): on the million-resource
+// store, indexed Observation creates went from 5,200 to 6,600 a second, medians of ten alternated runs, the checkpoint
 // thread's CPU per create down by a third; README Performance, "The SQLite writer, tenth session".)
 // journal_size_limit keeps the WAL file at the size it reaches before the writer's checkpoint (the hard limit
 // and a background pass's worth more): truncated back after every reset, the file was extended again block by
