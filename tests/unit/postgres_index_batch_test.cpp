@@ -6,6 +6,7 @@
 
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -169,6 +170,57 @@ TEST_F(PostgresIndexBatchTest, AGroupSeesItsOwnIndexRowsAndReplacesThem) {
                              return old;
                            }())
                   ->entries.empty());
+}
+
+// A new resource's row and version wait with its index rows for the end of the group too (they go in the same
+// statement): a later job of the group that reads the resource finds it, and updates it. The seqs each append gave
+// are the versions' seqs in the table, in job order, and both identity sequences stand past what the group took
+// (a writer that draws from them next, as an older server would, gets a new value).
+TEST_F(PostgresIndexBatchTest, ANewResourceWaitsForTheGroupYetItsJobsReadIt) {
+  std::vector<std::int64_t> seqs;
+  std::optional<CurrentInfo> seen;
+  std::optional<VersionRecord> seen_record;
+  auto append = [&](Transaction& txn, VersionRecord r, const std::string& value) -> fhir::Result<void> {
+    IndexValues v = mrn(value);
+    auto seq = txn.append(kDefaultTenant, r, &v);
+    if (!seq) return std::unexpected(seq.error());
+    seqs.push_back(*seq);
+    return {};
+  };
+  std::vector<Store::Work> jobs;
+  jobs.push_back([&](Transaction& txn) { return append(txn, record("Patient", "n1", 1, 3000), "21"); });
+  jobs.push_back([&](Transaction& txn) { return append(txn, record("Patient", "n2", 1, 3001), "22"); });
+  jobs.push_back([&](Transaction& txn) -> fhir::Result<void> {
+    auto cur = txn.current(kDefaultTenant, "Patient", "n1");
+    if (!cur) return std::unexpected(cur.error());
+    seen = *cur;
+    auto rec = txn.current_record(kDefaultTenant, "Patient", "n2");
+    if (!rec) return std::unexpected(rec.error());
+    seen_record = *rec;
+    return append(txn, record("Patient", "n1", 2, 3002), "23");
+  });
+  jobs.push_back([&](Transaction& txn) { return append(txn, record("Patient", "n3", 1, 3003), "24"); });
+  auto results = run_group(std::move(jobs));
+  for (std::size_t i = 0; i < results.size(); ++i)
+    ASSERT_TRUE(results[i].has_value()) << i << ": " << results[i].error().issues[0].diagnostics;
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->version, 1);
+  ASSERT_TRUE(seen_record.has_value());
+  EXPECT_EQ(seen_record->version, 1);
+  EXPECT_EQ(seen_record->body, R"({"resourceType":"Patient","id":"n2"})");
+  ASSERT_EQ(seqs.size(), 4u);
+  std::string expected;
+  for (std::int64_t s : seqs) expected += (expected.empty() ? "" : ",") + std::to_string(s);
+  EXPECT_EQ(query("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM resource_version"), expected);
+  EXPECT_EQ(query("SELECT string_agg(id || ':' || version, ',' ORDER BY seq) FROM resource_version"),
+            "n1:1,n2:1,n1:2,n3:1");
+  EXPECT_EQ(query("SELECT string_agg(r.id || '=' || t.code, ',' ORDER BY r.id) FROM idx_token t "
+                  "JOIN resource r ON r.rid = t.rid WHERE t.param = 'identifier'"),
+            "n1=23,n2=22,n3=24");
+  EXPECT_EQ(query("SELECT nextval(pg_get_serial_sequence('resource_version', 'seq')) > MAX(seq) FROM "
+                  "resource_version"),
+            "t");
+  EXPECT_EQ(query("SELECT nextval(pg_get_serial_sequence('resource', 'rid')) > MAX(rid) FROM resource"), "t");
 }
 
 // A group with a failing job runs again, each job in a savepoint: the rows of the failed job are not written, the

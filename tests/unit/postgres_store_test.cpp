@@ -291,6 +291,50 @@ TEST_F(PostgresStoreTest, HistoryOfTwoStoresIsOneOrderedFeed) {
   }
 }
 
+// New resources through two stores at once: each store's writer takes rid and seq from where the identity
+// sequences stand when it holds store_clock, and moves them on before its commit, so no two resources share a rid
+// and no two versions a seq, and the feed's order is the commit order.
+TEST_F(PostgresStoreTest, TwoStoresCreatingAtOnceGiveEachResourceItsOwnRidAndSeq) {
+  auto a = open(), b = open();
+  ASSERT_TRUE(a && b);
+  Repository ra(*a, *defs_, *checker_), rb(*b, *defs_, *checker_);
+  constexpr int kThreads = 4, kCreates = 25;
+  std::latch start(kThreads);
+  std::vector<std::thread> threads;
+  std::mutex mutex;
+  std::vector<std::string> errors;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      Repository& repo = t % 2 ? rb : ra;
+      start.arrive_and_wait();
+      for (int i = 0; i < kCreates; ++i) {
+        auto created = repo.create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient"})"));
+        if (!created) {
+          std::lock_guard lock(mutex);
+          errors.push_back(created.error().issues[0].diagnostics);
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(errors.empty()) << errors.size() << " failed, the first: " << errors.front();
+  constexpr int kAll = kThreads * kCreates;
+  EXPECT_EQ(db_->query("SELECT COUNT(DISTINCT rid) FROM resource").value_or("?"), std::to_string(kAll));
+  EXPECT_EQ(db_->query("SELECT COUNT(DISTINCT seq) FROM resource_version").value_or("?"), std::to_string(kAll));
+  // Every version is its resource's, and the feed reads back newest first, every one once.
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM resource_version v JOIN resource r ON r.rid = v.rid AND r.id = v.id")
+                .value_or("?"),
+            std::to_string(kAll));
+  HistoryQuery q;
+  q.count = 1000;
+  auto page = a->history(kDefaultTenant, q);
+  ASSERT_TRUE(page.has_value());
+  ASSERT_EQ(page->entries.size(), static_cast<std::size_t>(kAll));
+  for (std::size_t i = 1; i < page->entries.size(); ++i) {
+    EXPECT_LT(page->entries[i].seq, page->entries[i - 1].seq);
+    EXPECT_LE(page->entries[i].last_updated_ms, page->entries[i - 1].last_updated_ms);
+  }
+}
+
 // The pool survives a server-side disconnect of its connections: the next request reconnects.
 TEST_F(PostgresStoreTest, ConnectionsKilledByTheServerAreReopened) {
   auto store = open();

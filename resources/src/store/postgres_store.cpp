@@ -198,6 +198,78 @@ const std::string kPatientTokenFill =
     "AND r.target_id <> '' AND t.code <> '' AND " +
     std::string(kPatientTokenParamSql) + " ON CONFLICT DO NOTHING";
 
+// New resources (version 1) of a commit group, written together with its index rows by the same statement: a
+// create costs no round trip of its own. Their rid and seq are taken by the writer from the identity sequences'
+// positions, read while it holds store_clock (no other writer draws from them meanwhile) and set forward before
+// its COMMIT (PostgresStore::run_jobs). The bodies go as ONE binary bytea[] parameter (array_recv's format: no
+// escaping, no parsing of JSON text as an array literal).
+class VersionRows {
+ public:
+  void add(std::int64_t rid, std::int64_t seq, std::int64_t tenant, std::string_view type, std::string_view id,
+           std::int64_t last_updated, std::int64_t method, std::string_view body) {
+    append_number(rids_, rid);
+    append_number(seqs_, seq);
+    append_number(tenants_, tenant);
+    append_element(types_, type);
+    append_element(ids_, id);
+    append_number(last_updated_, last_updated);
+    append_number(methods_, method);
+    put32(static_cast<std::uint32_t>(body.size() + 1));
+    bodies_ += kBodyFormatJson;
+    bodies_ += body;
+    ++rows_;
+  }
+  bool empty() const { return rows_ == 0; }
+  void clear() {
+    for (std::string* c : {&rids_, &seqs_, &tenants_, &types_, &ids_, &last_updated_, &methods_}) c->assign("{");
+    bodies_.assign(kHeader, '\0');
+    rows_ = 0;
+  }
+  // "v AS (...), v_resource AS (...), v_version AS (...)" with parameters $1..$8 (the index tables' follow).
+  static constexpr int kParams = 8;
+  static std::string statement() {
+    return "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], "
+           "$6::bigint[], $7::smallint[], $8::bytea[]) AS v(rid, seq, tenant, type, id, last_updated, method, body)), "
+           "v_resource AS (INSERT INTO resource(rid, tenant, type, id, version, last_updated, deleted) "
+           "OVERRIDING SYSTEM VALUE SELECT rid, tenant, type, id, 1, last_updated, 0 FROM v), "
+           "v_version AS (INSERT INTO resource_version(seq, rid, tenant, type, id, version, last_updated, deleted, "
+           "method, body) OVERRIDING SYSTEM VALUE SELECT seq, rid, tenant, type, id, 1, last_updated, 0, method, body "
+           "FROM v)";
+  }
+  void take(std::vector<Param>& params) {
+    for (std::string* c : {&rids_, &seqs_, &tenants_, &types_, &ids_, &last_updated_, &methods_}) {
+      *c += '}';
+      params.emplace_back(std::move(*c));
+    }
+    // array_recv's header: 1 dimension, no NULLs, element type bytea (OID 17), rows_ elements from index 1.
+    std::string header;
+    for (std::uint32_t v : {1u, 0u, 17u, static_cast<std::uint32_t>(rows_), 1u}) be32(header, v);
+    bodies_.replace(0, kHeader, header);
+    params.push_back(Param::bytes(std::move(bodies_)));
+    clear();
+  }
+
+  VersionRows() { clear(); }
+
+ private:
+  static constexpr std::size_t kHeader = 20;
+  static void append_number(std::string& out, std::int64_t v) {
+    if (out.size() > 1) out += ',';
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, end);
+  }
+  static void be32(std::string& out, std::uint32_t v) {
+    const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                       static_cast<char>(v)};
+    out.append(b, 4);
+  }
+  void put32(std::uint32_t v) { be32(bodies_, v); }
+
+  std::string rids_, seqs_, tenants_, types_, ids_, last_updated_, methods_, bodies_;
+  std::size_t rows_ = 0;
+};
+
 // The index rows of several resources (a commit group's), written by ONE statement of fixed text (prepared once
 // per connection): a multi-row INSERT ... SELECT FROM unnest() per table, each column an array parameter.
 class IndexBatch {
@@ -240,18 +312,25 @@ class IndexBatch {
     }
     rids_.insert(rid);
   }
-  bool empty() const { return rids_.empty(); }
+  // A new resource's row and first version (VersionRows), written before the index rows by the same statement.
+  void add_version(std::int64_t rid, std::int64_t seq, std::int64_t tenant, const VersionRecord& rec) {
+    versions_.add(rid, seq, tenant, rec.type, rec.id, rec.last_updated_ms, static_cast<std::int64_t>(rec.method),
+                  rec.body);
+  }
+  bool empty() const { return rids_.empty() && versions_.empty(); }
+  bool has_versions() const { return !versions_.empty(); }
   bool has(std::int64_t rid) const { return rids_.contains(rid); }
   void clear() {
     for (TableRows* t : tables()) t->clear();
+    versions_.clear();
     rids_.clear();
   }
   // The statement (the same text whatever the rows: empty arrays insert nothing). `on_conflict`: see
   // TableRows::statement.
   const std::string& sql(bool on_conflict) {
     auto build = [this](bool skip) {
-      std::string sql;
-      int next = 1;
+      std::string sql = VersionRows::statement();
+      int next = VersionRows::kParams + 1;
       for (TableRows* t : tables()) t->statement(sql, next, skip);
       return sql + " SELECT 1";
     };
@@ -261,6 +340,7 @@ class IndexBatch {
   // Its parameters; the batch is empty afterwards.
   std::vector<Param> take() {
     std::vector<Param> params;
+    versions_.take(params);
     for (TableRows* t : tables()) t->take(params);
     rids_.clear();
     return params;
@@ -287,6 +367,7 @@ class IndexBatch {
   TableRows identifier_types_{"idx_identifier_type", "", {B, B, T, T, T, T, T}, {1, 2}};
   TableRows patient_tokens_{"idx_patient_token", "", {B, T, T, T, T, T, T, B}, {}};
   TableRows text_{"idx_text", " (rid, tenant, narrative, content, tsv)", {B, B, T, T, "tsvector"}, {1, 2, 3, 4}};
+  VersionRows versions_;
   std::set<std::int64_t> rids_;
 };
 
@@ -731,6 +812,7 @@ class PostgresStore final : public Store {
     if (!writer) return std::unexpected(pg::to_error(writer.error(), "cannot open the PostgreSQL database"));
     writer_ = std::move(*writer);
     if (auto migrated = apply_postgres_migrations(*writer_); !migrated) return migrated;
+    if (auto built = prepare_clock_statements(); !built) return built;
     for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.readers); ++i) {
       auto c = pg::Connection::open(url_);
       if (!c) return std::unexpected(pg::to_error(c.error(), "cannot open the PostgreSQL database"));
@@ -741,6 +823,42 @@ class PostgresStore final : public Store {
     // Two gatherers: while one waits for its batch's answer, the other collects the next.
     for (std::size_t i = 0; i < std::min<std::size_t>(2, pool_.size()); ++i)
       read_threads_.emplace_back([this] { read_loop(); });
+    return {};
+  }
+
+  // The statements that open and close a write transaction, naming the identity sequences of resource.rid and
+  // resource_version.seq: the first locks store_clock and reads where both sequences stand; the last moves the
+  // clock and both sequences past what the transaction took (see VersionRows).
+  Result<void> prepare_clock_statements() {
+    auto names = writer_->exec(
+        "SELECT pg_get_serial_sequence('resource', 'rid'), pg_get_serial_sequence('resource_version', 'seq')", {});
+    if (!names || names->rows() != 1 || names->null(0, 0) || names->null(0, 1))
+      return fhir::fail(ErrorKind::kInternal, "exception",
+                        "the identity sequences of resource and resource_version "
+                        "are not found");
+    const std::string rid_seq = names->text(0, 0), seq_seq = names->text(0, 1);
+    auto next = [](const std::string& seq) {
+      return "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM " + seq + ")";
+    };
+    auto literal = [](const std::string& name) {
+      std::string out = "'";
+      for (char c : name) out += c == '\'' ? std::string("''") : std::string(1, c);
+      return out + "'";
+    };
+    // (The sequences are read by the outer query, once the CTE has the lock: subqueries beside FOR UPDATE in one
+    // SELECT are evaluated before it waits for the lock, and would give what stood before the other writer's
+    // COMMIT.)
+    lock_clock_sql_ =
+        "WITH c AS MATERIALIZED (SELECT last_ms FROM store_clock WHERE id = 1 FOR UPDATE) "
+        "SELECT c.last_ms, " +
+        next(rid_seq) + ", " + next(seq_seq) + " FROM c";
+    advance_clock_sql_ =
+        "UPDATE store_clock SET last_ms = GREATEST(last_ms, $1) WHERE id = 1 RETURNING "
+        "CASE WHEN $2::bigint > 0 THEN setval(" +
+        literal(rid_seq) +
+        ", $2::bigint) END, "
+        "CASE WHEN $3::bigint > 0 THEN setval(" +
+        literal(seq_seq) + ", $3::bigint) END";
     return {};
   }
 
@@ -1322,6 +1440,7 @@ class PostgresStore final : public Store {
 
   // The current version with its body, on the writer's connection (inside the job's transaction).
   Result<std::optional<VersionRecord>> txn_current_record(TenantId tenant, std::string_view type, std::string_view id) {
+    if (auto f = flush_versions(); !f) return std::unexpected(f.error());
     auto r = writer_->run("current_record", kReadCurrent, {Param(tenant), Param(type), Param(id)});
     if (!r) return std::unexpected(pg::to_error(r.error(), "write"));
     if (r->rows() == 0) return std::optional<VersionRecord>{};
@@ -1331,6 +1450,7 @@ class PostgresStore final : public Store {
   }
 
   Result<std::optional<CurrentInfo>> txn_current(TenantId tenant, std::string_view type, std::string_view id) {
+    if (auto f = flush_versions(); !f) return std::unexpected(f.error());
     auto r = writer_->run("current",
                           "SELECT version, last_updated, deleted FROM resource "
                           "WHERE tenant = $1 AND type = $2 AND id = $3",
@@ -1340,22 +1460,33 @@ class PostgresStore final : public Store {
     return std::optional<CurrentInfo>{CurrentInfo{r->i64(0, 0), r->i64(0, 1), r->i64(0, 2) != 0}};
   }
 
-  // The resource row and the new version in one statement (one round trip); the index rows wait in pending_
-  // for the end of the job group (flush_index), or for a statement that reads them.
+  // A new resource (version 1): its row and version wait in pending_ with its index rows, for the end of the job
+  // group or a statement that reads them (one round trip for the whole group). Any other version: the resource row
+  // and the new version in one statement (one round trip), the index rows waiting in pending_. rid and seq come
+  // from the writer's own counters (see VersionRows).
   Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec, const IndexValues* index) {
+    if (rec.version == 1 && !rec.deleted) {
+      const std::int64_t rid = next_rid_++, seq = next_seq_++;
+      pending_.add_version(rid, seq, tenant, rec);
+      if (index != nullptr) pending_.add(rid, tenant, rec.type, *index, /*patient_tokens=*/true);
+      return seq;
+    }
+    if (auto f = flush_versions(); !f) return std::unexpected(f.error());  // (the resource may be one of them)
     Param body = rec.deleted ? Param::null() : Param::bytes(kBodyFormatJson + rec.body);
+    const std::int64_t seq = next_seq_++;
     auto ins = writer_->run(
         "append",
-        "WITH up AS (INSERT INTO resource(tenant, type, id, version, last_updated, deleted) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, type, id) DO UPDATE SET "
+        "WITH up AS (INSERT INTO resource(rid, tenant, type, id, version, last_updated, deleted) "
+        "OVERRIDING SYSTEM VALUE VALUES ($9, $1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, type, id) DO UPDATE SET "
         "version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted RETURNING rid) "
-        "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, deleted, method, body) "
-        "SELECT up.rid, $1, $2, $3, $4, $5, $6, $7, $8 FROM up RETURNING rid, seq",
+        "INSERT INTO resource_version(seq, rid, tenant, type, id, version, last_updated, deleted, method, body) "
+        "OVERRIDING SYSTEM VALUE SELECT $10, up.rid, $1, $2, $3, $4, $5, $6, $7, $8 FROM up RETURNING rid",
         {Param(tenant), Param(rec.type), Param(rec.id), Param(rec.version), Param(rec.last_updated_ms),
-         Param(rec.deleted ? 1 : 0), Param(static_cast<std::int64_t>(rec.method)), std::move(body)});
+         Param(rec.deleted ? 1 : 0), Param(static_cast<std::int64_t>(rec.method)), std::move(body), Param(next_rid_),
+         Param(seq)});
     if (!ins) return std::unexpected(pg::to_error(ins.error(), "write"));
     const std::int64_t rid = ins->i64(0, 0);
-    const std::int64_t seq = ins->i64(0, 1);
+    if (rid == next_rid_) ++next_rid_;  // (a new row took it; an existing one kept its own)
     // The index describes the current version only: the previous version's rows go, the new ones come.
     if (rec.version > 1 && pending_.has(rid))  // (written earlier in this group: its rows must be there first)
       if (auto f = flush_index(); !f) return std::unexpected(f.error());
@@ -1381,6 +1512,12 @@ class PostgresStore final : public Store {
                          : writer_->run("insert_index", pending_.sql(false).c_str(), params);
     if (!r) return std::unexpected(pg::to_error(r.error(), "write index"));
     return {};
+  }
+
+  // Writes the waiting new resources (with every waiting index row) before a statement that reads resource rows.
+  Result<void> flush_versions() {
+    if (!pending_.has_versions()) return {};
+    return flush_index();
   }
 
   Result<std::vector<std::pair<std::string, std::string>>> txn_search_ids(TenantId tenant, const SearchQuery& query,
@@ -1419,6 +1556,7 @@ class PostgresStore final : public Store {
 
   Result<IndexExtent> txn_index_extent(TenantId tenant, const std::vector<std::string>& types, std::int64_t after_rid,
                                        std::int64_t max_rid) {
+    if (auto f = flush_versions(); !f) return std::unexpected(f.error());
     std::vector<Param> params;
     std::string sql = "SELECT COALESCE(MAX(r.rid), 0), COUNT(*) FROM resource r" +
                       targets_where(tenant, types, after_rid, max_rid, params);
@@ -1429,6 +1567,7 @@ class PostgresStore final : public Store {
 
   Result<std::vector<IndexTarget>> txn_index_targets(TenantId tenant, const std::vector<std::string>& types,
                                                      std::int64_t after_rid, std::int64_t max_rid, std::size_t limit) {
+    if (auto f = flush_versions(); !f) return std::unexpected(f.error());
     std::vector<Param> params;
     std::string sql =
         "SELECT r.rid, r.type, r.id, v.version, v.last_updated, v.body, v.seq FROM resource r "
@@ -1662,7 +1801,7 @@ class PostgresStore final : public Store {
       if (auto again = writer_->exec("BEGIN"); !again) return fail_all(pg::to_error(again.error(), "write"));
     }
     // Waits for the writers of other processes, then reads the store's clock.
-    auto clock = writer_->run("lock_clock", "SELECT last_ms FROM store_clock WHERE id = 1 FOR UPDATE", {});
+    auto clock = writer_->run("lock_clock", lock_clock_sql_.c_str(), {});
     if (!clock || clock->rows() != 1) {
       fhir::Error e = clock ? fhir::Error::make(ErrorKind::kInternal, "exception", "store_clock has no row")
                             : pg::to_error(clock.error(), "write");
@@ -1671,6 +1810,7 @@ class PostgresStore final : public Store {
     }
     const std::int64_t stored_clock = clock->i64(0, 0);
     clock_ms_ = std::max(committed_ms_, stored_clock);
+    const std::int64_t first_rid = next_rid_ = clock->i64(0, 1), first_seq = next_seq_ = clock->i64(0, 2);
     PostgresTransaction txn(*this);
     for (WriteJob& job : batch) {
       Result<void> r;
@@ -1713,8 +1853,11 @@ class PostgresStore final : public Store {
         return false;
       }
     std::optional<pg::Failure> failed;
-    if (clock_ms_ > stored_clock) {
-      if (auto u = writer_->run("set_clock", "UPDATE store_clock SET last_ms = $1 WHERE id = 1", {Param(clock_ms_)});
+    if (clock_ms_ > stored_clock || next_rid_ > first_rid || next_seq_ > first_seq) {
+      // (A sequence is set only when this transaction took from it: setval cannot go below 1.)
+      if (auto u = writer_->run("advance_clock", advance_clock_sql_.c_str(),
+                                {Param(clock_ms_), Param(next_rid_ > first_rid ? next_rid_ - 1 : 0),
+                                 Param(next_seq_ > first_seq ? next_seq_ - 1 : 0)});
           !u)
         failed = u.error();
     }
@@ -1735,11 +1878,13 @@ class PostgresStore final : public Store {
   StoreOptions options_;
 
   std::unique_ptr<pg::Connection> writer_;
-  std::unique_ptr<PgUserRows> users_;     // on writer_
-  std::unique_ptr<PgOAuthTables> oauth_;  // on writer_
-  IndexBatch pending_;                    // index rows of the writer's transaction, not yet written
-  std::int64_t clock_ms_ = 0;             // the clock within the writer's transaction
-  std::int64_t committed_ms_ = 0;         // the clock as of this process's last commit
+  std::unique_ptr<PgUserRows> users_;               // on writer_
+  std::unique_ptr<PgOAuthTables> oauth_;            // on writer_
+  IndexBatch pending_;                              // index rows of the writer's transaction, not yet written
+  std::int64_t clock_ms_ = 0;                       // the clock within the writer's transaction
+  std::int64_t next_rid_ = 0, next_seq_ = 0;        // the next rid and seq the writer's transaction gives
+  std::string lock_clock_sql_, advance_clock_sql_;  // (prepare_clock_statements)
+  std::int64_t committed_ms_ = 0;                   // the clock as of this process's last commit
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
