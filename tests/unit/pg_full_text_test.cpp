@@ -96,5 +96,51 @@ TEST(PgFullTextTest, TsvectorLiteralNumbersTheNarrativeThenTheContent) {
   EXPECT_TRUE(tsvector_literal("", late + " z y").ends_with("'y':16383 'z':16383"));
 }
 
+// tsvector_binary is the same tsvector in tsvectorrecv's form: read back (count, then per lexeme its text, NUL, its
+// count of positions, each position with weight A in the top two bits; all big-endian), it spells tsvector_literal.
+std::string literal_of_binary(std::string_view b) {
+  std::size_t at = 0;
+  auto u16 = [&] {
+    const auto v =
+        static_cast<unsigned>(static_cast<unsigned char>(b[at]) << 8 | static_cast<unsigned char>(b[at + 1]));
+    at += 2;
+    return v;
+  };
+  EXPECT_GE(b.size(), 4u);
+  std::uint32_t count = 0;
+  for (; at < 4; ++at) count = count << 8 | static_cast<unsigned char>(b[at]);
+  std::string out;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const std::size_t nul = b.find('\0', at);
+    EXPECT_NE(nul, std::string_view::npos);
+    if (nul == std::string_view::npos) return out + "(no NUL)";
+    out += (out.empty() ? "'" : " '") + std::string(b.substr(at, nul - at)) + "'";
+    at = nul + 1;
+    const unsigned positions = u16();
+    for (unsigned k = 0; k < positions; ++k) {
+      const unsigned p = u16();
+      out += (k ? "," : ":") + std::to_string(p & 0x3FFF) + ((p >> 14) == 3 ? "A" : (p >> 14) == 0 ? "" : "?");
+    }
+  }
+  EXPECT_EQ(at, b.size());
+  return out;
+}
+
+TEST(PgFullTextTest, TsvectorBinaryIsTheLiteralsTsvector) {
+  const std::pair<std::string, std::string> texts[] = {
+      {"lung cancer", "cancer 3.5 mg, a.b@c.org"}, {"", "épée  x"}, {"", "—«»"}, {"only narrative", ""}};
+  for (const auto& [narrative, content] : texts)
+    EXPECT_EQ(literal_of_binary(tsvector_binary(narrative, content)), tsvector_literal(narrative, content))
+        << narrative << " / " << content;
+  std::string many;
+  for (int i = 0; i < 16390; ++i) many += "w ";
+  EXPECT_EQ(literal_of_binary(tsvector_binary(std::string(3000, 'x'), many)),
+            tsvector_literal(std::string(3000, 'x'), many));
+  std::string late(16383 * 2, ' ');
+  for (std::size_t i = 0; i < late.size(); i += 2) late[i] = 'a';
+  EXPECT_EQ(literal_of_binary(tsvector_binary("b", late + " z y")), tsvector_literal("b", late + " z y"));
+  EXPECT_EQ(tsvector_binary("", ""), std::string(4, '\0'));  // (no lexeme: a count of 0)
+}
+
 }  // namespace
 }  // namespace caduceus::resources::pg

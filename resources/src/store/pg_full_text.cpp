@@ -159,13 +159,17 @@ std::string full_text_document(std::string_view text) {
   return std::string(cut(fhir::search::normalize_for_search(cut(text, 2 * kMaxFullTextBytes)), kMaxFullTextBytes));
 }
 
-std::string tsvector_literal(std::string_view narrative, std::string_view content) {
-  // PostgreSQL's limits: a lexeme under 2 KB (to_tsvector leaves longer words out too), positions up to 16,383 (later
-  // words share the last), at most 256 positions per lexeme (the first ones are kept).
+namespace {
+
+// The lexemes of a resource's text in tsvector's order, each with its positions (weight A: negative), for both
+// encodings below. PostgreSQL's limits: a lexeme under 2 KB (to_tsvector leaves longer words out too), positions up
+// to 16,383 (later words share the last), at most 256 positions per lexeme (the first ones are kept).
+template <class Lexeme>
+void for_each_lexeme(std::string_view narrative, std::string_view content, Lexeme&& lexeme) {
   constexpr std::size_t kMaxLexeme = 2047;
   constexpr int kMaxPosition = 16383;
   constexpr std::size_t kMaxPositions = 256;
-  // The words with their positions (weight A: negative), sorted by word then position: each lexeme once.
+  // The words with their positions, sorted by word then position: each lexeme once.
   std::vector<std::pair<std::string_view, int>> words;
   words.reserve((narrative.size() + content.size()) / 4 + 1);
   int position = 0;
@@ -177,27 +181,59 @@ std::string tsvector_literal(std::string_view narrative, std::string_view conten
   for_each_word(narrative, [&](std::string_view w) { add(w, true); });
   for_each_word(content, [&](std::string_view w) { add(w, false); });
   std::stable_sort(words.begin(), words.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-  std::string out;
-  out.reserve(narrative.size() + content.size() + 4 * words.size() + 16);
-  char digits[16];
+  std::vector<int> positions;  // (weight A: negative)
   for (std::size_t i = 0; i < words.size();) {
     const std::string_view w = words[i].first;
+    positions.clear();
+    int last = 0;
+    for (; i < words.size() && words[i].first == w; ++i) {
+      const int p = std::abs(words[i].second);
+      if (p == last || positions.size() == kMaxPositions) continue;  // (positions past 16,383 share the last)
+      last = p;
+      positions.push_back(words[i].second);
+    }
+    lexeme(w, positions);
+  }
+}
+
+void put_be16(std::string& out, std::uint16_t v) {
+  out += static_cast<char>(v >> 8);
+  out += static_cast<char>(v);
+}
+
+}  // namespace
+
+std::string tsvector_literal(std::string_view narrative, std::string_view content) {
+  std::string out;
+  out.reserve(narrative.size() + content.size() + 16);
+  char digits[16];
+  for_each_lexeme(narrative, content, [&](std::string_view w, const std::vector<int>& positions) {
     if (!out.empty()) out += ' ';
     append_lexeme(out, w);
     char sep = ':';
-    int last = 0;
-    std::size_t kept = 0;
-    for (; i < words.size() && words[i].first == w; ++i) {
-      const int p = std::abs(words[i].second);
-      if (p == last || kept == kMaxPositions) continue;  // (positions past 16,383 share the last)
-      last = p;
-      ++kept;
+    for (int p : positions) {
       out += sep;
       sep = ',';
-      out.append(digits, std::to_chars(digits, digits + sizeof digits, p).ptr);
-      if (words[i].second < 0) out += 'A';
+      out.append(digits, std::to_chars(digits, digits + sizeof digits, std::abs(p)).ptr);
+      if (p < 0) out += 'A';
     }
-  }
+  });
+  return out;
+}
+
+std::string tsvector_binary(std::string_view narrative, std::string_view content) {
+  std::string out(4, '\0');  // (the count of lexemes, filled in at the end)
+  out.reserve(narrative.size() + content.size() + 16);
+  std::uint32_t count = 0;
+  for_each_lexeme(narrative, content, [&](std::string_view w, const std::vector<int>& positions) {
+    out += w;
+    out += '\0';
+    put_be16(out, static_cast<std::uint16_t>(positions.size()));
+    for (int p : positions)  // (WordEntryPos: the weight in the top two bits, A = 3; the position below)
+      put_be16(out, static_cast<std::uint16_t>((p < 0 ? 3u << 14 : 0u) | static_cast<unsigned>(std::abs(p))));
+    ++count;
+  });
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(count >> (24 - 8 * i));
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -99,29 +100,95 @@ std::string number_text(double d) {
   return std::string(buf, end);
 }
 
-// The rows of one index table, column by column: one text array literal per column, for unnest(). A row equal to
-// one already added on the columns of the table's primary key (all but `not_key`) is left out, so that the rows
-// of new versions can be inserted without ON CONFLICT (which costs an index probe per row).
+// A big-endian 32-bit or 64-bit integer, as PostgreSQL's binary formats write them.
+void put_be32(std::string& out, std::uint32_t v) {
+  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                     static_cast<char>(v)};
+  out.append(b, 4);
+}
+void put_be64(std::string& out, std::uint64_t v) {
+  put_be32(out, static_cast<std::uint32_t>(v >> 32));
+  put_be32(out, static_cast<std::uint32_t>(v));
+}
+
+// One array parameter in PostgreSQL's binary array format (what array_recv reads): one dimension, no NULLs,
+// elements of type `oid` (20 int8, 25 text, 701 float8, 17 bytea), each its length and its binary value. Sent so,
+// an array costs PostgreSQL no parsing of a text literal (array_in, which was a sixth of its time in an import).
+class BinaryArray {
+ public:
+  explicit BinaryArray(std::uint32_t oid) : oid_(oid) {}
+  void add_bytes(std::string_view a, std::string_view b = {}) {
+    put_be32(elements_, static_cast<std::uint32_t>(a.size() + b.size()));
+    elements_ += a;
+    elements_ += b;
+    ++count_;
+  }
+  void add_int(std::int64_t v) {
+    put_be32(elements_, 8);
+    put_be64(elements_, static_cast<std::uint64_t>(v));
+    ++count_;
+  }
+  void add_double(double d) {
+    if (d == 0) d = 0;  // (-0 as 0, as the text form did)
+    std::uint64_t bits;
+    std::memcpy(&bits, &d, sizeof bits);
+    put_be32(elements_, 8);
+    put_be64(elements_, bits);
+    ++count_;
+  }
+  std::size_t size() const { return count_; }
+  void clear() {
+    elements_.clear();
+    count_ = 0;
+  }
+  // The parameter; the array is empty afterwards.
+  Param take() {
+    std::string out;
+    out.reserve(20 + elements_.size());
+    put_be32(out, count_ ? 1 : 0);  // dimensions (an empty array has none)
+    put_be32(out, 0);               // no NULLs
+    put_be32(out, oid_);
+    if (count_) {
+      put_be32(out, static_cast<std::uint32_t>(count_));
+      put_be32(out, 1);  // lower bound
+    }
+    out += elements_;
+    clear();
+    return Param::bytes(std::move(out));
+  }
+
+ private:
+  std::uint32_t oid_;
+  std::string elements_;
+  std::size_t count_ = 0;
+};
+
+// The rows of one index table, column by column: one binary array parameter per column, for unnest(). A row equal to
+// one already added on the columns of the table's primary key (all but `not_key`) is left out, so that the rows of new
+// versions can be inserted without ON CONFLICT (which costs an index probe per row).
 class TableRows {
  public:
   TableRows(const char* table, const char* columns, std::vector<const char*> types, std::vector<std::size_t> not_key)
       : table_(table), columns_list_(columns), types_(std::move(types)), not_key_(std::move(not_key)) {
+    for (const char* t : types_) {
+      const std::string_view type(t);
+      arrays_.emplace_back(type == "bigint" ? 20u : type == "float8" ? 701u : type == "tsvector" ? 3614u : 25u);
+    }
     clear();
   }
   template <class... V>
   void add(const V&... values) {
-    const std::array<std::string, sizeof...(V)> texts{to_text(values)...};
     std::string key;
-    for (std::size_t i = 0; i < texts.size(); ++i)
-      if (std::find(not_key_.begin(), not_key_.end(), i) == not_key_.end())
-        key += std::to_string(texts[i].size()) + ':' + texts[i];
+    std::size_t i = 0;
+    (add_key(key, i++, values), ...);
     if (!keys_.insert(std::move(key)).second) return;
-    for (std::size_t i = 0; i < texts.size(); ++i) append_element(columns_[i], texts[i]);
+    i = 0;
+    (put(i++, values), ...);
     ++rows_;
   }
   std::size_t rows() const { return rows_; }
   void clear() {
-    columns_.assign(types_.size(), "{");
+    for (BinaryArray& a : arrays_) a.clear();
     keys_.clear();
     rows_ = 0;
   }
@@ -136,25 +203,33 @@ class TableRows {
   }
   // Moves its arrays to params (in the order of statement()) and starts again.
   void take(std::vector<Param>& params) {
-    for (std::string& c : columns_) {
-      c += '}';
-      params.emplace_back(std::move(c));
-    }
+    for (BinaryArray& a : arrays_) params.push_back(a.take());
     clear();
   }
 
  private:
-  static std::string to_text(std::string_view v) { return std::string(v); }
-  static std::string to_text(const std::string& v) { return v; }
-  static std::string to_text(std::int64_t v) { return std::to_string(v); }
-  static std::string to_text(int v) { return std::to_string(v); }
-  static std::string to_text(double v) { return number_text(v); }
+  bool in_key(std::size_t i) const { return std::find(not_key_.begin(), not_key_.end(), i) == not_key_.end(); }
+  void add_key(std::string& key, std::size_t i, std::string_view v) const {
+    if (!in_key(i)) return;
+    key += std::to_string(v.size());
+    key += ':';
+    key += v;
+  }
+  void add_key(std::string& key, std::size_t i, std::int64_t v) const {
+    if (in_key(i)) add_key(key, i, std::string_view(std::to_string(v)));
+  }
+  void add_key(std::string& key, std::size_t i, double v) const {
+    if (in_key(i)) add_key(key, i, std::string_view(number_text(v)));
+  }
+  void put(std::size_t i, std::string_view v) { arrays_[i].add_bytes(v); }  // (text, or a binary tsvector)
+  void put(std::size_t i, std::int64_t v) { arrays_[i].add_int(v); }
+  void put(std::size_t i, double v) { arrays_[i].add_double(v); }
 
   const char* table_;
   const char* columns_list_;
   std::vector<const char*> types_;
   std::vector<std::size_t> not_key_;
-  std::vector<std::string> columns_;
+  std::vector<BinaryArray> arrays_;
   std::unordered_set<std::string> keys_;
   std::size_t rows_ = 0;
 };
@@ -201,35 +276,29 @@ const std::string kPatientTokenFill =
 // New resources (version 1) of a commit group, written together with its index rows by the same statement: a
 // create costs no round trip of its own. Their rid and seq are taken by the writer from the identity sequences'
 // positions, read while it holds store_clock (no other writer draws from them meanwhile) and set forward before
-// its COMMIT (PostgresStore::run_jobs). The bodies go as ONE binary bytea[] parameter (array_recv's format: no
-// escaping, no parsing of JSON text as an array literal).
+// its COMMIT (PostgresStore::run_jobs). Binary arrays, the bodies one bytea[] (no escaping of JSON text).
 class VersionRows {
  public:
   void add(std::int64_t rid, std::int64_t seq, std::int64_t tenant, std::string_view type, std::string_view id,
            std::int64_t last_updated, std::int64_t method, std::string_view body) {
-    append_number(rids_, rid);
-    append_number(seqs_, seq);
-    append_number(tenants_, tenant);
-    append_element(types_, type);
-    append_element(ids_, id);
-    append_number(last_updated_, last_updated);
-    append_number(methods_, method);
-    put32(static_cast<std::uint32_t>(body.size() + 1));
-    bodies_ += kBodyFormatJson;
-    bodies_ += body;
-    ++rows_;
+    rids_.add_int(rid);
+    seqs_.add_int(seq);
+    tenants_.add_int(tenant);
+    types_.add_bytes(type);
+    ids_.add_bytes(id);
+    last_updated_.add_int(last_updated);
+    methods_.add_int(method);
+    bodies_.add_bytes(std::string_view(&kBodyFormatJson, 1), body);
   }
-  bool empty() const { return rows_ == 0; }
+  bool empty() const { return rids_.size() == 0; }
   void clear() {
-    for (std::string* c : {&rids_, &seqs_, &tenants_, &types_, &ids_, &last_updated_, &methods_}) c->assign("{");
-    bodies_.assign(kHeader, '\0');
-    rows_ = 0;
+    for (BinaryArray* a : arrays()) a->clear();
   }
   // "v AS (...), v_resource AS (...), v_version AS (...)" with parameters $1..$8 (the index tables' follow).
   static constexpr int kParams = 8;
   static std::string statement() {
     return "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], "
-           "$6::bigint[], $7::smallint[], $8::bytea[]) AS v(rid, seq, tenant, type, id, last_updated, method, body)), "
+           "$6::bigint[], $7::bigint[], $8::bytea[]) AS v(rid, seq, tenant, type, id, last_updated, method, body)), "
            "v_resource AS (INSERT INTO resource(rid, tenant, type, id, version, last_updated, deleted) "
            "OVERRIDING SYSTEM VALUE SELECT rid, tenant, type, id, 1, last_updated, 0 FROM v), "
            "v_version AS (INSERT INTO resource_version(seq, rid, tenant, type, id, version, last_updated, deleted, "
@@ -237,37 +306,14 @@ class VersionRows {
            "FROM v)";
   }
   void take(std::vector<Param>& params) {
-    for (std::string* c : {&rids_, &seqs_, &tenants_, &types_, &ids_, &last_updated_, &methods_}) {
-      *c += '}';
-      params.emplace_back(std::move(*c));
-    }
-    // array_recv's header: 1 dimension, no NULLs, element type bytea (OID 17), rows_ elements from index 1.
-    std::string header;
-    for (std::uint32_t v : {1u, 0u, 17u, static_cast<std::uint32_t>(rows_), 1u}) be32(header, v);
-    bodies_.replace(0, kHeader, header);
-    params.push_back(Param::bytes(std::move(bodies_)));
-    clear();
+    for (BinaryArray* a : arrays()) params.push_back(a->take());
   }
-
-  VersionRows() { clear(); }
 
  private:
-  static constexpr std::size_t kHeader = 20;
-  static void append_number(std::string& out, std::int64_t v) {
-    if (out.size() > 1) out += ',';
-    char buf[24];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, end);
+  std::array<BinaryArray*, kParams> arrays() {
+    return {&rids_, &seqs_, &tenants_, &types_, &ids_, &last_updated_, &methods_, &bodies_};
   }
-  static void be32(std::string& out, std::uint32_t v) {
-    const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-                       static_cast<char>(v)};
-    out.append(b, 4);
-  }
-  void put32(std::uint32_t v) { be32(bodies_, v); }
-
-  std::string rids_, seqs_, tenants_, types_, ids_, last_updated_, methods_, bodies_;
-  std::size_t rows_ = 0;
+  BinaryArray rids_{20}, seqs_{20}, tenants_{20}, types_{25}, ids_{25}, last_updated_{20}, methods_{20}, bodies_{17};
 };
 
 // The index rows of several resources (a commit group's), written by ONE statement of fixed text (prepared once
@@ -307,7 +353,7 @@ class IndexBatch {
     if (!v.narrative.empty() || !v.content.empty()) {
       std::string narrative = pg::full_text_document(v.narrative);
       std::string content = pg::full_text_document(v.content);
-      std::string tsv = pg::tsvector_literal(narrative, content);
+      std::string tsv = pg::tsvector_binary(narrative, content);
       text_.add(rid, tenant, narrative, content, tsv);
     }
     rids_.insert(rid);
