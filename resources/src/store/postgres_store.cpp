@@ -1549,14 +1549,15 @@ class PostgresStore final : public Store {
     return seq;
   }
 
-  // Writes the index rows waiting in pending_ (one statement for all of them). `on_conflict`: skip rows that are
-  // there already (a reindex of some parameters); else they are the rows of new versions, none there yet.
+  // Writes the new resources and the index rows waiting in pending_ (one statement for all of them). `on_conflict`:
+  // skip index rows that are there already (a reindex of some parameters); else they are the rows of new versions,
+  // none there yet.
   Result<void> flush_index(bool on_conflict = false) {
     if (pending_.empty()) return {};
     auto params = pending_.take();
     auto r = on_conflict ? writer_->run("insert_index_skip", pending_.sql(true).c_str(), params)
                          : writer_->run("insert_index", pending_.sql(false).c_str(), params);
-    if (!r) return std::unexpected(pg::to_error(r.error(), "write index"));
+    if (!r) return std::unexpected(pg::to_error(r.error(), "write"));
     return {};
   }
 
