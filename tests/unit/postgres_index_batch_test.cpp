@@ -255,5 +255,41 @@ TEST_F(PostgresIndexBatchTest, TheRowsOfAFailedJobAreNotWritten) {
   EXPECT_EQ(query("SELECT string_agg(id, ',' ORDER BY id) FROM resource"), "a,c");
 }
 
+// A job with many new resources has its rows sent ahead while the next jobs run (run_jobs). When that statement
+// fails (here: a "new" resource that exists), the next statement of the group reports it, the group runs again job
+// by job, and only the failing job fails: the others' resources are all written, none of its own.
+TEST_F(PostgresIndexBatchTest, RowsSentAheadThatFailFailOnlyTheirJob) {
+  auto first = run_group({[&](Transaction& txn) -> fhir::Result<void> {
+    IndexValues v = mrn("dup");
+    auto seq = txn.append(kDefaultTenant, record("Patient", "taken", 1, 4000), &v);
+    if (!seq) return std::unexpected(seq.error());
+    return {};
+  }});
+  ASSERT_TRUE(first[0].has_value()) << first[0].error().issues[0].diagnostics;
+  auto many = [&](const std::string& prefix, bool with_taken) {
+    return [&, prefix, with_taken](Transaction& txn) -> fhir::Result<void> {
+      for (int i = 0; i < 100; ++i) {
+        IndexValues v = mrn(prefix + std::to_string(i));
+        auto seq = txn.append(kDefaultTenant, record("Patient", prefix + std::to_string(i), 1, 4001), &v);
+        if (!seq) return std::unexpected(seq.error());
+      }
+      if (!with_taken) return {};
+      IndexValues v = mrn("again");  // (version 1 of a resource that has one)
+      auto seq = txn.append(kDefaultTenant, record("Patient", "taken", 1, 4002), &v);
+      if (!seq) return std::unexpected(seq.error());
+      return {};
+    };
+  };
+  auto results = run_group({many("a", true), many("b", false), many("c", false)});
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_FALSE(results[0].has_value());
+  EXPECT_TRUE(results[1].has_value()) << results[1].error().issues[0].diagnostics;
+  EXPECT_TRUE(results[2].has_value()) << results[2].error().issues[0].diagnostics;
+  EXPECT_EQ(query("SELECT COUNT(*) FROM resource WHERE id LIKE 'a%'"), "0");
+  EXPECT_EQ(query("SELECT COUNT(*) FROM resource WHERE id LIKE 'b%' OR id LIKE 'c%'"), "200");
+  EXPECT_EQ(query("SELECT COUNT(*) FROM idx_token WHERE param = 'identifier'"), "201");  // (b, c and taken's)
+  EXPECT_EQ(query("SELECT code FROM idx_token t JOIN resource r ON r.rid = t.rid WHERE r.id = 'taken'"), "dup");
+}
+
 }  // namespace
 }  // namespace caduceus::resources

@@ -86,6 +86,7 @@ Connection::~Connection() {
 }
 
 bool Connection::reset() {
+  in_flight_ = false;
   prepared_.clear();
   cached_.clear();
   PQreset(conn_);
@@ -101,7 +102,28 @@ std::expected<Result, Failure> Connection::finish(PGresult* r) {
 }
 
 std::expected<Result, Failure> Connection::exec(const std::string& sql) {
+  if (auto w = wait(); !w) return std::unexpected(w.error());
   return finish(PQexec(conn_, sql.c_str()));
+}
+
+std::expected<void, Failure> Connection::wait() {
+  if (!in_flight_) return {};
+  in_flight_ = false;
+  std::optional<Failure> failed;
+  for (PGresult* r; (r = PQgetResult(conn_)) != nullptr;) {
+    auto done = finish(r);  // (takes r)
+    if (!done && !failed) failed = done.error();
+  }
+  if (failed) return std::unexpected(std::move(*failed));
+  return {};
+}
+
+std::expected<void, Failure> Connection::prepare(const char* name, const char* sql, int params) {
+  if (std::find(prepared_.begin(), prepared_.end(), name) != prepared_.end()) return {};
+  auto prepared = finish(PQprepare(conn_, name, sql, params, nullptr));
+  if (!prepared) return std::unexpected(prepared.error());
+  prepared_.emplace_back(name);
+  return {};
 }
 
 namespace {
@@ -119,23 +141,33 @@ struct Arrays {
 }  // namespace
 
 std::expected<Result, Failure> Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+  if (auto w = wait(); !w) return std::unexpected(w.error());
   Arrays a(params);
   return finish(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr, a.values.data(),
                              a.lengths.data(), a.formats.data(), 1));
 }
 
 std::expected<Result, Failure> Connection::run(const char* name, const char* sql, const std::vector<Param>& params) {
-  if (std::find(prepared_.begin(), prepared_.end(), name) == prepared_.end()) {
-    auto prepared = finish(PQprepare(conn_, name, sql, static_cast<int>(params.size()), nullptr));
-    if (!prepared) return std::unexpected(prepared.error());
-    prepared_.emplace_back(name);
-  }
+  if (auto w = wait(); !w) return std::unexpected(w.error());
+  if (auto p = prepare(name, sql, static_cast<int>(params.size())); !p) return std::unexpected(p.error());
   Arrays a(params);
   return finish(PQexecPrepared(conn_, name, static_cast<int>(params.size()), a.values.data(), a.lengths.data(),
                                a.formats.data(), 1));
 }
 
+std::expected<void, Failure> Connection::send(const char* name, const char* sql, const std::vector<Param>& params) {
+  if (auto w = wait(); !w) return std::unexpected(w.error());
+  if (auto p = prepare(name, sql, static_cast<int>(params.size())); !p) return std::unexpected(p.error());
+  Arrays a(params);
+  if (PQsendQueryPrepared(conn_, name, static_cast<int>(params.size()), a.values.data(), a.lengths.data(),
+                          a.formats.data(), 1) != 1)
+    return std::unexpected(failure_of(conn_, nullptr));
+  in_flight_ = true;
+  return {};
+}
+
 std::expected<Result, Failure> Connection::run_cached(const std::string& sql, const std::vector<Param>& params) {
+  if (auto w = wait(); !w) return std::unexpected(w.error());
   auto it = cached_.find(sql);
   if (it == cached_.end()) {
     if (cached_.size() >= kMaxCached) return exec(sql, params);

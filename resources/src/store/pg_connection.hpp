@@ -89,11 +89,21 @@ class Connection {
   std::expected<Result, Failure> run_cached(const std::string& sql, const std::vector<Param>& params);
   static constexpr std::size_t kMaxCached = 512;
 
+  // Sends a named statement (prepared with `sql` on first use) without waiting for its result, so that the caller
+  // can go on with other work while the server runs it. The connection is busy until wait(): every other call on it
+  // waits first, and fails with the sent statement's failure if it failed (the transaction is aborted then).
+  std::expected<void, Failure> send(const char* name, const char* sql, const std::vector<Param>& params);
+  // The end of the statement sent (OK when none is out).
+  std::expected<void, Failure> wait();
+  bool busy() const { return in_flight_; }
+
  private:
   explicit Connection(PGconn* c) : conn_(c) {}
   std::expected<Result, Failure> finish(PGresult* r);
+  std::expected<void, Failure> prepare(const char* name, const char* sql, int params);
 
   PGconn* conn_;
+  bool in_flight_ = false;  // (send)
   std::vector<std::string> prepared_;
   std::unordered_map<std::string, std::string> cached_;  // SQL text -> statement name (run_cached)
 };

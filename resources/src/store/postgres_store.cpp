@@ -364,6 +364,7 @@ class IndexBatch {
                   rec.body);
   }
   bool empty() const { return rids_.empty() && versions_.empty(); }
+  std::size_t resources() const { return rids_.size(); }  // (with index rows)
   bool has_versions() const { return !versions_.empty(); }
   bool has(std::int64_t rid) const { return rids_.contains(rid); }
   void clear() {
@@ -1874,6 +1875,17 @@ class PostgresStore final : public Store {
           return false;
         }
         results.push_back(std::move(r));
+        // Enough rows waiting (a Bundle's): PostgreSQL writes them while the next jobs run here. Every later
+        // statement on the connection waits for them first; a failure among them fails the group's next
+        // statement, at the latest the last flush, and the group runs again job by job.
+        if (!writer_->busy() && pending_.resources() >= kSendRows) {
+          auto params = pending_.take();
+          if (auto sent = writer_->send("insert_index", pending_.sql(false).c_str(), params); !sent) {
+            (void)writer_->exec("ROLLBACK");
+            pending_.clear();
+            return false;
+          }
+        }
         continue;
       }
       if (auto s = writer_->exec("SAVEPOINT job"); !s) {
@@ -1939,6 +1951,7 @@ class PostgresStore final : public Store {
   bool stopping_ = false;
   std::thread writer_thread_;
 
+  static constexpr std::size_t kSendRows = 64;  // resources whose rows a group sends ahead (run_jobs)
   static constexpr std::size_t kMaxReadBatch = 256;
   std::mutex reads_mutex_;
   std::condition_variable reads_cv_;
