@@ -66,9 +66,9 @@ TEST_F(PostgresStoreTest, StoresOpeningTogetherMigrateOnce) {
     });
   for (auto& t : threads) t.join();
   for (int i = 0; i < kStores; ++i) ASSERT_TRUE(opened[i].has_value()) << opened[i].error().issues[0].diagnostics;
-  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM schema_migrations").value_or("?"), "18");
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM schema_migrations").value_or("?"), "19");
   EXPECT_EQ(db_->query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations").value_or("?"),
-            "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18");
+            "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19");
   // Each one works on the same data.
   Repository first(**opened[0], *defs_, *checker_);
   ASSERT_TRUE(first.update(kDefaultTenant, "Patient", "shared", parse(R"({"resourceType":"Patient","id":"shared"})"),
@@ -109,6 +109,20 @@ TEST_F(PostgresStoreTest, VersionsKeepTheirResourceRowWithoutAForeignKey) {
                        "resource r WHERE r.id IN ('p1', 'p2', 'p3')")
                 .value_or("?"),
             "p1:2:0,p2:2:1,p3:1:0");
+}
+
+// Bodies big enough to be compressed are compressed with lz4 (migration 19), not pglz.
+TEST_F(PostgresStoreTest, LargeBodiesAreCompressedWithLz4) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  Repository repo(*store, *defs_, *checker_);
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "note " + std::to_string(i) + " ";  // (some 4 KB, compressible)
+  ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", "big",
+                          parse(R"({"resourceType":"Patient","id":"big","name":[{"text":")" + text + R"("}]})"),
+                          std::nullopt));
+  EXPECT_EQ(db_->query("SELECT pg_column_compression(body) FROM resource_version WHERE id = 'big'").value_or("?"),
+            "lz4");
 }
 
 // Two stores (two server processes) on one database: two updates with the same If-Match, at once, one through

@@ -273,6 +273,17 @@ const std::vector<Migration>& migrations() {
            // As SQLite's migration 17 (see schema.cpp).
            "DELETE FROM idx_patient_token WHERE param = 'status'",
        }},
+      {19,
+       "lz4 for bodies and full text",
+       {
+           // Values over ~2 KB (most bodies, much of idx_text) are compressed when stored: lz4 costs the writer a
+           // fraction of pglz's time (pglz was 6-7 % of the writer backend's CPU in an import) and reads decompress
+           // faster. Only new values; a server built without lz4 keeps pglz.
+           "DO $$ BEGIN "
+           "ALTER TABLE resource_version ALTER COLUMN body SET COMPRESSION lz4; "
+           "ALTER TABLE idx_text ALTER COLUMN narrative SET COMPRESSION lz4, ALTER COLUMN content SET COMPRESSION lz4; "
+           "EXCEPTION WHEN feature_not_supported THEN NULL; END $$",
+       }},
   };
   return list;
 }
