@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <latch>
 #include <map>
@@ -44,6 +45,20 @@ class PostgresStoreTest : public ::testing::Test {
     auto s = open_store(db_->url(), StoreOptions{.readers = 2});
     EXPECT_TRUE(s.has_value()) << s.error().issues[0].diagnostics;
     return s ? std::move(*s) : nullptr;
+  }
+
+  // Runs body(repository) on `threads` threads at once (released together), the even ones writing through store
+  // a, the odd ones through store b: two server processes on one database.
+  void on_two_stores(Store& a, Store& b, int threads, const std::function<void(Repository&)>& body) {
+    Repository ra(a, *defs_, *checker_), rb(b, *defs_, *checker_);
+    std::latch start(threads);
+    std::vector<std::thread> running;
+    for (int t = 0; t < threads; ++t)
+      running.emplace_back([&, t] {
+        start.arrive_and_wait();
+        body(t % 2 ? rb : ra);
+      });
+    for (auto& t : running) t.join();
   }
 
   std::unique_ptr<test::PgDatabase> db_;
@@ -258,23 +273,16 @@ TEST_F(PostgresStoreTest, GatheredReadsAnswerEachCallerItsOwnResource) {
 TEST_F(PostgresStoreTest, HistoryOfTwoStoresIsOneOrderedFeed) {
   auto a = open(), b = open();
   ASSERT_TRUE(a && b);
-  Repository ra(*a, *defs_, *checker_), rb(*b, *defs_, *checker_);
   constexpr int kThreads = 4, kWrites = 15;
-  std::latch start(kThreads);
-  std::vector<std::thread> threads;
   std::atomic<int> failures{0};
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      Repository& repo = t % 2 ? rb : ra;
-      start.arrive_and_wait();
-      for (int i = 0; i < kWrites; ++i) {
-        const std::string id = "p" + std::to_string(i % 5);  // the threads update the same five resources
-        if (!repo.update(kDefaultTenant, "Patient", id, parse(R"({"resourceType":"Patient","id":")" + id + R"("})"),
-                         std::nullopt))
-          ++failures;
-      }
-    });
-  for (auto& t : threads) t.join();
+  on_two_stores(*a, *b, kThreads, [&](Repository& repo) {
+    for (int i = 0; i < kWrites; ++i) {
+      const std::string id = "p" + std::to_string(i % 5);  // the threads update the same five resources
+      if (!repo.update(kDefaultTenant, "Patient", id, parse(R"({"resourceType":"Patient","id":")" + id + R"("})"),
+                       std::nullopt))
+        ++failures;
+    }
+  });
   EXPECT_EQ(failures.load(), 0);
   for (Store* s : {a.get(), b.get()}) {
     HistoryQuery q;
@@ -311,25 +319,18 @@ TEST_F(PostgresStoreTest, HistoryOfTwoStoresIsOneOrderedFeed) {
 TEST_F(PostgresStoreTest, TwoStoresCreatingAtOnceGiveEachResourceItsOwnRidAndSeq) {
   auto a = open(), b = open();
   ASSERT_TRUE(a && b);
-  Repository ra(*a, *defs_, *checker_), rb(*b, *defs_, *checker_);
   constexpr int kThreads = 4, kCreates = 25;
-  std::latch start(kThreads);
-  std::vector<std::thread> threads;
   std::mutex mutex;
   std::vector<std::string> errors;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      Repository& repo = t % 2 ? rb : ra;
-      start.arrive_and_wait();
-      for (int i = 0; i < kCreates; ++i) {
-        auto created = repo.create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient"})"));
-        if (!created) {
-          std::lock_guard lock(mutex);
-          errors.push_back(created.error().issues[0].diagnostics);
-        }
+  on_two_stores(*a, *b, kThreads, [&](Repository& repo) {
+    for (int i = 0; i < kCreates; ++i) {
+      auto created = repo.create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient"})"));
+      if (!created) {
+        std::lock_guard lock(mutex);
+        errors.push_back(created.error().issues[0].diagnostics);
       }
-    });
-  for (auto& t : threads) t.join();
+    }
+  });
   EXPECT_TRUE(errors.empty()) << errors.size() << " failed, the first: " << errors.front();
   constexpr int kAll = kThreads * kCreates;
   EXPECT_EQ(db_->query("SELECT COUNT(DISTINCT rid) FROM resource").value_or("?"), std::to_string(kAll));
