@@ -289,6 +289,22 @@ TEST_F(PostgresIndexBatchTest, RowsSentAheadThatFailFailOnlyTheirJob) {
   EXPECT_EQ(query("SELECT COUNT(*) FROM resource WHERE id LIKE 'b%' OR id LIKE 'c%'"), "200");
   EXPECT_EQ(query("SELECT COUNT(*) FROM idx_token WHERE param = 'identifier'"), "201");  // (b, c and taken's)
   EXPECT_EQ(query("SELECT code FROM idx_token t JOIN resource r ON r.rid = t.rid WHERE r.id = 'taken'"), "dup");
+
+  // The same, and the next job fails by itself before any statement: the group's ROLLBACK is the first statement
+  // after the rows sent ahead, and must run whatever became of them (else the connection stays in the aborted
+  // transaction and every job of the group fails).
+  auto second = run_group({many("d", true),
+                           [](Transaction&) -> fhir::Result<void> {
+                             return fhir::fail(fhir::ErrorKind::kConflict, "conflict", "fails by itself");
+                           },
+                           many("e", false)});
+  ASSERT_EQ(second.size(), 3u);
+  EXPECT_FALSE(second[0].has_value());
+  ASSERT_FALSE(second[1].has_value());
+  EXPECT_EQ(second[1].error().kind, fhir::ErrorKind::kConflict);
+  EXPECT_TRUE(second[2].has_value()) << second[2].error().issues[0].diagnostics;
+  EXPECT_EQ(query("SELECT COUNT(*) FROM resource WHERE id LIKE 'd%'"), "0");
+  EXPECT_EQ(query("SELECT COUNT(*) FROM resource WHERE id LIKE 'e%'"), "100");
 }
 
 }  // namespace

@@ -102,7 +102,8 @@ std::expected<Result, Failure> Connection::finish(PGresult* r) {
 }
 
 std::expected<Result, Failure> Connection::exec(const std::string& sql) {
-  if (auto w = wait(); !w) return std::unexpected(w.error());
+  // (A ROLLBACK runs whatever became of a statement sent: it is how the caller gives up after that failure.)
+  if (auto w = wait(); !w && !sql.starts_with("ROLLBACK")) return std::unexpected(w.error());
   return finish(PQexec(conn_, sql.c_str()));
 }
 

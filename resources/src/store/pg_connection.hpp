@@ -91,7 +91,8 @@ class Connection {
 
   // Sends a named statement (prepared with `sql` on first use) without waiting for its result, so that the caller
   // can go on with other work while the server runs it. The connection is busy until wait(): every other call on it
-  // waits first, and fails with the sent statement's failure if it failed (the transaction is aborted then).
+  // waits first, and fails with the sent statement's failure if it failed (the transaction is aborted then), but
+  // for a ROLLBACK, which runs.
   std::expected<void, Failure> send(const char* name, const char* sql, const std::vector<Param>& params);
   // The end of the statement sent (OK when none is out).
   std::expected<void, Failure> wait();

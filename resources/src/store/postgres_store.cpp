@@ -1904,13 +1904,20 @@ class PostgresStore final : public Store {
         r = std::unexpected(pg::to_error(s.error(), "write"));
       results.push_back(std::move(r));
     }
-    if (!savepoints)
-      if (auto f = flush_index(); !f) {  // one of the group's index rows failed: each job on its own, then
+    if (!savepoints) {
+      // The rows sent ahead, then the rest: if any of them failed, each job on its own.
+      Result<void> f;
+      if (auto w = writer_->wait(); !w)
+        f = std::unexpected(pg::to_error(w.error(), "write"));
+      else
+        f = flush_index();
+      if (!f) {
         (void)writer_->exec("ROLLBACK");
         pending_.clear();
         for (auto& r : results) r = std::unexpected(f.error());
         return false;
       }
+    }
     std::optional<pg::Failure> failed;
     if (clock_ms_ > stored_clock || next_rid_ > first_rid || next_seq_ > first_seq) {
       // (A sequence is set only when this transaction took from it: setval cannot go below 1.)
