@@ -204,7 +204,7 @@ fhir::Error patch_error(const Entry& e, fhir::Error error) {
 
 }  // namespace
 
-BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
+BundleOutcome BundleProcessor::process(json::Value&& bundle) const {
   BundleOutcome out;
   auto fail_all = [&](const fhir::Error& e) {
     out.status = http_status(e.kind);
@@ -223,9 +223,9 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
         ErrorKind::kInvalid, "invalid",
         "Bundle.type must be batch or transaction, not '" + (type ? *type : std::string()) + "'", "Bundle.type"));
   const bool batch = *type == "batch";
-  static const json::Value kNoEntries = json::Value::array();
-  const json::Value* entries = bundle.find("entry");
-  if (entries == nullptr) entries = &kNoEntries;
+  json::Value no_entries = json::Value::array();
+  json::Value* entries = bundle.find("entry");
+  if (entries == nullptr) entries = &no_entries;
   if (!entries->is_array())
     return fail_all(
         fhir::Error::make(ErrorKind::kInvalid, "structure", "Bundle.entry must be an array", "Bundle.entry"));
@@ -242,7 +242,7 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
     Entry e;
     e.index = i;
     e.path = "Bundle.entry[" + std::to_string(i) + "]";
-    const json::Value& raw = entries->items()[i];
+    json::Value& raw = entries->items()[i];  // (its resource is moved into the entry: each is read once)
     if (!raw.is_object()) return entry_fail(e, ErrorKind::kInvalid, "structure", "An entry must be an object");
     if (const std::string* fu = string_member(raw, "fullUrl")) e.full_url = *fu;
     const json::Value* request = raw.find("request");
@@ -304,7 +304,7 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
           "request.url '" + e.url + "' must be " + (wants_id ? "[type]/[id]" : "[type]") + " for " + e.method,
           e.path + ".request.url");
     if (e.method == "DELETE") return e;
-    const json::Value* resource = raw.find("resource");
+    json::Value* resource = raw.find("resource");
     if (resource == nullptr || !resource->is_object())
       return entry_fail(e, ErrorKind::kInvalid, "required", e.method + " needs a resource", e.path + ".resource");
     const std::string* rtype = string_member(*resource, "resourceType");
@@ -350,7 +350,7 @@ BundleOutcome BundleProcessor::process(const json::Value& bundle) const {
                         "The resource's resourceType '" + (rtype ? *rtype : std::string()) +
                             "' does not match request.url '" + e.url + "'",
                         e.path + ".resource.resourceType");
-    e.resource = *resource;
+    e.resource = std::move(*resource);
     if (const std::string* s = string_member(*request, "ifNoneExist"); s != nullptr && e.method == "POST") {
       std::string_view cond = *s;
       if (cond.starts_with(e.type + "?")) cond.remove_prefix(e.type.size() + 1);

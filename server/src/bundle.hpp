@@ -57,8 +57,9 @@ class BundleProcessor {
                   BundleOptions options, std::function<Response(const Request&)> get = nullptr)
       : repo_(repository), registry_(std::move(registry)), options_(std::move(options)), get_(std::move(get)) {}
 
-  // Processes a parsed Bundle. Waits for the writes (call it where blocking is allowed).
-  BundleOutcome process(const fhir::json::Value& bundle) const;
+  // Processes a parsed Bundle, whose entries' resources it takes (moves out) as it reads them. Waits for the writes
+  // (call it where blocking is allowed).
+  BundleOutcome process(fhir::json::Value&& bundle) const;
 
  private:
   resources::Repository& repo_;

@@ -571,7 +571,7 @@ int import_files(const std::vector<std::string>& args) {
         errors.push_back(path + ": " + describe(parsed.error()));
         return result;
       }
-      server::BundleOutcome out = processor.process(*parsed);
+      server::BundleOutcome out = processor.process(std::move(*parsed));
       if (out.status >= 400) {
         errors.push_back(path + ": " + outcome_text(out.body));
         result.whole = true;

@@ -1369,7 +1369,7 @@ struct Router::Impl {
                                   with.headers.emplace_back("authorization", authorization);
                                   return router->handle(with);
                                 });
-      BundleOutcome out = processor.process(*body);
+      BundleOutcome out = processor.process(std::move(*body));
       if (router->reindexer_ != nullptr)
         for (const VersionRecord& v : out.written) {
           if (v.type != "SearchParameter") continue;
