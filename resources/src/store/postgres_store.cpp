@@ -880,9 +880,7 @@ class PostgresStore final : public Store {
     auto names = writer_->exec(
         "SELECT pg_get_serial_sequence('resource', 'rid'), pg_get_serial_sequence('resource_version', 'seq')", {});
     if (!names || names->rows() != 1 || names->null(0, 0) || names->null(0, 1))
-      return fhir::fail(ErrorKind::kInternal, "exception",
-                        "the identity sequences of resource and resource_version "
-                        "are not found");
+      return fhir::fail(ErrorKind::kInternal, "exception", "resource.rid or resource_version.seq has no sequence");
     const std::string rid_seq = names->text(0, 0), seq_seq = names->text(0, 1);
     auto next = [](const std::string& seq) {
       return "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM " + seq + ")";
