@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "caduceus/conformance/embedded.hpp"
@@ -305,6 +306,33 @@ TEST_F(PostgresIndexBatchTest, RowsSentAheadThatFailFailOnlyTheirJob) {
   EXPECT_TRUE(second[2].has_value()) << second[2].error().issues[0].diagnostics;
   EXPECT_EQ(query("SELECT COUNT(*) FROM resource WHERE id LIKE 'd%'"), "0");
   EXPECT_EQ(query("SELECT COUNT(*) FROM resource WHERE id LIKE 'e%'"), "100");
+}
+
+// A group of one job whose rows cannot even be sent ahead (the connection is gone: here the job's own backend is
+// terminated before it returns, so preparing the statement fails): the job is answered with that failure, not as
+// written, and nothing of it is stored.
+TEST_F(PostgresIndexBatchTest, AJobWhoseRowsCannotBeSentAheadIsNotAnsweredAsWritten) {
+  std::promise<fhir::Result<void>> done;
+  store_->write_async(
+      [&](Transaction& txn) -> fhir::Result<void> {
+        for (int i = 0; i < 100; ++i) {
+          IndexValues v = mrn("g" + std::to_string(i));
+          auto seq = txn.append(kDefaultTenant, record("Patient", "g" + std::to_string(i), 1, 5000), &v);
+          if (!seq) return std::unexpected(seq.error());
+        }
+        // (The writer's connection is the one idle inside a transaction; until its backend is gone.)
+        const std::string writer =
+            "FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'";
+        if (query("SELECT COUNT(pg_terminate_backend(pid)) " + writer) != "1")
+          return fhir::fail(fhir::ErrorKind::kInternal, "exception", "the writer's backend is not found");
+        while (query("SELECT COUNT(*) " + writer) != "0") std::this_thread::yield();
+        return {};
+      },
+      [&](fhir::Result<void> r) { done.set_value(std::move(r)); });
+  auto result = done.get_future().get();
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().kind, fhir::ErrorKind::kUnavailable);
+  EXPECT_EQ(query("SELECT COUNT(*) FROM resource WHERE id LIKE 'g%'"), "0");
 }
 
 }  // namespace

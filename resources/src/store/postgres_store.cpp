@@ -1857,6 +1857,14 @@ class PostgresStore final : public Store {
     const std::int64_t stored_clock = clock->i64(0, 0);
     clock_ms_ = std::max(committed_ms_, stored_clock);
     const std::int64_t first_rid = next_rid_ = clock->i64(0, 1), first_seq = next_seq_ = clock->i64(0, 2);
+    // A job or the group's rows (sent ahead, or in the last flush) failed: everything is rolled back, and every job
+    // run so far is answered with that failure (a group of several runs again, job by job).
+    auto abandon = [&](const fhir::Error& e) {
+      (void)writer_->exec("ROLLBACK");
+      pending_.clear();
+      for (auto& r : results) r = std::unexpected(e);
+      return false;
+    };
     PostgresTransaction txn(*this);
     for (WriteJob& job : batch) {
       Result<void> r;
@@ -1867,10 +1875,9 @@ class PostgresStore final : public Store {
           r = fhir::fail(ErrorKind::kInternal, "exception", e.what());
         }
         if (!r) {
-          (void)writer_->exec("ROLLBACK");
-          pending_.clear();
+          const fhir::Error e = r.error();
           results.push_back(std::move(r));
-          return false;
+          return abandon(e);
         }
         results.push_back(std::move(r));
         // Enough rows waiting (a Bundle's): PostgreSQL writes them while the next jobs run here. Every later
@@ -1878,11 +1885,8 @@ class PostgresStore final : public Store {
         // statement, at the latest the last flush, and the group runs again job by job.
         if (!writer_->busy() && pending_.resources() >= kSendRows) {
           auto params = pending_.take();
-          if (auto sent = writer_->send("insert_index", pending_.sql(false).c_str(), params); !sent) {
-            (void)writer_->exec("ROLLBACK");
-            pending_.clear();
-            return false;
-          }
+          if (auto sent = writer_->send("insert_index", pending_.sql(false).c_str(), params); !sent)
+            return abandon(pg::to_error(sent.error(), "write"));
         }
         continue;
       }
@@ -1909,12 +1913,7 @@ class PostgresStore final : public Store {
         f = std::unexpected(pg::to_error(w.error(), "write"));
       else
         f = flush_index();
-      if (!f) {
-        (void)writer_->exec("ROLLBACK");
-        pending_.clear();
-        for (auto& r : results) r = std::unexpected(f.error());
-        return false;
-      }
+      if (!f) return abandon(f.error());
     }
     std::optional<pg::Failure> failed;
     if (clock_ms_ > stored_clock || next_rid_ > first_rid || next_seq_ > first_seq) {
