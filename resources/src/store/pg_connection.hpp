@@ -2,6 +2,7 @@
 
 // A thin RAII layer over libpq for the PostgreSQL store: one connection, statements with parameters sent as
 // text (bytea as binary), results in binary format, and errors turned into fhir::Error with the SQLSTATE kept.
+#include <endian.h>
 #include <libpq-fe.h>
 
 #include <cstdint>
@@ -16,6 +17,23 @@
 #include "caduceus/fhir/error.hpp"
 
 namespace caduceus::resources::pg {
+
+// The type OIDs of the binary values the store sends (its array parameters' elements).
+inline constexpr std::uint32_t kByteaOid = 17, kInt8Oid = 20, kTextOid = 25, kFloat8Oid = 701, kTsvectorOid = 3614;
+
+// PostgreSQL's binary formats are big-endian: appends v's 2, 4 or 8 bytes so (Result reads them back).
+inline void put_be16(std::string& out, std::uint16_t v) {
+  v = htobe16(v);
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+inline void put_be32(std::string& out, std::uint32_t v) {
+  v = htobe32(v);
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+inline void put_be64(std::string& out, std::uint64_t v) {
+  v = htobe64(v);
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
 
 // One parameter of a statement: NULL, text, or binary (bytea).
 struct Param {

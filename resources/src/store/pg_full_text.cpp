@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "caduceus/fhir/search_text.hpp"
+#include "pg_connection.hpp"
 
 namespace caduceus::resources::pg {
 namespace {
@@ -196,11 +197,6 @@ void for_each_lexeme(std::string_view narrative, std::string_view content, Lexem
   }
 }
 
-void put_be16(std::string& out, std::uint16_t v) {
-  out += static_cast<char>(v >> 8);
-  out += static_cast<char>(v);
-}
-
 }  // namespace
 
 std::string tsvector_literal(std::string_view narrative, std::string_view content) {
@@ -222,7 +218,7 @@ std::string tsvector_literal(std::string_view narrative, std::string_view conten
 }
 
 std::string tsvector_binary(std::string_view narrative, std::string_view content) {
-  std::string out(4, '\0');  // (the count of lexemes, filled in at the end)
+  std::string out(4, '\0');  // (the count of lexemes, written over at the end)
   out.reserve(narrative.size() + content.size() + 16);
   std::uint32_t count = 0;
   for_each_lexeme(narrative, content, [&](std::string_view w, const std::vector<int>& positions) {
@@ -233,7 +229,9 @@ std::string tsvector_binary(std::string_view narrative, std::string_view content
       put_be16(out, static_cast<std::uint16_t>((p < 0 ? 3u << 14 : 0u) | static_cast<unsigned>(std::abs(p))));
     ++count;
   });
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(count >> (24 - 8 * i));
+  std::string head;
+  put_be32(head, count);
+  out.replace(0, head.size(), head);
   return out;
 }
 

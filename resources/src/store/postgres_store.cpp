@@ -100,40 +100,29 @@ std::string number_text(double d) {
   return std::string(buf, end);
 }
 
-// A big-endian 32-bit or 64-bit integer, as PostgreSQL's binary formats write them.
-void put_be32(std::string& out, std::uint32_t v) {
-  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-                     static_cast<char>(v)};
-  out.append(b, 4);
-}
-void put_be64(std::string& out, std::uint64_t v) {
-  put_be32(out, static_cast<std::uint32_t>(v >> 32));
-  put_be32(out, static_cast<std::uint32_t>(v));
-}
-
 // One array parameter in PostgreSQL's binary array format (what array_recv reads): one dimension, no NULLs,
-// elements of type `oid` (20 int8, 25 text, 701 float8, 17 bytea), each its length and its binary value. Sent so,
-// an array costs PostgreSQL no parsing of a text literal (array_in, which was a sixth of its time in an import).
+// elements of type `oid` (pg::kInt8Oid, ...), each its length and its binary value. Sent so, an array costs
+// PostgreSQL no parsing of a text literal (array_in, which was a sixth of its time in an import).
 class BinaryArray {
  public:
   explicit BinaryArray(std::uint32_t oid) : oid_(oid) {}
   void add_bytes(std::string_view a, std::string_view b = {}) {
-    put_be32(elements_, static_cast<std::uint32_t>(a.size() + b.size()));
+    pg::put_be32(elements_, static_cast<std::uint32_t>(a.size() + b.size()));
     elements_ += a;
     elements_ += b;
     ++count_;
   }
   void add_int(std::int64_t v) {
-    put_be32(elements_, 8);
-    put_be64(elements_, static_cast<std::uint64_t>(v));
+    pg::put_be32(elements_, 8);
+    pg::put_be64(elements_, static_cast<std::uint64_t>(v));
     ++count_;
   }
   void add_double(double d) {
     if (d == 0) d = 0;  // (-0 as 0, as the text form did)
     std::uint64_t bits;
     std::memcpy(&bits, &d, sizeof bits);
-    put_be32(elements_, 8);
-    put_be64(elements_, bits);
+    pg::put_be32(elements_, 8);
+    pg::put_be64(elements_, bits);
     ++count_;
   }
   std::size_t size() const { return count_; }
@@ -145,12 +134,12 @@ class BinaryArray {
   Param take() {
     std::string out;
     out.reserve(20 + elements_.size());
-    put_be32(out, count_ ? 1 : 0);  // dimensions (an empty array has none)
-    put_be32(out, 0);               // no NULLs
-    put_be32(out, oid_);
+    pg::put_be32(out, count_ ? 1 : 0);  // dimensions (an empty array has none)
+    pg::put_be32(out, 0);               // no NULLs
+    pg::put_be32(out, oid_);
     if (count_) {
-      put_be32(out, static_cast<std::uint32_t>(count_));
-      put_be32(out, 1);  // lower bound
+      pg::put_be32(out, static_cast<std::uint32_t>(count_));
+      pg::put_be32(out, 1);  // lower bound
     }
     out += elements_;
     clear();
@@ -172,7 +161,10 @@ class TableRows {
       : table_(table), columns_list_(columns), types_(std::move(types)), not_key_(std::move(not_key)) {
     for (const char* t : types_) {
       const std::string_view type(t);
-      arrays_.emplace_back(type == "bigint" ? 20u : type == "float8" ? 701u : type == "tsvector" ? 3614u : 25u);
+      arrays_.emplace_back(type == "bigint"     ? pg::kInt8Oid
+                           : type == "float8"   ? pg::kFloat8Oid
+                           : type == "tsvector" ? pg::kTsvectorOid
+                                                : pg::kTextOid);
     }
     clear();
   }
@@ -313,7 +305,8 @@ class VersionRows {
   std::array<BinaryArray*, kParams> arrays() {
     return {&rids_, &seqs_, &tenants_, &types_, &ids_, &last_updated_, &methods_, &bodies_};
   }
-  BinaryArray rids_{20}, seqs_{20}, tenants_{20}, types_{25}, ids_{25}, last_updated_{20}, methods_{20}, bodies_{17};
+  BinaryArray rids_{pg::kInt8Oid}, seqs_{pg::kInt8Oid}, tenants_{pg::kInt8Oid}, types_{pg::kTextOid},
+      ids_{pg::kTextOid}, last_updated_{pg::kInt8Oid}, methods_{pg::kInt8Oid}, bodies_{pg::kByteaOid};
 };
 
 // The index rows of several resources (a commit group's), written by ONE statement of fixed text (prepared once
