@@ -176,13 +176,10 @@ class TableRows {
     if (!keys_.insert(std::move(key)).second) return;
     i = 0;
     (put(i++, values), ...);
-    ++rows_;
   }
-  std::size_t rows() const { return rows_; }
   void clear() {
     for (BinaryArray& a : arrays_) a.clear();
     keys_.clear();
-    rows_ = 0;
   }
   // Appends "i_table AS (INSERT ...)" to sql, numbering its parameters from `next`. `on_conflict`: rows already in
   // the table are skipped (a reindex of some parameters); without, the rows must be new (a new version's).
@@ -223,7 +220,6 @@ class TableRows {
   std::vector<std::size_t> not_key_;
   std::vector<BinaryArray> arrays_;
   std::unordered_set<std::string> keys_;
-  std::size_t rows_ = 0;
 };
 
 constexpr const char* kIndexTables[] = {"idx_string", "idx_token",     "idx_reference",
