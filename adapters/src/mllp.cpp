@@ -9,6 +9,8 @@
 #include <mutex>
 #include <thread>
 
+#include "caduceus/fhir/thread_name.hpp"
+
 namespace caduceus::adapters {
 
 namespace asio = boost::asio;
@@ -249,7 +251,10 @@ fhir::Result<std::uint16_t> MllpServer::start() {
                           ": " + ec.message());
   std::uint16_t port = acc.local_endpoint().port();
   impl_->accept();
-  impl_->thread = std::thread([impl = impl_.get()] { impl->io.run(); });
+  impl_->thread = std::thread([impl = impl_.get()] {
+    name_this_thread("cad-mllp");
+    impl->io.run();
+  });
   return port;
 }
 

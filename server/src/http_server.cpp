@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "caduceus/fhir/thread_name.hpp"
 #include "caduceus/server/peer_certificate.hpp"
 
 namespace caduceus::server {
@@ -910,7 +911,11 @@ void HttpServer::run() {
   std::vector<std::thread> threads;
   const std::size_t count = s.io_thread_count();
   threads.reserve(count - 1);
-  for (std::size_t i = 1; i < count; ++i) threads.emplace_back([&s] { s.run_io(); });
+  for (std::size_t i = 1; i < count; ++i)
+    threads.emplace_back([&s] {
+      name_this_thread("cad-http");
+      s.run_io();
+    });
   s.run_io();
   for (auto& thread : threads) thread.join();
   s.pool.join();  // the last blocking tasks finish unwinding

@@ -9,6 +9,8 @@
 #include <ctime>
 #include <string_view>
 
+#include "caduceus/fhir/thread_name.hpp"
+
 namespace caduceus::server {
 
 namespace {
@@ -96,6 +98,7 @@ RequestLog::RequestLog(bool enabled, int fd, std::chrono::milliseconds flush_int
     : enabled_(enabled), fd_(fd), flush_interval_(flush_interval) {
   if (!enabled_) return;
   flusher_ = std::thread([this] {
+    name_this_thread("cad-request-log");
     std::unique_lock lock(mutex_);
     while (!stopping_) {
       wake_.wait_for(lock, flush_interval_);

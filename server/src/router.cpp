@@ -19,6 +19,7 @@
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/json_patch.hpp"
 #include "caduceus/fhir/outcome.hpp"
+#include "caduceus/fhir/thread_name.hpp"
 #include "caduceus/resources/access_guarded_store.hpp"
 #include "caduceus/resources/fhirpath_patch.hpp"
 #include "caduceus/resources/full_text.hpp"
@@ -35,7 +36,11 @@ namespace caduceus::server {
 class Router::WorkerPool {
  public:
   explicit WorkerPool(std::size_t threads) {
-    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+    for (std::size_t i = 0; i < threads; ++i)
+      threads_.emplace_back([this] {
+        name_this_thread("cad-work");
+        run();
+      });
   }
   ~WorkerPool() {
     {

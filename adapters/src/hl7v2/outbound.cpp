@@ -7,6 +7,7 @@
 #include "caduceus/adapters/hl7v2/inbound.hpp"
 #include "caduceus/adapters/hl7v2/message.hpp"
 #include "caduceus/adapters/mllp_client.hpp"
+#include "caduceus/fhir/thread_name.hpp"
 
 namespace caduceus::adapters::hl7v2 {
 
@@ -391,7 +392,11 @@ void OutboundSender::start() {
   std::lock_guard lock(mutex_);
   if (!threads_.empty()) return;
   stopping_ = false;
-  for (const Destination& d : destinations_) threads_.emplace_back([this, &d] { run(d); });
+  for (const Destination& d : destinations_)
+    threads_.emplace_back([this, &d] {
+      name_this_thread("cad-hl7-out");
+      run(d);
+    });
 }
 
 void OutboundSender::stop() {

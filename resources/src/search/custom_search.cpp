@@ -4,6 +4,7 @@
 #include <chrono>
 #include <set>
 
+#include "caduceus/fhir/thread_name.hpp"
 #include "caduceus/resources/fhirpath.hpp"
 #include "caduceus/resources/shared_rows.hpp"
 
@@ -339,7 +340,10 @@ Result<void> Reindexer::start() {
       jobs_[r.id] = std::move(job);
     }
   }
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("cad-reindex");
+    run();
+  });
   return {};
 }
 

@@ -20,6 +20,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "caduceus/fhir/thread_name.hpp"
 #include "caduceus/resources/search_index.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/oauth_tables.hpp"
@@ -855,10 +856,16 @@ class PostgresStore final : public Store {
       free_.push_back(c->get());
       pool_.push_back(std::move(*c));
     }
-    writer_thread_ = std::thread([this] { writer_loop(); });
+    writer_thread_ = std::thread([this] {
+      name_this_thread("cad-pg-writer");
+      writer_loop();
+    });
     // Two gatherers: while one waits for its batch's answer, the other collects the next.
     for (std::size_t i = 0; i < std::min<std::size_t>(2, pool_.size()); ++i)
-      read_threads_.emplace_back([this] { read_loop(); });
+      read_threads_.emplace_back([this] {
+        name_this_thread("cad-pg-read");
+        read_loop();
+      });
     return {};
   }
 

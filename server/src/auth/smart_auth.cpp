@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "../url.hpp"
+#include "caduceus/fhir/thread_name.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/server/errors.hpp"
@@ -212,6 +213,7 @@ struct SmartAuth::Impl {
   void start_workers(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i)
       workers.emplace_back([this] {
+        name_this_thread("cad-auth");
         for (;;) {
           std::function<void()> task;
           {
