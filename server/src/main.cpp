@@ -25,6 +25,7 @@
 #include "caduceus/adapters/hl7v2/outbound_store.hpp"
 #include "caduceus/adapters/mllp.hpp"
 #include "caduceus/conformance/embedded.hpp"
+#include "caduceus/fhir/thread_name.hpp"
 #include "caduceus/resources/custom_search.hpp"
 #include "caduceus/resources/definitions.hpp"
 #include "caduceus/resources/repository.hpp"
@@ -74,7 +75,9 @@ constexpr const char* kImportUsage =
     "there was any error. Custom SearchParameters are not indexed by import (run $reindex after).\n"
     "--jobs N files are read and written N at a time (default: four per core); a file that fails as a whole is\n"
     "tried once more, alone, after the others (it may refer to what a later file creates). On a terminal a\n"
-    "progress line shows files, resources and resources per second.\n";
+    "progress line shows files, resources and resources per second. Into an empty SQLite store, the search\n"
+    "index's value indexes are built once, after the last file (a store stopped before then builds them when it\n"
+    "is next opened).\n";
 
 // The progress line of `caduceus import` on a terminal (stderr): files done, resources written, their rate.
 // Silent when stderr is not a terminal. Called from several workers.
@@ -595,6 +598,7 @@ int import_files(const std::vector<std::string>& args) {
   std::vector<FileResult> results(paths.size());
   std::atomic<std::size_t> next{0};
   auto work = [&] {
+    name_this_thread("cad-import");
     errno = 0;
     const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
     if (errno == 0) (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), std::min(nice + 10, 19));
@@ -605,12 +609,21 @@ int import_files(const std::vector<std::string>& args) {
       progress.file_done(n);
     }
   };
+  if (active) {
+    auto deferred = (*store)->defer_search_indexes();
+    if (!deferred) return print_error(deferred.error()), 1;
+  }
   std::vector<std::thread> workers;
   for (std::size_t j = 0; j < std::min(jobs, paths.size()); ++j) workers.emplace_back(work);
   for (std::thread& t : workers) t.join();
   for (std::size_t i = 0; i < paths.size(); ++i)
     if (results[i].whole) results[i] = import_one(paths[i]);
   progress.finish();
+  if (auto restored = (*store)->restore_search_indexes(); !restored) {
+    std::cerr << "caduceus import: the search indexes were not built (they will be when the store is next opened): "
+              << restored.error().issues[0].diagnostics << "\n";
+    return 1;
+  }
   // The first searches after a load are planned on what is there now (PostgreSQL: ANALYZE).
   if (auto analyzed = (*store)->refresh_statistics(); !analyzed)
     std::cerr << "caduceus import: the statistics were not refreshed: " << analyzed.error().issues[0].diagnostics

@@ -2,6 +2,7 @@
 // ids and reference rewriting, conditional references, ifNoneExist, all-or-nothing, batch independence, the
 // response Bundle, bad input, the entry limit, and a real Synthea transaction Bundle.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -584,6 +585,20 @@ TEST_F(SyntheaBundleTest, LoadsAndCountsByType) {
 namespace caduceus::test {
 namespace {
 
+// The first column of the first row of `sql` on the SQLite database at `path` (-1 when there is none).
+long long sqlite_value(const std::filesystem::path& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  long long n = -1;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+      n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
 // `caduceus import`: NDJSON and Bundle files into a database, then served by a server on that database.
 TEST(ImportTest, LoadsNdjsonAndBundlesAndReportsBadLines) {
   TempDir dir("caduceus-import");
@@ -618,6 +633,14 @@ TEST(ImportTest, LoadsNdjsonAndBundlesAndReportsBadLines) {
   EXPECT_NE(report.find(ndjson.string() + ":3: "), std::string::npos) << report;
   EXPECT_NE(report.find(ndjson.string() + ":4: "), std::string::npos) << report;
   EXPECT_EQ(report.find(ndjson.string() + ":5: "), std::string::npos) << report;
+  // Into the empty store the search index's value indexes were built once, after the last file: all there again,
+  // none waiting.
+  const auto file = dir.path() / "import.db";
+  EXPECT_EQ(sqlite_value(file,
+                         "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
+                         "('idx_token_value', 'idx_reference_target', 'idx_date_value', 'idx_string_value')"),
+            4);
+  EXPECT_EQ(sqlite_value(file, "SELECT COUNT(*) FROM deferred_index"), 0);
 
   ServerOptions options;
   options.db = db;

@@ -501,6 +501,130 @@ TEST_F(RepositoryTest, SearchInsideATransactionSeesItsOwnWrites) {
   EXPECT_TRUE(deleted.empty()) << "b is deleted";
 }
 
+// A bulk load into an empty SQLite store drops the search index tables' value indexes and builds them again at its
+// end; searches meanwhile answer the same (the first one builds them). PostgreSQL defers nothing.
+class BulkLoadTest : public RepositoryTest {
+ protected:
+  void SetUp() override {
+    RepositoryTest::SetUp();
+    if (IsSkipped()) return;
+    auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+    ASSERT_TRUE(registry.has_value());
+    registry_ = std::move(*registry);
+    auto indexer = SearchIndexer::create(*defs_, *registry_);
+    ASSERT_TRUE(indexer.has_value());
+    indexer_ = std::move(*indexer);
+    indexed_ = std::make_unique<Repository>(*store_, *defs_, *checker_, indexer_.get());
+  }
+  void TearDown() override {
+    indexed_.reset();
+    RepositoryTest::TearDown();
+  }
+  void reopen() {
+    indexed_.reset();
+    open();
+    indexed_ = std::make_unique<Repository>(*store_, *defs_, *checker_, indexer_.get());
+  }
+  static json::Value patient(const std::string& id, const std::string& mrn) {
+    return parse(R"({"resourceType":"Patient","id":")" + id + R"(","identifier":[{"system":"urn:mrn","value":")" + mrn +
+                 R"("}]})");
+  }
+  SearchQuery by_mrn(const std::string& mrn) {
+    auto q = parse_search("Patient", {{"identifier", "urn:mrn|" + mrn}}, *registry_, *defs_);
+    EXPECT_TRUE(q.has_value());
+    return q ? *q : SearchQuery{};
+  }
+  std::vector<std::string> ids_found(const std::string& mrn) {
+    auto page = store_->search(kDefaultTenant, by_mrn(mrn));
+    EXPECT_TRUE(page.has_value()) << page.error().issues[0].diagnostics;
+    std::vector<std::string> ids;
+    if (page)
+      for (const auto& e : page->entries) ids.push_back(e.id);
+    return ids;
+  }
+  long long value_indexes() {
+    return count(
+        "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name IN ('idx_token_value', "
+        "'idx_reference_target', 'idx_date_value', 'idx_composite_value')");
+  }
+
+  std::shared_ptr<const SearchParameterRegistry> registry_;
+  std::shared_ptr<const SearchIndexer> indexer_;
+  std::unique_ptr<Repository> indexed_;
+};
+
+TEST_F(BulkLoadTest, AnEmptySqliteStoreBuildsItsValueIndexesOnceAndSearchesMeanwhileAnswerTheSame) {
+  auto deferred = store_->defer_search_indexes();
+  ASSERT_TRUE(deferred.has_value()) << deferred.error().issues[0].diagnostics;
+  EXPECT_EQ(*deferred, !postgres());
+  if (!postgres()) {
+    EXPECT_EQ(value_indexes(), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM deferred_index WHERE name = 'idx_token_value' AND sql LIKE 'CREATE INDEX%'"),
+              1);
+  }
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "b", patient("b", "2"), {}));
+  EXPECT_EQ(ids_found("2"), std::vector<std::string>{"b"});  // (on SQLite this search built them)
+  if (!postgres()) {
+    EXPECT_EQ(value_indexes(), 4);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM deferred_index"), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token INDEXED BY idx_token_value WHERE tenant = 0 AND type = "
+                    "'Patient' AND param = 'identifier' AND code = '1'"),
+              1)
+        << "the rebuilt index holds the rows written while it was away";
+  }
+  ASSERT_TRUE(store_->restore_search_indexes().has_value());  // (nothing left to build)
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "c", patient("c", "3"), {}));
+  EXPECT_EQ(ids_found("3"), std::vector<std::string>{"c"});
+  auto again = store_->defer_search_indexes();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(*again) << "a store that holds resources keeps its indexes";
+  if (!postgres()) EXPECT_EQ(value_indexes(), 4);
+}
+
+TEST_F(BulkLoadTest, ALoadStoppedBeforeItsEndGetsItsIndexesWhenTheStoreOpensAgain) {
+  ASSERT_EQ(store_->defer_search_indexes().value_or(postgres()), !postgres());  // (PostgreSQL defers nothing)
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
+  reopen();  // (no restore_search_indexes: as if the import had been killed)
+  if (!postgres()) {
+    EXPECT_EQ(value_indexes(), 4);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM deferred_index"), 0);
+  }
+  EXPECT_EQ(ids_found("1"), std::vector<std::string>{"a"});
+}
+
+TEST_F(BulkLoadTest, ASearchInsideAWriteBuildsTheIndexesInItsTransaction) {
+  ASSERT_EQ(store_->defer_search_indexes().value_or(postgres()), !postgres());  // (PostgreSQL defers nothing)
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
+  const SearchQuery one = by_mrn("1");
+  // A write that searches (building the indexes) and then fails: rolled back with it, they are still waiting.
+  auto failed = store_->write([&](Transaction& txn) -> fhir::Result<void> {
+    auto found = txn.search_ids(kDefaultTenant, one, 2);
+    if (!found) return std::unexpected(found.error());
+    EXPECT_EQ(found->size(), 1u);
+    return fhir::fail(fhir::ErrorKind::kConflict, "conflict", "rolled back on purpose");
+  });
+  ASSERT_FALSE(failed.has_value());
+  if (!postgres()) {
+    EXPECT_EQ(value_indexes(), 0);
+    EXPECT_GT(count("SELECT COUNT(*) FROM deferred_index"), 0);
+  }
+  std::vector<std::pair<std::string, std::string>> found_inside;
+  auto written = store_->write([&](Transaction& txn) -> fhir::Result<void> {
+    auto found = txn.search_ids(kDefaultTenant, one, 2);
+    if (!found) return std::unexpected(found.error());
+    found_inside = *found;
+    return {};
+  });
+  ASSERT_TRUE(written.has_value()) << written.error().issues[0].diagnostics;
+  EXPECT_EQ(found_inside, (std::vector<std::pair<std::string, std::string>>{{"Patient", "a"}}));
+  if (!postgres()) {
+    EXPECT_EQ(value_indexes(), 4);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM deferred_index"), 0);
+  }
+  EXPECT_EQ(ids_found("1"), std::vector<std::string>{"a"});
+}
+
 // search_shared answers what search answers, its records shared: on SQLite, the cached current versions themselves
 // (the same objects from one search to the next, a newer version once it is written).
 TEST_F(RepositoryTest, SharedSearchPagesAgreeWithSearch) {

@@ -281,6 +281,15 @@ const std::vector<Migration>& migrations() {
            // most twice as many segments per level. FTS5's 'automerge', kept in idx_text_config.
            "INSERT INTO idx_text(idx_text, rank) VALUES('automerge', 8)",
        }},
+      {19,
+       "value indexes set aside during a bulk load",
+       {
+           // SqliteStore::defer_search_indexes: the indexes dropped for a bulk load, with the SQL that makes them
+           // again. Dropping them and writing their rows here is one transaction, and so is building them again
+           // and deleting the rows: a store whose import stopped in between has its rows here, and gets its
+           // indexes back when it is opened (before any later migration).
+           "CREATE TABLE deferred_index (name TEXT PRIMARY KEY, sql TEXT NOT NULL)",
+       }},
   };
   return list;
 }

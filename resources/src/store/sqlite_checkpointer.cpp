@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "caduceus/fhir/thread_name.hpp"
+
 namespace caduceus::resources {
 
 SqliteCheckpointer::SqliteCheckpointer(std::string path, int soft_pages, int hard_pages)
@@ -32,7 +34,10 @@ void SqliteCheckpointer::attach(sqlite_api::sqlite3* writer_db) {
   writer_db_ = writer_db;
   // sqlite3_wal_hook replaces the hook of wal_autocheckpoint (and the other way round): one or the other.
   sqlite3_wal_hook(writer_db_, &SqliteCheckpointer::on_commit, this);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("cad-checkpoint");
+    run();
+  });
 }
 
 void SqliteCheckpointer::stop() {
@@ -46,6 +51,14 @@ void SqliteCheckpointer::stop() {
   writer_db_ = nullptr;
   if (own_db_ != nullptr) sqlite_api::sqlite3_close_v2(own_db_);
   own_db_ = nullptr;
+}
+
+void SqliteCheckpointer::checkpoint_now() {
+  {
+    std::lock_guard lock(mutex_);
+    wanted_ = true;
+  }
+  cv_.notify_one();
 }
 
 std::uint64_t SqliteCheckpointer::background_checkpoints() const {

@@ -135,6 +135,14 @@ fhir::Result<void> Store::refresh_statistics() {
   return {};
 }
 
+fhir::Result<bool> Store::defer_search_indexes() {
+  return false;
+}
+
+fhir::Result<void> Store::restore_search_indexes() {
+  return {};
+}
+
 fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options) {
   if (url.starts_with("sqlite:")) {
     std::string_view path = url.substr(7);

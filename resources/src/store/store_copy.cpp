@@ -113,8 +113,10 @@ class SqliteEndpoint final : public Endpoint {
     std::vector<std::string> out;
     auto r = query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", [&](sqlite3_stmt* s) {
       std::string name = text(s, 0);
-      // SQLite's own tables, the migrations' bookkeeping, and the FTS5 table's shadow tables (idx_text_data, ...).
-      if (name.starts_with("sqlite_") || name == "schema_migrations" || name.starts_with(std::string(kFullText) + "_"))
+      // SQLite's own tables, the migrations' and bulk loads' bookkeeping (deferred_index: empty once the store has
+      // been opened), and the FTS5 table's shadow tables (idx_text_data, ...).
+      if (name.starts_with("sqlite_") || name == "schema_migrations" || name == "deferred_index" ||
+          name.starts_with(std::string(kFullText) + "_"))
         return;
       out.push_back(std::move(name));
     });
