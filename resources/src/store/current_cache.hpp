@@ -74,6 +74,12 @@ class CurrentCache {
     put(tenant, std::make_shared<const VersionRecord>(record), evictions_before, epoch_before);
   }
 
+  // The same, taking the record (the writer's, once committed: its body is not copied).
+  void put(TenantId tenant, VersionRecord&& record) {
+    if (shard_budget_ == 0) return;
+    put(tenant, std::make_shared<const VersionRecord>(std::move(record)));
+  }
+
   // The same, for a record already shared (the caller may keep using it).
   void put(TenantId tenant, std::shared_ptr<const VersionRecord> value,
            std::optional<std::uint64_t> evictions_before = {}, std::optional<std::uint64_t> epoch_before = {}) {

@@ -2132,7 +2132,7 @@ class SqliteStore final : public Store {
         indexes_deferred_ = waiting;
       }
       // Committed: these versions are current (before any caller hears of them, which is after the WAL sync).
-      for (const auto& [tenant, record] : appended_) cache_.put(tenant, record);
+      for (auto& [tenant, record] : appended_) cache_.put(tenant, std::move(record));
       appended_.clear();
     } catch (const std::exception& e) {
       appended_.clear();
