@@ -625,6 +625,24 @@ TEST_F(BulkLoadTest, ASearchInsideAWriteBuildsTheIndexesInItsTransaction) {
   EXPECT_EQ(ids_found("1"), std::vector<std::string>{"a"});
 }
 
+// A store search (not the transaction's) made by a write job while the indexes wait: built in the job's transaction
+// rather than by a write of their own, which the writer, busy with this job, would never run.
+TEST_F(BulkLoadTest, AStoreSearchFromAWriteJobBuildsTheIndexesInItsTransaction) {
+  ASSERT_EQ(store_->defer_search_indexes().value_or(postgres()), !postgres());
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
+  std::vector<std::string> found_inside;
+  auto written = store_->write([&](Transaction&) -> fhir::Result<void> {
+    found_inside = ids_found("1");
+    return {};
+  });
+  ASSERT_TRUE(written.has_value()) << written.error().issues[0].diagnostics;
+  EXPECT_EQ(found_inside, std::vector<std::string>{"a"});
+  if (!postgres()) {
+    EXPECT_EQ(value_indexes(), 4);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM deferred_index"), 0);
+  }
+}
+
 // search_shared answers what search answers, its records shared: on SQLite, the cached current versions themselves
 // (the same objects from one search to the next, a newer version once it is written).
 TEST_F(RepositoryTest, SharedSearchPagesAgreeWithSearch) {

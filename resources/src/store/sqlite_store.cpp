@@ -107,7 +107,6 @@ constexpr long long kWalKeptBytes = (kCheckpointHardPages + kCheckpointSoftPages
 void configure_writer(soci::session& s) {
   s << "PRAGMA wal_autocheckpoint=10000";  // (until the checkpointer takes over)
   s << "PRAGMA journal_size_limit=" + std::to_string(kWalKeptBytes);
-  if (const char* c = std::getenv("CAD_WCACHE")) s << std::string("PRAGMA cache_size=") + c;
 }
 
 std::string connect_string(const std::string& path) {
@@ -952,6 +951,16 @@ class SqliteStore final : public Store {
 
   Result<void> restore_search_indexes() override {
     if (!indexes_deferred_.load()) return {};
+    if (std::this_thread::get_id() == writer_thread_.get_id()) {
+      // Inside a write job: built in its transaction; indexes_deferred_ follows deferred_index once that commits
+      // (run_jobs).
+      try {
+        restored_in_group_ = build_deferred_indexes(writer_db()) || restored_in_group_;
+      } catch (const std::exception& e) {
+        return std::unexpected(db_error(e));
+      }
+      return {};
+    }
     // What the WAL holds so far is copied into the database by the checkpoint thread while the writer builds.
     if (checkpointer_) checkpointer_->checkpoint_now();
     auto written = write([&](Transaction&) -> Result<void> {
@@ -1464,15 +1473,8 @@ class SqliteStore final : public Store {
     plain.includes.clear();
     plain.cursor.reset();
     auto sql = build_search_sql(tenant, plain, std::nullopt, limit, false);
-    if (indexes_deferred_.load(std::memory_order_relaxed)) {
-      // A search inside a write (a conditional reference of a Bundle being imported): the indexes are built in
-      // this transaction; indexes_deferred_ follows deferred_index once it commits (run_jobs).
-      try {
-        restored_in_group_ = build_deferred_indexes(writer_db()) || restored_in_group_;
-      } catch (const std::exception& e) {
-        return std::unexpected(db_error(e));
-      }
-    }
+    // (A search inside a write, such as a conditional reference of a Bundle being imported.)
+    if (auto restored = restore_search_indexes(); !restored) return std::unexpected(restored.error());
     // _text and _content see this transaction's writes. Only they: full-text rows written between the other
     // statements make FTS5 write a segment at each statement savepoint (see IndexWriter::flush_text), which cost
     // the HL7 v2 writes, searching by identifier between their writes, an eighth of the writer's time.
@@ -2125,10 +2127,15 @@ class SqliteStore final : public Store {
       if (index_writer_) index_writer_->flush_text();
       commit_stmt_->run();
       if (restored_in_group_) {
-        // (A job that built them may have been rolled back to its savepoint since: the table says.)
+        // (A job that built them may have been rolled back to its savepoint since: the table says. If it cannot
+        // be read, they count as waiting still: the next search's restore finds out.)
         bool waiting = false;
-        run_query(writer_db(), SqlQuery{"SELECT 1 FROM deferred_index LIMIT 1", {}},
-                  [&](sqlite_api::sqlite3_stmt*) { waiting = true; });
+        try {
+          run_query(writer_db(), SqlQuery{"SELECT 1 FROM deferred_index LIMIT 1", {}},
+                    [&](sqlite_api::sqlite3_stmt*) { waiting = true; });
+        } catch (const std::exception&) {
+          waiting = true;
+        }
         indexes_deferred_ = waiting;
       }
       // Committed: these versions are current (before any caller hears of them, which is after the WAL sync).
