@@ -15,6 +15,7 @@
 #include "caduceus/resources/search_parameters.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "pg_cluster.hpp"
+#include "r4_search.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -34,12 +35,7 @@ class ConditionalRepositoryTest : public ::testing::Test {
     ASSERT_TRUE(defs.has_value());
     defs_ = *defs;
     checker_ = std::make_unique<StructureChecker>(*defs_);
-    auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
-    ASSERT_TRUE(registry.has_value());
-    registry_ = std::move(*registry);
-    auto indexer = SearchIndexer::create(*defs_, *registry_);
-    ASSERT_TRUE(indexer.has_value());
-    indexer_ = std::move(*indexer);
+    ASSERT_NO_FATAL_FAILURE(test::load_r4_search(*defs_, registry_, indexer_));
     dir_ = std::filesystem::temp_directory_path() / ("caduceus-conditional-test-" + new_resource_id());
     std::string url = "sqlite:" + (dir_ / "test.db").string();
     if (test::postgres_backend()) {  // (run on both backends: see tests/CMakeLists.txt)

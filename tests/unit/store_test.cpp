@@ -21,6 +21,7 @@
 #include "caduceus/resources/store/oauth_tables.hpp"
 #include "caduceus/resources/store/users.hpp"
 #include "pg_cluster.hpp"
+#include "r4_search.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -508,12 +509,7 @@ class BulkLoadTest : public RepositoryTest {
   void SetUp() override {
     RepositoryTest::SetUp();
     if (IsSkipped()) return;
-    auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
-    ASSERT_TRUE(registry.has_value());
-    registry_ = std::move(*registry);
-    auto indexer = SearchIndexer::create(*defs_, *registry_);
-    ASSERT_TRUE(indexer.has_value());
-    indexer_ = std::move(*indexer);
+    ASSERT_NO_FATAL_FAILURE(test::load_r4_search(*defs_, registry_, indexer_));
     indexed_ = std::make_unique<Repository>(*store_, *defs_, *checker_, indexer_.get());
   }
   void TearDown() override {
