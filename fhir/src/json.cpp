@@ -7,6 +7,7 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <iterator>
 #include <unordered_set>
 
 namespace caduceus::fhir::json {
@@ -90,10 +91,16 @@ bool operator==(const Value& a, const Value& b) noexcept {
 
 namespace {
 
-// SAX handler building our DOM. Numbers arrive as raw text (kParseNumbersAsStringsFlag).
+// SAX handler building our DOM. Numbers arrive as raw text (kParseNumbersAsStringsFlag). The elements of the
+// arrays and objects still open wait in two stacks (innermost last); a closed one gets a vector of exactly its size,
+// in one allocation, where growing each vector as its elements came cost a reallocation (and the moves) per
+// doubling.
 class Builder {
  public:
-  Builder(const ParseOptions& options) : options_(options) {}
+  Builder(const ParseOptions& options) : options_(options) {
+    items_.reserve(64);
+    members_.reserve(64);
+  }
 
   bool Null() { return add(Value::null()); }
   bool Bool(bool b) { return add(Value::boolean(b)); }
@@ -106,7 +113,7 @@ class Builder {
   bool String(const char* str, rapidjson::SizeType len, bool) { return add(Value::string(std::string(str, len))); }
   bool StartObject() {
     if (stack_.size() >= options_.max_depth) return too_deep();
-    stack_.push_back(Frame{Value::object(), {}, {}});
+    stack_.push_back(Frame{true, members_.size(), {}, {}});
     return true;
   }
   bool Key(const char* str, rapidjson::SizeType len, bool) {
@@ -114,12 +121,13 @@ class Builder {
     f.key.assign(str, len);
     if (options_.reject_duplicate_keys) {
       // Linear scan is cheaper than a set for the small objects FHIR has; switch to a set for big ones.
-      if (f.value.members().size() < 16) {
-        for (const auto& m : f.value.members())
-          if (m.first == f.key) return duplicate();
+      const auto first = members_.begin() + static_cast<std::ptrdiff_t>(f.start);
+      if (members_.size() - f.start < 16) {
+        for (auto m = first; m != members_.end(); ++m)
+          if (m->first == f.key) return duplicate();
       } else {
         if (f.keys.empty())
-          for (const auto& m : f.value.members()) f.keys.insert(m.first);
+          for (auto m = first; m != members_.end(); ++m) f.keys.insert(m->first);
         if (!f.keys.insert(f.key).second) return duplicate();
       }
     }
@@ -128,7 +136,7 @@ class Builder {
   bool EndObject(rapidjson::SizeType) { return end(); }
   bool StartArray() {
     if (stack_.size() >= options_.max_depth) return too_deep();
-    stack_.push_back(Frame{Value::array(), {}, {}});
+    stack_.push_back(Frame{false, items_.size(), {}, {}});
     return true;
   }
   bool EndArray(rapidjson::SizeType) { return end(); }
@@ -138,7 +146,8 @@ class Builder {
 
  private:
   struct Frame {
-    Value value;
+    bool object;
+    std::size_t start;  // where its elements start in members_ (an object) or items_ (an array)
     std::string key;
     std::unordered_set<std::string> keys;
   };
@@ -149,16 +158,25 @@ class Builder {
       return true;
     }
     Frame& f = stack_.back();
-    if (f.value.is_array()) {
-      f.value.items().push_back(std::move(v));
-    } else {
-      f.value.members().emplace_back(std::move(f.key), std::move(v));
-      f.key.clear();
-    }
+    if (f.object)
+      members_.emplace_back(std::move(f.key), std::move(v));
+    else
+      items_.push_back(std::move(v));
     return true;
   }
+  template <class T>
+  static void take_from(std::vector<T>& stack, std::size_t start, std::vector<T>& into) {
+    const auto first = stack.begin() + static_cast<std::ptrdiff_t>(start);
+    into.assign(std::make_move_iterator(first), std::make_move_iterator(stack.end()));
+    stack.erase(first, stack.end());
+  }
   bool end() {
-    Value v = std::move(stack_.back().value);
+    const Frame& f = stack_.back();
+    Value v = f.object ? Value::object() : Value::array();
+    if (f.object)
+      take_from(members_, f.start, v.members());
+    else
+      take_from(items_, f.start, v.items());
     stack_.pop_back();
     return add(std::move(v));
   }
@@ -173,6 +191,8 @@ class Builder {
 
   const ParseOptions& options_;
   std::vector<Frame> stack_;
+  std::vector<Value> items_;
+  std::vector<Value::Member> members_;
   Value root_;
   std::string failure_;
 };

@@ -1,0 +1,78 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "caduceus/fhir/json.hpp"
+
+namespace caduceus::fhir::json {
+namespace {
+
+std::string diagnostics(const Result<Value>& r) {
+  return r ? std::string() : r.error().issues[0].diagnostics;
+}
+
+// Nested arrays and objects come out whole, members and items in their order, and write back as they came.
+TEST(JsonParse, NestedContainersKeepTheirOrderAndWriteBackTheSame) {
+  const std::string text =
+      R"({"resourceType":"Bundle","entry":[{"resource":{"a":[1,[2,{"b":null}],[]],"c":{}}},{"x":"y"},[]],)"
+      R"("z":true,"n":-1.50e3})";
+  auto v = parse(text);
+  ASSERT_TRUE(v.has_value()) << diagnostics(v);
+  ASSERT_EQ(v->members().size(), 4u);
+  EXPECT_EQ(v->members()[0].first, "resourceType");
+  EXPECT_EQ(v->members()[1].first, "entry");
+  EXPECT_EQ(v->members()[3].first, "n");
+  const Value& entry = v->members()[1].second;
+  ASSERT_EQ(entry.items().size(), 3u);
+  const Value* a = entry.items()[0].find("resource")->find("a");
+  ASSERT_NE(a, nullptr);
+  ASSERT_EQ(a->items().size(), 3u);
+  EXPECT_EQ(a->items()[1].items()[1].find("b")->kind(), Value::Kind::kNull);
+  EXPECT_TRUE(a->items()[2].items().empty());
+  EXPECT_TRUE(entry.items()[2].is_array());
+  EXPECT_EQ(write(*v), text);
+}
+
+// A key repeated in one object is refused, however deep and however many members come between; the same key in
+// an object and in an object inside it is not a repetition.
+TEST(JsonParse, AKeyRepeatedInOneObjectIsRefusedAndOnlyThere) {
+  auto nested_same_key = parse(R"({"a":{"a":{"a":1}},"b":[{"a":2},{"a":3}]})");
+  EXPECT_TRUE(nested_same_key.has_value()) << diagnostics(nested_same_key);
+
+  auto after_a_child = parse(R"({"a":1,"b":{"a":2,"c":3},"a":4})");
+  ASSERT_FALSE(after_a_child.has_value());
+  EXPECT_NE(diagnostics(after_a_child).find("duplicate property 'a'"), std::string::npos) << diagnostics(after_a_child);
+
+  auto inner = parse(R"({"x":[{"k":1,"k":2}]})");
+  ASSERT_FALSE(inner.has_value());
+  EXPECT_NE(diagnostics(inner).find("duplicate property 'k'"), std::string::npos);
+
+  // Past 16 members the check uses a set: the same answers.
+  std::string many = "{";
+  for (int i = 0; i < 40; ++i) many += "\"m" + std::to_string(i) + "\":{\"m0\":" + std::to_string(i) + "},";
+  auto distinct = parse(many.substr(0, many.size() - 1) + "}");
+  ASSERT_TRUE(distinct.has_value()) << diagnostics(distinct);
+  EXPECT_EQ(distinct->members().size(), 40u);
+  EXPECT_EQ(distinct->members()[39].first, "m39");
+  auto repeated = parse(many + "\"m17\":0}");
+  ASSERT_FALSE(repeated.has_value());
+  EXPECT_NE(diagnostics(repeated).find("duplicate property 'm17'"), std::string::npos);
+
+  ParseOptions lenient;
+  lenient.reject_duplicate_keys = false;
+  auto kept = parse(R"({"a":1,"a":2})", lenient);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->members().size(), 2u);
+}
+
+TEST(JsonParse, DocumentsDeeperThanTheLimitAreRefused) {
+  ParseOptions options;
+  options.max_depth = 4;
+  EXPECT_TRUE(parse(R"([[[{"a":1}]]])", options).has_value());
+  auto deep = parse(R"([[[[{"a":1}]]]])", options);
+  ASSERT_FALSE(deep.has_value());
+  EXPECT_NE(diagnostics(deep).find("deeper than 4"), std::string::npos) << diagnostics(deep);
+}
+
+}  // namespace
+}  // namespace caduceus::fhir::json
