@@ -35,8 +35,8 @@ class SqliteCheckpointer {
   void attach(sqlite_api::sqlite3* writer_db);
   // Stops the thread (waiting for a checkpoint under way) and removes the hook. Idempotent.
   void stop();
-  // Wakes the thread for a checkpoint now, whatever the WAL's size (before the writer starts a long job that
-  // others do not wait for, so that the two run at once).
+  // Wakes the thread for a checkpoint now, whatever the WAL's size (before the writer starts a long job, such as
+  // building deferred indexes, so that the copy runs beside it).
   void checkpoint_now();
 
   // Checkpoints that copied frames into the database, run by the background thread, and checkpoints run by the

@@ -642,6 +642,11 @@ const char* column_text(sqlite_api::sqlite3_stmt* st, int column) {
   return text != nullptr ? reinterpret_cast<const char*>(text) : "";
 }
 
+// A statement whose rows (if any) are not wanted; throws as run_query does.
+void run_sql(sqlite_api::sqlite3* db, const SqlQuery& q) {
+  run_query(db, q, [](sqlite_api::sqlite3_stmt*) {});
+}
+
 // Bulk loading (Store::defer_search_indexes). Into an empty store, the value indexes of the search index tables
 // (idx_token_value, idx_reference_target, ...: every index of an idx_ table but its key) are dropped and noted in
 // deferred_index (migration 19), in the writer's transaction; build_deferred_indexes() makes them again from all
@@ -659,15 +664,13 @@ bool drop_value_indexes(sqlite_api::sqlite3* db) {
                      {}},
             [&](sqlite_api::sqlite3_stmt* st) { indexes.emplace_back(column_text(st, 0), column_text(st, 1)); });
   for (const auto& [name, sql] : indexes) {
-    run_query(db, SqlQuery{"INSERT OR REPLACE INTO deferred_index (name, sql) VALUES (?, ?)", {name, sql}},
-              [](sqlite_api::sqlite3_stmt*) {});
-    run_query(db, SqlQuery{"DROP INDEX \"" + name + "\"", {}}, [](sqlite_api::sqlite3_stmt*) {});
+    run_sql(db, SqlQuery{"INSERT OR REPLACE INTO deferred_index (name, sql) VALUES (?, ?)", {name, sql}});
+    run_sql(db, SqlQuery{"DROP INDEX \"" + name + "\"", {}});
   }
   return !indexes.empty();
 }
 
-// Whether any index was waiting.
-bool build_deferred_indexes(sqlite_api::sqlite3* db) {
+void build_deferred_indexes(sqlite_api::sqlite3* db) {
   std::vector<std::pair<std::string, std::string>> indexes;
   run_query(db, SqlQuery{"SELECT name, sql FROM deferred_index ORDER BY name", {}},
             [&](sqlite_api::sqlite3_stmt* st) { indexes.emplace_back(column_text(st, 0), column_text(st, 1)); });
@@ -675,10 +678,9 @@ bool build_deferred_indexes(sqlite_api::sqlite3* db) {
     bool exists = false;
     run_query(db, SqlQuery{"SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?", {name}},
               [&](sqlite_api::sqlite3_stmt*) { exists = true; });
-    if (!exists) run_query(db, SqlQuery{sql, {}}, [](sqlite_api::sqlite3_stmt*) {});
+    if (!exists) run_sql(db, SqlQuery{sql, {}});
   }
-  if (!indexes.empty()) run_query(db, SqlQuery{"DELETE FROM deferred_index", {}}, [](sqlite_api::sqlite3_stmt*) {});
-  return !indexes.empty();
+  if (!indexes.empty()) run_sql(db, SqlQuery{"DELETE FROM deferred_index", {}});
 }
 
 // At open, before the migrations (one of them could change an index that waits): the indexes of a bulk load that
@@ -688,10 +690,10 @@ void build_deferred_indexes_at_open(sqlite_api::sqlite3* db) {
   run_query(db, SqlQuery{"SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'deferred_index'", {}},
             [&](sqlite_api::sqlite3_stmt*) { has_table = true; });
   if (!has_table) return;
-  run_query(db, SqlQuery{"BEGIN IMMEDIATE", {}}, [](sqlite_api::sqlite3_stmt*) {});
+  run_sql(db, SqlQuery{"BEGIN IMMEDIATE", {}});
   try {
     build_deferred_indexes(db);
-    run_query(db, SqlQuery{"COMMIT", {}}, [](sqlite_api::sqlite3_stmt*) {});
+    run_sql(db, SqlQuery{"COMMIT", {}});
   } catch (...) {
     sqlite_api::sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
@@ -949,30 +951,21 @@ class SqliteStore final : public Store {
     return dropped;
   }
 
+  // The indexes are built in a write job's transaction: the running one's (a search inside a write), or one of
+  // their own. indexes_deferred_ then follows deferred_index once that transaction commits (run_jobs).
   Result<void> restore_search_indexes() override {
     if (!indexes_deferred_.load()) return {};
-    if (std::this_thread::get_id() == writer_thread_.get_id()) {
-      // Inside a write job: built in its transaction; indexes_deferred_ follows deferred_index once that commits
-      // (run_jobs).
-      try {
-        restored_in_group_ = build_deferred_indexes(writer_db()) || restored_in_group_;
-      } catch (const std::exception& e) {
-        return std::unexpected(db_error(e));
-      }
-      return {};
+    if (std::this_thread::get_id() != writer_thread_.get_id()) {
+      // What the WAL holds so far is copied into the database by the checkpoint thread while the writer builds.
+      if (checkpointer_) checkpointer_->checkpoint_now();
+      return write([this](Transaction&) { return restore_search_indexes(); });
     }
-    // What the WAL holds so far is copied into the database by the checkpoint thread while the writer builds.
-    if (checkpointer_) checkpointer_->checkpoint_now();
-    auto written = write([&](Transaction&) -> Result<void> {
-      try {
-        build_deferred_indexes(writer_db());
-      } catch (const std::exception& e) {
-        return std::unexpected(db_error(e));
-      }
-      return {};
-    });
-    if (!written) return written;
-    indexes_deferred_ = false;
+    try {
+      build_deferred_indexes(writer_db());
+    } catch (const std::exception& e) {
+      return std::unexpected(db_error(e));
+    }
+    restored_in_group_ = true;
     return {};
   }
 
@@ -2161,8 +2154,8 @@ class SqliteStore final : public Store {
   CurrentCache cache_;
   RidKeys rid_keys_;
   std::vector<std::pair<TenantId, VersionRecord>> appended_;  // this batch's versions, written by the writer
-  // Bulk loading: the value indexes wait in deferred_index (defer_search_indexes); a search of a write job of
-  // this group built them (writer thread only).
+  // Bulk loading: the value indexes wait in deferred_index (defer_search_indexes); a job of this group built them
+  // (restore_search_indexes; writer thread only).
   std::atomic<bool> indexes_deferred_{false};
   bool restored_in_group_ = false;
 
