@@ -69,6 +69,11 @@ class RepositoryTest : public ::testing::Test {
     repo_ = std::make_unique<Repository>(*store_, *defs_, *checker_);
   }
   bool postgres() const { return pg_ != nullptr; }
+  // A Patient with one identifier in the urn:mrn system.
+  static json::Value patient(const std::string& id, const std::string& mrn) {
+    return parse(R"({"resourceType":"Patient","id":")" + id + R"(","identifier":[{"system":"urn:mrn","value":")" + mrn +
+                 R"("}]})");
+  }
   // The first column of the first row of a query on the test's database (-1 on an error, recorded).
   long long count(const std::string& sql) {
     if (pg_) {
@@ -462,10 +467,6 @@ TEST_F(RepositoryTest, SearchInsideATransactionSeesItsOwnWrites) {
   auto indexer = SearchIndexer::create(*defs_, **registry);
   ASSERT_TRUE(indexer.has_value());
   Repository indexed(*store_, *defs_, *checker_, indexer->get());
-  auto patient = [](const std::string& id, const std::string& mrn) {
-    return parse(R"({"resourceType":"Patient","id":")" + id + R"(","identifier":[{"system":"urn:mrn","value":")" + mrn +
-                 R"("}]})");
-  };
   ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
   ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "b", patient("b", "2"), {}));
   ASSERT_TRUE(indexed.remove(kDefaultTenant, "Patient", "b", {}));
@@ -520,10 +521,6 @@ class BulkLoadTest : public RepositoryTest {
     indexed_.reset();
     open();
     indexed_ = std::make_unique<Repository>(*store_, *defs_, *checker_, indexer_.get());
-  }
-  static json::Value patient(const std::string& id, const std::string& mrn) {
-    return parse(R"({"resourceType":"Patient","id":")" + id + R"(","identifier":[{"system":"urn:mrn","value":")" + mrn +
-                 R"("}]})");
   }
   SearchQuery by_mrn(const std::string& mrn) {
     auto q = parse_search("Patient", {{"identifier", "urn:mrn|" + mrn}}, *registry_, *defs_);
