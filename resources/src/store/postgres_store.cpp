@@ -873,18 +873,17 @@ class PostgresStore final : public Store {
   // resource_version.seq: the first locks store_clock and reads where both sequences stand; the last moves the
   // clock and both sequences past what the transaction took (see VersionRows).
   Result<void> prepare_clock_statements() {
+    // Each name as a relation name (quoted where needed) and as a string literal of that (PostgreSQL's quote_literal).
     auto names = writer_->exec(
-        "SELECT pg_get_serial_sequence('resource', 'rid'), pg_get_serial_sequence('resource_version', 'seq')", {});
+        "SELECT r, s, quote_literal(r), quote_literal(s) FROM (SELECT pg_get_serial_sequence('resource', 'rid') AS r, "
+        "pg_get_serial_sequence('resource_version', 'seq') AS s) n",
+        {});
     if (!names || names->rows() != 1 || names->null(0, 0) || names->null(0, 1))
       return fhir::fail(ErrorKind::kInternal, "exception", "resource.rid or resource_version.seq has no sequence");
     const std::string rid_seq = names->text(0, 0), seq_seq = names->text(0, 1);
+    const std::string rid_seq_literal = names->text(0, 2), seq_seq_literal = names->text(0, 3);
     auto next = [](const std::string& seq) {
       return "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM " + seq + ")";
-    };
-    auto literal = [](const std::string& name) {
-      std::string out = "'";
-      for (char c : name) out += c == '\'' ? std::string("''") : std::string(1, c);
-      return out + "'";
     };
     // (The sequences are read by the outer query, once the CTE has the lock: subqueries beside FOR UPDATE in one
     // SELECT are evaluated before it waits for the lock, and would give what stood before the other writer's
@@ -896,10 +895,10 @@ class PostgresStore final : public Store {
     advance_clock_sql_ =
         "UPDATE store_clock SET last_ms = GREATEST(last_ms, $1) WHERE id = 1 RETURNING "
         "CASE WHEN $2::bigint > 0 THEN setval(" +
-        literal(rid_seq) +
+        rid_seq_literal +
         ", $2::bigint) END, "
         "CASE WHEN $3::bigint > 0 THEN setval(" +
-        literal(seq_seq) + ", $3::bigint) END";
+        seq_seq_literal + ", $3::bigint) END";
     return {};
   }
 
