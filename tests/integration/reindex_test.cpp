@@ -23,9 +23,11 @@ constexpr std::string_view kEyeColour = R"({"resourceType":"SearchParameter","id
   "expression":"Patient.extension('http://example.org/eye').value"})";
 
 std::string patient(std::string_view id, std::string_view colour) {
-  std::string extension = colour.empty() ? std::string()
-                                         : R"(,"extension":[{"url":"http://example.org/eye","valueCode":")" +
-                                               std::string(colour) + R"("}])";
+  // The colour as a code (the custom parameter's value) and in the name's text (full text: codes are not text).
+  std::string extension = colour.empty()
+                              ? std::string()
+                              : R"(,"extension":[{"url":"http://example.org/eye","valueCode":")" + std::string(colour) +
+                                    R"("}],"name":[{"text":")" + std::string(colour) + R"( eyes"}])";
   return R"({"resourceType":"Patient","id":")" + std::string(id) + "\"" + extension + "}";
 }
 
@@ -121,7 +123,7 @@ TEST_F(ReindexTest, CustomParameterIsSearchableAfterItsReindexWithoutRestart) {
   EXPECT_EQ(entry_ids(found), (std::set<std::string>{"p1", "p3"}));
   EXPECT_EQ(entry_ids(c.get(base + "/Patient?eyecolour=brown,green")), std::set<std::string>{"p2"});
   EXPECT_EQ(entry_ids(c.get(base + "/Patient?eyecolour:missing=true")), std::set<std::string>{"p4"});
-  // The reindex of one parameter left the full text of each Patient as it was (its strings include the colour).
+  // The reindex of one parameter left the full text of each Patient as it was (its name has the colour).
   EXPECT_EQ(entry_ids(c.get(base + "/Patient?_content=blue", kStrict)), (std::set<std::string>{"p1", "p3"}));
 
   // Writes after the reindex index the parameter themselves.

@@ -547,6 +547,18 @@ TEST_F(FullTextSearchTest, TextIsTheNarrativeOnly) {
   EXPECT_EQ(ids("Patient", "_text", "div"), Ids{});
 }
 
+TEST_F(FullTextSearchTest, ContentIsTheTextNotTheCodesIdsOrAddresses) {
+  // Identifier.value and HumanName are strings: text. Identifier.system ("urn:mrn", a uri), the type's code "MR",
+  // the ids and Reference.reference ("Patient/t1") are not.
+  EXPECT_EQ(ids("Patient", "_content", "12345"), (Ids{"t1", "t2"}));
+  EXPECT_EQ(ids("Patient", "_content", "mrn"), Ids{});
+  EXPECT_EQ(ids("Patient", "_content", "MR"), Ids{});
+  EXPECT_EQ(ids("Patient", "_content", "t3"), Ids{});
+  EXPECT_EQ(ids("Observation", "_content", "t1"), Ids{});
+  EXPECT_EQ(ids("Observation", "_content", "final"), Ids{});      // (status, a code)
+  EXPECT_EQ(ids("Observation", "_content", "lung"), Ids{"to1"});  // CodeableConcept.text
+}
+
 TEST_F(FullTextSearchTest, UpdatesAndDeletesReplaceTheIndexedText) {
   HttpClient c(server_->host(), server_->port());
   auto put = [&](const std::string& words) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "caduceus/conformance/embedded.hpp"
+
 namespace caduceus::resources {
 namespace {
 
@@ -58,19 +60,55 @@ TEST(FullTextQuery, MalformedValuesAreRefused) {
   }
 }
 
-TEST(FullTextExtraction, NarrativeWithoutMarkupAndEveryOtherString) {
+const Definitions& r4() {
+  static const std::shared_ptr<const Definitions> defs = *Definitions::load(conformance::r4_model_json());
+  return *defs;
+}
+
+TEST(FullTextExtraction, NarrativeWithoutMarkupAndTheTextOfStringElements) {
   auto v = json::parse(R"({"resourceType":"Patient","id":"p1",
-      "meta":{"versionId":"7","lastUpdated":"2020-01-01T00:00:00Z","tag":[{"code":"vip"}]},
+      "meta":{"versionId":"7","lastUpdated":"2020-01-01T00:00:00Z","tag":[{"code":"vip","display":"Important"}]},
       "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p title=\"a>b\">H&#233;l&#xE8;ne</p><!-- hidden --><b>Fish</b>&amp;chips&nbsp;&unknown;</div>"},
-      "active":true,"multipleBirthInteger":2,
+      "active":true,"multipleBirthInteger":2,"birthDate":"1970-01-02",
+      "_birthDate":{"extension":[{"url":"http://example.org/time","valueString":"early morning"}]},
       "name":[{"family":"Martin","given":["Hélène","Anne"]}],
+      "identifier":[{"system":"urn:oid:1.2.3","value":"MRN-77"}],
+      "maritalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus","code":"M",
+                                  "display":"Married"}],"text":"wed"},
+      "managingOrganization":{"reference":"Organization/o","display":"Acme clinic"},
+      "extension":[{"url":"http://example.org/eyes","valueString":"blue"},
+                   {"url":"http://example.org/born","valueDateTime":"1970-01-02T03:04:05Z"}],
       "contained":[{"resourceType":"Organization","id":"o","name":"Acme",
                     "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Contained <i>story</i></div>"}}]})");
   ASSERT_TRUE(v.has_value());
   std::string narrative, content;
-  extract_full_text(*v, narrative, content);
+  extract_full_text(*v, r4(), narrative, content);
   EXPECT_EQ(narrative, "Hélène Fish &chips &unknown; ");
-  EXPECT_EQ(content, "p1 vip generated Martin Hélène Anne o Acme Contained story  generated");
+  // In the order of the JSON: only string and markdown values (Coding.display, CodeableConcept.text,
+  // Identifier.value, Reference.display, an extension's valueString, a primitive's extension) and the contained
+  // resource's narrative. Not the ids, codes, URIs, dates, booleans, numbers or Reference.reference.
+  EXPECT_EQ(content,
+            "Important early morning Martin Hélène Anne MRN-77 Married wed Acme clinic blue Acme Contained story ");
+}
+
+TEST(FullTextExtraction, ResourcesInsideResourcesAndMarkdown) {
+  auto v = json::parse(R"({"resourceType":"Bundle","type":"collection","entry":[
+      {"fullUrl":"urn:uuid:1","resource":{"resourceType":"CarePlan","status":"active","intent":"plan",
+       "subject":{"reference":"Patient/p"},"description":"Walk **daily**",
+       "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Inner</div>"}}}]})");
+  ASSERT_TRUE(v.has_value());
+  std::string narrative, content;
+  extract_full_text(*v, r4(), narrative, content);
+  EXPECT_EQ(narrative, "");
+  EXPECT_EQ(content, "Walk **daily** Inner ");
+}
+
+TEST(FullTextExtraction, AnUnknownResourceTypeHasNoText) {
+  auto v = json::parse(R"({"resourceType":"Nonsense","name":"x","text":{"div":"<div>y</div>"}})");
+  ASSERT_TRUE(v.has_value());
+  std::string narrative, content;
+  extract_full_text(*v, r4(), narrative, content);
+  EXPECT_EQ(narrative + content, "");
 }
 
 TEST(FullTextExtraction, XhtmlText) {

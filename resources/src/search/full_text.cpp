@@ -64,48 +64,78 @@ void append_string(const std::string& s, std::string& out) {
   out.append(s);
 }
 
-void walk(const json::Value& v, std::string& content);
+// One walk of a resource's JSON with its R4 definition at hand, so that each value is known by its type: the
+// `string` and `markdown` values are its text; codes, ids, URIs, dates, numbers and Reference.reference (an
+// address, which the reference parameters search) are not.
+class TextWalker {
+ public:
+  TextWalker(const Definitions& definitions, std::string& content)
+      : definitions_(definitions),
+        content_(content),
+        element_(definitions.type("Element")),
+        reference_(definitions.type("Reference")) {}
 
-// An object's members; `resource` when it is a resource (top-level or contained), whose meta and resourceType
-// are left out.
-void walk_object(const json::Value& v, std::string& content, std::string* narrative, bool resource) {
-  for (const auto& [key, value] : v.members()) {
-    if (resource && key == "resourceType") continue;
-    if (key == "text" && value.is_object()) {
-      if (const json::Value* div = value.find("div"); div != nullptr && div->is_string()) {
-        // Narrative: its div is markup. The top-level one goes to the narrative; a contained one to the content.
-        std::string& out = narrative != nullptr ? *narrative : content;
-        if (!out.empty()) out.push_back(' ');
-        append_xhtml_text(div->text(), out);
-        for (const auto& [k2, v2] : value.members())
-          if (k2 != "div") walk(v2, content);
+  // A resource (top-level or contained): its narrative's text goes to `narrative` (nullptr: to the content).
+  void resource(const json::Value& v, std::string* narrative) {
+    const json::Value* rt = v.find("resourceType");
+    const TypeDefinition* type = rt != nullptr && rt->is_string() ? definitions_.type(rt->text()) : nullptr;
+    if (type == nullptr || type->kind != TypeKind::kResource) return;
+    for (const auto& [key, value] : v.members()) {
+      if (key == "text" && value.is_object()) {
+        if (const json::Value* div = value.find("div"); div != nullptr && div->is_string()) {
+          std::string& out = narrative != nullptr ? *narrative : content_;
+          if (!out.empty()) out.push_back(' ');
+          append_xhtml_text(div->text(), out);
+        }
+        continue;  // (Narrative's other element, status, is a code)
+      }
+      if (key == "contained" && value.is_array()) {
+        for (const auto& c : value.items())
+          if (c.is_object()) resource(c, nullptr);
         continue;
       }
+      member(key, value, *type);
     }
-    if (resource && key == "meta" && value.is_object()) {
-      for (const auto& [k2, v2] : value.members())
-        if (k2 != "versionId" && k2 != "lastUpdated") walk(v2, content);
-      continue;
-    }
-    if (key == "contained" && value.is_array()) {
-      for (const auto& c : value.items())
-        if (c.is_object()) walk_object(c, content, nullptr, true);
-      continue;
-    }
-    walk(value, content);
   }
-}
 
-void walk(const json::Value& v, std::string& content) {
-  switch (v.kind()) {
-    case json::Value::Kind::kString: append_string(v.text(), content); break;
-    case json::Value::Kind::kArray:
-      for (const auto& item : v.items()) walk(item, content);
-      break;
-    case json::Value::Kind::kObject: walk_object(v, content, nullptr, false); break;
-    default: break;  // numbers and booleans are not text
+ private:
+  void member(std::string_view key, const json::Value& value, const TypeDefinition& type) {
+    if (key.starts_with('_')) {  // a primitive's id and extensions (`_birthDate`)
+      if (element_ != nullptr) walk(value, *element_);
+      return;
+    }
+    const ElementMatch* m = type.find(key);
+    if (m == nullptr || m->type == nullptr) return;  // (not a property of the type: the checker refuses it)
+    if (&type == reference_ && key == "reference") return;
+    walk(value, *m->type);
   }
-}
+
+  void walk(const json::Value& v, const TypeDefinition& type) {
+    if (v.is_array()) {
+      for (const auto& item : v.items()) walk(item, type);
+      return;
+    }
+    switch (type.kind) {
+      case TypeKind::kPrimitive:
+        if (v.is_string() &&
+            (type.primitive == fhir::Primitive::kString || type.primitive == fhir::Primitive::kMarkdown))
+          append_string(v.text(), content_);
+        break;
+      case TypeKind::kComplex:
+        if (v.is_object())
+          for (const auto& [key, value] : v.members()) member(key, value, type);
+        break;
+      case TypeKind::kResource:  // Bundle.entry.resource, Parameters.parameter.resource
+        if (v.is_object()) resource(v, nullptr);
+        break;
+    }
+  }
+
+  const Definitions& definitions_;
+  std::string& content_;
+  const TypeDefinition* element_;
+  const TypeDefinition* reference_;
+};
 
 // The query language of _text and _content.
 
@@ -311,9 +341,9 @@ void append_xhtml_text(std::string_view x, std::string& out) {
   }
 }
 
-void extract_full_text(const json::Value& resource, std::string& narrative, std::string& content) {
-  if (!resource.is_object()) return;
-  walk_object(resource, content, &narrative, true);
+void extract_full_text(const json::Value& resource, const Definitions& definitions, std::string& narrative,
+                       std::string& content) {
+  if (resource.is_object()) TextWalker(definitions, content).resource(resource, &narrative);
 }
 
 fhir::Result<std::string> fts5_match_expression(std::string_view value) {

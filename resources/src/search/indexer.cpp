@@ -474,7 +474,7 @@ IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std:
     Emitter emit{c.parameter->code, c.parameter->type, out};
     for (const Item& item : *result) emit.item(item);
   }
-  if (full_text_) extract_full_text(resource, out.narrative, out.content);
+  if (full_text_) extract_full_text(resource, definitions_, out.narrative, out.content);
   return out;
 }
 

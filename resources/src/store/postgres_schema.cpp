@@ -176,8 +176,8 @@ const std::vector<Migration>& migrations() {
            // _text and _content: idx_text holds the text folded by the writer (case and accents, as string search
            // folds them: pg_full_text.hpp), and its tsvectors (the 'simple' configuration: words as they are, no
            // stemming, no stop words, so that it serves every language), each with a GIN index. _text searches the
-           // narrative, _content the narrative and every other string. (Rows written before this migration hold
-           // unfolded text: lower case still matches, accents need a $reindex.)
+           // narrative, _content the narrative and the resource's other text (full_text.hpp). (Rows written before this
+           // migration hold unfolded text: lower case still matches, accents need a $reindex.)
            "ALTER TABLE idx_text"
            " ADD COLUMN narrative_tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', narrative)) STORED,"
            " ADD COLUMN content_tsv tsvector"

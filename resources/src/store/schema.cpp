@@ -115,9 +115,9 @@ const std::vector<Migration>& migrations() {
        {
            // _text and _content: one row per resource (rowid = resource.rid) for its current version, replaced
            // with each version in the same transaction as the other index rows. `narrative` is text.div without
-           // its markup; `content` every other string of the resource. unicode61 with remove_diacritics 2 folds
-           // case and accents ("Hélène" is found by "helene"). The table keeps its own copy of the text, so that
-           // a row can be deleted by rowid alone.
+           // its markup; `content` the text of its other string elements (full_text.hpp). unicode61 with
+           // remove_diacritics 2 folds case and accents ("Hélène" is found by "helene"). The table keeps its own copy
+           // of the text, so that a row can be deleted by rowid alone.
            "CREATE VIRTUAL TABLE idx_text USING fts5(narrative, content,"
            " tokenize = 'unicode61 remove_diacritics 2')",
            // :of-type on Identifier tokens: one row per coding of Identifier.type, with the identifier's value.

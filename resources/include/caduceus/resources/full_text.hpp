@@ -5,6 +5,7 @@
 
 #include "caduceus/fhir/error.hpp"
 #include "caduceus/fhir/json.hpp"
+#include "caduceus/resources/definitions.hpp"
 #include "caduceus/resources/search_parameters.hpp"
 
 namespace caduceus::resources {
@@ -15,11 +16,14 @@ namespace caduceus::resources {
 // Whether p is `_text` or `_content`, which the full-text index serves.
 bool is_full_text(const SearchParameter& p) noexcept;
 
-// The text of a resource for the full-text index, from one walk of its JSON: `narrative` gets the top-level
-// text.div with its markup removed (XHTML tags and comments dropped, character references decoded); `content`
-// gets every other string value (contained resources' narratives stripped likewise), space-separated. Left out:
-// resourceType, and meta.versionId / meta.lastUpdated, which the server sets. Both are appended to.
-void extract_full_text(const fhir::json::Value& resource, std::string& narrative, std::string& content);
+// The text of a resource for the full-text index, from one walk of its JSON with its R4 definition: `narrative`
+// gets the top-level text.div with its markup removed (XHTML tags and comments dropped, character references
+// decoded); `content` gets the values of its `string` and `markdown` elements (names, addresses, displays, texts,
+// notes, identifier values, extensions' valueString...) and the narratives of contained resources, space-separated.
+// Left out, as HAPI FHIR leaves them out of _content: codes, ids, URIs, dates and times, numbers, booleans and
+// Reference.reference (an address: the reference parameters search it). Both are appended to.
+void extract_full_text(const fhir::json::Value& resource, const Definitions& definitions, std::string& narrative,
+                       std::string& content);
 
 // Appends the text of an XHTML fragment (tags and comments become spaces, entities are decoded).
 void append_xhtml_text(std::string_view xhtml, std::string& out);

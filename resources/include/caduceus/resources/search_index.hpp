@@ -108,7 +108,8 @@ struct IndexValues {
   std::vector<UriIndex> uris;
   std::vector<CompositeIndex> composites;
   std::vector<IdentifierTypeIndex> identifier_types;
-  // Full text (_text, _content; see full_text.hpp): the narrative without its markup, and every other string.
+  // Full text (_text, _content; see full_text.hpp): the narrative without its markup, and the text of the other string
+  // and markdown elements.
   std::string narrative;
   std::string content;
 };
