@@ -284,6 +284,14 @@ const std::vector<Migration>& migrations() {
            "ALTER TABLE idx_text ALTER COLUMN narrative SET COMPRESSION lz4, ALTER COLUMN content SET COMPRESSION lz4; "
            "EXCEPTION WHEN feature_not_supported THEN NULL; END $$",
        }},
+      {20,
+       "no planner statistics for bodies and full text",
+       {
+           // No query filters or joins on them: ANALYZE (and autovacuum's) would read and detoast them for nothing
+           // (a third of resource_version's ANALYZE).
+           "ALTER TABLE resource_version ALTER COLUMN body SET STATISTICS 0",
+           "ALTER TABLE idx_text ALTER COLUMN narrative SET STATISTICS 0, ALTER COLUMN content SET STATISTICS 0",
+       }},
   };
   return list;
 }

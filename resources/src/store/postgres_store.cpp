@@ -7,6 +7,7 @@
 #include "postgres_store.hpp"
 
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -1269,11 +1271,32 @@ class PostgresStore final : public Store {
     });
   }
 
+  // ANALYZE of each table, the largest first, over two connections at once: a table's ANALYZE runs on one core of
+  // the database server (the 100 Synthea Bundles: 0.6 s for ANALYZE of all, at the end of an import of 4 s).
   Result<void> refresh_statistics() override {
-    return with_conn([&](pg::Connection& c) -> Result<void> {
-      if (auto r = c.exec("ANALYZE"); !r) return std::unexpected(pg::to_error(r.error(), "ANALYZE"));
-      return {};
+    auto tables = with_conn([&](pg::Connection& c) -> Result<std::vector<std::string>> {
+      auto r = c.exec(
+          "SELECT quote_ident(c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+          "WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY pg_relation_size(c.oid) DESC, 1");
+      if (!r) return std::unexpected(pg::to_error(r.error(), "ANALYZE: the tables"));
+      std::vector<std::string> names;
+      for (int i = 0; i < r->rows(); ++i) names.emplace_back(r->view(i, 0));
+      return names;
     });
+    if (!tables) return std::unexpected(tables.error());
+    std::atomic<std::size_t> next{0};
+    auto analyze = [&]() -> Result<void> {
+      return with_conn([&](pg::Connection& c) -> Result<void> {
+        for (std::size_t i = next++; i < tables->size(); i = next++)
+          if (auto r = c.exec("ANALYZE " + (*tables)[i]); !r)
+            return std::unexpected(pg::to_error(r.error(), "ANALYZE " + (*tables)[i]));
+        return {};
+      });
+    };
+    auto other = std::async(std::launch::async, analyze);  // (with a pool of one, it finds nothing left to do)
+    Result<void> mine = analyze();
+    Result<void> theirs = other.get();
+    return mine ? theirs : mine;
   }
 
   Result<void> ping() override {
