@@ -78,7 +78,7 @@ Result<void> rewrite_references(json::Value& v, F&& f) {
       if (auto ok = rewrite_references(item, f); !ok) return ok;
   } else if (v.is_object()) {
     for (auto& [key, value] : v.members()) {
-      if (key == "reference" && value.is_string()) {
+      if (std::string_view(key) == "reference" && value.is_string()) {  // (the lengths first)
         auto replaced = f(value.text());
         if (!replaced) return std::unexpected(std::move(replaced.error()));
         if (*replaced) value = json::Value::string(std::move(**replaced));
@@ -386,8 +386,8 @@ BundleOutcome BundleProcessor::process(json::Value&& bundle) const {
     auto plan = std::make_shared<Plan>();
     plan->registry = registry_;
     // fullUrl -> Type/id (static) or "" (dynamic: ifNoneExist decides inside the job)
-    std::map<std::string, std::string> targets;
-    std::set<std::string> touched;  // Type/id of PUT and DELETE entries
+    std::map<std::string, std::string, std::less<>> targets;  // (found by string_view: no key to build)
+    std::set<std::string> touched;                            // Type/id of PUT and DELETE entries
     for (Entry& e : list) {
       if (e.method == "GET" || e.method == "HEAD") continue;
       if (e.method == "POST") e.id = resources::new_resource_id();
@@ -432,8 +432,9 @@ BundleOutcome BundleProcessor::process(json::Value&& bundle) const {
       auto rewritten =
           rewrite_references(e.resource, [&](const std::string& ref) -> Result<std::optional<std::string>> {
             if (ref.starts_with("#")) return std::optional<std::string>{};
-            std::string key = is_urn(ref) || is_absolute(ref) ? ref : ref_base + "/" + ref;
-            if (auto it = targets.find(key); it != targets.end()) {
+            const bool whole = is_urn(ref) || is_absolute(ref);
+            const std::string joined = whole ? std::string() : ref_base + "/" + ref;
+            if (auto it = targets.find(whole ? std::string_view(ref) : std::string_view(joined)); it != targets.end()) {
               if (it->second.empty()) {
                 e.dynamic = true;
                 return std::optional<std::string>{};

@@ -80,7 +80,8 @@ class TextWalker {
     const json::Value* rt = v.find("resourceType");
     const TypeDefinition* type = rt != nullptr && rt->is_string() ? definitions_.type(rt->text()) : nullptr;
     if (type == nullptr || type->kind != TypeKind::kResource) return;
-    for (const auto& [key, value] : v.members()) {
+    for (const auto& [name, value] : v.members()) {
+      const std::string_view key = name;  // (compared by length first)
       if (key == "text" && value.is_object()) {
         if (const json::Value* div = value.find("div"); div != nullptr && div->is_string()) {
           std::string& out = narrative != nullptr ? *narrative : content_;
