@@ -292,11 +292,74 @@ const std::vector<Migration>& migrations() {
            "ALTER TABLE resource_version ALTER COLUMN body SET STATISTICS 0",
            "ALTER TABLE idx_text ALTER COLUMN narrative SET STATISTICS 0, ALTER COLUMN content SET STATISTICS 0",
        }},
+      {21,
+       "indexes waiting for the end of a bulk load",
+       {
+           // As SQLite's migration 19: drop_value_indexes() notes here what it dropped.
+           "CREATE TABLE deferred_index (name TEXT PRIMARY KEY, sql TEXT NOT NULL)",
+       }},
   };
   return list;
 }
 
 }  // namespace
+
+fhir::Result<std::vector<std::pair<std::string, std::string>>> deferred_indexes(pg::Connection& conn) {
+  // (Largest table first: two connections building them finish together.)
+  auto r = conn.exec(
+      "SELECT d.name, d.sql FROM deferred_index d LEFT JOIN pg_class t ON t.relkind = 'r' AND t.relname = "
+      "substring(d.sql FROM ' ON (?:[^ .]+\\.)?([^ .]+) USING ') AND t.relnamespace = "
+      "(SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
+      "ORDER BY coalesce(pg_relation_size(t.oid), 0) DESC, d.name",
+      {});
+  if (!r) return std::unexpected(pg::to_error(r.error(), "the deferred indexes"));
+  std::vector<std::pair<std::string, std::string>> out;
+  for (int i = 0; i < r->rows(); ++i) out.emplace_back(r->text(i, 0), r->text(i, 1));
+  return out;
+}
+
+fhir::Result<void> build_deferred_index(pg::Connection& conn, const std::string& name, const std::string& sql) {
+  if (auto r = conn.exec(sql); !r) return std::unexpected(pg::to_error(r.error(), "building index " + name));
+  if (auto r = conn.exec("DELETE FROM deferred_index WHERE name = $1", {pg::Param(name)}); !r)
+    return std::unexpected(pg::to_error(r.error(), "building index " + name));
+  return {};
+}
+
+fhir::Result<bool> drop_value_indexes(pg::Connection& conn) {
+  auto step = [&](const std::string& sql, const std::vector<pg::Param>& params = {}) -> fhir::Result<pg::Result> {
+    auto r = params.empty() ? conn.exec(sql) : conn.exec(sql, params);
+    if (!r) {
+      (void)conn.exec("ROLLBACK");
+      return std::unexpected(pg::to_error(r.error(), "deferring the search indexes"));
+    }
+    return std::move(*r);
+  };
+  if (auto r = step("BEGIN"); !r) return std::unexpected(r.error());
+  if (auto r = step("SELECT 1 FROM store_clock WHERE id = 1 FOR UPDATE"); !r) return std::unexpected(r.error());
+  auto any = step("SELECT 1 FROM resource LIMIT 1");
+  if (!any) return std::unexpected(any.error());
+  if (any->rows() > 0) {
+    (void)conn.exec("ROLLBACK");
+    return false;  // (rebuilding what is there could cost more than the load saves)
+  }
+  auto indexes = step(
+      "SELECT i.relname::text, regexp_replace(pg_get_indexdef(i.oid), '^CREATE INDEX ', 'CREATE INDEX IF NOT EXISTS "
+      "') FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+      "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = current_schema() AND t.relname LIKE "
+      "'idx\\_%' AND NOT x.indisunique ORDER BY 1");
+  if (!indexes) return std::unexpected(indexes.error());
+  for (int i = 0; i < indexes->rows(); ++i) {
+    const std::string name = indexes->text(i, 0), sql = indexes->text(i, 1);
+    if (auto r = step("INSERT INTO deferred_index (name, sql) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET sql "
+                      "= excluded.sql",
+                      {pg::Param(name), pg::Param(sql)});
+        !r)
+      return std::unexpected(r.error());
+    if (auto r = step("DROP INDEX " + name); !r) return std::unexpected(r.error());  // (our names: plain words)
+  }
+  if (auto r = step("COMMIT"); !r) return std::unexpected(r.error());
+  return indexes->rows() > 0;
+}
 
 fhir::Result<void> apply_postgres_migrations(pg::Connection& conn) {
   const std::vector<pg::Param> key{pg::Param(kMigrationLockKey)};
@@ -317,6 +380,15 @@ fhir::Result<void> apply_postgres_migrations(pg::Connection& conn) {
                       nullptr);
         !r)
       return r;
+    // The indexes of a bulk load that stopped before its end are built first (a migration could change one).
+    auto waiting_table = conn.exec("SELECT to_regclass('deferred_index') IS NOT NULL", {});
+    if (!waiting_table) return std::unexpected(pg::to_error(waiting_table.error(), "schema migrations"));
+    if (waiting_table->i64(0, 0) != 0) {
+      auto waiting = deferred_indexes(conn);
+      if (!waiting) return std::unexpected(waiting.error());
+      for (const auto& [name, sql] : *waiting)
+        if (auto built = build_deferred_index(conn, name, sql); !built) return built;
+    }
     auto applied = conn.exec("SELECT version FROM schema_migrations", {});  // (binary results)
     if (!applied) return std::unexpected(pg::to_error(applied.error(), "schema migrations"));
     std::vector<std::int64_t> seen;

@@ -1,5 +1,9 @@
 #pragma once
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "caduceus/fhir/error.hpp"
 #include "pg_connection.hpp"
 
@@ -10,6 +14,16 @@ namespace caduceus::resources {
 // together on one database apply each migration once (the others wait, then find it applied).
 // Errors: kUnavailable (with the failing migration named).
 fhir::Result<void> apply_postgres_migrations(pg::Connection& conn);
+
+// Bulk loading (Store::defer_search_indexes). Into an empty store, drops the indexes of the search index tables
+// that only searches use (every non-unique one: the value indexes, idx_patient_token_rid, the full text's GIN) and
+// notes each in deferred_index (migration 21), in one transaction that holds store_clock (no write of another
+// server in between); false when the store holds resources (nothing is dropped then).
+fhir::Result<bool> drop_value_indexes(pg::Connection& conn);
+// The indexes that wait in deferred_index, each its name and a CREATE INDEX IF NOT EXISTS statement.
+fhir::Result<std::vector<std::pair<std::string, std::string>>> deferred_indexes(pg::Connection& conn);
+// Builds one of them and forgets it.
+fhir::Result<void> build_deferred_index(pg::Connection& conn, const std::string& name, const std::string& sql);
 
 // The advisory lock key of the migrations (pg_advisory_lock), shared by every Caduceus on a database.
 inline constexpr std::int64_t kMigrationLockKey = 0x43616475'63657573;  // "Caduceus"

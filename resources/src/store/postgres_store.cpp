@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -1271,8 +1272,26 @@ class PostgresStore final : public Store {
     });
   }
 
-  // ANALYZE of each table, the largest first, over two connections at once: a table's ANALYZE runs on one core of
-  // the database server (the 100 Synthea Bundles: 0.6 s for ANALYZE of all, at the end of an import of 4 s).
+  // Runs each(connection, i) for i in [0, n), in order, on two pooled connections at once (one, if the pool has
+  // one): maintenance after a bulk load, a statement of which keeps one core of the database server busy.
+  Result<void> on_two_connections(std::size_t n,
+                                  const std::function<Result<void>(pg::Connection&, std::size_t)>& each) {
+    std::atomic<std::size_t> next{0};
+    auto run = [&]() -> Result<void> {
+      return with_conn([&](pg::Connection& c) -> Result<void> {
+        for (std::size_t i = next++; i < n; i = next++)
+          if (auto r = each(c, i); !r) return r;
+        return {};
+      });
+    };
+    auto other = std::async(std::launch::async, run);  // (with a pool of one, it finds nothing left to do)
+    Result<void> mine = run();
+    Result<void> theirs = other.get();
+    return mine ? theirs : mine;
+  }
+
+  // ANALYZE of each table, the largest first, two at once (the 100 Synthea Bundles: 0.6 s for ANALYZE of all, one
+  // after the other, at the end of an import of 4 s).
   Result<void> refresh_statistics() override {
     auto tables = with_conn([&](pg::Connection& c) -> Result<std::vector<std::string>> {
       auto r = c.exec(
@@ -1284,19 +1303,26 @@ class PostgresStore final : public Store {
       return names;
     });
     if (!tables) return std::unexpected(tables.error());
-    std::atomic<std::size_t> next{0};
-    auto analyze = [&]() -> Result<void> {
-      return with_conn([&](pg::Connection& c) -> Result<void> {
-        for (std::size_t i = next++; i < tables->size(); i = next++)
-          if (auto r = c.exec("ANALYZE " + (*tables)[i]); !r)
-            return std::unexpected(pg::to_error(r.error(), "ANALYZE " + (*tables)[i]));
-        return {};
-      });
-    };
-    auto other = std::async(std::launch::async, analyze);  // (with a pool of one, it finds nothing left to do)
-    Result<void> mine = analyze();
-    Result<void> theirs = other.get();
-    return mine ? theirs : mine;
+    return on_two_connections(tables->size(), [&](pg::Connection& c, std::size_t i) -> Result<void> {
+      if (auto r = c.exec("ANALYZE " + (*tables)[i]); !r)
+        return std::unexpected(pg::to_error(r.error(), "ANALYZE " + (*tables)[i]));
+      return {};
+    });
+  }
+
+  // Bulk loading: see drop_value_indexes (postgres_schema.hpp). Searches meanwhile answer the same, slower (reads
+  // by id and history keep their indexes; a search, a conditional write's too, scans the search tables instead);
+  // the import builds them after its last file, two at once, and a server that opens the database builds any still
+  // waiting.
+  Result<bool> defer_search_indexes() override {
+    return with_conn([&](pg::Connection& c) { return drop_value_indexes(c); });
+  }
+  Result<void> restore_search_indexes() override {
+    auto waiting = with_conn([&](pg::Connection& c) { return deferred_indexes(c); });
+    if (!waiting) return std::unexpected(waiting.error());
+    return on_two_connections(waiting->size(), [&](pg::Connection& c, std::size_t i) {
+      return build_deferred_index(c, (*waiting)[i].first, (*waiting)[i].second);
+    });
   }
 
   Result<void> ping() override {

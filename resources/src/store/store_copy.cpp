@@ -360,7 +360,8 @@ class PostgresEndpoint final : public Endpoint {
     std::vector<std::string> out;
     for (int i = 0; i < r->rows(); ++i) {
       std::string name = r->text(i, 0);
-      if (name != "schema_migrations" && name != "store_clock") out.push_back(std::move(name));
+      if (name != "schema_migrations" && name != "store_clock" && name != "deferred_index")
+        out.push_back(std::move(name));  // (deferred_index: empty once the store has been opened)
     }
     return out;
   }
