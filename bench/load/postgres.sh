@@ -9,8 +9,9 @@
 #   1. wrk GET /fhir/Patient/{id},
 #   2. wrk POST /fhir/Patient (create_patient.lua) and POST /fhir/Observation (create_observation.lua), each
 #      answered after its commit,
-#   3. `caduceus import` of the Synthea transaction Bundles (SYNTHEA: a folder of them, default
-#      ../shared/data/synthea-r4 when it is there, else bench/data/synthea-bundle.json), resources per second,
+#   3. `caduceus import` of the Synthea transaction Bundles into a second, empty database (SYNTHEA: a folder of
+#      them, default ../shared/data/synthea-r4 when it is there, else bench/data/synthea-bundle.json), resources
+#      per second,
 #   4. wrk Observation?patient=X&code=Y over those patients (paths.lua-style rotation over 100 patients, each with
 #      the code it has most of),
 # and prints each figure. Everything it starts is stopped and every file it writes is removed on exit.
@@ -67,11 +68,15 @@ trap 'exit 130' INT TERM
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$tmp/data" -l "$tmp/pg.log" -w \
   -o "-k $tmp -c listen_addresses='' -c port=5432 -c shared_buffers=512MB -c max_connections=200" start >/dev/null
 "${as_pg[@]}" "$pg_bin/createdb" -h "$tmp" -p 5432 -U postgres caduceus
+"${as_pg[@]}" "$pg_bin/createdb" -h "$tmp" -p 5432 -U postgres caduceus_import
 db="postgresql://postgres@/caduceus?host=$tmp&port=5432"
+# The import goes into a database of its own, empty (as a hospital's first load would): it defers the search
+# indexes there and builds them once at the end; the searches of step 4 run on it.
+import_db="postgresql://postgres@/caduceus_import?host=$tmp&port=5432"
 
-start_server() {
+start_server() {  # [database URL, default $db]
   rm -f "$tmp/out" "$tmp/err"  # (else the line of the previous server may be read before the shell truncates it)
-  "$caduceus_bin" serve --listen 127.0.0.1:0 --db "$db" --data-dir "$tmp/var" >"$tmp/out" 2>"$tmp/err" &
+  "$caduceus_bin" serve --listen 127.0.0.1:0 --db "${1:-$db}" --data-dir "$tmp/var" >"$tmp/out" 2>"$tmp/err" &
   pid=$!
   local line=
   for _ in $(seq 300); do
@@ -109,7 +114,7 @@ load "create Observation" -s "$here/create_observation.lua" "$base/fhir/Observat
 stop_server
 
 start=$(date +%s%N)
-"$caduceus_bin" import --db "$db" "${synthea[@]}" >"$tmp/import.txt" 2>"$tmp/import.err" ||
+"$caduceus_bin" import --db "$import_db" "${synthea[@]}" >"$tmp/import.txt" 2>"$tmp/import.err" ||
   { echo "postgres.sh: import failed:" >&2; cat "$tmp/import.txt" "$tmp/import.err" >&2; exit 1; }
 ns=$(($(date +%s%N) - start))
 n=$(sed -nE 's/^Imported ([0-9]+) .*/\1/p' "$tmp/import.txt")
@@ -117,7 +122,7 @@ awk -v n="$n" -v ns="$ns" -v f="${#synthea[@]}" \
   'BEGIN { printf "%-28s %10d resources in %.1f s: %.0f resources/s (%d files)\n", "import Synthea", n, ns / 1e9, n / (ns / 1e9), f }'
 
 # 100 (patient, code) pairs: each patient with the LOINC code it has most Observations of.
-pairs=$("${as_pg[@]}" "$pg_bin/psql" -h "$tmp" -p 5432 -U postgres -d caduceus -At -F ' ' -c "
+pairs=$("${as_pg[@]}" "$pg_bin/psql" -h "$tmp" -p 5432 -U postgres -d caduceus_import -At -F ' ' -c "
   SELECT target_id, code FROM (
     SELECT p.target_id, p.code, row_number() OVER (PARTITION BY p.target_id ORDER BY count(*) DESC, p.code) AS k
     FROM idx_patient_token p WHERE p.type = 'Observation' AND p.param = 'code' AND p.system = 'http://loinc.org'
@@ -130,7 +135,7 @@ pairs=$("${as_pg[@]}" "$pg_bin/psql" -h "$tmp" -p 5432 -U postgres -d caduceus -
   echo 'local i = 0'
   echo 'request = function() i = i % #paths + 1; return wrk.format("GET", paths[i]) end'
 } >"$tmp/pairs.lua"
-start_server
+start_server "$import_db"
 first=$(sed -n 2p "$tmp/pairs.lua" | sed -E 's/^ *"([^"]*)",$/\1/')
 echo "$(curl -s "$base$first&_summary=count" | sed -E 's/.*"total" *: *([0-9]+).*/\1/') results for $first (one of 100 paths)"
 load "Observation?patient&code" -s "$tmp/pairs.lua" "$base"
