@@ -12,6 +12,7 @@
 #include "caduceus/fhir/datetime.hpp"
 #include "caduceus/fhir/json_patch.hpp"
 #include "caduceus/fhir/outcome.hpp"
+#include "caduceus/fhir/string_map.hpp"
 #include "caduceus/resources/fhirpath_patch.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/server/errors.hpp"
@@ -386,8 +387,8 @@ BundleOutcome BundleProcessor::process(json::Value&& bundle) const {
     auto plan = std::make_shared<Plan>();
     plan->registry = registry_;
     // fullUrl -> Type/id (static) or "" (dynamic: ifNoneExist decides inside the job)
-    std::map<std::string, std::string, std::less<>> targets;  // (found by string_view: no key to build)
-    std::set<std::string> touched;                            // Type/id of PUT and DELETE entries
+    fhir::StringMap<std::string> targets;  // (found by string_view: no key to build)
+    std::set<std::string> touched;         // Type/id of PUT and DELETE entries
     for (Entry& e : list) {
       if (e.method == "GET" || e.method == "HEAD") continue;
       if (e.method == "POST") e.id = resources::new_resource_id();

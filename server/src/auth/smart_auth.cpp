@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "../url.hpp"
+#include "caduceus/fhir/string_map.hpp"
 #include "caduceus/fhir/thread_name.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/oauth_tables.hpp"
@@ -172,11 +173,7 @@ struct SmartAuth::Impl {
   // unchanged.
   mutable std::atomic<std::uint64_t> revocations{0};
   mutable std::shared_mutex cache_mutex;
-  struct TokenHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
-  mutable std::unordered_map<std::string, std::shared_ptr<const TokenInfo>, TokenHash, std::equal_to<>> cache;
+  mutable fhir::StringMap<std::shared_ptr<const TokenInfo>> cache;
   // This instance among all made in the process (the per-thread memo of verify_token belongs to one of them).
   const std::uint64_t instance = next_instance();
   static std::uint64_t next_instance() {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "caduceus/fhir/error.hpp"
+#include "caduceus/fhir/string_map.hpp"
 
 namespace caduceus::resources {
 
@@ -138,13 +139,8 @@ class SearchParameterRegistry {
     std::unordered_map<std::string_view, const SearchParameter*> by_code;  // own parameters only
     std::vector<const SearchParameter*> all;                               // own + common, sorted by code
   };
-  // Heterogeneous lookup: find() with a string_view on a map keyed by std::string.
-  struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
   template <class V>
-  using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+  using StringMap = fhir::StringMap<V>;  // (found by string_view)
   struct Compartment {
     std::vector<std::string> types;  // sorted
     StringMap<std::vector<std::string>> params;
