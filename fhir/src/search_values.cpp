@@ -184,11 +184,14 @@ std::optional<Decimal> Decimal::parse(std::string_view s) {
 
 std::string Decimal::to_string() const {
   __int128 v = digits < 0 ? -digits : digits;
-  std::string s;
+  char buf[48];  // (an __int128 has at most 39 digits)
+  char* end = buf + sizeof buf;
+  char* at = end;
   do {
-    s.insert(s.begin(), static_cast<char>('0' + static_cast<int>(v % 10)));
+    *--at = static_cast<char>('0' + static_cast<int>(v % 10));
     v /= 10;
   } while (v != 0);
+  std::string s(at, end);
   if (exponent > 0) {
     if (s != "0") s.append(static_cast<std::size_t>(exponent), '0');
   } else if (exponent < 0) {

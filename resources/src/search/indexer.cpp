@@ -373,9 +373,12 @@ bool has_any_root(const fhir::json::Value& resource, const std::vector<std::stri
   for (const auto& [key, value] : resource.members()) {
     std::string_view k = key;
     if (!k.empty() && k.front() == '_') k.remove_prefix(1);  // a primitive's id and extensions
+    if (k.empty()) continue;
     for (const std::string& r : roots) {
-      // The element itself, or one of its choice types (value[x]: valueQuantity, ...).
-      if (k.starts_with(r) && (k.size() == r.size() || std::isupper(static_cast<unsigned char>(k[r.size()]))))
+      // The element itself, or one of its choice types (value[x]: valueQuantity, ...). (The first letters first:
+      // most differ, and a comparison call per member and root was a tenth of the extraction.)
+      if (k.front() == r.front() && k.starts_with(r) &&
+          (k.size() == r.size() || std::isupper(static_cast<unsigned char>(k[r.size()]))))
         return true;
     }
   }
