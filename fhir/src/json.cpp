@@ -7,6 +7,8 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <unordered_set>
 
@@ -239,9 +241,62 @@ struct StringSink {
 
 }  // namespace
 
+namespace {
+
+// The offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
+// nothing past U+10FFFF), or npos. Eight bytes at a time while they are ASCII (nearly all of a FHIR document):
+// rapidjson's own check (kParseValidateEncodingFlag) goes through a decoder for every character, which was a
+// fifth of the parse.
+std::size_t invalid_utf8_at(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  while (i < n) {
+    if (i + 8 <= n) {
+      std::uint64_t word;
+      std::memcpy(&word, p + i, sizeof word);
+      if ((word & 0x8080808080808080ull) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;  // (overlong)
+      if (c == 0xED) hi = 0x9F;  // (surrogates)
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;  // (overlong)
+      if (c == 0xF4) hi = 0x8F;  // (past U+10FFFF)
+    } else {
+      return i;  // a continuation byte, an overlong lead (C0, C1) or F5-FF
+    }
+    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (std::size_t k = 2; k < len; ++k)
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
 Result<Value> parse(std::string_view text, const ParseOptions& options) {
-  constexpr unsigned kFlags = rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseValidateEncodingFlag |
-                              rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag;
+  if (const std::size_t bad = invalid_utf8_at(text); bad != std::string_view::npos)
+    return fail(ErrorKind::kInvalid, "invalid",
+                "The body is not valid JSON: it is not UTF-8 (at byte " + std::to_string(bad) + ")");
+  // (Escapes decode to UTF-8, and a lone surrogate escape is an error of rapidjson's own.)
+  constexpr unsigned kFlags =
+      rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag;
   Builder builder(options);
   rapidjson::Reader reader;
   rapidjson::MemoryStream ms(text.data(), text.size());

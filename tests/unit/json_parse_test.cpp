@@ -33,6 +33,39 @@ TEST(JsonParse, NestedContainersKeepTheirOrderAndWriteBackTheSame) {
   EXPECT_EQ(write(*v), text);
 }
 
+// The text must be UTF-8: every malformed sequence is refused at its first byte, and every well-formed one (1 to 4
+// bytes, up to U+10FFFF) kept as it is.
+TEST(JsonParse, OnlyWellFormedUtf8IsAccepted) {
+  const std::string good =
+      "\"a\u00e9\xC3\xA9\xE2\x82\xAC\xED\x9F\xBF\xEE\x80\x80\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF"
+      "0123456789\"";
+  auto v = parse(good);
+  ASSERT_TRUE(v.has_value()) << diagnostics(v);
+  EXPECT_EQ(v->text(),
+            "a\xC3\xA9\xC3\xA9\xE2\x82\xAC\xED\x9F\xBF\xEE\x80\x80\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF"
+            "0123456789");
+  const std::pair<std::string, std::size_t> bad[] = {
+      {"\"abcdefghij\x80\"", 11},         // a continuation byte alone (after eight ASCII bytes)
+      {"\"\xC0\x80\"", 1},                // overlong NUL
+      {"\"\xC1\xBF\"", 1},                // overlong
+      {"\"\xE0\x9F\xBF\"", 1},            // overlong three-byte form
+      {"\"\xED\xA0\x80\"", 1},            // a surrogate (U+D800)
+      {"\"\xF0\x8F\xBF\xBF\"", 1},        // overlong four-byte form
+      {"\"\xF4\x90\x80\x80\"", 1},        // past U+10FFFF
+      {"\"\xF5\x80\x80\x80\"", 1},        // no such lead byte
+      {"\"x\xE2\x82\"", 2},               // cut short
+      {"\"x\xE2\x82", 2},                 // cut short at the end of the text
+      {"\"\xC3\xC3\"", 1},                // a lead byte where a continuation must be
+      {"{\"k\":\"ok\",\"\xFF\":1}", 11},  // in a key
+  };
+  for (const auto& [text, at] : bad) {
+    auto r = parse(text);
+    ASSERT_FALSE(r.has_value()) << "accepted: " << text;
+    EXPECT_NE(diagnostics(r).find("not UTF-8 (at byte " + std::to_string(at) + ")"), std::string::npos)
+        << diagnostics(r);
+  }
+}
+
 // A key repeated in one object is refused, however deep and however many members come between; the same key in
 // an object and in an object inside it is not a repetition.
 TEST(JsonParse, AKeyRepeatedInOneObjectIsRefusedAndOnlyThere) {
