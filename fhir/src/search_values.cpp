@@ -1,5 +1,9 @@
 #include "caduceus/fhir/search_values.hpp"
 
+#include <charconv>
+#include <limits>
+#include <system_error>
+
 #include "caduceus/fhir/datetime.hpp"
 
 namespace caduceus::fhir::search {
@@ -201,6 +205,30 @@ std::string Decimal::to_string() const {
   }
   if (digits < 0) s.insert(s.begin(), '-');
   return s;
+}
+
+double Decimal::to_double() const {
+  // "<digits>e<exponent>", read by from_chars (correctly rounded, as strtod is, and locale-free).
+  __int128 v = digits < 0 ? -digits : digits;
+  char reversed[40];  // (an __int128 has at most 39 digits)
+  std::size_t n = 0;
+  do {
+    reversed[n++] = static_cast<char>('0' + static_cast<int>(v % 10));
+    v /= 10;
+  } while (v != 0);
+  char text[64];
+  char* at = text;
+  if (digits < 0) *at++ = '-';
+  while (n > 0) *at++ = reversed[--n];
+  *at++ = 'e';
+  at = std::to_chars(at, text + sizeof text, exponent).ptr;
+  double out = 0;
+  if (std::from_chars(text, at, out).ec == std::errc::result_out_of_range) {
+    // Beyond a double (from_chars leaves `out` alone): infinity or zero with the sign, as strtod gives.
+    out = exponent > 0 ? std::numeric_limits<double>::infinity() : 0.0;
+    if (digits < 0) out = -out;
+  }
+  return out;
 }
 
 bool operator==(const Decimal& a, const Decimal& b) noexcept {

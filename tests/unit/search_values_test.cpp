@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <string>
+
 namespace caduceus::fhir::search {
 namespace {
 
@@ -41,6 +46,24 @@ TEST(SearchValues, DecimalsCompareByValueNotByText) {
   EXPECT_EQ(d("1.50").to_string(), "1.50");
   EXPECT_EQ(d("-0.05").to_string(), "-0.05");
   EXPECT_EQ(d("12e3").to_string(), "12000");
+}
+
+// to_double is the nearest double, as strtod of the decimal's text gives it (the index and the query both use it).
+TEST(SearchValues, DecimalsConvertToTheNearestDouble) {
+  std::mt19937_64 random(42);
+  for (int i = 0; i < 20000; ++i) {
+    Decimal d;
+    const int width = static_cast<int>(random() % 39) + 1;  // up to 39 digits
+    for (int k = 0; k < width; ++k) d.digits = d.digits * 10 + static_cast<int>(random() % 10);
+    if (random() % 2) d.digits = -d.digits;
+    d.exponent = static_cast<int>(random() % 161) - 80;
+    const std::string text = d.to_string();
+    EXPECT_EQ(d.to_double(), std::strtod(text.c_str(), nullptr)) << text;
+  }
+  EXPECT_EQ(Decimal{}.to_double(), 0.0);
+  EXPECT_EQ((Decimal{15, -1}).to_double(), 1.5);
+  EXPECT_EQ((Decimal{-1, 400}).to_double(), -std::numeric_limits<double>::infinity());  // beyond a double
+  EXPECT_EQ((Decimal{1, -400}).to_double(), 0.0);
 }
 
 TEST(SearchValues, DatesCoverTheirPrecision) {

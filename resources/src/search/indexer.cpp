@@ -36,10 +36,6 @@ void each_string(const json::Value* node, std::string_view name, F&& f) {
       if (item.is_string()) f(item.text());
 }
 
-double to_double(const fhir::search::Decimal& d) {
-  return std::strtod(d.to_string().c_str(), nullptr);
-}
-
 // The same range in double precision, for the JSON numbers that search values' exact decimals do not cover
 // (exponents beyond +-60, such as 1.000000000000000000E-245 in the official Observation-decimal example):
 // the value plus or minus half a unit of its last significant digit. False if `literal` is not a JSON number or
@@ -82,8 +78,8 @@ bool wide_number_range(const std::string& literal, double& low, double& high) {
 bool number_range(const std::string& literal, double& low, double& high) {
   auto n = fhir::search::parse_number(literal);
   if (!n) return wide_number_range(literal, low, high);
-  low = to_double(n->low);
-  high = to_double(n->high);
+  low = n->low.to_double();
+  high = n->high.to_double();
   return true;
 }
 

@@ -38,10 +38,6 @@ std::string like_escape(std::string_view s) {
   return out;
 }
 
-double to_double(const sv::Decimal& d) {
-  return std::strtod(d.to_string().c_str(), nullptr);
-}
-
 const char* table_of(SearchParamType t) {
   switch (t) {
     case SearchParamType::kString: return "idx_string";
@@ -300,7 +296,7 @@ struct Builder {
         }
         // The stored value is the middle of its range; the search value's precision gives [low, high).
         const char* mid = "((x.low + x.high) / 2)";
-        double lo = to_double(n.low), hi = to_double(n.high), v = to_double(n.value);
+        double lo = n.low.to_double(), hi = n.high.to_double(), v = n.value.to_double();
         switch (n.prefix) {
           case sv::Prefix::kEq:
             s = std::string("(") + mid + " >= ? AND " + mid + " < ?)";

@@ -36,6 +36,8 @@ struct Decimal {
 
   static std::optional<Decimal> parse(std::string_view text);  // FHIR decimal syntax, also 1e3 and 1.5E-2
   std::string to_string() const;
+  // The nearest double (correctly rounded: what strtod of to_string() gives, without the string).
+  double to_double() const;
   friend bool operator==(const Decimal& a, const Decimal& b) noexcept;
   friend bool operator<(const Decimal& a, const Decimal& b) noexcept;
   friend bool operator<=(const Decimal& a, const Decimal& b) noexcept { return !(b < a); }
