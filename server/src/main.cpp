@@ -571,11 +571,16 @@ int import_files(const std::vector<std::string>& args) {
           errors.push_back(path + ":" + std::to_string(number) + ": " + message);
         return result;
       }
-      // Read whole, at its size (no stream buffer to copy it out of).
+      // Read whole, at its size (no stream buffer to copy it out of, no zeros written first).
       std::error_code size_error;
       const std::uintmax_t size = std::filesystem::file_size(path, size_error);
-      std::string text(size_error ? 0 : static_cast<std::size_t>(size), '\0');
-      if (size_error || !in.read(text.data(), static_cast<std::streamsize>(text.size()))) {
+      std::string text;
+      if (!size_error)
+        text.resize_and_overwrite(static_cast<std::size_t>(size), [&](char* data, std::size_t n) {
+          in.read(data, static_cast<std::streamsize>(n));
+          return static_cast<std::size_t>(in.gcount());
+        });
+      if (size_error || text.size() != size) {
         errors.push_back(path + ": cannot be read");
         return result;
       }
