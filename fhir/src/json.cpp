@@ -317,15 +317,19 @@ Result<Value> parse(std::string_view text, const ParseOptions& options) {
 }
 
 void write_to(std::string& out, const Value& value, bool pretty) {
-  StringSink sink{out};
+  // Into rapidjson's own buffer, then one copy: for its StringBuffer the Writer makes room for a whole string once
+  // and stores each character unchecked, where a std::string sink took a push_back per character (a third of
+  // writing a body).
+  rapidjson::StringBuffer buffer(nullptr, 4096);  // (most resources fit: no regrowth)
   if (pretty) {
-    rapidjson::PrettyWriter<StringSink> w(sink);
+    rapidjson::PrettyWriter<rapidjson::StringBuffer> w(buffer);
     w.SetIndent(' ', 2);
     emit(w, value);
   } else {
-    rapidjson::Writer<StringSink> w(sink);
+    rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
     emit(w, value);
   }
+  out.append(buffer.GetString(), buffer.GetSize());
 }
 
 std::string write(const Value& value, bool pretty) {
