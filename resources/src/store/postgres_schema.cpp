@@ -344,7 +344,8 @@ fhir::Result<bool> drop_value_indexes(pg::Connection& conn) {
   }
   auto indexes = step(
       "SELECT i.relname::text, regexp_replace(pg_get_indexdef(i.oid), '^CREATE INDEX ', 'CREATE INDEX IF NOT EXISTS "
-      "') FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+      "'), quote_ident(i.relname) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = "
+      "x.indrelid "
       "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = current_schema() AND t.relname LIKE "
       "'idx\\_%' AND NOT x.indisunique ORDER BY 1");
   if (!indexes) return std::unexpected(indexes.error());
@@ -355,7 +356,7 @@ fhir::Result<bool> drop_value_indexes(pg::Connection& conn) {
                       {pg::Param(name), pg::Param(sql)});
         !r)
       return std::unexpected(r.error());
-    if (auto r = step("DROP INDEX " + name); !r) return std::unexpected(r.error());  // (our names: plain words)
+    if (auto r = step("DROP INDEX " + indexes->text(i, 2)); !r) return std::unexpected(r.error());
   }
   if (auto r = step("COMMIT"); !r) return std::unexpected(r.error());
   return indexes->rows() > 0;

@@ -1278,8 +1278,9 @@ class PostgresStore final : public Store {
                                   const std::function<Result<void>(pg::Connection&, std::size_t)>& each) {
     std::atomic<std::size_t> next{0};
     auto run = [&]() -> Result<void> {
+      std::size_t i = next++;  // (out here: when with_conn runs the lambda again on a new connection, from i on)
       return with_conn([&](pg::Connection& c) -> Result<void> {
-        for (std::size_t i = next++; i < n; i = next++)
+        for (; i < n; i = next++)
           if (auto r = each(c, i); !r) return r;
         return {};
       });

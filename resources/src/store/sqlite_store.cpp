@@ -248,6 +248,13 @@ class RawStatement {
   RawStatement& bind(int i, const std::optional<std::string>& v) {
     return v ? bind(i, std::string_view(*v)) : bind_null(i);
   }
+  // Binds the values to the parameters first, first + 1, ... (a std::string as text).
+  template <class... V>
+  RawStatement& bind_from(int first, const V&... values) {
+    (bind(first++, values), ...);
+    return *this;
+  }
+  RawStatement& bind(int i, const std::string& v) { return bind(i, std::string_view(v)); }
   RawStatement& bind_blob(int i, std::string_view v) {
     sqlite_api::sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
     return *this;
@@ -421,64 +428,33 @@ struct IndexWriter {
       return st.bind(at + 1, rid).bind(at + 2, tenant).bind(at + 3, type).bind(at + 4, std::string_view(param));
     };
     string_rows.run(v.strings, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind(at + 5, std::string_view(r.normalized)).bind(at + 6, std::string_view(r.exact));
+      head(st, at, r.param).bind_from(at + 5, r.normalized, r.exact);
     });
     token_rows.run(v.tokens, [&](RawStatement& st, int at, const auto& r) {
       head(st, at, r.param)
-          .bind(at + 5, std::string_view(r.system ? *r.system : std::string_view()))
-          .bind(at + 6, std::string_view(r.code))
-          .bind(at + 7, std::string_view(r.text));
+          .bind_from(at + 5, r.system ? std::string_view(*r.system) : std::string_view(), r.code, r.text);
     });
     reference_rows.run(v.references, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param)
-          .bind(at + 5, std::string_view(r.type))
-          .bind(at + 6, std::string_view(r.id))
-          .bind(at + 7, std::string_view(r.version))
-          .bind(at + 8, std::string_view(r.url))
-          .bind(at + 9, std::string_view(r.identifier_system))
-          .bind(at + 10, std::string_view(r.identifier_value));
+      head(st, at, r.param).bind_from(at + 5, r.type, r.id, r.version, r.url, r.identifier_system, r.identifier_value);
     });
     date_rows.run(v.dates, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind(at + 5, r.low_ms).bind(at + 6, r.high_ms);
+      head(st, at, r.param).bind_from(at + 5, r.low_ms, r.high_ms);
     });
     number_rows.run(v.numbers, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind(at + 5, r.low).bind(at + 6, r.high).bind(at + 7, std::string_view(r.value));
+      head(st, at, r.param).bind_from(at + 5, r.low, r.high, r.value);
     });
     quantity_rows.run(v.quantities, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param)
-          .bind(at + 5, r.low)
-          .bind(at + 6, r.high)
-          .bind(at + 7, std::string_view(r.value))
-          .bind(at + 8, std::string_view(r.system))
-          .bind(at + 9, std::string_view(r.code))
-          .bind(at + 10, std::string_view(r.unit));
+      head(st, at, r.param).bind_from(at + 5, r.low, r.high, r.value, r.system, r.code, r.unit);
     });
-    uri_rows.run(v.uris, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind(at + 5, std::string_view(r.uri));
-    });
+    uri_rows.run(v.uris,
+                 [&](RawStatement& st, int at, const auto& r) { head(st, at, r.param).bind_from(at + 5, r.uri); });
     composite_rows.run(v.composites, [&](RawStatement& st, int at, const auto& r) {
       head(st, at, r.param)
-          .bind(at + 5, r.item)
-          .bind(at + 6, r.component)
-          .bind(at + 7, std::string_view(r.system))
-          .bind(at + 8, std::string_view(r.code))
-          .bind(at + 9, std::string_view(r.text))
-          .bind(at + 10, std::string_view(r.normalized))
-          .bind(at + 11, std::string_view(r.exact))
-          .bind(at + 12, r.low)
-          .bind(at + 13, r.high)
-          .bind(at + 14, std::string_view(r.unit))
-          .bind(at + 15, std::string_view(r.value))
-          .bind(at + 16, std::string_view(r.target_type))
-          .bind(at + 17, std::string_view(r.target_id))
-          .bind(at + 18, std::string_view(r.url))
-          .bind(at + 19, std::string_view(r.uri));
+          .bind_from(at + 5, r.item, r.component, r.system, r.code, r.text, r.normalized, r.exact, r.low, r.high,
+                     r.unit, r.value, r.target_type, r.target_id, r.url, r.uri);
     });
     identifier_type_rows.run(v.identifier_types, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param)
-          .bind(at + 5, std::string_view(r.type_system))
-          .bind(at + 6, std::string_view(r.type_code))
-          .bind(at + 7, std::string_view(r.value));
+      head(st, at, r.param).bind_from(at + 5, r.type_system, r.type_code, r.value);
     });
     if (!v.narrative.empty() || !v.content.empty()) pending_text.push_back(TextOp{rid, true, v.narrative, v.content});
     if (!all_params) {
@@ -494,14 +470,8 @@ struct IndexWriter {
     }
     patient_token_rows.run(patient_pairs_, [&](RawStatement& st, int at, const auto& pair) {
       const auto& [p, t] = pair;
-      st.bind(at + 1, tenant)
-          .bind(at + 2, std::string_view(p->id))
-          .bind(at + 3, std::string_view(p->type))
-          .bind(at + 4, type)
-          .bind(at + 5, std::string_view(t->param))
-          .bind(at + 6, std::string_view(t->code))
-          .bind(at + 7, std::string_view(t->system ? *t->system : std::string_view()))
-          .bind(at + 8, rid);
+      st.bind_from(at + 1, tenant, p->id, p->type, type, t->param, t->code,
+                   t->system ? std::string_view(*t->system) : std::string_view(), rid);
     });
   }
 
