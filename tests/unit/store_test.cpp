@@ -503,6 +503,34 @@ TEST_F(RepositoryTest, SearchInsideATransactionSeesItsOwnWrites) {
   EXPECT_TRUE(deleted.empty()) << "b is deleted";
 }
 
+// A resource's rows of one index table go in statements of up to eight rows (SQLite's MultiRowInsert): 19 identifiers
+// (8 + 8 + 3 rows) are each found, and an update that keeps 5 of them leaves only those.
+TEST_F(RepositoryTest, EveryIndexRowOfAResourceIsWrittenWhateverTheirNumber) {
+  auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
+  ASSERT_TRUE(registry.has_value());
+  auto indexer = SearchIndexer::create(*defs_, **registry);
+  ASSERT_TRUE(indexer.has_value());
+  Repository indexed(*store_, *defs_, *checker_, indexer->get());
+  auto with_identifiers = [](int n) {
+    std::string ids;
+    for (int i = 0; i < n; ++i)
+      ids += std::string(i ? "," : "") + R"({"system":"urn:mrn","value":"m)" + std::to_string(i) + R"("})";
+    return parse(R"({"resourceType":"Patient","id":"many","identifier":[)" + ids + "]}");
+  };
+  auto found = [&](int i) {
+    auto q = parse_search("Patient", {{"identifier", "urn:mrn|m" + std::to_string(i)}}, **registry, *defs_);
+    EXPECT_TRUE(q.has_value());
+    auto page = store_->search(kDefaultTenant, *q);
+    EXPECT_TRUE(page.has_value());
+    return page && page->entries.size() == 1 && page->entries[0].id == "many";
+  };
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "many", with_identifiers(19), {}));
+  for (int i = 0; i < 19; ++i) EXPECT_TRUE(found(i)) << "m" << i;
+  EXPECT_EQ(count("SELECT COUNT(*) FROM idx_token WHERE param = 'identifier'"), 19);
+  ASSERT_TRUE(indexed.update(kDefaultTenant, "Patient", "many", with_identifiers(5), {}));
+  for (int i = 0; i < 19; ++i) EXPECT_EQ(found(i), i < 5) << "m" << i;
+}
+
 // A bulk load into an empty SQLite store drops the search index tables' value indexes and builds them again at its
 // end; searches meanwhile answer the same (the first one builds them). PostgreSQL defers nothing.
 class BulkLoadTest : public RepositoryTest {
