@@ -506,11 +506,10 @@ TEST_F(RepositoryTest, SearchInsideATransactionSeesItsOwnWrites) {
 // A resource's rows of one index table go in statements of up to eight rows (SQLite's MultiRowInsert): 19 identifiers
 // (8 + 8 + 3 rows) are each found, and an update that keeps 5 of them leaves only those.
 TEST_F(RepositoryTest, EveryIndexRowOfAResourceIsWrittenWhateverTheirNumber) {
-  auto registry = SearchParameterRegistry::load(conformance::r4_search_parameters_json());
-  ASSERT_TRUE(registry.has_value());
-  auto indexer = SearchIndexer::create(*defs_, **registry);
-  ASSERT_TRUE(indexer.has_value());
-  Repository indexed(*store_, *defs_, *checker_, indexer->get());
+  std::shared_ptr<const SearchParameterRegistry> registry;
+  std::shared_ptr<const SearchIndexer> indexer;
+  ASSERT_NO_FATAL_FAILURE(test::load_r4_search(*defs_, registry, indexer));
+  Repository indexed(*store_, *defs_, *checker_, indexer.get());
   auto with_identifiers = [](int n) {
     std::string ids;
     for (int i = 0; i < n; ++i)
@@ -518,7 +517,7 @@ TEST_F(RepositoryTest, EveryIndexRowOfAResourceIsWrittenWhateverTheirNumber) {
     return parse(R"({"resourceType":"Patient","id":"many","identifier":[)" + ids + "]}");
   };
   auto found = [&](int i) {
-    auto q = parse_search("Patient", {{"identifier", "urn:mrn|m" + std::to_string(i)}}, **registry, *defs_);
+    auto q = parse_search("Patient", {{"identifier", "urn:mrn|m" + std::to_string(i)}}, *registry, *defs_);
     EXPECT_TRUE(q.has_value());
     auto page = store_->search(kDefaultTenant, *q);
     EXPECT_TRUE(page.has_value());
