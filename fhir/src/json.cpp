@@ -239,10 +239,6 @@ struct StringSink {
   void Flush() {}
 };
 
-}  // namespace
-
-namespace {
-
 // The offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
 // nothing past U+10FFFF), or npos. Eight bytes at a time while they are ASCII (nearly all of a FHIR document):
 // rapidjson's own check (kParseValidateEncodingFlag) goes through a decoder for every character, which was a

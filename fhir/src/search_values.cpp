@@ -186,16 +186,24 @@ std::optional<Decimal> Decimal::parse(std::string_view s) {
   return d;
 }
 
-std::string Decimal::to_string() const {
-  __int128 v = digits < 0 ? -digits : digits;
-  char buf[48];  // (an __int128 has at most 39 digits)
-  char* end = buf + sizeof buf;
+namespace {
+
+// Writes the decimal digits of |v| so that they end at `end` (an __int128 has at most 39); returns where they start.
+char* digits_ending_at(__int128 v, char* end) {
+  if (v < 0) v = -v;
   char* at = end;
   do {
     *--at = static_cast<char>('0' + static_cast<int>(v % 10));
     v /= 10;
   } while (v != 0);
-  std::string s(at, end);
+  return at;
+}
+
+}  // namespace
+
+std::string Decimal::to_string() const {
+  char buf[40];
+  std::string s(digits_ending_at(digits, buf + sizeof buf), buf + sizeof buf);
   if (exponent > 0) {
     if (s != "0") s.append(static_cast<std::size_t>(exponent), '0');
   } else if (exponent < 0) {
@@ -208,22 +216,16 @@ std::string Decimal::to_string() const {
 }
 
 double Decimal::to_double() const {
-  // "<digits>e<exponent>", read by from_chars (correctly rounded, as strtod is, and locale-free).
-  __int128 v = digits < 0 ? -digits : digits;
-  char reversed[40];  // (an __int128 has at most 39 digits)
-  std::size_t n = 0;
-  do {
-    reversed[n++] = static_cast<char>('0' + static_cast<int>(v % 10));
-    v /= 10;
-  } while (v != 0);
+  // "[-]<digits>e<exponent>", read by from_chars (correctly rounded, as strtod is, and locale-free).
   char text[64];
-  char* at = text;
-  if (digits < 0) *at++ = '-';
-  while (n > 0) *at++ = reversed[--n];
+  char* at = digits_ending_at(digits, text + 41);  // (room before for the sign, after for the exponent)
+  if (digits < 0) *--at = '-';
+  const char* first = at;
+  at = text + 41;
   *at++ = 'e';
   at = std::to_chars(at, text + sizeof text, exponent).ptr;
   double out = 0;
-  if (std::from_chars(text, at, out).ec == std::errc::result_out_of_range) {
+  if (std::from_chars(first, at, out).ec == std::errc::result_out_of_range) {
     // Beyond a double (from_chars leaves `out` alone): infinity or zero with the sign, as strtod gives.
     out = exponent > 0 ? std::numeric_limits<double>::infinity() : 0.0;
     if (digits < 0) out = -out;

@@ -425,7 +425,7 @@ struct IndexWriter {
               bool all_params = true) {
     // Columns 1-4 of every index table: rid, tenant, type, param; a row's own columns follow from `at` + 5.
     auto head = [&](RawStatement& st, int at, const std::string& param) -> RawStatement& {
-      return st.bind(at + 1, rid).bind(at + 2, tenant).bind(at + 3, type).bind(at + 4, std::string_view(param));
+      return st.bind_from(at + 1, rid, tenant, type, param);
     };
     string_rows.run(v.strings, [&](RawStatement& st, int at, const auto& r) {
       head(st, at, r.param).bind_from(at + 5, r.normalized, r.exact);
