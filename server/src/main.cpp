@@ -75,9 +75,9 @@ constexpr const char* kImportUsage =
     "there was any error. Custom SearchParameters are not indexed by import (run $reindex after).\n"
     "--jobs N files are read and written N at a time (default: four per core); a file that fails as a whole is\n"
     "tried once more, alone, after the others (it may refer to what a later file creates). On a terminal a\n"
-    "progress line shows files, resources and resources per second. Into an empty SQLite store, the search\n"
-    "index's value indexes are built once, after the last file (a store stopped before then builds them when it\n"
-    "is next opened).\n";
+    "progress line shows files, resources and resources per second. Into an empty store (SQLite or PostgreSQL),\n"
+    "the search index's value indexes are built once, after the last file (a store stopped before then builds\n"
+    "them when it is next opened).\n";
 
 // The progress line of `caduceus import` on a terminal (stderr): files done, resources written, their rate.
 // Silent when stderr is not a terminal. Called from several workers.
