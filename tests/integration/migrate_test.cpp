@@ -411,7 +411,7 @@ TEST_F(PostgresMigrateTest, ImportRefreshesThePlannerStatistics) {
   // Into the empty database the search indexes that only searches use were dropped for the load and built once
   // after it: all there again, none waiting.
   EXPECT_EQ(pg_->query("SELECT COUNT(*) FROM pg_indexes WHERE indexname IN ('idx_token_value', "
-                       "'idx_reference_target', 'idx_string_value', 'idx_text_tsv', 'idx_patient_token_rid')")
+                       "'idx_reference_target', 'idx_string_value', 'idx_text_tsv', 'idx_patient_token_value')")
                 .value_or("?"),
             "5");
   EXPECT_EQ(pg_->query("SELECT COUNT(*) FROM deferred_index").value_or("?"), "0");

@@ -109,7 +109,7 @@ TEST(PostgresExplainTest, TheMainSearchesUseTheirIndexesNotASequentialScan) {
   };
   const Case cases[] = {
       // patient + code: o1, o2 (p1's 8310-5), through the table of (patient, code) pairs, one seek.
-      {"Observation?patient=Patient/p1&code=http://loinc.org|8310-5", "idx_patient_token_pkey", 2},
+      {"Observation?patient=Patient/p1&code=http://loinc.org|8310-5", "idx_patient_token_value", 2},
       // token: p2, p3.
       {"Patient?gender=male", "idx_token_value", 2},
       // string (starts with): Smith, Smithers.
@@ -117,9 +117,9 @@ TEST(PostgresExplainTest, TheMainSearchesUseTheirIndexesNotASequentialScan) {
       // date: o3 (2022-01-10), o4 (2023-02-02).
       {"Observation?date=ge2022-01-01", "idx_date_value", 2},
       // identifier:of-type: p2 (MR B2; p1's B2 is a DL), its candidates by token (B2: p1 and p2), each checked on
-      // idx_identifier_type's key; the table has no other index.
+      // idx_identifier_type's rows of that rid; the table has no other index.
       {"Patient?identifier:of-type=urn:t|MR|B2", "idx_token_value", 1},
-      {"Patient?identifier:of-type=urn:t|MR|B2", "idx_identifier_type_pkey", 1},
+      {"Patient?identifier:of-type=urn:t|MR|B2", "idx_identifier_type_rid", 1},
   };
   for (const Case& k : cases) {
     Response r = c.get("/fhir/" + k.search + "&_explain=true");

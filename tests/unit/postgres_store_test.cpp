@@ -81,9 +81,9 @@ TEST_F(PostgresStoreTest, StoresOpeningTogetherMigrateOnce) {
     });
   for (auto& t : threads) t.join();
   for (int i = 0; i < kStores; ++i) ASSERT_TRUE(opened[i].has_value()) << opened[i].error().issues[0].diagnostics;
-  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM schema_migrations").value_or("?"), "21");
+  EXPECT_EQ(db_->query("SELECT COUNT(*) FROM schema_migrations").value_or("?"), "22");
   EXPECT_EQ(db_->query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations").value_or("?"),
-            "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21");
+            "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22");
   // Each one works on the same data.
   Repository first(**opened[0], *defs_, *checker_);
   ASSERT_TRUE(first.update(kDefaultTenant, "Patient", "shared", parse(R"({"resourceType":"Patient","id":"shared"})"),

@@ -583,10 +583,11 @@ TEST_F(BulkLoadTest, AnEmptyStoreBuildsItsValueIndexesOnceAndSearchesMeanwhileAn
   EXPECT_EQ(count("SELECT COUNT(*) FROM deferred_index WHERE name = 'idx_token_value' AND sql LIKE 'CREATE INDEX%'"),
             1);
   if (postgres()) {
-    EXPECT_EQ(count("SELECT COUNT(*) FROM pg_indexes WHERE indexname IN ('idx_text_tsv', 'idx_token_pkey', "
-                    "'resource_tenant_type_id_key')"),
-              2)
-        << "the full text's GIN waits too; the keys and the resource tables' indexes stay";
+    EXPECT_EQ(count("SELECT COUNT(*) FROM pg_indexes WHERE indexname IN ('idx_text_tsv', 'idx_patient_token_value', "
+                    "'idx_token_rid', 'idx_patient_token_pkey', 'resource_tenant_type_id_key')"),
+              3)
+        << "the full text's GIN and the (patient, code) index wait too; the indexes on rid (which deletes use), the "
+           "keys and the resource tables' indexes stay";
   }
   ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
   ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "b", patient("b", "2"), {}));

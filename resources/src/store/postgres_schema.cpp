@@ -298,6 +298,41 @@ const std::vector<Migration>& migrations() {
            // As SQLite's migration 19: drop_value_indexes() notes here what it dropped.
            "CREATE TABLE deferred_index (name TEXT PRIMARY KEY, sql TEXT NOT NULL)",
        }},
+      {22,
+       "search index rows found by rid",
+       {
+           // The value tables' primary keys were every column of a row after rid: each row written cost a descent
+           // of that key, comparing its text columns one by one (a fifth of the writer backend's instructions in an
+           // import). Nothing needs them unique: a version's rows are written once, each distinct (IndexBatch), and
+           // deleted by rid before the next version's. A plain index on rid serves those deletes and the checks
+           // of a match by rid (:of-type, _has, sorting), and its equal keys share one entry (deduplication).
+           "ALTER TABLE idx_string DROP CONSTRAINT idx_string_pkey",
+           "CREATE INDEX idx_string_rid ON idx_string (rid)",
+           "ALTER TABLE idx_token DROP CONSTRAINT idx_token_pkey",
+           "CREATE INDEX idx_token_rid ON idx_token (rid)",
+           "ALTER TABLE idx_reference DROP CONSTRAINT idx_reference_pkey",
+           "CREATE INDEX idx_reference_rid ON idx_reference (rid)",
+           "ALTER TABLE idx_date DROP CONSTRAINT idx_date_pkey",
+           "CREATE INDEX idx_date_rid ON idx_date (rid)",
+           "ALTER TABLE idx_number DROP CONSTRAINT idx_number_pkey",
+           "CREATE INDEX idx_number_rid ON idx_number (rid)",
+           "ALTER TABLE idx_quantity DROP CONSTRAINT idx_quantity_pkey",
+           "CREATE INDEX idx_quantity_rid ON idx_quantity (rid)",
+           "ALTER TABLE idx_uri DROP CONSTRAINT idx_uri_pkey",
+           "CREATE INDEX idx_uri_rid ON idx_uri (rid)",
+           "ALTER TABLE idx_composite DROP CONSTRAINT idx_composite_pkey",
+           "CREATE INDEX idx_composite_rid ON idx_composite (rid)",
+           "ALTER TABLE idx_identifier_type DROP CONSTRAINT idx_identifier_type_pkey",
+           "CREATE INDEX idx_identifier_type_rid ON idx_identifier_type (rid)",
+           // idx_patient_token stays unique (kPatientTokenFill can meet a pair twice), by a key that starts with
+           // rid (rows appended in rid order: a cheap descent); the search's (patient, code) order becomes an
+           // index of its own, which a bulk load builds once at its end.
+           "ALTER TABLE idx_patient_token DROP CONSTRAINT idx_patient_token_pkey",
+           "ALTER TABLE idx_patient_token ADD PRIMARY KEY (rid, param, code, system, target_id, target_type)",
+           "DROP INDEX idx_patient_token_rid",
+           "CREATE INDEX idx_patient_token_value ON idx_patient_token (tenant, target_id, target_type, type, param,"
+           " code, system, rid)",
+       }},
   };
   return list;
 }
@@ -346,8 +381,9 @@ fhir::Result<bool> drop_value_indexes(pg::Connection& conn) {
       "SELECT i.relname::text, regexp_replace(pg_get_indexdef(i.oid), '^CREATE INDEX ', 'CREATE INDEX IF NOT EXISTS "
       "'), quote_ident(i.relname) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = "
       "x.indrelid "
-      "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = current_schema() AND t.relname LIKE "
-      "'idx\\_%' AND NOT x.indisunique ORDER BY 1");
+      "JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = "
+      "x.indkey[0] WHERE n.nspname = current_schema() AND t.relname LIKE 'idx\\_%' AND NOT x.indisunique AND "
+      "a.attname <> 'rid' ORDER BY 1");
   if (!indexes) return std::unexpected(indexes.error());
   for (int i = 0; i < indexes->rows(); ++i) {
     const std::string name = indexes->text(i, 0), sql = indexes->text(i, 1);

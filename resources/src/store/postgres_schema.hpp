@@ -16,7 +16,7 @@ namespace caduceus::resources {
 fhir::Result<void> apply_postgres_migrations(pg::Connection& conn);
 
 // Bulk loading (Store::defer_search_indexes). Into an empty store, drops the indexes of the search index tables
-// that only searches use (every non-unique one: the value indexes, idx_patient_token_rid, the full text's GIN) and
+// that only searches use (every non-unique one but those on rid: the value indexes, the full text's GIN) and
 // notes each in deferred_index (migration 21), in one transaction that holds store_clock (no write of another
 // server in between); false when the store holds resources (nothing is dropped then).
 fhir::Result<bool> drop_value_indexes(pg::Connection& conn);

@@ -157,8 +157,10 @@ class BinaryArray {
 };
 
 // The rows of one index table, column by column: one binary array parameter per column, for unnest(). A row equal to
-// one already added on the columns of the table's primary key (all but `not_key`) is left out, so that the rows of new
-// versions can be inserted without ON CONFLICT (which costs an index probe per row).
+// one already added on its key columns (all but `not_key`: those that tell two rows of a resource apart) is left
+// out: the same value found twice in a resource (two equal codings, say) is one row, as a primary key on those
+// columns would keep it (SQLite has one; PostgreSQL's tables have an index on rid only, see migration 22), without
+// ON CONFLICT (which costs an index probe per row).
 class TableRows {
  public:
   TableRows(const char* table, const char* columns, std::vector<const char*> types, std::vector<std::size_t> not_key)
@@ -174,10 +176,10 @@ class TableRows {
   }
   template <class... V>
   void add(const V&... values) {
-    std::string key;
+    key_.clear();
     std::size_t i = 0;
-    (add_key(key, i++, values), ...);
-    if (!keys_.insert(std::move(key)).second) return;
+    (add_key(i++, values), ...);
+    if (!keys_.insert(key_).second) return;
     i = 0;
     (put(i++, values), ...);
   }
@@ -189,10 +191,10 @@ class TableRows {
   // the table are skipped (a reindex of some parameters); without, the rows must be new (a new version's).
   void statement(std::string& sql, int& next, bool on_conflict) const {
     sql += sql.empty() ? "WITH " : ", ";
-    sql += std::string("i_") + table_ + " AS (INSERT INTO " + table_ + columns_list_ + " SELECT * FROM unnest(";
+    sql += std::string("i_") + table_ + " AS (INSERT INTO " + table_ + columns_list_ + " SELECT ";
     for (std::size_t i = 0; i < types_.size(); ++i)
-      sql += (i ? ", $" : "$") + std::to_string(next++) + "::" + types_[i] + "[]";
-    sql += on_conflict ? ") ON CONFLICT DO NOTHING)" : "))";
+      sql += (i ? ", unnest($" : "unnest($") + std::to_string(next++) + "::" + types_[i] + "[])";
+    sql += on_conflict ? " ON CONFLICT DO NOTHING)" : ")";
   }
   // Moves its arrays to params (in the order of statement()) and starts again.
   void take(std::vector<Param>& params) {
@@ -202,17 +204,21 @@ class TableRows {
 
  private:
   bool in_key(std::size_t i) const { return std::find(not_key_.begin(), not_key_.end(), i) == not_key_.end(); }
-  void add_key(std::string& key, std::size_t i, std::string_view v) const {
+  // The key: each key column's bytes as they are (a text after its length), in column order.
+  void add_key(std::size_t i, std::string_view v) {
     if (!in_key(i)) return;
-    key += std::to_string(v.size());
-    key += ':';
-    key += v;
+    pg::put_be32(key_, static_cast<std::uint32_t>(v.size()));
+    key_ += v;
   }
-  void add_key(std::string& key, std::size_t i, std::int64_t v) const {
-    if (in_key(i)) add_key(key, i, std::string_view(std::to_string(v)));
+  void add_key(std::size_t i, std::int64_t v) {
+    if (in_key(i)) pg::put_be64(key_, static_cast<std::uint64_t>(v));
   }
-  void add_key(std::string& key, std::size_t i, double v) const {
-    if (in_key(i)) add_key(key, i, std::string_view(number_text(v)));
+  void add_key(std::size_t i, double v) {
+    if (!in_key(i)) return;
+    if (v == 0) v = 0;  // (-0 and 0: one value)
+    std::uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    pg::put_be64(key_, bits);
   }
   void put(std::size_t i, std::string_view v) { arrays_[i].add_bytes(v); }  // (text, or a binary tsvector)
   void put(std::size_t i, std::int64_t v) { arrays_[i].add_int(v); }
@@ -224,6 +230,7 @@ class TableRows {
   std::vector<std::size_t> not_key_;
   std::vector<BinaryArray> arrays_;
   std::unordered_set<std::string> keys_;
+  std::string key_;  // (the row being added's)
 };
 
 constexpr const char* kIndexTables[] = {"idx_string", "idx_token",     "idx_reference",

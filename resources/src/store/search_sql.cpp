@@ -424,10 +424,10 @@ struct Builder {
     return {};
   }
 
-  // identifier:of-type=system|code|value when it drives. idx_identifier_type has no index but its key (rid, param,
-  // type_system, type_code, value), so that a write costs no page of a value index keyed at random: the candidates
-  // come from the identifier's own token rows instead (Identifier.value is the token's code: idx_token_value by
-  // tenant, type, param, code), and each is checked by one seek on that key. The idx_identifier_type row pairs a
+  // identifier:of-type=system|code|value when it drives. idx_identifier_type has no index but by rid (SQLite: its key
+  // rid, param, type_system, type_code, value; PostgreSQL: rid alone), so that a write costs no page of a value index
+  // keyed at random: the candidates come from the identifier's own token rows instead (Identifier.value is the
+  // token's code: idx_token_value by tenant, type, param, code), and each is checked by one seek on that rid. The idx_identifier_type row pairs a
   // type coding with the value of the same identifier, so the type of one identifier and the value of another
   // match nothing; the token rows only narrow the candidates. Every row of idx_identifier_type has its token row
   // (the indexer writes both from the same identifier, a value being required for either), under the parameter or
