@@ -530,8 +530,8 @@ TEST_F(RepositoryTest, EveryIndexRowOfAResourceIsWrittenWhateverTheirNumber) {
   for (int i = 0; i < 19; ++i) EXPECT_EQ(found(i), i < 5) << "m" << i;
 }
 
-// A bulk load into an empty SQLite store drops the search index tables' value indexes and builds them again at its
-// end; searches meanwhile answer the same (the first one builds them). PostgreSQL defers nothing.
+// A bulk load into an empty store drops the search index tables' value indexes and builds them again at its end;
+// searches meanwhile answer the same (SQLite: the first one builds them; PostgreSQL: they scan).
 class BulkLoadTest : public RepositoryTest {
  protected:
   void SetUp() override {
@@ -584,10 +584,11 @@ TEST_F(BulkLoadTest, AnEmptyStoreBuildsItsValueIndexesOnceAndSearchesMeanwhileAn
             1);
   if (postgres()) {
     EXPECT_EQ(count("SELECT COUNT(*) FROM pg_indexes WHERE indexname IN ('idx_text_tsv', 'idx_patient_token_value', "
-                    "'idx_token_rid', 'idx_patient_token_pkey', 'resource_tenant_type_id_key')"),
-              3)
-        << "the full text's GIN and the (patient, code) index wait too; the indexes on rid (which deletes use), the "
-           "keys and the resource tables' indexes stay";
+                    "'resource_updated', 'resource_version_instance', 'idx_token_rid', 'idx_patient_token_pkey', "
+                    "'resource_tenant_type_id_key', 'resource_version_rid_version_key')"),
+              4)
+        << "the full text's GIN, the (patient, code) index, _lastUpdated's and history's wait too; the indexes on rid "
+           "(which deletes use) and the keys stay";
   }
   ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
   ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "b", patient("b", "2"), {}));
@@ -613,6 +614,33 @@ TEST_F(BulkLoadTest, AnEmptyStoreBuildsItsValueIndexesOnceAndSearchesMeanwhileAn
   ASSERT_TRUE(again.has_value());
   EXPECT_FALSE(*again) << "a store that holds resources keeps its indexes";
   EXPECT_EQ(value_indexes(), 4);
+}
+
+// While the indexes wait, an update replaces the resource's index rows (deleted by rid), and history answers the
+// same (PostgreSQL: by scanning resource_version), before and after they are built.
+TEST_F(BulkLoadTest, UpdatesAndHistoryMeanwhileAnswerTheSame) {
+  ASSERT_EQ(store_->defer_search_indexes().value_or(false), true);
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "a", patient("a", "1"), {}));
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "b", patient("b", "2"), {}));
+  ASSERT_TRUE(indexed_->update(kDefaultTenant, "Patient", "a", patient("a", "3"), {}));
+  for (int pass = 0; pass < 2; ++pass) {
+    SCOPED_TRACE(pass ? "indexes built" : "indexes waiting");
+    EXPECT_EQ(ids_found("1"), std::vector<std::string>{});
+    EXPECT_EQ(ids_found("3"), std::vector<std::string>{"a"});
+    HistoryQuery of_a;
+    of_a.type = "Patient";
+    of_a.id = "a";
+    auto page = store_->history(kDefaultTenant, of_a);
+    ASSERT_TRUE(page.has_value()) << page.error().issues[0].diagnostics;
+    ASSERT_EQ(page->entries.size(), 2u);
+    EXPECT_EQ(page->entries[0].version, 2);
+    EXPECT_EQ(page->entries[1].version, 1);
+    HistoryQuery patients;
+    patients.type = "Patient";
+    EXPECT_EQ(store_->history_total(kDefaultTenant, patients).value_or(-1), 3);
+    ASSERT_TRUE(store_->restore_search_indexes().has_value());
+  }
+  EXPECT_EQ(waiting(), 0);
 }
 
 TEST_F(BulkLoadTest, ALoadStoppedBeforeItsEndGetsItsIndexesWhenTheStoreOpensAgain) {

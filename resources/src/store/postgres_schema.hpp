@@ -15,10 +15,11 @@ namespace caduceus::resources {
 // Errors: kUnavailable (with the failing migration named).
 fhir::Result<void> apply_postgres_migrations(pg::Connection& conn);
 
-// Bulk loading (Store::defer_search_indexes). Into an empty store, drops the indexes of the search index tables
-// that only searches use (every non-unique one but those on rid: the value indexes, the full text's GIN) and
-// notes each in deferred_index (migration 21), in one transaction that holds store_clock (no write of another
-// server in between); false when the store holds resources (nothing is dropped then).
+// Bulk loading (Store::defer_search_indexes). Into an empty store, drops the indexes that only searches and history
+// use (every non-unique one of the search index tables, resource and resource_version, but those on rid: the value
+// indexes, the full text's GIN, the indexes by _lastUpdated and of history) and notes each in deferred_index
+// (migration 21), in one transaction that holds store_clock (no write of another server in between); false when the
+// store holds resources (nothing is dropped then).
 fhir::Result<bool> drop_value_indexes(pg::Connection& conn);
 // The indexes that wait in deferred_index, each its name and a CREATE INDEX IF NOT EXISTS statement.
 fhir::Result<std::vector<std::pair<std::string, std::string>>> deferred_indexes(pg::Connection& conn);

@@ -1318,8 +1318,9 @@ class PostgresStore final : public Store {
     });
   }
 
-  // Bulk loading: see drop_value_indexes (postgres_schema.hpp). Searches meanwhile answer the same, slower (reads
-  // by id and history keep their indexes; a search, a conditional write's too, scans the search tables instead);
+  // Bulk loading: see drop_value_indexes (postgres_schema.hpp). Searches and history meanwhile answer the same,
+  // slower (reads by id and versions keep their indexes; a search, a conditional write's too, and a history scan the
+  // tables instead);
   // the import builds them after its last file, two at once, and a server that opens the database builds any still
   // waiting.
   Result<bool> defer_search_indexes() override {
