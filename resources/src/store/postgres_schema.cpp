@@ -381,9 +381,8 @@ fhir::Result<bool> drop_value_indexes(pg::Connection& conn) {
       "SELECT i.relname::text, regexp_replace(pg_get_indexdef(i.oid), '^CREATE INDEX ', 'CREATE INDEX IF NOT EXISTS "
       "'), quote_ident(i.relname) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = "
       "x.indrelid "
-      "JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = "
-      "x.indkey[0] WHERE n.nspname = current_schema() AND (t.relname LIKE 'idx\\_%' OR t.relname IN ('resource', "
-      "'resource_version')) AND NOT x.indisunique AND a.attname <> 'rid' ORDER BY 1");
+      "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = current_schema() AND (t.relname LIKE 'idx\\_%' "
+      "OR t.relname IN ('resource', 'resource_version')) AND NOT x.indisunique ORDER BY 1");
   if (!indexes) return std::unexpected(indexes.error());
   for (int i = 0; i < indexes->rows(); ++i) {
     const std::string name = indexes->text(i, 0), sql = indexes->text(i, 1);

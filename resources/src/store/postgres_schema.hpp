@@ -15,9 +15,10 @@ namespace caduceus::resources {
 // Errors: kUnavailable (with the failing migration named).
 fhir::Result<void> apply_postgres_migrations(pg::Connection& conn);
 
-// Bulk loading (Store::defer_search_indexes). Into an empty store, drops the indexes that only searches and history
-// use (every non-unique one of the search index tables, resource and resource_version, but those on rid: the value
-// indexes, the full text's GIN, the indexes by _lastUpdated and of history) and notes each in deferred_index
+// Bulk loading (Store::defer_search_indexes). Into an empty store, drops the indexes that new resources' writes do
+// not use (every non-unique one of the search index tables, resource and resource_version: the value indexes, the
+// full text's GIN, the indexes by _lastUpdated and of history, the search tables' indexes on rid, which a new version
+// of a resource needs: PostgresStore::need_rid_indexes) and notes each in deferred_index
 // (migration 21), in one transaction that holds store_clock (no write of another server in between); false when the
 // store holds resources (nothing is dropped then).
 fhir::Result<bool> drop_value_indexes(pg::Connection& conn);

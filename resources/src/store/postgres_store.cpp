@@ -6,6 +6,7 @@
 // another process may write any resource at any time.
 #include "postgres_store.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -1324,7 +1325,9 @@ class PostgresStore final : public Store {
   // the import builds them after its last file, two at once, and a server that opens the database builds any still
   // waiting.
   Result<bool> defer_search_indexes() override {
-    return with_conn([&](pg::Connection& c) { return drop_value_indexes(c); });
+    auto dropped = with_conn([&](pg::Connection& c) { return drop_value_indexes(c); });
+    if (dropped && *dropped) rid_indexes_waiting_ = true;
+    return dropped;
   }
   Result<void> restore_search_indexes() override {
     auto waiting = with_conn([&](pg::Connection& c) { return deferred_indexes(c); });
@@ -1570,6 +1573,7 @@ class PostgresStore final : public Store {
       return seq;
     }
     if (auto f = flush_versions(); !f) return std::unexpected(f.error());  // (the resource may be one of them)
+    if (auto built = need_rid_indexes(); !built) return std::unexpected(built.error());
     Param body = rec.deleted ? Param::null() : Param::bytes(kBodyFormatJson + rec.body);
     const std::int64_t seq = next_seq_++;
     auto ins = writer_->run(
@@ -1599,6 +1603,21 @@ class PostgresStore final : public Store {
     }
     if (index != nullptr && !rec.deleted) pending_.add(rid, tenant, rec.type, *index, /*patient_tokens=*/true);
     return seq;
+  }
+
+  // Bulk loading: the search tables' indexes on rid wait with the others (drop_value_indexes), as the rows of new
+  // resources never need them. The first write of this process that finds rows by rid (a new version or a deletion
+  // replaces the previous version's rows; a reindex) builds them first, in its transaction: otherwise each such
+  // write would read the tables whole. (Another process's writes meanwhile do read them whole.)
+  Result<void> need_rid_indexes() {
+    if (!rid_indexes_waiting_) return {};
+    auto waiting = deferred_indexes(*writer_);
+    if (!waiting) return std::unexpected(waiting.error());
+    for (const auto& [name, sql] : *waiting)
+      if (sql.ends_with(" (rid)"))
+        if (auto built = build_deferred_index(*writer_, name, sql); !built) return built;
+    rid_indexes_built_ = true;  // (they wait no more once the transaction commits)
+    return {};
   }
 
   // Writes the new resources and the index rows waiting in pending_ (one statement for all of them). `on_conflict`:
@@ -1695,6 +1714,7 @@ class PostgresStore final : public Store {
 
   Result<void> txn_replace_index(TenantId tenant, std::int64_t rid, std::string_view type,
                                  const std::vector<std::string>& params, const IndexValues& values) {
+    if (auto built = need_rid_indexes(); !built) return built;
     if (auto f = flush_index(); !f) return std::unexpected(f.error());
     static const std::string all = delete_index_sql(false), some = delete_index_sql(true);
     auto d = params.empty() ? writer_->run("delete_index", all.c_str(), {Param(rid)})
@@ -1915,6 +1935,7 @@ class PostgresStore final : public Store {
     auto abandon = [&](const fhir::Error& e) {
       (void)writer_->exec("ROLLBACK");
       pending_.clear();
+      rid_indexes_built_ = false;
       for (auto& r : results) r = std::unexpected(e);
       return false;
     };
@@ -1982,11 +2003,17 @@ class PostgresStore final : public Store {
     }
     if (failed) {
       (void)writer_->exec("ROLLBACK");
+      rid_indexes_built_ = false;
       for (auto& r : results)
         if (r) r = std::unexpected(pg::to_error(*failed, "commit"));
       return true;
     }
     committed_ms_ = clock_ms_;
+    if (std::exchange(rid_indexes_built_, false)) {  // (unless a job that built them was rolled back to its savepoint)
+      auto waiting = deferred_indexes(*writer_);
+      rid_indexes_waiting_ =
+          !waiting || std::ranges::any_of(*waiting, [](const auto& w) { return w.second.ends_with(" (rid)"); });
+    }
     return true;
   }
 
@@ -2001,6 +2028,8 @@ class PostgresStore final : public Store {
   std::int64_t next_rid_ = 0, next_seq_ = 0;        // the next rid and seq the writer's transaction gives
   std::string lock_clock_sql_, advance_clock_sql_;  // (prepare_clock_statements)
   std::int64_t committed_ms_ = 0;                   // the clock as of this process's last commit
+  std::atomic<bool> rid_indexes_waiting_{false};    // (need_rid_indexes)
+  bool rid_indexes_built_ = false;                  // in the writer's transaction
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
