@@ -461,6 +461,8 @@ int import_files(const std::vector<std::string>& args) {
   // writes (a PUT of a resource already there reads it from the database). Filled, it cost the writer a hash insert
   // per resource and the end of the import the freeing of every body it held.
   store_options.cache_bytes = 0;
+  // Its commits need not reach the disk one by one: all of them have when it says it is done (Store::sync).
+  store_options.bulk_load = true;
   auto store = resources::open_store(db, store_options);
   if (!store) return print_error(store.error()), 1;
   std::optional<resources::Repository> repository;
@@ -643,6 +645,11 @@ int import_files(const std::vector<std::string>& args) {
   if (auto analyzed = (*store)->refresh_statistics(); !analyzed)
     std::cerr << "caduceus import: the statistics were not refreshed: " << analyzed.error().issues[0].diagnostics
               << "\n";
+  if (auto synced = (*store)->sync(); !synced) {
+    std::cerr << "caduceus import: the writes may not all be on disk: " << synced.error().issues[0].diagnostics
+              << "\n";
+    return 1;
+  }
   std::map<std::string, std::int64_t> written;
   std::vector<std::string> errors;
   for (FileResult& r : results) {

@@ -244,6 +244,14 @@ std::expected<void, std::string> PgCluster::stop_server() {
   return {};
 }
 
+std::expected<void, std::string> PgCluster::crash_server() {
+  const fs::path log = dir_ / "tools.log";
+  if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-m", "immediate", "-w", "stop"}, log) !=
+      0)
+    return std::unexpected("pg_ctl stop failed:\n" + slurp(log));
+  return {};
+}
+
 std::unique_ptr<PgCluster> PgCluster::adopt(fs::path dir, bool owned) {
   return std::unique_ptr<PgCluster>(new PgCluster(std::move(dir), owned));
 }

@@ -41,6 +41,9 @@ class PgCluster {
   // Stops the server (fast mode: clients are disconnected) and keeps the data; start_server() starts it again.
   // For tests of a database that goes away. Errors: the tool's output.
   std::expected<void, std::string> stop_server();
+  // Stops the server as a crash would (immediate mode: no shutdown checkpoint, what its memory held is lost) and
+  // keeps the data; start_server() starts it again (recovering from its WAL).
+  std::expected<void, std::string> crash_server();
   std::expected<void, std::string> start_server();
   const std::filesystem::path& dir() const { return dir_; }
   // libpq URI of a database of the cluster (user postgres, the unix socket in dir()).

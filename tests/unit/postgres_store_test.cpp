@@ -16,6 +16,7 @@
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/store/store.hpp"
 #include "pg_cluster.hpp"
+#include "pg_tools.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -123,6 +124,34 @@ TEST_F(PostgresStoreTest, RefreshStatisticsAnalyzesEveryTableButNotBodiesOrText)
                        "('idx_text', 'narrative'), ('idx_text', 'content'))")
                 .value_or("?"),
             "0");
+}
+
+// A bulk load's commits do not wait for the WAL to reach the disk; sync() returns once all of them have. Its own
+// cluster, whose WAL writer would flush what waits only after 10 s, crashed right after: every resource is there when
+// it recovers (without the sync, the last commits are lost).
+TEST_F(PostgresStoreTest, ABulkLoadIsOnDiskOnceSyncReturns) {
+  auto cluster = test::PgCluster::start();
+  ASSERT_TRUE(cluster.has_value()) << cluster.error();
+  const std::string url = (*cluster)->url();
+  ASSERT_TRUE(test::pg_tools::sql(url, "ALTER SYSTEM SET wal_writer_delay = '10s'").has_value());
+  ASSERT_TRUE(test::pg_tools::sql(url, "SELECT pg_reload_conf()").has_value());
+  {
+    auto store = open_store(url, StoreOptions{.readers = 1, .bulk_load = true});
+    ASSERT_TRUE(store.has_value()) << store.error().issues[0].diagnostics;
+    Repository repo(**store, *defs_, *checker_);
+    for (int i = 0; i < 30; ++i) {
+      const std::string id = "b" + std::to_string(i);
+      ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", id, parse(R"({"resourceType":"Patient","id":")" + id + R"("})"),
+                              std::nullopt));
+    }
+    auto synced = (*store)->sync();
+    ASSERT_TRUE(synced.has_value()) << synced.error().issues[0].diagnostics;
+  }
+  auto crashed = (*cluster)->crash_server();
+  ASSERT_TRUE(crashed.has_value()) << crashed.error();
+  auto started = (*cluster)->start_server();
+  ASSERT_TRUE(started.has_value()) << started.error();
+  EXPECT_EQ(test::pg_tools::sql(url, "SELECT COUNT(*) FROM resource WHERE type = 'Patient'").value_or("?"), "30");
 }
 
 // resource_version has no foreign key to resource (migration 15): its check was a query per version whose plan,

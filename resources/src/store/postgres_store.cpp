@@ -1337,6 +1337,21 @@ class PostgresStore final : public Store {
     });
   }
 
+  // The writer's commits of a bulk load did not wait for the WAL to reach the disk (run_jobs). A commit that does
+  // wait flushes the WAL up to its own record, so every commit before it too: one transaction that writes (the
+  // clock's row, unchanged) and commits with synchronous_commit on (whatever the database's default).
+  Result<void> sync() override {
+    return with_conn([&](pg::Connection& c) -> Result<void> {
+      for (const char* sql : {"BEGIN", "SET LOCAL synchronous_commit = on",
+                              "UPDATE store_clock SET last_ms = last_ms WHERE id = 1", "COMMIT"})
+        if (auto r = c.exec(sql); !r) {
+          (void)c.exec("ROLLBACK");
+          return std::unexpected(pg::to_error(r.error(), "sync"));
+        }
+      return {};
+    });
+  }
+
   Result<void> ping() override {
     return with_conn([&](pg::Connection& c) -> Result<void> {
       auto r = c.exec("SELECT 1");
@@ -1919,6 +1934,11 @@ class PostgresStore final : public Store {
       if (writer_->ok() || !writer_->reset()) return fail_all(pg::to_error(b.error(), "write"));
       if (auto again = writer_->exec("BEGIN"); !again) return fail_all(pg::to_error(again.error(), "write"));
     }
+    if (options_.bulk_load)  // (sync() waits for these commits)
+      if (auto off = writer_->exec("SET LOCAL synchronous_commit = off"); !off) {
+        (void)writer_->exec("ROLLBACK");
+        return fail_all(pg::to_error(off.error(), "write"));
+      }
     // Waits for the writers of other processes, then reads the store's clock.
     auto clock = writer_->run("lock_clock", lock_clock_sql_.c_str(), {});
     if (!clock || clock->rows() != 1) {

@@ -143,6 +143,10 @@ fhir::Result<void> Store::restore_search_indexes() {
   return {};
 }
 
+fhir::Result<void> Store::sync() {
+  return {};
+}
+
 fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const StoreOptions& options) {
   if (url.starts_with("sqlite:")) {
     std::string_view path = url.substr(7);

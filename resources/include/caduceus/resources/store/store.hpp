@@ -291,6 +291,10 @@ struct StoreOptions {
   std::size_t max_group = 256;         // writes committed together at most (group commit)
   std::size_t cache_bytes = 64 << 20;  // memory for current versions kept for reads by id (0: none)
   std::size_t max_included = 1000;     // resources one search page may add by _include / _revinclude
+  // A bulk load (`caduceus import`): no commit needs to be on disk before the next one starts, as long as all of
+  // them are when sync() returns. PostgreSQL: the writer commits with synchronous_commit off (a crash of the
+  // database server, not of this process, can lose the commits of its last moments). SQLite: no change.
+  bool bulk_load = false;
 };
 
 // The persistence interface that the REST layer and the adapters use. Thread-safe.
@@ -356,6 +360,9 @@ class Store {
   // nothing.
   virtual fhir::Result<bool> defer_search_indexes();
   virtual fhir::Result<void> restore_search_indexes();
+  // Returns once every write committed so far is on disk (StoreOptions::bulk_load). The default does nothing: its
+  // commits are durable one by one.
+  virtual fhir::Result<void> sync();
 };
 
 // Opens the store named by a URL: `sqlite:PATH`, `sqlite::memory:` (a throwaway store), `postgresql://...` (any
