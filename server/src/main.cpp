@@ -77,7 +77,8 @@ constexpr const char* kImportUsage =
     "tried once more, alone, after the others (it may refer to what a later file creates). On a terminal a\n"
     "progress line shows files, resources and resources per second. Into an empty store (SQLite or PostgreSQL),\n"
     "the search index's value indexes are built once, after the last file (a store stopped before then builds\n"
-    "them when it is next opened).\n";
+    "them when it is next opened). Everything written is on disk when it returns (PostgreSQL: its commits do not\n"
+    "wait for the disk one by one, its end waits for all of them).\n";
 
 // The progress line of `caduceus import` on a terminal (stderr): files done, resources written, their rate.
 // Silent when stderr is not a terminal. Called from several workers.
