@@ -102,6 +102,9 @@ fhir::Result<ParsedCommand> parse_serve_args(const std::vector<std::string>& arg
     ("body-limit", po::value(&c.body_limit)->default_value(c.body_limit), "largest request body in bytes")
     ("max-bundle-entries", po::value(&c.max_bundle_entries)->default_value(c.max_bundle_entries),
        "entries of a batch or transaction Bundle at most (beyond: 413)")
+    ("db-read", po::value(&c.db_read)->default_value(c.db_read),
+       "PostgreSQL: a standby (libpq URI) for reads by id, searches and history, when they may be a little behind "
+       "the primary; writes stay on --db (empty: everything on --db)")
     ("db-readers", po::value(&c.readers)->default_value(c.readers),
        "pooled database read connections, the PostgreSQL connection pool (0: threads + 2)")
     ("read-timeout", po::value(&c.read_timeout_s)->default_value(c.read_timeout_s), "seconds to receive a whole request")

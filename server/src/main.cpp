@@ -161,6 +161,7 @@ int serve(const std::vector<std::string>& args) {
   resources::StoreOptions store_options;
   store_options.readers = config.readers != 0 ? config.readers : threads + 2;
   store_options.synchronous_full = config.sync_full;
+  store_options.read_url = config.db_read;
   auto store = resources::open_store(config.db, store_options);
   if (!store) {
     print_error(store.error());

@@ -173,5 +173,43 @@ TEST(PostgresFailoverTest, PrimaryKilledStandbyPromotedEveryAcknowledgedCreateSu
   EXPECT_FALSE(other.died().has_value());
 }
 
+// Read routing (--db-read): reads by id and searches go to the standby, writes to the primary. With
+// synchronous_commit = remote_apply the standby has applied a commit before the primary acknowledges it, so a
+// create is read back at once; and with the primary gone, reads and searches are still answered (writes get 503).
+TEST(PostgresFailoverTest, ReadsRoutedToTheStandbyAreAnsweredWithoutThePrimary) {
+  if (postgres_skipped()) GTEST_SKIP() << "SKIPPED: CADUCEUS_SKIP_POSTGRES=1";
+  auto pair = PgReplicatedPair::start("caduceus");
+  ASSERT_TRUE(pair.has_value()) << pair.error();
+  PgReplicatedPair& pg = **pair;
+  ASSERT_TRUE(PgReplicatedPair::query(pg.primary_url(), "ALTER SYSTEM SET synchronous_commit = 'remote_apply'"));
+  ASSERT_TRUE(PgReplicatedPair::query(pg.primary_url(), "SELECT pg_reload_conf()"));
+
+  ServerOptions o;
+  o.db = pg.url();
+  o.extra_args = {"--db-read", pg.standby_url("caduceus")};
+  o.start_timeout = 30s;
+  TestServer server(o);
+  HttpClient c(server.host(), server.port(), 20s);
+  Response created = c.post("/fhir/Patient", R"({"resourceType":"Patient","name":[{"family":"Routed"}]})");
+  ASSERT_EQ(created.status, 201) << created.summary();
+  auto body = created.json();
+  ASSERT_TRUE(body.has_value());
+  const std::string id = string_at(*body, "id");
+  EXPECT_EQ(c.get("/fhir/Patient/" + id).status, 200);
+  EXPECT_EQ(entry_ids(c.get("/fhir/Patient?family=Routed")), std::set<std::string>{id});
+
+  // Without the primary (the first test: reads too get 503 then), the standby answers them.
+  ASSERT_TRUE(pg.kill_primary().has_value());
+  ASSERT_TRUE(eventually([&] { return c.get("/readyz").status == 503; }, 30s)) << pg.logs();
+  Response read = c.get("/fhir/Patient/" + id);
+  EXPECT_EQ(read.status, 200) << read.summary();
+  Response found = c.get("/fhir/Patient?family=Routed");
+  EXPECT_EQ(found.status, 200) << found.summary();
+  EXPECT_EQ(entry_ids(found), std::set<std::string>{id});
+  Response write = c.post("/fhir/Patient", R"({"resourceType":"Patient","name":[{"family":"During"}]})");
+  EXPECT_EQ(write.status, 503) << write.summary();
+  EXPECT_FALSE(server.died().has_value());
+}
+
 }  // namespace
 }  // namespace caduceus::test

@@ -1306,6 +1306,13 @@ TEST(StoreUrlTest, UnknownSchemesAreRefused) {
   EXPECT_EQ(s.error().kind, fhir::ErrorKind::kInvalid);
 }
 
+TEST(StoreUrlTest, AReadDatabaseIsForPostgresqlOnly) {
+  auto s = open_store("sqlite::memory:", StoreOptions{.read_url = "postgresql://postgres@/standby"});
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().kind, fhir::ErrorKind::kInvalid);
+  EXPECT_NE(s.error().issues[0].diagnostics.find("--db-read"), std::string::npos);
+}
+
 TEST(StoreUrlTest, MemoryStoreIsThrowaway) {
   auto s = open_store("sqlite::memory:");
   ASSERT_TRUE(s.has_value());

@@ -837,6 +837,23 @@ struct ReadJob {
 };
 
 class PostgresStore final : public Store {
+  // Connections for statements outside the writer's transaction, each used by one thread at a time.
+  struct Pool {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<std::unique_ptr<pg::Connection>> connections;
+    std::vector<pg::Connection*> free;
+    Result<void> open(const std::string& url, std::size_t n) {
+      for (std::size_t i = 0; i < n; ++i) {
+        auto c = pg::Connection::open(url);
+        if (!c) return std::unexpected(pg::to_error(c.error(), "cannot open the PostgreSQL database"));
+        free.push_back(c->get());
+        connections.push_back(std::move(*c));
+      }
+      return {};
+    }
+  };
+
  public:
   PostgresStore(std::string url, const StoreOptions& options) : url_(std::move(url)), options_(options) {}
 
@@ -861,18 +878,19 @@ class PostgresStore final : public Store {
     writer_ = std::move(*writer);
     if (auto migrated = apply_postgres_migrations(*writer_); !migrated) return migrated;
     if (auto built = prepare_clock_statements(); !built) return built;
-    for (std::size_t i = 0; i < std::max<std::size_t>(1, options_.readers); ++i) {
-      auto c = pg::Connection::open(url_);
-      if (!c) return std::unexpected(pg::to_error(c.error(), "cannot open the PostgreSQL database"));
-      free_.push_back(c->get());
-      pool_.push_back(std::move(*c));
-    }
+    // Without a read URL one pool serves everything; with one, reads by id, searches and history go to its pool
+    // (a standby: they may be a little behind), and the primary's pool keeps what must see the primary (revocations,
+    // bulk-load maintenance, sync, /readyz): two connections.
+    const std::size_t readers = std::max<std::size_t>(1, options_.readers);
+    if (auto opened = primary_.open(url_, options_.read_url.empty() ? readers : 2); !opened) return opened;
+    if (!options_.read_url.empty())
+      if (auto opened = stale_.open(options_.read_url, readers); !opened) return opened;
     writer_thread_ = std::thread([this] {
       name_this_thread("cad-pg-writer");
       writer_loop();
     });
     // Two gatherers: while one waits for its batch's answer, the other collects the next.
-    for (std::size_t i = 0; i < std::min<std::size_t>(2, pool_.size()); ++i)
+    for (std::size_t i = 0; i < std::min<std::size_t>(2, readers); ++i)
       read_threads_.emplace_back([this] {
         name_this_thread("cad-pg-read");
         read_loop();
@@ -914,7 +932,7 @@ class PostgresStore final : public Store {
   }
 
   Result<VersionRecord> read(TenantId tenant, std::string_view type, std::string_view id) override {
-    return with_conn([&](pg::Connection& c) -> Result<VersionRecord> {
+    return with_read_conn([&](pg::Connection& c) -> Result<VersionRecord> {
       auto r = c.run("read_current", kReadCurrent, {Param(tenant), Param(type), Param(id)});
       if (!r) return std::unexpected(pg::to_error(r.error(), "read"));
       if (r->rows() == 0)
@@ -938,7 +956,7 @@ class PostgresStore final : public Store {
 
   Result<VersionRecord> vread(TenantId tenant, std::string_view type, std::string_view id,
                               std::int64_t version) override {
-    return with_conn([&](pg::Connection& c) -> Result<VersionRecord> {
+    return with_read_conn([&](pg::Connection& c) -> Result<VersionRecord> {
       auto r = c.run("read_version",
                      "SELECT v.version, v.last_updated, v.deleted, v.method, v.body, v.seq "
                      "FROM resource r JOIN resource_version v ON v.rid = r.rid "
@@ -962,7 +980,7 @@ class PostgresStore final : public Store {
         history_where(tenant, q, params);
     params.emplace_back(static_cast<std::int64_t>(q.count) + 1);
     sql += " ORDER BY v.seq DESC LIMIT $" + std::to_string(params.size());
-    return with_conn([&](pg::Connection& c) -> Result<HistoryPage> {
+    return with_read_conn([&](pg::Connection& c) -> Result<HistoryPage> {
       auto r = c.run_cached(sql, params);
       if (!r) return std::unexpected(pg::to_error(r.error(), "history"));
       HistoryPage page;
@@ -984,7 +1002,7 @@ class PostgresStore final : public Store {
     all.before_seq.reset();
     std::vector<Param> params;
     std::string sql = "SELECT COUNT(*) FROM resource_version v WHERE " + history_where(tenant, all, params);
-    return with_conn([&](pg::Connection& c) -> Result<std::int64_t> {
+    return with_read_conn([&](pg::Connection& c) -> Result<std::int64_t> {
       auto r = c.run_cached(sql, params);
       if (!r) return std::unexpected(pg::to_error(r.error(), "history"));
       return r->i64(0, 0);
@@ -1042,7 +1060,7 @@ class PostgresStore final : public Store {
       if (!pc) return std::unexpected(pc.error());
       count_sql = std::move(*pc);
     }
-    return with_conn([&](pg::Connection& c) -> Result<SearchPage> {
+    return with_read_conn([&](pg::Connection& c) -> Result<SearchPage> {
       SearchPage page;
       auto hits = c.run_cached(page_sql->first, page_sql->second);  // rid, id, type
       if (!hits) return std::unexpected(pg::to_error(hits.error(), "search"));
@@ -1140,7 +1158,7 @@ class PostgresStore final : public Store {
     auto count_sql = build_search_sql(tenant, query, std::nullopt, 0, true);
     if (!count_sql) return std::unexpected(count_sql.error());
     constexpr std::size_t kCountBound = 10000;
-    return with_conn([&](pg::Connection& c) -> Result<SearchPlan> {
+    return with_read_conn([&](pg::Connection& c) -> Result<SearchPlan> {
       auto statement = [&](std::string role, std::string description, bool runs,
                            const SqlQuery& q) -> Result<StatementPlan> {
         auto pq = to_postgres(q);
@@ -1826,27 +1844,37 @@ class PostgresStore final : public Store {
     return w;
   }
 
-  // Runs f on a pooled connection (reconnecting a broken one first). A lost connection is kUnavailable.
+  // Runs f on a connection of the primary's pool (reconnecting a broken one first). A lost connection is
+  // kUnavailable.
   template <class F>
   auto with_conn(F&& f) -> decltype(f(std::declval<pg::Connection&>())) {
+    return with_conn_of(primary_, std::forward<F>(f));
+  }
+  // The same for a read that may be a little behind (StoreOptions::read_url): on the read pool when there is one.
+  template <class F>
+  auto with_read_conn(F&& f) -> decltype(f(std::declval<pg::Connection&>())) {
+    return with_conn_of(options_.read_url.empty() ? primary_ : stale_, std::forward<F>(f));
+  }
+  template <class F>
+  auto with_conn_of(Pool& pool, F&& f) -> decltype(f(std::declval<pg::Connection&>())) {
     pg::Connection* c = nullptr;
     {
-      std::unique_lock lock(pool_mutex_);
-      pool_cv_.wait(lock, [&] { return !free_.empty(); });
-      c = free_.back();
-      free_.pop_back();
+      std::unique_lock lock(pool.mutex);
+      pool.cv.wait(lock, [&] { return !pool.free.empty(); });
+      c = pool.free.back();
+      pool.free.pop_back();
     }
     struct Release {
-      PostgresStore* self;
+      Pool& pool;
       pg::Connection* c;
       ~Release() {
         {
-          std::lock_guard lock(self->pool_mutex_);
-          self->free_.push_back(c);
+          std::lock_guard lock(pool.mutex);
+          pool.free.push_back(c);
         }
-        self->pool_cv_.notify_one();
+        pool.cv.notify_one();
       }
-    } release{this, c};
+    } release{pool, c};
     if (!c->ok() && !c->reset())
       return fhir::fail(ErrorKind::kUnavailable, "transient",
                         std::string("the database cannot be reached: ") + PQerrorMessage(c->raw()));
@@ -1880,7 +1908,7 @@ class PostgresStore final : public Store {
       append_element(ids, j.id);
     }
     tenants += '}', types += '}', ids += '}';
-    auto rows = with_conn([&](pg::Connection& c) -> Result<pg::Result> {
+    auto rows = with_read_conn([&](pg::Connection& c) -> Result<pg::Result> {
       auto r = c.run("read_current_batch", kReadCurrentBatch, {Param(tenants), Param(types), Param(ids)});
       if (!r) return std::unexpected(pg::to_error(r.error(), "read"));
       return std::move(*r);
@@ -2065,10 +2093,8 @@ class PostgresStore final : public Store {
   bool reads_stopping_ = false;
   std::vector<std::thread> read_threads_;
 
-  std::mutex pool_mutex_;
-  std::condition_variable pool_cv_;
-  std::vector<std::unique_ptr<pg::Connection>> pool_;
-  std::vector<pg::Connection*> free_;
+  Pool primary_;  // the database of url_ (the primary)
+  Pool stale_;    // options_.read_url's, when set
 
   friend class PostgresTransaction;
   friend class ForwardingTransaction<PostgresStore>;

@@ -151,6 +151,8 @@ fhir::Result<std::unique_ptr<Store>> open_store(std::string_view url, const Stor
   if (url.starts_with("sqlite:")) {
     std::string_view path = url.substr(7);
     if (path.empty()) return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "sqlite: needs a path");
+    if (!options.read_url.empty())  // (its readers see every commit at once: there is nothing to route)
+      return fhir::fail(fhir::ErrorKind::kInvalid, "invalid", "a read database (--db-read) is for PostgreSQL only");
     return open_sqlite_store(path, options);
   }
   if (url.starts_with("postgresql://") || url.starts_with("postgres://")) return open_postgres_store(url, options);

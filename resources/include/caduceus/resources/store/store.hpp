@@ -295,6 +295,12 @@ struct StoreOptions {
   // them are when sync() returns. PostgreSQL: the writer commits with synchronous_commit off (a crash of the
   // database server, not of this process, can lose the commits of its last moments). SQLite: no change.
   bool bulk_load = false;
+  // PostgreSQL: another database (a streaming standby of the primary, or a libpq URI of several standbys) where reads
+  // by id, searches and history may go when stale reads are acceptable: they see the primary's commits once the
+  // standby has applied them (synchronous_commit = remote_apply makes that before the commit returns). Writes, and
+  // the reads and searches inside a write (conditional operations, Bundles), stay on the primary. Empty: all on the
+  // primary.
+  std::string read_url;
 };
 
 // The persistence interface that the REST layer and the adapters use. Thread-safe.
