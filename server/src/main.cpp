@@ -648,8 +648,7 @@ int import_files(const std::vector<std::string>& args) {
     std::cerr << "caduceus import: the statistics were not refreshed: " << analyzed.error().issues[0].diagnostics
               << "\n";
   if (auto synced = (*store)->sync(); !synced) {
-    std::cerr << "caduceus import: the writes may not all be on disk: " << synced.error().issues[0].diagnostics
-              << "\n";
+    std::cerr << "caduceus import: the writes may not all be on disk: " << synced.error().issues[0].diagnostics << "\n";
     return 1;
   }
   std::map<std::string, std::int64_t> written;

@@ -246,8 +246,7 @@ std::expected<void, std::string> PgCluster::stop_server() {
 
 std::expected<void, std::string> PgCluster::crash_server() {
   const fs::path log = dir_ / "tools.log";
-  if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-m", "immediate", "-w", "stop"}, log) !=
-      0)
+  if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-m", "immediate", "-w", "stop"}, log) != 0)
     return std::unexpected("pg_ctl stop failed:\n" + slurp(log));
   return {};
 }

@@ -141,8 +141,8 @@ TEST_F(PostgresStoreTest, ABulkLoadIsOnDiskOnceSyncReturns) {
     Repository repo(**store, *defs_, *checker_);
     for (int i = 0; i < 30; ++i) {
       const std::string id = "b" + std::to_string(i);
-      ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", id, parse(R"({"resourceType":"Patient","id":")" + id + R"("})"),
-                              std::nullopt));
+      ASSERT_TRUE(repo.update(kDefaultTenant, "Patient", id,
+                              parse(R"({"resourceType":"Patient","id":")" + id + R"("})"), std::nullopt));
     }
     auto synced = (*store)->sync();
     ASSERT_TRUE(synced.has_value()) << synced.error().issues[0].diagnostics;

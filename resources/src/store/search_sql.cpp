@@ -427,12 +427,12 @@ struct Builder {
   // identifier:of-type=system|code|value when it drives. idx_identifier_type has no index but by rid (SQLite: its key
   // rid, param, type_system, type_code, value; PostgreSQL: rid alone), so that a write costs no page of a value index
   // keyed at random: the candidates come from the identifier's own token rows instead (Identifier.value is the
-  // token's code: idx_token_value by tenant, type, param, code), and each is checked by one seek on that rid. The idx_identifier_type row pairs a
-  // type coding with the value of the same identifier, so the type of one identifier and the value of another
-  // match nothing; the token rows only narrow the candidates. Every row of idx_identifier_type has its token row
-  // (the indexer writes both from the same identifier, a value being required for either), under the parameter or
-  // under one of its subsets (param_is); idx_identifier_type keeps all of the parameter's own rows, so the check
-  // names the parameter alone. A resource's rows all have its tenant, live or set aside: y.tenant = x.tenant.
+  // token's code: idx_token_value by tenant, type, param, code), and each is checked by one seek on that rid. The
+  // idx_identifier_type row pairs a type coding with the value of the same identifier, so the type of one identifier
+  // and the value of another match nothing; the token rows only narrow the candidates. Every row of idx_identifier_type
+  // has its token row (the indexer writes both from the same identifier, a value being required for either), under the
+  // parameter or under one of its subsets (param_is); idx_identifier_type keeps all of the parameter's own rows, so the
+  // check names the parameter alone. A resource's rows all have its tenant, live or set aside: y.tenant = x.tenant.
   fhir::Result<void> of_type(const Criterion& c, const Types& types, std::string& where, const std::string& r) {
     std::vector<OfTypeValue> values;
     for (const std::string& text : c.values) {

@@ -19,7 +19,8 @@ namespace caduceus::server {
 struct ServeConfig {
   std::string listen = "127.0.0.1:8080";
   std::string db = "sqlite:var/caduceus.db";
-  std::string db_read;  // PostgreSQL: where reads and searches may go when stale reads are acceptable (StoreOptions)
+  // PostgreSQL: where reads and searches may go when stale reads are acceptable (StoreOptions::read_url).
+  std::string db_read;
   std::string mllp;                      // empty: off
   std::size_t mllp_max_frame = 1 << 20;  // bytes of one MLLP frame at most (larger: AR)
   int mllp_idle_timeout_s = 300;         // an MLLP connection idle this long is closed
