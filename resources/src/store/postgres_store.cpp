@@ -1339,9 +1339,8 @@ class PostgresStore final : public Store {
 
   // Bulk loading: see drop_value_indexes (postgres_schema.hpp). Searches and history meanwhile answer the same,
   // slower (reads by id and versions keep their indexes; a search, a conditional write's too, and a history scan the
-  // tables instead);
-  // the import builds them after its last file, two at once, and a server that opens the database builds any still
-  // waiting.
+  // tables instead); the import builds them after its last file, two at once (but those on rid: need_rid_indexes),
+  // and a server that opens the database builds any still waiting.
   Result<bool> defer_search_indexes() override {
     auto dropped = with_conn([&](pg::Connection& c) { return drop_value_indexes(c); });
     if (dropped && *dropped) rid_indexes_waiting_ = true;
