@@ -238,15 +238,16 @@ void PgCluster::start_watchdog() {
 }
 
 std::expected<void, std::string> PgCluster::stop_server() {
-  const fs::path log = dir_ / "tools.log";
-  if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-m", "fast", "-w", "stop"}, log) != 0)
-    return std::unexpected("pg_ctl stop failed:\n" + slurp(log));
-  return {};
+  return stop_in_mode("fast");
 }
 
 std::expected<void, std::string> PgCluster::crash_server() {
+  return stop_in_mode("immediate");
+}
+
+std::expected<void, std::string> PgCluster::stop_in_mode(const char* mode) {
   const fs::path log = dir_ / "tools.log";
-  if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-m", "immediate", "-w", "stop"}, log) != 0)
+  if (run({(bin_dir() / "pg_ctl").string(), "-D", (dir_ / "data").string(), "-m", mode, "-w", "stop"}, log) != 0)
     return std::unexpected("pg_ctl stop failed:\n" + slurp(log));
   return {};
 }

@@ -51,6 +51,8 @@ class PgCluster {
 
  private:
   PgCluster(std::filesystem::path dir, bool owned) : dir_(std::move(dir)), owned_(owned) {}
+  // pg_ctl stop -m MODE, keeping the data.
+  std::expected<void, std::string> stop_in_mode(const char* mode);
   // A watchdog process that stops and removes the cluster when this process ends without doing so itself (killed,
   // or a broken pipe): it waits for the end of a pipe whose other end only this process holds.
   void start_watchdog();

@@ -1641,12 +1641,13 @@ class PostgresStore final : public Store {
   // resources never need them. The first write of this process that finds rows by rid (a new version or a deletion
   // replaces the previous version's rows; a reindex) builds them first, in its transaction: otherwise each such
   // write would read the tables whole. (Another process's writes meanwhile do read them whole.)
+  static bool on_rid(const std::string& create_index_sql) { return create_index_sql.ends_with(" (rid)"); }
   Result<void> need_rid_indexes() {
     if (!rid_indexes_waiting_) return {};
     auto waiting = deferred_indexes(*writer_);
     if (!waiting) return std::unexpected(waiting.error());
     for (const auto& [name, sql] : *waiting)
-      if (sql.ends_with(" (rid)"))
+      if (on_rid(sql))
         if (auto built = build_deferred_index(*writer_, name, sql); !built) return built;
     rid_indexes_built_ = true;  // (they wait no more once the transaction commits)
     return {};
@@ -2058,8 +2059,7 @@ class PostgresStore final : public Store {
     committed_ms_ = clock_ms_;
     if (std::exchange(rid_indexes_built_, false)) {  // (unless a job that built them was rolled back to its savepoint)
       auto waiting = deferred_indexes(*writer_);
-      rid_indexes_waiting_ =
-          !waiting || std::ranges::any_of(*waiting, [](const auto& w) { return w.second.ends_with(" (rid)"); });
+      rid_indexes_waiting_ = !waiting || std::ranges::any_of(*waiting, [](const auto& w) { return on_rid(w.second); });
     }
     return true;
   }
