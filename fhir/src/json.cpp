@@ -1,6 +1,7 @@
 #include "caduceus/fhir/json.hpp"
 
 #include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
@@ -11,6 +12,79 @@
 #include <cstring>
 #include <iterator>
 #include <unordered_set>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace caduceus::fhir::json {
+namespace {
+
+// The text being parsed: rapidjson's MemoryStream, a type of our own so that its white space is skipped by the
+// function below (rapidjson skips one character at a time; indented FHIR, Synthea's files for one, is a fifth
+// white space, which was a fifth of the parse).
+struct TextStream : rapidjson::MemoryStream {
+  TextStream(std::string_view text) : rapidjson::MemoryStream(text.data(), text.size()) {}
+};
+
+// The first character at or after p (before end) that is not JSON white space, sixteen at a time.
+const char* skip_white_space(const char* p, const char* end) {
+  auto white = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
+  if (p == end || !white(*p)) return p;  // (most calls: none, or one before a value)
+  ++p;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(' '), newline = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
+                tab = _mm_set1_epi8('\t');
+  while (end - p >= 16) {
+    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i w = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(s, space), _mm_cmpeq_epi8(s, newline)),
+                                   _mm_or_si128(_mm_cmpeq_epi8(s, cr), _mm_cmpeq_epi8(s, tab)));
+    const unsigned other = ~static_cast<unsigned>(_mm_movemask_epi8(w)) & 0xFFFFu;
+    if (other != 0) return p + __builtin_ctz(other);
+    p += 16;
+  }
+#endif
+  while (p != end && white(*p)) ++p;
+  return p;
+}
+
+}  // namespace
+}  // namespace caduceus::fhir::json
+
+template <>
+inline void rapidjson::SkipWhitespace(caduceus::fhir::json::TextStream& is) {
+  is.src_ = caduceus::fhir::json::skip_white_space(is.src_, is.end_);
+}
+
+// The characters of a string up to its end, an escape or a control character, copied sixteen at a time (rapidjson
+// copies one at a time from a MemoryStream, and scans by blocks only a null-terminated StringStream). It then goes
+// on from there, one character at a time, as before.
+template <>
+template <>
+inline void rapidjson::Reader::ScanCopyUnescapedString(caduceus::fhir::json::TextStream& is,
+                                                       rapidjson::Reader::StackStream<char>& os) {
+  const char* p = is.src_;
+  const char* const end = is.end_;
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), below_space = _mm_set1_epi8(0x1F);
+  while (end - p >= 16) {
+    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    // (c < 0x20 for unsigned c: max(c, 0x1F) == 0x1F)
+    const __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(s, quote), _mm_cmpeq_epi8(s, backslash)),
+                                      _mm_cmpeq_epi8(_mm_max_epu8(s, below_space), below_space));
+    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
+    const auto n = static_cast<rapidjson::SizeType>(mask != 0 ? __builtin_ctz(mask) : 16);
+    std::memcpy(os.Push(n), p, n);
+    p += n;
+    if (mask != 0) {
+      is.src_ = p;
+      return;
+    }
+  }
+#endif
+  while (p != end && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20) os.Put(*p++);
+  is.src_ = p;
+}
 
 namespace caduceus::fhir::json {
 
@@ -284,6 +358,101 @@ std::size_t invalid_utf8_at(std::string_view text) {
   return std::string_view::npos;
 }
 
+// The first character of [p, end) that a JSON string must escape ('"', '\\', a control character), or end;
+// sixteen at a time.
+const char* find_escape(const char* p, const char* end) {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), below_space = _mm_set1_epi8(0x1F);
+  while (end - p >= 16) {
+    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(s, quote), _mm_cmpeq_epi8(s, backslash)),
+                                      _mm_cmpeq_epi8(_mm_max_epu8(s, below_space), below_space));
+    if (const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(stop)); mask != 0) return p + __builtin_ctz(mask);
+    p += 16;
+  }
+#endif
+  while (p != end && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20) ++p;
+  return p;
+}
+
+// Appends text as a JSON string, escaped as rapidjson's Writer escapes (so that what we write is what it wrote):
+// '"' and '\\', \b \t \n \f \r, the other control characters as \u00XX; everything else, UTF-8 included, as it is.
+// Runs that need no escape are copied whole.
+void append_string(rapidjson::StringBuffer& out, std::string_view text) {
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  out.Reserve(2 + 6 * text.size());  // (every character escaped, at most: the writes below need no check)
+  out.PutUnsafe('"');
+  for (;;) {
+    const char* stop = find_escape(p, end);
+    const auto run = static_cast<std::size_t>(stop - p);
+    if (run != 0) std::memcpy(out.PushUnsafe(run), p, run);
+    if (stop == end) break;
+    const auto c = static_cast<unsigned char>(*stop);
+    char* at = out.PushUnsafe(2);
+    at[0] = '\\';
+    switch (c) {
+      case '"': at[1] = '"'; break;
+      case '\\': at[1] = '\\'; break;
+      case '\b': at[1] = 'b'; break;
+      case '\t': at[1] = 't'; break;
+      case '\n': at[1] = 'n'; break;
+      case '\f': at[1] = 'f'; break;
+      case '\r': at[1] = 'r'; break;
+      default: {
+        static constexpr char kHex[] = "0123456789ABCDEF";
+        at[1] = 'u';
+        char* hex = out.PushUnsafe(4);
+        hex[0] = '0';
+        hex[1] = '0';
+        hex[2] = kHex[c >> 4];
+        hex[3] = kHex[c & 15];
+      }
+    }
+    p = stop + 1;
+  }
+  out.PutUnsafe('"');
+}
+
+void append_raw(rapidjson::StringBuffer& out, std::string_view text) {
+  std::memcpy(out.Push(text.size()), text.data(), text.size());
+}
+
+// Compact JSON into rapidjson's buffer (which makes room once per string and then stores unchecked): its Writer
+// also looks up every character of a string in its escape table, and keeps a stack of levels to place commas.
+void write_compact(rapidjson::StringBuffer& out, const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kNull: append_raw(out, "null"); break;
+    case Value::Kind::kBool: append_raw(out, v.as_bool() ? "true" : "false"); break;
+    case Value::Kind::kNumber: append_raw(out, v.text()); break;
+    case Value::Kind::kString: append_string(out, v.text()); break;
+    case Value::Kind::kArray: {
+      out.Put('[');
+      bool first = true;
+      for (const auto& item : v.items()) {
+        if (!first) out.Put(',');
+        first = false;
+        write_compact(out, item);
+      }
+      out.Put(']');
+      break;
+    }
+    case Value::Kind::kObject: {
+      out.Put('{');
+      bool first = true;
+      for (const auto& [k, item] : v.members()) {
+        if (!first) out.Put(',');
+        first = false;
+        append_string(out, k);
+        out.Put(':');
+        write_compact(out, item);
+      }
+      out.Put('}');
+      break;
+    }
+  }
+}
+
 }  // namespace
 
 Result<Value> parse(std::string_view text, const ParseOptions& options) {
@@ -295,7 +464,7 @@ Result<Value> parse(std::string_view text, const ParseOptions& options) {
       rapidjson::kParseNumbersAsStringsFlag | rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag;
   Builder builder(options);
   rapidjson::Reader reader;
-  rapidjson::MemoryStream ms(text.data(), text.size());
+  TextStream ms(text);
   rapidjson::ParseResult ok = reader.Parse<kFlags>(ms, builder);
   if (!ok) {
     std::string why = builder.failure().empty() ? rapidjson::GetParseError_En(ok.Code()) : builder.failure();
@@ -313,17 +482,15 @@ Result<Value> parse(std::string_view text, const ParseOptions& options) {
 }
 
 void write_to(std::string& out, const Value& value, bool pretty) {
-  // Into rapidjson's own buffer, then one copy: for its StringBuffer the Writer makes room for a whole string once
-  // and stores each character unchecked, where a std::string sink took a push_back per character (a third of
-  // writing a body).
+  // Into rapidjson's own buffer, then one copy: it stores unchecked once it has made room for a string, where a
+  // std::string checks its capacity at every character.
   rapidjson::StringBuffer buffer(nullptr, 4096);  // (most resources fit: no regrowth)
   if (pretty) {
     rapidjson::PrettyWriter<rapidjson::StringBuffer> w(buffer);
     w.SetIndent(' ', 2);
     emit(w, value);
   } else {
-    rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
-    emit(w, value);
+    write_compact(buffer, value);
   }
   out.append(buffer.GetString(), buffer.GetSize());
 }
@@ -336,19 +503,18 @@ std::string write(const Value& value, bool pretty) {
 }
 
 void append_quoted(std::string& out, std::string_view text) {
-  // Most strings (ids, URLs, types) need no escape: copied as they are. A Writer allocates its own stack, which
-  // costs more than the copy; it serves the others (quotes, backslashes, control characters: what it escapes).
-  if (std::none_of(text.begin(), text.end(),
-                   [](char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; })) {
+  // Most strings (ids, URLs, types) need no escape: copied as they are.
+  const char* const end = text.data() + text.size();
+  if (find_escape(text.data(), end) == end) {
     out.reserve(out.size() + text.size() + 2);
     out.push_back('"');
     out.append(text);
     out.push_back('"');
     return;
   }
-  StringSink sink{out};
-  rapidjson::Writer<StringSink> w(sink);
-  w.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+  rapidjson::StringBuffer buffer;
+  append_string(buffer, text);
+  out.append(buffer.GetString(), buffer.GetSize());
 }
 
 std::string reformat(std::string_view text, bool pretty) {

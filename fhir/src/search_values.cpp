@@ -216,7 +216,17 @@ std::string Decimal::to_string() const {
 }
 
 double Decimal::to_double() const {
-  // "[-]<digits>e<exponent>", read by from_chars (correctly rounded, as strtod is, and locale-free).
+  // Most values (a quantity's 97.5, 7.2e-3) have digits a double holds exactly and an exponent whose power of ten
+  // it holds exactly too: then one multiplication or division, rounded once, is the nearest double (Clinger's fast
+  // path).
+  constexpr __int128 kExact = __int128{1} << 53;
+  if (digits > -kExact && digits < kExact && exponent >= -22 && exponent <= 22) {
+    static constexpr double kPowers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                         1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const auto d = static_cast<double>(static_cast<std::int64_t>(digits));
+    return exponent >= 0 ? d * kPowers[exponent] : d / kPowers[-exponent];
+  }
+  // Otherwise "[-]<digits>e<exponent>", read by from_chars (correctly rounded, as strtod is, and locale-free).
   char text[64];
   char* at = digits_ending_at(digits, text + 41);  // (room before for the sign, after for the exponent)
   if (digits < 0) *--at = '-';

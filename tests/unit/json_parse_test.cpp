@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "caduceus/fhir/json.hpp"
 
@@ -105,6 +110,60 @@ TEST(JsonParse, DocumentsDeeperThanTheLimitAreRefused) {
   auto deep = parse(R"([[[[{"a":1}]]]])", options);
   ASSERT_FALSE(deep.has_value());
   EXPECT_NE(diagnostics(deep).find("deeper than 4"), std::string::npos) << diagnostics(deep);
+}
+
+// White space is skipped sixteen bytes at a time where there are that many: runs of every length up to and past
+// two blocks, of each kind, before and after every token, and at the end of the text.
+TEST(JsonParse, WhiteSpaceRunsOfEveryLengthAreSkipped) {
+  const std::string kinds = " \n\r\t";
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string ws;
+    for (std::size_t i = 0; i < n; ++i) ws.push_back(kinds[(i * 7 + n) % kinds.size()]);
+    const std::string text = ws + "{" + ws + "\"a\"" + ws + ":" + ws + "[" + ws + "1" + ws + "," + ws + "\"x\"" + ws +
+                             "]" + ws + "," + ws + "\"b\"" + ws + ":" + ws + "true" + ws + "}" + ws;
+    auto v = parse(text);
+    ASSERT_TRUE(v.has_value()) << "run of " << n << ": " << diagnostics(v);
+    EXPECT_EQ(write(*v), R"({"a":[1,"x"],"b":true})") << "run of " << n;
+    // Anything but white space after the value is still refused, wherever the run ends.
+    auto trailing = parse(text + "x");
+    ASSERT_FALSE(trailing.has_value()) << "run of " << n;
+    EXPECT_NE(diagnostics(trailing).find("at byte " + std::to_string(text.size())), std::string::npos)
+        << diagnostics(trailing);
+  }
+}
+
+// Strings are copied sixteen bytes at a time up to their end or first escape: every length, with an escape (or a
+// multi-byte character) at every place, comes out exactly; a control character anywhere is refused, and so is a
+// string the text ends in (the text in a buffer of its own size: nothing past it is read).
+TEST(JsonParse, StringsOfEveryLengthWithEscapesAnywhereComeOutExactly) {
+  const std::vector<std::pair<std::string, std::string>> escapes = {
+      {"\\\"", "\""}, {"\\\\", "\\"}, {"\\n", "\n"}, {"\\u00e9", "\u00e9"}, {"\u00e9", "\u00e9"}, {"\\/", "/"}};
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string plain;
+    for (std::size_t i = 0; i < n; ++i) plain.push_back(static_cast<char>('a' + i % 26));
+    auto v = parse("[\"" + plain + "\"]");
+    ASSERT_TRUE(v.has_value()) << diagnostics(v);
+    EXPECT_EQ(v->items()[0].text(), plain);
+    for (std::size_t at = 0; at <= n; ++at) {
+      for (const auto& [written, meant] : escapes) {
+        const std::string text = "{\"" + plain.substr(0, at) + written + plain.substr(at) + "\":\"" + plain.substr(at) +
+                                 written + plain.substr(0, at) + "\"}";
+        auto e = parse(text);
+        ASSERT_TRUE(e.has_value()) << text << ": " << diagnostics(e);
+        EXPECT_EQ(e->members()[0].first, plain.substr(0, at) + meant + plain.substr(at)) << text;
+        EXPECT_EQ(e->members()[0].second.text(), plain.substr(at) + meant + plain.substr(0, at)) << text;
+      }
+      std::string control = "[\"" + plain + "\"]";
+      control[2 + at] = '\x01';
+      auto c = parse(control);
+      ASSERT_FALSE(c.has_value()) << "control character at " << at << " of " << n;
+    }
+    const std::string cut = "[\"" + plain;
+    std::unique_ptr<char[]> exact(new char[cut.size()]);
+    std::memcpy(exact.get(), cut.data(), cut.size());
+    auto unterminated = parse(std::string_view(exact.get(), cut.size()));
+    ASSERT_FALSE(unterminated.has_value()) << "unterminated string of " << n;
+  }
 }
 
 }  // namespace

@@ -39,5 +39,34 @@ TEST(AppendQuoted, CopiesPlainStringsAndEscapesTheRest) {
   }
 }
 
+// The compact writer (runs copied whole, no Writer) writes what rapidjson's Writer writes: `reformat` sends the
+// indented text through rapidjson's Reader and Writer. Strings of every length up to past two 16-byte blocks, each
+// byte of 0x00-0x7F at every place, as keys and as values; numbers as written, empty containers, nesting.
+TEST(WriteCompact, WritesWhatRapidjsonsWriterWrites) {
+  for (int b = 0; b < 0x80; ++b) {
+    for (std::size_t n : {0u, 1u, 15u, 16u, 17u, 33u}) {
+      for (std::size_t at = 0; at <= n; at += (n < 4 ? 1 : n / 3)) {
+        std::string text(n, 'k');
+        text.insert(at, 1, static_cast<char>(b));
+        Value v = Value::object();
+        v.set(text, Value::string(text + "é東"));
+        v.set("n", Value::number("-1.50e3"));
+        Value list = Value::array();
+        list.push_back(Value::string(text));
+        list.push_back(Value::array());
+        list.push_back(Value::object());
+        list.push_back(Value::boolean(false));
+        list.push_back(Value::null());
+        v.set("list", std::move(list));
+        const std::string compact = write(v);
+        EXPECT_EQ(compact, reformat(write(v, true), false)) << "byte " << b << " at " << at << " of " << n;
+        auto back = parse(compact);
+        ASSERT_TRUE(back.has_value()) << compact;
+        EXPECT_TRUE(*back == v) << compact;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace caduceus::fhir::json

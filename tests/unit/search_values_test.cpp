@@ -60,6 +60,21 @@ TEST(SearchValues, DecimalsConvertToTheNearestDouble) {
     const std::string text = d.to_string();
     EXPECT_EQ(d.to_double(), std::strtod(text.c_str(), nullptr)) << text;
   }
+  // The usual values (up to 17 digits, exponents near zero), on both sides of the fast path's bounds (2^53, 1e22).
+  for (int i = 0; i < 20000; ++i) {
+    Decimal d;
+    const int width = static_cast<int>(random() % 17) + 1;
+    for (int k = 0; k < width; ++k) d.digits = d.digits * 10 + static_cast<int>(random() % 10);
+    if (random() % 2) d.digits = -d.digits;
+    d.exponent = static_cast<int>(random() % 51) - 25;
+    const std::string text = d.to_string();
+    EXPECT_EQ(d.to_double(), std::strtod(text.c_str(), nullptr)) << text;
+  }
+  for (__int128 digits : {(__int128{1} << 53) - 1, __int128{1} << 53, (__int128{1} << 53) + 1})
+    for (int exponent : {-23, -22, 22, 23}) {
+      const Decimal d{digits, exponent};
+      EXPECT_EQ(d.to_double(), std::strtod(d.to_string().c_str(), nullptr)) << d.to_string();
+    }
   EXPECT_EQ(Decimal{}.to_double(), 0.0);
   EXPECT_EQ((Decimal{15, -1}).to_double(), 1.5);
   EXPECT_EQ((Decimal{-1, 400}).to_double(), -std::numeric_limits<double>::infinity());  // beyond a double

@@ -269,6 +269,12 @@ class RawStatement {
     if (rc != SQLITE_ROW) throw std::runtime_error(std::string("write failed: ") + sqlite_api::sqlite3_errmsg(db_));
     return value;
   }
+  // Runs an INSERT and returns the rowid it gave its row (sqlite3_last_insert_rowid): a RETURNING clause would
+  // have SQLite keep its output in a temporary table.
+  std::int64_t run_insert() {
+    run();
+    return sqlite_api::sqlite3_last_insert_rowid(db_);
+  }
   // Runs it to completion; throws on an error (the writer rolls the request back).
   void run() {
     int rc = sqlite_api::sqlite3_step(stmt_);
@@ -1373,13 +1379,17 @@ class SqliteStore final : public Store {
 
   Result<std::int64_t> txn_append(TenantId tenant, const VersionRecord& rec, const IndexValues* index) {
     const std::int64_t deleted = rec.deleted ? 1 : 0;
-    const std::int64_t rid = upsert_stmt_->bind(1, std::int64_t{tenant})
-                                 .bind(2, std::string_view(rec.type))
-                                 .bind(3, std::string_view(rec.id))
-                                 .bind(4, rec.version)
-                                 .bind(5, rec.last_updated_ms)
-                                 .bind(6, deleted)
-                                 .run_returning();
+    // A first version has no resource row yet (a resource created again after its deletion goes on from its last
+    // version): a plain INSERT, whose rowid SQLite gives without the temporary table a RETURNING clause costs. The
+    // writer's instructions for an import of ten Synthea Bundles went from 771 to 668 M with the version's INSERT.
+    RawStatement& upsert = rec.version == 1 ? *create_stmt_ : *upsert_stmt_;
+    upsert.bind(1, std::int64_t{tenant})
+        .bind(2, std::string_view(rec.type))
+        .bind(3, std::string_view(rec.id))
+        .bind(4, rec.version)
+        .bind(5, rec.last_updated_ms)
+        .bind(6, deleted);
+    const std::int64_t rid = rec.version == 1 ? upsert.run_insert() : upsert.run_returning();
     insert_stmt_->bind(1, rid)
         .bind(2, std::int64_t{tenant})
         .bind(3, std::string_view(rec.type))
@@ -1395,7 +1405,7 @@ class SqliteStore final : public Store {
       w_body_.append(rec.body);
       insert_stmt_->bind_blob(9, w_body_);
     }
-    const std::int64_t seq = insert_stmt_->run_returning();
+    const std::int64_t seq = insert_stmt_->run_insert();
     // The index describes the current version only: the previous version's rows go, the new ones come.
     if (rec.deleted)
       index_writer_->set_aside(rid, set_aside_tenant(tenant));
@@ -2012,7 +2022,10 @@ class SqliteStore final : public Store {
     insert_stmt_ = std::make_unique<RawStatement>(
         writer_db(),
         "INSERT INTO resource_version(rid, tenant, type, id, version, last_updated, deleted, method, body) "
-        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING seq");
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    create_stmt_ = std::make_unique<RawStatement>(
+        writer_db(),
+        "INSERT INTO resource(tenant, type, id, version, last_updated, deleted) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
   }
 
   void writer_loop() {
@@ -2193,6 +2206,7 @@ class SqliteStore final : public Store {
 
   soci::session writer_sql_;
   std::optional<soci::statement> cur_stmt_;
+  std::unique_ptr<RawStatement> create_stmt_;
   std::unique_ptr<RawStatement> upsert_stmt_, insert_stmt_;  // a version's two rows
   std::optional<soci::statement> savepoint_stmt_, release_stmt_, rollback_to_stmt_;
   std::unique_ptr<IndexWriter> index_writer_;
