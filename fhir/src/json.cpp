@@ -118,9 +118,18 @@ Value Value::object() {
 }
 
 const Value* Value::find(std::string_view key) const noexcept {
-  if (kind_ != Kind::kObject) return nullptr;
+  if (kind_ != Kind::kObject || key.empty()) {
+    if (kind_ == Kind::kObject)
+      for (const auto& m : members_)
+        if (m.first.empty()) return &m.second;
+    return nullptr;
+  }
+  // The length and the first letter before the rest: most members differ there, and a comparison call per member
+  // was most of a lookup.
   for (const auto& m : members_)
-    if (m.first == key) return &m.second;
+    if (m.first.size() == key.size() && m.first[0] == key[0] &&
+        std::memcmp(m.first.data() + 1, key.data() + 1, key.size() - 1) == 0)
+      return &m.second;
   return nullptr;
 }
 Value* Value::find(std::string_view key) noexcept {

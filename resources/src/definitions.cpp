@@ -53,7 +53,6 @@ fhir::Result<std::shared_ptr<const Definitions>> Definitions::load(std::string_v
   }
 
   // First pass: the types by name, so that element types can point to any of them.
-  defs->by_name_.reserve(types->Size() * 2);
   for (const rapidjson::Value& t : types->GetArray()) {
     const rapidjson::Value* name = t.IsObject() ? member(t, "name") : nullptr;
     const rapidjson::Value* kind = t.IsObject() ? member(t, "kind") : nullptr;
@@ -72,13 +71,13 @@ fhir::Result<std::shared_ptr<const Definitions>> Definitions::load(std::string_v
       type.primitive = fhir::primitive_from_name(type.name);
       if (!type.primitive) return model_error("primitive type " + type.name + " is not known to fhir::Primitive");
     }
-    if (!defs->by_name_.emplace(type.name, &type).second) return model_error("type " + type.name + " twice");
+    if (!defs->by_name_.emplace(type.name, &type)) return model_error("type " + type.name + " twice");
   }
 
   auto resolve = [&](const rapidjson::Value& name) -> const TypeDefinition* {
     if (!name.IsString()) return nullptr;
-    const auto it = defs->by_name_.find(as_view(name));
-    return it == defs->by_name_.end() ? nullptr : it->second;
+    const TypeDefinition* const* found = defs->by_name_.find(as_view(name));
+    return found == nullptr ? nullptr : *found;
   };
 
   // Second pass: bases and elements.
@@ -126,9 +125,6 @@ fhir::Result<std::shared_ptr<const Definitions>> Definitions::load(std::string_v
 
   // Third pass, once no element moves any more: the JSON names, choices expanded (valueQuantity, valueString).
   for (TypeDefinition& type : defs->types_) {
-    std::size_t names = 0;
-    for (const ElementDefinition& element : type.elements) names += element.types.size();
-    type.by_json_name.reserve(names);
     for (const ElementDefinition& element : type.elements) {
       if (!element.choice) {
         type.by_json_name.emplace(element.name, ElementMatch{&element, element.types.front()});
@@ -156,8 +152,8 @@ fhir::Result<std::shared_ptr<const Definitions>> Definitions::load(std::string_v
 }
 
 const TypeDefinition* Definitions::type(std::string_view name) const noexcept {
-  const auto it = by_name_.find(name);
-  return it == by_name_.end() ? nullptr : it->second;
+  const TypeDefinition* const* found = by_name_.find(name);
+  return found == nullptr ? nullptr : *found;
 }
 
 const ElementMatch* Definitions::element(std::string_view type_name, std::string_view json_name) const noexcept {

@@ -1504,10 +1504,15 @@ fhir::Result<Collection> FhirPath::evaluate(const fhir::json::Value& resource, c
 
 fhir::Result<Collection> FhirPath::evaluate(const Item& focus, const fhir::json::Value& resource,
                                             const EvalContext& ctx) const {
+  if (focus.node == &resource) return evaluate(focus, focus, ctx);
+  return evaluate(focus, Item::of_node(&resource, resource_type_of(&resource, ctx)), ctx);
+}
+
+fhir::Result<Collection> FhirPath::evaluate(const Item& focus, const Item& resource, const EvalContext& ctx) const {
   try {
     Env env;
-    env.root = &resource;
-    env.root_type = focus.node == &resource ? focus.type : resource_type_of(&resource, ctx);
+    env.root = resource.node;
+    env.root_type = resource.type;
     env.ctx = &ctx;
     env.text = &text_;
     Collection input;

@@ -101,7 +101,7 @@ struct Emitter {
 
   void coding(const json::Value* c) {
     std::string system = text_of(c, "system");
-    token(system.empty() ? std::nullopt : std::optional<std::string>(system), text_of(c, "code"),
+    token(system.empty() ? std::nullopt : std::optional<std::string>(std::move(system)), text_of(c, "code"),
           text_of(c, "display"));
   }
 
@@ -365,20 +365,29 @@ std::vector<std::string> expression_roots(std::string_view expression) {
   return roots;
 }
 
-bool has_any_root(const fhir::json::Value& resource, const std::vector<std::string>& roots) {
+ResourceMembers::ResourceMembers(const fhir::json::Value& resource) {
+  names_.reserve(resource.members().size());
   for (const auto& [key, value] : resource.members()) {
     std::string_view k = key;
     if (!k.empty() && k.front() == '_') k.remove_prefix(1);  // a primitive's id and extensions
-    if (k.empty()) continue;
-    for (const std::string& r : roots) {
-      // The element itself, or one of its choice types (value[x]: valueQuantity, ...). (The first letters first:
-      // most differ, and a comparison call per member and root was a tenth of the extraction.)
-      if (k.front() == r.front() && k.starts_with(r) &&
-          (k.size() == r.size() || std::isupper(static_cast<unsigned char>(k[r.size()]))))
-        return true;
-    }
+    if (!k.empty()) names_.push_back(k);
+  }
+  std::sort(names_.begin(), names_.end());
+}
+
+bool ResourceMembers::has_any_root(const std::vector<std::string>& roots) const {
+  for (const std::string& r : roots) {
+    // The element itself, or one of its choice types (value[x]: valueQuantity, ...): names that begin with the root
+    // come together, from the first one not before it.
+    for (auto it = std::lower_bound(names_.begin(), names_.end(), std::string_view(r));
+         it != names_.end() && it->starts_with(r); ++it)
+      if (it->size() == r.size() || std::isupper(static_cast<unsigned char>((*it)[r.size()]))) return true;
   }
   return false;
+}
+
+bool has_any_root(const fhir::json::Value& resource, const std::vector<std::string>& roots) {
+  return ResourceMembers(resource).has_any_root(roots);
 }
 
 void append_index(IndexValues& to, IndexValues&& from) {
@@ -459,15 +468,18 @@ IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std:
   if (it == by_type_.end()) return out;
   fhirpath::EvalContext ctx;
   ctx.definitions = &definitions_;
+  // The resource as every expression's focus, its type looked up once (not once per parameter).
+  const Item root = Item::of_node(&resource, definitions_.type(rt->text()));
+  const ResourceMembers members(resource);
   for (const Compiled& c : it->second) {
-    if (!c.roots.empty() && !has_any_root(resource, c.roots)) continue;  // (it would give nothing)
-    auto result = c.path.evaluate(resource, ctx);
+    if (!c.roots.empty() && !members.has_any_root(c.roots)) continue;  // (it would give nothing)
+    auto result = c.path.evaluate(root, resource, ctx);
     if (!result) {
       if (failures) failures->push_back(c.parameter->code + ": " + result.error().issues[0].diagnostics);
       continue;
     }
     if (c.parameter->type == SearchParamType::kComposite) {
-      composite(c, resource, ctx, *result, out);
+      composite(c, root, ctx, *result, out);
       continue;
     }
     Emitter emit{c.parameter->code, c.parameter->type, out};
@@ -477,7 +489,7 @@ IndexValues SearchIndexer::extract(const json::Value& resource, std::vector<std:
   return out;
 }
 
-void SearchIndexer::composite(const Compiled& c, const json::Value& resource, const fhirpath::EvalContext& ctx,
+void SearchIndexer::composite(const Compiled& c, const fhirpath::Item& resource, const fhirpath::EvalContext& ctx,
                               const fhirpath::Collection& items, IndexValues& out) const {
   std::vector<fhirpath::Collection> values(c.components.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
@@ -505,17 +517,18 @@ void SearchIndexer::composite(const Compiled& c, const json::Value& resource, co
         return row;
       };
       std::size_t before = rows.size();
-      for (const auto& t : v.tokens) {
+      // (The component's rows are this item's alone: their strings move into the composite's.)
+      for (auto& t : v.tokens) {
         auto row = base();
-        row.system = t.system.value_or("");
-        row.code = t.code;
-        row.text = t.text;
+        row.system = std::move(t.system).value_or("");
+        row.code = std::move(t.code);
+        row.text = std::move(t.text);
         rows.push_back(std::move(row));
       }
-      for (const auto& s : v.strings) {
+      for (auto& s : v.strings) {
         auto row = base();
-        row.normalized = s.normalized;
-        row.exact = s.exact;
+        row.normalized = std::move(s.normalized);
+        row.exact = std::move(s.exact);
         rows.push_back(std::move(row));
       }
       for (const auto& d : v.dates) {
@@ -524,33 +537,33 @@ void SearchIndexer::composite(const Compiled& c, const json::Value& resource, co
         row.high = static_cast<double>(d.high_ms);
         rows.push_back(std::move(row));
       }
-      for (const auto& n : v.numbers) {
+      for (auto& n : v.numbers) {
         auto row = base();
         row.low = n.low;
         row.high = n.high;
-        row.value = n.value;
+        row.value = std::move(n.value);
         rows.push_back(std::move(row));
       }
-      for (const auto& q : v.quantities) {
+      for (auto& q : v.quantities) {
         auto row = base();
         row.low = q.low;
         row.high = q.high;
-        row.value = q.value;
-        row.system = q.system;
-        row.code = q.code;
-        row.unit = q.unit;
+        row.value = std::move(q.value);
+        row.system = std::move(q.system);
+        row.code = std::move(q.code);
+        row.unit = std::move(q.unit);
         rows.push_back(std::move(row));
       }
-      for (const auto& r : v.references) {
+      for (auto& r : v.references) {
         auto row = base();
-        row.target_type = r.type;
-        row.target_id = r.id;
-        row.url = r.url;
+        row.target_type = std::move(r.type);
+        row.target_id = std::move(r.id);
+        row.url = std::move(r.url);
         rows.push_back(std::move(row));
       }
-      for (const auto& u : v.uris) {
+      for (auto& u : v.uris) {
         auto row = base();
-        row.uri = u.uri;
+        row.uri = std::move(u.uri);
         rows.push_back(std::move(row));
       }
       if (rows.size() == before) {

@@ -8,11 +8,11 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "caduceus/fhir/error.hpp"
 #include "caduceus/fhir/primitives.hpp"
+#include "caduceus/resources/name_table.hpp"
 
 namespace caduceus::resources {
 
@@ -55,10 +55,7 @@ struct TypeDefinition {
   std::vector<std::uint16_t> required;       // indexes of elements with min > 0
 
   // The element a JSON property name stands for ("valueQuantity" -> value[x] with Quantity), or nullptr.
-  const ElementMatch* find(std::string_view json_name) const noexcept {
-    const auto it = by_json_name.find(json_name);
-    return it == by_json_name.end() ? nullptr : &it->second;
-  }
+  const ElementMatch* find(std::string_view json_name) const noexcept { return by_json_name.find(json_name); }
   // Whether this type is `other` or derives from it.
   bool derives_from(const TypeDefinition& other) const noexcept {
     for (const TypeDefinition* t = this; t != nullptr; t = t->base) {
@@ -67,7 +64,7 @@ struct TypeDefinition {
     return false;
   }
 
-  std::unordered_map<std::string_view, ElementMatch> by_json_name;  // every valid property name, choices expanded
+  NameTable<ElementMatch> by_json_name;  // every valid property name, choices expanded
 };
 
 // The R4 model: every type with its elements, loaded once from conformance/r4/model.json (see
@@ -100,7 +97,7 @@ class Definitions {
   std::string fhir_version_;
   std::deque<TypeDefinition> types_;      // a deque: addresses stay put while loading
   std::deque<std::string> choice_names_;  // storage for the expanded choice names ("valueQuantity")
-  std::unordered_map<std::string_view, const TypeDefinition*> by_name_;
+  NameTable<const TypeDefinition*> by_name_;
   std::vector<std::string> resource_types_;
 };
 

@@ -107,6 +107,9 @@ class FhirPath {
   // The same with `focus` as the input and $this, and `resource` as %resource (e.g. a composite search parameter's
   // component expression on each item its main expression gave).
   fhir::Result<Collection> evaluate(const Item& focus, const fhir::json::Value& resource, const EvalContext& ctx) const;
+  // The same with the resource as an item of its type (Item::of_node), for a caller that evaluates many expressions
+  // on one resource: its type is not looked up again by each.
+  fhir::Result<Collection> evaluate(const Item& focus, const Item& resource, const EvalContext& ctx) const;
 
   const std::string& text() const noexcept { return text_; }
 

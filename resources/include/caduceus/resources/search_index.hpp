@@ -124,6 +124,16 @@ std::vector<std::string> expression_roots(std::string_view expression);
 // Whether the resource (a JSON object) has one of `roots` as a member, a choice type of one, or a primitive's
 // `_element` of one.
 bool has_any_root(const fhir::json::Value& resource, const std::vector<std::string>& roots);
+// The same question asked of one resource for many parameters: its member names (without a primitive's `_`) are
+// sorted once, and each root is looked up among them.
+class ResourceMembers {
+ public:
+  explicit ResourceMembers(const fhir::json::Value& resource);
+  bool has_any_root(const std::vector<std::string>& roots) const;
+
+ private:
+  std::vector<std::string_view> names_;  // sorted
+};
 
 // Extracts index values: every search parameter's FHIRPath expression (compiled once, at construction) applied
 // to a resource, and each resulting item turned into rows by its FHIR type (for a composite, each item's components).
@@ -148,7 +158,7 @@ class SearchIndexer {
     std::vector<std::string> roots;              // expression_roots(): empty when it cannot tell
   };
   SearchIndexer(const Definitions& definitions) : definitions_(definitions) {}
-  void composite(const Compiled& c, const fhir::json::Value& resource, const fhirpath::EvalContext& ctx,
+  void composite(const Compiled& c, const fhirpath::Item& resource, const fhirpath::EvalContext& ctx,
                  const fhirpath::Collection& items, IndexValues& out) const;
 
   const Definitions& definitions_;
