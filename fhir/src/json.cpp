@@ -237,7 +237,7 @@ class Builder {
     std::unordered_set<std::string> keys;
   };
 
-  bool add(Value v) {
+  bool add(Value&& v) {
     if (stack_.empty()) {
       root_ = std::move(v);
       return true;
