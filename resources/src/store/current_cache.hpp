@@ -25,6 +25,9 @@ class CurrentCache {
  public:
   explicit CurrentCache(std::size_t max_bytes) : shard_budget_(max_bytes / kShards) {}
 
+  // Whether it keeps anything (a cache of no bytes, as an import opens the store with, keeps nothing).
+  bool enabled() const noexcept { return shard_budget_ != 0; }
+
   // The cached current version, if any: shared, immutable, no copy of the body (the entry may be replaced or
   // evicted meanwhile; the record stays valid as long as the pointer is held).
   std::shared_ptr<const VersionRecord> find(TenantId tenant, std::string_view type, std::string_view id) const {

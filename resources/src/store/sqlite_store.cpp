@@ -1414,8 +1414,10 @@ class SqliteStore final : public Store {
     else if (rec.version > 1)
       index_writer_->remove(rid);
     if (index != nullptr && !rec.deleted) index_writer_->insert(rid, tenant, rec.type, *index);
-    appended_.emplace_back(tenant, rec);
-    appended_.back().second.seq = seq;
+    if (cache_.enabled()) {  // (a copy of the version, body included, for the cache once committed)
+      appended_.emplace_back(tenant, rec);
+      appended_.back().second.seq = seq;
+    }
     return seq;
   }
 
