@@ -638,19 +638,18 @@ int import_files(const std::vector<std::string>& args) {
   for (std::size_t i = 0; i < paths.size(); ++i)
     if (results[i].whole) results[i] = import_one(paths[i]);
   progress.finish();
-  if (auto restored = (*store)->restore_search_indexes(); !restored) {
-    std::cerr << "caduceus import: the search indexes were not built (they will be when the store is next opened): "
-              << restored.error().issues[0].diagnostics << "\n";
-    return 1;
-  }
+  // What went wrong with the store after the files (the summary of what was written comes first all the same).
+  std::vector<std::string> store_errors;
+  if (auto restored = (*store)->restore_search_indexes(); !restored)
+    store_errors.push_back("the search indexes were not built (they will be when the store is next opened): " +
+                           restored.error().issues[0].diagnostics);
   // The first searches after a load are planned on what is there now (PostgreSQL: ANALYZE).
   if (auto analyzed = (*store)->refresh_statistics(); !analyzed)
     std::cerr << "caduceus import: the statistics were not refreshed: " << analyzed.error().issues[0].diagnostics
               << "\n";
-  if (auto synced = (*store)->sync(); !synced) {
-    std::cerr << "caduceus import: the writes may not all be on disk: " << synced.error().issues[0].diagnostics << "\n";
-    return 1;
-  }
+  // (Also after a failed build: the commits of the load did not wait for the disk.)
+  if (auto synced = (*store)->sync(); !synced)
+    store_errors.push_back("the writes may not all be on disk: " + synced.error().issues[0].diagnostics);
   std::map<std::string, std::int64_t> written;
   std::vector<std::string> errors;
   for (FileResult& r : results) {
@@ -668,7 +667,8 @@ int import_files(const std::vector<std::string>& args) {
   std::cout << "\n";
   for (const std::string& e : errors) std::cerr << "caduceus import: " << e << "\n";
   if (!errors.empty()) std::cerr << errors.size() << " error(s)\n";
-  return errors.empty() ? 0 : 1;
+  for (const std::string& e : store_errors) std::cerr << "caduceus import: " << e << "\n";
+  return errors.empty() && store_errors.empty() ? 0 : 1;
 }
 
 }  // namespace
