@@ -271,7 +271,16 @@ void SearchParameterRegistry::find_subsets() {
     });
     if (codes.empty()) continue;
     std::ranges::sort(codes);
-    const_cast<SearchParameter*>(p)->subsets.emplace_back(std::string(type), std::move(codes));
+    bool all_shared = true;
+    for (std::string_view term : union_terms(p->expression_for(type)))
+      all_shared = all_shared && std::ranges::any_of(codes, [&, t = type](const std::string& c) {
+                     const std::vector<std::string_view> terms =
+                         union_terms(by_type_.at(t).by_code.at(c)->expression_for(t));
+                     return std::ranges::find(terms, term) != terms.end();
+                   });
+    auto* mutable_p = const_cast<SearchParameter*>(p);
+    if (all_shared) mutable_p->all_rows_shared.emplace_back(type);
+    mutable_p->subsets.emplace_back(std::string(type), std::move(codes));
   }
 }
 

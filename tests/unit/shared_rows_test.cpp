@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "caduceus/resources/repository.hpp"
 #include "caduceus/resources/search_query.hpp"
 #include "caduceus/resources/store/store.hpp"
+#include "test_server.hpp"
 
 namespace caduceus::resources {
 namespace {
@@ -104,6 +107,75 @@ TEST_F(SharedRows, TheCombosOfAnObservationAreNotWrittenAgain) {
   EXPECT_EQ(count(kept.composites, "code-value-quantity"), count(all.composites, "code-value-quantity"));
   EXPECT_EQ(kept.tokens.size() + count(all.tokens, "combo-code"), all.tokens.size());
   EXPECT_EQ(kept.quantities.size() + 2, all.quantities.size());
+}
+
+// Every row of a row-by-row text form, in order (what the writer would write).
+std::vector<std::string> rows_of(const IndexValues& v) {
+  std::vector<std::string> out;
+  auto add = [&](const char* table, std::initializer_list<std::string> columns) {
+    std::string row = table;
+    for (const std::string& c : columns) row += "|" + c;
+    out.push_back(std::move(row));
+  };
+  auto n = [](double d) {
+    std::ostringstream s;
+    s.precision(17);
+    s << d;
+    return s.str();
+  };
+  for (const auto& r : v.strings) add("string", {r.param, r.normalized, r.exact});
+  for (const auto& r : v.tokens) add("token", {r.param, r.system.value_or("(none)"), r.code, r.text});
+  for (const auto& r : v.references)
+    add("reference", {r.param, r.type, r.id, r.version, r.url, r.identifier_system, r.identifier_value});
+  for (const auto& r : v.dates) add("date", {r.param, std::to_string(r.low_ms), std::to_string(r.high_ms)});
+  for (const auto& r : v.numbers) add("number", {r.param, n(r.low), n(r.high), r.value});
+  for (const auto& r : v.quantities) add("quantity", {r.param, n(r.low), n(r.high), r.value, r.system, r.code, r.unit});
+  for (const auto& r : v.uris) add("uri", {r.param, r.uri});
+  for (const auto& r : v.composites)
+    add("composite",
+        {r.param, std::to_string(r.item), std::to_string(r.component), r.system, r.code, r.text, r.normalized, r.exact,
+         n(r.low), n(r.high), r.unit, r.value, r.target_type, r.target_id, r.url, r.uri});
+  for (const auto& r : v.identifier_types) add("identifier-type", {r.param, r.type_system, r.type_code, r.value});
+  out.push_back("narrative|" + v.narrative);
+  out.push_back("content|" + v.content);
+  return out;
+}
+
+// A parameter all of whose rows are its subsets' too is not computed by the indexer of ActiveSearchParameters
+// (SearchIndexer::SharedRows::kNotExtracted): which parameters those are, and that for every official example the
+// rows left once the shared ones are out are the same, row for row, as when every parameter is computed.
+TEST_F(SharedRows, AParameterWhoseRowsAreAllSharedNeedNotBeComputed) {
+  std::vector<std::string> all_shared;
+  for (const std::string& type : defs_->resource_types())
+    for (const SearchParameter* p : registry_->for_type(type))
+      if (std::ranges::find(p->all_rows_shared, type) != p->all_rows_shared.end())
+        all_shared.push_back(type + "." + p->code);
+  std::ranges::sort(all_shared);
+  EXPECT_EQ(all_shared, (Codes{"Observation.combo-code", "Observation.combo-code-value-concept",
+                               "Observation.combo-code-value-quantity", "Observation.combo-data-absent-reason",
+                               "Observation.combo-value-concept", "Observation.combo-value-quantity"}));
+
+  auto skipping = *SearchIndexer::create(*defs_, *registry_, {}, SearchIndexer::SharedRows::kNotExtracted);
+  auto same_rows = [&](const json::Value& resource, const std::string& name) {
+    const std::string type(resource.find("resourceType")->text());
+    IndexValues every = indexer_->extract(resource), fewer = skipping->extract(resource);
+    leave_out_shared_rows(every, type, *registry_);
+    leave_out_shared_rows(fewer, type, *registry_);
+    EXPECT_EQ(rows_of(every), rows_of(fewer)) << name;
+  };
+  same_rows(*json::parse(kBloodPressure), "blood pressure");
+  const std::filesystem::path dir = test::r4_examples_dir();
+  if (dir.empty()) GTEST_SKIP() << "the official examples are not unpacked (or set CADUCEUS_R4_EXAMPLES)";
+  std::size_t observations = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    auto parsed = json::parse(test::read_file(entry.path()));
+    if (!parsed || !parsed->is_object()) continue;
+    const json::Value* rt = parsed->find("resourceType");
+    if (rt == nullptr || !rt->is_string()) continue;
+    if (rt->text() == "Observation") ++observations;
+    same_rows(*parsed, entry.path().filename().string());
+  }
+  EXPECT_GT(observations, 50u);
 }
 
 TEST_F(SharedRows, CompositeItemsCompareWholeWhateverTheirNumber) {

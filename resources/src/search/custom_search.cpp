@@ -104,7 +104,9 @@ Result<std::optional<SearchParameter>> custom_search_parameter(const json::Value
 
 Result<std::unique_ptr<ActiveSearchParameters>> ActiveSearchParameters::create(
     const Definitions& definitions, std::shared_ptr<const SearchParameterRegistry> base) {
-  auto indexer = SearchIndexer::create(definitions, *base);
+  // (extract() leaves out the rows that other parameters hold too: those of a parameter that would have none left
+  // are not computed.)
+  auto indexer = SearchIndexer::create(definitions, *base, {}, SearchIndexer::SharedRows::kNotExtracted);
   if (!indexer) return std::unexpected(indexer.error());
   std::unique_ptr<ActiveSearchParameters> active(
       new ActiveSearchParameters(definitions, std::move(base), std::move(*indexer)));

@@ -69,6 +69,9 @@ struct SearchParameter {
   // and component-code). Every index row of theirs is one of this parameter's too, so the writer leaves out this
   // parameter's rows that one of them holds (leave_out_shared_rows) and a search reads theirs with its own.
   std::vector<std::pair<std::string, std::vector<std::string>>> subsets;
+  // The types for which every `|` term of its expression is one of its subsets' (Observation combo-code is `code |
+  // component.code`): all its rows there are theirs too, and leave_out_shared_rows leaves out every one.
+  std::vector<std::string> all_rows_shared;
 
   // The codes of `subsets` for `resource_type`; empty if none.
   std::span<const std::string> subsets_for(std::string_view resource_type) const noexcept;
