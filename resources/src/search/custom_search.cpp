@@ -106,7 +106,7 @@ Result<std::unique_ptr<ActiveSearchParameters>> ActiveSearchParameters::create(
     const Definitions& definitions, std::shared_ptr<const SearchParameterRegistry> base) {
   // (extract() leaves out the rows that other parameters hold too: those of a parameter that would have none left
   // are not computed.)
-  auto indexer = SearchIndexer::create(definitions, *base, {}, SearchIndexer::SharedRows::kNotExtracted);
+  auto indexer = SearchIndexer::create(definitions, *base, {}, SearchIndexer::Rows::kWritten);
   if (!indexer) return std::unexpected(indexer.error());
   std::unique_ptr<ActiveSearchParameters> active(
       new ActiveSearchParameters(definitions, std::move(base), std::move(*indexer)));

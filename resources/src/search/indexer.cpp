@@ -429,7 +429,7 @@ void filter_index(IndexValues& v, const std::function<bool(const std::string&)>&
 
 fhir::Result<std::shared_ptr<const SearchIndexer>> SearchIndexer::create(
     const Definitions& definitions, const SearchParameterRegistry& registry,
-    const std::function<bool(const SearchParameter&)>& only, SharedRows shared) {
+    const std::function<bool(const SearchParameter&)>& only, Rows rows) {
   std::shared_ptr<SearchIndexer> indexer(new SearchIndexer(definitions));
   indexer->full_text_ = !only;  // a partial indexer (custom parameters) leaves _text and _content to the whole one
   for (const std::string& type : definitions.resource_types()) {
@@ -437,9 +437,9 @@ fhir::Result<std::shared_ptr<const SearchIndexer>> SearchIndexer::create(
     for (const SearchParameter* p : registry.for_type(type)) {
       if (p->type == SearchParamType::kSpecial) continue;
       if (only && !only(*p)) continue;
-      if (shared == SharedRows::kNotExtracted &&
-          std::ranges::find(p->all_rows_shared, type) != p->all_rows_shared.end())
-        continue;  // (leave_out_shared_rows would leave out every row it gives)
+      if (rows == Rows::kWritten && (std::ranges::find(p->all_rows_shared, type) != p->all_rows_shared.end() ||
+                                     p->code == "_id" || p->code == "_lastUpdated"))
+        continue;  // (leave_out_shared_rows, leave_out_resource_row_values would leave out every row it gives)
       std::string_view expression = p->expression_for(type);
       if (expression.empty()) continue;
       auto compiled = fhirpath::FhirPath::compile(expression);

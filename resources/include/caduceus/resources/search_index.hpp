@@ -142,14 +142,15 @@ class SearchIndexer {
  public:
   // Compiles the expressions of every parameter of every resource type (only those that `only` accepts, when
   // given). kInternal if one does not compile. The indexer points into `registry`: keep it alive as long.
-  // kNotExtracted: a parameter all of whose rows are its subsets' too (SearchParameter::all_rows_shared: Observation
-  // combo-code, combo-code-value-quantity, ...) is not evaluated, for a caller that leaves out the shared rows anyway
-  // (ActiveSearchParameters, with leave_out_shared_rows): the same rows, without computing six of Observation's
-  // parameters (the import of ten Synthea Bundles: 1,577 -> 1,484 M instructions).
-  enum class SharedRows { kExtracted, kNotExtracted };
+  // kWritten: only the parameters some of whose rows the writer keeps, for a caller that leaves out the others'
+  // (ActiveSearchParameters::extract): not one all of whose rows are its subsets' too (SearchParameter::
+  // all_rows_shared: Observation combo-code, combo-code-value-quantity, ...; leave_out_shared_rows), nor _id and
+  // _lastUpdated (the resource row holds them; leave_out_resource_row_values). The same rows in the end, without
+  // computing these (the import of ten Synthea Bundles: 1,577 -> 1,484 M instructions for the combos).
+  enum class Rows { kEvery, kWritten };
   static fhir::Result<std::shared_ptr<const SearchIndexer>> create(
       const Definitions& definitions, const SearchParameterRegistry& registry,
-      const std::function<bool(const SearchParameter&)>& only = {}, SharedRows shared = SharedRows::kExtracted);
+      const std::function<bool(const SearchParameter&)>& only = {}, Rows rows = Rows::kEvery);
 
   // The rows of one resource (its resourceType picks the parameters). An expression that fails at run time on
   // this resource contributes no rows, and is reported in `failures` if given.
