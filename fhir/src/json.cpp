@@ -48,6 +48,24 @@ const char* skip_white_space(const char* p, const char* end) {
   return p;
 }
 
+// The first character of [p, end) that a JSON string must escape ('"', '\\', a control character), or end;
+// sixteen at a time.
+const char* find_escape(const char* p, const char* end) {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), below_space = _mm_set1_epi8(0x1F);
+  while (end - p >= 16) {
+    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    // (c < 0x20 for unsigned c: max(c, 0x1F) == 0x1F)
+    const __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(s, quote), _mm_cmpeq_epi8(s, backslash)),
+                                      _mm_cmpeq_epi8(_mm_max_epu8(s, below_space), below_space));
+    if (const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(stop)); mask != 0) return p + __builtin_ctz(mask);
+    p += 16;
+  }
+#endif
+  while (p != end && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20) ++p;
+  return p;
+}
+
 }  // namespace
 }  // namespace caduceus::fhir::json
 
@@ -56,34 +74,17 @@ inline void rapidjson::SkipWhitespace(caduceus::fhir::json::TextStream& is) {
   is.src_ = caduceus::fhir::json::skip_white_space(is.src_, is.end_);
 }
 
-// The characters of a string up to its end, an escape or a control character, copied sixteen at a time (rapidjson
-// copies one at a time from a MemoryStream, and scans by blocks only a null-terminated StringStream). It then goes
-// on from there, one character at a time, as before.
+// The characters of a string up to its end, an escape or a control character, found sixteen at a time and copied at
+// once (rapidjson copies one at a time from a MemoryStream, and scans by blocks only a null-terminated StringStream).
+// It then goes on from there, one character at a time, as before.
 template <>
 template <>
 inline void rapidjson::Reader::ScanCopyUnescapedString(caduceus::fhir::json::TextStream& is,
                                                        rapidjson::Reader::StackStream<char>& os) {
-  const char* p = is.src_;
-  const char* const end = is.end_;
-#if defined(__SSE2__)
-  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), below_space = _mm_set1_epi8(0x1F);
-  while (end - p >= 16) {
-    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    // (c < 0x20 for unsigned c: max(c, 0x1F) == 0x1F)
-    const __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(s, quote), _mm_cmpeq_epi8(s, backslash)),
-                                      _mm_cmpeq_epi8(_mm_max_epu8(s, below_space), below_space));
-    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
-    const auto n = static_cast<rapidjson::SizeType>(mask != 0 ? __builtin_ctz(mask) : 16);
-    std::memcpy(os.Push(n), p, n);
-    p += n;
-    if (mask != 0) {
-      is.src_ = p;
-      return;
-    }
-  }
-#endif
-  while (p != end && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20) os.Put(*p++);
-  is.src_ = p;
+  const char* stop = caduceus::fhir::json::find_escape(is.src_, is.end_);
+  const auto n = static_cast<rapidjson::SizeType>(stop - is.src_);
+  std::memcpy(os.Push(n), is.src_, n);
+  is.src_ = stop;
 }
 
 namespace caduceus::fhir::json {
@@ -365,23 +366,6 @@ std::size_t invalid_utf8_at(std::string_view text) {
     i += len;
   }
   return std::string_view::npos;
-}
-
-// The first character of [p, end) that a JSON string must escape ('"', '\\', a control character), or end;
-// sixteen at a time.
-const char* find_escape(const char* p, const char* end) {
-#if defined(__SSE2__)
-  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), below_space = _mm_set1_epi8(0x1F);
-  while (end - p >= 16) {
-    const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(s, quote), _mm_cmpeq_epi8(s, backslash)),
-                                      _mm_cmpeq_epi8(_mm_max_epu8(s, below_space), below_space));
-    if (const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(stop)); mask != 0) return p + __builtin_ctz(mask);
-    p += 16;
-  }
-#endif
-  while (p != end && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20) ++p;
-  return p;
 }
 
 // Appends text as a JSON string, escaped as rapidjson's Writer escapes (so that what we write is what it wrote):
