@@ -338,6 +338,7 @@ fhir::Result<std::shared_ptr<const SearchParameterRegistry>> SearchParameterRegi
   for (const SearchParameter& p : custom) {
     SearchParameter& added = reg->parameters_.emplace_back(p);
     added.subsets.clear();  // (package parameters only: a custom one may be deleted, its rows with it)
+    added.all_rows_shared.clear();
     for (SearchParameterComponent& c : added.components) c.parameter = nullptr;
   }
   reg->compartments_ = base.compartments_;
