@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 #include <string>
 #include <utility>
 
@@ -271,15 +272,16 @@ void SearchParameterRegistry::find_subsets() {
     });
     if (codes.empty()) continue;
     std::ranges::sort(codes);
-    bool all_shared = true;
-    for (std::string_view term : union_terms(p->expression_for(type)))
-      all_shared = all_shared && std::ranges::any_of(codes, [&, t = type](const std::string& c) {
-                     const std::vector<std::string_view> terms =
-                         union_terms(by_type_.at(t).by_code.at(c)->expression_for(t));
-                     return std::ranges::find(terms, term) != terms.end();
-                   });
+    // Every term of p's expression among its subsets' terms: all of p's rows are theirs.
+    std::vector<std::string_view> subset_terms;
+    for (const std::string& c : codes)
+      std::ranges::copy(union_terms(by_type_.at(type).by_code.at(c)->expression_for(type)),
+                        std::back_inserter(subset_terms));
     auto* mutable_p = const_cast<SearchParameter*>(p);
-    if (all_shared) mutable_p->all_rows_shared.emplace_back(type);
+    if (std::ranges::all_of(union_terms(p->expression_for(type)), [&](std::string_view term) {
+          return std::ranges::find(subset_terms, term) != subset_terms.end();
+        }))
+      mutable_p->all_rows_shared.emplace_back(type);
     mutable_p->subsets.emplace_back(std::string(type), std::move(codes));
   }
 }

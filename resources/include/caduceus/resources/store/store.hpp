@@ -358,12 +358,12 @@ class Store {
   // The default does nothing.
   virtual fhir::Result<void> refresh_statistics();
   // Bulk loading (`caduceus import`). defer_search_indexes() asks the store to stop keeping the search index
-  // tables' value indexes (and those of _lastUpdated and history) up to date row by row, and restore_search_indexes()
-  // to build them again from all rows at once (sorting them once costs less than inserting every row at a random
-  // place of a growing B-tree). A store defers only when that pays (into an empty store): true if it did. Meanwhile
-  // every search and history still answers the same (SQLite: a search, a transaction's search or a history first
-  // restores the indexes; PostgreSQL: they scan instead), and a store that was stopped before the restore restores
-  // them when it is opened again. The default defers nothing.
+  // tables' value indexes (PostgreSQL: also those of _lastUpdated and history) up to date row by row, and
+  // restore_search_indexes() to build them again from all rows at once (sorting them once costs less than inserting
+  // every row at a random place of a growing B-tree). A store defers only when that pays (into an empty store): true if
+  // it did. Meanwhile every search and history still answers the same (SQLite: a search, a transaction's search or a
+  // history first restores the indexes; PostgreSQL: they scan instead), and a store that was stopped before the restore
+  // restores them when it is opened again. The default defers nothing.
   virtual fhir::Result<bool> defer_search_indexes();
   virtual fhir::Result<void> restore_search_indexes();
   // Returns once every write committed so far is on disk (StoreOptions::bulk_load). The default does nothing: its
