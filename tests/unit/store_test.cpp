@@ -444,6 +444,22 @@ TEST_F(RepositoryTest, AWriteIsAnsweredOnlyOnceItsWalIsSynced) {
   EXPECT_NE(out.error().issues[0].diagnostics.find("durable"), std::string::npos) << out.error().issues[0].diagnostics;
 }
 
+// Closing the store closes every connection, the writer's last: SQLite then copies the WAL into the database and
+// removes it. A statement left unfinalized keeps the writer's connection open (soci's close does not say so), and the
+// WAL stays behind for the next open to read through again (a first version's statement, create_stmt_, did that).
+TEST_F(RepositoryTest, AClosedStoreLeavesNoWal) {
+  if (postgres()) return;
+  ASSERT_TRUE(repo_->create(kDefaultTenant, "Patient", parse(R"({"resourceType":"Patient"})")).has_value());
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "p", parse(R"({"resourceType":"Patient","id":"p"})"), {}));
+  ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "p", parse(R"({"resourceType":"Patient","id":"p"})"), {}));
+  ASSERT_TRUE(std::filesystem::exists(dir_ / "test.db-wal"));
+  repo_.reset();
+  store_.reset();
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "test.db-wal"));
+  open();
+  EXPECT_EQ(count("SELECT COUNT(*) FROM resource_version"), 3);
+}
+
 TEST_F(RepositoryTest, ReadsFollowEveryCommittedVersion) {
   // Reads by id may come from memory: they must still see each new version, and deletes, at once.
   ASSERT_TRUE(repo_->update(kDefaultTenant, "Patient", "c", parse(R"({"resourceType":"Patient","id":"c"})"), {}));

@@ -817,6 +817,7 @@ class SqliteStore final : public Store {
     if (checkpointer_) checkpointer_->stop();
     readers_.clear();
     cur_stmt_.reset();
+    create_stmt_.reset();
     upsert_stmt_.reset();
     insert_stmt_.reset();
     index_writer_.reset();

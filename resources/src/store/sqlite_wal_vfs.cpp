@@ -25,7 +25,8 @@ struct WalFile {
   sqlite3_file* real;
   std::string* pending;  // frames not written yet, from pending_offset on
   sqlite3_int64 pending_offset;
-  bool commit_frame;  // the last header asked for was a commit frame's: its page completes the commit
+  bool commit_frame;               // the last header asked for was a commit frame's: its page completes the commit
+  sqlite3_int64 last_read_offset;  // where the last read began (-1: none since the last write)
 };
 constexpr std::size_t kWalFileBytes = (sizeof(WalFile) + 15) / 16 * 16;
 
@@ -62,6 +63,7 @@ int wal_close(sqlite3_file* f) {
 int wal_read(sqlite3_file* f, void* out, int amount, sqlite3_int64 offset) {
   WalFile* w = wal(f);
   if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  w->last_read_offset = offset;
   return w->real->pMethods->xRead(w->real, out, amount, offset);
 }
 
@@ -75,6 +77,15 @@ int wal_write(sqlite3_file* f, const void* data, int amount, sqlite3_int64 offse
     w->pending_offset = offset;
   }
   p.append(static_cast<const char*>(data), static_cast<std::size_t>(amount));
+  const bool rewrite = offset == w->last_read_offset;
+  w->last_read_offset = -1;
+  if (rewrite) {
+    // A frame read whole, then its header written again: SQLite filling in the salt and checksums of the frames
+    // of a transaction that wrote some page twice (walRewriteChecksums, after the commit frame). The page is in
+    // the file already, nothing follows the last header, and the commit counts only once it is there.
+    w->commit_frame = false;
+    return flush(w);
+  }
   if (amount == kFrameHeaderBytes) {
     // A frame header: bytes 4-7 are the database size after a commit frame, 0 in any other frame.
     const auto* h = static_cast<const unsigned char*>(data);
@@ -187,6 +198,7 @@ int open_file(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* o
   w->pending = new std::string();
   w->pending_offset = 0;
   w->commit_frame = false;
+  w->last_read_offset = -1;
   w->base.pMethods = &kWalMethods;
   return SQLITE_OK;
 }

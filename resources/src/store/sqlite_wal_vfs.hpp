@@ -7,8 +7,9 @@
 // the commit frame is complete (its header carries the database size, "nTruncate", non-zero: the WAL format,
 // https://www.sqlite.org/fileformat2.html#walformat), and before anything that reads, syncs, truncates or sizes
 // the file. So the commit's frames are in the file before SQLite publishes them to readers in the wal-index, just
-// as before, only in one piece. Every other file (the database, the shared memory) goes straight to the default
-// VFS.
+// as before, only in one piece. A frame header written again right after its frame was read (SQLite filling in
+// the checksums of a transaction that wrote a spilled page twice, the commit frame's last) is written at once. Every
+// other file (the database, the shared memory) goes straight to the default VFS.
 #pragma once
 
 #include <cstdint>
