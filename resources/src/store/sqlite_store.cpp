@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -20,6 +22,7 @@
 #include <deque>
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -708,17 +711,35 @@ bool drop_value_indexes(sqlite_api::sqlite3* db) {
   return !indexes.empty();
 }
 
-void build_deferred_indexes(sqlite_api::sqlite3* db) {
+// The value indexes waiting, the largest first (by their tables' usual sizes: tokens and references are most of
+// the rows of a clinical store); any other after them, by name.
+std::vector<std::pair<std::string, std::string>> deferred_indexes(sqlite_api::sqlite3* db) {
   std::vector<std::pair<std::string, std::string>> indexes;
   run_query(db, SqlQuery{"SELECT name, sql FROM deferred_index ORDER BY name", {}},
             [&](sqlite_api::sqlite3_stmt* st) { indexes.emplace_back(column_text(st, 0), column_text(st, 1)); });
-  for (const auto& [name, sql] : indexes) {
+  static constexpr std::array<std::string_view, 4> kLargest = {"idx_token_value", "idx_reference_target",
+                                                               "idx_composite_value", "idx_date_value"};
+  auto rank = [](const std::string& name) {
+    return static_cast<std::size_t>(std::ranges::find(kLargest, name) - kLargest.begin());
+  };
+  std::ranges::stable_sort(indexes, {}, [&](const auto& index) { return rank(index.first); });
+  return indexes;
+}
+
+// Builds the first `limit` indexes waiting (all by default) and forgets them; returns how many are still waiting.
+std::size_t build_deferred_indexes(sqlite_api::sqlite3* db,
+                                   std::size_t limit = std::numeric_limits<std::size_t>::max()) {
+  std::vector<std::pair<std::string, std::string>> indexes = deferred_indexes(db);
+  const std::size_t n = std::min(limit, indexes.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& [name, sql] = indexes[i];
     bool exists = false;
     run_query(db, SqlQuery{"SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?", {name}},
               [&](sqlite_api::sqlite3_stmt*) { exists = true; });
     if (!exists) run_sql(db, SqlQuery{sql, {}});
+    run_sql(db, SqlQuery{"DELETE FROM deferred_index WHERE name = ?", {name}});
   }
-  if (!indexes.empty()) run_sql(db, SqlQuery{"DELETE FROM deferred_index", {}});
+  return indexes.size() - n;
 }
 
 // At open, before the migrations (one of them could change an index that waits): the indexes of a bulk load that
@@ -992,21 +1013,36 @@ class SqliteStore final : public Store {
     return dropped;
   }
 
-  // The indexes are built in a write job's transaction: the running one's (a search inside a write), or one of
-  // their own. indexes_deferred_ then follows deferred_index once that transaction commits (run_jobs).
+  // On the writer's thread (a search inside a write job) the indexes are built in the running job's transaction.
+  // From any other thread, one index per write job, the largest first: the checkpoint thread copies what each
+  // one wrote into the database on the other core while the writer builds the next, and what is left to copy
+  // when the store closes is the last (smallest) index's pages, not the ~20 MB of all of them (after `caduceus
+  // import` of the Synthea set, under strace: the close's checkpoint and fsync 8 ms instead of 140 ms).
+  // indexes_deferred_ then follows deferred_index once each transaction commits (run_jobs).
   Result<void> restore_search_indexes() override {
     if (!indexes_deferred_.load()) return {};
-    if (std::this_thread::get_id() != writer_thread_.get_id()) {
-      // What the WAL holds so far is copied into the database by the checkpoint thread while the writer builds.
-      if (checkpointer_) checkpointer_->checkpoint_now();
-      return write([this](Transaction&) { return restore_search_indexes(); });
+    if (std::this_thread::get_id() == writer_thread_.get_id()) {
+      try {
+        build_deferred_indexes(writer_db());
+      } catch (const std::exception& e) {
+        return std::unexpected(db_error(e));
+      }
+      restored_in_group_ = true;
+      return {};
     }
-    try {
-      build_deferred_indexes(writer_db());
-    } catch (const std::exception& e) {
-      return std::unexpected(db_error(e));
+    for (std::size_t waiting = 1; waiting > 0;) {
+      if (checkpointer_) checkpointer_->checkpoint_now();  // (the load's WAL first, then each index's pages)
+      auto built = write([&](Transaction&) -> Result<void> {
+        try {
+          waiting = build_deferred_indexes(writer_db(), 1);
+        } catch (const std::exception& e) {
+          return std::unexpected(db_error(e));
+        }
+        restored_in_group_ = true;
+        return {};
+      });
+      if (!built) return built;
     }
-    restored_in_group_ = true;
     return {};
   }
 
