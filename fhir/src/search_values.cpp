@@ -1,5 +1,7 @@
 #include "caduceus/fhir/search_values.hpp"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <limits>
 #include <system_error>
@@ -316,46 +318,50 @@ Result<TokenValue> parse_token(std::string_view text) {
   return t;
 }
 
-Result<ReferenceValue> parse_reference(std::string_view text) {
-  auto u = unescape(text);
-  if (!u) return std::unexpected(u.error());
-  std::string s = std::move(*u);
-  if (s.empty()) return std::unexpected(invalid("an empty reference matches nothing"));
+std::optional<ReferenceValue> split_reference(std::string_view s) {
+  if (s.empty()) return std::nullopt;
   ReferenceValue r;
   std::string_view path = s;
-  if (s.find("://") != std::string::npos || s.starts_with("urn:")) {
-    r.url = s;
-    if (auto bar = s.find('|'); bar != std::string::npos) {  // canonical url|version
-      r.version = s.substr(bar + 1);
-      r.url = s.substr(0, bar);
-    }
-    path = *r.url;
+  if (s.find("://") != std::string_view::npos || s.starts_with("urn:")) {
+    const auto bar = s.find('|');  // canonical url|version
+    path = s.substr(0, bar);
+    r.url = std::string(path);
+    if (bar != std::string_view::npos) r.version = std::string(s.substr(bar + 1));
   }
-  // The last segments of a REST URL: Type/id or Type/id/_history/vid.
-  std::vector<std::string_view> segs;
-  for (std::size_t start = 0;;) {
-    auto slash = path.find('/', start);
-    segs.push_back(path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
-    if (slash == std::string_view::npos) break;
-    start = slash + 1;
+  // The last segments of a REST URL: Type/id or Type/id/_history/vid. last[k] is the k-th segment from the end.
+  const auto n = static_cast<std::size_t>(std::ranges::count(path, '/')) + 1;
+  std::array<std::string_view, 4> last{};
+  for (std::size_t k = 0, end = path.size(); k < std::min<std::size_t>(n, 4); ++k) {
+    const std::size_t slash = end == 0 ? std::string_view::npos : path.rfind('/', end - 1);
+    const std::size_t from = slash == std::string_view::npos ? 0 : slash + 1;
+    last[k] = path.substr(from, end - from);
+    end = slash == std::string_view::npos ? 0 : slash;
   }
   auto is_type = [](std::string_view t) { return !t.empty() && t[0] >= 'A' && t[0] <= 'Z'; };
-  std::size_t n = segs.size();
-  if (n >= 4 && segs[n - 2] == "_history" && is_type(segs[n - 4])) {
-    r.type = std::string(segs[n - 4]);
-    r.id = std::string(segs[n - 3]);
-    r.version = std::string(segs[n - 1]);
-  } else if (n >= 2 && is_type(segs[n - 2]) && !segs[n - 1].empty()) {
-    r.type = std::string(segs[n - 2]);
-    r.id = std::string(segs[n - 1]);
+  if (n >= 4 && last[1] == "_history" && is_type(last[3])) {
+    r.type = std::string(last[3]);
+    r.id = std::string(last[2]);
+    r.version = std::string(last[0]);
+  } else if (n >= 2 && is_type(last[1]) && !last[0].empty()) {
+    r.type = std::string(last[1]);
+    r.id = std::string(last[0]);
   } else if (n == 1) {
-    r.id = std::string(segs[0]);
+    r.id = std::string(last[0]);
   } else if (r.url) {
     r.id = *r.url;  // an absolute URL that is not a FHIR REST URL: matched as a whole
   } else {
-    return std::unexpected(invalid("'" + std::string(text) + "' is not a reference (id, Type/id, or a URL)"));
+    return std::nullopt;
   }
   return r;
+}
+
+Result<ReferenceValue> parse_reference(std::string_view text) {
+  auto u = unescape(text);
+  if (!u) return std::unexpected(u.error());
+  if (u->empty()) return std::unexpected(invalid("an empty reference matches nothing"));
+  auto r = split_reference(*u);
+  if (!r) return std::unexpected(invalid("'" + std::string(text) + "' is not a reference (id, Type/id, or a URL)"));
+  return std::move(*r);
 }
 
 }  // namespace caduceus::fhir::search

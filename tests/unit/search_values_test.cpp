@@ -169,6 +169,69 @@ TEST(SearchValues, ReferencesInEveryForm) {
   EXPECT_FALSE(parse_reference("a/b/c"));
 }
 
+// split_reference (a resource's own Reference.reference, no search escapes) finds the segments from the end; the
+// reference here splits the whole text first, as parse_reference did. Random texts from pieces of references.
+std::optional<ReferenceValue> split_whole(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  ReferenceValue r;
+  std::string_view path = s;
+  if (s.find("://") != std::string_view::npos || s.starts_with("urn:")) {
+    r.url = std::string(s);
+    if (auto bar = s.find('|'); bar != std::string_view::npos) {
+      r.version = std::string(s.substr(bar + 1));
+      r.url = std::string(s.substr(0, bar));
+    }
+    path = *r.url;
+  }
+  std::vector<std::string_view> segs;
+  for (std::size_t start = 0;;) {
+    auto slash = path.find('/', start);
+    segs.push_back(path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  auto is_type = [](std::string_view t) { return !t.empty() && t[0] >= 'A' && t[0] <= 'Z'; };
+  const std::size_t n = segs.size();
+  if (n >= 4 && segs[n - 2] == "_history" && is_type(segs[n - 4])) {
+    r.type = std::string(segs[n - 4]);
+    r.id = std::string(segs[n - 3]);
+    r.version = std::string(segs[n - 1]);
+  } else if (n >= 2 && is_type(segs[n - 2]) && !segs[n - 1].empty()) {
+    r.type = std::string(segs[n - 2]);
+    r.id = std::string(segs[n - 1]);
+  } else if (n == 1) {
+    r.id = std::string(segs[0]);
+  } else if (r.url) {
+    r.id = *r.url;
+  } else {
+    return std::nullopt;
+  }
+  return r;
+}
+
+TEST(SearchValues, AStoredReferenceSplitsAsAWholeSplitWould) {
+  const std::vector<std::string> pieces = {
+      "/",           "/", "Patient", "123", "_history", "4", "http://x.org", "urn:uuid:",
+      "urn:oid:1.2", "|", "4.0.1",   "",    "a",        "B", "://",          "fhir"};
+  std::mt19937 random(7);
+  std::uniform_int_distribution<std::size_t> pick(0, pieces.size() - 1), length(0, 7);
+  for (int i = 0; i < 50000; ++i) {
+    std::string text;
+    for (std::size_t k = length(random); k > 0; --k) text += pieces[pick(random)];
+    auto got = split_reference(text);
+    auto want = split_whole(text);
+    ASSERT_EQ(got.has_value(), want.has_value()) << text;
+    if (!got) continue;
+    EXPECT_EQ(got->type, want->type) << text;
+    EXPECT_EQ(got->id, want->id) << text;
+    EXPECT_EQ(got->version, want->version) << text;
+    EXPECT_EQ(got->url, want->url) << text;
+  }
+  // Unlike a search value, a stored reference has no escapes: a backslash is part of it.
+  EXPECT_EQ(split_reference("Patient/a\\,b")->id, "a\\,b");
+  EXPECT_EQ(parse_reference("Patient/a\\,b")->id, "a,b");  // (in a search value, an escaped comma)
+}
+
 TEST(SearchValues, OrValuesSplitOnUnescapedCommasOnly) {
   auto parts = split_or("a,b\\,c,d\\$e,f\\|g,h\\\\");
   ASSERT_TRUE(parts);

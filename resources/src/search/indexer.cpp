@@ -119,7 +119,7 @@ struct Emitter {
     row.identifier_value = text_of(ident, "value");
     std::string target = text_of(ref, "reference");
     if (!target.empty() && target.front() != '#') {
-      if (auto parsed = fhir::search::parse_reference(target)) {
+      if (auto parsed = fhir::search::split_reference(target)) {
         row.type = parsed->type.value_or(text_of(ref, "type"));
         row.id = parsed->id;
         row.version = parsed->version.value_or("");

@@ -83,6 +83,10 @@ struct ReferenceValue {
   std::optional<std::string> version;
   std::optional<std::string> url;  // set for absolute URLs
 };
+// A reference search value (search escapes undone first).
 Result<ReferenceValue> parse_reference(std::string_view text);
+// A reference as a resource holds it (Reference.reference, no search escapes); nullopt when it is none of the
+// forms above.
+std::optional<ReferenceValue> split_reference(std::string_view text);
 
 }  // namespace caduceus::fhir::search
