@@ -278,11 +278,13 @@ class RawStatement {
     run();
     return sqlite_api::sqlite3_last_insert_rowid(db_);
   }
-  // Runs it to completion; throws on an error (the writer rolls the request back).
-  void run() {
+  // Runs it to completion; throws on an error (the writer rolls the request back). The parameters are unbound
+  // after, unless `clear` is false: for a statement whose every parameter is bound before each run (the values
+  // bound with SQLITE_STATIC are then still pointed to, but not read again before they are bound anew).
+  void run(bool clear = true) {
     int rc = sqlite_api::sqlite3_step(stmt_);
     sqlite_api::sqlite3_reset(stmt_);
-    sqlite_api::sqlite3_clear_bindings(stmt_);
+    if (clear) sqlite_api::sqlite3_clear_bindings(stmt_);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
       throw std::runtime_error(std::string("write failed: ") + sqlite_api::sqlite3_errmsg(db_));
   }
@@ -301,18 +303,24 @@ class MultiRowInsert {
  public:
   static constexpr std::size_t kMaxRows = 8;
 
-  // `head`: "INSERT OR IGNORE INTO idx_token VALUES " (the rows follow); `columns`: parameters per row.
-  MultiRowInsert(sqlite_api::sqlite3* db, std::string head, int columns)
-      : db_(db), head_(std::move(head)), columns_(columns) {}
+  // `head`: "INSERT OR IGNORE INTO idx_token VALUES " (the rows follow); `columns`: the table's columns, of which
+  // the first `shared` are the same in every row of a run (the resource's rid, tenant and type: parameters ?1 ..
+  // ?shared of every row, bound once per statement).
+  MultiRowInsert(sqlite_api::sqlite3* db, std::string head, int columns, int shared = 0)
+      : db_(db), head_(std::move(head)), columns_(columns), shared_(shared) {}
 
-  // Writes rows[0..n): bind(statement, first, row) binds one row's columns first + 1 .. first + columns.
-  template <class Rows, class Bind>
-  void run(const Rows& rows, Bind&& bind) {
+  // Writes rows[0..n): bind_shared(statement) binds parameters 1 .. shared; bind(statement, first, row) binds one
+  // row's other columns, parameters first + 1 .. first + columns - shared. Every parameter is bound before each
+  // run, so none is cleared after.
+  template <class Rows, class BindShared, class Bind>
+  void run(const Rows& rows, BindShared&& bind_shared, Bind&& bind) {
+    const int own = columns_ - shared_;
     for (std::size_t at = 0; at < rows.size(); at += kMaxRows) {
       const std::size_t n = std::min(kMaxRows, rows.size() - at);
       RawStatement& st = statement(n);
-      for (std::size_t i = 0; i < n; ++i) bind(st, static_cast<int>(i) * columns_, rows[at + i]);
-      st.run();
+      bind_shared(st);
+      for (std::size_t i = 0; i < n; ++i) bind(st, shared_ + static_cast<int>(i) * own, rows[at + i]);
+      st.run(/*clear=*/false);
     }
   }
 
@@ -320,11 +328,14 @@ class MultiRowInsert {
   RawStatement& statement(std::size_t n) {
     std::unique_ptr<RawStatement>& st = statements_[n - 1];
     if (!st) {
+      const int own = columns_ - shared_;
       std::string sql = head_;
       for (std::size_t r = 0; r < n; ++r) {
         sql += r ? ", (" : "(";
-        for (int c = 0; c < columns_; ++c)
-          sql += (c ? ", ?" : "?") + std::to_string(static_cast<int>(r) * columns_ + c + 1);
+        for (int c = 0; c < columns_; ++c) {
+          const int number = c < shared_ ? c + 1 : shared_ + static_cast<int>(r) * own + (c - shared_) + 1;
+          sql += (c ? ", ?" : "?") + std::to_string(number);
+        }
         sql += ')';
       }
       st = std::make_unique<RawStatement>(db_, sql.c_str());
@@ -335,6 +346,7 @@ class MultiRowInsert {
   sqlite_api::sqlite3* db_;
   std::string head_;
   int columns_;
+  int shared_;
   std::array<std::unique_ptr<RawStatement>, kMaxRows> statements_;
 };
 
@@ -353,15 +365,15 @@ struct IndexWriter {
   MultiRowInsert patient_token_rows;
 
   explicit IndexWriter(sqlite_api::sqlite3* db)
-      : string_rows(db, "INSERT OR IGNORE INTO idx_string VALUES ", 6),
-        token_rows(db, "INSERT OR IGNORE INTO idx_token VALUES ", 7),
-        reference_rows(db, "INSERT OR IGNORE INTO idx_reference VALUES ", 10),
-        date_rows(db, "INSERT OR IGNORE INTO idx_date VALUES ", 6),
-        number_rows(db, "INSERT OR IGNORE INTO idx_number VALUES ", 7),
-        quantity_rows(db, "INSERT OR IGNORE INTO idx_quantity VALUES ", 10),
-        uri_rows(db, "INSERT OR IGNORE INTO idx_uri VALUES ", 5),
-        composite_rows(db, "INSERT OR IGNORE INTO idx_composite VALUES ", 19),
-        identifier_type_rows(db, "INSERT OR IGNORE INTO idx_identifier_type VALUES ", 7),
+      : string_rows(db, "INSERT OR IGNORE INTO idx_string VALUES ", 6, 3),
+        token_rows(db, "INSERT OR IGNORE INTO idx_token VALUES ", 7, 3),
+        reference_rows(db, "INSERT OR IGNORE INTO idx_reference VALUES ", 10, 3),
+        date_rows(db, "INSERT OR IGNORE INTO idx_date VALUES ", 6, 3),
+        number_rows(db, "INSERT OR IGNORE INTO idx_number VALUES ", 7, 3),
+        quantity_rows(db, "INSERT OR IGNORE INTO idx_quantity VALUES ", 10, 3),
+        uri_rows(db, "INSERT OR IGNORE INTO idx_uri VALUES ", 5, 3),
+        composite_rows(db, "INSERT OR IGNORE INTO idx_composite VALUES ", 19, 3),
+        identifier_type_rows(db, "INSERT OR IGNORE INTO idx_identifier_type VALUES ", 7, 3),
         text_row(db, "INSERT INTO idx_text (rowid, narrative, content) VALUES (?1, ?2, ?3)"),
         text_delete(db, "DELETE FROM idx_text WHERE rowid = ?1"),
         patient_token_delete(db,
@@ -432,38 +444,34 @@ struct IndexWriter {
   // remove_param() of each).
   void insert(std::int64_t rid, std::int64_t tenant, std::string_view type, const IndexValues& v,
               bool all_params = true) {
-    // Columns 1-4 of every index table: rid, tenant, type, param; a row's own columns follow from `at` + 5.
-    auto head = [&](RawStatement& st, int at, const std::string& param) -> RawStatement& {
-      return st.bind_from(at + 1, rid, tenant, type, param);
-    };
-    string_rows.run(v.strings, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind_from(at + 5, r.normalized, r.exact);
+    // Columns 1-3 of every index table, rid, tenant and type, are the resource's: parameters 1-3 of each statement.
+    // A row's own columns, its param first, follow from `at` + 1.
+    auto shared = [&](RawStatement& st) { st.bind_from(1, rid, tenant, type); };
+    string_rows.run(v.strings, shared, [&](RawStatement& st, int at, const auto& r) {
+      st.bind_from(at + 1, r.param, r.normalized, r.exact);
     });
-    token_rows.run(v.tokens, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param)
-          .bind_from(at + 5, r.system ? std::string_view(*r.system) : std::string_view(), r.code, r.text);
+    token_rows.run(v.tokens, shared, [&](RawStatement& st, int at, const auto& r) {
+      st.bind_from(at + 1, r.param, r.system ? std::string_view(*r.system) : std::string_view(), r.code, r.text);
     });
-    reference_rows.run(v.references, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind_from(at + 5, r.type, r.id, r.version, r.url, r.identifier_system, r.identifier_value);
+    reference_rows.run(v.references, shared, [&](RawStatement& st, int at, const auto& r) {
+      st.bind_from(at + 1, r.param, r.type, r.id, r.version, r.url, r.identifier_system, r.identifier_value);
     });
-    date_rows.run(v.dates, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind_from(at + 5, r.low_ms, r.high_ms);
+    date_rows.run(v.dates, shared,
+                  [&](RawStatement& st, int at, const auto& r) { st.bind_from(at + 1, r.param, r.low_ms, r.high_ms); });
+    number_rows.run(v.numbers, shared, [&](RawStatement& st, int at, const auto& r) {
+      st.bind_from(at + 1, r.param, r.low, r.high, r.value);
     });
-    number_rows.run(v.numbers, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind_from(at + 5, r.low, r.high, r.value);
+    quantity_rows.run(v.quantities, shared, [&](RawStatement& st, int at, const auto& r) {
+      st.bind_from(at + 1, r.param, r.low, r.high, r.value, r.system, r.code, r.unit);
     });
-    quantity_rows.run(v.quantities, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind_from(at + 5, r.low, r.high, r.value, r.system, r.code, r.unit);
+    uri_rows.run(v.uris, shared,
+                 [&](RawStatement& st, int at, const auto& r) { st.bind_from(at + 1, r.param, r.uri); });
+    composite_rows.run(v.composites, shared, [&](RawStatement& st, int at, const auto& r) {
+      st.bind_from(at + 1, r.param, r.item, r.component, r.system, r.code, r.text, r.normalized, r.exact, r.low, r.high,
+                   r.unit, r.value, r.target_type, r.target_id, r.url, r.uri);
     });
-    uri_rows.run(v.uris,
-                 [&](RawStatement& st, int at, const auto& r) { head(st, at, r.param).bind_from(at + 5, r.uri); });
-    composite_rows.run(v.composites, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param)
-          .bind_from(at + 5, r.item, r.component, r.system, r.code, r.text, r.normalized, r.exact, r.low, r.high,
-                     r.unit, r.value, r.target_type, r.target_id, r.url, r.uri);
-    });
-    identifier_type_rows.run(v.identifier_types, [&](RawStatement& st, int at, const auto& r) {
-      head(st, at, r.param).bind_from(at + 5, r.type_system, r.type_code, r.value);
+    identifier_type_rows.run(v.identifier_types, shared, [&](RawStatement& st, int at, const auto& r) {
+      st.bind_from(at + 1, r.param, r.type_system, r.type_code, r.value);
     });
     if (!v.narrative.empty() || !v.content.empty()) pending_text.push_back(TextOp{rid, true, v.narrative, v.content});
     if (!all_params) {
@@ -477,11 +485,13 @@ struct IndexWriter {
       for (const auto& t : v.tokens)
         if (!t.code.empty() && patient_token_param(t.param)) patient_pairs_.emplace_back(&p, &t);
     }
-    patient_token_rows.run(patient_pairs_, [&](RawStatement& st, int at, const auto& pair) {
-      const auto& [p, t] = pair;
-      st.bind_from(at + 1, tenant, p->id, p->type, type, t->param, t->code,
-                   t->system ? std::string_view(*t->system) : std::string_view(), rid);
-    });
+    patient_token_rows.run(
+        patient_pairs_, [](RawStatement&) {},
+        [&](RawStatement& st, int at, const auto& pair) {
+          const auto& [p, t] = pair;
+          st.bind_from(at + 1, tenant, p->id, p->type, type, t->param, t->code,
+                       t->system ? std::string_view(*t->system) : std::string_view(), rid);
+        });
   }
 
  private:
