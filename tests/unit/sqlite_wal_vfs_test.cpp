@@ -31,6 +31,15 @@ std::int64_t scalar(sqlite3* db, const std::string& sql) {
   return n;
 }
 
+// What PRAGMA integrity_check says ("ok" for a whole database).
+std::string integrity(sqlite3* db) {
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
+  std::string out = sqlite3_step(st) == SQLITE_ROW ? reinterpret_cast<const char*>(sqlite3_column_text(st, 0)) : "";
+  sqlite3_finalize(st);
+  return out;
+}
+
 sqlite3* open_db(const std::string& path) {
   sqlite3* db = nullptr;
   EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr), SQLITE_OK);
@@ -46,6 +55,14 @@ sqlite3* open_writer(const std::string& path) {
   return db;
 }
 
+// A writer (no checkpoints of its own) of a new table t (id, v BLOB, k TEXT).
+sqlite3* open_writer_of_t(const std::string& path) {
+  sqlite3* db = open_writer(path);
+  exec(db, "PRAGMA wal_autocheckpoint=0");
+  exec(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, k TEXT)");
+  return db;
+}
+
 // Commits of one page and of a few hundred pages (more than the 128 KiB the default VFS writes per call), each
 // read by a second connection right after its COMMIT returns: SQLite publishes a commit to readers only after
 // writing its frames, and the VFS must have written them by then. The WAL writes are far fewer than SQLite's own.
@@ -53,9 +70,7 @@ TEST(SqliteWalVfsTest, EveryCommitIsWholeInTheFileWhenReadersHearOfIt) {
   ASSERT_TRUE(install_wal_coalescing_vfs());
   test::TempDir dir;
   const std::string path = (dir.path() / "db").string();
-  sqlite3* writer = open_writer(path);
-  exec(writer, "PRAGMA wal_autocheckpoint=0");
-  exec(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, k TEXT)");
+  sqlite3* writer = open_writer_of_t(path);
   exec(writer, "CREATE INDEX t_k ON t (k)");
   sqlite3* reader = open_db(path);
   const WalWriteCounts before = wal_write_counts();
@@ -81,11 +96,7 @@ TEST(SqliteWalVfsTest, EveryCommitIsWholeInTheFileWhenReadersHearOfIt) {
   sqlite3_close_v2(writer);
   sqlite3* again = open_db(path);
   EXPECT_EQ(scalar(again, "SELECT COUNT(*) FROM t"), rows);
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(again, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
-  sqlite3_finalize(st);
+  EXPECT_EQ(integrity(again), "ok");
   sqlite3_close_v2(again);
 }
 
@@ -127,9 +138,7 @@ TEST(SqliteWalVfsTest, ATransactionWhoseSpilledPagesAreWrittenAgainIsWholeInTheF
   ASSERT_TRUE(install_wal_coalescing_vfs());
   test::TempDir dir;
   const std::string path = (dir.path() / "db").string();
-  sqlite3* writer = open_writer(path);
-  exec(writer, "PRAGMA wal_autocheckpoint=0");
-  exec(writer, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB, k TEXT)");
+  sqlite3* writer = open_writer_of_t(path);
   exec(writer, "INSERT INTO t(v, k) VALUES (randomblob(100), 'first')");
   exec(writer, "PRAGMA cache_size=20");
   exec(writer, "BEGIN");
@@ -142,11 +151,7 @@ TEST(SqliteWalVfsTest, ATransactionWhoseSpilledPagesAreWrittenAgainIsWholeInTheF
   EXPECT_EQ(scalar(copy, "SELECT COUNT(*) FROM t"), 401);
   EXPECT_EQ(scalar(copy, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 't_k'"), 1);
   EXPECT_EQ(scalar(copy, "SELECT COUNT(*) FROM t INDEXED BY t_k WHERE k = 'changed'"), 57);
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(copy, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
-  sqlite3_finalize(st);
+  EXPECT_EQ(integrity(copy), "ok");
   sqlite3_close_v2(copy);
   sqlite3_close_v2(writer);
 }
