@@ -91,43 +91,64 @@ namespace caduceus::fhir::json {
 
 Value Value::boolean(bool b) {
   Value v;
-  v.kind_ = Kind::kBool;
-  v.bool_ = b;
+  v.v_.emplace<1>(b);
   return v;
 }
 Value Value::number(std::string literal) {
   Value v;
-  v.kind_ = Kind::kNumber;
-  v.text_ = std::move(literal);
+  v.v_.emplace<2>(std::move(literal));
   return v;
 }
 Value Value::string(std::string s) {
   Value v;
-  v.kind_ = Kind::kString;
-  v.text_ = std::move(s);
+  v.v_.emplace<3>(std::move(s));
   return v;
 }
 Value Value::array() {
   Value v;
-  v.kind_ = Kind::kArray;
+  v.v_.emplace<4>();
   return v;
 }
 Value Value::object() {
   Value v;
-  v.kind_ = Kind::kObject;
+  v.v_.emplace<5>();
   return v;
 }
 
+const std::string& Value::empty_text() noexcept {
+  static const std::string empty;
+  return empty;
+}
+const std::vector<Value>& Value::empty_items() noexcept {
+  static const std::vector<Value> empty;
+  return empty;
+}
+const std::vector<Value::Member>& Value::empty_members() noexcept {
+  static const std::vector<Member> empty;
+  return empty;
+}
+std::vector<Value>& Value::scratch_items() noexcept {
+  thread_local std::vector<Value> scratch;
+  scratch.clear();
+  return scratch;
+}
+std::vector<Value::Member>& Value::scratch_members() noexcept {
+  thread_local std::vector<Member> scratch;
+  scratch.clear();
+  return scratch;
+}
+
 const Value* Value::find(std::string_view key) const noexcept {
-  if (kind_ != Kind::kObject || key.empty()) {
-    if (kind_ == Kind::kObject)
-      for (const auto& m : members_)
-        if (m.first.empty()) return &m.second;
+  const auto* members = std::get_if<5>(&v_);
+  if (members == nullptr) return nullptr;
+  if (key.empty()) {
+    for (const auto& m : *members)
+      if (m.first.empty()) return &m.second;
     return nullptr;
   }
   // The length and the first letter before the rest: most members differ there, and a comparison call per member
   // was most of a lookup.
-  for (const auto& m : members_)
+  for (const auto& m : *members)
     if (m.first.size() == key.size() && m.first[0] == key[0] &&
         std::memcmp(m.first.data() + 1, key.data() + 1, key.size() - 1) == 0)
       return &m.second;
@@ -141,32 +162,36 @@ Value& Value::set(std::string_view key, Value v) {
     *existing = std::move(v);
     return *existing;
   }
-  members_.emplace_back(std::string(key), std::move(v));
-  return members_.back().second;
+  std::vector<Member>& m = members();
+  m.emplace_back(std::string(key), std::move(v));
+  return m.back().second;
 }
 bool Value::erase(std::string_view key) {
-  auto it = std::find_if(members_.begin(), members_.end(), [&](const Member& m) { return m.first == key; });
-  if (it == members_.end()) return false;
-  members_.erase(it);
+  auto* members = std::get_if<5>(&v_);
+  if (members == nullptr) return false;
+  auto it = std::find_if(members->begin(), members->end(), [&](const Member& m) { return m.first == key; });
+  if (it == members->end()) return false;
+  members->erase(it);
   return true;
 }
 Value& Value::push_back(Value v) {
-  items_.push_back(std::move(v));
-  return items_.back();
+  std::vector<Value>& items = this->items();
+  items.push_back(std::move(v));
+  return items.back();
 }
 
 bool operator==(const Value& a, const Value& b) noexcept {
-  if (a.kind_ != b.kind_) return false;
-  switch (a.kind_) {
+  if (a.kind() != b.kind()) return false;
+  switch (a.kind()) {
     case Value::Kind::kNull: return true;
-    case Value::Kind::kBool: return a.bool_ == b.bool_;
+    case Value::Kind::kBool: return a.as_bool() == b.as_bool();
     case Value::Kind::kNumber:
-    case Value::Kind::kString: return a.text_ == b.text_;
-    case Value::Kind::kArray: return a.items_ == b.items_;
+    case Value::Kind::kString: return a.text() == b.text();
+    case Value::Kind::kArray: return a.items() == b.items();
     case Value::Kind::kObject:
       // Member order is not significant for equality.
-      if (a.members_.size() != b.members_.size()) return false;
-      for (const auto& [k, v] : a.members_) {
+      if (a.members().size() != b.members().size()) return false;
+      for (const auto& [k, v] : a.members()) {
         const Value* other = b.find(k);
         if (other == nullptr || !(*other == v)) return false;
       }
