@@ -1031,28 +1031,22 @@ class SqliteStore final : public Store {
   // indexes_deferred_ then follows deferred_index once each transaction commits (run_jobs).
   Result<void> restore_search_indexes() override {
     if (!indexes_deferred_.load()) return {};
-    if (std::this_thread::get_id() == writer_thread_.get_id()) {
+    std::size_t waiting = 0;
+    // In the running write transaction, on the writer's thread: builds up to `limit` of the indexes waiting.
+    auto build = [&](std::size_t limit) -> Result<void> {
       try {
-        build_deferred_indexes(writer_db());
+        waiting = build_deferred_indexes(writer_db(), limit);
       } catch (const std::exception& e) {
         return std::unexpected(db_error(e));
       }
       restored_in_group_ = true;
       return {};
-    }
-    for (std::size_t waiting = 1; waiting > 0;) {
+    };
+    if (std::this_thread::get_id() == writer_thread_.get_id()) return build(std::numeric_limits<std::size_t>::max());
+    do {
       if (checkpointer_) checkpointer_->checkpoint_now();  // (the load's WAL first, then each index's pages)
-      auto built = write([&](Transaction&) -> Result<void> {
-        try {
-          waiting = build_deferred_indexes(writer_db(), 1);
-        } catch (const std::exception& e) {
-          return std::unexpected(db_error(e));
-        }
-        restored_in_group_ = true;
-        return {};
-      });
-      if (!built) return built;
-    }
+      if (auto built = write([&](Transaction&) { return build(1); }); !built) return built;
+    } while (waiting > 0);
     return {};
   }
 
